@@ -1,0 +1,1 @@
+"""The six Shopkeeper services; each is run as `python -m services.<name>`."""

@@ -1,0 +1,48 @@
+"""Event models: the public contract (`public`) and our internal events (`internal`)."""
+
+from .common import Event, Money, WireModel, new_id, order_key, utcnow
+from .internal import (
+    Allocation,
+    CoverageChanged,
+    InternalEvent,
+    OrderAccepted,
+    OrderCancelled,
+    OrderDelivered,
+    OrderEvent,
+    OrderPacked,
+    OrderShipped,
+    OrderSnapshot,
+    Parcel,
+    ReturnRestocked,
+    ShippedParcel,
+    StockReserved,
+)
+from .public import (
+    Address,
+    AftersalesRequested,
+    BackorderDecision,
+    CancelRequested,
+    Customer,
+    FeedbackGiven,
+    OrderLine,
+    OrderPlaced,
+    OrderStatusChanged,
+    ProductUpserted,
+    Reason,
+    RefundIssued,
+    ReturnReceived,
+    SkuQuantity,
+    StockAdjusted,
+    Totals,
+    TrackingUpdated,
+)
+
+__all__ = [
+    "Address", "AftersalesRequested", "Allocation", "BackorderDecision", "CancelRequested",
+    "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent", "Money",
+    "OrderAccepted", "OrderCancelled", "OrderDelivered", "OrderEvent", "OrderLine", "OrderPacked",
+    "OrderPlaced", "OrderShipped", "OrderSnapshot", "OrderStatusChanged", "Parcel",
+    "ProductUpserted", "Reason", "RefundIssued", "ReturnReceived", "ReturnRestocked",
+    "ShippedParcel", "SkuQuantity", "StockAdjusted", "StockReserved", "Totals", "TrackingUpdated",
+    "WireModel", "new_id", "order_key", "utcnow",
+]

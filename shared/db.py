@@ -1,0 +1,89 @@
+"""Postgres for one service: its pool (its own role and schema), migrations, the inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
+
+# Errors that mean "Postgres is away or busy, try again", as opposed to a bug or bad data.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.LockNotAvailableError,
+)
+
+
+async def connect(dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10,
+                  wait_seconds: float = 120.0) -> asyncpg.Pool:
+    """A pool on the service's schema, waiting for the database to come up."""
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    delay = 0.2
+    while True:
+        try:
+            pool = await asyncpg.create_pool(
+                dsn, min_size=min_size, max_size=max_size, command_timeout=30,
+                server_settings={"search_path": schema, "application_name": f"shopkeeper-{schema}"},
+            )
+            assert pool is not None
+            return pool
+        except TRANSIENT_DB_ERRORS as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            log.warning("Postgres not reachable yet (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def migrate(pool: asyncpg.Pool, schema: str, service_dir: Path) -> list[str]:
+    """Apply shared and service migrations not yet applied, in name order, under a lock.
+
+    The advisory lock makes N instances starting together apply each migration once.
+    """
+    files = sorted(SHARED_MIGRATIONS.glob("*.sql")) + sorted(
+        (service_dir / "migrations").glob("*.sql")
+    )
+    applied: list[str] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"migrate:{schema}")
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+            for f in files:
+                name = f"{f.parent.parent.name}/{f.name}"
+                if name in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(f.read_text())
+                    await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+                applied.append(name)
+                log.info("applied migration %s", name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"migrate:{schema}")
+    return applied
+
+
+async def first_time(conn: asyncpg.Connection, event_id: uuid.UUID, topic: str) -> bool:
+    """Inbox: record the event in the caller's transaction; False when it was handled before."""
+    row = await conn.fetchval(
+        "INSERT INTO inbox (event_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
+        event_id, topic,
+    )
+    return row is not None

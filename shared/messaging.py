@@ -1,0 +1,376 @@
+"""The consumer side of DESIGN.md "Every handler, the same way".
+
+One FastStream subscriber per service, over all the topics it consumes, with `AckPolicy.MANUAL`:
+FastStream's other policies commit too early (ACK_FIRST), commit after a failure (ACK,
+REJECT_ON_ERROR) or re-read a poison message forever (NACK_ON_ERROR). Messages of the subscriber
+are handled one at a time, and each is committed by its exact offset after its transaction:
+
+1. parse with pydantic; invalid -> the subscription's `on_invalid` (e.g. reject the order as
+   `malformed`) in a transaction, or the raw value to `{topic}.dlq` with the CONTRACT.md headers;
+2. one transaction: inbox insert (a duplicate ends here), the handler's state changes, its outbox
+   rows;
+3. commit the offset.
+
+Transient faults (Postgres or Kafka away) retry with backoff forever without committing; any other
+error is retried `max_attempts` times and then the message goes to the DLQ and is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import traceback
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import asyncpg
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+
+from . import metrics, outbox
+from .contracts import (
+    Event,
+    InternalEvent,
+    OrderStatusChanged,
+    Reason,
+    WireModel,
+)
+from .db import TRANSIENT_DB_ERRORS, first_time
+from .logging import log_context
+from .topics import ORDERS_STATUS, Topic, dlq_name
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, KafkaError)
+
+E = TypeVar("E", bound=Event)
+
+
+@dataclass
+class Ctx:
+    """What a handler gets besides its event: the transaction, and ways to emit events."""
+
+    conn: asyncpg.Connection
+    topic: str
+    key: str | None
+    event: Event
+    service: str
+
+    @property
+    def correlation_id(self) -> str:
+        corr = getattr(self.event, "correlation_id", None)
+        return str(corr or self.event.event_id)
+
+    async def publish(self, topic: Topic, key: str | None, event: WireModel) -> None:
+        """Write an event to the outbox, in this transaction; fills tracing ids."""
+        if isinstance(event, InternalEvent):
+            event = event.model_copy(update={
+                "correlation_id": event.correlation_id or self.correlation_id,
+                "causation_id": event.causation_id or str(self.event.event_id),
+            })
+        await outbox.enqueue(self.conn, topic, key, event)
+
+    async def status(self, *, order_id: str, store: str, external_order_id: str, status: str,
+                     reasons: list[tuple[str, str]] | None = None,
+                     details: dict[str, Any] | None = None) -> None:
+        """Publish an `orders.status` change for the storefront (CONTRACT.md)."""
+        await emit_status(self.conn, order_id=order_id, store=store,
+                          external_order_id=external_order_id, status=status, reasons=reasons,
+                          details=details, correlation_id=self.correlation_id,
+                          causation_id=str(self.event.event_id))
+
+
+async def emit_status(conn: asyncpg.Connection, *, order_id: str, store: str,
+                      external_order_id: str, status: str,
+                      reasons: list[tuple[str, str]] | None = None,
+                      details: dict[str, Any] | None = None, correlation_id: str | None = None,
+                      causation_id: str | None = None) -> None:
+    event = OrderStatusChanged(
+        order_id=order_id, store=store, external_order_id=external_order_id,
+        status=status,  # type: ignore[arg-type]
+        reasons=[Reason(code=c, message=m) for c, m in (reasons or [])],
+        details=details or {}, correlation_id=correlation_id, causation_id=causation_id,
+    )
+    await outbox.enqueue(conn, ORDERS_STATUS, f"{store}:{external_order_id}", event)
+    for code, _ in reasons or [("", "")]:
+        metrics.ORDER_STATUS.labels(status, code).inc()
+
+
+Handler = Callable[[Ctx, Any], Awaitable[None]]
+InvalidHandler = Callable[[asyncpg.Connection, "RawMessage", ValidationError], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class RawMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @classmethod
+    def of(cls, record: ConsumerRecord[Any, Any]) -> RawMessage:
+        return cls(record.topic, record.partition, record.offset, record.key, record.value)
+
+    def json(self) -> dict[str, Any] | None:
+        """The value as a JSON object, or None when it is not one."""
+        try:
+            value = json.loads(self.value or b"")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return value if isinstance(value, dict) else None
+
+
+@dataclass
+class Subscription(Generic[E]):
+    topic: Topic
+    handler: Handler
+    on_invalid: InvalidHandler | None = None
+
+
+@dataclass
+class Handlers:
+    """A service's subscriptions, declared in its handlers.py with `@handlers.on(topic)`."""
+
+    subscriptions: dict[str, Subscription[Any]] = field(default_factory=dict)
+
+    def on(self, topic: Topic, *, on_invalid: InvalidHandler | None = None
+           ) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            self.subscriptions[topic.name] = Subscription(topic, fn, on_invalid)
+            return fn
+        return register
+
+
+class PoisonMessage(Exception):
+    """Raised by a handler for input that parses but can never be handled: straight to DLQ."""
+
+
+class Consumer:
+    def __init__(self, service: str, bootstrap: str, pool: asyncpg.Pool,
+                 producer: outbox.ProducerHolder, handlers: Handlers, *, max_attempts: int = 5,
+                 stall_seconds: float = 60.0) -> None:
+        self.service = service
+        self.pool = pool
+        self.producer = producer
+        self.handlers = handlers
+        self.max_attempts = max_attempts
+        self.stall_seconds = stall_seconds
+        self.broker = KafkaBroker(bootstrap, client_id=f"shopkeeper-{service}",
+                                  allow_auto_create_topics=False, log_level=logging.DEBUG)
+        self.subscriber = self.broker.subscriber(
+            *handlers.subscriptions,
+            group_id=service,
+            ack_policy=AckPolicy.MANUAL,
+            auto_offset_reset="earliest",
+            max_poll_records=500,
+            session_timeout_ms=15000,
+            heartbeat_interval_ms=3000,
+        )
+        self.subscriber(self._on_message)
+        self.last_progress = time.monotonic()
+        self.lag: dict[str, int] = {}
+        self._lag_task: asyncio.Task[None] | None = None
+        self.started = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.broker.start()
+        self.started = True
+        self.last_progress = time.monotonic()
+        self._lag_task = asyncio.create_task(self._watch_lag(), name=f"lag-{self.service}")
+
+    async def stop(self) -> None:
+        if self._lag_task:
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._lag_task
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        self.started = False
+
+    @property
+    def total_lag(self) -> int:
+        return sum(self.lag.values())
+
+    @property
+    def stalled(self) -> bool:
+        """Lag but no progress for a while: aiokafka consumers can stall silently (#1154)."""
+        return self.total_lag > 0 and time.monotonic() - self.last_progress > self.stall_seconds
+
+    async def _watch_lag(self) -> None:
+        while True:
+            await asyncio.sleep(5)
+            consumer = self.subscriber.consumer
+            if consumer is None:
+                continue
+            try:
+                assignment = list(consumer.assignment())
+                ends = await asyncio.wait_for(consumer.end_offsets(assignment), 10)
+                lag: dict[str, int] = {}
+                for tp in assignment:
+                    position = await asyncio.wait_for(consumer.position(tp), 10)
+                    lag[tp.topic] = lag.get(tp.topic, 0) + max(0, ends.get(tp, 0) - position)
+                if sum(lag.values()) == 0:
+                    self.last_progress = time.monotonic()
+                self.lag = lag
+                for topic in self.handlers.subscriptions:
+                    metrics.CONSUMER_LAG.labels(topic).set(lag.get(topic, 0))
+                metrics.CONSUMER_STALLED.set(1 if self.stalled else 0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.debug("could not measure consumer lag: %s", exc)
+
+    # -- one message -------------------------------------------------------------------------
+    async def _on_message(self, msg: KafkaMessage) -> None:
+        record = msg.raw_message
+        assert isinstance(record, ConsumerRecord)
+        raw = RawMessage.of(record)
+        await self.process(raw)
+        await self._commit(raw)
+        self.last_progress = time.monotonic()
+
+    async def process(self, raw: RawMessage) -> str:
+        """Handle one message to an outcome; never raises except on cancellation."""
+        sub = self.handlers.subscriptions[raw.topic]
+        attempts = 0
+        delay = 0.1
+        while True:
+            started = time.perf_counter()
+            try:
+                outcome = await self._handle_once(sub, raw)
+                metrics.HANDLER_SECONDS.labels(raw.topic).observe(time.perf_counter() - started)
+                metrics.EVENTS_CONSUMED.labels(raw.topic, outcome).inc()
+                return outcome
+            except asyncio.CancelledError:
+                raise
+            except TRANSIENT_ERRORS as exc:
+                metrics.HANDLER_RETRIES.labels(raw.topic, "transient").inc()
+                log.warning("transient fault handling %s[%d]@%d: %s; retrying in %.1fs without"
+                            " committing", raw.topic, raw.partition, raw.offset, exc, delay)
+                if isinstance(exc, KafkaError):
+                    await self.producer.reset()
+            except PoisonMessage as exc:
+                await self._dead_letter(raw, exc)
+                return "dlq"
+            except Exception as exc:
+                attempts += 1
+                metrics.HANDLER_RETRIES.labels(raw.topic, "error").inc()
+                if attempts >= self.max_attempts:
+                    log.error("handler of %s failed %d times at partition %d offset %d; sent to"
+                              " %s. Fix the cause, then replay it with `shopkeeper dlq replay %s`",
+                              raw.topic, attempts, raw.partition, raw.offset, dlq_name(raw.topic),
+                              raw.topic, exc_info=exc)
+                    await self._dead_letter(raw, exc)
+                    return "dlq"
+                log.warning("handler of %s failed (attempt %d of %d): %s", raw.topic, attempts,
+                            self.max_attempts, exc, exc_info=exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _handle_once(self, sub: Subscription[Any], raw: RawMessage) -> str:
+        model = sub.topic.model
+        try:
+            if raw.value is None:
+                raise ValueError("the message has no value (a tombstone)")
+            event = model.model_validate_json(raw.value)
+        except (ValidationError, ValueError) as exc:
+            if sub.on_invalid is not None and isinstance(exc, ValidationError):
+                async with self.pool.acquire() as conn, conn.transaction():
+                    if await sub.on_invalid(conn, raw, exc):
+                        return "rejected"
+            await self._dead_letter(raw, exc)
+            return "dlq"
+        assert isinstance(event, Event)
+        ids: dict[str, Any] = {"event_id": event.event_id, "topic": raw.topic}
+        for name in ("order_id", "correlation_id"):
+            if getattr(event, name, None):
+                ids[name] = getattr(event, name)
+        if raw.key:
+            ids["key"] = raw.key.decode(errors="replace")
+        with log_context(**ids):
+            async with self.pool.acquire() as conn, conn.transaction():
+                if not await first_time(conn, event.event_id, raw.topic):
+                    return "duplicate"
+                ctx = Ctx(conn, raw.topic, ids.get("key"), event, self.service)
+                await sub.handler(ctx, event)
+        return "ok"
+
+    async def _dead_letter(self, raw: RawMessage, exc: BaseException) -> None:
+        """Send the raw value to `{topic}.dlq` with the CONTRACT.md headers. Retries until Kafka
+        takes it: the message is committed only after the DLQ has it."""
+        error = str(exc) if not isinstance(exc, ValidationError) else _describe(exc)
+        headers = [
+            ("x-error", error[:4000].encode()),
+            ("x-error-type", type(exc).__name__.encode()),
+            ("x-original-topic", raw.topic.encode()),
+            ("x-original-partition", str(raw.partition).encode()),
+            ("x-original-offset", str(raw.offset).encode()),
+            ("x-service", self.service.encode()),
+        ]
+        if not isinstance(exc, (ValidationError, ValueError, PoisonMessage)):
+            headers.append(("x-traceback", "".join(traceback.format_exception(exc))[-4000:]
+                            .encode()))
+        delay = 0.2
+        while True:
+            try:
+                await self.producer.send(dlq_name(raw.topic), raw.key and raw.key.decode(
+                    errors="replace"), raw.value or b"", headers)
+                break
+            except KafkaError as kexc:
+                log.warning("could not write to %s (%s); retrying", dlq_name(raw.topic), kexc)
+                await self.producer.reset()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        metrics.DLQ_TOTAL.labels(raw.topic).inc()
+        log.warning("sent %s[%d]@%d to %s: %s", raw.topic, raw.partition, raw.offset,
+                    dlq_name(raw.topic), error[:500])
+
+    async def _commit(self, raw: RawMessage) -> None:
+        consumer = self.subscriber.consumer
+        if consumer is None:
+            return
+        tp = TopicPartition(raw.topic, raw.partition)
+        for attempt in range(5):
+            try:
+                await consumer.commit({tp: raw.offset + 1})
+                return
+            except (CommitFailedError, IllegalStateError) as exc:
+                # The partition moved to another instance during a rebalance: it will re-read
+                # from the last commit and the inbox makes that harmless.
+                log.info("offset commit of %s[%d]@%d refused (%s); the new owner will re-read",
+                         raw.topic, raw.partition, raw.offset, exc)
+                return
+            except KafkaError as exc:
+                log.warning("offset commit failed (%s), attempt %d", exc, attempt + 1)
+                await asyncio.sleep(0.5 * (attempt + 1))
+
+
+def _describe(exc: ValidationError) -> str:
+    """A short operator-readable description naming each wrong field."""
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(value)"
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - 5
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+describe_validation_error = _describe
+
+
+def parse_uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError):
+        return None

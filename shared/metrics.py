@@ -1,0 +1,41 @@
+"""The Prometheus metrics every service exposes (DESIGN.md "Metrics").
+
+One process per instance, so the default registry is the service's; Prometheus adds
+`job` and `instance`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_CONSUMED = Counter(
+    "shopkeeper_events_consumed_total",
+    "Events handled, by topic and outcome (ok, duplicate, rejected, dlq)",
+    ["topic", "outcome"],
+)
+EVENTS_PUBLISHED = Counter(
+    "shopkeeper_events_published_total", "Events published by the outbox relay", ["topic"]
+)
+HANDLER_SECONDS = Histogram(
+    "shopkeeper_handler_seconds",
+    "Time to handle one event, transaction included",
+    ["topic"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+HANDLER_RETRIES = Counter(
+    "shopkeeper_handler_retries_total", "Handler attempts that failed and were retried",
+    ["topic", "kind"],
+)
+OUTBOX_PENDING = Gauge("shopkeeper_outbox_pending", "Outbox rows not yet published")
+OUTBOX_OLDEST_SECONDS = Gauge(
+    "shopkeeper_outbox_oldest_seconds", "Age of the oldest unpublished outbox row"
+)
+CONSUMER_LAG = Gauge("shopkeeper_consumer_lag", "Messages behind the end of the log", ["topic"])
+CONSUMER_STALLED = Gauge(
+    "shopkeeper_consumer_stalled", "1 when the consumer has lag and makes no progress"
+)
+DLQ_TOTAL = Counter("shopkeeper_dlq_total", "Messages sent to a dead-letter topic", ["topic"])
+ORDER_STATUS = Counter(
+    "shopkeeper_order_status_total", "Order status changes published, by status and reason",
+    ["status", "reason"],
+)

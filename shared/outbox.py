@@ -1,0 +1,217 @@
+"""Transactional outbox: events are rows written in the handler's transaction; one relay per
+service publishes them with an idempotent producer and marks them sent.
+
+Why not "publish rows with id > last published": ids are allocated at insert but rows become
+visible at commit, so a transaction that commits late would be skipped. The relay publishes rows
+not yet marked sent, oldest first. Marking sent can fail after a successful publish (a crash, the
+database away): the rows are published again and consumers dedupe by event_id; a duplicate,
+never a loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from . import metrics
+from .contracts import WireModel
+from .db import TRANSIENT_DB_ERRORS
+from .topics import Topic
+
+log = logging.getLogger(__name__)
+
+
+async def enqueue(conn: asyncpg.Connection, topic: Topic | str, key: str | None,
+                  event: WireModel, headers: dict[str, str] | None = None) -> None:
+    """Write an event to the outbox in the caller's transaction."""
+    await conn.execute(
+        "INSERT INTO outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4::jsonb)",
+        str(topic), key, event.model_dump_json().encode(), json.dumps(headers or {}),
+    )
+
+
+def new_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+    """acks=all and idempotence on: aiokafka's defaults (acks=1, no idempotence) can lose or
+    double a write when a broker fails over."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        request_timeout_ms=30000,
+        max_batch_size=256 * 1024,
+    )
+
+
+class ProducerHolder:
+    """One producer per process, recreated after errors: aiokafka's idempotent producer can get
+    stuck on OutOfOrderSequenceNumber after a broker blip (aiokafka #1017)."""
+
+    def __init__(self, bootstrap: str, client_id: str) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> AIOKafkaProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = new_producer(self.bootstrap, self.client_id)
+                try:
+                    await producer.start()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def reset(self) -> None:
+        async with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), 10)
+
+    @property
+    def connected(self) -> bool:
+        return self._producer is not None
+
+    async def send(self, topic: str, key: str | None, value: bytes,
+                   headers: list[tuple[str, bytes]] | None = None) -> None:
+        producer = await self.get()
+        await producer.send_and_wait(
+            topic, value=value, key=key.encode() if key is not None else None, headers=headers
+        )
+
+
+class OutboxRelay:
+    """Publishes one service's outbox. Every instance runs one; an advisory lock lets only one
+    publish at a time, so the order of rows for a key is the order of publication."""
+
+    BATCH = 500
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str, schema: str, producer: ProducerHolder,
+                 poll_seconds: float = 1.0) -> None:
+        self.pool = pool
+        self.dsn = dsn
+        self.schema = schema
+        self.producer = producer
+        self.poll_seconds = poll_seconds
+        self.is_leader = False
+        self.last_error: str | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.schema}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._lead()
+                delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # transient or not, the relay must come back
+                self.is_leader = False
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("outbox relay of %s interrupted: %s; retrying in %.1fs",
+                            self.schema, self.last_error, delay)
+                if isinstance(exc, KafkaError):
+                    await self.producer.reset()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _lead(self) -> None:
+        # A dedicated connection: the advisory lock and LISTEN live as long as it does.
+        conn = await asyncpg.connect(self.dsn, server_settings={"search_path": self.schema})
+        try:
+            while not await conn.fetchval(
+                "SELECT pg_try_advisory_lock(hashtext($1))", f"outbox:{self.schema}"
+            ):
+                self.is_leader = False
+                await asyncio.sleep(2.0)
+            self.is_leader = True
+            await conn.add_listener(f"outbox_{self.schema}", self._on_notify)
+            log.info("outbox relay of %s is the active one", self.schema)
+            while True:
+                sent = await self.publish_pending(conn)
+                self.last_error = None
+                if sent < self.BATCH:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        finally:
+            self.is_leader = False
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def publish_pending(self, conn: asyncpg.Connection) -> int:
+        rows = await conn.fetch(
+            "SELECT id, topic, key, value, headers, created_at FROM outbox"
+            " WHERE sent_at IS NULL ORDER BY id LIMIT $1",
+            self.BATCH,
+        )
+        self._observe_backlog(rows)
+        if not rows:
+            return 0
+        producer = await self.producer.get()
+        futures = []
+        for r in rows:
+            headers = [(k, str(v).encode()) for k, v in json.loads(r["headers"]).items()]
+            key = r["key"].encode() if r["key"] is not None else None
+            futures.append(
+                await producer.send(r["topic"], value=bytes(r["value"]), key=key,
+                                    headers=headers or None)
+            )
+        # The idempotent producer keeps each partition's order; wait for every ack before
+        # marking anything sent.
+        await asyncio.gather(*futures)
+        for r in rows:
+            metrics.EVENTS_PUBLISHED.labels(r["topic"]).inc()
+        try:
+            await conn.execute(
+                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
+                [r["id"] for r in rows],
+            )
+        except TRANSIENT_DB_ERRORS:
+            log.warning("published %d outbox rows of %s but could not mark them sent; they will"
+                        " be published again and deduplicated by consumers", len(rows), self.schema)
+            raise
+        return len(rows)
+
+    def _observe_backlog(self, rows: list[asyncpg.Record]) -> None:
+        metrics.OUTBOX_PENDING.set(len(rows))
+        if rows:
+            oldest = rows[0]["created_at"].timestamp()
+            metrics.OUTBOX_OLDEST_SECONDS.set(max(0.0, time.time() - oldest))
+        else:
+            metrics.OUTBOX_OLDEST_SECONDS.set(0)
+
+
+async def prune_sent(pool: asyncpg.Pool, older_than_hours: int = 24) -> int:
+    """Delete published rows older than a day (they are kept a while for audit and replay)."""
+    result = await pool.execute(
+        "DELETE FROM outbox WHERE sent_at < now() - make_interval(hours => $1)", older_than_hours
+    )
+    return int(result.split()[-1])

@@ -1,0 +1,71 @@
+"""Settings from environment variables; with none set, the local stack's defaults serve."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES: tuple[str, ...] = (
+    "intake", "inventory", "fulfillment", "logistics", "aftersales", "analytics",
+)
+DEFAULT_PORTS: dict[str, int] = {
+    "intake": 8001, "inventory": 8002, "fulfillment": 8003,
+    "logistics": 8004, "aftersales": 8005, "analytics": 8006,
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # The admin URL: `make up` creates schemas and roles with it, and each service derives its own
+    # login from it (its role, on the same host and database) unless SHOPKEEPER_<SERVICE>_DATABASE_URL
+    # names one explicitly, as production should.
+    database_url: str = "postgresql://postgres:postgres@127.0.0.1:5432/shopkeeper"
+    shopkeeper_admin_token: str = "shopkeeper-local-admin-token"
+    shopkeeper_http_host: str = "127.0.0.1"
+    shopkeeper_warehouse_mode: Literal["automatic", "manual"] = "automatic"
+    shopkeeper_log_level: str = "INFO"
+    shopkeeper_topic_partitions: int = 6
+    shopkeeper_topic_replication: int = 1
+    # A message whose handler fails this many times (not counting transient faults) goes to DLQ.
+    shopkeeper_handler_max_attempts: int = 5
+    # /readyz fails when the consumer has lag but has made no progress for this long.
+    shopkeeper_stall_seconds: float = 60.0
+    shopkeeper_outbox_poll_seconds: float = 1.0
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def role_name(service: str) -> str:
+    return service
+
+
+def service_database_url(service: str, settings: Settings | None = None) -> str:
+    """The login of one service: its own role, rights on its own schema only."""
+    explicit = os.environ.get(f"SHOPKEEPER_{service.upper()}_DATABASE_URL")
+    if explicit:
+        return explicit
+    settings = settings or get_settings()
+    parts = urlsplit(settings.database_url)
+    host = parts.hostname or "127.0.0.1"
+    netloc = f"{role_name(service)}:{role_password(service)}@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def role_password(service: str) -> str:
+    """Local-stack password of a service's role; production sets SHOPKEEPER_<SERVICE>_DATABASE_URL."""
+    return os.environ.get(f"SHOPKEEPER_{service.upper()}_DB_PASSWORD", f"{service}-local")
+
+
+def service_port(service: str) -> int:
+    return int(os.environ.get(f"SHOPKEEPER_{service.upper()}_PORT", DEFAULT_PORTS[service]))

@@ -1,0 +1,84 @@
+"""One registry of every topic: its name, key, value type and producer (cf. Confluent's Schemas).
+
+`make up` creates exactly these (plus a `.dlq` for each) with auto-create off, so a typo in a topic
+name fails loudly instead of creating a topic nobody reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import contracts as c
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    key: str
+    model: type[c.WireModel]
+    producer: str  # "outside" for inbound contract topics, else the owning service
+    public: bool
+
+    @property
+    def dlq(self) -> str:
+        return dlq_name(self.name)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def dlq_name(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+# Public contract: inbound
+CATALOG_PRODUCTS = Topic("catalog.products", "sku", c.ProductUpserted, "outside", True)
+STOCK_ADJUSTMENTS = Topic("stock.adjustments", "sku", c.StockAdjusted, "outside", True)
+ORDERS_PLACED = Topic("orders.placed", "order key", c.OrderPlaced, "outside", True)
+ORDERS_CANCEL_REQUESTED = Topic(
+    "orders.cancel_requested", "order key", c.CancelRequested, "outside", True
+)
+ORDERS_BACKORDER_DECISIONS = Topic(
+    "orders.backorder_decisions", "order key", c.BackorderDecision, "outside", True
+)
+AFTERSALES_REQUESTS = Topic(
+    "aftersales.requests", "order key", c.AftersalesRequested, "outside", True
+)
+RETURNS_RECEIVED = Topic("returns.received", "order key", c.ReturnReceived, "outside", True)
+CUSTOMER_FEEDBACK = Topic("customer.feedback", "order key", c.FeedbackGiven, "outside", True)
+CARRIER_TRACKING = Topic("carrier.tracking", "tracking_number", c.TrackingUpdated, "outside", True)
+# Public contract: outbound
+ORDERS_STATUS = Topic("orders.status", "order key", c.OrderStatusChanged, "shopkeeper", True)
+PAYMENTS_REFUNDS = Topic("payments.refunds", "order key", c.RefundIssued, "shopkeeper", True)
+
+# Internal
+INTAKE_ORDER_ACCEPTED = Topic("intake.order_accepted", "order key", c.OrderAccepted, "intake", False)
+INTAKE_ORDER_CANCELLED = Topic(
+    "intake.order_cancelled", "order key", c.OrderCancelled, "intake", False
+)
+INVENTORY_STOCK_RESERVED = Topic(
+    "inventory.stock_reserved", "order key", c.StockReserved, "inventory", False
+)
+FULFILLMENT_ORDER_PACKED = Topic(
+    "fulfillment.order_packed", "order key", c.OrderPacked, "fulfillment", False
+)
+LOGISTICS_ORDER_SHIPPED = Topic(
+    "logistics.order_shipped", "order key", c.OrderShipped, "logistics", False
+)
+LOGISTICS_ORDER_DELIVERED = Topic(
+    "logistics.order_delivered", "order key", c.OrderDelivered, "logistics", False
+)
+LOGISTICS_COVERAGE_CHANGED = Topic(
+    "logistics.coverage_changed", "'coverage'", c.CoverageChanged, "logistics", False
+)
+AFTERSALES_RETURN_RESTOCKED = Topic(
+    "aftersales.return_restocked", "order key", c.ReturnRestocked, "aftersales", False
+)
+
+ALL: tuple[Topic, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Topic))
+BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}
+
+
+def all_topic_names() -> list[str]:
+    """Every topic the stack must have, DLQs included."""
+    return [n for t in ALL for n in (t.name, t.dlq)]
