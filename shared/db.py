@@ -8,6 +8,10 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+Conn = asyncpg.Connection | PoolConnectionProxy
+"""A connection, bare or from a pool: what handlers and stores take."""
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +84,7 @@ async def migrate(pool: asyncpg.Pool, schema: str, service_dir: Path) -> list[st
     return applied
 
 
-async def first_time(conn: asyncpg.Connection, event_id: uuid.UUID, topic: str) -> bool:
+async def first_time(conn: Conn, event_id: uuid.UUID, topic: str) -> bool:
     """Inbox: record the event in the caller's transaction; False when it was handled before."""
     row = await conn.fetchval(
         "INSERT INTO inbox (event_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",

@@ -18,7 +18,8 @@ from typing import Any
 _event_ctx: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "shopkeeper_event_ctx", default=None
 )
-_STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_STD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message", "asctime", "color_message"}
 
 
 @contextmanager

@@ -44,7 +44,7 @@ from .contracts import (
     Reason,
     WireModel,
 )
-from .db import TRANSIENT_DB_ERRORS, first_time
+from .db import TRANSIENT_DB_ERRORS, Conn, first_time
 from .logging import log_context
 from .topics import ORDERS_STATUS, Topic, dlq_name
 
@@ -59,7 +59,7 @@ E = TypeVar("E", bound=Event)
 class Ctx:
     """What a handler gets besides its event: the transaction, and ways to emit events."""
 
-    conn: asyncpg.Connection
+    conn: Conn
     topic: str
     key: str | None
     event: Event
@@ -89,14 +89,14 @@ class Ctx:
                           causation_id=str(self.event.event_id))
 
 
-async def emit_status(conn: asyncpg.Connection, *, order_id: str, store: str,
+async def emit_status(conn: Conn, *, order_id: str, store: str,
                       external_order_id: str, status: str,
                       reasons: list[tuple[str, str]] | None = None,
                       details: dict[str, Any] | None = None, correlation_id: str | None = None,
                       causation_id: str | None = None) -> None:
     event = OrderStatusChanged(
         order_id=order_id, store=store, external_order_id=external_order_id,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         reasons=[Reason(code=c, message=m) for c, m in (reasons or [])],
         details=details or {}, correlation_id=correlation_id, causation_id=causation_id,
     )
@@ -106,7 +106,7 @@ async def emit_status(conn: asyncpg.Connection, *, order_id: str, store: str,
 
 
 Handler = Callable[[Ctx, Any], Awaitable[None]]
-InvalidHandler = Callable[[asyncpg.Connection, "RawMessage", ValidationError], Awaitable[bool]]
+InvalidHandler = Callable[[Conn, "RawMessage", ValidationError], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,8 @@ class Consumer:
         self.max_attempts = max_attempts
         self.stall_seconds = stall_seconds
         self.broker = KafkaBroker(bootstrap, client_id=f"shopkeeper-{service}",
-                                  allow_auto_create_topics=False, log_level=logging.DEBUG)
+                                  allow_auto_create_topics=False, logger=log,
+                                  log_level=logging.DEBUG)
         self.subscriber = self.broker.subscriber(
             *handlers.subscriptions,
             group_id=service,
@@ -324,8 +325,8 @@ class Consumer:
         delay = 0.2
         while True:
             try:
-                await self.producer.send(dlq_name(raw.topic), raw.key and raw.key.decode(
-                    errors="replace"), raw.value or b"", headers)
+                key = raw.key.decode(errors="replace") if raw.key else None
+                await self.producer.send(dlq_name(raw.topic), key, raw.value or b"", headers)
                 break
             except KafkaError as kexc:
                 log.warning("could not write to %s (%s); retrying", dlq_name(raw.topic), kexc)

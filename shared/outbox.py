@@ -23,13 +23,13 @@ from aiokafka.errors import KafkaError
 
 from . import metrics
 from .contracts import WireModel
-from .db import TRANSIENT_DB_ERRORS
+from .db import TRANSIENT_DB_ERRORS, Conn
 from .topics import Topic
 
 log = logging.getLogger(__name__)
 
 
-async def enqueue(conn: asyncpg.Connection, topic: Topic | str, key: str | None,
+async def enqueue(conn: Conn, topic: Topic | str, key: str | None,
                   event: WireModel, headers: dict[str, str] | None = None) -> None:
     """Write an event to the outbox in the caller's transaction."""
     await conn.execute(
@@ -166,7 +166,7 @@ class OutboxRelay:
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
 
-    async def publish_pending(self, conn: asyncpg.Connection) -> int:
+    async def publish_pending(self, conn: Conn) -> int:
         rows = await conn.fetch(
             "SELECT id, topic, key, value, headers, created_at FROM outbox"
             " WHERE sent_at IS NULL ORDER BY id LIMIT $1",

@@ -183,7 +183,10 @@ def kafka_port(node: int) -> int:
 
 def start_kafka(brokers: int = 1) -> None:
     ensure_kafka_jars()
-    java = shutil.which("java") or fail("Java 17 is needed for Kafka: apt-get install openjdk-17-jre-headless")
+    java = shutil.which("java")
+    if not java:
+        fail("Java 17 is needed for Kafka: apt-get install openjdk-17-jdk-headless")
+        return
     cluster_file = LOCAL / "kafka" / f"cluster-{brokers}.id"
     if not cluster_file.exists():
         cluster_file.write_text(str(uuid.uuid4().hex[:22]))
@@ -254,7 +257,9 @@ async def create_topics(bootstrap: str, partitions: int, replication: int) -> in
                 say(f"topic creation retry: {type(exc).__name__}: {exc}")
                 await asyncio.sleep(1)
                 continue
-            say(f"created {len(missing)} topics ({partitions} partitions, replication {replication})")
+            say(f"created {len(missing)} topics ({partitions} partitions, replication"
+                f" {replication})")
+            await asyncio.sleep(0.5)
         return len(missing)
     finally:
         await admin.close()

@@ -178,19 +178,16 @@ def refund_due(grand_total: Decimal, payment_status: str) -> Decimal:
     return grand_total if payment_status in ("paid", "authorized") else Decimal("0.00")
 
 
-def identify(raw: dict[str, object] | None, key: bytes | None) -> tuple[str, str] | None:
-    """Best effort: which order a malformed `orders.placed` value is about, if any."""
+def identify(raw: dict[str, object] | None) -> tuple[str, str] | None:
+    """Which order a malformed `orders.placed` value names, if it names one validly. Only the
+    value counts: a value that is not a JSON object names no order and goes to the DLQ."""
+    if raw is None:
+        return None
+    store, ext = raw.get("store"), raw.get("external_order_id")
     pattern = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-    candidates: list[tuple[object, object]] = []
-    if raw is not None:
-        candidates.append((raw.get("store"), raw.get("external_order_id")))
-    if key:
-        store, _, ext = key.decode(errors="replace").partition(":")
-        candidates.append((store, ext))
-    for store, ext in candidates:
-        if isinstance(store, str) and isinstance(ext, str) and pattern.match(store) \
-                and pattern.match(ext):
-            return store, ext
+    if isinstance(store, str) and isinstance(ext, str) and pattern.match(store) \
+            and pattern.match(ext):
+        return store, ext
     return None
 
 

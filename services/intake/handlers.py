@@ -20,6 +20,7 @@ from shared.contracts import (
     ProductUpserted,
     utcnow,
 )
+from shared.db import Conn
 from shared.messaging import Ctx, Handlers, RawMessage, describe_validation_error, emit_status
 from shared.outbox import enqueue
 
@@ -29,10 +30,10 @@ log = logging.getLogger(__name__)
 handlers = Handlers()
 
 
-async def reject_malformed(conn: asyncpg.Connection, raw: RawMessage, exc: ValidationError
+async def reject_malformed(conn: Conn, raw: RawMessage, exc: ValidationError
                            ) -> bool:
     """A broken `orders.placed` that names its order: the order is `rejected` as `malformed`."""
-    ident = domain.identify(raw.json(), raw.key)
+    ident = domain.identify(raw.json())
     if ident is None:
         return False
     shop, ext = ident
@@ -73,15 +74,15 @@ async def order_placed(ctx: Ctx, order: OrderPlaced) -> None:
                      ctx.correlation_id, str(order.event_id))
 
 
-async def accept(conn: asyncpg.Connection, order_id: uuid.UUID, order: OrderPlaced,
+async def accept(conn: Conn, order_id: uuid.UUID, order: OrderPlaced,
                  correlation_id: str | None, causation_id: str | None) -> None:
-    snap = OrderSnapshot(**domain.snapshot(str(order_id), order, utcnow()))  # type: ignore[arg-type]
+    snap = OrderSnapshot(**domain.snapshot(str(order_id), order, utcnow()))
     await enqueue(conn, topics.INTAKE_ORDER_ACCEPTED, order.key, OrderAccepted(
         order_id=str(order_id), order_key=order.key, order=snap,
         correlation_id=correlation_id, causation_id=causation_id))
 
 
-async def cancel(conn: asyncpg.Connection, row: asyncpg.Record, reason: str,
+async def cancel(conn: Conn, row: asyncpg.Record, reason: str,
                  correlation_id: str | None, causation_id: str | None) -> bool:
     """Cancel an order unless it is final or shipped; True when it was cancelled."""
     key = f"{row['store']}:{row['external_order_id']}"

@@ -1,0 +1,9 @@
+from pathlib import Path
+
+from shared.service import Service
+
+from .api import router
+from .handlers import handlers
+
+if __name__ == "__main__":
+    Service("analytics", handlers, Path(__file__).parent, router).run()
