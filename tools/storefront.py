@@ -92,7 +92,7 @@ def order(store: str, external_id: str, lines: list[tuple[str, int, str]], *,
     }
 
 
-def order_event(kind: str, store: str, external_id: str, **fields: Any) -> dict[str, Any]:
+def order_event(store: str, external_id: str, **fields: Any) -> dict[str, Any]:
     """cancel_requested, backorder_decisions, aftersales.requests, returns.received, feedback."""
     return {"event_id": str(uuid.uuid4()), "occurred_at": now_iso(), "store": store,
             "external_order_id": external_id, **fields}
@@ -103,6 +103,17 @@ def tracking(carrier: str, number: str, status: str, occurred_at: str | None = N
     return {"event_id": str(uuid.uuid4()), "occurred_at": occurred_at or now_iso(),
             "carrier": carrier, "tracking_number": number, "status": status,
             "location": "Hub", "description": status.replace("_", " ")}
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of a topic, waiting for metadata (a fresh consumer knows none yet)."""
+    for _ in range(50):
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return [TopicPartition(topic, p) for p in sorted(parts)]
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - no public equivalent
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"topic {topic} not found; is the stack up (`make up`)?")
 
 
 class Storefront:
@@ -125,8 +136,7 @@ class Storefront:
         await self.consumer.start()
         parts = []
         for t in (topics.ORDERS_STATUS.name, topics.PAYMENTS_REFUNDS.name):
-            for p in self.consumer.partitions_for_topic(t) or await self._partitions(t):
-                parts.append(TopicPartition(t, p))
+            parts.extend(await topic_partitions(self.consumer, t))
         self.consumer.assign(parts)
         await self.consumer.seek_to_end(*parts)
         for tp in parts:  # resolve positions now, so nothing published after start is missed

@@ -1,0 +1,94 @@
+"""What integration tests do as a storefront, warehouse or carrier would, and as an operator
+would over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from shared.settings import get_settings, service_port
+from tests.conftest import BOOTSTRAP, ref
+from tools import storefront as sfm
+from tools.storefront import Storefront
+
+STORE = "shop-test-1"
+
+
+def url(service: str, path: str) -> str:
+    return f"http://127.0.0.1:{service_port(service)}{path}"
+
+
+async def http_get(service: str, path: str, *, auth: bool = False) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {get_settings().shopkeeper_admin_token}"} if auth else {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.get(url(service, path), headers=headers)
+
+
+async def eventually(fn: Any, timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await fn()
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
+
+
+async def new_product(sf: Storefront, *, stock: dict[str, int] | None = None, price: str = "12.50",
+                      **kw: Any) -> str:
+    """A fresh SKU known to intake and, with stock, to inventory, before any order uses it."""
+    sku = ref("SKU").upper()
+    await sf.publish("catalog.products", sku, sfm.product(sku, price, **kw))
+    for warehouse, qty in (stock or {}).items():
+        await sf.publish("stock.adjustments", sku, sfm.stock(sku, warehouse, qty))
+
+    async def known() -> bool:
+        if (await http_get("intake", f"/catalog/{sku}")).status_code != 200:
+            return False
+        rows = (await http_get("inventory", f"/stock/{sku}")).json()["warehouses"]
+        return sum(r["on_hand"] for r in rows) == sum((stock or {}).values())
+    await eventually(known, what=f"product {sku} known to intake and inventory")
+    return sku
+
+
+async def stock_of(sku: str) -> dict[str, dict[str, int]]:
+    rows = (await http_get("inventory", f"/stock/{sku}")).json()["warehouses"]
+    return {r["warehouse"]: r for r in rows}
+
+
+async def place(sf: Storefront, lines: list[tuple[str, int, str]], **kw: Any
+                ) -> tuple[str, dict[str, Any]]:
+    ext = ref("o")
+    payload = sfm.order(STORE, ext, lines, **kw)
+    await sf.publish("orders.placed", f"{STORE}:{ext}", payload)
+    return f"{STORE}:{ext}", payload
+
+
+async def tail(topic: str, predicate: Any, timeout: float = 30.0) -> Any:
+    """The first record on `topic` (read from the start of every partition) matching predicate."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False,
+                                group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        parts = await sfm.topic_partitions(consumer, topic)
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for r in records:
+                    if predicate(r):
+                        return r
+        raise AssertionError(f"no matching record on {topic} within {timeout}s")
+    finally:
+        await consumer.stop()
+
+
+def value_of(record: Any) -> dict[str, Any]:
+    return json.loads(record.value)
