@@ -40,6 +40,8 @@ from . import metrics, outbox
 from .contracts import (
     Event,
     InternalEvent,
+    OrderCancelled,
+    OrderCancelRequested,
     OrderStatusChanged,
     Reason,
     WireModel,
@@ -375,3 +377,23 @@ def parse_uuid(value: Any) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except (ValueError, TypeError):
         return None
+
+
+async def confirm_cancelled(ctx: Ctx, topic: Topic, request: OrderCancelRequested,
+                            confirmed_by: str) -> None:
+    """The end of a cancellation's hand-off (see `OrderCancelRequested`): the storefront hears
+    `cancelled` with the refund due, and the other services hear `{service}.order_cancelled`."""
+    store, _, ext = request.order_key.partition(":")
+    await ctx.status(order_id=request.order_id, store=store, external_order_id=ext,
+                     status="cancelled", reasons=[("cancelled_by_customer", request.reason)],
+                     details={"refund_due": f"{request.refund_due:.2f}"})
+    await ctx.publish(topic, request.order_key, OrderCancelled(
+        order_id=request.order_id, order_key=request.order_key, reason=request.reason,
+        refund_due=request.refund_due, currency=request.currency, confirmed_by=confirmed_by))
+
+
+def forwarded(request: OrderCancelRequested) -> OrderCancelRequested:
+    """The same cancellation handed on: a new event (its own id) caused by the one received."""
+    return OrderCancelRequested(order_id=request.order_id, order_key=request.order_key,
+                                reason=request.reason, refund_due=request.refund_due,
+                                currency=request.currency, correlation_id=request.correlation_id)

@@ -53,8 +53,26 @@ PAYMENTS_REFUNDS = Topic("payments.refunds", "order key", c.RefundIssued, "shopk
 
 # Internal
 INTAKE_ORDER_ACCEPTED = Topic("intake.order_accepted", "order key", c.OrderAccepted, "intake", False)
-INTAKE_ORDER_CANCELLED = Topic(
-    "intake.order_cancelled", "order key", c.OrderCancelled, "intake", False
+INTAKE_ORDER_CANCEL_REQUESTED = Topic(
+    "intake.order_cancel_requested", "order key", c.OrderCancelRequested, "intake", False
+)
+INVENTORY_ORDER_CANCEL_FORWARDED = Topic(
+    "inventory.order_cancel_forwarded", "order key", c.OrderCancelRequested, "inventory", False
+)
+FULFILLMENT_ORDER_CANCEL_FORWARDED = Topic(
+    "fulfillment.order_cancel_forwarded", "order key", c.OrderCancelRequested, "fulfillment", False
+)
+INVENTORY_ORDER_CANCELLED = Topic(
+    "inventory.order_cancelled", "order key", c.OrderCancelled, "inventory", False
+)
+FULFILLMENT_ORDER_CANCELLED = Topic(
+    "fulfillment.order_cancelled", "order key", c.OrderCancelled, "fulfillment", False
+)
+LOGISTICS_ORDER_CANCELLED = Topic(
+    "logistics.order_cancelled", "order key", c.OrderCancelled, "logistics", False
+)
+LOGISTICS_ORDER_CANCEL_REFUSED = Topic(
+    "logistics.order_cancel_refused", "order key", c.OrderCancelRefused, "logistics", False
 )
 INVENTORY_STOCK_RESERVED = Topic(
     "inventory.stock_reserved", "order key", c.StockReserved, "inventory", False

@@ -466,6 +466,13 @@ def status(args: argparse.Namespace) -> None:
     print(f"{'postgres':12} {'running' if (PG_DATA / 'postmaster.pid').exists() else 'stopped'}")
 
 
+def topics_cmd(args: argparse.Namespace) -> None:
+    settings = get_settings()
+    asyncio.run(create_topics(args.bootstrap or settings.kafka_bootstrap_servers,
+                              args.partitions or settings.shopkeeper_topic_partitions,
+                              args.replication or settings.shopkeeper_topic_replication))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m stack")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -477,6 +484,11 @@ def main() -> None:
     p_down.add_argument("--wipe", action="store_true", help="also delete Kafka and Postgres data")
     p_down.set_defaults(fn=down)
     sub.add_parser("status").set_defaults(fn=status)
+    p_topics = sub.add_parser("topics", help="create every registered topic and its DLQ")
+    p_topics.add_argument("--bootstrap", help="default: KAFKA_BOOTSTRAP_SERVERS")
+    p_topics.add_argument("--partitions", type=int)
+    p_topics.add_argument("--replication", type=int)
+    p_topics.set_defaults(fn=topics_cmd)
     args = parser.parse_args()
     args.fn(args)
 

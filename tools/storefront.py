@@ -111,7 +111,7 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
         parts = consumer.partitions_for_topic(topic)
         if parts:
             return [TopicPartition(topic, p) for p in sorted(parts)]
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - no public equivalent
+        await consumer._client.force_metadata_update()
         await asyncio.sleep(0.1)
     raise RuntimeError(f"topic {topic} not found; is the stack up (`make up`)?")
 

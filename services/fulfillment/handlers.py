@@ -17,7 +17,7 @@ import asyncpg
 
 from shared import topics
 from shared.contracts import (
-    OrderCancelled,
+    OrderCancelRequested,
     OrderPacked,
     OrderSnapshot,
     Parcel,
@@ -25,7 +25,7 @@ from shared.contracts import (
     StockReserved,
 )
 from shared.db import Conn
-from shared.messaging import Ctx, Handlers, emit_status
+from shared.messaging import Ctx, Handlers, confirm_cancelled, emit_status, forwarded
 from shared.outbox import enqueue
 from shared.settings import get_settings
 
@@ -86,18 +86,25 @@ async def pack(conn: Conn, row: asyncpg.Record, causation_id: str | None) -> lis
     return parcels
 
 
-@handlers.on(topics.INTAKE_ORDER_CANCELLED)
-async def order_cancelled(ctx: Ctx, event: OrderCancelled) -> None:
+@handlers.on(topics.INVENTORY_ORDER_CANCEL_FORWARDED)
+async def cancel_forwarded(ctx: Ctx, event: OrderCancelRequested) -> None:
+    """Before packing, the work stops here (the picked goods go back to their bins); after, the
+    parcels are logistics' and so is the cancellation."""
     order_id = uuid.UUID(event.order_id)
     row = await store.get_order(ctx.conn, order_id)
-    if row is None:  # cancelled before it reached us: never start work on it
+    if row is None:  # overtook the reservation: never start work on it
         await store.insert_order(ctx.conn, order_id, event.order_key, "cancelled", None, [],
                                  ctx.correlation_id)
     elif row["status"] == "awaiting_pick":
         await store.set_status(ctx.conn, order_id, "cancelled")
         log.info("order %s cancelled before packing; picking stopped", event.order_key)
+    elif row["status"] == "cancelled":
+        return
     else:
-        log.info("order %s cancelled after packing; logistics holds the parcels", event.order_key)
+        await ctx.publish(topics.FULFILLMENT_ORDER_CANCEL_FORWARDED, event.order_key,
+                          forwarded(event))
+        return
+    await confirm_cancelled(ctx, topics.FULFILLMENT_ORDER_CANCELLED, event, "fulfillment")
 
 
 @handlers.on(topics.CATALOG_PRODUCTS)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
-import asyncpg
 from pydantic import ValidationError
 
 from shared import topics
@@ -14,6 +14,8 @@ from shared.contracts import (
     CoverageChanged,
     OrderAccepted,
     OrderCancelled,
+    OrderCancelRefused,
+    OrderCancelRequested,
     OrderPlaced,
     OrderShipped,
     OrderSnapshot,
@@ -52,26 +54,29 @@ async def order_placed(ctx: Ctx, order: OrderPlaced) -> None:
         log.info("order %s received again (event %s); it exists already, nothing to do",
                  order.key, order.event_id)
         return
+    order_id = uuid.uuid4()
+    ids: dict[str, Any] = {"order_id": str(order_id), "store": order.store,
+           "external_order_id": order.external_order_id}
+    early = await store.take_early_cancel(ctx.conn, order.store, order.external_order_id)
+    if early is not None:  # the customer cancelled before the order reached us
+        reasons = [("cancelled_by_customer", early or "cancelled before the order arrived")]
+        await store.insert_order(ctx.conn, order_id, order, order.store, order.external_order_id,
+                                 "cancelled", reasons)
+        due = domain.refund_due(order.totals.grand_total, order.payment.status)
+        await ctx.status(**ids, status="cancelled", reasons=reasons,
+                         details={"refund_due": f"{due:.2f}"})
+        return
     skus = [ln.sku for ln in order.lines]
     decision = domain.review(
         order, await store.products_for(ctx.conn, skus), await store.served_countries(ctx.conn),
         await store.promotions(ctx.conn, order.promo_codes),
         await store.policy(ctx.conn, order.store), utcnow(),
     )
-    order_id = uuid.uuid4()
     await store.insert_order(ctx.conn, order_id, order, order.store, order.external_order_id,
                              decision.status, decision.reasons)
-    await ctx.status(order_id=str(order_id), store=order.store,
-                     external_order_id=order.external_order_id, status=decision.status,
-                     reasons=decision.reasons)
+    await ctx.status(**ids, status=decision.status, reasons=decision.reasons)
     if decision.status == "accepted":
         await accept(ctx.conn, order_id, order, ctx.correlation_id, str(order.event_id))
-    early = await store.take_early_cancel(ctx.conn, order.store, order.external_order_id)
-    if early is not None:
-        row = await store.get_order(ctx.conn, order_id)
-        assert row is not None
-        await cancel(ctx.conn, row, early or "cancel requested before the order arrived",
-                     ctx.correlation_id, str(order.event_id))
 
 
 async def accept(conn: Conn, order_id: uuid.UUID, order: OrderPlaced,
@@ -82,39 +87,50 @@ async def accept(conn: Conn, order_id: uuid.UUID, order: OrderPlaced,
         correlation_id=correlation_id, causation_id=causation_id))
 
 
-async def cancel(conn: Conn, row: asyncpg.Record, reason: str,
-                 correlation_id: str | None, causation_id: str | None) -> bool:
-    """Cancel an order unless it is final or shipped; True when it was cancelled."""
-    key = f"{row['store']}:{row['external_order_id']}"
-    if row["status"] in ("rejected", "cancelled"):
-        log.info("cancel of %s ignored: the order is already %s", key, row["status"])
-        return False
-    if row["shipped"]:
-        log.info("cancel of %s refused: the order has shipped; offer a return instead", key)
-        return False
-    due = domain.refund_due(row["grand_total"], row["payment_status"])
-    await store.set_status(conn, row["order_id"], "cancelled",
-                           [("cancelled_by_customer", reason)])
-    await emit_status(conn, order_id=str(row["order_id"]), store=row["store"],
-                      external_order_id=row["external_order_id"], status="cancelled",
-                      reasons=[("cancelled_by_customer", reason)],
-                      details={"refund_due": f"{due:.2f}"}, correlation_id=correlation_id,
-                      causation_id=causation_id)
-    if row["status"] == "accepted":  # downstream services know the order: tell them
-        await enqueue(conn, topics.INTAKE_ORDER_CANCELLED, key, OrderCancelled(
-            order_id=str(row["order_id"]), order_key=key, reason=reason, refund_due=due,
-            currency=row["currency"], correlation_id=correlation_id, causation_id=causation_id))
-    return True
-
-
 @handlers.on(topics.ORDERS_CANCEL_REQUESTED)
 async def cancel_requested(ctx: Ctx, event: CancelRequested) -> None:
+    """Held orders are cancelled here; accepted ones are handed down the chain, and the service
+    holding the order confirms (or, once shipped, refuses)."""
     row = await store.find_order(ctx.conn, event.store, event.external_order_id)
     reason = event.reason or "cancelled by the customer"
     if row is None:
         await store.remember_early_cancel(ctx.conn, event.store, event.external_order_id, reason)
         return
-    await cancel(ctx.conn, row, reason, ctx.correlation_id, str(event.event_id))
+    key = event.key
+    if row["status"] in ("rejected", "cancelled", "cancel_requested"):
+        log.info("cancel of %s ignored: the order is %s", key, row["status"])
+        return
+    if row["shipped"]:
+        log.info("cancel of %s refused: the order has shipped; offer a return instead", key)
+        return
+    due = domain.refund_due(row["grand_total"], row["payment_status"])
+    if row["status"] == "on_hold":
+        reasons = [("cancelled_by_customer", reason)]
+        await store.set_status(ctx.conn, row["order_id"], "cancelled", reasons)
+        await ctx.status(order_id=str(row["order_id"]), store=row["store"],
+                         external_order_id=row["external_order_id"], status="cancelled",
+                         reasons=reasons, details={"refund_due": f"{due:.2f}"})
+        return
+    await store.set_status(ctx.conn, row["order_id"], "cancel_requested", [])
+    await ctx.publish(topics.INTAKE_ORDER_CANCEL_REQUESTED, key, OrderCancelRequested(
+        order_id=str(row["order_id"]), order_key=key, reason=reason, refund_due=due,
+        currency=row["currency"]))
+
+
+async def _cancelled(ctx: Ctx, event: OrderCancelled) -> None:
+    await store.set_status(ctx.conn, uuid.UUID(event.order_id), "cancelled",
+                           [("cancelled_by_customer", event.reason)])
+
+
+for _topic in (topics.INVENTORY_ORDER_CANCELLED, topics.FULFILLMENT_ORDER_CANCELLED,
+               topics.LOGISTICS_ORDER_CANCELLED):
+    handlers.on(_topic)(_cancelled)
+
+
+@handlers.on(topics.LOGISTICS_ORDER_CANCEL_REFUSED)
+async def cancel_refused(ctx: Ctx, event: OrderCancelRefused) -> None:
+    await store.set_status(ctx.conn, uuid.UUID(event.order_id), "accepted", [])
+    await store.mark_shipped(ctx.conn, uuid.UUID(event.order_id))
 
 
 @handlers.on(topics.CATALOG_PRODUCTS)

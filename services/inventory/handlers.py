@@ -12,6 +12,7 @@ from shared import topics
 from shared.contracts import (
     OrderAccepted,
     OrderCancelled,
+    OrderCancelRequested,
     OrderShipped,
     OrderSnapshot,
     ProductUpserted,
@@ -20,7 +21,7 @@ from shared.contracts import (
     StockReserved,
 )
 from shared.db import Conn
-from shared.messaging import Ctx, Handlers, PoisonMessage, emit_status
+from shared.messaging import Ctx, Handlers, PoisonMessage, confirm_cancelled, emit_status, forwarded
 from shared.outbox import enqueue
 
 from . import domain, store
@@ -130,19 +131,39 @@ async def return_restocked(ctx: Ctx, event: ReturnRestocked) -> None:
     await refill_backorders(ctx)
 
 
-@handlers.on(topics.INTAKE_ORDER_CANCELLED)
-async def order_cancelled(ctx: Ctx, event: OrderCancelled) -> None:
+@handlers.on(topics.INTAKE_ORDER_CANCEL_REQUESTED)
+async def cancel_requested(ctx: Ctx, event: OrderCancelRequested) -> None:
+    """Confirm while the order is still ours (unknown, backordered); once reserved it has moved
+    on to fulfillment, so the request follows it there."""
     order_id = uuid.UUID(event.order_id)
     row = await store.get_order(ctx.conn, order_id)
     if row is None:  # the cancellation overtook the order: remember, so it is never reserved
         await store.insert_order(ctx.conn, None, order_id, event.order_key, "cancelled",
                                  ctx.correlation_id)
-        return
-    if row["status"] == "reserved":
-        await store.release(ctx.conn, order_id, json.loads(row["allocations"]), event.event_id)
-    if row["status"] in ("reserved", "backordered"):
+    elif row["status"] == "backordered":
         await store.update_order(ctx.conn, order_id, "cancelled")
-        await refill_backorders(ctx)
+    elif row["status"] == "cancelled":
+        return
+    else:
+        await ctx.publish(topics.INVENTORY_ORDER_CANCEL_FORWARDED, event.order_key,
+                          forwarded(event))
+        return
+    await confirm_cancelled(ctx, topics.INVENTORY_ORDER_CANCELLED, event, "inventory")
+
+
+async def release_cancelled(ctx: Ctx, event: OrderCancelled) -> None:
+    """Fulfillment or logistics confirmed a cancellation: the reserved goods are free again."""
+    order_id = uuid.UUID(event.order_id)
+    row = await store.get_order(ctx.conn, order_id)
+    if row is None or row["status"] != "reserved":
+        return
+    await store.release(ctx.conn, order_id, json.loads(row["allocations"]), event.event_id)
+    await store.update_order(ctx.conn, order_id, "cancelled")
+    await refill_backorders(ctx)
+
+
+for _topic in (topics.FULFILLMENT_ORDER_CANCELLED, topics.LOGISTICS_ORDER_CANCELLED):
+    handlers.on(_topic)(release_cancelled)
 
 
 @handlers.on(topics.LOGISTICS_ORDER_SHIPPED)

@@ -11,14 +11,15 @@ import uuid
 from shared import topics
 from shared.contracts import (
     CoverageChanged,
-    OrderCancelled,
+    OrderCancelRefused,
+    OrderCancelRequested,
     OrderDelivered,
     OrderPacked,
     OrderShipped,
     ShippedParcel,
     TrackingUpdated,
 )
-from shared.messaging import Ctx, Handlers, PoisonMessage
+from shared.messaging import Ctx, Handlers, PoisonMessage, confirm_cancelled
 from shared.outbox import enqueue
 from shared.service import Runtime
 
@@ -86,20 +87,26 @@ async def order_packed(ctx: Ctx, event: OrderPacked) -> None:
         order_id=event.order_id, order_key=event.order_key, parcels=shipped))
 
 
-@handlers.on(topics.INTAKE_ORDER_CANCELLED)
-async def order_cancelled(ctx: Ctx, event: OrderCancelled) -> None:
+@handlers.on(topics.FULFILLMENT_ORDER_CANCEL_FORWARDED)
+async def cancel_forwarded(ctx: Ctx, event: OrderCancelRequested) -> None:
+    """The last word on a cancellation: honoured until the parcels are handed to a carrier."""
     order_id = uuid.UUID(event.order_id)
     row = await store.get_order(ctx.conn, order_id)
-    if row is None:
+    if row is None:  # overtook the packed parcels: they will not ship
         await store.insert_order(ctx.conn, order_id, event.order_key, "cancelled", 0,
                                  ctx.correlation_id)
     elif row["status"] == "waiting":
         await store.set_order_status(ctx.conn, order_id, "cancelled")
+    elif row["status"] == "cancelled":
+        return
     else:
-        # Known gap: intake and logistics decided concurrently. Intake refuses a cancellation
-        # once it has seen the shipment; this is the narrow window before that.
-        log.error("order %s was cancelled but had already shipped; intercept the parcel with"
-                  " the carrier or handle it as a return", event.order_key)
+        log.info("cancel of %s refused: already %s; offer a return instead", event.order_key,
+                 row["status"])
+        await ctx.publish(topics.LOGISTICS_ORDER_CANCEL_REFUSED, event.order_key,
+                          OrderCancelRefused(order_id=event.order_id, order_key=event.order_key,
+                                             reason=f"the order has {row['status']}"))
+        return
+    await confirm_cancelled(ctx, topics.LOGISTICS_ORDER_CANCELLED, event, "logistics")
 
 
 @handlers.on(topics.CARRIER_TRACKING)

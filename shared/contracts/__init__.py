@@ -7,6 +7,8 @@ from .internal import (
     InternalEvent,
     OrderAccepted,
     OrderCancelled,
+    OrderCancelRefused,
+    OrderCancelRequested,
     OrderDelivered,
     OrderEvent,
     OrderPacked,
@@ -40,9 +42,9 @@ from .public import (
 __all__ = [
     "Address", "AftersalesRequested", "Allocation", "BackorderDecision", "CancelRequested",
     "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent", "Money",
-    "OrderAccepted", "OrderCancelled", "OrderDelivered", "OrderEvent", "OrderLine", "OrderPacked",
-    "OrderPlaced", "OrderShipped", "OrderSnapshot", "OrderStatusChanged", "Parcel",
-    "ProductUpserted", "Reason", "RefundIssued", "ReturnReceived", "ReturnRestocked",
-    "ShippedParcel", "SkuQuantity", "StockAdjusted", "StockReserved", "Totals", "TrackingUpdated",
-    "WireModel", "new_id", "order_key", "utcnow",
+    "OrderAccepted", "OrderCancelRefused", "OrderCancelRequested", "OrderCancelled",
+    "OrderDelivered", "OrderEvent", "OrderLine", "OrderPacked", "OrderPlaced", "OrderShipped",
+    "OrderSnapshot", "OrderStatusChanged", "Parcel", "ProductUpserted", "Reason", "RefundIssued",
+    "ReturnReceived", "ReturnRestocked", "ShippedParcel", "SkuQuantity", "StockAdjusted",
+    "StockReserved", "Totals", "TrackingUpdated", "WireModel", "new_id", "order_key", "utcnow",
 ]

@@ -59,11 +59,32 @@ class OrderAccepted(OrderEvent):
     order: OrderSnapshot
 
 
-class OrderCancelled(OrderEvent):
-    event_type: Literal["intake.order_cancelled"] = "intake.order_cancelled"
+class OrderCancelRequested(OrderEvent):
+    """A customer's cancellation, handed down the chain (intake -> inventory -> fulfillment ->
+    logistics) until it reaches the service that holds the order now, which confirms it or, once
+    shipped, refuses it. Handing it on, rather than every service cancelling at once, keeps an
+    order's statuses in order: nothing is reserved, packed or shipped after `cancelled`."""
+
+    event_type: Literal["order.cancel_requested"] = "order.cancel_requested"
     reason: str
     refund_due: Money
     currency: str
+
+
+class OrderCancelled(OrderEvent):
+    """The cancellation is done: published by the service that confirmed it. Inventory releases
+    any reservation; intake records the outcome."""
+
+    event_type: Literal["order.cancelled"] = "order.cancelled"
+    reason: str
+    refund_due: Money
+    currency: str
+    confirmed_by: str
+
+
+class OrderCancelRefused(OrderEvent):
+    event_type: Literal["order.cancel_refused"] = "order.cancel_refused"
+    reason: str
 
 
 class Allocation(WireModel):
