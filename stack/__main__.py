@@ -290,6 +290,9 @@ def start_postgres() -> None:
     port = url.port or 5432
     if (PG_DATA / "postmaster.pid").exists() and port_open("127.0.0.1", port):
         return
+    if port_open("127.0.0.1", port):
+        fail(f"port {port} is taken by a PostgreSQL the stack did not start (Debian's own cluster?)."
+             " Stop it (pg_ctlcluster <version> main stop) or point DATABASE_URL at it to use it.")
     for d in (LOCAL, LOCAL / "pg"):
         d.mkdir(parents=True, exist_ok=True)
         d.chmod(0o755)

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the local stack needs from Debian's packages when it is missing: a JDK (Kafka
+# runs on Java 17), Maven (fetches the Kafka jars), the PostgreSQL server, Prometheus.
+# Safe to repeat; does nothing when everything is there. Needs root (or sudo) to install.
+set -euo pipefail
+
+missing=()
+command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "[deps] installing: ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO=sudo; else
+    echo "[deps] ERROR: need root to install ${missing[*]} (apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts a default cluster and a Prometheus of its own where it can; the local stack runs
+# its own on the same ports, so stop those.
+if command -v pg_lsclusters >/dev/null 2>&1; then
+  pg_lsclusters -h 2>/dev/null | awk '$4 == "online" {print $1, $2}' | while read -r v c; do
+    $SUDO pg_ctlcluster "$v" "$c" stop || true
+  done
+fi
+pkill -x prometheus 2>/dev/null || true
+echo "[deps] done"
