@@ -46,7 +46,7 @@ def decide(kind: str, reason: str, lines: Mapping[str, int], ordered: Sequence[O
         if qty > left:
             return Decision("rejected", "lines_not_in_order",
                             f"{sku}: {qty} requested, {max(left, 0)} left on the order")
-    if kind in ("return", "exchange"):
+    if kind == "return":
         blocked = sorted(set(lines) & non_returnable)
         if blocked and reason not in SELLER_FAULT:
             return Decision("rejected", "not_returnable", f"not returnable: {', '.join(blocked)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 from shared.contracts import OrderPlaced
@@ -146,7 +146,7 @@ def compute_discount(order: OrderPlaced, promotions: dict[str, Promotion], now: 
             return discount, ("invalid_promo",
                               f"promo code {code!r} needs a minimum spend of {promo.min_spend}")
         if promo.kind == "percent":
-            discount += (subtotal * promo.value / 100).quantize(CENT)
+            discount += (subtotal * promo.value / 100).quantize(CENT, ROUND_HALF_UP)
         else:
             discount += promo.value
     return min(discount, subtotal), None

@@ -55,8 +55,8 @@ def single_warehouse_plans(lines: Sequence[Line], destination: str,
 
 def short_lines(lines: Sequence[Line], available: Mapping[str, Mapping[str, int]]) -> list[Line]:
     """What is missing: per SKU, the quantity beyond the best single warehouse's stock. When
-    each SKU exists somewhere but no warehouse has all of them, the SKUs the first-choice
-    warehouse lacks are reported."""
+    each SKU exists somewhere but no warehouse has all of them, what the fullest warehouse (the
+    one holding most of the order) lacks is reported."""
     merged = merge_lines(lines)
     best = {ln.sku: max((s.get(ln.sku, 0) for s in available.values()), default=0)
             for ln in merged}

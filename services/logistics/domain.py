@@ -79,7 +79,8 @@ def ineligibility(service: CarrierService, spec: ParcelSpec) -> str | None:
 
 def choose(services: Sequence[CarrierService], spec: ParcelSpec, option: str) -> Choice:
     """economy -> cheapest; standard -> cheapest that meets the promise; express -> fastest.
-    Ties go to the better on-time score, then the code. Every alternative is kept with why it lost."""
+    Ties go to the better on-time score (then, for express, the cheaper), then the code. Every
+    alternative is kept in the trace with why it lost."""
     trace: list[dict[str, object]] = []
     eligible: list[tuple[CarrierService, Decimal, int]] = []
     for s in sorted(services, key=lambda s: s.code):
@@ -93,7 +94,7 @@ def choose(services: Sequence[CarrierService], spec: ParcelSpec, option: str) ->
         return Choice(None, None, None, trace, "no carrier service accepts this parcel")
     promise = PROMISE_DAYS.get(option, PROMISE_DAYS["standard"])
     if option == "express":
-        ranked = sorted(eligible, key=lambda e: (e[0].transit_max, e[1], -e[0].on_time_score,
+        ranked = sorted(eligible, key=lambda e: (e[0].transit_max, -e[0].on_time_score, e[1],
                                                  e[0].code))
         rule = "fastest"
     else:
@@ -108,10 +109,13 @@ def choose(services: Sequence[CarrierService], spec: ParcelSpec, option: str) ->
                                                                          s.transit_max]}
         if s is best[0]:
             entry["chosen"] = f"{rule} for {option}"
-        elif s.transit_max > promise and option != "economy":
+        elif s.transit_max > promise:
             entry["why"] = f"transit up to {s.transit_max} days misses the {promise}-day promise"
         else:
-            entry["why"] = f"lost on {'speed' if option == 'express' else 'cost'} to {best[0].code}"
+            lost_on = "cost"
+            if option == "express":
+                lost_on = "speed" if s.transit_max > best[0].transit_max else "on-time score"
+            entry["why"] = f"lost on {lost_on} to {best[0].code}"
         trace.append(entry)
     return Choice(best[0], best[1], best[2], trace)
 

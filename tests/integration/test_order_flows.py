@@ -13,7 +13,7 @@ from tests.conftest import ref
 from tools import storefront as sfm
 from tools.storefront import Storefront
 
-from .helpers import STORE, eventually, http_get, new_product, place, stock_of, tail, value_of
+from .helpers import STORE, eventually, http_get, new_product, place, stock_of, tail
 
 
 async def test_valid_order_goes_accepted_reserved_packed_shipped_delivered(storefront: Storefront
@@ -202,7 +202,8 @@ async def test_return_of_resellable_goods_is_authorized_received_restocked_and_r
     await sf.wait_for(key, "delivered")
     store, ext = key.split(":")
     rid = ref("rma")
-    await sf.publish("aftersales.requests", key, sfm.order_event(store, ext, request_id=rid, kind="return", lines=[{"sku": sku, "quantity": 1}],
+    await sf.publish("aftersales.requests", key, sfm.order_event(
+        store, ext, request_id=rid, kind="return", lines=[{"sku": sku, "quantity": 1}],
         reason="changed_mind", comment=None, exchange_for=None))
     authorized = await sf.wait_for(key, "return_authorized")
     assert authorized["details"] == {"request_id": rid}

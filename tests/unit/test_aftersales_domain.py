@@ -219,8 +219,6 @@ def test_reship_requests_go_to_an_operator() -> None:
     assert (decision.outcome, decision.code) == ("review", "reship_needs_review")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: decide() treats exchange like return and authorizes it;"
-                                       " the handler then refunds on receipt instead of exchanging")
 def test_exchange_requests_go_to_an_operator() -> None:
     # Given an exchange request inside the window for a returnable item
     # When it is decided

@@ -425,11 +425,14 @@ def test_min_spend_equal_to_or_below_subtotal_is_met(min_spend: str) -> None:
     assert discount == Decimal("1.00")
 
 
-@pytest.mark.parametrize("window", ["starts-now", "ends-now"])
-def test_promotion_window_bounds_are_inclusive(window: str) -> None:
+@pytest.mark.parametrize(
+    "promo",
+    [Promotion("P", "fixed", Decimal("1.00"), starts_at=NOW),
+     Promotion("P", "fixed", Decimal("1.00"), ends_at=NOW)],
+    ids=["starts-now", "ends-now"],
+)
+def test_promotion_window_bounds_are_inclusive(promo: Promotion) -> None:
     # Given a promotion that starts or ends exactly now
-    bound = {"starts_at": NOW} if window == "starts-now" else {"ends_at": NOW}
-    promo = Promotion("P", "fixed", Decimal("1.00"), **bound)
     order = make_order(promo_codes=["P"])
     # When the discount is computed now
     _, problem = domain.compute_discount(order, {"P": promo}, NOW)

@@ -252,8 +252,6 @@ def test_economy_never_picks_a_service_slower_than_its_30_day_promise_when_one_m
     assert choice.service.code == "OK"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: economy applies its 30-day promise but the trace says a"
-                                       " cheaper, too-slow service 'lost on cost'")
 def test_economy_trace_says_a_cheaper_too_slow_service_missed_the_promise() -> None:
     # Given a cheap 40-day service and a dearer 20-day one
     services = [svc("SLOW", first_500g=Decimal("1.00"), transit_max=40),
@@ -331,9 +329,6 @@ def test_a_full_tie_goes_to_the_first_code(option: str) -> None:
     assert choice.service.code == "AAA"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: express ranks an equal-speed tie by cost before on-time"
-                                       " score, unlike choose()'s docstring ('Ties go to the better"
-                                       " on-time score')")
 def test_express_tie_on_speed_goes_to_the_better_on_time_score() -> None:
     # Given two equally fast services; the punctual one is slightly dearer
     services = [svc("CHEAP", first_500g=Decimal("5.00"), on_time_score=Decimal("0.70")),
