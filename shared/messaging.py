@@ -103,8 +103,8 @@ async def emit_status(conn: Conn, *, order_id: str, store: str,
         details=details or {}, correlation_id=correlation_id, causation_id=causation_id,
     )
     await outbox.enqueue(conn, ORDERS_STATUS, f"{store}:{external_order_id}", event)
-    for code, _ in reasons or [("", "")]:
-        metrics.ORDER_STATUS.labels(status, code).inc()
+    # Once per change, labelled with the first (main) reason, so sums by status are right.
+    metrics.ORDER_STATUS.labels(status, reasons[0][0] if reasons else "").inc()
 
 
 Handler = Callable[[Ctx, Any], Awaitable[None]]

@@ -36,6 +36,6 @@ CONSUMER_STALLED = Gauge(
 )
 DLQ_TOTAL = Counter("shopkeeper_dlq_total", "Messages sent to a dead-letter topic", ["topic"])
 ORDER_STATUS = Counter(
-    "shopkeeper_order_status_total", "Order status changes published, by status and reason",
+    "shopkeeper_order_status_total", "Order status changes published, by status and main reason",
     ["status", "reason"],
 )

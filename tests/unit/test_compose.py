@@ -1,0 +1,413 @@
+"""docker-compose.yml, the Dockerfile and deploy/ checked against the code.
+
+No Docker engine runs here, so these read the files: the services compose starts are the ones in
+shared.settings, with the modules, ports, variables and database roles the code uses; Prometheus,
+its alert rules and the Grafana dashboard name only metrics that shared/metrics.py exports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from shared.settings import DEFAULT_PORTS, SERVICES, Settings, role_name, role_password
+
+ROOT = Path(__file__).resolve().parents[2]
+PUBLISHED = {"intake", "analytics"}  # the only services with a fixed host port
+HA_BROKERS = ("kafka-1", "kafka-2", "kafka-3")
+PROMETHEUS_SERIES = {"up"}  # series Prometheus makes itself, not the services
+
+
+# --- reading the files ------------------------------------------------------------------------
+@cache
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def service(name: str) -> dict[str, Any]:
+    services = compose()["services"]
+    assert name in services, f"docker-compose.yml has no service {name!r}"
+    return services[name]
+
+
+def shopkeeper_services() -> dict[str, dict[str, Any]]:
+    """Every compose service run from the project's image (built from the Dockerfile)."""
+    return {n: s for n, s in compose()["services"].items() if "build" in s}
+
+
+_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}")
+
+
+def interpolate(value: str) -> str:
+    """A compose value as it is with no variable set: `${X:-default}` becomes `default`."""
+    return _VAR.sub(lambda m: m["default"] or "", str(value))
+
+
+def environment(svc: dict[str, Any], *, raw: bool = False) -> dict[str, str]:
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) if raw else interpolate(v) for k, v in env.items()}
+
+
+def command(svc: dict[str, Any]) -> list[str]:
+    cmd = svc.get("command")
+    assert isinstance(cmd, list), "commands are written in exec form (a list)"
+    return [interpolate(part) for part in cmd]
+
+
+def published_ports(svc: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """(host ip, host port, container port) of every `ports` entry; host port "" if Docker picks."""
+    out = []
+    for entry in svc.get("ports") or []:
+        if isinstance(entry, dict):
+            out.append((entry.get("host_ip", ""), str(entry.get("published", "")), int(entry["target"])))
+            continue
+        parts = str(entry).split("/")[0].split(":")
+        container = int(parts[-1])
+        host = parts[-2] if len(parts) >= 2 else ""
+        ip = ":".join(parts[:-2])
+        out.append((ip, host, container))
+    return out
+
+
+def mounts(svc: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> host path of every bind mount (named volumes left out)."""
+    out = {}
+    for entry in svc.get("volumes") or []:
+        source, target = (entry["source"], entry["target"]) if isinstance(entry, dict) else (
+            str(entry).split(":")[0], str(entry).split(":")[1])
+        if source.startswith((".", "/")):
+            out[target] = (ROOT / source).resolve()
+    return out
+
+
+def healthcheck_text(svc: dict[str, Any]) -> str:
+    test = svc.get("healthcheck", {}).get("test")
+    assert test, "no healthcheck"
+    return " ".join(test) if isinstance(test, list) else str(test)
+
+
+def exported_metrics() -> set[str]:
+    """The series names shared/metrics.py exposes, parsed from the file (prometheus_client naming)."""
+    text = (ROOT / "shared" / "metrics.py").read_text()
+    defs = re.findall(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"", text)
+    assert len(defs) == len(re.findall(r"\b(?:Counter|Gauge|Histogram|Summary)\(", text)), (
+        "a metric in shared/metrics.py is not defined with a literal name")
+    names: set[str] = set()
+    for kind, name in defs:
+        if kind == "Counter":
+            base = name.removesuffix("_total")
+            names |= {f"{base}_total", f"{base}_created"}
+        elif kind == "Gauge":
+            names.add(name)
+        elif kind == "Histogram":
+            names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count", f"{name}_created"}
+        else:
+            names |= {f"{name}_sum", f"{name}_count", f"{name}_created"}
+    return names
+
+
+_PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset",
+                 "and", "or", "unless", "inf", "nan"}
+
+
+def promql_metrics(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (functions, labels and keywords left out)."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)           # strings
+    e = re.sub(r"\{[^}]*\}", "", e)                         # label matchers
+    e = re.sub(r"\[[^\]]*\]", "", e)                        # ranges
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", e)
+    tokens = re.findall(r"(?<![\w$.])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", e)
+    return {t for t in tokens if t.lower() not in _PROMQL_WORDS}
+
+
+@cache
+def dashboard() -> dict[str, Any]:
+    return json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "shopkeeper.json").read_text())
+
+
+def dashboard_queries() -> list[str]:
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("expr"), str):
+                found.append(node["expr"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(dashboard()["panels"])
+    return found
+
+
+# --- the services -----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", SERVICES)
+def test_every_service_runs_its_own_module_from_the_one_project_image(name: str) -> None:
+    svc = service(name)
+    assert command(svc) == ["python", "-m", f"services.{name}"]
+    assert (ROOT / "services" / name / "__main__.py").is_file()
+    images = {(str(s["build"]), s.get("image")) for s in shopkeeper_services().values()}
+    assert images == {(".", "shopkeeper:${SHOPKEEPER_IMAGE_TAG:-local}")}, "one image for every service"
+
+
+def test_compose_sets_only_variables_the_code_reads() -> None:
+    prefix = Settings.model_config.get("env_prefix") or ""
+    known = {f"{prefix}{field}".upper() for field in Settings.model_fields}
+    for name in SERVICES:  # service_database_url(), service_port(), role_password()
+        known |= {f"SHOPKEEPER_{name.upper()}_{suffix}" for suffix in ("DATABASE_URL", "PORT", "DB_PASSWORD")}
+    for compose_name, svc in shopkeeper_services().items():
+        unknown = set(environment(svc)) - known
+        assert not unknown, f"{compose_name} sets variables no code reads: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_logs_in_to_postgres_as_its_own_role(name: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(f"SHOPKEEPER_{name.upper()}_DB_PASSWORD", raising=False)
+    env = environment(service(name))
+    url = urlsplit(env[f"SHOPKEEPER_{name.upper()}_DATABASE_URL"])
+    assert (url.username, url.password) == (role_name(name), role_password(name))
+    assert (url.hostname, url.port, url.path) == ("postgres", 5432, "/shopkeeper")
+    others = {k for k in env if k.endswith("_DATABASE_URL")} - {f"SHOPKEEPER_{name.upper()}_DATABASE_URL"}
+    assert not others, f"{name} must not get another login: {sorted(others)}"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_listens_on_all_interfaces_and_reaches_kafka_on_the_network(name: str) -> None:
+    env = environment(service(name))
+    raw = environment(service(name), raw=True)
+    assert env["SHOPKEEPER_HTTP_HOST"] == "0.0.0.0"
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+    assert raw["SHOPKEEPER_ADMIN_TOKEN"] == "${SHOPKEEPER_ADMIN_TOKEN:-change-me}"
+    if name == "fulfillment":
+        assert env["SHOPKEEPER_WAREHOUSE_MODE"] in ("automatic", "manual")
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_container_port_and_healthcheck_are_the_services_contract_port(name: str) -> None:
+    svc, port = service(name), DEFAULT_PORTS[name]
+    assert [str(p) for p in svc.get("expose", [])] == [str(port)]
+    assert f"127.0.0.1:{port}/" in healthcheck_text(svc)
+    assert environment(svc).get(f"SHOPKEEPER_{name.upper()}_PORT", str(port)) == str(port)
+    assert all(container == port for _, _, container in published_ports(svc))
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_only_intake_and_analytics_publish_a_fixed_host_port_so_the_rest_can_scale(name: str) -> None:
+    svc = service(name)
+    assert "container_name" not in svc, "a fixed container name breaks --scale"
+    ports = published_ports(svc)
+    if name in PUBLISHED:
+        assert ports == [("127.0.0.1", str(DEFAULT_PORTS[name]), DEFAULT_PORTS[name])]
+    else:
+        assert ports == [], "a host port breaks --scale; reach it on the network or via Prometheus"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_services_start_after_postgres_is_healthy_and_topics_exist(name: str) -> None:
+    deps = service(name)["depends_on"]
+    assert deps["postgres"]["condition"] == "service_healthy"
+    assert deps["kafka-init"]["condition"] == "service_completed_successfully"
+
+
+# --- Kafka --------------------------------------------------------------------------------------
+def test_kafka_init_creates_the_topics_with_the_stack_command() -> None:
+    init = service("kafka-init")
+    cmd = command(init)
+    assert cmd[:4] == ["python", "-m", "stack", "topics"]
+    args = dict(zip(cmd[4::2], cmd[5::2], strict=True))
+    assert args == {"--bootstrap": "kafka:9092", "--replication": "1"}
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    usage = subprocess.run([sys.executable, "-m", "stack", "topics", "--help"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "--bootstrap" in usage and "--replication" in usage
+
+
+def test_single_kafka_broker_serves_the_network_and_the_host_without_auto_created_topics() -> None:
+    kafka = service("kafka")
+    env = environment(kafka)
+    assert kafka["image"] == "apache/kafka:4.1.1"
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert "INTERNAL://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "HOST://127.0.0.1:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    host_listener = int(re.search(r"HOST://:(\d+)", env["KAFKA_LISTENERS"])[1])  # type: ignore[index]
+    assert published_ports(kafka) == [("127.0.0.1", "9092", host_listener)]
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert int(env["KAFKA_NUM_PARTITIONS"]) == Settings.model_fields["shopkeeper_topic_partitions"].default
+    assert "kafka-broker-api-versions.sh" in healthcheck_text(kafka)
+
+
+def test_ha_profile_runs_three_brokers_with_replication_three_and_min_isr_two() -> None:
+    envs = {name: environment(service(name)) for name in HA_BROKERS}
+    for name, env in envs.items():
+        assert service(name)["profiles"] == ["ha"]
+        assert service(name)["image"] == "apache/kafka:4.1.1"
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"
+        assert f"INTERNAL://{name}:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
+        assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+        assert healthcheck_text(service(name))
+    assert sorted(env["KAFKA_NODE_ID"] for env in envs.values()) == ["1", "2", "3"]
+    assert len({env["CLUSTER_ID"] for env in envs.values()}) == 1
+    host_ports = [p for name in [*HA_BROKERS, "kafka"] for _, p, _ in published_ports(service(name))]
+    assert len(host_ports) == len(set(host_ports)), "brokers must not share a host port"
+    deps = service("kafka-init")["depends_on"]
+    for name in HA_BROKERS:  # waited for with --profile ha, ignored without it
+        assert deps[name] == {"condition": "service_healthy", "required": False}
+
+
+# --- Postgres -----------------------------------------------------------------------------------
+def init_sql() -> str:
+    return (ROOT / "deploy" / "postgres" / "init.sql").read_text()
+
+
+def test_postgres_runs_init_sql_on_first_start_and_is_checked_over_tcp() -> None:
+    pg = service("postgres")
+    assert pg["image"] == "postgres:15"
+    initdb = [host for target, host in mounts(pg).items()
+              if target.startswith("/docker-entrypoint-initdb.d/")]
+    assert initdb == [ROOT / "deploy" / "postgres" / "init.sql"]
+    assert initdb[0].is_file()
+    assert "pg_isready" in healthcheck_text(pg) and "-h 127.0.0.1" in healthcheck_text(pg)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_init_sql_creates_a_login_role_and_an_owned_schema_for_every_service(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    sql = init_sql()
+    role = role_name(name)
+    assert re.search(rf"^CREATE ROLE {role} LOGIN PASSWORD :'pw';$", sql, re.M)
+    assert re.search(rf"^CREATE SCHEMA {name} AUTHORIZATION {role};$", sql, re.M)
+    assert re.search(rf"^ALTER ROLE {role} SET search_path = {name};$", sql, re.M)
+    assert re.search(rf"^GRANT CONNECT, TEMPORARY ON DATABASE shopkeeper TO {role};$", sql, re.M)
+    # The password: SHOPKEEPER_<SERVICE>_DB_PASSWORD, else role_password()'s default.
+    monkeypatch.delenv(f"SHOPKEEPER_{name.upper()}_DB_PASSWORD", raising=False)
+    block = sql.split(f"\\getenv pw SHOPKEEPER_{name.upper()}_DB_PASSWORD", 1)[1].split("CREATE ROLE", 1)[0]
+    assert re.search(rf"\\set pw '{re.escape(role_password(name))}'", block)
+    # Compose gives Postgres the same password it puts in the service's URL.
+    pg_env = environment(service("postgres"))
+    assert pg_env[f"SHOPKEEPER_{name.upper()}_DB_PASSWORD"] == role_password(name)
+
+
+def test_init_sql_creates_the_database_and_closes_it_and_public_to_everyone_else() -> None:
+    sql = init_sql()
+    assert re.search(r"^CREATE DATABASE shopkeeper;$", sql, re.M)
+    assert re.search(r"^\\connect shopkeeper$", sql, re.M)
+    assert re.search(r"^REVOKE ALL ON DATABASE shopkeeper FROM PUBLIC;$", sql, re.M)
+    assert re.search(r"^REVOKE ALL ON SCHEMA public FROM PUBLIC;$", sql, re.M)
+    assert len(re.findall(r"^CREATE ROLE ", sql, re.M)) == len(SERVICES)
+
+
+# --- Prometheus and Grafana ---------------------------------------------------------------------
+def prometheus_config() -> tuple[dict[str, Any], dict[str, Path]]:
+    binds = mounts(service("prometheus"))
+    config = binds["/etc/prometheus/prometheus.yml"]
+    assert config == ROOT / "deploy" / "prometheus" / "prometheus.yml"
+    return yaml.safe_load(config.read_text()), binds
+
+
+def test_prometheus_finds_every_replica_of_every_service_on_its_port() -> None:
+    config, _ = prometheus_config()
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    job = jobs["shopkeeper"]  # stack/prometheus/alerts.yml selects job="shopkeeper"
+    targets = {}
+    for sd in job["dns_sd_configs"]:
+        assert sd["type"] == "A", "one A record per replica"
+        for name in sd["names"]:
+            targets[name] = sd["port"]
+    assert targets == {name: DEFAULT_PORTS[name] for name in SERVICES}
+    assert all(name in compose()["services"] for name in targets)
+    assert {"source_labels": ["__meta_dns_name"], "target_label": "service"} in job["relabel_configs"]
+
+
+def test_prometheus_mounts_the_stack_alert_rules_file_itself() -> None:
+    config, binds = prometheus_config()
+    rules = [binds[str(Path("/etc/prometheus") / f)] for f in config["rule_files"]]
+    assert rules == [ROOT / "stack" / "prometheus" / "alerts.yml"]
+    assert rules[0].is_file()
+    exprs = [r["expr"] for g in yaml.safe_load(rules[0].read_text())["groups"] for r in g["rules"]]
+    used = set().union(*(promql_metrics(e) for e in exprs))
+    assert used - PROMETHEUS_SERIES <= exported_metrics()
+
+
+def test_grafana_dashboard_queries_only_metrics_the_services_export() -> None:
+    queries = dashboard_queries()
+    assert queries
+    exported = exported_metrics()
+    for expr in queries:
+        used = promql_metrics(expr)
+        assert used, f"no metric in {expr!r}"
+        assert used - PROMETHEUS_SERIES <= exported, f"{expr!r} queries {sorted(used - exported)}"
+    for variable in dashboard()["templating"]["list"]:
+        for metric in re.findall(r"label_values\(\s*([a-zA-Z_:][\w:]*)", json.dumps(variable)):
+            assert metric in exported
+
+
+def test_grafana_dashboard_shows_flow_latency_backlog_dead_letters_and_order_statuses() -> None:
+    queries = dashboard_queries()
+    used = set().union(*(promql_metrics(q) for q in queries))
+    assert {"shopkeeper_events_consumed_total", "shopkeeper_handler_seconds_bucket",
+            "shopkeeper_consumer_lag", "shopkeeper_outbox_pending", "shopkeeper_outbox_oldest_seconds",
+            "shopkeeper_dlq_total", "shopkeeper_order_status_total"} <= used
+    assert any("histogram_quantile" in q and "shopkeeper_handler_seconds_bucket" in q for q in queries)
+
+    def grouped(metric: str, label: str) -> bool:
+        return any(metric in q and re.search(rf"by \([^)]*\b{label}\b", q) for q in queries)
+
+    for label in ("service", "topic", "outcome"):
+        assert grouped("shopkeeper_events_consumed_total", label)
+    assert grouped("shopkeeper_order_status_total", "status")
+    assert grouped("shopkeeper_order_status_total", "reason")
+
+
+def test_grafana_provisions_prometheus_and_the_dashboard_file() -> None:
+    binds = mounts(service("grafana"))
+    datasources = binds["/etc/grafana/provisioning/datasources"]
+    providers = binds["/etc/grafana/provisioning/dashboards"]
+    assert datasources == ROOT / "deploy" / "grafana" / "provisioning" / "datasources"
+    assert providers == ROOT / "deploy" / "grafana" / "provisioning" / "dashboards"
+    (source,) = yaml.safe_load((datasources / "prometheus.yml").read_text())["datasources"]
+    url = urlsplit(source["url"])
+    assert (source["type"], url.hostname, url.port) == ("prometheus", "prometheus", 9090)
+    (provider,) = yaml.safe_load((providers / "shopkeeper.yml").read_text())["providers"]
+    assert (binds[provider["options"]["path"]] / "shopkeeper.json").is_file()
+    panel_sources = {p["datasource"]["uid"] for p in dashboard()["panels"] if "datasource" in p}
+    assert panel_sources == {source["uid"]}
+
+
+# --- the image ----------------------------------------------------------------------------------
+def test_image_builds_the_project_in_a_venv_and_runs_it_as_a_non_root_user() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+)(?: AS (\w+))?", dockerfile, re.M)
+    assert [alias for _, alias in stages] == ["builder", "runtime"]
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim$", dockerfile, re.M)
+    assert re.search(r"pip install .*--no-deps \.", dockerfile)
+    assert re.search(r"^USER shopkeeper$", dockerfile, re.M)
+    assert "SHOPKEEPER_HTTP_HOST=0.0.0.0" in dockerfile
+    assert re.search(r"^HEALTHCHECK .*\n?.*urllib\.request.*/healthz", dockerfile, re.M)
+    for src in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.M):
+        for path in src.split():
+            if not path.endswith("*"):  # README.md* is optional
+                assert (ROOT / path).exists(), f"Dockerfile copies missing {path}"
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    for pattern in packages["find"]["include"]:
+        assert re.search(rf"^COPY {pattern.rstrip('*')} ", dockerfile, re.M), f"{pattern} not in the image"
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".local", ".venv", ".git"} <= set(ignored)
