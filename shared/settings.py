@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES: tuple[str, ...] = (
@@ -37,6 +38,19 @@ class Settings(BaseSettings):
     # /readyz fails when the consumer has lag but has made no progress for this long.
     shopkeeper_stall_seconds: float = 60.0
     shopkeeper_outbox_poll_seconds: float = 1.0
+    # Shifts every local-stack port (Kafka, Postgres, services, Prometheus) by this much, so that
+    # several stacks can run side by side on one machine (e.g. 1000: Kafka 10092, Postgres 6432,
+    # intake 9001). Explicit KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are used as given.
+    shopkeeper_port_offset: int = 0
+
+    @model_validator(mode="after")
+    def _apply_port_offset(self) -> Settings:
+        off = self.shopkeeper_port_offset
+        if off and "kafka_bootstrap_servers" not in self.model_fields_set:
+            self.kafka_bootstrap_servers = f"127.0.0.1:{9092 + off}"
+        if off and "database_url" not in self.model_fields_set:
+            self.database_url = f"postgresql://postgres:postgres@127.0.0.1:{5432 + off}/shopkeeper"
+        return self
 
 
 @lru_cache
@@ -68,4 +82,11 @@ def role_password(service: str) -> str:
 
 
 def service_port(service: str) -> int:
-    return int(os.environ.get(f"SHOPKEEPER_{service.upper()}_PORT", DEFAULT_PORTS[service]))
+    explicit = os.environ.get(f"SHOPKEEPER_{service.upper()}_PORT")
+    if explicit:
+        return int(explicit)
+    return DEFAULT_PORTS[service] + get_settings().shopkeeper_port_offset
+
+
+def prometheus_port() -> int:
+    return 9090 + get_settings().shopkeeper_port_offset

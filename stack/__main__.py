@@ -38,6 +38,7 @@ from shared.settings import (  # noqa: E402
     DEFAULT_PORTS,
     SERVICES,
     get_settings,
+    prometheus_port,
     role_name,
     role_password,
     service_port,
@@ -148,15 +149,19 @@ def ensure_kafka_jars() -> None:
                     "dependency:copy-dependencies", f"-DoutputDirectory={KAFKA_LIB}"], check=True)
 
 
+def controller_port(node: int) -> int:
+    return 19092 + node + get_settings().shopkeeper_port_offset
+
+
 def kafka_props(node: int, brokers: int, data: Path) -> str:
-    voters = ",".join(f"{i}@127.0.0.1:{19092 + i}" for i in range(1, brokers + 1))
-    port = 9092 if node == 1 else 9092 + 100 * (node - 1)
+    voters = ",".join(f"{i}@127.0.0.1:{controller_port(i)}" for i in range(1, brokers + 1))
+    port = kafka_port(node)
     repl = min(3, brokers)
     return "\n".join([
         "process.roles=broker,controller",
         f"node.id={node}",
         f"controller.quorum.voters={voters}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{19092 + node}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port(node)}",
         f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names=CONTROLLER",
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -178,7 +183,7 @@ def kafka_props(node: int, brokers: int, data: Path) -> str:
 
 
 def kafka_port(node: int) -> int:
-    return 9092 if node == 1 else 9092 + 100 * (node - 1)
+    return 9092 + 100 * (node - 1) + get_settings().shopkeeper_port_offset
 
 
 def start_kafka(brokers: int = 1) -> None:
@@ -404,18 +409,30 @@ def start_prometheus() -> None:
     if pid_of("prometheus"):
         return
     PROM_DATA.mkdir(parents=True, exist_ok=True)
-    spawn("prometheus", [binary, f"--config.file={ROOT / 'stack/prometheus/prometheus.yml'}",
-                         f"--storage.tsdb.path={PROM_DATA}", "--web.listen-address=127.0.0.1:9090",
-                         "--storage.tsdb.retention.time=2d"])
+    port = prometheus_port()
+    spawn("prometheus", [binary, f"--config.file={prometheus_config()}",
+                         f"--storage.tsdb.path={PROM_DATA}",
+                         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=2d"])
 
     def ready() -> bool:
         try:
-            with urllib.request.urlopen("http://127.0.0.1:9090/-/ready", timeout=2) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=2) as r:
                 return r.status == 200
         except (urllib.error.URLError, OSError):
             return False
     wait_for("Prometheus", ready, 60, LOGS / "prometheus.log")
-    say("started Prometheus on 127.0.0.1:9090")
+    say(f"started Prometheus on 127.0.0.1:{port}")
+
+
+def prometheus_config() -> Path:
+    """stack/prometheus/prometheus.yml with this stack's ports (they move with the offset)."""
+    text = (ROOT / "stack/prometheus/prometheus.yml").read_text()
+    for service, default in DEFAULT_PORTS.items():
+        text = text.replace(f"127.0.0.1:{default}", f"127.0.0.1:{service_port(service)}")
+    text = text.replace("- alerts.yml", f"- {ROOT / 'stack/prometheus/alerts.yml'}")
+    out = LOCAL / "prometheus.yml"
+    out.write_text(text)
+    return out
 
 
 # --- commands -------------------------------------------------------------------------------

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from shared.settings import get_settings
+
 ROOT = Path(__file__).resolve().parent.parent
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+BOOTSTRAP = get_settings().kafka_bootstrap_servers
 
 
 def _stack_ready() -> bool:
