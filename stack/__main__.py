@@ -293,8 +293,10 @@ def as_postgres(argv: list[str]) -> list[str]:
 def start_postgres() -> None:
     url = urlsplit(get_settings().database_url)
     port = url.port or 5432
-    if (PG_DATA / "postmaster.pid").exists() and port_open("127.0.0.1", port):
-        return
+    if (PG_DATA / "postmaster.pid").exists():
+        if port_open("127.0.0.1", port):
+            return
+        stop_postgres()  # ours, but on another port (the offset changed) or half-dead
     if port_open("127.0.0.1", port):
         fail(f"port {port} is taken by a PostgreSQL the stack did not start (Debian's own cluster?)."
              " Stop it (pg_ctlcluster <version> main stop) or point DATABASE_URL at it to use it.")
@@ -320,7 +322,7 @@ def start_postgres() -> None:
         pwfile.unlink()
         with open(PG_DATA / "postgresql.conf", "a") as conf:
             conf.write("\n# shopkeeper local stack\n"
-                       f"listen_addresses = '127.0.0.1'\nport = {port}\n"
+                       "listen_addresses = '127.0.0.1'\n"
                        f"unix_socket_directories = '{PG_SOCK}'\n"
                        "max_connections = 400\nshared_buffers = 256MB\n"
                        "log_min_messages = warning\n")
@@ -329,7 +331,8 @@ def start_postgres() -> None:
     if os.geteuid() == 0:
         shutil.chown(pglog, "postgres", "postgres")
     subprocess.run(as_postgres([pg_bin("pg_ctl"), "-D", str(PG_DATA), "-l", str(pglog), "-w",
-                                "-t", "60", "start"]), check=True, stdout=subprocess.DEVNULL)
+                                "-t", "60", "-o", f"-p {port}", "start"]),
+                   check=True, stdout=subprocess.DEVNULL)
     say(f"started PostgreSQL on 127.0.0.1:{port}")
 
 
