@@ -99,11 +99,17 @@ def healthcheck_text(svc: dict[str, Any]) -> str:
 
 
 def exported_metrics() -> set[str]:
-    """The series names shared/metrics.py exposes, parsed from the file (prometheus_client naming)."""
-    text = (ROOT / "shared" / "metrics.py").read_text()
-    defs = re.findall(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"", text)
-    assert len(defs) == len(re.findall(r"\b(?:Counter|Gauge|Histogram|Summary)\(", text)), (
-        "a metric in shared/metrics.py is not defined with a literal name")
+    """The series names the code exposes (shared/metrics.py and the services' own business
+    metrics), parsed from the files (prometheus_client naming)."""
+    files = [ROOT / "shared" / "metrics.py", *sorted((ROOT / "services").glob("*/*.py"))]
+    defs: list[tuple[str, str]] = []
+    for path in files:
+        text = path.read_text()
+        found = re.findall(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"",
+                           text)
+        assert len(found) == len(re.findall(r"\b(?:Counter|Gauge|Histogram|Summary)\(", text)), (
+            f"a metric in {path} is not defined with a literal name")
+        defs += found
     names: set[str] = set()
     for kind, name in defs:
         if kind == "Counter":
