@@ -107,8 +107,9 @@ def exported_metrics() -> set[str]:
         text = path.read_text()
         found = re.findall(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"",
                            text)
-        assert len(found) == len(re.findall(r"\b(?:Counter|Gauge|Histogram|Summary)\(", text)), (
-            f"a metric in {path} is not defined with a literal name")
+        if path.name == "metrics.py":  # elsewhere Counter( may be collections.Counter
+            assert len(found) == len(re.findall(r"\b(?:Counter|Gauge|Histogram|Summary)\(", text)), (
+                f"a metric in {path} is not defined with a literal name")
         defs += found
     names: set[str] = set()
     for kind, name in defs:
