@@ -118,10 +118,12 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @classmethod
     def of(cls, record: ConsumerRecord[Any, Any]) -> RawMessage:
-        return cls(record.topic, record.partition, record.offset, record.key, record.value)
+        return cls(record.topic, record.partition, record.offset, record.key, record.value,
+                   tuple(record.headers or ()))
 
     def json(self) -> dict[str, Any] | None:
         """The value as a JSON object, or None when it is not one."""
@@ -321,6 +323,9 @@ class Consumer:
             ("x-original-offset", str(raw.offset).encode()),
             ("x-service", self.service.encode()),
         ]
+        # Keep the message's own headers (e.g. x-replayed-from), replacing only ours.
+        ours = {name for name, _ in headers} | {"x-traceback"}
+        headers = [h for h in raw.headers if h[0] not in ours] + headers
         if not isinstance(exc, (ValidationError, ValueError, PoisonMessage)):
             headers.append(("x-traceback", "".join(traceback.format_exception(exc))[-4000:]
                             .encode()))

@@ -90,5 +90,24 @@ async def tail(topic: str, predicate: Any, timeout: float = 30.0) -> Any:
         await consumer.stop()
 
 
+async def tail_all(topic: str, predicate: Any) -> list[Any]:
+    """Every record on `topic` so far matching predicate."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False,
+                                group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        parts = await sfm.topic_partitions(consumer, topic)
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        found = []
+        while [tp for tp in parts if await consumer.position(tp) < ends[tp]]:
+            batch = await consumer.getmany(timeout_ms=500)
+            found += [r for records in batch.values() for r in records if predicate(r)]
+        return found
+    finally:
+        await consumer.stop()
+
+
 def value_of(record: Any) -> dict[str, Any]:
     return json.loads(record.value)
