@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-ORDERS ?= 300
+ORDERS ?= 500
 
 .PHONY: run test up down status bootstrap lint typecheck unit integration clean logs
 

@@ -279,12 +279,14 @@ def verify(wait: float = typer.Option(30.0, help="seconds to let in-flight work 
 
 
 @app.command()
-def simulate(orders: int = typer.Option(300, min=1), rate: float = typer.Option(50.0, min=0.1),
-             seed: int = typer.Option(7)) -> None:
+def simulate(orders: int = typer.Option(500, min=1, help="orders to place"),
+             rate: float = typer.Option(50.0, min=0.1, help="orders per second"),
+             days: int = typer.Option(30, min=1, help="simulated period, compressed"),
+             seed: int = typer.Option(7, help="same seed, same traffic")) -> None:
     """Realistic storefront traffic with live progress and a summary (the `make run` demo)."""
-    from tools.demo import Demo
+    from tools.simulator import Simulation
 
-    code = asyncio.run(Demo(orders, rate, seed).run())
+    code = asyncio.run(Simulation(orders, rate, days, seed, console).run())
     raise typer.Exit(code)
 
 
