@@ -449,6 +449,7 @@ class Simulation:
         return t
 
     def _summary(self, shop: sf.Storefront) -> None:
+        self.console.print()  # off a non-terminal, Live leaves its last frame unterminated
         orders = self.plan.orders
         final = Counter(self.latest(shop, k) or "no status yet" for k in orders)
         table = Table(title=f"{len(orders)} orders by status")
