@@ -1,0 +1,429 @@
+"""`make bench`: Shopkeeper end to end against this machine's own limits, measured in one run.
+
+1. raw Kafka: produce-and-consume messages per second with the services' client settings
+   (acks=all, idempotence) on a scratch topic;
+2. raw Postgres: transactions per second of the write pattern one consumed event costs
+   (inbox insert, a state row, an outbox row, in one transaction), from concurrent connections;
+3. Shopkeeper's sustained throughput: orders published at rising rates until the shipped count
+   stops keeping up (automatic warehouse), in orders per second placed -> shipped;
+4. latency at half that rate: p50, p95, p99 of placed -> accepted, -> reserved, -> shipped;
+5. CPU seconds per 1,000 orders and peak memory per service (from /proc);
+6. scaling: the throughput step repeated with a second instance of every service
+   (`--scaling`).
+
+Results go to a JSON file and a markdown table (docs/BENCHMARKS.md). Nothing here asserts a
+timing: the smoke test only checks that the run completes and reports every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from shared.settings import SERVICES, get_settings, service_port
+
+from . import storefront as sf
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = Path(os.environ.get("SHOPKEEPER_LOCAL_DIR", ROOT / ".local")) / "run"
+EVENTS_PER_ORDER = 11  # consumed events (= transactions) one shipped order costs, all services
+
+
+@dataclass
+class Result:
+    machine: dict[str, Any] = field(default_factory=dict)
+    kafka_msgs_per_s: float = 0.0
+    postgres_tx_per_s: float = 0.0
+    postgres_orders_per_s_limit: float = 0.0
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    sustained_orders_per_s: float = 0.0
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    latency_rate: float = 0.0
+    cpu_s_per_1000_orders: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    scaling: dict[str, float] = field(default_factory=dict)
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except OSError:
+        mem_kb = 0
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_kb / 2**20, 1),
+            "python": platform.python_version(), "kernel": platform.release()}
+
+
+# --- the machine's limits ---------------------------------------------------------------------
+async def kafka_limit(bootstrap: str, messages: int) -> float:
+    topic = f"bench.raw.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 6, 1)])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                                linger_ms=2, max_batch_size=256 * 1024)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bench-{topic}",
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await producer.start()
+    await consumer.start()
+    value = json.dumps(sf.order("bench", "raw", [("SKU", 1, "1.00")])).encode()  # ~ an order
+    try:
+        t0 = time.perf_counter()
+
+        async def produce() -> None:
+            for i in range(0, messages, 500):
+                futures = [await producer.send(topic, value, key=str(j).encode())
+                           for j in range(i, min(i + 500, messages))]
+                await asyncio.gather(*futures)
+
+        async def consume() -> None:
+            seen = 0
+            while seen < messages:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=2000)
+                seen += sum(len(v) for v in batch.values())
+                if batch:
+                    await consumer.commit()
+        await asyncio.gather(produce(), consume())
+        return messages / (time.perf_counter() - t0)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await admin.delete_topics([topic])
+        await admin.close()
+
+
+async def postgres_limit(admin_url: str, seconds: float, connections: int = 8) -> float:
+    """Transactions/s of one handled event's writes: inbox, state, outbox, commit."""
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(admin_url)
+    await conn.execute(f"CREATE SCHEMA {schema}; SET search_path = {schema};"
+                       "CREATE TABLE inbox (event_id uuid PRIMARY KEY, topic text, at timestamptz"
+                       " DEFAULT now());"
+                       "CREATE TABLE state (id uuid PRIMARY KEY, body jsonb, at timestamptz"
+                       " DEFAULT now());"
+                       "CREATE TABLE outbox (id bigserial PRIMARY KEY, topic text, key text,"
+                       " value bytea, sent_at timestamptz)")
+    await conn.close()
+    value = json.dumps(sf.order("bench", "raw", [("SKU", 1, "1.00")]))
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        c = await asyncpg.connect(admin_url, server_settings={"search_path": schema})
+        try:
+            while time.perf_counter() < stop:
+                async with c.transaction():
+                    await c.execute("INSERT INTO inbox (event_id, topic) VALUES ($1, 't')",
+                                    uuid.uuid4())
+                    await c.execute("INSERT INTO state (id, body) VALUES ($1, $2::jsonb)",
+                                    uuid.uuid4(), value)
+                    await c.execute("INSERT INTO outbox (topic, key, value) VALUES ('t', 'k', $1)",
+                                    value.encode())
+                done += 1
+        finally:
+            await c.close()
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    rate = done / (time.perf_counter() - t0)
+    conn = await asyncpg.connect(admin_url)
+    await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    await conn.close()
+    return rate
+
+
+# --- Shopkeeper -------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, shop: sf.Storefront, skus: list[str]) -> None:
+        self.shop = shop
+        self.skus = skus
+        self.sent_at: dict[str, float] = {}
+        self.n = 0
+
+    async def publish_at(self, rate: float, seconds: float) -> list[str]:
+        keys = []
+        total = max(1, int(rate * seconds))
+        t0 = time.perf_counter()
+        for i in range(total):
+            due = t0 + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self.n += 1
+            ext = f"b{uuid.uuid4().hex[:12]}"
+            key = f"bench-1:{ext}"
+            sku = self.skus[self.n % len(self.skus)]
+            payload = sf.order("bench-1", ext, [(sku, 1, "10.00")], country="US")
+            self.sent_at[key] = time.perf_counter()
+            await self.shop.producer.send("orders.placed", json.dumps(payload).encode(),
+                                          key=key.encode())
+            keys.append(key)
+        await self.shop.producer.flush()
+        return keys
+
+    async def until_shipped(self, keys: list[str], timeout: float = 120) -> None:
+        deadline = time.perf_counter() + timeout
+        while self.shipped(keys) < len(keys) and time.perf_counter() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)  # polling the watcher's dict is simpler than a condition
+
+    def shipped(self, keys: list[str]) -> int:
+        return sum(1 for k in keys if "shipped" in self.shop.seen(k))
+
+    async def step(self, rate: float, seconds: float) -> dict[str, Any]:
+        """Publish at `rate` for `seconds`; then how far behind is the pipeline?"""
+        t0 = time.perf_counter()
+        keys = await self.publish_at(rate, seconds)
+        published_in = time.perf_counter() - t0
+        behind_at_end = len(keys) - self.shipped(keys)
+        await self.until_shipped(keys)
+        drained_in = time.perf_counter() - t0
+        return {"rate": rate, "orders": len(keys), "published_s": round(published_in, 2),
+                "shipped": self.shipped(keys), "behind_when_publishing_ended": behind_at_end,
+                "all_shipped_after_s": round(drained_in, 2),
+                "throughput": round(self.shipped(keys) / drained_in, 1)}
+
+    def latencies(self, keys: list[str]) -> dict[str, dict[str, float]]:
+        out = {}
+        for status in ("accepted", "reserved", "shipped"):
+            samples = sorted(1000 * (self.shop.arrived[(k, status)] - self.sent_at[k])
+                             for k in keys if (k, status) in self.shop.arrived)
+            if samples:
+                out[status] = {"p50": round(pct(samples, 50), 1), "p95": round(pct(samples, 95), 1),
+                               "p99": round(pct(samples, 99), 1), "n": len(samples)}
+        return out
+
+
+def pct(sorted_samples: list[float], p: float) -> float:
+    if len(sorted_samples) == 1:
+        return sorted_samples[0]
+    return statistics.quantiles(sorted_samples, n=100, method="inclusive")[int(p) - 1]
+
+
+class TimedStorefront(sf.Storefront):
+    """Records when each order's status arrives, for latencies."""
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(bootstrap)
+        self.arrived: dict[tuple[str, str], float] = {}
+
+    async def _watch(self) -> None:
+        async for record in self.consumer:
+            try:
+                value = json.loads(record.value)
+            except ValueError:
+                continue
+            key = record.key.decode() if record.key else ""
+            if record.topic == "orders.status":
+                self.arrived.setdefault((key, value["status"]), time.perf_counter())
+                self.statuses[key].append(value)
+
+
+def service_pids() -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for f in RUN.glob("*.pid"):
+        name = f.stem
+        service = name.split("-")[0]
+        if service in SERVICES:
+            try:
+                out.setdefault(service, []).append(int(f.read_text()))
+            except ValueError:
+                continue
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError):
+        return 0.0
+
+
+def peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def prepare_catalogue(shop: sf.Storefront, count: int, units: int) -> list[str]:
+    skus = [f"BENCH-{uuid.uuid4().hex[:6]}-{i}" for i in range(count)]
+    for sku in skus:
+        await shop.publish("catalog.products", sku, sf.product(sku, "10.00"))
+        await shop.publish("stock.adjustments", sku, sf.stock(sku, "WH-LA", units))
+    async with httpx.AsyncClient(timeout=5) as client:
+        for _ in range(300):
+            a = await client.get(f"http://127.0.0.1:{service_port('intake')}/catalog/{skus[-1]}")
+            b = await client.get(f"http://127.0.0.1:{service_port('inventory')}/stock/{skus[-1]}")
+            if a.status_code == 200 and b.status_code == 200 and b.json()["warehouses"]:
+                break
+            await asyncio.sleep(0.2)
+    return skus
+
+
+async def run(args: argparse.Namespace) -> Result:
+    settings = get_settings()
+    result = Result(machine=machine())
+    print(f"[bench] machine: {result.machine}", flush=True)
+    result.kafka_msgs_per_s = round(await kafka_limit(settings.kafka_bootstrap_servers,
+                                                      args.kafka_messages), 1)
+    print(f"[bench] raw Kafka produce+consume: {result.kafka_msgs_per_s} msg/s", flush=True)
+    result.postgres_tx_per_s = round(await postgres_limit(settings.database_url,
+                                                          args.pg_seconds), 1)
+    result.postgres_orders_per_s_limit = round(result.postgres_tx_per_s / EVENTS_PER_ORDER, 1)
+    print(f"[bench] raw Postgres: {result.postgres_tx_per_s} tx/s"
+          f" (= {result.postgres_orders_per_s_limit} orders/s at {EVENTS_PER_ORDER} tx/order)",
+          flush=True)
+
+    async with TimedStorefront(settings.kafka_bootstrap_servers) as shop:
+        skus = await prepare_catalogue(shop, 20, 1_000_000)
+        bench = Bench(shop, skus)
+        await bench.step(args.warmup_rate, args.warmup_seconds)  # warm-up, not reported
+        pids = service_pids()
+        cpu0 = {s: sum(cpu_seconds(p) for p in ps) for s, ps in pids.items()}
+        orders0 = bench.n
+        best = 0.0
+        for rate in args.rates:
+            step = await bench.step(rate, args.step_seconds)
+            result.steps.append(step)
+            print(f"[bench] {step}", flush=True)
+            keeps_up = step["behind_when_publishing_ended"] <= max(rate * 1.0, 20)
+            if step["shipped"] == step["orders"] and keeps_up:
+                best = max(best, step["throughput"])
+            else:
+                break
+        result.sustained_orders_per_s = best
+        done = max(1, bench.n - orders0)
+        result.cpu_s_per_1000_orders = {
+            s: round(1000 * (sum(cpu_seconds(p) for p in ps) - cpu0.get(s, 0)) / done, 2)
+            for s, ps in pids.items()}
+        result.peak_rss_mb = {s: round(max(peak_rss_mb(p) for p in ps), 1)
+                              for s, ps in pids.items()}
+        half = max(5.0, best / 2)
+        keys = await bench.publish_at(half, args.latency_seconds)
+        await bench.until_shipped(keys)
+        result.latency_rate = half
+        result.latency_ms = bench.latencies(keys)
+        print(f"[bench] latency at {half}/s: {result.latency_ms}", flush=True)
+        if args.scaling and result.steps:
+            result.scaling = await scaling(bench, result.steps[-1]["rate"], args.step_seconds)
+    return result
+
+
+async def scaling(bench: Bench, rate: float, seconds: float) -> dict[str, float]:
+    """Throughput at one offered rate with one, then two instances of each service."""
+    one = (await bench.step(rate, seconds))["throughput"]
+    extra = await asyncio.to_thread(second_instances)
+    await asyncio.sleep(15)  # join the groups, rebalance
+    try:
+        two = (await bench.step(rate, seconds))["throughput"]
+    finally:
+        await asyncio.to_thread(stop_all, extra)
+    return {"rate": rate, "one_instance": one, "two_instances": two}
+
+
+def second_instances() -> list[subprocess.Popen[bytes]]:
+    procs = []
+    for s in SERVICES:
+        env = {**os.environ, f"SHOPKEEPER_{s.upper()}_PORT": str(service_port(s) + 100)}
+        with open(ROOT / ".local" / "logs" / f"{s}-bench2.log", "ab") as log:
+            procs.append(subprocess.Popen([sys.executable, "-m", f"services.{s}"], env=env,
+                                          stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
+    return procs
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(30)
+
+
+def markdown(r: Result) -> str:
+    m = r.machine
+    lines = [
+        "# Benchmarks", "",
+        f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, Python {m['python']},"
+        f" Linux {m['kernel']}. Everything (Kafka, Postgres, six services, the load generator)"
+        " on this one machine. Rerun: `make bench` (results in `artifacts/bench.json`).", "",
+        "## Limits of this machine, measured in the same run", "",
+        "| limit | value |", "| --- | --- |",
+        f"| raw Kafka produce + consume (acks=all, idempotent) | {r.kafka_msgs_per_s:,.0f} msg/s |",
+        f"| raw Postgres (inbox + state + outbox per tx, 8 connections) |"
+        f" {r.postgres_tx_per_s:,.0f} tx/s |",
+        f"| Postgres as orders/s ({EVENTS_PER_ORDER} handled events per order) |"
+        f" {r.postgres_orders_per_s_limit:,.0f} orders/s |", "",
+        "## Shopkeeper", "",
+        "| rate offered (orders/s) | orders | behind when publishing ended | all shipped after"
+        " (s) | placed->shipped (orders/s) |", "| --- | --- | --- | --- | --- |",
+    ]
+    for s in r.steps:
+        lines.append(f"| {s['rate']} | {s['orders']} | {s['behind_when_publishing_ended']} |"
+                     f" {s['all_shipped_after_s']} | {s['throughput']} |")
+    pg = r.postgres_orders_per_s_limit or 1
+    lines += ["", f"Sustained: **{r.sustained_orders_per_s} orders/s** placed -> shipped, "
+              f"{100 * r.sustained_orders_per_s / pg:.0f} % of the Postgres limit and "
+              f"{100 * r.sustained_orders_per_s * EVENTS_PER_ORDER / (r.kafka_msgs_per_s or 1):.1f}"
+              " % of the Kafka limit (in messages).", "",
+              f"Latency at {r.latency_rate:.0f} orders/s (ms from publishing `orders.placed` to the"
+              " status arriving on `orders.status`):", "",
+              "| status | p50 | p95 | p99 | n |", "| --- | --- | --- | --- | --- |"]
+    for status, v in r.latency_ms.items():
+        lines.append(f"| {status} | {v['p50']} | {v['p95']} | {v['p99']} | {v['n']} |")
+    lines += ["", "| service | CPU s per 1,000 orders | peak RSS (MB) |", "| --- | --- | --- |"]
+    for s in SERVICES:
+        lines.append(f"| {s} | {r.cpu_s_per_1000_orders.get(s, '')} |"
+                     f" {r.peak_rss_mb.get(s, '')} |")
+    if r.scaling:
+        lines += ["", f"Scaling at {r.scaling['rate']} orders/s offered: one instance of each"
+                  f" service {r.scaling['one_instance']} orders/s, two instances"
+                  f" {r.scaling['two_instances']} orders/s."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench")
+    parser.add_argument("--rates", type=float, nargs="+", default=[25, 50, 100, 200, 400, 800])
+    parser.add_argument("--step-seconds", type=float, default=10)
+    parser.add_argument("--warmup-rate", type=float, default=20)
+    parser.add_argument("--warmup-seconds", type=float, default=5)
+    parser.add_argument("--latency-seconds", type=float, default=15)
+    parser.add_argument("--kafka-messages", type=int, default=50_000)
+    parser.add_argument("--pg-seconds", type=float, default=10)
+    parser.add_argument("--scaling", action="store_true")
+    parser.add_argument("--json", default=str(ROOT / "artifacts" / "bench.json"))
+    parser.add_argument("--markdown", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    args = parser.parse_args()
+    result = asyncio.run(run(args))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(asdict(result), indent=2))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(result))
+    print(f"[bench] wrote {args.json}" + (f" and {args.markdown}" if args.markdown else ""))
+
+
+if __name__ == "__main__":
+    main()
