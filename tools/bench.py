@@ -154,7 +154,7 @@ async def postgres_limit(admin_url: str, seconds: float, connections: int = 8) -
 
 # --- Shopkeeper -------------------------------------------------------------------------------
 class Bench:
-    def __init__(self, shop: sf.Storefront, skus: list[str]) -> None:
+    def __init__(self, shop: TimedStorefront, skus: list[str]) -> None:
         self.shop = shop
         self.skus = skus
         self.sent_at: dict[str, float] = {}
@@ -394,9 +394,9 @@ def markdown(r: Result) -> str:
     for status, v in r.latency_ms.items():
         lines.append(f"| {status} | {v['p50']} | {v['p95']} | {v['p99']} | {v['n']} |")
     lines += ["", "| service | CPU s per 1,000 orders | peak RSS (MB) |", "| --- | --- | --- |"]
-    for s in SERVICES:
-        lines.append(f"| {s} | {r.cpu_s_per_1000_orders.get(s, '')} |"
-                     f" {r.peak_rss_mb.get(s, '')} |")
+    for name in SERVICES:
+        lines.append(f"| {name} | {r.cpu_s_per_1000_orders.get(name, '')} |"
+                     f" {r.peak_rss_mb.get(name, '')} |")
     if r.scaling:
         lines += ["", f"Scaling at {r.scaling['rate']} orders/s offered: one instance of each"
                   f" service {r.scaling['one_instance']} orders/s, two instances"

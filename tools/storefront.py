@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -158,7 +158,7 @@ class Storefront:
         await self.consumer.stop()
         await self.producer.stop()
 
-    async def __aenter__(self) -> Storefront:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
