@@ -71,7 +71,8 @@ class Service:
             consumer = Consumer(self.name, settings.kafka_bootstrap_servers, pool, producer,
                                 self.handlers,
                                 max_attempts=settings.shopkeeper_handler_max_attempts,
-                                stall_seconds=settings.shopkeeper_stall_seconds)
+                                stall_seconds=settings.shopkeeper_stall_seconds,
+                                batch_size=settings.shopkeeper_batch_size)
             runtime = Runtime(self.name, settings, pool, producer, relay, consumer)
             app.state.runtime = runtime
             relay.start()

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # /readyz fails when the consumer has lag but has made no progress for this long.
     shopkeeper_stall_seconds: float = 60.0
     shopkeeper_outbox_poll_seconds: float = 1.0
+    # Messages handled in one transaction and committed together (1: one at a time).
+    shopkeeper_batch_size: int = 100
     # Shifts every local-stack port (Kafka, Postgres, services, Prometheus) by this much, so that
     # several stacks can run side by side on one machine (e.g. 1000: Kafka 10092, Postgres 6432,
     # intake 9001). Explicit KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are used as given.
