@@ -168,7 +168,8 @@ async def set_analytics_score(conn: Conn, service: str, zone: str, rate: Decimal
                               samples: int) -> None:
     await conn.execute(
         "INSERT INTO carrier_scores (service, zone, source, delivered, on_time, rate)"
-        " VALUES ($1, $2, 'analytics', $3, round($3 * $4), $4) ON CONFLICT (service, zone, source)"
+        " VALUES ($1, $2, 'analytics', $3::int, round($3::int * $4::numeric), $4::numeric)"
+        " ON CONFLICT (service, zone, source)"
         " DO UPDATE SET delivered = EXCLUDED.delivered, on_time = EXCLUDED.on_time,"
         " rate = EXCLUDED.rate, updated_at = now()", service, zone, samples, rate)
 
@@ -188,7 +189,7 @@ async def stalled_candidates(conn: Conn, now: datetime) -> list[asyncpg.Record]:
         " FROM shipments s JOIN services v ON v.code = s.service"
         " WHERE s.shipped_at IS NOT NULL"
         " AND s.status NOT IN ('held', 'delivered', 'lost', 'returned_to_sender')"
-        " AND coalesce(s.last_event_at, s.shipped_at) < $1 - make_interval(days => v.stall_days)"
+        " AND coalesce(s.last_event_at, s.shipped_at) < $1::timestamptz - make_interval(days => v.stall_days)"
         " AND s.stalled_for IS DISTINCT FROM coalesce(s.last_event_at, s.shipped_at)"
         " ORDER BY s.parcel_id FOR UPDATE OF s SKIP LOCKED", now)
 
