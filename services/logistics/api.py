@@ -12,11 +12,12 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from shared.contracts import OrderSnapshot
 from shared.contracts.public import ShippingOption
 from shared.http import require_admin
 
 from . import domain, label, store
-from .handlers import flag_stalled
+from .handlers import check_and_dispatch, flag_stalled
 
 router = APIRouter()
 
@@ -86,3 +87,32 @@ async def run_watchdog(request: Request) -> dict[str, Any]:
 @router.get("/carrier-scores")
 async def carrier_scores(request: Request) -> list[dict[str, Any]]:
     return await store.scores(request.app.state.runtime.pool)
+
+
+class DockScan(BaseModel):
+    measured_weight_g: int = Field(gt=0, le=1_000_000)
+
+
+@router.post("/parcels/{parcel_id}/dock-scan", dependencies=[Depends(require_admin)])
+async def dock_scan(parcel_id: str, scan: DockScan, request: Request) -> dict[str, Any]:
+    """The dock scale's reading of a parcel not yet handed over: the final check runs again
+    with it (weight against the label, address, customs). All parcels of the order pass ->
+    shipped; else the parcel stays held and the answer says why."""
+    pool = request.app.state.runtime.pool
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow("SELECT order_id FROM shipments WHERE parcel_id = $1",
+                                  parcel_id)
+        if row is None:
+            raise HTTPException(404, "unknown parcel")
+        order = await store.get_order(conn, row["order_id"])
+        assert order is not None
+        if order["status"] != "waiting" or order["snapshot"] is None:
+            raise HTTPException(409, f"the order is {order['status']}, not waiting at the dock")
+        await conn.execute("UPDATE shipments SET measured_weight_g = $2 WHERE parcel_id = $1",
+                           parcel_id, scan.measured_weight_g)
+        shipped = await check_and_dispatch(
+            conn, order, OrderSnapshot.model_validate_json(order["snapshot"]), None)
+        after = await conn.fetchrow("SELECT status, hold_reasons FROM shipments"
+                                    " WHERE parcel_id = $1", parcel_id)
+    return {"parcel_id": parcel_id, "order_shipped": shipped, "status": after["status"],
+            "hold_reasons": json.loads(after["hold_reasons"])}

@@ -33,6 +33,7 @@ from shared.db import Conn
 from shared.messaging import Ctx, Handlers, PoisonMessage, confirm_cancelled, emit_status
 from shared.outbox import enqueue
 from shared.service import Runtime
+from shared.settings import get_settings
 
 from . import domain, metrics, store
 
@@ -94,18 +95,22 @@ async def order_packed(ctx: Ctx, event: OrderPacked) -> None:
         return
     row = await store.get_order(ctx.conn, order_id)
     assert row is not None
-    await check_and_dispatch(ctx.conn, row, snap, str(event.event_id), announce_hold=True)
+    await check_and_dispatch(ctx.conn, row, snap, str(event.event_id))
 
 
 async def check_and_dispatch(conn: Conn, order: asyncpg.Record, snap: OrderSnapshot,
-                             causation_id: str | None, *, announce_hold: bool) -> bool:
+                             causation_id: str | None) -> bool:
     """The final check of every parcel of a waiting order (weight at the dock against the label,
     address, customs); all pass -> hand them over and announce `shipped`. Held parcels keep
-    their reasons; `on_hold` is announced the first time only (a re-check that still fails
-    says nothing new to the customer). True when shipped."""
+    their reasons; `on_hold` is announced when the reasons change (a re-check that fails the
+    same way says nothing new). With SHOPKEEPER_WAREHOUSE_MODE=manual a parcel also waits for
+    its dock scan (POST /parcels/{id}/dock-scan). True when shipped."""
     rows = await store.shipments_of_order(conn, order["order_id"])
     if any(r["service"] is None for r in rows):
         return False
+    before = {(r["parcel_id"], h["code"]) for r in rows for h in json.loads(r["hold_reasons"])}
+    manual = get_settings().shopkeeper_warehouse_mode == "manual"
+    unscanned = [r["parcel_id"] for r in rows if manual and r["measured_weight_g"] is None]
     houses = await store.warehouses(conn)
     products = await store.products(conn, {ln["sku"] for r in rows
                                            for ln in json.loads(r["lines"])})
@@ -119,8 +124,8 @@ async def check_and_dispatch(conn: Conn, order: asyncpg.Record, snap: OrderSnaps
             customs = domain.declaration(
                 [(ln["sku"], ln["quantity"]) for ln in json.loads(r["lines"])], products,
                 prices, snap.currency)
-        # Automatic warehouse: the dock scale reads what packing weighed. A reading recorded by
-        # an operator (measured_weight_g) is checked as it is.
+        # Automatic warehouse: the dock scale reads what packing weighed. A reading recorded at
+        # the dock (measured_weight_g) is checked as it is.
         measured = r["measured_weight_g"] or r["weight_g"]
         problems = domain.dispatch_problems(r["label_weight_g"] or r["weight_g"], measured,
                                             address, customs)
@@ -132,13 +137,17 @@ async def check_and_dispatch(conn: Conn, order: asyncpg.Record, snap: OrderSnaps
     if held:
         log.warning("order %s held at the dock: %s", order["order_key"],
                     ", ".join(f"{pid} {code}" for pid, code, _ in held))
-        if announce_hold:
+        if {(pid, code) for pid, code, _ in held} != before:
             for _, code, _ in held:
                 metrics.PARCELS_HELD.labels(code).inc()
             await emit_status(conn, **ids, status="on_hold",
                               reasons=[(code, f"{pid}: {msg}") for pid, code, msg in held],
                               details={"parcels": sorted({pid for pid, _, _ in held})},
                               correlation_id=order["correlation_id"], causation_id=causation_id)
+        return False
+    if unscanned:
+        log.info("order %s waits for the dock scan of %s", order["order_key"],
+                 ", ".join(unscanned))
         return False
     await store.mark_shipped(conn, order["order_id"])
     await store.set_order_status(conn, order["order_id"], "shipped")
@@ -175,8 +184,7 @@ async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
         if order is None or order["status"] != "waiting" or order["snapshot"] is None:
             continue
         snap = OrderSnapshot.model_validate_json(order["snapshot"])
-        if await check_and_dispatch(ctx.conn, order, snap, str(event.event_id),
-                                    announce_hold=False):
+        if await check_and_dispatch(ctx.conn, order, snap, str(event.event_id)):
             log.info("order %s released: product %s completed its papers", order["order_key"],
                      event.sku)
 

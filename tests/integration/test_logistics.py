@@ -247,3 +247,54 @@ async def test_analytics_carrier_scores_feed_selection(storefront: Storefront) -
     # Then DHL Express carries analytics' score for that zone
     entry = await eventually(scored, what="analytics score used in the quote")
     assert entry["zone"] == "5"
+
+
+async def test_dock_scan_outside_the_weight_tolerance_keeps_the_parcel_held(
+        storefront: Storefront) -> None:
+    sf = storefront
+    # Given a cross-border parcel held at the dock for its missing HS code
+    sku = await new_product(sf, stock={"WH-LA": 2})
+    product = sfm.product(sku)
+    product["hs_code"] = None
+    await sf.publish("catalog.products", sku, product)
+    key, _ = await place(sf, [(sku, 1, "12.50")], country="GB")
+    await sf.wait_for(key, "on_hold")
+    parcel = (await shipments(key))[0]
+    label_g = parcel["label_weight_g"]
+
+    # When the dock scale reads 300 g more than the label says
+    r = await http_post("logistics", f"/parcels/{parcel['parcel_id']}/dock-scan",
+                        {"measured_weight_g": label_g + 300}, auth=True)
+    # Then the parcel stays held, for its weight as well as its papers, and the operator hears it
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "held" and body["order_shipped"] is False
+    assert [h["code"] for h in body["hold_reasons"]] == ["weight_mismatch", "customs_incomplete"]
+
+    async def weight_hold() -> dict[str, Any] | None:
+        return next((e for e in sf.statuses[key] if e["status"] == "on_hold" and
+                     "weight_mismatch" in [x["code"] for x in e["reasons"]]), None)
+    await eventually(weight_hold, what="on_hold with weight_mismatch")
+
+    # When the papers are completed, the weight still stops it
+    await sf.publish("catalog.products", sku, sfm.product(sku))
+
+    async def only_weight_left() -> bool:
+        return [h["code"] for h in (await shipments(key))[0]["hold_reasons"]] == [
+            "weight_mismatch"]
+    await eventually(only_weight_left, what="customs complete, weight still wrong")
+    assert "shipped" not in sf.seen(key)
+
+    # When it is re-weighed within tolerance (max(50 g, 5 %)), it ships
+    r = await http_post("logistics", f"/parcels/{parcel['parcel_id']}/dock-scan",
+                        {"measured_weight_g": label_g + 40}, auth=True)
+    assert r.json()["order_shipped"] is True
+    await sf.wait_for(key, "shipped")
+    row = (await shipments(key))[0]
+    assert (row["status"], row["measured_weight_g"]) == ("shipped", label_g + 40)
+    # And once handed over, the dock has no more say
+    again = await http_post("logistics", f"/parcels/{parcel['parcel_id']}/dock-scan",
+                            {"measured_weight_g": label_g}, auth=True)
+    assert again.status_code == 409
+    assert (await http_post("logistics", "/parcels/P-nope-1/dock-scan",
+                            {"measured_weight_g": 100}, auth=True)).status_code == 404
