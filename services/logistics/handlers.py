@@ -296,7 +296,7 @@ async def flag_stalled(pool: asyncpg.Pool, now: datetime) -> list[str]:
                                      f" {r['stall_days']} for {r['service']})")],
                 details={"tracking_number": r["tracking_number"], "reason": "stalled"},
                 correlation_id=order["correlation_id"])
-            metrics.EXCEPTIONS.labels(r["service"].split("-")[0], "stalled").inc()
+            metrics.EXCEPTIONS.labels(r["carrier"], "stalled").inc()
             log.warning("order %s: parcel %s stalled, last scan %s", order["order_key"],
                         r["parcel_id"], r["last_scan"].isoformat())
             flagged.append(r["parcel_id"])

@@ -184,7 +184,7 @@ async def stalled_candidates(conn: Conn, now: datetime) -> list[asyncpg.Record]:
     """Parcels on the road whose last scan (or hand-over) is older than their service allows,
     not yet flagged for this silence. SKIP LOCKED: a parcel being tracked right now is skipped."""
     return await conn.fetch(
-        "SELECT s.parcel_id, s.tracking_number, s.status, s.order_id, s.service,"
+        "SELECT s.parcel_id, s.tracking_number, s.status, s.order_id, s.service, s.carrier,"
         " coalesce(s.last_event_at, s.shipped_at) AS last_scan, v.stall_days"
         " FROM shipments s JOIN services v ON v.code = s.service"
         " WHERE s.shipped_at IS NOT NULL"

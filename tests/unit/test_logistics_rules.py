@@ -156,19 +156,27 @@ def test_on_time_means_delivered_within_the_zones_maximum_transit(days: float,
 
 # --- hypothesis: the choice is eligible and never dearer than it needs to be ------------------
 
+zones_st = st.one_of(st.just({}), st.builds(
+    lambda first, per, tmin, extra: {("WH-LA", "GB"): Zone(
+        "2", Decimal(first) / 100, Decimal(per) / 100, tmin, tmin + extra)},
+    st.integers(100, 5_000), st.integers(0, 1_000), st.integers(1, 20), st.integers(0, 20)))
+scores_st = st.dictionaries(st.sampled_from(["2", "-"]),
+                            st.integers(50, 100).map(lambda n: Decimal(n) / 100), max_size=2)
 services_st = st.lists(
     st.builds(
-        lambda i, first, per, fuel, tmax, score, refused, max_w, origin, dest, remote: svc(
+        lambda i, first, per, fuel, tmax, score, refused, max_w, origin, dest, remote, zones,
+        zone_scores: svc(
             f"S{i}", first_500g=Decimal(first) / 100, per_500g=Decimal(per) / 100,
             fuel_pct=Decimal(fuel), transit_min=1, transit_max=tmax,
             on_time_score=Decimal(score) / 100, refused=refused, max_weight_g=max_w,
             origins=(origin,), destinations=(dest, "CA"),
-            remote_prefixes={"GB": ("IV",)}, remote_surcharge=Decimal(remote)),
+            remote_prefixes={"GB": ("IV",)}, remote_surcharge=Decimal(remote), zones=zones,
+            zone_scores=zone_scores),
         st.integers(0, 99), st.integers(100, 5_000), st.integers(0, 1_000), st.integers(0, 20),
         st.integers(1, 40), st.integers(50, 100),
         st.sampled_from([(), ("battery",), ("liquid", "powder")]),
         st.sampled_from([2_000, 20_000, 30_000]), st.sampled_from(["WH-LA", "WH-SZ"]),
-        st.sampled_from(["GB", "US"]), st.sampled_from([0, 25])),
+        st.sampled_from(["GB", "US"]), st.sampled_from([0, 25]), zones_st, scores_st),
     max_size=8, unique_by=lambda s: s.code)
 spec_st = st.builds(
     lambda w, attrs, pc: ParcelSpec("WH-LA", "GB", w, (300, 200, 150), attrs, pc),
