@@ -356,6 +356,23 @@ def dispatch_problems(label_weight_g: int, measured_weight_g: int,
 TERMINAL = frozenset({"delivered", "lost", "returned_to_sender"})
 
 
+def supersedes(occurred_at: datetime, last_event_at: datetime | None) -> bool:
+    """A scan changes a parcel's state only if the carrier made it after the newest one we
+    know: scans arrive late and out of order, the carrier's clock orders them. An equal time is
+    not newer (a re-sent scan with a new event id changes nothing)."""
+    return last_event_at is None or occurred_at > last_event_at
+
+
+def current_status(scans: Sequence[tuple[datetime, str]], initial: str = "shipped") -> str:
+    """The state after scans in arrival order: what the tracking handler arrives at, one by
+    one."""
+    status, last = initial, None
+    for occurred_at, scan in scans:
+        if supersedes(occurred_at, last):
+            status, last = scan, occurred_at
+    return status
+
+
 def is_stalled(status: str, last_scan: datetime, stall_days: int, now: datetime) -> bool:
     return status not in TERMINAL and now - last_scan > timedelta(days=stall_days)
 

@@ -228,7 +228,7 @@ async def tracking_updated(ctx: Ctx, event: TrackingUpdated) -> None:
         log.warning("tracking %s: %s for a parcel not handed over yet; kept in history only",
                     event.tracking_number, event.status)
         return
-    if shipment["last_event_at"] is not None and event.occurred_at <= shipment["last_event_at"]:
+    if not domain.supersedes(event.occurred_at, shipment["last_event_at"]):
         log.info("tracking %s: %s at %s is older than what we know; kept in history only",
                  event.tracking_number, event.status, event.occurred_at.isoformat())
         return

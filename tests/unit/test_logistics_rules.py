@@ -20,6 +20,7 @@ from services.logistics.domain import (
     Product,
     Zone,
     choose,
+    current_status,
     declaration,
     dispatch_problems,
     ineligibility,
@@ -321,3 +322,33 @@ def test_a_parcel_silent_longer_than_its_services_limit_is_stalled(status: str,
                                                                    silent_days: float,
                                                                    stalled: bool) -> None:
     assert is_stalled(status, NOW - timedelta(days=silent_days), 5, NOW) is stalled
+
+
+# --- tracking order ---------------------------------------------------------------------------
+
+def at(hour: int) -> datetime:
+    return datetime(2026, 11, 20, hour, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("scans", "status"), [
+    pytest.param([], "shipped", id="no-scan"),
+    pytest.param([(at(8), "in_transit"), (at(12), "delivered")], "delivered", id="in-order"),
+    pytest.param([(at(12), "delivered"), (at(8), "in_transit")], "delivered",
+                 id="late-scan-does-not-undo-delivery"),
+    pytest.param([(at(12), "delivered"), (at(10), "exception")], "delivered",
+                 id="late-exception-ignored"),
+    pytest.param([(at(9), "failed_attempt"), (at(8), "out_for_delivery"), (at(11), "delivered")],
+                 "delivered", id="shuffled"),
+    pytest.param([(at(8), "in_transit"), (at(8), "exception")], "in_transit",
+                 id="same-time-is-not-newer"),
+    pytest.param([(at(8), "in_transit"), (at(8), "in_transit")], "in_transit", id="duplicate"),
+])
+def test_scans_are_ordered_by_the_carriers_clock_not_by_arrival(
+        scans: list[tuple[datetime, str]], status: str) -> None:
+    assert current_status(scans) == status
+
+
+@given(st.permutations([(at(h), s) for h, s in [(6, "info_received"), (8, "in_transit"),
+                                                 (10, "out_for_delivery"), (11, "delivered")]]))
+def test_any_arrival_order_ends_in_the_latest_scan(scans: list[tuple[datetime, str]]) -> None:
+    assert current_status(scans) == "delivered"
