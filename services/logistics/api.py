@@ -89,6 +89,12 @@ async def carrier_scores(request: Request) -> list[dict[str, Any]]:
     return await store.scores(request.app.state.runtime.pool)
 
 
+@router.get("/parcels/held")
+async def held(request: Request) -> list[dict[str, Any]]:
+    """Parcels stopped before dispatch, with why: what an operator works through."""
+    return await store.held_parcels(request.app.state.runtime.pool)
+
+
 class DockScan(BaseModel):
     measured_weight_g: int = Field(gt=0, le=1_000_000)
 

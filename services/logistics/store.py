@@ -241,3 +241,14 @@ async def shipments_of(pool: asyncpg.Pool, order_key: str) -> list[dict[str, Any
              "customs": json.loads(r["customs"]) if r["customs"] else None,
              "hold_reasons": json.loads(r["hold_reasons"])}
             for r in rows]
+
+
+async def held_parcels(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    """The operators' queue: parcels of waiting orders that the dock stopped, oldest first."""
+    rows = await pool.fetch(
+        "SELECT s.parcel_id, o.order_key, s.warehouse, s.country, s.service,"
+        " s.tracking_number, s.hold_reasons, s.created_at FROM shipments s"
+        " JOIN orders o USING (order_id) WHERE s.status = 'held' AND o.status = 'waiting'"
+        " AND s.hold_reasons <> '[]'::jsonb ORDER BY s.created_at, s.parcel_id LIMIT 500")
+    return [{**dict(r), "hold_reasons": json.loads(r["hold_reasons"]),
+             "created_at": r["created_at"].isoformat()} for r in rows]

@@ -275,6 +275,10 @@ async def test_dock_scan_outside_the_weight_tolerance_keeps_the_parcel_held(
         return next((e for e in sf.statuses[key] if e["status"] == "on_hold" and
                      "weight_mismatch" in [x["code"] for x in e["reasons"]]), None)
     await eventually(weight_hold, what="on_hold with weight_mismatch")
+    queue = (await http_get("logistics", "/parcels/held")).json()
+    mine = next(p for p in queue if p["parcel_id"] == parcel["parcel_id"])
+    assert mine["order_key"] == key
+    assert [h["code"] for h in mine["hold_reasons"]] == ["weight_mismatch", "customs_incomplete"]
 
     # When the papers are completed, the weight still stops it
     await sf.publish("catalog.products", sku, sfm.product(sku))
@@ -292,6 +296,8 @@ async def test_dock_scan_outside_the_weight_tolerance_keeps_the_parcel_held(
     await sf.wait_for(key, "shipped")
     row = (await shipments(key))[0]
     assert (row["status"], row["measured_weight_g"]) == ("shipped", label_g + 40)
+    queue = (await http_get("logistics", "/parcels/held")).json()
+    assert parcel["parcel_id"] not in [p["parcel_id"] for p in queue]
     # And once handed over, the dock has no more say
     again = await http_post("logistics", f"/parcels/{parcel['parcel_id']}/dock-scan",
                             {"measured_weight_g": label_g}, auth=True)
