@@ -124,13 +124,14 @@ async def check_and_dispatch(conn: Conn, order: asyncpg.Record, snap: OrderSnaps
             customs = domain.declaration(
                 [(ln["sku"], ln["quantity"]) for ln in json.loads(r["lines"])], products,
                 prices, snap.currency)
-        # Automatic warehouse: the dock scale reads what packing weighed. A reading recorded at
-        # the dock (measured_weight_g) is checked as it is.
-        measured = r["measured_weight_g"] or r["weight_g"]
-        problems = domain.dispatch_problems(r["label_weight_g"] or r["weight_g"], measured,
+        # Automatic warehouse: the dock scale reads what packing weighed. Manual: only a real
+        # dock scan counts, and until there is one the weight is not judged (nor stored).
+        label_g = r["label_weight_g"] or r["weight_g"]
+        reading = r["measured_weight_g"] if manual else (r["measured_weight_g"] or r["weight_g"])
+        problems = domain.dispatch_problems(label_g, reading if reading is not None else label_g,
                                             address, customs)
         await store.set_checked(conn, r["parcel_id"], customs.as_dict() if customs else None,
-                                [{"code": c, "message": m} for c, m in problems], measured)
+                                [{"code": c, "message": m} for c, m in problems], reading)
         held += [(r["parcel_id"], c, m) for c, m in problems]
     ids: dict[str, Any] = {"order_id": snap.order_id, "store": snap.store,
                            "external_order_id": snap.external_order_id}
