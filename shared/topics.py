@@ -92,6 +92,13 @@ LOGISTICS_COVERAGE_CHANGED = Topic(
 AFTERSALES_RETURN_RESTOCKED = Topic(
     "aftersales.return_restocked", "order key", c.ReturnRestocked, "aftersales", False
 )
+# logistics: lost parcels for aftersales to reship; analytics' carrier scores for selection.
+LOGISTICS_PARCEL_LOST = Topic(
+    "logistics.parcel_lost", "order key", c.ParcelLost, "logistics", False
+)
+ANALYTICS_CARRIER_SCORES = Topic(
+    "analytics.carrier_scores", "'{service}:{zone}'", c.CarrierScoreComputed, "analytics", False
+)
 
 ALL: tuple[Topic, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Topic))
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}

@@ -3,7 +3,7 @@ from pathlib import Path
 from shared.service import Service
 
 from .api import router
-from .handlers import handlers, publish_coverage
+from .handlers import handlers, publish_coverage, start_watchdog
 
 if __name__ == "__main__":
-    Service("logistics", handlers, Path(__file__).parent, router, [publish_coverage]).run()
+    Service("logistics", handlers, Path(__file__).parent, router, [publish_coverage, start_watchdog]).run()

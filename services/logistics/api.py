@@ -3,14 +3,21 @@ shopping for a hypothetical parcel."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from shared.contracts import OrderSnapshot
 from shared.contracts.public import ShippingOption
+from shared.http import require_admin
 
-from . import domain, store
+from . import domain, label, store
+from .handlers import check_and_dispatch, flag_stalled
 
 router = APIRouter()
 
@@ -22,11 +29,15 @@ class QuoteRequest(BaseModel):
     dims_mm: tuple[int, int, int]
     attributes: list[str] = []
     shipping_option: ShippingOption = "standard"
+    postal_code: str | None = Field(default=None, max_length=20)
 
 
 @router.post("/quotes")
 async def quote(q: QuoteRequest, request: Request) -> dict[str, Any]:
-    spec = domain.ParcelSpec(q.warehouse, q.country, q.weight_g, q.dims_mm, tuple(q.attributes))
+    """Rate-shop a hypothetical parcel: the choice and, per service, zone, cost with its
+    surcharges, transit days, on-time score, and why it lost or could not take it."""
+    spec = domain.ParcelSpec(q.warehouse, q.country, q.weight_g, q.dims_mm, tuple(q.attributes),
+                             q.postal_code)
     choice = domain.choose(await store.services(request.app.state.runtime.pool), spec,
                            q.shipping_option)
     return {"service": choice.service.code if choice.service else None,
@@ -39,3 +50,75 @@ async def shipments(store_name: str, external_order_id: str, request: Request
                     ) -> list[dict[str, Any]]:
     return await store.shipments_of(request.app.state.runtime.pool,
                                     f"{store_name}:{external_order_id}")
+
+
+@router.get("/labels/{parcel_id}.pdf", dependencies=[Depends(require_admin)])
+async def label_pdf(parcel_id: str, request: Request) -> Response:
+    """The 4x6 inch label. It shows an address: personal data, so the admin token is needed."""
+    row = await store.get_shipment(request.app.state.runtime.pool, parcel_id)
+    if row is None or row["tracking_number"] is None or row["snapshot"] is None:
+        raise HTTPException(404, "no label for this parcel (unknown, or no carrier service)")
+    snap = json.loads(row["snapshot"])
+    a = snap["shipping_address"]
+    data = label.LabelData(
+        tracking_number=row["tracking_number"], carrier=row["carrier"], service=row["service"],
+        service_name=row["service_name"] or row["service"], weight_g=row["label_weight_g"]
+        or row["weight_g"], parcel_id=parcel_id, order_key=row["order_key"],
+        sender=[row["wh_name"] or row["warehouse"], row["wh_line1"] or "",
+                " ".join(x for x in (row["wh_city"], row["wh_region"], row["wh_postal_code"])
+                         if x), row["origin_country"] or ""],
+        recipient=[a.get("name") or "", a.get("line1") or "", a.get("line2") or "",
+                   " ".join(x for x in (a.get("city"), a.get("region"), a.get("postal_code"))
+                            if x), a["country"]],
+        country=a["country"], customs=json.loads(row["customs"]) if row["customs"] else None)
+    # CPU work off the event loop: a blocked loop misses Kafka heartbeats (rebalances).
+    pdf = await asyncio.to_thread(label.render, data)
+    return Response(pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="{parcel_id}.pdf"'})
+
+
+@router.post("/watchdog/run", dependencies=[Depends(require_admin)])
+async def run_watchdog(request: Request) -> dict[str, Any]:
+    """One stalled-parcel pass now, instead of waiting for the timer."""
+    flagged = await flag_stalled(request.app.state.runtime.pool, datetime.now(UTC))
+    return {"flagged": flagged}
+
+
+@router.get("/carrier-scores")
+async def carrier_scores(request: Request) -> list[dict[str, Any]]:
+    return await store.scores(request.app.state.runtime.pool)
+
+
+@router.get("/parcels/held")
+async def held(request: Request) -> list[dict[str, Any]]:
+    """Parcels stopped before dispatch, with why: what an operator works through."""
+    return await store.held_parcels(request.app.state.runtime.pool)
+
+
+class DockScan(BaseModel):
+    measured_weight_g: int = Field(gt=0, le=1_000_000)
+
+
+@router.post("/parcels/{parcel_id}/dock-scan", dependencies=[Depends(require_admin)])
+async def dock_scan(parcel_id: str, scan: DockScan, request: Request) -> dict[str, Any]:
+    """The dock scale's reading of a parcel not yet handed over: the final check runs again
+    with it (weight against the label, address, customs). All parcels of the order pass ->
+    shipped; else the parcel stays held and the answer says why."""
+    pool = request.app.state.runtime.pool
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow("SELECT order_id FROM shipments WHERE parcel_id = $1",
+                                  parcel_id)
+        if row is None:
+            raise HTTPException(404, "unknown parcel")
+        order = await store.get_order(conn, row["order_id"])
+        assert order is not None
+        if order["status"] != "waiting" or order["snapshot"] is None:
+            raise HTTPException(409, f"the order is {order['status']}, not waiting at the dock")
+        await conn.execute("UPDATE shipments SET measured_weight_g = $2 WHERE parcel_id = $1",
+                           parcel_id, scan.measured_weight_g)
+        shipped = await check_and_dispatch(
+            conn, order, OrderSnapshot.model_validate_json(order["snapshot"]), None)
+        after = await conn.fetchrow("SELECT status, hold_reasons FROM shipments"
+                                    " WHERE parcel_id = $1", parcel_id)
+    return {"parcel_id": parcel_id, "order_shipped": shipped, "status": after["status"],
+            "hold_reasons": json.loads(after["hold_reasons"])}

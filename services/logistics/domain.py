@@ -4,13 +4,26 @@ and why, and tracking numbers. Pure functions; the catalogue itself is data (mig
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 # The delivery promise of each shipping option, in days (the slowest acceptable transit).
 PROMISE_DAYS = {"economy": 30, "standard": 12, "express": 5}
 S10_WEIGHTS = (8, 6, 4, 2, 3, 5, 9, 7)
+
+
+@dataclass(frozen=True)
+class Zone:
+    """One destination zone of a service's rate card, as seen from one origin warehouse."""
+
+    code: str
+    first_500g: Decimal
+    per_500g: Decimal
+    transit_min: int
+    transit_max: int
 
 
 @dataclass(frozen=True)
@@ -29,7 +42,16 @@ class CarrierService:
     fuel_pct: Decimal
     volumetric_divisor: int           # cm3 per kg
     tracking_format: str              # 's10:<2 letters>:<country>' or 'num:<prefix>:<digits>'
-    on_time_score: Decimal = Decimal("0.90")
+    on_time_score: Decimal = Decimal("0.90")   # the carrier's prior, before any history
+    # (origin warehouse, destination country) -> zone; without one the service's own rate card
+    # and transit days above serve.
+    zones: Mapping[tuple[str, str], Zone] = field(default_factory=dict)
+    remote_surcharge: Decimal = Decimal("0")
+    # Destination postal-code prefixes (upper case, no spaces) the carrier calls remote.
+    remote_prefixes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # On-time rate per zone code, from delivery history (or analytics); overrides the prior.
+    zone_scores: Mapping[str, Decimal] = field(default_factory=dict)
+    stall_days: int = 10              # no scan for this long -> the watchdog calls it stalled
 
 
 @dataclass(frozen=True)
@@ -39,6 +61,22 @@ class ParcelSpec:
     weight_g: int
     dims_mm: tuple[int, int, int]
     attributes: tuple[str, ...] = ()
+    postal_code: str | None = None
+
+
+@dataclass(frozen=True)
+class Rate:
+    """What one eligible service would charge for a parcel, and how fast it would be."""
+
+    zone: str
+    chargeable_g: int
+    base: Decimal
+    fuel: Decimal
+    remote_area: Decimal
+    total: Decimal
+    transit_min: int
+    transit_max: int
+    on_time_score: Decimal
 
 
 @dataclass
@@ -48,6 +86,7 @@ class Choice:
     chargeable_g: int | None
     trace: list[dict[str, object]] = field(default_factory=list)
     reason: str | None = None
+    rate: Rate | None = None
 
 
 def chargeable_weight(spec: ParcelSpec, divisor: int) -> int:
@@ -56,10 +95,52 @@ def chargeable_weight(spec: ParcelSpec, divisor: int) -> int:
     return max(spec.weight_g, math.ceil(l * w * h / divisor))
 
 
-def cost(service: CarrierService, chargeable_g: int) -> Decimal:
+CENT = Decimal("0.01")
+
+
+def _base(first_500g: Decimal, per_500g: Decimal, chargeable_g: int) -> Decimal:
     steps = max(0, math.ceil((chargeable_g - 500) / 500))
-    base = service.first_500g + service.per_500g * steps
-    return (base * (1 + service.fuel_pct / 100)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    return first_500g + per_500g * steps
+
+
+def cost(service: CarrierService, chargeable_g: int, zone: Zone | None = None) -> Decimal:
+    """First 500 g plus each started 500 g step (of the zone's rate card when given), plus fuel."""
+    first, per = (zone.first_500g, zone.per_500g) if zone else (service.first_500g,
+                                                                 service.per_500g)
+    base = _base(first, per, chargeable_g)
+    return (base * (1 + service.fuel_pct / 100)).quantize(CENT, ROUND_HALF_UP)
+
+
+def zone_of(service: CarrierService, spec: ParcelSpec) -> Zone | None:
+    return service.zones.get((spec.warehouse, spec.country))
+
+
+def normal_postcode(postal_code: str | None) -> str:
+    return re.sub(r"[\s-]", "", (postal_code or "").upper())
+
+
+def is_remote(service: CarrierService, spec: ParcelSpec) -> bool:
+    code = normal_postcode(spec.postal_code)
+    return bool(code) and any(code.startswith(p)
+                              for p in service.remote_prefixes.get(spec.country, ()))
+
+
+def rate(service: CarrierService, spec: ParcelSpec) -> Rate:
+    """The price of an eligible service: zone rate card by chargeable weight, fuel surcharge on
+    the base, then the flat remote-area surcharge (carriers publish it as a fixed amount)."""
+    zone = zone_of(service, spec)
+    cw = chargeable_weight(spec, service.volumetric_divisor)
+    first, per = (zone.first_500g, zone.per_500g) if zone else (service.first_500g,
+                                                                 service.per_500g)
+    base = _base(first, per, cw).quantize(CENT, ROUND_HALF_UP)
+    with_fuel = cost(service, cw, zone)
+    remote = service.remote_surcharge if is_remote(service, spec) else Decimal("0")
+    code = zone.code if zone else "-"
+    return Rate(zone=code, chargeable_g=cw, base=base, fuel=with_fuel - base,
+                remote_area=remote.quantize(CENT), total=with_fuel + remote.quantize(CENT),
+                transit_min=zone.transit_min if zone else service.transit_min,
+                transit_max=zone.transit_max if zone else service.transit_max,
+                on_time_score=service.zone_scores.get(code, service.on_time_score))
 
 
 def ineligibility(service: CarrierService, spec: ParcelSpec) -> str | None:
@@ -80,44 +161,49 @@ def ineligibility(service: CarrierService, spec: ParcelSpec) -> str | None:
 def choose(services: Sequence[CarrierService], spec: ParcelSpec, option: str) -> Choice:
     """economy -> cheapest; standard -> cheapest that meets the promise; express -> fastest.
     Ties go to the better on-time score (then, for express, the cheaper), then the code. Every
-    alternative is kept in the trace with why it lost."""
+    alternative is kept in the trace with why it lost. Speed and price are the destination
+    zone's, the remote-area surcharge included, and the score is the service's in that zone."""
     trace: list[dict[str, object]] = []
-    eligible: list[tuple[CarrierService, Decimal, int]] = []
+    eligible: list[tuple[CarrierService, Rate]] = []
     for s in sorted(services, key=lambda s: s.code):
         why = ineligibility(s, spec)
         if why:
             trace.append({"service": s.code, "eligible": False, "why": why})
             continue
-        cw = chargeable_weight(spec, s.volumetric_divisor)
-        eligible.append((s, cost(s, cw), cw))
+        eligible.append((s, rate(s, spec)))
     if not eligible:
         return Choice(None, None, None, trace, "no carrier service accepts this parcel")
     promise = PROMISE_DAYS.get(option, PROMISE_DAYS["standard"])
     if option == "express":
-        ranked = sorted(eligible, key=lambda e: (e[0].transit_max, -e[0].on_time_score, e[1],
-                                                 e[0].code))
+        ranked = sorted(eligible, key=lambda e: (e[1].transit_max, -e[1].on_time_score,
+                                                 e[1].total, e[0].code))
         rule = "fastest"
     else:
-        meeting = [e for e in eligible if e[0].transit_max <= promise] or eligible
-        ranked = sorted(meeting, key=lambda e: (e[1], -e[0].on_time_score, e[0].code))
+        meeting = [e for e in eligible if e[1].transit_max <= promise] or eligible
+        ranked = sorted(meeting, key=lambda e: (e[1].total, -e[1].on_time_score, e[0].code))
         ranked += [e for e in eligible if e not in meeting]
         rule = "cheapest meeting the promise" if option == "standard" else "cheapest"
-    best = ranked[0]
-    for s, c, cw in ranked:
-        entry: dict[str, object] = {"service": s.code, "eligible": True, "cost": str(c),
-                                    "chargeable_g": cw, "transit_days": [s.transit_min,
-                                                                         s.transit_max]}
-        if s is best[0]:
+    best, best_rate = ranked[0]
+    for s, r in ranked:
+        entry: dict[str, object] = {
+            "service": s.code, "carrier": s.carrier, "eligible": True, "zone": r.zone,
+            "cost": str(r.total), "chargeable_g": r.chargeable_g,
+            "surcharges": {"fuel": str(r.fuel), "remote_area": str(r.remote_area)},
+            "transit_days": [r.transit_min, r.transit_max],
+            "on_time_score": str(r.on_time_score)}
+        if s is best:
             entry["chosen"] = f"{rule} for {option}"
-        elif s.transit_max > promise:
-            entry["why"] = f"transit up to {s.transit_max} days misses the {promise}-day promise"
+        elif r.transit_max > promise:
+            entry["why"] = f"transit up to {r.transit_max} days misses the {promise}-day promise"
         else:
             lost_on = "cost"
             if option == "express":
-                lost_on = "speed" if s.transit_max > best[0].transit_max else "on-time score"
-            entry["why"] = f"lost on {lost_on} to {best[0].code}"
+                lost_on = "speed" if r.transit_max > best_rate.transit_max else "on-time score"
+            elif r.total == best_rate.total:
+                lost_on = "on-time score"
+            entry["why"] = f"lost on {lost_on} to {best.code}"
         trace.append(entry)
-    return Choice(best[0], best[1], best[2], trace)
+    return Choice(best, best_rate.total, best_rate.chargeable_g, trace, rate=best_rate)
 
 
 def s10_check_digit(serial: str) -> int:
@@ -155,3 +241,152 @@ def coverage(services: Sequence[CarrierService]) -> tuple[list[str], dict[str, l
         if common:
             refused[c] = sorted(common)
     return countries, refused
+
+
+# --- customs ----------------------------------------------------------------------------------
+
+# One customs territory: no declaration between these (the local stack's EU members and more).
+EU = frozenset({"AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR",
+                "HU", "IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI",
+                "SK"})
+# UPU: CN22 up to 300 SDR of contents, CN23 above. We hold the limit in the order's currency at
+# roughly 400 USD; a per-currency table is a known gap (every local-stack store sells in USD).
+CN22_LIMIT = Decimal("400.00")
+HS_CODE = re.compile(r"^\d{6}(\d{2}){0,2}$")  # HS6 at least; national 8 or 10 digits
+
+
+def customs_territory(country: str) -> str:
+    return "EU" if country in EU else country
+
+
+def needs_customs(origin_country: str, destination: str) -> bool:
+    return customs_territory(origin_country) != customs_territory(destination)
+
+
+def normal_hs_code(code: str | None) -> str | None:
+    digits = re.sub(r"[\s.]", "", code or "")
+    return digits if HS_CODE.match(digits) else None
+
+
+@dataclass(frozen=True)
+class Product:
+    sku: str
+    name: str
+    hs_code: str | None
+    origin_country: str | None
+    weight_g: int
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """CN22/CN23 data: one line per SKU (description, HS code, origin, quantity, value, net
+    weight), the total, and what is missing. Incomplete -> the parcel is held before dispatch."""
+
+    form: str
+    currency: str
+    lines: list[dict[str, object]]
+    total_value: Decimal
+    missing: list[str]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    def as_dict(self) -> dict[str, object]:
+        return {"form": self.form, "currency": self.currency, "lines": self.lines,
+                "total_value": str(self.total_value), "missing": self.missing,
+                "category": "sale_of_goods"}
+
+
+def declaration(lines: Sequence[tuple[str, int]], products: Mapping[str, Product],
+                unit_values: Mapping[str, Decimal], currency: str) -> Declaration:
+    out: list[dict[str, object]] = []
+    missing: list[str] = []
+    total = Decimal("0")
+    for sku, qty in lines:
+        p = products.get(sku)
+        value = (unit_values.get(sku, Decimal("0")) * qty).quantize(CENT, ROUND_HALF_UP)
+        total += value
+        hs = normal_hs_code(p.hs_code) if p else None
+        if p is None:
+            missing.append(f"{sku}: product data not received")
+        else:
+            if hs is None:
+                missing.append(f"{sku}: no valid HS code" + (f" ({p.hs_code!r})" if p.hs_code
+                                                             else ""))
+            if not p.origin_country:
+                missing.append(f"{sku}: no origin country")
+        out.append({"sku": sku, "description": p.name if p else None, "hs_code": hs,
+                    "origin_country": p.origin_country if p else None, "quantity": qty,
+                    "value": str(value), "net_weight_g": p.weight_g * qty if p else None})
+    form = "CN22" if total <= CN22_LIMIT else "CN23"
+    return Declaration(form, currency, out, total, missing)
+
+
+# --- final check before dispatch --------------------------------------------------------------
+
+WEIGHT_TOLERANCE_G = 50
+WEIGHT_TOLERANCE_PCT = Decimal("5")
+REQUIRED_ADDRESS = ("name", "line1", "city", "postal_code", "country")
+
+
+def weight_tolerance(label_weight_g: int) -> int:
+    """max(50 g, 5 %): a scale's error and packing tape on light parcels, a percentage on heavy."""
+    return max(WEIGHT_TOLERANCE_G, math.ceil(label_weight_g * WEIGHT_TOLERANCE_PCT / 100))
+
+
+def dispatch_problems(label_weight_g: int, measured_weight_g: int,
+                      address: Mapping[str, object], customs: Declaration | None
+                      ) -> list[tuple[str, str]]:
+    """What stops a parcel at the dock, as (reason code, message); empty -> hand it over."""
+    problems: list[tuple[str, str]] = []
+    if abs(measured_weight_g - label_weight_g) > weight_tolerance(label_weight_g):
+        problems.append(("weight_mismatch", f"measured {measured_weight_g} g, label says "
+                         f"{label_weight_g} g (tolerance {weight_tolerance(label_weight_g)} g)"))
+    blank = [f for f in REQUIRED_ADDRESS if not str(address.get(f) or "").strip()]
+    if blank:
+        problems.append(("incomplete_address", "address lacks " + ", ".join(blank)))
+    if customs is not None and not customs.complete:
+        problems.append(("customs_incomplete", "; ".join(customs.missing)))
+    return problems
+
+
+# --- tracking: watchdog and carrier score -----------------------------------------------------
+
+TERMINAL = frozenset({"delivered", "lost", "returned_to_sender"})
+
+
+def supersedes(occurred_at: datetime, last_event_at: datetime | None) -> bool:
+    """A scan changes a parcel's state only if the carrier made it after the newest one we
+    know: scans arrive late and out of order, the carrier's clock orders them. An equal time is
+    not newer (a re-sent scan with a new event id changes nothing)."""
+    return last_event_at is None or occurred_at > last_event_at
+
+
+def current_status(scans: Sequence[tuple[datetime, str]], initial: str = "shipped") -> str:
+    """The state after scans in arrival order: what the tracking handler arrives at, one by
+    one."""
+    status, last = initial, None
+    for occurred_at, scan in scans:
+        if supersedes(occurred_at, last):
+            status, last = scan, occurred_at
+    return status
+
+
+def is_stalled(status: str, last_scan: datetime, stall_days: int, now: datetime) -> bool:
+    return status not in TERMINAL and now - last_scan > timedelta(days=stall_days)
+
+
+def on_time(shipped_at: datetime, delivered_at: datetime, transit_max_days: int) -> bool:
+    """Against the promise made when choosing: the zone's maximum transit days, whole days."""
+    return (delivered_at - shipped_at) <= timedelta(days=transit_max_days)
+
+
+SCORE_PRIOR_WEIGHT = 10
+
+
+def smoothed_score(on_time_count: int, delivered: int, prior: Decimal) -> Decimal:
+    """On-time rate pulled towards the carrier's prior until there is history enough: a service
+    with two deliveries, both on time, should not outrank one with 0.95 over thousands."""
+    rate = (Decimal(on_time_count) + prior * SCORE_PRIOR_WEIGHT) / (delivered + SCORE_PRIOR_WEIGHT)
+    return rate.quantize(Decimal("0.001"), ROUND_HALF_UP)

@@ -4,27 +4,58 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
 from shared.db import Conn
 
-from .domain import CarrierService
+from .domain import CarrierService, Product, Zone, smoothed_score
 
 
 async def services(conn: Conn | asyncpg.Pool) -> list[CarrierService]:
+    """The active catalogue with zones, remote areas and on-time scores per zone. A score comes
+    from whichever source has more deliveries behind it: our own history, or analytics'."""
     rows = await conn.fetch(
         "SELECT s.*, c.on_time_score FROM services s JOIN carriers c ON c.code = s.carrier"
         " WHERE s.active ORDER BY s.code")
-    return [CarrierService(
-        code=r["code"], carrier=r["carrier"], origins=tuple(r["origins"]),
-        destinations=tuple(r["destinations"]), refused=tuple(r["refused"]),
-        max_weight_g=r["max_weight_g"], max_side_mm=r["max_side_mm"],
-        transit_min=r["transit_min"], transit_max=r["transit_max"], first_500g=r["first_500g"],
-        per_500g=r["per_500g"], fuel_pct=r["fuel_pct"],
-        volumetric_divisor=r["volumetric_divisor"], tracking_format=r["tracking_format"],
-        on_time_score=r["on_time_score"]) for r in rows]
+    zones: dict[str, dict[tuple[str, str], Zone]] = defaultdict(dict)
+    for z in await conn.fetch(
+            "SELECT sz.service, sz.origin, sz.country, r.* FROM service_zones sz"
+            " JOIN zone_rates r ON r.service = sz.service AND r.zone = sz.zone"):
+        zones[z["service"]][(z["origin"], z["country"])] = Zone(
+            z["zone"], z["first_500g"], z["per_500g"], z["transit_min"], z["transit_max"])
+    remote: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for a in await conn.fetch("SELECT * FROM remote_areas"):
+        remote[a["carrier"]][a["country"]].append(a["prefix"])
+    best: dict[str, dict[str, tuple[int, str, int, int, Decimal | None]]] = defaultdict(dict)
+    for sc in await conn.fetch("SELECT * FROM carrier_scores WHERE delivered > 0"):
+        current = best[sc["service"]].get(sc["zone"])
+        if current is None or sc["delivered"] > current[0]:
+            best[sc["service"]][sc["zone"]] = (sc["delivered"], sc["source"], sc["delivered"],
+                                               sc["on_time"], sc["rate"])
+    out = []
+    for r in rows:
+        prior = r["on_time_score"]
+        scores = {zone: (rate if source == "analytics" and rate is not None
+                         else smoothed_score(on_time, delivered, prior))
+                  for zone, (_, source, delivered, on_time, rate) in best[r["code"]].items()}
+        out.append(CarrierService(
+            code=r["code"], carrier=r["carrier"], origins=tuple(r["origins"]),
+            destinations=tuple(r["destinations"]), refused=tuple(r["refused"]),
+            max_weight_g=r["max_weight_g"], max_side_mm=r["max_side_mm"],
+            transit_min=r["transit_min"], transit_max=r["transit_max"],
+            first_500g=r["first_500g"], per_500g=r["per_500g"], fuel_pct=r["fuel_pct"],
+            volumetric_divisor=r["volumetric_divisor"], tracking_format=r["tracking_format"],
+            on_time_score=prior, zones=zones[r["code"]],
+            remote_surcharge=r["remote_surcharge"],
+            remote_prefixes={c: tuple(p) for c, p in remote[r["carrier"]].items()},
+            zone_scores=scores, stall_days=r["stall_days"]))
+    return out
 
 
 async def next_tracking_sequence(conn: Conn) -> int:
@@ -36,12 +67,13 @@ async def get_order(conn: Conn, order_id: uuid.UUID) -> asyncpg.Record | None:
 
 
 async def insert_order(conn: Conn, order_id: uuid.UUID, key: str, status: str,
-                       parcel_count: int, correlation_id: str | None) -> None:
+                       parcel_count: int, correlation_id: str | None,
+                       snapshot: str | None = None) -> None:
     store, _, ext = key.partition(":")
     await conn.execute(
         "INSERT INTO orders (order_id, order_key, store, external_order_id, status, parcel_count,"
-        " correlation_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        order_id, key, store, ext, status, parcel_count, correlation_id)
+        " correlation_id, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)",
+        order_id, key, store, ext, status, parcel_count, correlation_id, snapshot)
 
 
 async def set_order_status(conn: Conn, order_id: uuid.UUID, status: str) -> None:
@@ -50,14 +82,121 @@ async def set_order_status(conn: Conn, order_id: uuid.UUID, status: str) -> None
 
 
 async def insert_shipment(conn: Conn, **f: Any) -> None:
+    """A parcel with its choice; `held` (with reasons) until it passes the check at the dock."""
     await conn.execute(
         "INSERT INTO shipments (parcel_id, order_id, warehouse, country, carrier, service,"
-        " tracking_number, status, weight_g, chargeable_g, cost, lines, trace, shipped_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb,"
-        " CASE WHEN $8 = 'shipped' THEN now() END)",
+        " tracking_number, status, weight_g, chargeable_g, cost, lines, trace, zone, transit_max,"
+        " declared_value, customs, hold_reasons, label_weight_g)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, 'held', $8, $9, $10, $11::jsonb, $12::jsonb, $13,"
+        " $14, $15, $16::jsonb, $17::jsonb, $8)",
         f["parcel_id"], f["order_id"], f["warehouse"], f["country"], f["carrier"], f["service"],
-        f["tracking_number"], f["status"], f["weight_g"], f["chargeable_g"], f["cost"],
-        json.dumps(f["lines"]), json.dumps(f["trace"]))
+        f["tracking_number"], f["weight_g"], f["chargeable_g"], f["cost"],
+        json.dumps(f["lines"]), json.dumps(f["trace"]), f["zone"], f["transit_max"],
+        f["declared_value"], json.dumps(f["customs"]) if f["customs"] else None,
+        json.dumps(f["hold_reasons"]))
+
+
+async def shipments_of_order(conn: Conn, order_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM shipments WHERE order_id = $1 ORDER BY parcel_id FOR UPDATE", order_id)
+
+
+async def set_checked(conn: Conn, parcel_id: str, customs: dict[str, Any] | None,
+                      reasons: list[dict[str, str]], measured_weight_g: int | None) -> None:
+    await conn.execute(
+        "UPDATE shipments SET customs = $2::jsonb, hold_reasons = $3::jsonb,"
+        " measured_weight_g = $4 WHERE parcel_id = $1",
+        parcel_id, json.dumps(customs) if customs else None, json.dumps(reasons),
+        measured_weight_g)
+
+
+async def mark_shipped(conn: Conn, order_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE shipments SET status = 'shipped', shipped_at = now(), hold_reasons = '[]'"
+        " WHERE order_id = $1 AND status = 'held'", order_id)
+
+
+async def warehouses(conn: Conn | asyncpg.Pool) -> dict[str, asyncpg.Record]:
+    return {r["code"]: r for r in await conn.fetch("SELECT * FROM warehouses")}
+
+
+async def upsert_product(conn: Conn, p: Product, occurred_at: datetime) -> bool:
+    """Newest product data wins (a late re-send of an old version changes nothing)."""
+    return await conn.fetchval(
+        "INSERT INTO products (sku, name, hs_code, origin_country, weight_g, occurred_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name,"
+        " hs_code = EXCLUDED.hs_code, origin_country = EXCLUDED.origin_country,"
+        " weight_g = EXCLUDED.weight_g, occurred_at = EXCLUDED.occurred_at"
+        " WHERE products.occurred_at <= EXCLUDED.occurred_at RETURNING true",
+        p.sku, p.name, p.hs_code, p.origin_country, p.weight_g, occurred_at) is not None
+
+
+async def products(conn: Conn, skus: Iterable[str]) -> dict[str, Product]:
+    rows = await conn.fetch("SELECT * FROM products WHERE sku = ANY($1::text[])", list(skus))
+    return {r["sku"]: Product(r["sku"], r["name"], r["hs_code"], r["origin_country"],
+                              r["weight_g"]) for r in rows}
+
+
+async def orders_held_for(conn: Conn, sku: str) -> list[uuid.UUID]:
+    """Waiting orders with a held parcel containing this SKU: new product data may release them."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT s.order_id FROM shipments s JOIN orders o USING (order_id)"
+        " WHERE s.status = 'held' AND o.status = 'waiting' AND s.lines @> $1::jsonb"
+        " ORDER BY s.order_id", json.dumps([{"sku": sku}]))
+    return [r["order_id"] for r in rows]
+
+
+async def get_shipment(conn: Conn | asyncpg.Pool, parcel_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT s.*, o.order_key, o.snapshot, v.name AS service_name, w.country AS origin_country,"
+        " w.name AS wh_name, w.line1 AS wh_line1, w.city AS wh_city, w.region AS wh_region,"
+        " w.postal_code AS wh_postal_code"
+        " FROM shipments s JOIN orders o USING (order_id) LEFT JOIN services v ON v.code = s.service"
+        " LEFT JOIN warehouses w ON w.code = s.warehouse WHERE s.parcel_id = $1", parcel_id)
+
+
+async def record_delivery_score(conn: Conn, service: str, zone: str, on_time: bool) -> None:
+    await conn.execute(
+        "INSERT INTO carrier_scores (service, zone, source, delivered, on_time)"
+        " VALUES ($1, $2, 'history', 1, $3::int) ON CONFLICT (service, zone, source) DO UPDATE"
+        " SET delivered = carrier_scores.delivered + 1,"
+        " on_time = carrier_scores.on_time + EXCLUDED.on_time, updated_at = now()",
+        service, zone, on_time)
+
+
+async def set_analytics_score(conn: Conn, service: str, zone: str, rate: Decimal,
+                              samples: int) -> None:
+    await conn.execute(
+        "INSERT INTO carrier_scores (service, zone, source, delivered, on_time, rate)"
+        " VALUES ($1, $2, 'analytics', $3::int, round($3::int * $4::numeric), $4::numeric)"
+        " ON CONFLICT (service, zone, source)"
+        " DO UPDATE SET delivered = EXCLUDED.delivered, on_time = EXCLUDED.on_time,"
+        " rate = EXCLUDED.rate, updated_at = now()", service, zone, samples, rate)
+
+
+async def scores(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    rows = await pool.fetch("SELECT * FROM carrier_scores ORDER BY service, zone, source")
+    return [{**dict(r), "rate": str(r["rate"]) if r["rate"] is not None else None,
+             "updated_at": r["updated_at"].isoformat()} for r in rows]
+
+
+async def stalled_candidates(conn: Conn, now: datetime) -> list[asyncpg.Record]:
+    """Parcels on the road whose last scan (or hand-over) is older than their service allows,
+    not yet flagged for this silence. SKIP LOCKED: a parcel being tracked right now is skipped."""
+    return await conn.fetch(
+        "SELECT s.parcel_id, s.tracking_number, s.status, s.order_id, s.service, s.carrier,"
+        " coalesce(s.last_event_at, s.shipped_at) AS last_scan, v.stall_days"
+        " FROM shipments s JOIN services v ON v.code = s.service"
+        " WHERE s.shipped_at IS NOT NULL"
+        " AND s.status NOT IN ('held', 'delivered', 'lost', 'returned_to_sender')"
+        " AND coalesce(s.last_event_at, s.shipped_at) < $1::timestamptz - make_interval(days => v.stall_days)"
+        " AND s.stalled_for IS DISTINCT FROM coalesce(s.last_event_at, s.shipped_at)"
+        " ORDER BY s.parcel_id FOR UPDATE OF s SKIP LOCKED", now)
+
+
+async def mark_stalled(conn: Conn, parcel_id: str, last_scan: datetime) -> None:
+    await conn.execute("UPDATE shipments SET stalled_for = $2 WHERE parcel_id = $1",
+                       parcel_id, last_scan)
 
 
 async def shipment_by_tracking(conn: Conn, number: str) -> asyncpg.Record | None:
@@ -74,11 +213,12 @@ async def record_tracking(conn: Conn, event_id: uuid.UUID, number: str, status: 
 
 
 async def update_shipment(conn: Conn, parcel_id: str, status: str,
-                          occurred_at: Any) -> None:
+                          occurred_at: Any, on_time: bool | None = None) -> None:
     await conn.execute(
         "UPDATE shipments SET status = $2, last_event_at = $3, delivered_at = CASE WHEN"
-        " $2 = 'delivered' THEN $3 ELSE delivered_at END WHERE parcel_id = $1",
-        parcel_id, status, occurred_at)
+        " $2 = 'delivered' THEN $3 ELSE delivered_at END, on_time = coalesce($4, on_time)"
+        " WHERE parcel_id = $1",
+        parcel_id, status, occurred_at, on_time)
 
 
 async def undelivered_count(conn: Conn, order_id: uuid.UUID) -> int:
@@ -96,5 +236,19 @@ async def shipments_of(pool: asyncpg.Pool, order_key: str) -> list[dict[str, Any
         "SELECT s.* FROM shipments s JOIN orders o USING (order_id) WHERE o.order_key = $1"
         " ORDER BY s.parcel_id", order_key)
     return [{**dict(r), "order_id": str(r["order_id"]), "lines": json.loads(r["lines"]),
-             "trace": json.loads(r["trace"]), "cost": str(r["cost"]) if r["cost"] else None}
+             "trace": json.loads(r["trace"]), "cost": str(r["cost"]) if r["cost"] else None,
+             "declared_value": str(r["declared_value"]) if r["declared_value"] else None,
+             "customs": json.loads(r["customs"]) if r["customs"] else None,
+             "hold_reasons": json.loads(r["hold_reasons"])}
             for r in rows]
+
+
+async def held_parcels(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    """The operators' queue: parcels of waiting orders that the dock stopped, oldest first."""
+    rows = await pool.fetch(
+        "SELECT s.parcel_id, o.order_key, s.warehouse, s.country, s.service,"
+        " s.tracking_number, s.hold_reasons, s.created_at FROM shipments s"
+        " JOIN orders o USING (order_id) WHERE s.status = 'held' AND o.status = 'waiting'"
+        " AND s.hold_reasons <> '[]'::jsonb ORDER BY s.created_at, s.parcel_id LIMIT 500")
+    return [{**dict(r), "hold_reasons": json.loads(r["hold_reasons"]),
+             "created_at": r["created_at"].isoformat()} for r in rows]

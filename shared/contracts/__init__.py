@@ -3,6 +3,7 @@
 from .common import Event, Money, WireModel, new_id, order_key, utcnow
 from .internal import (
     Allocation,
+    CarrierScoreComputed,
     CoverageChanged,
     InternalEvent,
     OrderAccepted,
@@ -15,6 +16,7 @@ from .internal import (
     OrderShipped,
     OrderSnapshot,
     Parcel,
+    ParcelLost,
     ReturnRestocked,
     ShippedParcel,
     StockReserved,
@@ -48,3 +50,5 @@ __all__ = [
     "ReturnReceived", "ReturnRestocked", "ShippedParcel", "SkuQuantity", "StockAdjusted",
     "StockReserved", "Totals", "TrackingUpdated", "WireModel", "new_id", "order_key", "utcnow",
 ]
+# logistics
+__all__ += ["CarrierScoreComputed", "ParcelLost"]

@@ -12,6 +12,7 @@ service's tables and never depends on the arrival order of two different topics.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import Field
@@ -148,3 +149,27 @@ class ReturnRestocked(OrderEvent):
     request_id: str
     warehouse: str
     lines: list[SkuQuantity]
+
+
+# --- logistics -------------------------------------------------------------------------------
+
+class ParcelLost(OrderEvent):
+    """A carrier reported a parcel lost: aftersales reships its lines (a new linked order)."""
+
+    event_type: Literal["logistics.parcel_lost"] = "logistics.parcel_lost"
+    parcel_id: str
+    tracking_number: str
+    carrier: str
+    lines: list[SkuQuantity]
+
+
+class CarrierScoreComputed(InternalEvent):
+    """Analytics' on-time rate of one carrier service in one destination zone, over all the
+    deliveries it saw; logistics breaks selection ties with it. Key: `{service}:{zone}`."""
+
+    event_type: Literal["analytics.carrier_scores"] = "analytics.carrier_scores"
+    carrier: str
+    service: str
+    zone: str
+    on_time_rate: Decimal = Field(ge=0, le=1)
+    samples: int = Field(ge=0)
