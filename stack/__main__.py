@@ -383,24 +383,55 @@ async def bootstrap_database(admin_url: str) -> None:
 
 # --- services -------------------------------------------------------------------------------
 def service_ready(service: str) -> bool:
+    return port_ready(service_port(service))
+
+
+def brokers() -> int:
+    """How many local brokers `up` started (1 unless `--brokers 3`)."""
+    f = LOCAL / "kafka" / "brokers"
+    return int(f.read_text()) if f.exists() else 1
+
+
+def bootstrap_servers() -> str:
+    if kafka_external() or brokers() == 1:
+        return get_settings().kafka_bootstrap_servers
+    return ",".join(f"127.0.0.1:{kafka_port(n)}" for n in range(1, brokers() + 1))
+
+
+def instance_name(service: str, instance: int) -> str:
+    return service if instance == 1 else f"{service}-{instance}"
+
+
+def instance_port(service: str, instance: int) -> int:
+    """Extra instances of a service listen 100 ports above the previous one."""
+    return service_port(service) + 100 * (instance - 1)
+
+
+def start_services(only: list[str] | None = None, instance: int = 1) -> None:
+    """Start (instance n of) each service that is not running and wait until it is ready."""
+    for service in only or SERVICES:
+        name = instance_name(service, instance)
+        if pid_of(name):
+            continue
+        env = {f"SHOPKEEPER_{service.upper()}_PORT": str(instance_port(service, instance))}
+        if brokers() > 1 and not kafka_external():
+            env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap_servers()
+        spawn(name, [sys.executable, "-m", f"services.{service}"], env)
+    for service in only or SERVICES:
+        port = instance_port(service, instance)
+        wait_for(f"service {instance_name(service, instance)}",
+                 lambda p=port: port_ready(p), 120,
+                 LOGS / f"{instance_name(service, instance)}.log")
+    say("services ready: " + ", ".join(f"{instance_name(s, instance)}:{instance_port(s, instance)}"
+                                       for s in only or SERVICES))
+
+
+def port_ready(port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{service_port(service)}/readyz",
-                                    timeout=2) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
             return r.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def start_services(only: list[str] | None = None, instance: str = "") -> None:
-    for service in only or SERVICES:
-        name = f"{service}{instance}"
-        if pid_of(name):
-            continue
-        spawn(name, [sys.executable, "-m", f"services.{service}"])
-    for service in only or SERVICES:
-        name = f"{service}{instance}"
-        wait_for(f"service {service}", lambda s=service: service_ready(s), 120, LOGS / f"{name}.log")
-    say("services ready: " + ", ".join(f"{s}:{DEFAULT_PORTS[s]}" for s in only or SERVICES))
 
 
 # --- Prometheus -----------------------------------------------------------------------------
@@ -443,10 +474,12 @@ def up(args: argparse.Namespace) -> None:
     settings = get_settings()
     t0 = time.time()
     if not kafka_external():
+        if brokers() != args.brokers and any(pid_of(n) for n in ("kafka", "kafka-1")):
+            fail(f"a {brokers()}-broker Kafka is running here; `make down` first")
+        (LOCAL / "kafka").mkdir(parents=True, exist_ok=True)
+        (LOCAL / "kafka" / "brokers").write_text(str(args.brokers))
         start_kafka(args.brokers)
-    bootstrap = settings.kafka_bootstrap_servers
-    if args.brokers > 1 and not kafka_external():
-        bootstrap = ",".join(f"127.0.0.1:{kafka_port(n)}" for n in range(1, args.brokers + 1))
+    bootstrap = bootstrap_servers()
     asyncio.run(create_topics(bootstrap, settings.shopkeeper_topic_partitions,
                               min(3, args.brokers) if args.brokers > 1
                               else settings.shopkeeper_topic_replication))
@@ -461,7 +494,7 @@ def up(args: argparse.Namespace) -> None:
 
 def down(args: argparse.Namespace) -> None:
     for service in SERVICES:
-        for name in [service, *[f"{service}-{i}" for i in range(2, 6)]]:
+        for name in [instance_name(service, i) for i in range(1, 6)]:
             stop_pid(name, timeout=20)
     stop_pid("prometheus", timeout=10)
     for name in ["kafka", "kafka-1", "kafka-2", "kafka-3"]:
