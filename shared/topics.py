@@ -92,6 +92,13 @@ LOGISTICS_COVERAGE_CHANGED = Topic(
 AFTERSALES_RETURN_RESTOCKED = Topic(
     "aftersales.return_restocked", "order key", c.ReturnRestocked, "aftersales", False
 )
+# analytics: feedback loops (advisory; the consumers decide)
+ANALYTICS_CARRIER_SCORES = Topic(
+    "analytics.carrier_scores", "carrier", c.CarrierScored, "analytics", False
+)
+ANALYTICS_REORDER_HINTS = Topic(
+    "analytics.reorder_hints", "sku", c.ReorderHinted, "analytics", False
+)
 
 ALL: tuple[Topic, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Topic))
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}

@@ -3,6 +3,7 @@
 from .common import Event, Money, WireModel, new_id, order_key, utcnow
 from .internal import (
     Allocation,
+    CarrierScored,
     CoverageChanged,
     InternalEvent,
     OrderAccepted,
@@ -15,6 +16,7 @@ from .internal import (
     OrderShipped,
     OrderSnapshot,
     Parcel,
+    ReorderHinted,
     ReturnRestocked,
     ShippedParcel,
     StockReserved,
@@ -41,10 +43,10 @@ from .public import (
 
 __all__ = [
     "Address", "AftersalesRequested", "Allocation", "BackorderDecision", "CancelRequested",
-    "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent", "Money",
+    "CarrierScored", "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent", "Money",
     "OrderAccepted", "OrderCancelRefused", "OrderCancelRequested", "OrderCancelled",
     "OrderDelivered", "OrderEvent", "OrderLine", "OrderPacked", "OrderPlaced", "OrderShipped",
     "OrderSnapshot", "OrderStatusChanged", "Parcel", "ProductUpserted", "Reason", "RefundIssued",
-    "ReturnReceived", "ReturnRestocked", "ShippedParcel", "SkuQuantity", "StockAdjusted",
+    "ReorderHinted", "ReturnReceived", "ReturnRestocked", "ShippedParcel", "SkuQuantity", "StockAdjusted",
     "StockReserved", "Totals", "TrackingUpdated", "WireModel", "new_id", "order_key", "utcnow",
 ]

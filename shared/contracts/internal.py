@@ -122,6 +122,10 @@ class ShippedParcel(WireModel):
     service: str
     tracking_number: str
     lines: list[SkuQuantity]
+    # Optional, for analytics (cost per parcel, carrier on-time against the promise); logistics
+    # fills them when it knows them. Absent means unknown, never zero.
+    cost: Money | None = None
+    promised_days: int | None = None
 
 
 class OrderShipped(OrderEvent):
@@ -148,3 +152,31 @@ class ReturnRestocked(OrderEvent):
     request_id: str
     warehouse: str
     lines: list[SkuQuantity]
+
+
+# --- analytics ---------------------------------------------------------------------------------
+
+
+class CarrierScored(InternalEvent):
+    """`analytics.carrier_scores`, key: carrier. How often a carrier service delivered to a
+    country within its promise, over the recent window; logistics may weigh its choice by it."""
+
+    event_type: Literal["analytics.carrier_scored"] = "analytics.carrier_scored"
+    carrier: str
+    service: str
+    country: str
+    on_time_rate: float
+    samples: int
+    window_days: int
+
+
+class ReorderHinted(InternalEvent):
+    """`analytics.reorder_hints`, key: sku. Sales velocity (units per day) for inventory's reorder
+    points; advisory, inventory decides."""
+
+    event_type: Literal["analytics.reorder_hinted"] = "analytics.reorder_hinted"
+    sku: str
+    velocity_7d: float
+    velocity_30d: float
+    units_7d: int
+    units_30d: int
