@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs from Debian's packages when it is missing: a JDK (Kafka
-# runs on Java 17), Maven (fetches the Kafka jars), the PostgreSQL server, Prometheus.
+# runs on Java 17), Maven (fetches the Kafka jars), the PostgreSQL server, Prometheus, and
+# Chromium (only for the dashboard's headless browser test; no service needs it).
 # Safe to repeat; does nothing when everything is there. Needs root (or sudo) to install.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # tests only: the dashboard test
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shared.settings import get_settings, service_port
+from shared.settings import get_settings, prometheus_port, service_port
 
 from . import storefront as sf
 
@@ -273,8 +273,8 @@ class Demo:
                                                               for c, n in reasons.most_common()))
         console.print(f"Timeline of one order: http://127.0.0.1:{service_port('analytics')}"
                       f"/orders/{self.keys[0].replace(':', '/')}")
-        console.print(f"Summary: http://127.0.0.1:{service_port('analytics')}/summary ·"
-                      " Prometheus: http://127.0.0.1:9090 · stop with `make down`")
+        console.print(f"Prometheus: http://127.0.0.1:{prometheus_port()} · stop with `make down`")
+        console.print(f"[bold]Dashboard: http://127.0.0.1:{service_port('analytics')}/[/bold]")
 
 
 def main() -> None:

@@ -335,8 +335,8 @@ def shipping(views: Sequence[OrderView], sla_hours: float) -> dict[str, Any]:
         if shipped is not None and v.started_at is not None:
             leads.append(_hours(v.started_at, shipped.at))
     on_time = sum(1 for h in leads if h <= sla_hours)
-    return {"shipped": len(leads), "placed_to_shipped_p50_h": _round(percentile(leads, 50)),
-            "placed_to_shipped_p90_h": _round(percentile(leads, 90)),
+    return {"shipped": len(leads), "placed_to_shipped_p50_h": _round(percentile(leads, 50), 4),
+            "placed_to_shipped_p90_h": _round(percentile(leads, 90), 4),
             "ship_sla_h": sla_hours, "shipped_on_time": on_time,
             "on_time_ship_rate": rate(on_time, len(leads))}
 
@@ -569,8 +569,8 @@ def reorder_hints(views: Sequence[OrderView], now: datetime) -> list[dict[str, A
              "units_30d": u30[sku]} for sku in sorted(u30)]
 
 
-def _round(x: float | None) -> float | None:
-    return None if x is None else round(x, 2)
+def _round(x: float | None, digits: int = 2) -> float | None:
+    return None if x is None else round(x, digits)
 
 
 # --- the reports: every one a table, so each exports as CSV ---------------------------------------

@@ -56,8 +56,8 @@
 
   const TILES = [["orders", "orders"], ["acceptance_rate", "acceptance rate", "%"],
     ["hold_rate", "hold rate", "%"], ["backorder_rate", "backorder rate", "%"],
-    ["fill_rate", "fill rate", "%"], ["placed_to_shipped_p50_h", "placed→shipped p50 (h)"],
-    ["placed_to_shipped_p90_h", "placed→shipped p90 (h)"], ["on_time_ship_rate", "shipped within SLA", "%"],
+    ["fill_rate", "fill rate", "%"], ["placed_to_shipped_p50_h", "placed→shipped p50", "h"],
+    ["placed_to_shipped_p90_h", "placed→shipped p90", "h"], ["on_time_ship_rate", "shipped within SLA", "%"],
     ["on_time_delivery_rate", "delivered within promise", "%"], ["cost_per_parcel", "cost per parcel"],
     ["refunds_amount", "refunds"], ["average_rating", "average rating"],
     ["repeat_customer_rate", "repeat customers", "%"], ["held_now", "on hold now"],
@@ -72,12 +72,20 @@
       const div = document.createElement("div");
       div.className = "tile";
       const b = document.createElement("b");
-      b.textContent = v === null || v === undefined ? "–" : unit === "%" ? (v * 100).toFixed(1) + " %" : v;
+      b.textContent = v === null || v === undefined ? "–" : unit === "%" ? (v * 100).toFixed(1) + " %"
+        : unit === "h" ? hours(v) : v;
       const s = document.createElement("span");
       s.textContent = label;
       div.append(b, s);
       el.appendChild(div);
     });
+  }
+
+  function hours(h) {
+    if (h >= 48) return (h / 24).toFixed(1) + " d";
+    if (h >= 1) return h.toFixed(1) + " h";
+    if (h * 60 >= 1) return (h * 60).toFixed(1) + " min";
+    return Math.round(h * 3600) + " s";
   }
 
   async function options() {
@@ -101,7 +109,7 @@
     });
     tiles(r.summary);
     let points = 0;
-    points += draw("orders_by_day", "line", r.orders_by_day.map((d) => d.day), [
+    points += draw("orders_by_day", "bar", r.orders_by_day.map((d) => d.day), [
       { label: "orders", data: r.orders_by_day.map((d) => d.orders), borderColor: palette[0], backgroundColor: palette[0] },
       { label: "sold", data: r.orders_by_day.map((d) => d.sold), borderColor: palette[3], backgroundColor: palette[3] }]);
     points += bar("orders_by_status", r.orders_by_status, "status", "orders", "orders");
