@@ -50,36 +50,29 @@ def _placed_body(*, store_name: str, ext: str, customer_id: str, country: str, p
 
 @handlers.on(topics.ORDERS_PLACED, on_invalid=skip_invalid)
 async def order_placed(ctx: Ctx, e: OrderPlaced) -> None:
-    await store.record_fact(ctx.conn, e.event_id, "placed", e.occurred_at, _placed_body(
+    await store.record_order_fact(ctx.conn, e.event_id, e.occurred_at, _placed_body(
         store_name=e.store, ext=e.external_order_id, customer_id=e.customer.id,
         country=e.shipping_address.country, placed_at=e.placed_at, lines=e.lines,
         grand_total=e.totals.grand_total, currency=e.currency,
-        shipping_option=e.shipping_option), order_key=e.key)
-    await store.index_order(ctx.conn, e.key, e.occurred_at, customer_id=e.customer.id,
-                            country=e.shipping_address.country, placed_at=e.placed_at)
+        shipping_option=e.shipping_option), key=e.key, customer_id=e.customer.id,
+        country=e.shipping_address.country, placed_at=e.placed_at)
 
 
 @handlers.on(topics.INTAKE_ORDER_ACCEPTED)
 async def order_accepted(ctx: Ctx, e: OrderAccepted) -> None:
     """The accepted snapshot is the order as reviewed; it also names our order id."""
     s: OrderSnapshot = e.order
-    await store.record_fact(ctx.conn, e.event_id, "placed", e.occurred_at, _placed_body(
+    await store.record_order_fact(ctx.conn, e.event_id, e.occurred_at, _placed_body(
         store_name=s.store, ext=s.external_order_id, customer_id=s.customer_id,
         country=s.shipping_address.country, placed_at=s.placed_at, lines=s.lines,
         grand_total=s.totals.grand_total, currency=s.currency,
-        shipping_option=s.shipping_option), order_key=e.order_key)
-    await store.index_order(ctx.conn, e.order_key, e.occurred_at, order_id=e.order_id,
-                            customer_id=s.customer_id, country=s.shipping_address.country,
-                            placed_at=s.placed_at)
+        shipping_option=s.shipping_option), key=e.order_key, order_id=e.order_id,
+        customer_id=s.customer_id, country=s.shipping_address.country, placed_at=s.placed_at)
 
 
 @handlers.on(topics.ORDERS_STATUS)
 async def status_changed(ctx: Ctx, e: OrderStatusChanged) -> None:
-    key = f"{e.store}:{e.external_order_id}"
     await store.record_status(ctx.conn, e)
-    await store.record_fact(ctx.conn, e.event_id, "status", e.occurred_at, {
-        "status": e.status, "reasons": [r.model_dump() for r in e.reasons]}, order_key=key)
-    await store.index_order(ctx.conn, key, e.occurred_at, order_id=e.order_id)
 
 
 @handlers.on(topics.LOGISTICS_ORDER_SHIPPED)

@@ -17,20 +17,29 @@ from . import domain
 
 
 async def record_status(conn: Conn, e: OrderStatusChanged) -> None:
+    """The timeline row, the order's current status (the newest `occurred_at` wins), the fact and
+    the index, in one statement: orders.status is most of analytics' traffic."""
     key = f"{e.store}:{e.external_order_id}"
+    reasons = json.dumps([r.model_dump() for r in e.reasons])
     await conn.execute(
-        "INSERT INTO timeline (event_id, order_key, status, occurred_at, reasons, details)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) ON CONFLICT DO NOTHING",
-        e.event_id, key, e.status, e.occurred_at,
-        json.dumps([r.model_dump() for r in e.reasons]), json.dumps(e.details, default=str))
-    await conn.execute(
-        "INSERT INTO orders (order_key, order_id, store, external_order_id, status, status_at,"
-        " first_seen) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (order_key) DO UPDATE SET"
-        " status = CASE WHEN EXCLUDED.status_at >= orders.status_at THEN EXCLUDED.status"
-        " ELSE orders.status END,"
-        " status_at = greatest(orders.status_at, EXCLUDED.status_at),"
-        " first_seen = least(orders.first_seen, EXCLUDED.first_seen)",
-        key, e.order_id, e.store, e.external_order_id, e.status, e.occurred_at)
+        "WITH t AS (INSERT INTO timeline (event_id, order_key, status, occurred_at, reasons,"
+        "  details) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) ON CONFLICT DO NOTHING),"
+        " o AS (INSERT INTO orders (order_key, order_id, store, external_order_id, status,"
+        "  status_at, first_seen) VALUES ($2, $7, $8, $9, $3, $4, $4)"
+        "  ON CONFLICT (order_key) DO UPDATE SET"
+        "  status = CASE WHEN EXCLUDED.status_at >= orders.status_at THEN EXCLUDED.status"
+        "  ELSE orders.status END,"
+        "  status_at = greatest(orders.status_at, EXCLUDED.status_at),"
+        "  first_seen = least(orders.first_seen, EXCLUDED.first_seen)),"
+        " f AS (INSERT INTO facts (event_id, kind, order_key, occurred_at, body)"
+        "  VALUES ($1, 'status', $2, $4, jsonb_build_object('status', $3::text,"
+        "  'reasons', $5::jsonb)) ON CONFLICT DO NOTHING)"
+        " INSERT INTO order_index AS x (order_key, store, external_order_id, order_id, seen_at)"
+        " VALUES ($2, $8, $9, $7, $4) ON CONFLICT (order_key) DO UPDATE SET"
+        " order_id = coalesce(x.order_id, EXCLUDED.order_id),"
+        " seen_at = least(x.seen_at, EXCLUDED.seen_at)",
+        e.event_id, key, e.status, e.occurred_at, reasons, json.dumps(e.details, default=str),
+        e.order_id, e.store, e.external_order_id)
 
 
 async def record_refund(conn: Conn, e: RefundIssued) -> None:
@@ -83,22 +92,27 @@ async def record_fact(conn: Conn, event_id: uuid.UUID, kind: str, at: datetime,
         event_id, kind, order_key, tracking_number, at, json.dumps(body, default=str))
 
 
-async def index_order(conn: Conn, key: str, at: datetime, *, order_id: str | None = None,
-                      customer_id: str | None = None, country: str | None = None,
-                      placed_at: datetime | None = None) -> None:
-    """What is known of an order; the first value seen of each field stays (a re-sent order
-    keeps its first version, as intake does)."""
+async def record_order_fact(conn: Conn, event_id: uuid.UUID, at: datetime,
+                            body: dict[str, Any], *, key: str, order_id: str | None = None,
+                            customer_id: str | None = None, country: str | None = None,
+                            placed_at: datetime | None = None) -> None:
+    """A placed or accepted order: the fact, and what is known of the order in the index, where
+    the first value seen of each field stays (a re-sent order keeps its first version, as intake
+    does). One statement."""
     store_name, _, ext = key.partition(":")
     await conn.execute(
-        "INSERT INTO order_index AS o (order_key, store, external_order_id, order_id, customer_id,"
-        " country, placed_at, seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        "WITH f AS (INSERT INTO facts (event_id, kind, order_key, occurred_at, body)"
+        "  VALUES ($1, 'placed', $2, $3, $4::jsonb) ON CONFLICT DO NOTHING)"
+        " INSERT INTO order_index AS o (order_key, store, external_order_id, order_id,"
+        " customer_id, country, placed_at, seen_at) VALUES ($2, $5, $6, $7, $8, $9, $10, $3)"
         " ON CONFLICT (order_key) DO UPDATE SET"
         " order_id = coalesce(o.order_id, EXCLUDED.order_id),"
         " customer_id = coalesce(o.customer_id, EXCLUDED.customer_id),"
         " country = coalesce(o.country, EXCLUDED.country),"
         " placed_at = coalesce(o.placed_at, EXCLUDED.placed_at),"
         " seen_at = least(o.seen_at, EXCLUDED.seen_at)",
-        key, store_name, ext, order_id, customer_id, country, placed_at, at)
+        event_id, key, at, json.dumps(body, default=str), store_name, ext, order_id, customer_id,
+        country, placed_at)
 
 
 async def index_parcel(conn: Conn, tracking_number: str, key: str, parcel_id: str,
