@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import sys
 import time
@@ -274,7 +275,25 @@ class Demo:
         console.print(f"Timeline of one order: http://127.0.0.1:{service_port('analytics')}"
                       f"/orders/{self.keys[0].replace(':', '/')}")
         console.print(f"Prometheus: http://127.0.0.1:{prometheus_port()} · stop with `make down`")
-        console.print(f"[bold]Dashboard: http://127.0.0.1:{service_port('analytics')}/[/bold]")
+        with console.status("analytics catching up with the demo's events…"):
+            caught_up = analytics_caught_up(timeout=120)
+        console.print(f"[bold]Dashboard: http://127.0.0.1:{service_port('analytics')}/[/bold]"
+                      + ("" if caught_up else " (still catching up: refresh in a minute)"))
+
+
+def analytics_caught_up(timeout: float) -> bool:
+    """The dashboard shows the demo's data once analytics has read every event (no lag)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{service_port('analytics')}/readyz",
+                                        timeout=2) as r:
+                if json.loads(r.read())["checks"]["consumer_lag"] == 0:
+                    return True
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(1)
+    return False
 
 
 def main() -> None:
