@@ -137,13 +137,23 @@ async def test_feedback_events_and_business_gauges(storefront: Storefront) -> No
     store = ref("an")
     sku = await new_product(sf, stock={"WH-LA": 10})
     key, _ = await _order(sf, store, ref("c"), [(sku, 4, "10.00")])
-    await _deliver(sf, key)
+    started = datetime.now(UTC)
+    shipped = await _deliver(sf, key)
     hint = value_of(await tail("analytics.reorder_hints",
                                lambda r: r.key and r.key.decode() == sku, timeout=180))
     assert hint["units_7d"] == 4 and hint["units_30d"] == 4
     assert hint["velocity_7d"] == round(4 / 7, 3) and hint["event_type"] == "analytics.reorder_hinted"
-    score = value_of(await tail("analytics.carrier_scores", lambda r: True, timeout=180))
+    carrier = shipped["details"]["parcels"][0]["carrier"]
+
+    def fresh_score(r: Any) -> bool:  # published since this order, for its carrier and country
+        v = value_of(r)
+        return bool(v["carrier"] == carrier and v["country"] == "US"
+                    and datetime.fromisoformat(v["occurred_at"]) >= started)
+    score = value_of(await tail("analytics.carrier_scores", fresh_score, timeout=180))
+    # Other tests deliver late on purpose (tracking dated years ahead), so the rate is only
+    # bounded here; its arithmetic is unit-tested on known sequences.
     assert 0.0 <= score["on_time_rate"] <= 1.0 and score["samples"] >= 1
+    assert score["window_days"] == 30 and score["event_type"] == "analytics.carrier_scored"
     metrics = (await http_get("analytics", "/metrics")).text
     for name in ("shopkeeper_orders_stuck", "shopkeeper_backorders_open",
                  "shopkeeper_average_rating", 'shopkeeper_orders_by_status{status="delivered"}'):

@@ -14,6 +14,9 @@ from hypothesis import strategies as st
 
 from services.analytics import domain as d
 from services.analytics.api import to_csv
+from services.analytics.handlers import _placed_body
+from services.analytics.store import to_fact
+from shared.contracts import OrderLine, ShippedParcel, SkuQuantity
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 _ids = count(1)
@@ -312,3 +315,33 @@ def test_percentile_is_an_observed_value_with_enough_values_at_or_below(values: 
     assert got in values
     assert sum(1 for v in values if v <= got) >= p / 100 * len(values)
     assert sum(1 for v in values if v < got) < p / 100 * len(values)
+
+
+# --- what the handlers store comes back as the same facts ----------------------------------------
+
+def test_stored_event_bodies_come_back_as_facts() -> None:
+    body = _placed_body(store_name="s1", ext="x", customer_id="c-9", country="DE", placed_at=T0,
+                        lines=[OrderLine(sku="MUG", quantity=2, unit_price="12.50")],
+                        grand_total=Decimal("25"), currency="EUR", shipping_option="express")
+    fact = to_fact("placed", "e1", h(1), body)
+    assert fact == d.Placed("e1", h(1), "s1", "x", "c-9", "DE", T0,
+                            (d.Line("MUG", 2, Decimal("12.50")),), Decimal("25.00"), "EUR",
+                            "express")
+    parcels = [ShippedParcel(parcel_id="P1", warehouse="WH-LA", carrier="UPS", service="std",
+                             tracking_number="T1", lines=[SkuQuantity(sku="MUG", quantity=2)],
+                             cost="6.40", promised_days=5),
+               ShippedParcel(parcel_id="P2", warehouse="WH-LA", carrier="UPS", service="std",
+                             tracking_number="T2", lines=[])]
+    shipped_fact = to_fact("shipped", "e2", h(2),
+                           {"parcels": [p.model_dump(mode="json") for p in parcels]})
+    assert isinstance(shipped_fact, d.Shipped)
+    first, second = shipped_fact.parcels
+    assert (first.cost, first.promised_days, first.lines) == (Decimal("6.40"), 5,
+                                                              (d.Line("MUG", 2),))
+    assert (second.cost, second.promised_days) == (None, None)
+    assert to_fact("status", "e3", h(3), {"status": "on_hold", "reasons": [
+        {"code": "high_value", "message": "…"}]}) == d.Status("e3", h(3), "on_hold", ("high_value",))
+    assert to_fact("refunded", "e4", h(4), {"request_id": "R", "amount": "3.00", "currency": "USD",
+                                            "reason": "damaged"}) == d.Refunded(
+        "e4", h(4), "R", Decimal("3.00"), "USD", "damaged")
+    assert to_fact("unknown", "e5", h(5), {}) is None
