@@ -335,8 +335,8 @@ def shipping(views: Sequence[OrderView], sla_hours: float) -> dict[str, Any]:
         if shipped is not None and v.started_at is not None:
             leads.append(_hours(v.started_at, shipped.at))
     on_time = sum(1 for h in leads if h <= sla_hours)
-    return {"shipped": len(leads), "placed_to_shipped_p50_h": _round(percentile(leads, 50), 4),
-            "placed_to_shipped_p90_h": _round(percentile(leads, 90), 4),
+    return {"shipped": len(leads), "placed_to_shipped_p50_h": _round(percentile(leads, 50), 6),
+            "placed_to_shipped_p90_h": _round(percentile(leads, 90), 6),
             "ship_sla_h": sla_hours, "shipped_on_time": on_time,
             "on_time_ship_rate": rate(on_time, len(leads))}
 

@@ -85,7 +85,7 @@
     if (h >= 48) return (h / 24).toFixed(1) + " d";
     if (h >= 1) return h.toFixed(1) + " h";
     if (h * 60 >= 1) return (h * 60).toFixed(1) + " min";
-    return Math.round(h * 3600) + " s";
+    return (h * 3600).toFixed(1) + " s";
   }
 
   async function options() {
