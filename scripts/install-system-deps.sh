@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack needs from Debian's packages when it is missing: a JDK (Kafka
-# runs on Java 17), Maven (fetches the Kafka jars), the PostgreSQL server, Prometheus.
+# runs on Java 17), Maven (fetches the Kafka jars), the PostgreSQL server, Prometheus, and
+# Chromium (only for the dashboard's headless browser test; no service needs it).
 # Safe to repeat; does nothing when everything is there. Needs root (or sudo) to install.
 set -euo pipefail
 
@@ -10,8 +11,12 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
+<<<<<<< HEAD
 # Tests render shipping labels to images (pdftoppm) to decode their barcodes.
 command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
+=======
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # tests only: the dashboard test
+>>>>>>> issue-8-analytics
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -92,12 +92,16 @@ LOGISTICS_COVERAGE_CHANGED = Topic(
 AFTERSALES_RETURN_RESTOCKED = Topic(
     "aftersales.return_restocked", "order key", c.ReturnRestocked, "aftersales", False
 )
-# logistics: lost parcels for aftersales to reship; analytics' carrier scores for selection.
+# logistics: lost parcels for aftersales to reship.
 LOGISTICS_PARCEL_LOST = Topic(
     "logistics.parcel_lost", "order key", c.ParcelLost, "logistics", False
 )
+# analytics: feedback loops (advisory; the consumers decide)
 ANALYTICS_CARRIER_SCORES = Topic(
-    "analytics.carrier_scores", "'{service}:{zone}'", c.CarrierScoreComputed, "analytics", False
+    "analytics.carrier_scores", "carrier", c.CarrierScored, "analytics", False
+)
+ANALYTICS_REORDER_HINTS = Topic(
+    "analytics.reorder_hints", "sku", c.ReorderHinted, "analytics", False
 )
 
 ALL: tuple[Topic, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Topic))

@@ -8,9 +8,10 @@ Postgres with the admin URL. Errors are one clear line and a non-zero exit, neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, NoReturn
 
 import httpx
@@ -168,6 +169,12 @@ def stock_receive(sku: str, warehouse: str, quantity: int = typer.Argument(..., 
 
 async def _publish(topic: str, key: str | None, value: dict[str, Any] | bytes,
                    headers: list[tuple[str, bytes]] | None = None) -> None:
+    async with _producer() as producer:
+        await _send(producer, topic, key, value, headers)
+
+
+@contextlib.asynccontextmanager
+async def _producer() -> AsyncIterator[Any]:
     from aiokafka import AIOKafkaProducer
     from aiokafka.errors import KafkaError
 
@@ -175,14 +182,18 @@ async def _publish(topic: str, key: str | None, value: dict[str, Any] | bytes,
                                 acks="all", enable_idempotence=True, request_timeout_ms=10000)
     try:
         await asyncio.wait_for(producer.start(), 15)
-        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-        await producer.send_and_wait(topic, raw, key=key.encode() if key else None,
-                                     headers=headers)
+        yield producer
     except (KafkaError, OSError, TimeoutError) as exc:
         raise CliError(f"cannot publish to Kafka at {get_settings().kafka_bootstrap_servers}"
                        f" ({type(exc).__name__}); is the stack up? (`make up`)") from None
     finally:
         await producer.stop()
+
+
+async def _send(producer: Any, topic: str, key: str | None, value: dict[str, Any] | bytes,
+                headers: list[tuple[str, bytes]] | None = None) -> None:
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    await producer.send_and_wait(topic, raw, key=key.encode() if key else None, headers=headers)
 
 
 # --- backorders -------------------------------------------------------------------------------
@@ -252,11 +263,12 @@ def dlq_replay(topic: str, limit: int = typer.Option(1000, min=1)) -> None:
 
         consumer, records = await _dlq_records(topic, group=REPLAY_GROUP, limit=limit)
         try:
-            for r in records:
-                await _publish(topic, r.key.decode(errors="replace") if r.key else None,
-                               r.value or b"", [("x-replayed-from", f"{topic}.dlq:{r.partition}:"
-                                                 f"{r.offset}".encode())])
-                await consumer.commit({TopicPartition(r.topic, r.partition): r.offset + 1})
+            async with _producer() as producer:
+                for r in records:
+                    origin = f"{topic}.dlq:{r.partition}:{r.offset}".encode()
+                    await _send(producer, topic, r.key.decode(errors="replace") if r.key else None,
+                                r.value or b"", [("x-replayed-from", origin)])
+                    await consumer.commit({TopicPartition(r.topic, r.partition): r.offset + 1})
         finally:
             await consumer.stop()
         return len(records)

@@ -17,6 +17,7 @@ analytics look like a real month.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import urllib.request
@@ -364,6 +365,21 @@ def _known(service: str, path: str) -> bool:
         return False
 
 
+def analytics_caught_up(timeout: float) -> bool:
+    """The dashboard shows the run's data once analytics has read every event (no lag)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{service_port('analytics')}/readyz",
+                                        timeout=2) as r:
+                if json.loads(r.read())["checks"]["consumer_lag"] == 0:
+                    return True
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(1)
+    return False
+
+
 class Simulation:
     def __init__(self, orders: int, rate: float, days: int, seed: int,
                  console: Console | None = None, run_id: str | None = None) -> None:
@@ -466,7 +482,11 @@ class Simulation:
         sent = self.plan.kinds + self.reactor.counts
         self.console.print("Published: " + ", ".join(f"{k} {v}" for k, v in sorted(sent.items())))
         port = service_port("analytics")
-        self.console.print(f"Dashboard: http://127.0.0.1:{port}/ · an order: "
-                           f"http://127.0.0.1:{port}/orders/{orders[0].replace(':', '/')}")
+        with self.console.status("analytics catching up with the run's events…"):
+            caught_up = analytics_caught_up(timeout=120)
+        self.console.print(f"[bold]Dashboard: http://127.0.0.1:{port}/[/bold]"
+                           + ("" if caught_up else " (still catching up: refresh in a minute)"))
+        self.console.print(f"An order's timeline: http://127.0.0.1:{port}/orders/"
+                           f"{orders[0].replace(':', '/')}")
         self.console.print(f"Prometheus: http://127.0.0.1:{prometheus_port()} · operate with"
                            " `shopkeeper --help` · stop with `make down`")

@@ -1,14 +1,28 @@
-"""Analytics' HTTP: the order timeline of CONTRACT.md and summary counts."""
+"""Analytics' HTTP: the order timeline of CONTRACT.md, search, the reports (JSON and CSV) and the
+dashboard that draws them."""
 
 from __future__ import annotations
 
+import csv
+import io
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from . import store
+from shared.contracts import utcnow
+from shared.http import require_admin
+
+from . import domain, store
+from .jobs import AnalyticsSettings
 
 router = APIRouter()
+STATIC = Path(__file__).parent / "static"
+ASSETS = {"chart.umd.min.js": "text/javascript", "dashboard.js": "text/javascript",
+          "dashboard.css": "text/css", "LICENSE-chart.js.md": "text/plain"}
+DEFAULT_DAYS = 30
 
 
 @router.get("/orders/{store_name}/{external_order_id}")
@@ -21,6 +35,18 @@ async def order_timeline(store_name: str, external_order_id: str, request: Reque
     return found
 
 
+@router.get("/orders", dependencies=[Depends(require_admin)])
+async def search_orders(request: Request, order_id: str | None = None,
+                        customer: str | None = None, tracking: str | None = None,
+                        limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    """Search by our order id, customer id or tracking number (personal data: admin token)."""
+    if not (order_id or customer or tracking):
+        raise HTTPException(400, "give order_id, customer or tracking")
+    found = await store.search(request.app.state.runtime.pool, order_id=order_id,
+                               customer=customer, tracking=tracking, limit=limit)
+    return {"orders": found}
+
+
 @router.get("/summary")
 async def summary(request: Request, store_name: list[str] | None = Query(None, alias="store")
                   ) -> dict[str, Any]:
@@ -28,3 +54,101 @@ async def summary(request: Request, store_name: list[str] | None = Query(None, a
     return {"orders_by_status": await store.status_counts(pool, store_name),
             "rejection_reasons": await store.reason_counts(pool, "rejected"),
             "hold_reasons": await store.reason_counts(pool, "on_hold")}
+
+
+def _moment(value: str | None, end: bool) -> datetime | None:
+    """`2026-11-27` (a whole day: the end of a range includes it) or an RFC 3339 time."""
+    if not value:
+        return None
+    try:
+        if len(value) == 10:
+            d = date.fromisoformat(value)
+            return datetime(d.year, d.month, d.day, tzinfo=UTC) + timedelta(days=1 if end else 0)
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise HTTPException(422, f"not a date or time: {value!r}") from exc
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _set(values: list[str] | None) -> frozenset[str]:
+    return frozenset(v.strip() for item in values or [] for v in item.split(",") if v.strip())
+
+
+def filters(start: str | None = Query(None, alias="from"), end: str | None = Query(None, alias="to"),
+            store_name: list[str] | None = Query(None, alias="store"),
+            country: list[str] | None = Query(None), warehouse: list[str] | None = Query(None),
+            carrier: list[str] | None = Query(None)) -> domain.Filters:
+    """The dashboard's filters; with no `from`, the last 30 days."""
+    t0 = _moment(start, False) or utcnow() - timedelta(days=DEFAULT_DAYS)
+    return domain.Filters(t0, _moment(end, True), _set(store_name),
+                          frozenset(c.upper() for c in _set(country)), _set(warehouse),
+                          _set(carrier))
+
+
+async def _reports(request: Request, f: domain.Filters) -> dict[str, list[dict[str, Any]]]:
+    views = await store.load_views(request.app.state.runtime.pool, f)
+    return domain.reports(views, f, utcnow(), AnalyticsSettings().ship_sla_hours)
+
+
+@router.get("/reports")
+async def all_reports(request: Request, f: domain.Filters = Depends(filters)) -> dict[str, Any]:
+    """Every public report for the filters, as the dashboard draws them."""
+    found = await _reports(request, f)
+    return {"filters": _describe(f), "reports": {k: found[k] for k in domain.REPORTS},
+            "csv": {k: f"/reports/{k}.csv" for k in domain.REPORTS}}
+
+
+@router.get("/reports/options")
+async def options(request: Request) -> dict[str, list[str]]:
+    """What the filters can choose from."""
+    return await store.filter_options(request.app.state.runtime.pool)
+
+
+@router.get("/reports/{name}")
+async def one_report(name: str, request: Request, format: str = "json",
+                     f: domain.Filters = Depends(filters)) -> Any:
+    """One report; `name.csv` or `?format=csv` for CSV. `rfm_customers` (per customer) needs the
+    admin token."""
+    if name.endswith(".csv"):
+        name, format = name[:-4], "csv"
+    if name in domain.PERSONAL_REPORTS:
+        require_admin(request.headers.get("authorization"))
+    elif name not in domain.REPORTS:
+        raise HTTPException(404, f"no report {name!r}; reports: {', '.join(domain.REPORTS)}")
+    rows = (await _reports(request, f))[name]
+    if format == "csv":
+        return Response(to_csv(rows), media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return {"report": name, "filters": _describe(f), "rows": rows}
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    columns: list[str] = []
+    for r in rows:
+        columns += [k for k in r if k not in columns]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns or ["empty"], lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: "" if v is None else v for k, v in r.items()})
+    return out.getvalue()
+
+
+def _describe(f: domain.Filters) -> dict[str, Any]:
+    return {"from": f.start.isoformat() if f.start else None,
+            "to": f.end.isoformat() if f.end else None, "store": sorted(f.stores),
+            "country": sorted(f.countries), "warehouse": sorted(f.warehouses),
+            "carrier": sorted(f.carriers)}
+
+
+@router.get("/", response_class=HTMLResponse)
+async def dashboard() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+@router.get("/static/{name}")
+async def asset(name: str) -> FileResponse:
+    if name not in ASSETS:
+        raise HTTPException(404, "no such file")
+    return FileResponse(STATIC / name, media_type=ASSETS[name],
+                        headers={"Cache-Control": "max-age=3600"})

@@ -1,26 +1,114 @@
-"""Analytics' subscribers: the read model of order timelines, refunds and feedback."""
+"""Analytics' subscribers: the read model. Each event is kept once (inbox and `facts` by
+event_id) and is never interpreted at arrival: the KPIs fold facts by `occurred_at`, so late and
+out-of-order events count as if they had come on time."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+
 from shared import topics
-from shared.contracts import FeedbackGiven, OrderStatusChanged, RefundIssued
-from shared.messaging import Ctx, Handlers
+from shared.contracts import (
+    AftersalesRequested,
+    FeedbackGiven,
+    OrderAccepted,
+    OrderPlaced,
+    OrderShipped,
+    OrderSnapshot,
+    OrderStatusChanged,
+    RefundIssued,
+    TrackingUpdated,
+)
+from shared.db import Conn
+from shared.messaging import Ctx, Handlers, RawMessage, describe_validation_error
 
 from . import store
 
+log = logging.getLogger(__name__)
 handlers = Handlers()
 
 
+async def skip_invalid(conn: Conn, raw: RawMessage, exc: ValidationError) -> bool:
+    """Inbound values that break the contract are the owning service's to reject or dead-letter
+    (intake rejects a malformed order); analytics only reads, so it skips them, with a log."""
+    log.info("analytics skips an invalid %s value at partition %d offset %d: %s", raw.topic,
+             raw.partition, raw.offset, describe_validation_error(exc)[:300])
+    return True
+
+
+def _placed_body(*, store_name: str, ext: str, customer_id: str, country: str, placed_at: Any,
+                 lines: list[Any], grand_total: Any, currency: str, shipping_option: str
+                 ) -> dict[str, Any]:
+    return {"store": store_name, "external_order_id": ext, "customer_id": customer_id,
+            "country": country, "placed_at": placed_at.isoformat(),
+            "lines": [ln.model_dump(mode="json") for ln in lines],
+            "grand_total": f"{grand_total:.2f}", "currency": currency,
+            "shipping_option": shipping_option}
+
+
+@handlers.on(topics.ORDERS_PLACED, on_invalid=skip_invalid)
+async def order_placed(ctx: Ctx, e: OrderPlaced) -> None:
+    await store.record_order_fact(ctx.conn, e.event_id, e.occurred_at, _placed_body(
+        store_name=e.store, ext=e.external_order_id, customer_id=e.customer.id,
+        country=e.shipping_address.country, placed_at=e.placed_at, lines=e.lines,
+        grand_total=e.totals.grand_total, currency=e.currency,
+        shipping_option=e.shipping_option), key=e.key, customer_id=e.customer.id,
+        country=e.shipping_address.country, placed_at=e.placed_at)
+
+
+@handlers.on(topics.INTAKE_ORDER_ACCEPTED)
+async def order_accepted(ctx: Ctx, e: OrderAccepted) -> None:
+    """The accepted snapshot is the order as reviewed; it also names our order id."""
+    s: OrderSnapshot = e.order
+    await store.record_order_fact(ctx.conn, e.event_id, e.occurred_at, _placed_body(
+        store_name=s.store, ext=s.external_order_id, customer_id=s.customer_id,
+        country=s.shipping_address.country, placed_at=s.placed_at, lines=s.lines,
+        grand_total=s.totals.grand_total, currency=s.currency,
+        shipping_option=s.shipping_option), key=e.order_key, order_id=e.order_id,
+        customer_id=s.customer_id, country=s.shipping_address.country, placed_at=s.placed_at)
+
+
 @handlers.on(topics.ORDERS_STATUS)
-async def status_changed(ctx: Ctx, event: OrderStatusChanged) -> None:
-    await store.record_status(ctx.conn, event)
+async def status_changed(ctx: Ctx, e: OrderStatusChanged) -> None:
+    await store.record_status(ctx.conn, e)
+
+
+@handlers.on(topics.LOGISTICS_ORDER_SHIPPED)
+async def order_shipped(ctx: Ctx, e: OrderShipped) -> None:
+    await store.record_fact(ctx.conn, e.event_id, "shipped", e.occurred_at,
+                            {"parcels": [p.model_dump(mode="json") for p in e.parcels]},
+                            order_key=e.order_key)
+    for p in e.parcels:
+        await store.index_parcel(ctx.conn, p.tracking_number, e.order_key, p.parcel_id, p.carrier,
+                                  p.warehouse)
+
+
+@handlers.on(topics.CARRIER_TRACKING, on_invalid=skip_invalid)
+async def tracking_updated(ctx: Ctx, e: TrackingUpdated) -> None:
+    await store.record_fact(ctx.conn, e.event_id, "tracked", e.occurred_at,
+                            {"carrier": e.carrier, "status": e.status},
+                            tracking_number=e.tracking_number)
+
+
+@handlers.on(topics.AFTERSALES_REQUESTS, on_invalid=skip_invalid)
+async def request_received(ctx: Ctx, e: AftersalesRequested) -> None:
+    await store.record_fact(ctx.conn, e.event_id, "requested", e.occurred_at, {
+        "request_id": e.request_id, "kind": e.kind, "reason": e.reason,
+        "lines": [ln.model_dump(mode="json") for ln in e.lines]}, order_key=e.key)
 
 
 @handlers.on(topics.PAYMENTS_REFUNDS)
-async def refund_issued(ctx: Ctx, event: RefundIssued) -> None:
-    await store.record_refund(ctx.conn, event)
+async def refund_issued(ctx: Ctx, e: RefundIssued) -> None:
+    await store.record_refund(ctx.conn, e)
+    await store.record_fact(ctx.conn, e.event_id, "refunded", e.occurred_at, {
+        "request_id": e.request_id, "amount": f"{e.amount:.2f}", "currency": e.currency,
+        "reason": e.reason}, order_key=f"{e.store}:{e.external_order_id}")
 
 
-@handlers.on(topics.CUSTOMER_FEEDBACK)
-async def feedback_given(ctx: Ctx, event: FeedbackGiven) -> None:
-    await store.record_feedback(ctx.conn, event)
+@handlers.on(topics.CUSTOMER_FEEDBACK, on_invalid=skip_invalid)
+async def feedback_given(ctx: Ctx, e: FeedbackGiven) -> None:
+    await store.record_feedback(ctx.conn, e)
+    await store.record_fact(ctx.conn, e.event_id, "rated", e.occurred_at, {"rating": e.rating},
+                            order_key=e.key)

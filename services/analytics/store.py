@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -10,28 +13,40 @@ import asyncpg
 from shared.contracts import FeedbackGiven, OrderStatusChanged, RefundIssued
 from shared.db import Conn
 
+from . import domain
+
 
 async def record_status(conn: Conn, e: OrderStatusChanged) -> None:
+    """The timeline row, the order's current status (the newest `occurred_at` wins), the fact and
+    the index, in one statement: orders.status is most of analytics' traffic."""
     key = f"{e.store}:{e.external_order_id}"
+    reasons = json.dumps([r.model_dump() for r in e.reasons])
     await conn.execute(
-        "INSERT INTO timeline (event_id, order_key, status, occurred_at, reasons, details)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) ON CONFLICT DO NOTHING",
-        e.event_id, key, e.status, e.occurred_at,
-        json.dumps([r.model_dump() for r in e.reasons]), json.dumps(e.details, default=str))
-    await conn.execute(
-        "INSERT INTO orders (order_key, order_id, store, external_order_id, status, status_at,"
-        " first_seen) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (order_key) DO UPDATE SET"
-        " status = CASE WHEN EXCLUDED.status_at >= orders.status_at THEN EXCLUDED.status"
-        " ELSE orders.status END,"
-        " status_at = greatest(orders.status_at, EXCLUDED.status_at),"
-        " first_seen = least(orders.first_seen, EXCLUDED.first_seen)",
-        key, e.order_id, e.store, e.external_order_id, e.status, e.occurred_at)
+        "WITH t AS (INSERT INTO timeline (event_id, order_key, status, occurred_at, reasons,"
+        "  details) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) ON CONFLICT DO NOTHING),"
+        " o AS (INSERT INTO orders (order_key, order_id, store, external_order_id, status,"
+        "  status_at, first_seen) VALUES ($2, $7, $8, $9, $3, $4, $4)"
+        "  ON CONFLICT (order_key) DO UPDATE SET"
+        "  status = CASE WHEN EXCLUDED.status_at >= orders.status_at THEN EXCLUDED.status"
+        "  ELSE orders.status END,"
+        "  status_at = greatest(orders.status_at, EXCLUDED.status_at),"
+        "  first_seen = least(orders.first_seen, EXCLUDED.first_seen)),"
+        " f AS (INSERT INTO facts (event_id, kind, order_key, occurred_at, body)"
+        "  VALUES ($1, 'status', $2, $4, jsonb_build_object('status', $3::text,"
+        "  'reasons', $5::jsonb)) ON CONFLICT DO NOTHING)"
+        " INSERT INTO order_index AS x (order_key, store, external_order_id, order_id, seen_at)"
+        " VALUES ($2, $8, $9, $7, $4) ON CONFLICT (order_key) DO UPDATE SET"
+        " order_id = coalesce(x.order_id, EXCLUDED.order_id),"
+        " seen_at = least(x.seen_at, EXCLUDED.seen_at)",
+        e.event_id, key, e.status, e.occurred_at, reasons, json.dumps(e.details, default=str),
+        e.order_id, e.store, e.external_order_id)
 
 
 async def record_refund(conn: Conn, e: RefundIssued) -> None:
-    await conn.execute("INSERT INTO refunds VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    await conn.execute("INSERT INTO refunds VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                       " ON CONFLICT DO NOTHING",
                        e.event_id, f"{e.store}:{e.external_order_id}", e.request_id, e.amount,
-                       e.currency, e.occurred_at)
+                       e.currency, e.occurred_at, e.reason)
 
 
 async def record_feedback(conn: Conn, e: FeedbackGiven) -> None:
@@ -64,3 +79,164 @@ async def reason_counts(pool: asyncpg.Pool, status: str) -> dict[str, int]:
         "SELECT r->>'code' AS code, count(DISTINCT t.order_key) AS n FROM timeline t,"
         " jsonb_array_elements(t.reasons) r WHERE t.status = $1 GROUP BY 1 ORDER BY 2 DESC", status)
     return {r["code"]: r["n"] for r in rows}
+
+
+# --- facts: every event analytics learns from, once ------------------------------------------
+
+async def record_fact(conn: Conn, event_id: uuid.UUID, kind: str, at: datetime,
+                      body: dict[str, Any], *, order_key: str | None = None,
+                      tracking_number: str | None = None) -> None:
+    await conn.execute(
+        "INSERT INTO facts (event_id, kind, order_key, tracking_number, occurred_at, body)"
+        " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING",
+        event_id, kind, order_key, tracking_number, at, json.dumps(body, default=str))
+
+
+async def record_order_fact(conn: Conn, event_id: uuid.UUID, at: datetime,
+                            body: dict[str, Any], *, key: str, order_id: str | None = None,
+                            customer_id: str | None = None, country: str | None = None,
+                            placed_at: datetime | None = None) -> None:
+    """A placed or accepted order: the fact, and what is known of the order in the index, where
+    the first value seen of each field stays (a re-sent order keeps its first version, as intake
+    does). One statement."""
+    store_name, _, ext = key.partition(":")
+    await conn.execute(
+        "WITH f AS (INSERT INTO facts (event_id, kind, order_key, occurred_at, body)"
+        "  VALUES ($1, 'placed', $2, $3, $4::jsonb) ON CONFLICT DO NOTHING)"
+        " INSERT INTO order_index AS o (order_key, store, external_order_id, order_id,"
+        " customer_id, country, placed_at, seen_at) VALUES ($2, $5, $6, $7, $8, $9, $10, $3)"
+        " ON CONFLICT (order_key) DO UPDATE SET"
+        " order_id = coalesce(o.order_id, EXCLUDED.order_id),"
+        " customer_id = coalesce(o.customer_id, EXCLUDED.customer_id),"
+        " country = coalesce(o.country, EXCLUDED.country),"
+        " placed_at = coalesce(o.placed_at, EXCLUDED.placed_at),"
+        " seen_at = least(o.seen_at, EXCLUDED.seen_at)",
+        event_id, key, at, json.dumps(body, default=str), store_name, ext, order_id, customer_id,
+        country, placed_at)
+
+
+async def index_parcel(conn: Conn, tracking_number: str, key: str, parcel_id: str,
+                       carrier: str, warehouse: str) -> None:
+    await conn.execute("INSERT INTO parcel_index VALUES ($1, $2, $3, $4, $5)"
+                       " ON CONFLICT DO NOTHING", tracking_number, key, parcel_id, carrier,
+                       warehouse)
+
+
+async def filter_options(pool: asyncpg.Pool) -> dict[str, list[str]]:
+    async def distinct(sql: str) -> list[str]:
+        return [r[0] for r in await pool.fetch(sql) if r[0]]
+    return {
+        "store": await distinct("SELECT DISTINCT store FROM order_index ORDER BY 1"),
+        "country": await distinct("SELECT DISTINCT country FROM order_index ORDER BY 1"),
+        "carrier": await distinct("SELECT DISTINCT carrier FROM parcel_index ORDER BY 1"),
+        "warehouse": await distinct("SELECT DISTINCT warehouse FROM parcel_index ORDER BY 1"),
+    }
+
+
+async def load_views(pool: asyncpg.Pool | Conn, f: domain.Filters) -> list[domain.OrderView]:
+    """The orders started in the range (and of the stores and countries asked), folded."""
+    keys = [r["order_key"] for r in await pool.fetch(
+        "SELECT order_key FROM order_index WHERE ($1::timestamptz IS NULL OR"
+        " coalesce(placed_at, seen_at) >= $1) AND ($2::timestamptz IS NULL OR"
+        " coalesce(placed_at, seen_at) < $2) AND ($3::text[] IS NULL OR store = ANY($3))"
+        " AND ($4::text[] IS NULL OR country = ANY($4))",
+        f.start, f.end, sorted(f.stores) or None, sorted(f.countries) or None)]
+    return await views_of(pool, keys)
+
+
+async def views_of(pool: asyncpg.Pool | Conn, keys: list[str]) -> list[domain.OrderView]:
+    facts: dict[str, list[domain.Fact]] = {k: [] for k in keys}
+    for r in await pool.fetch("SELECT * FROM facts WHERE order_key = ANY($1::text[])", keys):
+        fact = to_fact(r["kind"], str(r["event_id"]), r["occurred_at"], json.loads(r["body"]))
+        if fact is not None:
+            facts[r["order_key"]].append(fact)
+    tracking: dict[str, list[domain.Tracked]] = {}
+    for r in await pool.fetch(
+            "SELECT p.order_key, f.event_id, f.occurred_at, f.tracking_number, f.body->>'status'"
+            " AS status FROM parcel_index p JOIN facts f ON f.tracking_number = p.tracking_number"
+            " WHERE p.order_key = ANY($1::text[]) AND f.kind = 'tracked'", keys):
+        tracking.setdefault(r["order_key"], []).append(domain.Tracked(
+            str(r["event_id"]), r["occurred_at"], r["tracking_number"], r["status"]))
+    return [domain.fold(k, fs, tracking.get(k, ())) for k, fs in facts.items()]
+
+
+def _lines(raw: list[dict[str, Any]]) -> tuple[domain.Line, ...]:
+    return tuple(domain.Line(ln["sku"], int(ln["quantity"]),
+                             Decimal(str(ln.get("unit_price") or "0"))) for ln in raw)
+
+
+def to_fact(kind: str, event_id: str, at: datetime, b: dict[str, Any]) -> domain.Fact | None:
+    """A stored fact back as the domain's value (bodies are the events' JSON)."""
+    if kind == "placed":
+        return domain.Placed(
+            event_id, at, b["store"], b["external_order_id"], b["customer_id"], b["country"],
+            datetime.fromisoformat(b["placed_at"]), _lines(b["lines"]),
+            Decimal(str(b["grand_total"])), b["currency"], b.get("shipping_option", "standard"))
+    if kind == "status":
+        return domain.Status(event_id, at, b["status"], tuple(r["code"] for r in b["reasons"]))
+    if kind == "shipped":
+        return domain.Shipped(event_id, at, tuple(domain.ParcelShipped(
+            p["parcel_id"], p["warehouse"], p["carrier"], p["service"], p["tracking_number"],
+            _lines(p["lines"]), Decimal(p["cost"]) if p.get("cost") is not None else None,
+            p.get("promised_days")) for p in b["parcels"]))
+    if kind == "requested":
+        return domain.Requested(event_id, at, b["request_id"], b["kind"], b["reason"],
+                                _lines(b["lines"]))
+    if kind == "refunded":
+        return domain.Refunded(event_id, at, b["request_id"], Decimal(b["amount"]), b["currency"],
+                               b["reason"])
+    if kind == "rated":
+        return domain.Rated(event_id, at, int(b["rating"]))
+    return None
+
+
+# --- search (personal data: the API asks for the admin token) ---------------------------------
+
+async def search(pool: asyncpg.Pool, *, order_id: str | None = None, customer: str | None = None,
+                 tracking: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT o.*, coalesce(s.status, 'placed') AS status, s.status_at,"
+        " (SELECT array_agg(p.tracking_number ORDER BY p.parcel_id) FROM parcel_index p"
+        "  WHERE p.order_key = o.order_key) AS tracking_numbers"
+        " FROM order_index o LEFT JOIN orders s ON s.order_key = o.order_key"
+        " WHERE ($1::text IS NULL OR o.order_id = $1 OR s.order_id = $1)"
+        " AND ($2::text IS NULL OR o.customer_id = $2)"
+        " AND ($3::text IS NULL OR o.order_key IN"
+        "      (SELECT order_key FROM parcel_index WHERE tracking_number = $3))"
+        " ORDER BY coalesce(o.placed_at, o.seen_at) DESC LIMIT $4",
+        order_id, customer, tracking, limit)
+    return [{"order_id": r["order_id"], "store": r["store"],
+             "external_order_id": r["external_order_id"], "customer_id": r["customer_id"],
+             "country": r["country"], "status": r["status"],
+             "placed_at": r["placed_at"].isoformat() if r["placed_at"] else None,
+             "status_at": r["status_at"].isoformat() if r["status_at"] else None,
+             "tracking_numbers": list(r["tracking_numbers"] or [])} for r in rows]
+
+
+# --- gauges -----------------------------------------------------------------------------------
+
+async def gauges(pool: asyncpg.Pool, stuck_after_s: float) -> dict[str, Any]:
+    final = sorted(domain.FINAL_STATUSES)
+    by_status = {r["status"]: r["n"] for r in await pool.fetch(
+        "SELECT status, count(*) AS n FROM orders GROUP BY status")}
+    refunds = {r["currency"]: r["total"] for r in await pool.fetch(
+        "SELECT currency, sum(amount) AS total FROM refunds GROUP BY currency")}
+    rating = await pool.fetchval(
+        "SELECT avg(rating) FROM (SELECT DISTINCT ON (order_key) rating FROM feedback"
+        " ORDER BY order_key, occurred_at DESC, event_id DESC) latest")
+    stuck = await pool.fetchval(
+        "SELECT count(*) FROM orders WHERE NOT (status = ANY($1::text[]))"
+        " AND status_at < now() - make_interval(secs => $2)", final, stuck_after_s)
+    return {"by_status": by_status, "refunds": refunds,
+            "rating": float(rating) if rating is not None else None, "stuck": stuck}
+
+
+# --- the feedback loop's memory ---------------------------------------------------------------
+
+async def changed(conn: Conn, topic: str, key: str, digest: str) -> bool:
+    """Record `digest` as the last published for (topic, key); False when it was already."""
+    row = await conn.fetchval(
+        "INSERT INTO feedback_published (topic, key, digest) VALUES ($1, $2, $3)"
+        " ON CONFLICT (topic, key) DO UPDATE SET digest = EXCLUDED.digest, published = now()"
+        " WHERE feedback_published.digest <> EXCLUDED.digest RETURNING 1", topic, key, digest)
+    return row is not None

@@ -10,13 +10,14 @@ import logging
 import os
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
 from shared import topics
 from shared.contracts import (
-    CarrierScoreComputed,
+    CarrierScored,
     CoverageChanged,
     OrderCancelRefused,
     OrderCancelRequested,
@@ -191,9 +192,12 @@ async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
 
 
 @handlers.on(topics.ANALYTICS_CARRIER_SCORES)
-async def carrier_score(ctx: Ctx, event: CarrierScoreComputed) -> None:
-    await store.set_analytics_score(ctx.conn, event.service, event.zone, event.on_time_rate,
-                                    event.samples)
+async def carrier_score(ctx: Ctx, event: CarrierScored) -> None:
+    """Analytics scores a service per destination country; selection works per zone, so the
+    score goes to every zone of that service that covers the country."""
+    for zone in await store.zones_of(ctx.conn, event.service, event.country):
+        await store.set_analytics_score(ctx.conn, event.service, zone,
+                                        Decimal(str(event.on_time_rate)), event.samples)
 
 
 @handlers.on(topics.FULFILLMENT_ORDER_CANCEL_FORWARDED)

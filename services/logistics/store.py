@@ -164,6 +164,12 @@ async def record_delivery_score(conn: Conn, service: str, zone: str, on_time: bo
         service, zone, on_time)
 
 
+async def zones_of(conn: Conn, service: str, country: str) -> list[str]:
+    rows = await conn.fetch("SELECT DISTINCT zone FROM service_zones WHERE service = $1 AND"
+                            " country = $2 ORDER BY zone", service, country)
+    return [r["zone"] for r in rows]
+
+
 async def set_analytics_score(conn: Conn, service: str, zone: str, rate: Decimal,
                               samples: int) -> None:
     await conn.execute(

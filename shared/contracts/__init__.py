@@ -3,7 +3,7 @@
 from .common import Event, Money, WireModel, new_id, order_key, utcnow
 from .internal import (
     Allocation,
-    CarrierScoreComputed,
+    CarrierScored,
     CoverageChanged,
     InternalEvent,
     OrderAccepted,
@@ -17,6 +17,7 @@ from .internal import (
     OrderSnapshot,
     Parcel,
     ParcelLost,
+    ReorderHinted,
     ReturnRestocked,
     ShippedParcel,
     StockReserved,
@@ -43,12 +44,12 @@ from .public import (
 
 __all__ = [
     "Address", "AftersalesRequested", "Allocation", "BackorderDecision", "CancelRequested",
-    "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent", "Money",
+    "CarrierScored", "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent", "Money",
     "OrderAccepted", "OrderCancelRefused", "OrderCancelRequested", "OrderCancelled",
     "OrderDelivered", "OrderEvent", "OrderLine", "OrderPacked", "OrderPlaced", "OrderShipped",
     "OrderSnapshot", "OrderStatusChanged", "Parcel", "ProductUpserted", "Reason", "RefundIssued",
-    "ReturnReceived", "ReturnRestocked", "ShippedParcel", "SkuQuantity", "StockAdjusted",
+    "ReorderHinted", "ReturnReceived", "ReturnRestocked", "ShippedParcel", "SkuQuantity", "StockAdjusted",
     "StockReserved", "Totals", "TrackingUpdated", "WireModel", "new_id", "order_key", "utcnow",
 ]
 # logistics
-__all__ += ["CarrierScoreComputed", "ParcelLost"]
+__all__ += ["ParcelLost"]

@@ -12,7 +12,6 @@ service's tables and never depends on the arrival order of two different topics.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Literal
 
 from pydantic import Field
@@ -123,6 +122,10 @@ class ShippedParcel(WireModel):
     service: str
     tracking_number: str
     lines: list[SkuQuantity]
+    # Optional, for analytics (cost per parcel, carrier on-time against the promise); logistics
+    # fills them when it knows them. Absent means unknown, never zero.
+    cost: Money | None = None
+    promised_days: int | None = None
 
 
 class OrderShipped(OrderEvent):
@@ -163,13 +166,29 @@ class ParcelLost(OrderEvent):
     lines: list[SkuQuantity]
 
 
-class CarrierScoreComputed(InternalEvent):
-    """Analytics' on-time rate of one carrier service in one destination zone, over all the
-    deliveries it saw; logistics breaks selection ties with it. Key: `{service}:{zone}`."""
+# --- analytics ---------------------------------------------------------------------------------
 
-    event_type: Literal["analytics.carrier_scores"] = "analytics.carrier_scores"
+
+class CarrierScored(InternalEvent):
+    """`analytics.carrier_scores`, key: carrier. How often a carrier service delivered to a
+    country within its promise, over the recent window; logistics may weigh its choice by it."""
+
+    event_type: Literal["analytics.carrier_scored"] = "analytics.carrier_scored"
     carrier: str
     service: str
-    zone: str
-    on_time_rate: Decimal = Field(ge=0, le=1)
-    samples: int = Field(ge=0)
+    country: str
+    on_time_rate: float
+    samples: int
+    window_days: int
+
+
+class ReorderHinted(InternalEvent):
+    """`analytics.reorder_hints`, key: sku. Sales velocity (units per day) for inventory's reorder
+    points; advisory, inventory decides."""
+
+    event_type: Literal["analytics.reorder_hinted"] = "analytics.reorder_hinted"
+    sku: str
+    velocity_7d: float
+    velocity_30d: float
+    units_7d: int
+    units_30d: int

@@ -73,7 +73,7 @@ async def test_dlq_list_and_replay_each_message_once(storefront: Storefront) -> 
     assert code == 0 and marker in out
 
     for _ in range(2):  # a second replay must not send the same DLQ message again
-        code, out = await shopkeeper("dlq", "replay", "customer.feedback")
+        code, out = await shopkeeper("dlq", "replay", "customer.feedback", "--limit", "100000")
         assert code == 0 and "replayed" in out, out
         await asyncio.sleep(2)  # the replayed poison fails again and returns to the DLQ
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 
+from shared.settings import service_port
 from tests.conftest import ROOT
+
+from .helpers import http_get
 
 
 async def test_demo_run_ends_with_orders_by_status_most_delivered(stack: None) -> None:
@@ -17,14 +21,25 @@ async def test_demo_run_ends_with_orders_by_status_most_delivered(stack: None) -
     out, _ = await asyncio.wait_for(proc.communicate(), 240)
     text = out.decode()
     assert proc.returncode == 0, text
-    title = next(line for line in text.splitlines() if line.strip().endswith("orders by status")
-                 and line.strip()[0].isdigit())
-    total = int(title.split()[0])
+    # rich wraps a table's title when the table is narrower than it
+    found = re.findall(r"(\d+) orders by status", " ".join(text[text.rindex("┏") - 400:]
+                                                             .split()))
+    assert found, text[-2000:]
+    total = int(found[-1])  # the summary's title, just above its table
     assert 60 <= total <= 63  # near-duplicates are extra orders
-    summary = text[text.index(title):]
+    summary = text[text.rindex("┏"):]  # the final table
     rows = {line.split("│")[1].strip(): int(line.split("│")[2])
             for line in summary.splitlines() if line.count("│") == 3
             and line.split("│")[2].strip().isdigit()}
     assert sum(rows.values()) == total
-    assert "Dashboard: http://127.0.0.1:" in text
     assert rows.get("delivered", 0) + rows.get("refunded", 0) >= 40, rows
+
+    # It ends with the dashboard's address, once analytics has the demo's data.
+    dashboard = f"Dashboard: http://127.0.0.1:{service_port('analytics')}/"
+    assert any(line.startswith(dashboard) for line in text.splitlines()), text[-500:]
+    summary = {r["metric"]: r["value"] for r in
+               (await http_get("analytics", "/reports")).json()["reports"]["summary"]}
+    assert summary["orders"] >= 60
+    timeline = re.search(r"An order's timeline: http://127\.0\.0\.1:\d+(/orders/\S+)", text)
+    assert timeline, text[-500:]
+    assert (await http_get("analytics", timeline.group(1))).status_code == 200

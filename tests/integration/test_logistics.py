@@ -230,12 +230,12 @@ async def test_quotes_answer_with_zones_surcharges_and_why_each_service_lost() -
 
 async def test_analytics_carrier_scores_feed_selection(storefront: Storefront) -> None:
     sf = storefront
-    # Given analytics' score for DHL Express from Frankfurt to zone 5 (Brazil), over many parcels
+    # Given analytics' score for DHL Express to Brazil (zone 5 from Frankfurt), many parcels
     rate = f"0.{uuid.uuid4().int % 400 + 100:03d}"
-    await sf.publish("analytics.carrier_scores", "DHL-EXP:5", {
+    await sf.publish("analytics.carrier_scores", "DHL", {
         "event_id": str(uuid.uuid4()), "occurred_at": sfm.now_iso(),
-        "event_type": "analytics.carrier_scores", "carrier": "DHL", "service": "DHL-EXP",
-        "zone": "5", "on_time_rate": rate, "samples": 1_000_000})
+        "event_type": "analytics.carrier_scored", "carrier": "DHL", "service": "DHL-EXP",
+        "country": "BR", "on_time_rate": float(rate), "samples": 1_000_000, "window_days": 30})
 
     # When a parcel to Brazil is quoted
     async def scored() -> dict[str, Any] | None:

@@ -1,0 +1,116 @@
+"""Analytics' background work: business gauges for Prometheus, and the feedback loops (carrier
+scores to logistics, reorder hints to inventory) published as events.
+
+Every instance refreshes its own gauges (each reads the same read model, so alert on `max`); the
+feedback is computed and published by one instance at a time, under an advisory lock, and only
+what changed since the last publication goes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from prometheus_client import Gauge
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared import outbox, topics
+from shared.contracts import CarrierScored, ReorderHinted, utcnow
+from shared.service import Runtime
+
+from . import domain, store
+
+log = logging.getLogger(__name__)
+
+
+class AnalyticsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOPKEEPER_ANALYTICS_", extra="ignore")
+
+    # On-time ship rate: shipped within this many hours of being placed.
+    ship_sla_hours: float = 48.0
+    # `shopkeeper_orders_stuck`: not final and unchanged for longer than this.
+    stuck_after_hours: float = 24.0
+    gauges_seconds: float = 15.0
+    feedback_seconds: float = 60.0
+    feedback_window_days: int = 30
+
+
+ORDERS_BY_STATUS = Gauge("shopkeeper_orders_by_status", "Orders by current status (read model)",
+                         ["status"])
+BACKORDERS_OPEN = Gauge("shopkeeper_backorders_open", "Orders waiting for stock now")
+REFUNDS_TOTAL = Gauge("shopkeeper_refunds_amount", "Refunds issued, total amount", ["currency"])
+AVERAGE_RATING = Gauge("shopkeeper_average_rating", "Average customer rating (1-5)")
+ORDERS_STUCK = Gauge("shopkeeper_orders_stuck",
+                     "Orders not in a final state whose last status change is older than"
+                     " SHOPKEEPER_ANALYTICS_STUCK_AFTER_HOURS")
+
+
+async def refresh_gauges(runtime: Runtime, settings: AnalyticsSettings) -> None:
+    g = await store.gauges(runtime.pool, settings.stuck_after_hours * 3600)
+    for status in (*g["by_status"], *(s for s in _seen_statuses if s not in g["by_status"])):
+        ORDERS_BY_STATUS.labels(status).set(g["by_status"].get(status, 0))
+        _seen_statuses.add(status)
+    BACKORDERS_OPEN.set(g["by_status"].get("backordered", 0))
+    for currency, total in g["refunds"].items():
+        REFUNDS_TOTAL.labels(currency).set(float(total))
+    if g["rating"] is not None:
+        AVERAGE_RATING.set(round(g["rating"], 3))
+    ORDERS_STUCK.set(g["stuck"])
+
+
+_seen_statuses: set[str] = set()
+
+
+async def publish_feedback(runtime: Runtime, settings: AnalyticsSettings) -> int:
+    """Carrier scores and reorder hints over the recent window; returns how many were published.
+    Skipped (0) while another instance holds the lock."""
+    now = utcnow()
+    sent = 0
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))",
+                                   "analytics:feedback"):
+            return 0
+        window = settings.feedback_window_days
+        views = await store.load_views(conn, domain.Filters(start=now - timedelta(days=window)))
+        for s in domain.carrier_scores(views):
+            key = f"{s['carrier']}/{s['service']}/{s['country']}"
+            if await store.changed(conn, topics.ANALYTICS_CARRIER_SCORES.name, key, _digest(s)):
+                await outbox.enqueue(conn, topics.ANALYTICS_CARRIER_SCORES, s["carrier"],
+                                     CarrierScored(**s, window_days=window))
+                sent += 1
+        for h in domain.reorder_hints(views, now):
+            if await store.changed(conn, topics.ANALYTICS_REORDER_HINTS.name, h["sku"],
+                                   _digest(h)):
+                await outbox.enqueue(conn, topics.ANALYTICS_REORDER_HINTS, h["sku"],
+                                     ReorderHinted(**h))
+                sent += 1
+    if sent:
+        log.info("published %d carrier scores and reorder hints", sent)
+    return sent
+
+
+def _digest(d: dict[str, object]) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+async def _every(seconds: float, what: str, fn: Callable[[], Awaitable[object]]) -> None:
+    while True:
+        try:
+            await fn()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a fault here must not stop the loop; it logs and retries
+            log.warning("%s failed: %s", what, exc, exc_info=exc)
+        await asyncio.sleep(seconds)
+
+
+async def start_jobs(runtime: Runtime) -> None:
+    settings = AnalyticsSettings()
+    runtime.spawn(_every(settings.gauges_seconds, "gauge refresh",
+                         lambda: refresh_gauges(runtime, settings)), "analytics-gauges")
+    runtime.spawn(_every(settings.feedback_seconds, "feedback loop",
+                         lambda: publish_feedback(runtime, settings)), "analytics-feedback")
