@@ -199,6 +199,7 @@ def review(order: OrderPlaced, products: dict[str, Product], served: set[str] | 
     hits = _reject_hits(order, products, served)
     hits += _blocked_hits(order, ctx.blocked)
     hits += _restricted_hits(order, products, ctx.refused_attributes, policy)
+    hits += [h for h in _high_value_hits(order, policy) if h.effect == "reject"]
     discount, promo_problem = compute_discount(order, promotions, now, uses=ctx.promo_uses,
                                               products=products)
     if promo_problem:
@@ -380,6 +381,7 @@ def compute_discount(order: OrderPlaced, promotions: dict[str, Promotion], now: 
     subtotal = sum((ln.unit_price * ln.quantity for ln in order.lines), Decimal("0"))
     discount = Decimal("0")
     codes = [c.upper() for c in order.promo_codes]
+    granted: list[tuple[Promotion, str]] = []
     for code in order.promo_codes:
         promo = promotions.get(code.upper())
         if promo is None or not promo.active:
@@ -389,9 +391,6 @@ def compute_discount(order: OrderPlaced, promotions: dict[str, Promotion], now: 
         if subtotal < promo.min_spend:
             return discount, ("invalid_promo",
                               f"promo code {code!r} needs a minimum spend of {promo.min_spend}")
-        if not promo.stackable and len(set(codes)) > 1:
-            return discount, ("invalid_promo",
-                              f"promo code {code!r} cannot be combined with other codes")
         if codes.count(code.upper()) > 1:
             return discount, ("invalid_promo", f"promo code {code!r} is used more than once")
         used = (uses or {}).get(promo.code, 0)
@@ -399,17 +398,35 @@ def compute_discount(order: OrderPlaced, promotions: dict[str, Promotion], now: 
             return discount, ("invalid_promo",
                               f"promo code {code!r} was already used {used} time(s) by this"
                               f" customer (limit {promo.per_customer_limit})")
-        base = sum((ln.unit_price * ln.quantity for ln in order.lines
-                    if _in_scope(promo, ln, products)), Decimal("0"))
-        if base == 0 and (promo.scope_skus or promo.scope_categories):
+        granted.append((promo, code))
+    if len(granted) > 1:
+        for promo, code in granted:
+            if not promo.stackable:
+                return discount, ("invalid_promo",
+                                  f"promo code {code!r} cannot be combined with other codes")
+    for promo, code in granted:
+        scoped = [ln for ln in order.lines if _in_scope(promo, ln, products)]
+        if not scoped:
             return discount, ("invalid_promo",
                               f"promo code {code!r} applies to none of the order's items")
+        base = sum((ln.unit_price * ln.quantity for ln in scoped), Decimal("0"))
         if promo.kind == "percent":
-            granted = (base * promo.value / 100).quantize(CENT, ROUND_HALF_UP)
+            amount = (base * promo.value / 100).quantize(CENT, ROUND_HALF_UP)
         else:
-            granted = promo.value
-        discount += min(granted, base)
+            amount = promo.value
+        discount += min(amount, base)
     return min(discount, subtotal), None
+
+
+def _high_value_hits(order: OrderPlaced, policy: Policy) -> list[RuleHit]:
+    t = order.totals
+    if t.grand_total <= policy.high_value_threshold:
+        return []
+    return [RuleHit("high_value", "high_value", policy.high_value_action,
+                    f"grand total {t.grand_total} {order.currency} is above the"
+                    f" review threshold {policy.high_value_threshold}",
+                    {"grand_total": str(t.grand_total), "currency": order.currency,
+                     "threshold": str(policy.high_value_threshold)})]
 
 
 def _hold_hits(order: OrderPlaced, discount: Decimal, policy: Policy,
@@ -435,12 +452,7 @@ def _hold_hits(order: OrderPlaced, discount: Decimal, policy: Policy,
                             f" + shipping_fee = {expected}",
                             {"field": "totals.grand_total", "claimed": str(t.grand_total),
                              "computed": str(expected)}))
-    if t.grand_total > policy.high_value_threshold:
-        hits.append(RuleHit("high_value", "high_value", policy.high_value_action,
-                            f"grand total {t.grand_total} {order.currency} is above the"
-                            f" review threshold {policy.high_value_threshold}",
-                            {"grand_total": str(t.grand_total), "currency": order.currency,
-                             "threshold": str(policy.high_value_threshold)}))
+    hits += [h for h in _high_value_hits(order, policy) if h.effect == "hold"]
     if policy.hold_pending_payment and order.payment.status == "pending" \
             and order.payment.method != "cod":
         hits.append(RuleHit("payment_pending", "payment_pending", "hold",

@@ -264,7 +264,7 @@ async def close_hold(conn: Conn, order_id: uuid.UUID, resolution: str, by: str
     return await conn.fetchrow(
         "UPDATE holds SET closed_at = now(), resolution = $2, closed_by = $3"
         " WHERE order_id = $1 AND closed_at IS NULL"
-        " RETURNING codes, extract(epoch FROM now() - created_at) AS age_seconds",
+        " RETURNING codes, extract(epoch FROM now() - created_at)::float8 AS age_seconds",
         order_id, resolution, by)
 
 
@@ -285,7 +285,7 @@ async def open_hold_order_ids(conn: Conn, codes: list[str] | None = None,
 
 async def hold_stats(pool: asyncpg.Pool) -> tuple[int, float]:
     row = await pool.fetchrow(
-        "SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest"
+        "SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest"
         " FROM holds WHERE closed_at IS NULL")
     assert row is not None
     return int(row["n"]), float(row["oldest"])
@@ -297,7 +297,7 @@ async def mark_sla_breaches(pool: asyncpg.Pool) -> list[asyncpg.Record]:
         "UPDATE holds SET sla_breached_at = now() WHERE closed_at IS NULL"
         " AND sla_breached_at IS NULL AND created_at + sla_seconds * interval '1 second' < now()"
         " RETURNING order_id, store, codes, sla_seconds,"
-        " extract(epoch FROM now() - created_at) AS age_seconds")
+        " extract(epoch FROM now() - created_at)::float8 AS age_seconds")
 
 
 async def insert_decision(conn: Conn, order_id: uuid.UUID, trigger: str, status: str,
@@ -356,7 +356,7 @@ async def holds(pool: asyncpg.Pool, *, reason: str | None = None, store: str | N
     rows = await pool.fetch(
         "SELECT h.order_id, o.store, o.external_order_id, o.customer_id, h.reasons, h.codes,"
         " h.owner, h.created_at, h.sla_seconds, h.sla_breached_at, o.grand_total, o.currency,"
-        " o.received_at, extract(epoch FROM now() - h.created_at) AS age_seconds"
+        " o.received_at, extract(epoch FROM now() - h.created_at)::float8 AS age_seconds"
         " FROM holds h JOIN orders o USING (order_id) WHERE h.closed_at IS NULL"
         " AND ($1::text IS NULL OR $1 = ANY(h.codes)) AND ($2::text IS NULL OR o.store = $2)"
         " AND ($3::float8 IS NULL OR h.created_at <= now() - $3 * interval '1 second')"
