@@ -97,7 +97,9 @@ async def approve(order_id: uuid.UUID, request: Request, decision: Decision | No
                           external_order_id=order.external_order_id, status="accepted",
                           reasons=[("approved_by_operator", "released from hold by an operator")],
                           correlation_id=str(order.event_id))
-        await review.accept(conn, order_id, order, str(order.event_id), None)
+        # Merge candidates as of now: orders may have shipped or arrived while this one waited.
+        now, _ = await review.evaluate(conn, order, order_id, row["received_at"])
+        await review.accept(conn, order_id, order, str(order.event_id), None, now.merge_with)
     return {"order_id": str(order_id), "status": "accepted"}
 
 

@@ -39,6 +39,7 @@ async def reject_malformed(conn: Conn, raw: RawMessage, exc: ValidationError
     reasons = [("malformed", describe_validation_error(exc))]
     order_id = uuid.uuid4()
     if await store.insert_order(conn, order_id, None, shop, ext, "rejected", reasons):
+        metrics.DECISIONS.labels("rejected", "malformed").inc()
         await emit_status(conn, order_id=str(order_id), store=shop, external_order_id=ext,
                           status="rejected", reasons=reasons)
         log.info("order %s:%s rejected as malformed: %s", shop, ext, reasons[0][1])

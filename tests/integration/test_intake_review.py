@@ -307,3 +307,59 @@ async def test_hold_metrics_are_exposed(storefront: Storefront) -> None:
     opened = next(ln for ln in text.splitlines() if ln.startswith("shopkeeper_holds_open "))
     assert float(opened.split()[1]) >= 1
     assert (await http_get("intake", "/holds")).status_code == 401
+
+
+async def test_promotions_as_data_with_a_per_customer_limit(storefront: Storefront) -> None:
+    sf = storefront
+    # Given a one-use 20% promotion on one category, created over HTTP
+    code = ref("ONCE").upper().replace("-", "")
+    r = await http("PUT", f"/promotions/{code}",
+                   {"kind": "percent", "value": "20", "scope_categories": ["toys"],
+                    "per_customer_limit": 1, "stackable": False}, operator="marketing")
+    assert r.status_code == 200, r.text
+    shop = await new_store()
+    toy = await new_product(sf, stock={"WH-LA": 5}, category="toys")
+    mug = await new_product(sf, stock={"WH-LA": 5})
+    customer = ref("c")
+    # When a customer uses it on a toy (10.00) and a mug (12.50): 2.00 off the toy only
+    first = await publish_order(sf, shop, sfm.order(
+        shop, ref("o"), [(toy, 1, "10.00"), (mug, 1, "12.50")], customer_id=customer,
+        promo_codes=[code.lower()], discount="2.00"))
+    # Then it is accepted
+    await sf.wait_for(first, "accepted")
+    # And the same customer cannot use it again
+    second = await publish_order(sf, shop, sfm.order(
+        shop, ref("o"), [(toy, 1, "10.00")], customer_id=customer, promo_codes=[code],
+        discount="2.00"))
+    rejected = await sf.wait_for(second, "rejected")
+    assert rejected["reasons"][0]["code"] == "invalid_promo"
+    assert "already used 1 time" in rejected["reasons"][0]["message"]
+    # And at a store whose policy holds invalid promotions, it is held instead
+    lenient = await new_store(invalid_promo_action="hold")
+    third = await publish_order(sf, lenient, sfm.order(
+        lenient, ref("o"), [(toy, 1, "10.00")], customer_id=customer, promo_codes=["NOPE"],
+        discount="1.00"))
+    held = await sf.wait_for(third, "on_hold")
+    assert "invalid_promo" in [r["code"] for r in held["reasons"]]
+
+
+async def test_a_hold_that_outlives_its_sla_is_logged_and_counted(storefront: Storefront
+                                                                  ) -> None:
+    # Given a store with a one-minute hold SLA and an order held there
+    shop = await new_store(hold_sla_minutes=1, high_value_threshold="1.00")
+    sku = await new_product(storefront, stock={"WH-LA": 5})
+    key = await publish_order(storefront, shop, sfm.order(shop, ref("o"), [(sku, 1, "12.50")]))
+    held = await storefront.wait_for(key, "on_hold")
+
+    # When the minute passes, the hold shows as breached and the breach is counted for the store
+    async def breached() -> bool:
+        holds = (await http("GET", f"/holds?store={shop}")).json()
+        return bool(holds) and holds[0]["sla_breached"]
+    await eventually(breached, timeout=150, what="hold SLA breach")
+    text = (await http_get("intake", "/metrics")).text
+    assert f'shopkeeper_hold_sla_breaches_total{{store="{shop}"}} 1.0' in text
+    oldest = next(ln for ln in text.splitlines()
+                  if ln.startswith("shopkeeper_hold_oldest_seconds "))
+    assert float(oldest.split()[1]) >= 60
+    old = (await http("GET", f"/holds?store={shop}&min_age_seconds=60")).json()
+    assert [h["order_id"] for h in old] == [held["order_id"]]
