@@ -2,8 +2,12 @@
 
 An order is reviewed in the order a shop manager would: is it well formed and possible at all
 (quantities, known products, a destination we ship to, an address a carrier can deliver to,
-payment), then do the numbers add up (promotions, totals), then is it risky (high value). The
-first group rejects; the second and third hold for an operator.
+payment), then do the numbers add up (promotions, totals), then is it risky (blocked customer,
+restricted goods for the destination, high value, payment pending, a duplicate). The first group
+rejects; the others hold for an operator, or reject where the store's policy says so. Every rule
+that fires is a `RuleHit` with its inputs: the explanation kept with each decision. The settings
+are data (`Policy`, per store), so a candidate rule set can be dry-run against past orders.
+See docs/review-rules.md.
 """
 
 from __future__ import annotations
@@ -188,6 +192,7 @@ class Review:
 
 # Statuses of a prior order that no longer count as a live order for duplicates and merges.
 CLOSED_STATUSES = frozenset({"rejected", "cancelled", "cancel_requested"})
+MERGE_CAP = 10
 
 
 def review(order: OrderPlaced, products: dict[str, Product], served: set[str] | None,
@@ -261,11 +266,6 @@ def _reject_hits(order: OrderPlaced, products: dict[str, Product],
         hits.append(RuleHit("payment", "payment_failed", "reject", "payment.status is failed",
                             {"payment_status": "failed"}))
     return hits
-
-
-def _reject_reasons(order: OrderPlaced, products: dict[str, Product],
-                    served: set[str] | None) -> list[tuple[str, str]]:
-    return [(h.code, h.message) for h in _reject_hits(order, products, served)]
 
 
 def address_problems(order: OrderPlaced) -> list[str]:
@@ -508,9 +508,6 @@ def merge_candidates(order: OrderPlaced, ctx: Context, policy: Policy, now: date
              if not p.shipped and p.external_order_id != order.external_order_id
              and p.customer_id == order.customer.id and p.address_key == addr]
     return [p.order_id for p in reversed(found)][:MERGE_CAP]
-
-
-MERGE_CAP = 10
 
 
 def refund_due(grand_total: Decimal, payment_status: str) -> Decimal:

@@ -41,7 +41,7 @@ async def evaluate(conn: Conn, order: OrderPlaced, order_id: uuid.UUID | None,
     window = max(pol.duplicate_window_minutes, pol.merge_window_minutes)
     ctx = domain.Context(
         refused_attributes=await store.refused_attributes(conn),
-        blocked=await store.blocked(conn),
+        blocked=await store.blocked(conn, domain.identities(order)),
         prior=await store.prior_orders(conn, order, received_at, window),
         promo_uses=await store.promo_uses(conn, order.customer.id, order.promo_codes, order_id),
         received_at=received_at,

@@ -192,8 +192,12 @@ async def refused_attributes(conn: Conn) -> dict[str, list[str]]:
     return json.loads(row) if row else {}
 
 
-async def blocked(conn: Conn) -> tuple[BlockedEntry, ...]:
-    rows = await conn.fetch("SELECT kind, value, action FROM blocked_customers")
+async def blocked(conn: Conn, identities: dict[str, str]) -> tuple[BlockedEntry, ...]:
+    """The block-list entries matching any of an order's identities (domain.identities)."""
+    rows = await conn.fetch(
+        "SELECT b.kind, b.value, b.action FROM blocked_customers b"
+        " JOIN unnest($1::text[], $2::text[]) AS i(kind, value) USING (kind, value)",
+        list(identities), list(identities.values()))
     return tuple(BlockedEntry(r["kind"], r["value"], r["action"]) for r in rows)
 
 

@@ -329,3 +329,16 @@ def test_rejections_list_only_the_rejecting_rules() -> None:
 
 def test_a_policy_is_a_plain_value() -> None:
     assert replace(Policy(), hold_sla_minutes=5).hold_sla_minutes == 5
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "stored"),
+    [("email", " Ana@Example.COM ", "ana@example.com"),
+     ("phone", "+55 (11) 99999-0000", "+5511999990000"),
+     ("customer_id", " c-1 ", "c-1")],
+)
+def test_block_list_entries_are_stored_as_the_order_identities_compare(kind: str, raw: str,
+                                                                      stored: str) -> None:
+    assert domain.normalise_identity(kind, raw) == stored
+    order = order_with(customer={"email": "ana@example.com", "phone": "+5511999990000"})
+    assert domain.identities(order)[kind] == stored
