@@ -82,8 +82,7 @@ async def _received_again(ctx: Ctx, order: OrderPlaced, row: Any) -> None:
                  order.event_id, row["status"])
         return
     status = await review.rereview(ctx.conn, row["order_id"], trigger="order_resent",
-                                   order=order, correlation_id=ctx.correlation_id,
-                                   causation_id=str(order.event_id))
+                                   order=order, causation_id=str(order.event_id))
     log.info("held order %s re-sent (event %s): reviewed again, now %s", row["order_id"],
              order.event_id, status)
 
@@ -120,7 +119,6 @@ async def cancel_requested(ctx: Ctx, event: CancelRequested) -> None:
             metrics.HOLD_AGE.labels("cancelled").observe(closed["age_seconds"])
         await review.rereview_open_holds(ctx.conn, trigger="order_cancelled",
                                          codes=["suspected_duplicate"],
-                                         correlation_id=ctx.correlation_id,
                                          causation_id=str(event.event_id))
         await ctx.status(order_id=str(row["order_id"]), store=row["store"],
                          external_order_id=row["external_order_id"], status="cancelled",
@@ -138,7 +136,6 @@ async def _cancelled(ctx: Ctx, event: OrderCancelled) -> None:
     # A hold naming this order as the original of a suspected duplicate may clear now.
     await review.rereview_open_holds(ctx.conn, trigger="order_cancelled",
                                      codes=["suspected_duplicate"],
-                                     correlation_id=ctx.correlation_id,
                                      causation_id=str(event.event_id))
 
 
@@ -164,7 +161,6 @@ async def coverage_changed(ctx: Ctx, event: CoverageChanged) -> None:
     # Holds for restricted goods clear when a carrier starts taking them there.
     await review.rereview_open_holds(ctx.conn, trigger="coverage_changed",
                                      codes=["restricted_goods"],
-                                     correlation_id=ctx.correlation_id,
                                      causation_id=str(event.event_id))
 
 

@@ -125,12 +125,15 @@ async def rereview(conn: Conn, order_id: uuid.UUID, *, trigger: str, by: str = "
     row = await store.get_order(conn, order_id)
     if row is None or row["status"] != "on_hold" or row["payload"] is None:
         return None
+    held = OrderPlaced.model_validate_json(row["payload"])
     if order is not None:
         await store.update_payload(conn, order_id, order)
-    current = order or OrderPlaced.model_validate_json(row["payload"])
+    current = order or held
     result, pol = await evaluate(conn, current, order_id, row["received_at"])
+    # Statuses stay correlated with the order (the event intake holds it from), whatever
+    # triggered the re-review; the trigger is the causation.
     await apply(conn, order_id, current, "on_hold", stored_reasons(row["reasons"]), result, pol,
-                trigger=trigger, by=by, correlation_id=correlation_id,
+                trigger=trigger, by=by, correlation_id=correlation_id or str(held.event_id),
                 causation_id=causation_id)
     return result.status
 
