@@ -1,25 +1,68 @@
-"""Intake's operators' HTTP: the review queue (holds) and what intake knows of the catalogue."""
+"""Intake's operators' HTTP: the review queue (holds), decisions with their explanation, the rule
+set (store policies, promotions, block list) and dry runs of a candidate rule set.
+
+Every write is audited with who (the `X-Operator` header; "operator" when absent), when and why
+(the note). What an operator writes as `reason` on a rejection goes to the storefront; the `note`
+stays in intake's audit.
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from pydantic import BaseModel, Field
 
-from shared.contracts import OrderPlaced
+from shared.contracts import Address, OrderPlaced
 from shared.http import require_admin
 from shared.messaging import emit_status
 
-from . import store
-from .handlers import accept
+from . import domain, metrics, review, store
 
 router = APIRouter()
+admin = [Depends(require_admin)]
+
+
+def operator(x_operator: str | None = Header(default=None, max_length=100)) -> str:
+    return (x_operator or "").strip() or "operator"
 
 
 class Decision(BaseModel):
-    reason: str | None = None
+    reason: str | None = Field(default=None, max_length=500)
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class AddressCorrection(BaseModel):
+    shipping_address: Address
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class DryRun(BaseModel):
+    policies: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    limit: int = Field(default=100, ge=1, le=5000)
+
+
+class PromotionIn(BaseModel):
+    kind: Literal["percent", "fixed"]
+    value: Decimal = Field(ge=0)
+    min_spend: Decimal = Field(default=Decimal("0"), ge=0)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    active: bool = True
+    scope_skus: list[str] = Field(default_factory=list)
+    scope_categories: list[str] = Field(default_factory=list)
+    stackable: bool = True
+    per_customer_limit: int | None = Field(default=None, ge=1)
+
+
+class BlockIn(BaseModel):
+    kind: Literal["customer_id", "email", "phone", "address"]
+    value: str = Field(min_length=1, max_length=500)
+    action: Literal["hold", "reject"] = "hold"
+    note: str | None = Field(default=None, max_length=2000)
 
 
 @router.get("/catalog/{sku}")
@@ -31,35 +74,80 @@ async def catalog_product(sku: str, request: Request) -> dict[str, Any]:
             "price": str(row["price"]), "attributes": list(row["attributes"])}
 
 
-@router.get("/holds", dependencies=[Depends(require_admin)])
-async def list_holds(request: Request) -> list[dict[str, Any]]:
-    return await store.holds(request.app.state.runtime.pool)
+# --- holds ------------------------------------------------------------------------------------
+
+@router.get("/holds", dependencies=admin)
+async def list_holds(request: Request, reason: str | None = None, store_name: str | None =
+                     Query(default=None, alias="store"),
+                     min_age_seconds: float | None = Query(default=None, ge=0),
+                     limit: int = Query(default=100, ge=1, le=1000)) -> list[dict[str, Any]]:
+    return await store.holds(request.app.state.runtime.pool, reason=reason, store=store_name,
+                             min_age_seconds=min_age_seconds, limit=limit)
 
 
-@router.post("/holds/{order_id}/approve", dependencies=[Depends(require_admin)])
-async def approve(order_id: uuid.UUID, request: Request) -> dict[str, str]:
+@router.post("/holds/{order_id}/approve", dependencies=admin)
+async def approve(order_id: uuid.UUID, request: Request, decision: Decision | None = None,
+                  who: str = Depends(operator)) -> dict[str, str]:
+    note = decision.note if decision else None
     async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
         row = await _held(conn, order_id)
         order = OrderPlaced.model_validate_json(row["payload"])
-        await store.set_status(conn, order_id, "accepted", [])
+        await _close(conn, order_id, row, "accepted", "approved", who, note)
         await emit_status(conn, order_id=str(order_id), store=order.store,
                           external_order_id=order.external_order_id, status="accepted",
-                          reasons=[("approved_by_operator", "released from hold by an operator")])
-        await accept(conn, order_id, order, str(order.event_id), None)
+                          reasons=[("approved_by_operator", "released from hold by an operator")],
+                          correlation_id=str(order.event_id))
+        # Merge candidates as of now: orders may have shipped or arrived while this one waited.
+        now, _ = await review.evaluate(conn, order, order_id, row["received_at"])
+        await review.accept(conn, order_id, order, str(order.event_id), None, now.merge_with)
     return {"order_id": str(order_id), "status": "accepted"}
 
 
-@router.post("/holds/{order_id}/reject", dependencies=[Depends(require_admin)])
-async def reject(order_id: uuid.UUID, decision: Decision, request: Request) -> dict[str, str]:
+@router.post("/holds/{order_id}/reject", dependencies=admin)
+async def reject(order_id: uuid.UUID, decision: Decision, request: Request,
+                 who: str = Depends(operator)) -> dict[str, str]:
     reason = decision.reason or "rejected by an operator after review"
     async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
         row = await _held(conn, order_id)
         reasons = [("rejected_by_operator", reason)]
-        await store.set_status(conn, order_id, "rejected", reasons)
+        await _close(conn, order_id, row, "rejected", "rejected", who, decision.note,
+                     reasons=reasons)
         await emit_status(conn, order_id=str(order_id), store=row["store"],
                           external_order_id=row["external_order_id"], status="rejected",
                           reasons=reasons)
+        await review.rereview_open_holds(conn, trigger="order_rejected",
+                                         codes=["suspected_duplicate"])
     return {"order_id": str(order_id), "status": "rejected"}
+
+
+@router.post("/holds/{order_id}/claim", dependencies=admin)
+async def claim(order_id: uuid.UUID, request: Request, who: str = Depends(operator)
+                ) -> dict[str, str]:
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+        await _held(conn, order_id)
+        await store.claim_hold(conn, order_id, who)
+        await store.audit(conn, order_id, who, "claim", None)
+    return {"order_id": str(order_id), "owner": who}
+
+
+@router.post("/holds/{order_id}/address", dependencies=admin)
+async def correct_address(order_id: uuid.UUID, body: AddressCorrection, request: Request,
+                          who: str = Depends(operator)) -> dict[str, Any]:
+    """Correct the shipping address of a held order and review it again: released when nothing
+    else holds it."""
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+        row = await _held(conn, order_id)
+        old = OrderPlaced.model_validate_json(row["payload"])
+        corrected = old.model_copy(update={"shipping_address": body.shipping_address})
+        await store.audit(conn, order_id, who, "correct_address", body.note,
+                          {"country": body.shipping_address.country})
+        status = await review.rereview(conn, order_id, trigger="address_corrected", by=who,
+                                       order=corrected, correlation_id=str(old.event_id))
+        after = await store.get_order(conn, order_id)
+    assert after is not None
+    return {"order_id": str(order_id), "status": status,
+            "reasons": [{"code": c, "message": m}
+                        for c, m in review.stored_reasons(after["reasons"])]}
 
 
 async def _held(conn: Any, order_id: uuid.UUID) -> Any:
@@ -69,3 +157,134 @@ async def _held(conn: Any, order_id: uuid.UUID) -> Any:
     if row["status"] != "on_hold":
         raise HTTPException(409, f"order {order_id} is {row['status']}, not on_hold")
     return row
+
+
+async def _close(conn: Any, order_id: uuid.UUID, row: Any, status: str, resolution: str,
+                 who: str, note: str | None, reasons: list[tuple[str, str]] | None = None) -> None:
+    held = review.stored_reasons(row["reasons"])
+    await store.set_status(conn, order_id, status, reasons or [])
+    closed = await store.close_hold(conn, order_id, resolution, who)
+    if closed is not None:
+        metrics.HOLD_AGE.labels(resolution).observe(closed["age_seconds"])
+    metrics.DECISIONS.labels(status, reasons[0][0] if reasons else "approved_by_operator").inc()
+    rule = {"rule": "operator", "code": f"{resolution}_by_operator", "effect": status,
+            "message": f"{resolution} by {who}", "inputs": {
+                "operator": who, "note": note, "held_for": [c for c, _ in held]}}
+    await store.insert_decision(conn, order_id, f"operator_{resolution}", status, reasons or [],
+                                [rule], {})
+    await store.audit(conn, order_id, who, resolution, note, {"held_for": [c for c, _ in held]})
+
+
+# --- decisions --------------------------------------------------------------------------------
+
+@router.get("/orders/{order_id}/decision", dependencies=admin)
+async def decision(order_id: uuid.UUID, request: Request) -> dict[str, Any]:
+    """The order's latest decision with the rules that fired and their inputs, its history, and
+    what operators did."""
+    pool = request.app.state.runtime.pool
+    row = await pool.fetchrow("SELECT order_id, store, external_order_id, status, reasons"
+                              " FROM orders WHERE order_id = $1", order_id)
+    if row is None:
+        raise HTTPException(404, f"no order {order_id}")
+    history = await store.decisions(pool, order_id)
+    return {"order_id": str(order_id), "store": row["store"],
+            "external_order_id": row["external_order_id"], "status": row["status"],
+            "decision": history[-1] if history else None, "history": history,
+            "audit": await store.audit_of(pool, order_id)}
+
+
+@router.post("/rules/dry-run", dependencies=admin)
+async def dry_run(body: DryRun, request: Request) -> dict[str, Any]:
+    try:
+        return await review.dry_run(request.app.state.runtime.pool, body.policies, body.limit)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+# --- the rule set -----------------------------------------------------------------------------
+
+@router.get("/policies", dependencies=admin)
+async def get_policies(request: Request) -> dict[str, Any]:
+    found = await store.policies(request.app.state.runtime.pool)
+    return {s: p.as_dict() for s, p in found.items()}
+
+
+@router.put("/policies/{store_name}", dependencies=admin)
+async def put_policy(store_name: str, overrides: dict[str, Any], request: Request,
+                     who: str = Depends(operator)) -> dict[str, Any]:
+    """Change some of a store's settings ('*' is the default); the rest stay as they are (or as
+    the default's, for a store that had none). Open holds of the store are reviewed again."""
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+        found = await store.policies(conn)
+        try:
+            new = found.get(store_name, found["*"]).with_overrides(overrides)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        await store.put_policy(conn, store_name, new, who)
+        await store.audit(conn, None, who, "put_policy", None,
+                          {"store": store_name, "changes": {k: str(v) for k, v in
+                                                            overrides.items()}})
+        await review.rereview_open_holds(conn, trigger="policy_changed",
+                                         store_name=None if store_name == "*" else store_name)
+    return new.as_dict()
+
+
+@router.get("/promotions", dependencies=admin)
+async def get_promotions(request: Request) -> list[dict[str, Any]]:
+    return await store.all_promotions(request.app.state.runtime.pool)
+
+
+@router.put("/promotions/{code}", dependencies=admin)
+async def put_promotion(code: str, body: PromotionIn, request: Request,
+                        who: str = Depends(operator)) -> dict[str, Any]:
+    if body.kind == "percent" and body.value > 100:
+        raise HTTPException(422, "value: a percent promotion is at most 100")
+    promo = domain.Promotion(code.upper(), body.kind, body.value, body.min_spend, body.starts_at,
+                             body.ends_at, body.active, frozenset(body.scope_skus),
+                             frozenset(body.scope_categories), body.stackable,
+                             body.per_customer_limit)
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+        await store.upsert_promotion(conn, promo)
+        await store.audit(conn, None, who, "put_promotion", None, {"code": promo.code})
+        await review.rereview_open_holds(conn, trigger="promotion_changed",
+                                         codes=["invalid_promo", "amount_mismatch"])
+    return store.promotion_dict(promo)
+
+
+@router.get("/blocked", dependencies=admin)
+async def get_blocked(request: Request) -> list[dict[str, Any]]:
+    return await store.blocked_list(request.app.state.runtime.pool)
+
+
+@router.post("/blocked", dependencies=admin)
+async def add_blocked(body: BlockIn, request: Request, who: str = Depends(operator)
+                      ) -> dict[str, str]:
+    """Block a customer by id, email, phone or address (the address as `domain.address_key`
+    prints it, or any order's via `GET /orders/{order_id}/identities`)."""
+    value = domain.normalise_identity(body.kind, body.value)
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+        await store.block(conn, body.kind, value, body.action, body.note, who)
+        await store.audit(conn, None, who, "block", body.note, {"kind": body.kind})
+    return {"kind": body.kind, "action": body.action}
+
+
+@router.post("/blocked/remove", dependencies=admin)
+async def remove_blocked(body: BlockIn, request: Request, who: str = Depends(operator)
+                         ) -> dict[str, Any]:
+    value = domain.normalise_identity(body.kind, body.value)
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+        removed = await store.unblock(conn, body.kind, value)
+        await store.audit(conn, None, who, "unblock", body.note, {"kind": body.kind})
+        await review.rereview_open_holds(conn, trigger="customer_unblocked",
+                                         codes=["blocked_customer"])
+    return {"removed": removed}
+
+
+@router.get("/orders/{order_id}/identities", dependencies=admin)
+async def order_identities(order_id: uuid.UUID, request: Request) -> dict[str, str]:
+    """The normalised identities of an order, as the block list and duplicate check see them."""
+    payload = await request.app.state.runtime.pool.fetchval(
+        "SELECT payload FROM orders WHERE order_id = $1", order_id)
+    if payload is None:
+        raise HTTPException(404, f"no order {order_id}")
+    return domain.identities(OrderPlaced.model_validate_json(payload))

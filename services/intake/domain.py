@@ -2,19 +2,24 @@
 
 An order is reviewed in the order a shop manager would: is it well formed and possible at all
 (quantities, known products, a destination we ship to, an address a carrier can deliver to,
-payment), then do the numbers add up (promotions, totals), then is it risky (high value). The
-first group rejects; the second and third hold for an operator.
+payment), then do the numbers add up (promotions, totals), then is it risky (blocked customer,
+restricted goods for the destination, high value, payment pending, a duplicate). The first group
+rejects; the others hold for an operator, or reject where the store's policy says so. Every rule
+that fires is a `RuleHit` with its inputs: the explanation kept with each decision. The settings
+are data (`Policy`, per store), so a candidate rule set can be dry-run against past orders.
+See docs/review-rules.md.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from datetime import datetime
+import unicodedata
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Literal
+from typing import Any, Literal
 
-from shared.contracts import OrderPlaced
+from shared.contracts import OrderLine, OrderPlaced
 
 CENT = Decimal("0.01")
 
@@ -55,6 +60,10 @@ class Product:
     attributes: tuple[str, ...] = ()
 
 
+Action = Literal["reject", "hold"]
+ACTIONS: tuple[str, ...] = ("reject", "hold")
+
+
 @dataclass(frozen=True)
 class Promotion:
     code: str
@@ -64,59 +73,199 @@ class Promotion:
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     active: bool = True
+    # Scope: the lines a promotion discounts. Both empty means the whole order.
+    scope_skus: frozenset[str] = frozenset()
+    scope_categories: frozenset[str] = frozenset()
+    # An exclusive promotion cannot be combined with any other code on the same order.
+    stackable: bool = True
+    per_customer_limit: int | None = None
 
 
 @dataclass(frozen=True)
 class Policy:
-    """Per-store review settings (intake.store_policies)."""
+    """Per-store review settings (intake.store_policies): the rule set, as data.
+
+    `*_action` says whether a rule rejects or holds. A window of 0 turns a rule off."""
 
     high_value_threshold: Decimal = Decimal("2000.00")
+    high_value_action: Action = "hold"
+    duplicate_window_minutes: int = 0
+    merge_window_minutes: int = 1440
+    hold_pending_payment: bool = False
+    invalid_promo_action: Action = "reject"
+    restricted_goods_action: Action = "hold"
+    hold_sla_minutes: int = 240
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Policy:
+        """This policy with some settings replaced; unknown names or bad values are a
+        ValueError naming the setting (dry runs and the policy API take JSON)."""
+        known = {f.name: f for f in fields(self)}
+        values: dict[str, Any] = {}
+        for name, raw in overrides.items():
+            if name not in known:
+                raise ValueError(f"unknown policy setting {name!r}; known: {sorted(known)}")
+            current = getattr(self, name)
+            try:
+                if isinstance(current, bool):
+                    if not isinstance(raw, bool):
+                        raise ValueError("must be true or false")
+                    value: Any = raw
+                elif isinstance(current, Decimal):
+                    value = Decimal(str(raw)).quantize(CENT)
+                    if value < 0:
+                        raise ValueError("must not be negative")
+                elif isinstance(current, int):
+                    value = int(raw)
+                    if value < 0 or value != raw:
+                        raise ValueError("must be a non-negative integer")
+                else:
+                    if raw not in ACTIONS:
+                        raise ValueError(f"must be one of {ACTIONS}")
+                    value = raw
+            except (ArithmeticError, TypeError, ValueError) as exc:
+                raise ValueError(f"policy setting {name!r}: {exc}") from exc
+            values[name] = value
+        return replace(self, **values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: (str(v) if isinstance(v := getattr(self, f.name), Decimal) else v)
+                for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class BlockedEntry:
+    """A blocked customer, matched on one normalised identity (see `identities`)."""
+
+    kind: Literal["customer_id", "email", "phone", "address"]
+    value: str
+    action: Action = "hold"
+
+
+@dataclass(frozen=True)
+class PriorOrder:
+    """An order received before the one under review, for duplicate and merge checks."""
+
+    order_id: str
+    external_order_id: str
+    customer_id: str | None
+    address_key: str | None
+    items_key: str | None
+    received_at: datetime
+    status: str
+    shipped: bool = False
+
+
+@dataclass(frozen=True)
+class Context:
+    """What review needs besides the order and its catalogue: all of it read by the caller."""
+
+    refused_attributes: dict[str, list[str]] = field(default_factory=dict)
+    blocked: tuple[BlockedEntry, ...] = ()
+    prior: tuple[PriorOrder, ...] = ()
+    promo_uses: dict[str, int] = field(default_factory=dict)
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    """One rule that fired, with the inputs it saw: the explanation of a decision."""
+
+    rule: str
+    code: str
+    effect: Literal["reject", "hold", "note"]
+    message: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "code": self.code, "effect": self.effect,
+                "message": self.message, "inputs": self.inputs}
 
 
 @dataclass
 class Review:
     status: Literal["accepted", "rejected", "on_hold"]
     reasons: list[tuple[str, str]] = field(default_factory=list)
+    fired: list[RuleHit] = field(default_factory=list)
+    merge_with: list[str] = field(default_factory=list)
+    discount: Decimal = Decimal("0")
+
+
+# Statuses of a prior order that no longer count as a live order for duplicates and merges.
+CLOSED_STATUSES = frozenset({"rejected", "cancelled", "cancel_requested"})
+MERGE_CAP = 10
 
 
 def review(order: OrderPlaced, products: dict[str, Product], served: set[str] | None,
-           promotions: dict[str, Promotion], policy: Policy, now: datetime) -> Review:
-    rejection = _reject_reasons(order, products, served)
-    if rejection:
-        return Review("rejected", rejection)
-    discount, promo_problem = compute_discount(order, promotions, now)
+           promotions: dict[str, Promotion], policy: Policy, now: datetime,
+           context: Context | None = None) -> Review:
+    """Review an order: reject what cannot be fulfilled, hold what needs a person, else accept.
+    Every rule that fires is recorded with its inputs (`Review.fired`)."""
+    ctx = context or Context()
+    hits = _reject_hits(order, products, served)
+    hits += _blocked_hits(order, ctx.blocked)
+    hits += _restricted_hits(order, products, ctx.refused_attributes, policy)
+    hits += [h for h in _high_value_hits(order, policy) if h.effect == "reject"]
+    discount, promo_problem = compute_discount(order, promotions, now, uses=ctx.promo_uses,
+                                              products=products)
     if promo_problem:
-        return Review("rejected", [promo_problem])
-    holds = _hold_reasons(order, discount, policy)
+        hits.append(RuleHit("promotion", promo_problem[0], policy.invalid_promo_action,
+                            promo_problem[1], {"promo_codes": list(order.promo_codes),
+                                               "action": policy.invalid_promo_action}))
+    rejects = [h for h in hits if h.effect == "reject"]
+    if rejects:
+        return Review("rejected", [(h.code, h.message) for h in rejects], rejects,
+                      discount=discount)
+    hits += _hold_hits(order, discount, policy, ctx, now)
+    merge = merge_candidates(order, ctx, policy, now)
+    holds = [h for h in hits if h.effect == "hold"]
+    notes = []
+    if merge:
+        notes.append(RuleHit("merge_candidate", "merge_candidate", "note",
+                             f"same buyer and address as unshipped order(s) {', '.join(merge)}",
+                             {"merge_with": merge,
+                              "window_minutes": policy.merge_window_minutes}))
     if holds:
-        return Review("on_hold", holds)
-    return Review("accepted")
+        return Review("on_hold", [(h.code, h.message) for h in holds], holds + notes, merge,
+                      discount)
+    return Review("accepted", [], notes, merge, discount)
 
 
-def _reject_reasons(order: OrderPlaced, products: dict[str, Product],
-                    served: set[str] | None) -> list[tuple[str, str]]:
-    reasons: list[tuple[str, str]] = []
+def _reject_hits(order: OrderPlaced, products: dict[str, Product],
+                 served: set[str] | None) -> list[RuleHit]:
+    hits: list[RuleHit] = []
     for i, line in enumerate(order.lines):
         if not 1 <= line.quantity <= 999:
-            reasons.append(("invalid_quantity",
-                            f"lines[{i}].quantity must be 1-999, got {line.quantity} ({line.sku})"))
+            hits.append(RuleHit(
+                "quantity", "invalid_quantity", "reject",
+                f"lines[{i}].quantity must be 1-999, got {line.quantity} ({line.sku})",
+                {"line": i, "sku": line.sku, "quantity": line.quantity}))
         if line.unit_price < 0:
-            reasons.append(("malformed", f"lines[{i}].unit_price must not be negative"))
-    unknown = [ln.sku for ln in order.lines if ln.sku not in products or not products[ln.sku].active]
+            hits.append(RuleHit("unit_price", "malformed", "reject",
+                                f"lines[{i}].unit_price must not be negative",
+                                {"line": i, "unit_price": str(line.unit_price)}))
+    unknown = sorted({ln.sku for ln in order.lines
+                      if ln.sku not in products or not products[ln.sku].active})
     if unknown:
-        reasons.append(("unknown_sku", f"unknown or inactive SKU: {', '.join(sorted(set(unknown)))}"))
+        hits.append(RuleHit("known_sku", "unknown_sku", "reject",
+                            f"unknown or inactive SKU: {', '.join(unknown)}", {"skus": unknown}))
     country = order.shipping_address.country
     if not ISO_ALPHA2.match(country):
-        reasons.append(("unsupported_country",
-                        f"shipping_address.country {country!r} is not an ISO 3166-1 alpha-2 code"))
+        hits.append(RuleHit(
+            "country_served", "unsupported_country", "reject",
+            f"shipping_address.country {country!r} is not an ISO 3166-1 alpha-2 code",
+            {"country": country}))
     elif served is not None and country not in served:
-        reasons.append(("unsupported_country", f"no configured carrier serves {country}"))
+        hits.append(RuleHit("country_served", "unsupported_country", "reject",
+                            f"no configured carrier serves {country}",
+                            {"country": country, "served": sorted(served)}))
     missing = address_problems(order)
     if missing:
-        reasons.append(("incomplete_address", "; ".join(missing)))
+        hits.append(RuleHit("address_complete", "incomplete_address", "reject",
+                            "; ".join(missing), {"country": country, "problems": missing}))
     if order.payment.status == "failed":
-        reasons.append(("payment_failed", "payment.status is failed"))
-    return reasons
+        hits.append(RuleHit("payment", "payment_failed", "reject", "payment.status is failed",
+                            {"payment_status": "failed"}))
+    return hits
 
 
 def address_problems(order: OrderPlaced) -> list[str]:
@@ -131,11 +280,108 @@ def address_problems(order: OrderPlaced) -> list[str]:
     return problems
 
 
-def compute_discount(order: OrderPlaced, promotions: dict[str, Promotion], now: datetime
+# --- identities (normalised, for duplicates, merges and the block list) -----------------------
+
+def normalise_text(value: str | None) -> str:
+    folded = unicodedata.normalize("NFKD", value or "").encode("ascii", "ignore").decode()
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", folded.lower()).split())
+
+
+def normalise_email(value: str | None) -> str:
+    return (value or "").strip().lower()
+
+
+def normalise_phone(value: str | None) -> str:
+    digits = re.sub(r"\D", "", value or "")
+    return f"+{digits}" if digits else ""
+
+
+def address_key(order: OrderPlaced) -> str:
+    """The shipping address folded so that case, accents, punctuation and spacing do not matter
+    ("Rua A, 10" == "rua a 10"); the name is left out: one household, one address."""
+    a = order.shipping_address
+    parts = [normalise_text(a.line1), normalise_text(a.line2), normalise_text(a.city),
+             normalise_text(a.postal_code).replace(" ", ""), a.country.upper()]
+    return "|".join(parts)
+
+
+def items_key(order: OrderPlaced) -> str:
+    """The items bought, order of lines and split lines not mattering."""
+    qty: dict[str, int] = {}
+    for ln in order.lines:
+        qty[ln.sku] = qty.get(ln.sku, 0) + ln.quantity
+    return ",".join(f"{sku}x{q}" for sku, q in sorted(qty.items()))
+
+
+def identities(order: OrderPlaced) -> dict[str, str]:
+    c = order.customer
+    ids = {"customer_id": c.id, "email": normalise_email(c.email),
+           "phone": normalise_phone(c.phone), "address": address_key(order)}
+    return {k: v for k, v in ids.items() if v}
+
+
+def normalise_identity(kind: str, value: str) -> str:
+    """How a block-list entry is stored, so it compares equal to `identities`."""
+    if kind == "email":
+        return normalise_email(value)
+    if kind == "phone":
+        return normalise_phone(value)
+    return value.strip()
+
+
+def _blocked_hits(order: OrderPlaced, blocked: tuple[BlockedEntry, ...]) -> list[RuleHit]:
+    ids = identities(order)
+    matched = [b for b in blocked if ids.get(b.kind) == b.value]
+    if not matched:
+        return []
+    action: Action = "reject" if any(b.action == "reject" for b in matched) else "hold"
+    kinds = sorted({b.kind for b in matched})
+    # The inputs name which identity matched, never its value: decisions are not personal data.
+    return [RuleHit("blocked_customer", "blocked_customer", action,
+                    f"customer matches the block list on {', '.join(kinds)}",
+                    {"matched_on": kinds, "action": action})]
+
+
+def _restricted_hits(order: OrderPlaced, products: dict[str, Product],
+                     refused: dict[str, list[str]], policy: Policy) -> list[RuleHit]:
+    country = order.shipping_address.country
+    banned = set(refused.get(country, ()))
+    if not banned:
+        return []
+    found = {ln.sku: sorted(banned & set(products[ln.sku].attributes))
+             for ln in order.lines if ln.sku in products}
+    found = {sku: attrs for sku, attrs in found.items() if attrs}
+    if not found:
+        return []
+    detail = "; ".join(f"{sku} ({', '.join(a)})" for sku, a in sorted(found.items()))
+    return [RuleHit("restricted_goods", "restricted_goods", policy.restricted_goods_action,
+                    f"no carrier takes these goods to {country}: {detail}",
+                    {"country": country, "skus": found,
+                     "action": policy.restricted_goods_action})]
+
+
+# --- promotions -------------------------------------------------------------------------------
+
+def _in_scope(promo: Promotion, line: OrderLine, products: dict[str, Product] | None) -> bool:
+    if not promo.scope_skus and not promo.scope_categories:
+        return True
+    if line.sku in promo.scope_skus:
+        return True
+    product = (products or {}).get(line.sku)
+    return product is not None and product.category in promo.scope_categories
+
+
+def compute_discount(order: OrderPlaced, promotions: dict[str, Promotion], now: datetime,
+                     *, uses: dict[str, int] | None = None,
+                     products: dict[str, Product] | None = None,
                      ) -> tuple[Decimal, tuple[str, str] | None]:
-    """The discount intake would grant; an unknown, expired or unmet code is a problem."""
+    """The discount intake would grant; an unknown, expired, unmet, used-up, out-of-scope or
+    non-combinable code is a problem. Each code discounts its own scope of the subtotal; the sum
+    never exceeds the subtotal."""
     subtotal = sum((ln.unit_price * ln.quantity for ln in order.lines), Decimal("0"))
     discount = Decimal("0")
+    codes = [c.upper() for c in order.promo_codes]
+    granted: list[tuple[Promotion, str]] = []
     for code in order.promo_codes:
         promo = promotions.get(code.upper())
         if promo is None or not promo.active:
@@ -145,32 +391,123 @@ def compute_discount(order: OrderPlaced, promotions: dict[str, Promotion], now: 
         if subtotal < promo.min_spend:
             return discount, ("invalid_promo",
                               f"promo code {code!r} needs a minimum spend of {promo.min_spend}")
+        if codes.count(code.upper()) > 1:
+            return discount, ("invalid_promo", f"promo code {code!r} is used more than once")
+        used = (uses or {}).get(promo.code, 0)
+        if promo.per_customer_limit is not None and used >= promo.per_customer_limit:
+            return discount, ("invalid_promo",
+                              f"promo code {code!r} was already used {used} time(s) by this"
+                              f" customer (limit {promo.per_customer_limit})")
+        granted.append((promo, code))
+    if len(granted) > 1:
+        for promo, code in granted:
+            if not promo.stackable:
+                return discount, ("invalid_promo",
+                                  f"promo code {code!r} cannot be combined with other codes")
+    for promo, code in granted:
+        scoped = [ln for ln in order.lines if _in_scope(promo, ln, products)]
+        if not scoped:
+            return discount, ("invalid_promo",
+                              f"promo code {code!r} applies to none of the order's items")
+        base = sum((ln.unit_price * ln.quantity for ln in scoped), Decimal("0"))
         if promo.kind == "percent":
-            discount += (subtotal * promo.value / 100).quantize(CENT, ROUND_HALF_UP)
+            amount = (base * promo.value / 100).quantize(CENT, ROUND_HALF_UP)
         else:
-            discount += promo.value
+            amount = promo.value
+        discount += min(amount, base)
     return min(discount, subtotal), None
 
 
-def _hold_reasons(order: OrderPlaced, discount: Decimal, policy: Policy) -> list[tuple[str, str]]:
+def _high_value_hits(order: OrderPlaced, policy: Policy) -> list[RuleHit]:
     t = order.totals
-    holds: list[tuple[str, str]] = []
+    if t.grand_total <= policy.high_value_threshold:
+        return []
+    return [RuleHit("high_value", "high_value", policy.high_value_action,
+                    f"grand total {t.grand_total} {order.currency} is above the"
+                    f" review threshold {policy.high_value_threshold}",
+                    {"grand_total": str(t.grand_total), "currency": order.currency,
+                     "threshold": str(policy.high_value_threshold)})]
+
+
+def _hold_hits(order: OrderPlaced, discount: Decimal, policy: Policy,
+               ctx: Context, now: datetime) -> list[RuleHit]:
+    t = order.totals
+    hits: list[RuleHit] = []
     lines_total = sum((ln.unit_price * ln.quantity for ln in order.lines), Decimal("0"))
     if abs(lines_total - t.subtotal) > CENT:
-        holds.append(("amount_mismatch",
-                      f"totals.subtotal {t.subtotal} differs from the lines' sum {lines_total}"))
+        hits.append(RuleHit("totals", "amount_mismatch", "hold",
+                            f"totals.subtotal {t.subtotal} differs from the lines' sum"
+                            f" {lines_total}",
+                            {"field": "totals.subtotal", "claimed": str(t.subtotal),
+                             "computed": str(lines_total)}))
     if abs(discount - t.discount) > CENT:
-        holds.append(("amount_mismatch",
-                      f"totals.discount {t.discount} differs from the promotions' {discount}"))
+        hits.append(RuleHit("totals", "amount_mismatch", "hold",
+                            f"totals.discount {t.discount} differs from the promotions' {discount}",
+                            {"field": "totals.discount", "claimed": str(t.discount),
+                             "computed": str(discount), "promo_codes": list(order.promo_codes)}))
     expected = t.subtotal - t.discount + t.shipping_fee
     if abs(expected - t.grand_total) > CENT:
-        holds.append(("amount_mismatch",
-                      f"totals.grand_total {t.grand_total} differs from subtotal - discount +"
-                      f" shipping_fee = {expected}"))
-    if t.grand_total > policy.high_value_threshold:
-        holds.append(("high_value", f"grand total {t.grand_total} {order.currency} is above the"
-                                    f" review threshold {policy.high_value_threshold}"))
-    return holds
+        hits.append(RuleHit("totals", "amount_mismatch", "hold",
+                            f"totals.grand_total {t.grand_total} differs from subtotal - discount"
+                            f" + shipping_fee = {expected}",
+                            {"field": "totals.grand_total", "claimed": str(t.grand_total),
+                             "computed": str(expected)}))
+    hits += [h for h in _high_value_hits(order, policy) if h.effect == "hold"]
+    if policy.hold_pending_payment and order.payment.status == "pending" \
+            and order.payment.method != "cod":
+        hits.append(RuleHit("payment_pending", "payment_pending", "hold",
+                            f"payment.status is pending ({order.payment.method}); released when"
+                            " the order is re-sent as paid or authorized",
+                            {"payment_status": "pending", "method": order.payment.method}))
+    dup = find_duplicate(order, ctx, policy, now)
+    if dup is not None:
+        other, matched = dup
+        hits.append(RuleHit("duplicate", "suspected_duplicate", "hold",
+                            f"same items and same {matched} as order {other.external_order_id}"
+                            f" ({other.order_id}) placed within"
+                            f" {policy.duplicate_window_minutes} minutes",
+                            {"other_order_id": other.order_id,
+                             "other_external_order_id": other.external_order_id,
+                             "matched_on": matched, "items": items_key(order),
+                             "window_minutes": policy.duplicate_window_minutes}))
+    return hits
+
+
+def _live_prior(ctx: Context, window_minutes: int, now: datetime) -> list[PriorOrder]:
+    """Earlier orders still alive (not rejected or cancelled) inside the window, oldest first."""
+    if window_minutes <= 0:
+        return []
+    ref = ctx.received_at or now
+    since = ref - timedelta(minutes=window_minutes)
+    return sorted((p for p in ctx.prior
+                   if p.status not in CLOSED_STATUSES and since <= p.received_at <= ref),
+                  key=lambda p: p.received_at)
+
+
+def find_duplicate(order: OrderPlaced, ctx: Context, policy: Policy, now: datetime
+                   ) -> tuple[PriorOrder, str] | None:
+    """An earlier live order with the same items from the same customer or to the same
+    normalised address, under another external id, inside the store's window."""
+    items, addr = items_key(order), address_key(order)
+    for p in _live_prior(ctx, policy.duplicate_window_minutes, now):
+        if p.external_order_id == order.external_order_id or p.items_key != items:
+            continue
+        if p.customer_id and p.customer_id == order.customer.id:
+            return p, "customer"
+        if p.address_key and p.address_key == addr:
+            return p, "address"
+    return None
+
+
+def merge_candidates(order: OrderPlaced, ctx: Context, policy: Policy, now: datetime
+                     ) -> list[str]:
+    """Earlier live, unshipped orders of the same buyer to the same address: fulfillment may pack
+    them together. Capped, newest first, so a long-lived buyer does not grow a huge list."""
+    addr = address_key(order)
+    found = [p for p in _live_prior(ctx, policy.merge_window_minutes, now)
+             if not p.shipped and p.external_order_id != order.external_order_id
+             and p.customer_id == order.customer.id and p.address_key == addr]
+    return [p.order_id for p in reversed(found)][:MERGE_CAP]
 
 
 def refund_due(grand_total: Decimal, payment_status: str) -> Decimal:
@@ -191,7 +528,8 @@ def identify(raw: dict[str, object] | None) -> tuple[str, str] | None:
     return None
 
 
-def snapshot(order_id: str, order: OrderPlaced, accepted_at: datetime) -> dict[str, object]:
+def snapshot(order_id: str, order: OrderPlaced, accepted_at: datetime,
+             merge_with: list[str] | None = None) -> dict[str, object]:
     """The fields of `OrderSnapshot` that downstream services get with `intake.order_accepted`."""
     return {
         "order_id": order_id, "store": order.store, "external_order_id": order.external_order_id,
@@ -199,5 +537,5 @@ def snapshot(order_id: str, order: OrderPlaced, accepted_at: datetime) -> dict[s
         "shipping_address": order.shipping_address, "lines": order.lines,
         "currency": order.currency, "shipping_option": order.shipping_option,
         "totals": order.totals, "payment_method": order.payment.method,
-        "payment_status": order.payment.status,
+        "payment_status": order.payment.status, "merge_with": merge_with or [],
     }

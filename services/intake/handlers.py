@@ -12,21 +12,18 @@ from shared import topics
 from shared.contracts import (
     CancelRequested,
     CoverageChanged,
-    OrderAccepted,
     OrderCancelled,
     OrderCancelRefused,
     OrderCancelRequested,
     OrderPlaced,
     OrderShipped,
-    OrderSnapshot,
     ProductUpserted,
     utcnow,
 )
 from shared.db import Conn
 from shared.messaging import Ctx, Handlers, RawMessage, describe_validation_error, emit_status
-from shared.outbox import enqueue
 
-from . import domain, store
+from . import domain, metrics, review, store
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
@@ -42,6 +39,7 @@ async def reject_malformed(conn: Conn, raw: RawMessage, exc: ValidationError
     reasons = [("malformed", describe_validation_error(exc))]
     order_id = uuid.uuid4()
     if await store.insert_order(conn, order_id, None, shop, ext, "rejected", reasons):
+        metrics.DECISIONS.labels("rejected", "malformed").inc()
         await emit_status(conn, order_id=str(order_id), store=shop, external_order_id=ext,
                           status="rejected", reasons=reasons)
         log.info("order %s:%s rejected as malformed: %s", shop, ext, reasons[0][1])
@@ -50,9 +48,9 @@ async def reject_malformed(conn: Conn, raw: RawMessage, exc: ValidationError
 
 @handlers.on(topics.ORDERS_PLACED, on_invalid=reject_malformed)
 async def order_placed(ctx: Ctx, order: OrderPlaced) -> None:
-    if await store.find_order(ctx.conn, order.store, order.external_order_id):
-        log.info("order %s received again (event %s); it exists already, nothing to do",
-                 order.key, order.event_id)
+    row = await store.find_order(ctx.conn, order.store, order.external_order_id)
+    if row is not None:
+        await _received_again(ctx, order, row)
         return
     order_id = uuid.uuid4()
     ids: dict[str, Any] = {"order_id": str(order_id), "store": order.store,
@@ -66,25 +64,34 @@ async def order_placed(ctx: Ctx, order: OrderPlaced) -> None:
         await ctx.status(**ids, status="cancelled", reasons=reasons,
                          details={"refund_due": f"{due:.2f}"})
         return
-    skus = [ln.sku for ln in order.lines]
-    decision = domain.review(
-        order, await store.products_for(ctx.conn, skus), await store.served_countries(ctx.conn),
-        await store.promotions(ctx.conn, order.promo_codes),
-        await store.policy(ctx.conn, order.store), utcnow(),
-    )
+    result, policy = await review.evaluate(ctx.conn, order, order_id, utcnow())
     await store.insert_order(ctx.conn, order_id, order, order.store, order.external_order_id,
-                             decision.status, decision.reasons)
-    await ctx.status(**ids, status=decision.status, reasons=decision.reasons)
-    if decision.status == "accepted":
-        await accept(ctx.conn, order_id, order, ctx.correlation_id, str(order.event_id))
+                             result.status, result.reasons)
+    await review.apply(ctx.conn, order_id, order, None, [], result, policy, trigger="placed",
+                       correlation_id=ctx.correlation_id, causation_id=str(order.event_id))
 
 
-async def accept(conn: Conn, order_id: uuid.UUID, order: OrderPlaced,
-                 correlation_id: str | None, causation_id: str | None) -> None:
-    snap = OrderSnapshot(**domain.snapshot(str(order_id), order, utcnow()))
-    await enqueue(conn, topics.INTAKE_ORDER_ACCEPTED, order.key, OrderAccepted(
-        order_id=str(order_id), order_key=order.key, order=snap,
-        correlation_id=correlation_id, causation_id=causation_id))
+async def _received_again(ctx: Ctx, order: OrderPlaced, row: Any) -> None:
+    """A storefront re-sends an order when it changes (payment now paid, address corrected): a
+    held order is updated and reviewed again; it never becomes a second order. Retries of the
+    same content, and changes to an order already decided, change nothing."""
+    same = row["payload"] is not None and _content(OrderPlaced.model_validate_json(
+        row["payload"])) == _content(order)
+    if row["status"] != "on_hold" or same:
+        log.info("order %s received again (event %s) while %s; nothing to do", order.key,
+                 order.event_id, row["status"])
+        return
+    status = await review.rereview(ctx.conn, row["order_id"], trigger="order_resent",
+                                   order=order, causation_id=str(order.event_id))
+    log.info("held order %s re-sent (event %s): reviewed again, now %s", row["order_id"],
+             order.event_id, status)
+
+
+def _content(order: OrderPlaced) -> dict[str, Any]:
+    return order.model_dump(mode="json", exclude={"event_id", "occurred_at"})
+
+
+accept = review.accept  # kept for callers of the earlier API
 
 
 @handlers.on(topics.ORDERS_CANCEL_REQUESTED)
@@ -107,6 +114,12 @@ async def cancel_requested(ctx: Ctx, event: CancelRequested) -> None:
     if row["status"] == "on_hold":
         reasons = [("cancelled_by_customer", reason)]
         await store.set_status(ctx.conn, row["order_id"], "cancelled", reasons)
+        closed = await store.close_hold(ctx.conn, row["order_id"], "cancelled", "customer")
+        if closed is not None:
+            metrics.HOLD_AGE.labels("cancelled").observe(closed["age_seconds"])
+        await review.rereview_open_holds(ctx.conn, trigger="order_cancelled",
+                                         codes=["suspected_duplicate"],
+                                         causation_id=str(event.event_id))
         await ctx.status(order_id=str(row["order_id"]), store=row["store"],
                          external_order_id=row["external_order_id"], status="cancelled",
                          reasons=reasons, details={"refund_due": f"{due:.2f}"})
@@ -120,6 +133,10 @@ async def cancel_requested(ctx: Ctx, event: CancelRequested) -> None:
 async def _cancelled(ctx: Ctx, event: OrderCancelled) -> None:
     await store.set_status(ctx.conn, uuid.UUID(event.order_id), "cancelled",
                            [("cancelled_by_customer", event.reason)])
+    # A hold naming this order as the original of a suspected duplicate may clear now.
+    await review.rereview_open_holds(ctx.conn, trigger="order_cancelled",
+                                     codes=["suspected_duplicate"],
+                                     causation_id=str(event.event_id))
 
 
 for _topic in (topics.INVENTORY_ORDER_CANCELLED, topics.FULFILLMENT_ORDER_CANCELLED,
@@ -141,6 +158,10 @@ async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
 @handlers.on(topics.LOGISTICS_COVERAGE_CHANGED)
 async def coverage_changed(ctx: Ctx, event: CoverageChanged) -> None:
     await store.set_coverage(ctx.conn, event)
+    # Holds for restricted goods clear when a carrier starts taking them there.
+    await review.rereview_open_holds(ctx.conn, trigger="coverage_changed",
+                                     codes=["restricted_goods"],
+                                     causation_id=str(event.event_id))
 
 
 @handlers.on(topics.LOGISTICS_ORDER_SHIPPED)

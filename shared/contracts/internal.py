@@ -48,6 +48,9 @@ class OrderSnapshot(WireModel):
     totals: Totals
     payment_method: str
     payment_status: str
+    # intake: earlier unshipped orders of the same buyer to the same address (order ids), which
+    # fulfillment may pack together with this one. Optional: empty when there are none.
+    merge_with: list[str] = Field(default_factory=list)
 
     @property
     def key(self) -> str:
