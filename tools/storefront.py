@@ -70,9 +70,12 @@ def stock(sku: str, warehouse: str, quantity: int, kind: str = "received") -> di
 
 
 def order(store: str, external_id: str, lines: list[tuple[str, int, str]], *,
-          country: str = "US", shipping_option: str = "standard", customer_id: str = "c-1",
+          country: str = "US", shipping_option: str = "standard", customer_id: str | None = None,
           shipping_fee: str = "4.99", payment_status: str = "paid",
           promo_codes: list[str] | None = None, discount: str = "0.00") -> dict[str, Any]:
+    # A new buyer per order unless told: tests must not look like one buyer's repeat orders
+    # (intake's duplicate detection and fulfillment's merging act on those).
+    customer_id = customer_id or f"c-{uuid.uuid4().hex[:10]}"
     subtotal = sum((Decimal(p) * q for _, q, p in lines), Decimal("0"))
     grand = subtotal - Decimal(discount) + Decimal(shipping_fee)
     address = {"name": "Ana Lima", "line2": None, "country": country,
