@@ -302,10 +302,11 @@ async def test_hold_metrics_are_exposed(storefront: Storefront) -> None:
         text = (await http_get("intake", "/metrics")).text
         ok = "shopkeeper_holds_open " in text and "shopkeeper_hold_oldest_seconds " in text \
             and 'shopkeeper_intake_decisions_total{outcome="on_hold",reason="high_value"}' in text
-        return text if ok else None
-    text = await eventually(exposed, what="hold metrics")
-    opened = next(ln for ln in text.splitlines() if ln.startswith("shopkeeper_holds_open "))
-    assert float(opened.split()[1]) >= 1
+        # the gauges are refreshed by the hold watcher, so the new hold shows up after a tick
+        opened = [ln for ln in text.splitlines() if ln.startswith("shopkeeper_holds_open ")]
+        return text if ok and opened and float(opened[0].split()[1]) >= 1 else None
+    text = await eventually(exposed, timeout=90, what="hold metrics counting the new hold")
+    assert "shopkeeper_hold_oldest_seconds " in text
     assert (await http_get("intake", "/holds")).status_code == 401
 
 
