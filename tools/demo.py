@@ -260,7 +260,9 @@ class Demo:
 
     def report(self, shop: sf.Storefront) -> None:
         final = Counter(self.latest(shop, k) or "no status yet" for k in self.keys)
-        table = Table(title=f"{len(self.keys)} demo orders by status")
+        # min_width: a narrow table (only short status names) would wrap its title.
+        title = f"{len(self.keys)} demo orders by status"
+        table = Table(title=title, min_width=len(title) + 4)
         table.add_column("status")
         table.add_column("orders", justify="right")
         for status, n in final.most_common():
