@@ -92,6 +92,8 @@ LOGISTICS_COVERAGE_CHANGED = Topic(
 AFTERSALES_RETURN_RESTOCKED = Topic(
     "aftersales.return_restocked", "order key", c.ReturnRestocked, "aftersales", False
 )
+# inventory
+INVENTORY_STOCK_LOW = Topic("inventory.stock_low", "sku", c.StockLow, "inventory", False)
 
 ALL: tuple[Topic, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Topic))
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}

@@ -17,6 +17,7 @@ from .internal import (
     Parcel,
     ReturnRestocked,
     ShippedParcel,
+    StockLow,
     StockReserved,
 )
 from .public import (
@@ -46,5 +47,5 @@ __all__ = [
     "OrderDelivered", "OrderEvent", "OrderLine", "OrderPacked", "OrderPlaced", "OrderShipped",
     "OrderSnapshot", "OrderStatusChanged", "Parcel", "ProductUpserted", "Reason", "RefundIssued",
     "ReturnReceived", "ReturnRestocked", "ShippedParcel", "SkuQuantity", "StockAdjusted",
-    "StockReserved", "Totals", "TrackingUpdated", "WireModel", "new_id", "order_key", "utcnow",
+    "StockLow", "StockReserved", "Totals", "TrackingUpdated", "WireModel", "new_id", "order_key", "utcnow",
 ]
