@@ -69,7 +69,7 @@ async def test_split_order_spans_two_warehouses_and_reaches_shipped(storefront: 
     async def committed() -> bool:
         return ((await stock_of(a))["WH-LA"]["on_hand"] == 0
                 and (await stock_of(b))["WH-SZ"]["on_hand"] == 0)
-    await eventually(committed, what="both warehouses committed on dispatch")
+    await eventually(committed, timeout=90, what="both warehouses committed on dispatch")
 
 
 async def test_a_store_without_split_shipments_backorders_instead(storefront: Storefront) -> None:
@@ -130,7 +130,7 @@ async def test_a_substitute_not_offered_is_refused_and_the_order_keeps_waiting(
     async def refused() -> bool:
         return [s for s in sf.statuses[key] if s["status"] == "backordered"
                 and s["reasons"][0]["code"] == "substitute_not_offered"] != []
-    await eventually(refused, what="substitution refused")
+    await eventually(refused, timeout=60, what="substitution refused")
     assert "reserved" not in sf.seen(key)
     assert (await stock_of(other))["WH-LA"]["reserved"] == 0
 
@@ -176,7 +176,7 @@ async def test_customer_cancels_a_backorder_and_gets_a_full_refund(storefront: S
 
     async def received() -> bool:
         return (await stock_of(sku))["WH-LA"]["on_hand"] == 5
-    await eventually(received, what="restock")
+    await eventually(received, timeout=60, what="restock")
     await asyncio.sleep(1)
     assert "reserved" not in sf.seen(key)
     assert (await stock_of(sku))["WH-LA"]["reserved"] == 0

@@ -26,6 +26,7 @@ from .helpers import STORE, eventually, http_get, new_product, stock_of
 
 ORDERS = 1000
 UNITS = 50
+RESTOCK = 100
 
 
 def _extra_ports() -> list[int]:
@@ -139,8 +140,28 @@ async def test_three_instances_racing_1000_orders_for_50_units_never_oversell(
     assert reserved == UNITS
     assert backordered == ORDERS - UNITS
     assert all(not ({"reserved", "backordered"} <= set(sf.seen(k))) for k in keys)
+    assert all(sf.seen(k).count(outcome(k) or "") == 1 for k in keys)  # decided once each
     assert balance["on_hand"] - balance["reserved"] == 0
     assert sum(r["reserved_delta"] for r in ledger["rows"] if r["kind"] == "reserve") == UNITS
     assert dlq == 0 and errors == 0
     assert all(n > 0 for n in handled.values()), handled  # all three took part
     assert sum(handled.values()) >= ORDERS
+
+    # Then a restock of 100 reserves exactly the 100 oldest of the 950 waiting, once each.
+    queue = (await http_get("inventory", f"/backorders?sku={sku}&limit=5000")).json()
+    assert len(queue) == ORDERS - UNITS
+    oldest = {q["order_key"] for q in queue[:RESTOCK]}
+    started = time.monotonic()
+    await sf.publish("stock.adjustments", sku, sfm.stock(sku, "WH-LA", RESTOCK))
+
+    async def refilled() -> bool:
+        return sum(1 for k in keys if "reserved" in sf.seen(k)) >= UNITS + RESTOCK
+    await eventually(refilled, timeout=300, what=f"{RESTOCK} backorders reserved on restock")
+    print(f"restock: {RESTOCK} oldest of {len(queue)} backorders reserved in"
+          f" {time.monotonic() - started:.1f}s")
+    await asyncio.sleep(2)  # time for a wrong extra reservation to show up
+    now_reserved = {k for k in keys if "reserved" in sf.seen(k) and "backordered" in sf.seen(k)}
+    assert now_reserved == oldest
+    assert len((await http_get("inventory", f"/backorders?sku={sku}&limit=5000")).json()) == (
+        ORDERS - UNITS - RESTOCK)
+    assert (await http_get("inventory", f"/reconcile?sku={sku}")).json()["balanced"] is True
