@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from shared.http import require_admin
 
 from . import store, tasks
+from .handlers import refresh_eta
 
 router = APIRouter()
 
@@ -110,12 +111,14 @@ class ExpectedReceiptIn(BaseModel):
 @router.post("/receipts/expected", dependencies=[Depends(require_admin)], status_code=201)
 async def expect_receipt(body: ExpectedReceiptIn, request: Request) -> dict[str, Any]:
     """Purchasing announces goods on the way: backorders of the SKU get a restock ETA."""
-    async with _pool(request).acquire() as conn:
+    async with _pool(request).acquire() as conn, conn.transaction():
         if not await store.warehouse_exists(conn, body.warehouse):
             raise HTTPException(422, f"unknown warehouse {body.warehouse}")
+        await store.lock_refill(conn)
         rid = await store.expect_receipt(conn, body.sku, body.warehouse, body.quantity,
                                          body.eta, body.reference)
-    return {"id": rid, **body.model_dump(mode="json")}
+        updated = await refresh_eta(conn, body.sku)
+    return {"id": rid, **body.model_dump(mode="json"), "backorders_updated": updated}
 
 
 class PolicyIn(BaseModel):

@@ -206,15 +206,18 @@ class ExpectedReceipt:
     eta: datetime
 
 
-def restock_eta(short: Sequence[Line], expected: Sequence[ExpectedReceipt]) -> datetime | None:
+def restock_eta(short: Sequence[Line], expected: Sequence[ExpectedReceipt],
+                ahead: Mapping[str, int] | None = None) -> datetime | None:
     """When every short line is covered by receipts expected (earliest first), the latest of
-    those dates; None when some short line has no receipt in sight."""
+    those dates; None when some short line has no receipt in sight. `ahead[sku]` units are
+    owed to older backorders first (restock fills oldest first), so they come off the top."""
     latest: datetime | None = None
     for ln in short:
+        need = ln.quantity + (ahead or {}).get(ln.sku, 0)
         got = 0
         for r in sorted((r for r in expected if r.sku == ln.sku), key=lambda r: r.eta):
             got += r.quantity
-            if got >= ln.quantity:
+            if got >= need:
                 latest = r.eta if latest is None else max(latest, r.eta)
                 break
         else:

@@ -106,7 +106,9 @@ async def _backorder(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot, polic
                                    policy.substitute_price_band)
         if found:
             offers[ln.sku] = found
-    eta = domain.restock_eta(short, await store.expected_receipts(conn, [s.sku for s in short]))
+    skus = [s.sku for s in short]
+    eta = domain.restock_eta(short, await store.expected_receipts(conn, skus),
+                             await store.waiting_ahead(conn, skus, order_id))
     await store.set_backorder(conn, order_id, short, offers, eta, trace)
     await emit_status(conn, order_id=snap.order_id, store=snap.store,
                       external_order_id=snap.external_order_id, status="backordered",
@@ -119,6 +121,33 @@ def _backorder_details(short: list[Line], offers: dict[str, list[str]],
     return {"short_lines": [{"sku": s.sku, "quantity": s.quantity} for s in short],
             "substitutes": offers,
             "restock_eta": eta.isoformat().replace("+00:00", "Z") if eta else None}
+
+
+async def refresh_eta(conn: Conn, sku: str) -> int:
+    """A receipt was announced: waiting orders for the SKU may now have a restock ETA (or an
+    earlier one); the customer hears `backordered` again with it. Oldest first, so each order's
+    ETA counts what the older ones take. Caller holds `store.lock_refill`."""
+    expected = await store.expected_receipts(conn, [sku])
+    changed = 0
+    for row in await store.backordered(conn, [sku], limit=5000):
+        short = [Line(x["sku"], x["quantity"]) for x in json.loads(row["short_lines"])]
+        skus = [s.sku for s in short]
+        more = await store.expected_receipts(conn, [s for s in skus if s != sku])
+        eta = domain.restock_eta(short, expected + more,
+                                 await store.waiting_ahead(conn, skus, row["order_id"]))
+        if eta == row["restock_eta"] or row["snapshot"] is None:
+            continue
+        snap = OrderSnapshot.model_validate_json(row["snapshot"])
+        offers = json.loads(row["substitutes"])
+        await store.set_backorder(conn, row["order_id"], short, offers, eta,
+                                  [f"restock expected for {sku}: eta {eta}"])
+        await emit_status(conn, order_id=snap.order_id, store=snap.store,
+                          external_order_id=snap.external_order_id, status="backordered",
+                          reasons=[("restock_expected", f"a receipt of {sku} is on the way")],
+                          details=_backorder_details(short, offers, eta),
+                          correlation_id=row["correlation_id"], causation_id=None)
+        changed += 1
+    return changed
 
 
 @handlers.on(topics.INTAKE_ORDER_ACCEPTED)

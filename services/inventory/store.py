@@ -268,6 +268,19 @@ async def expected_receipts(conn: Conn, skus: list[str]) -> list[ExpectedReceipt
     return [ExpectedReceipt(r["sku"], r["quantity"], r["eta"]) for r in rows]
 
 
+async def waiting_ahead(conn: Conn, skus: list[str], order_id: uuid.UUID | None
+                        ) -> dict[str, int]:
+    """Short units of backorders older than `order_id` (all, when None): restock serves them
+    first."""
+    rows = await conn.fetch(
+        "SELECT l->>'sku' AS sku, sum((l->>'quantity')::int) AS q FROM orders o,"
+        " jsonb_array_elements(o.short_lines) l WHERE o.status = 'backordered'"
+        " AND l->>'sku' = ANY($1::text[]) AND ($2::uuid IS NULL OR (o.created_at, o.order_id) <"
+        " (SELECT created_at, order_id FROM orders WHERE order_id = $2)) GROUP BY 1",
+        skus, order_id)
+    return {r["sku"]: int(r["q"]) for r in rows}
+
+
 async def expect_receipt(conn: Conn, sku: str, warehouse: str, quantity: int, eta: datetime,
                          reference: str | None) -> int:
     return int(await conn.fetchval(

@@ -236,3 +236,29 @@ async def test_waiting_orders_raise_a_low_stock_event_and_a_reorder_hint(storefr
     stock = (await http_get("inventory", "/stock?warehouse=WH-LA&limit=10000")).json()
     assert {"sku": sku, "warehouse": "WH-LA", "on_hand": 1, "reserved": 0,
             "available": 1} in stock
+
+
+async def test_an_announced_receipt_gives_waiting_orders_an_eta_oldest_first(
+        storefront: Storefront) -> None:
+    sf = storefront
+    sku = await new_product(sf, stock={})
+    first, _ = await order_in(sf, ref("eta"), [(sku, 2, "12.50")])
+    assert (await sf.wait_for(first, "backordered"))["details"]["restock_eta"] is None
+    second, _ = await order_in(sf, ref("eta"), [(sku, 2, "12.50")])
+    await sf.wait_for(second, "backordered")
+
+    eta = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
+    posted = await admin("POST", "/receipts/expected", json={
+        "sku": sku, "warehouse": "WH-FRA", "quantity": 3, "eta": eta.isoformat()})
+    assert posted.json()["backorders_updated"] == 1  # 3 units cover the first order only
+
+    async def updated() -> dict[str, Any] | None:
+        return next((s for s in sf.statuses[first] if s["reasons"]
+                     and s["reasons"][0]["code"] == "restock_expected"), None)
+    status = await eventually(updated, what="backordered again with an ETA")
+    assert status["status"] == "backordered"
+    assert status["details"]["restock_eta"] == eta.isoformat().replace("+00:00", "Z")
+    assert status["details"]["short_lines"] == [{"sku": sku, "quantity": 2}]
+    queue = (await http_get("inventory", f"/backorders?sku={sku}")).json()
+    assert [(q["order_key"], q["restock_eta"] is not None) for q in queue] == [
+        (first, True), (second, False)]

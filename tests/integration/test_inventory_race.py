@@ -165,3 +165,16 @@ async def test_three_instances_racing_1000_orders_for_50_units_never_oversell(
     assert len((await http_get("inventory", f"/backorders?sku={sku}&limit=5000")).json()) == (
         ORDERS - UNITS - RESTOCK)
     assert (await http_get("inventory", f"/reconcile?sku={sku}")).json()["balanced"] is True
+
+    # Leave a quiet stack: the reserved orders shipped, every service caught up.
+    for key in keys:
+        if "reserved" in sf.seen(key):
+            await sf.wait_for(key, "shipped", timeout=300)
+
+    async def drained() -> bool:
+        for service in ("intake", "inventory", "fulfillment", "logistics", "analytics"):
+            checks = (await http_get(service, "/readyz")).json()["checks"]
+            if checks["consumer_lag"]:
+                return False
+        return True
+    await eventually(drained, timeout=300, what="every service's consumer lag back to zero")

@@ -156,6 +156,13 @@ def test_restock_eta_is_when_the_last_short_line_is_covered() -> None:
     assert restock_eta([Line("C", 1)], expected) is None   # nothing on the way
 
 
+def test_restock_eta_counts_what_older_backorders_will_take_first() -> None:
+    expected = [ExpectedReceipt("A", 2, d(3)), ExpectedReceipt("A", 5, d(9))]
+    assert restock_eta([Line("A", 1)], expected, {"A": 1}) == d(3)
+    assert restock_eta([Line("A", 1)], expected, {"A": 2}) == d(9)
+    assert restock_eta([Line("A", 1)], expected, {"A": 7}) is None
+
+
 def test_price_difference_is_substitute_price_minus_paid_times_quantity() -> None:
     diff = price_difference({"MUG": Decimal("10.00"), "TEE": Decimal("5.00")},
                             {"MUG2": Decimal("11.50")}, {"MUG": "MUG2"}, {"MUG": 2, "TEE": 1})
