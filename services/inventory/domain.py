@@ -95,9 +95,10 @@ def split_plan(lines: Sequence[Line], destination: str,
     best: tuple[float, Plan] | None = None
     for size in range(2, min(max_warehouses, len(order)) + 1):
         for subset in combinations(order, size):
-            alloc = _fill(merged, subset, available)
-            if alloc is None or len(alloc) < size:
+            filled = _fill(merged, subset, available)
+            if filled is None or len(filled) < size:
                 continue  # cannot fill, or a warehouse in the set is not needed (a smaller set)
+            alloc = {w: filled[w] for w in subset}  # in priority order, whatever the SKUs' names
             cost = sum(order.index(w) for w in alloc) + split_penalty * (len(alloc) - 1)
             if best is None or cost < best[0]:
                 trace = [f"split {'+'.join(alloc)}: cost {cost:g} (ranks"

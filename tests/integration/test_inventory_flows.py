@@ -262,3 +262,47 @@ async def test_an_announced_receipt_gives_waiting_orders_an_eta_oldest_first(
     queue = (await http_get("inventory", f"/backorders?sku={sku}")).json()
     assert [(q["order_key"], q["restock_eta"] is not None) for q in queue] == [
         (first, True), (second, False)]
+
+
+async def test_counts_are_absolute_damage_is_written_off_and_promised_goods_stay(
+        storefront: Storefront) -> None:
+    sf = storefront
+    # 40 kg: no carrier takes it, so the order's unit stays reserved (packed, not shipped).
+    sku = await new_product(sf, stock={"WH-LA": 10}, weight_g=40_000, dims=(500, 400, 300))
+    key, _ = await order_in(sf, ref("cnt"), [(sku, 1, "12.50")])
+    await sf.wait_for(key, "delivery_exception")
+    for kind, qty in (("counted", 7), ("damaged", 2), ("counted", 0)):
+        await sf.publish("stock.adjustments", sku, sfm.stock(sku, "WH-LA", qty, kind))
+
+    async def settled() -> list[tuple[str, int]] | None:
+        rows = (await http_get("inventory", f"/ledger/{sku}")).json()["rows"]
+        got = [(r["kind"], r["on_hand_delta"]) for r in rows]
+        return got if len(got) == 5 else None
+    ledger = await eventually(settled, what="three adjustments in the ledger")
+    # counted 7 (-3), damaged 2 (-2), counted 0 clamped at the 1 unit promised to the order (-4)
+    assert ledger == [("receipt", 10), ("reserve", 0), ("count", -3), ("damage", -2),
+                      ("count", -4)]
+    assert (await stock_of(sku))["WH-LA"] == {"warehouse": "WH-LA", "on_hand": 1, "reserved": 1,
+                                              "available": 0}
+    assert (await http_get("inventory", f"/reconcile?sku={sku}")).json()["balanced"] is True
+
+
+async def test_cancelling_a_split_order_releases_every_warehouse(storefront: Storefront) -> None:
+    sf = storefront
+    heavy = {"weight_g": 40_000, "dims": (500, 400, 300)}  # stays packed: no carrier takes it
+    a = await new_product(sf, stock={"WH-LA": 1}, **heavy)
+    b = await new_product(sf, stock={"WH-SZ": 1}, **heavy)
+    key, _ = await order_in(sf, ref("splitc"), [(a, 1, "12.50"), (b, 1, "12.50")])
+    reserved = await sf.wait_for(key, "reserved")
+    assert len(reserved["details"]["allocations"]) == 2
+    await sf.wait_for(key, "delivery_exception")
+    store, ext = key.split(":")
+    await sf.publish("orders.cancel_requested", key, sfm.order_event(store, ext, reason=None))
+    await sf.wait_for(key, "cancelled")
+
+    async def released() -> bool:
+        return ((await stock_of(a))["WH-LA"]["reserved"] == 0
+                and (await stock_of(b))["WH-SZ"]["reserved"] == 0)
+    await eventually(released, timeout=60, what="both reservations released")
+    rows = (await http_get("inventory", f"/ledger/{b}")).json()["rows"]
+    assert [r["kind"] for r in rows] == ["receipt", "reserve", "release"]

@@ -68,6 +68,15 @@ def test_split_prefers_fewer_warehouses_and_the_region_within_the_penalty() -> N
     assert "penalty 1.5" in plan.trace[0]
 
 
+def test_a_split_names_its_warehouses_in_priority_order_whatever_the_skus() -> None:
+    # Given the SKU sorting first is in the second-priority warehouse
+    avail = stock(WH_LA={"Z": 1}, WH_SZ={"A": 1})
+    plan = split_plan([Line("A", 1), Line("Z", 1)], "US", avail, PRIORITIES, 1.5)
+    assert plan is not None
+    assert list(plan.allocations) == ["WH-LA", "WH-SZ"]
+    assert plan.trace[0].startswith("split WH-LA+WH-SZ")
+
+
 def test_a_line_may_be_split_between_warehouses() -> None:
     avail = stock(WH_LA={"A": 2}, WH_SZ={"A": 3})
     plan = split_plan([Line("A", 5)], "US", avail, PRIORITIES, 1.0)
