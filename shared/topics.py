@@ -103,6 +103,8 @@ ANALYTICS_CARRIER_SCORES = Topic(
 ANALYTICS_REORDER_HINTS = Topic(
     "analytics.reorder_hints", "sku", c.ReorderHinted, "analytics", False
 )
+# inventory
+INVENTORY_STOCK_LOW = Topic("inventory.stock_low", "sku", c.StockLow, "inventory", False)
 
 ALL: tuple[Topic, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Topic))
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}

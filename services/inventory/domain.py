@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from itertools import combinations
 
 
 @dataclass(frozen=True)
@@ -74,3 +77,260 @@ def counted_on_hand(counted: int, reserved: int) -> tuple[int, int]:
     """A cycle count sets on_hand; a count below what is reserved cannot be stored (the CHECK),
     so it is clamped and the difference reported as drift for an operator."""
     return max(counted, reserved), max(0, reserved - counted)
+
+
+# --- source selection: split shipments --------------------------------------------------------
+def split_plan(lines: Sequence[Line], destination: str,
+               available: Mapping[str, Mapping[str, int]],
+               priorities: Mapping[str, Sequence[str]], split_penalty: float,
+               max_warehouses: int = 3) -> Plan | None:
+    """The cheapest way to fill the whole order from several warehouses, or None.
+
+    Every set of 2..max_warehouses warehouses is tried; within a set, each line is taken from
+    its warehouses in priority order. Cost = sum of the warehouses' priority ranks (0 = the
+    destination's own region) + `split_penalty` per extra warehouse, so fewer parcels win unless
+    the region preference outweighs them. Ties go to the earlier set (deterministic)."""
+    merged = merge_lines(lines)
+    order = candidate_warehouses(destination, list(available), priorities)
+    best: tuple[float, Plan] | None = None
+    for size in range(2, min(max_warehouses, len(order)) + 1):
+        for subset in combinations(order, size):
+            filled = _fill(merged, subset, available)
+            if filled is None or len(filled) < size:
+                continue  # cannot fill, or a warehouse in the set is not needed (a smaller set)
+            alloc = {w: filled[w] for w in subset}  # in priority order, whatever the SKUs' names
+            cost = sum(order.index(w) for w in alloc) + split_penalty * (len(alloc) - 1)
+            if best is None or cost < best[0]:
+                trace = [f"split {'+'.join(alloc)}: cost {cost:g} (ranks"
+                         f" {[order.index(w) for w in alloc]}, penalty {split_penalty:g}"
+                         f" x {len(alloc) - 1})"]
+                best = (cost, Plan(alloc, trace))
+    return best[1] if best else None
+
+
+def _fill(merged: Sequence[Line], warehouses: Sequence[str],
+          available: Mapping[str, Mapping[str, int]]) -> dict[str, list[Line]] | None:
+    out: dict[str, list[Line]] = {}
+    for ln in merged:
+        left = ln.quantity
+        for wh in warehouses:
+            take = min(left, max(0, available[wh].get(ln.sku, 0)))
+            if take:
+                out.setdefault(wh, []).append(Line(ln.sku, take))
+                left -= take
+            if not left:
+                break
+        if left:
+            return None
+    return out
+
+
+def partial_plan(lines: Sequence[Line], destination: str,
+                 available: Mapping[str, Mapping[str, int]],
+                 priorities: Mapping[str, Sequence[str]], split_allowed: bool
+                 ) -> tuple[Plan, list[Line]]:
+    """What can ship now and what stays short ("ship what is there, backorder the rest"):
+    from the best single warehouse, or from every warehouse in priority order when split."""
+    merged = merge_lines(lines)
+    order = candidate_warehouses(destination, list(available), priorities)
+    if not split_allowed and order:  # the one warehouse holding most of the order
+        order = [max(order, key=lambda w: (sum(min(available[w].get(ln.sku, 0), ln.quantity)
+                                               for ln in merged), -order.index(w)))]
+    alloc: dict[str, list[Line]] = {}
+    short: list[Line] = []
+    for ln in merged:
+        left = ln.quantity
+        for wh in order:
+            take = min(left, max(0, available[wh].get(ln.sku, 0)))
+            if take:
+                alloc.setdefault(wh, []).append(Line(ln.sku, take))
+                left -= take
+        if left:
+            short.append(Line(ln.sku, left))
+    trace = [f"partial: {'+'.join(alloc) or 'nothing'} now,"
+             f" short {[(s.sku, s.quantity) for s in short]}"]
+    return Plan(alloc, trace), short
+
+
+def choose_plan(lines: Sequence[Line], destination: str,
+                available: Mapping[str, Mapping[str, int]],
+                priorities: Mapping[str, Sequence[str]], split_allowed: bool,
+                split_penalty: float) -> list[Plan]:
+    """Plans to attempt, best first, each with the trace that explains it: single warehouses
+    (destination's region first), then a split when the store allows it."""
+    plans = single_warehouse_plans(lines, destination, available, priorities)
+    order = candidate_warehouses(destination, list(available), priorities)
+    head = f"destination {destination}: warehouse order {order}"
+    for p in plans:
+        p.trace.insert(0, head)
+    if split_allowed:
+        split = split_plan(lines, destination, available, priorities, split_penalty)
+        if split is not None:
+            split.trace.insert(0, head + ("; no single warehouse can fill every line" if not plans
+                                          else "; split kept as a fallback"))
+            plans.append(split)
+    return plans
+
+
+# --- backorders -------------------------------------------------------------------------------
+HAZARDOUS = frozenset({"battery", "liquid", "powder", "magnetic"})
+
+
+@dataclass(frozen=True)
+class Product:
+    sku: str
+    category: str
+    price: Decimal
+    attributes: frozenset[str]
+    active: bool = True
+
+
+def substitutes(original: Product, candidates: Sequence[Product], in_stock: Mapping[str, int],
+                needed: int, price_band: Decimal, limit: int = 5) -> list[str]:
+    """Products a customer may take instead: same category, active, enough in stock (in one
+    warehouse), price within +-band of the original, and no hazardous attribute the original
+    lacks (a battery where there was none changes how it may ship). Closest price first."""
+    low, high = original.price * (1 - price_band), original.price * (1 + price_band)
+    extra_hazard = HAZARDOUS - original.attributes
+    ok = [c for c in candidates
+          if c.sku != original.sku and c.active and c.category == original.category
+          and low <= c.price <= high and not (c.attributes & extra_hazard)
+          and in_stock.get(c.sku, 0) >= needed]
+    ok.sort(key=lambda c: (abs(c.price - original.price), c.sku))
+    return [c.sku for c in ok[:limit]]
+
+
+@dataclass(frozen=True)
+class ExpectedReceipt:
+    sku: str
+    quantity: int
+    eta: datetime
+
+
+def restock_eta(short: Sequence[Line], expected: Sequence[ExpectedReceipt],
+                ahead: Mapping[str, int] | None = None) -> datetime | None:
+    """When every short line is covered by receipts expected (earliest first), the latest of
+    those dates; None when some short line has no receipt in sight. `ahead[sku]` units are
+    owed to older backorders first (restock fills oldest first), so they come off the top."""
+    latest: datetime | None = None
+    for ln in short:
+        need = ln.quantity + (ahead or {}).get(ln.sku, 0)
+        got = 0
+        for r in sorted((r for r in expected if r.sku == ln.sku), key=lambda r: r.eta):
+            got += r.quantity
+            if got >= need:
+                latest = r.eta if latest is None else max(latest, r.eta)
+                break
+        else:
+            return None
+    return latest
+
+
+def price_difference(original: Mapping[str, Decimal], substitute_price: Mapping[str, Decimal],
+                     substitutions: Mapping[str, str], quantities: Mapping[str, int]) -> Decimal:
+    """What the substitution costs the customer (+) or owes them (-): per line, (substitute's
+    catalogue price - the unit price paid) x quantity."""
+    total = Decimal("0")
+    for sku, sub in substitutions.items():
+        total += (substitute_price[sub] - original[sku]) * quantities[sku]
+    return total.quantize(Decimal("0.01"))
+
+
+# --- the ledger, as a pure model of store.py's SQL --------------------------------------------
+class Refused(Exception):
+    """A movement the database would refuse (the CHECKs or the conditional UPDATE)."""
+
+
+@dataclass
+class Balance:
+    on_hand: int = 0
+    reserved: int = 0
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+@dataclass(frozen=True)
+class Movement:
+    kind: str
+    on_hand_delta: int
+    reserved_delta: int
+
+
+def reserve(b: Balance, q: int, kind: str = "reserve") -> Movement:
+    """`UPDATE ... SET reserved = reserved + q WHERE on_hand - reserved >= q`."""
+    if q <= 0 or b.available < q:
+        raise Refused(f"reserve {q} with {b.available} available")
+    return Movement(kind, 0, q)
+
+
+def release(b: Balance, q: int) -> Movement:
+    if q <= 0 or b.reserved < q:
+        raise Refused(f"release {q} of {b.reserved} reserved")
+    return Movement("release", 0, -q)
+
+
+def commit(b: Balance, q: int) -> Movement:
+    """Dispatch: goods promised to an order leave; on_hand and reserved both fall."""
+    if q <= 0 or b.reserved < q:
+        raise Refused(f"commit {q} of {b.reserved} reserved")
+    return Movement("commit", -q, -q)
+
+
+def receive(b: Balance, q: int, kind: str = "receipt") -> Movement:
+    """Receipts and resellable returns."""
+    if q < 0:
+        raise Refused("negative receipt")
+    return Movement(kind, q, 0)
+
+
+def count(b: Balance, counted: int) -> tuple[Movement, int]:
+    """Cycle count as an absolute quantity, clamped at what is reserved; returns the drift."""
+    new, drift = counted_on_hand(counted, b.reserved)
+    return Movement("count", new - b.on_hand, 0), drift
+
+
+def damage(b: Balance, q: int) -> tuple[Movement, int]:
+    """Write-off, never below what is promised to orders; returns what could not be written off."""
+    new = max(b.on_hand - q, b.reserved)
+    return Movement("damage", new - b.on_hand, 0), max(0, q - b.available)
+
+
+def correction(b: Balance, ledger_on_hand: int, ledger_reserved: int) -> Movement | None:
+    """Reconciliation: a ledger row that brings the ledger's sums to the balance (the balance is
+    what the warehouse counted and orders hold; the ledger must explain it). None if balanced."""
+    d_on, d_res = b.on_hand - ledger_on_hand, b.reserved - ledger_reserved
+    return Movement("correction", d_on, d_res) if (d_on or d_res) else None
+
+
+def apply(b: Balance, m: Movement) -> Balance:
+    new = Balance(b.on_hand + m.on_hand_delta, b.reserved + m.reserved_delta)
+    if new.reserved < 0 or new.available < 0:
+        raise Refused(f"{m.kind} would leave on_hand {new.on_hand}, reserved {new.reserved}")
+    return new
+
+
+# --- reorder hints ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReorderHint:
+    sku: str
+    available: int
+    velocity_7d: float
+    velocity_30d: float
+    days_of_cover: float | None
+    lead_time_days: int
+    low: bool
+
+
+def reorder_hint(sku: str, available: int, sold_7d: int, sold_30d: int, lead_time_days: int,
+                 backordered: int = 0) -> ReorderHint:
+    """Days of cover = available / daily velocity, the faster of the 7- and 30-day rates (a
+    recent surge must not hide behind a quiet month). Low when cover is shorter than the lead
+    time, or when orders already wait for the SKU."""
+    v7, v30 = sold_7d / 7, sold_30d / 30
+    velocity = max(v7, v30)
+    cover = available / velocity if velocity > 0 else None
+    low = backordered > 0 or (cover is not None and cover < lead_time_days)
+    return ReorderHint(sku, available, round(v7, 3), round(v30, 3),
+                       round(cover, 1) if cover is not None else None, lead_time_days, low)

@@ -1,15 +1,21 @@
-"""Inventory's subscribers: reserve accepted orders, backorder what is short, refill backorders
-on restock (oldest first), release on cancellation, commit on dispatch."""
+"""Inventory's subscribers: reserve accepted orders (one warehouse, else split, else backorder),
+refill backorders on restock (oldest first), the customer's backorder decisions, release on
+cancellation, commit on dispatch."""
 
 from __future__ import annotations
 
 import json
 import logging
 import uuid
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
+
+from prometheus_client import Counter
 
 from shared import topics
 from shared.contracts import (
+    BackorderDecision,
     OrderAccepted,
     OrderCancelled,
     OrderCancelRequested,
@@ -30,40 +36,118 @@ from .domain import Line, Plan
 log = logging.getLogger(__name__)
 handlers = Handlers()
 
+BACKORDERS = Counter("shopkeeper_inventory_backorders_total",
+                     "Backorders opened and how they ended", ["outcome"])
 
-async def allocate(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot,
-                   event_id: uuid.UUID) -> Plan | None:
-    """Try the plans best first; each attempt in a savepoint, so a lost race just moves on."""
-    lines = [Line(ln.sku, ln.quantity) for ln in snap.lines]
+
+def _lines_of(snap: OrderSnapshot) -> list[Line]:
+    return [Line(ln.sku, ln.quantity) for ln in snap.lines]
+
+
+async def allocate(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot, event_id: uuid.UUID,
+                   policy: store.Policy, substituted: frozenset[str] = frozenset()
+                   ) -> tuple[Plan | None, list[str]]:
+    """Try the plans best first, each in a savepoint, so a lost race just moves on. Returns the
+    plan reserved (or None) and the trace that explains the choice."""
+    lines = _lines_of(snap)
     available = await store.available(conn, sorted({ln.sku for ln in lines}))
-    plans = domain.single_warehouse_plans(lines, snap.shipping_address.country, available,
-                                          await store.priorities(conn))
+    plans = domain.choose_plan(lines, snap.shipping_address.country, available,
+                               await store.priorities(conn), policy.split_allowed,
+                               policy.split_penalty)
+    trace: list[str] = []
     for plan in plans:
         try:
             async with conn.transaction():
-                await store.reserve(conn, order_id, plan, event_id)
-            return plan
+                await store.reserve(conn, order_id, plan, event_id, substituted)
+            return plan, trace + plan.trace + [f"reserved {sorted(plan.allocations)}"]
         except store.StockGone as gone:
-            log.info("order %s: %s was taken meanwhile; trying the next warehouse", order_id, gone)
-    return None
+            trace += [*plan.trace, f"lost the race for {gone}; next plan"]
+            log.info("order %s: %s was taken meanwhile; trying the next plan", order_id, gone)
+    if not plans:
+        trace.append("no single warehouse can fill every line"
+                     + ("; no split can either" if policy.split_allowed
+                        else "; the store does not allow split shipments"))
+    return None, [*trace, "backorder"]
 
 
 def _allocations(plan: Plan) -> list[dict[str, Any]]:
     return [{"warehouse": wh, "lines": [{"sku": ln.sku, "quantity": ln.quantity} for ln in lines]}
-            for wh, lines in plan.allocations.items()]
+            for wh, lines in sorted(plan.allocations.items())]
 
 
 async def _announce_reserved(conn: Conn, snap: OrderSnapshot, plan: Plan,
-                             correlation_id: str | None, causation_id: str) -> None:
+                             correlation_id: str | None, causation_id: str,
+                             extra: dict[str, Any] | None = None) -> None:
     allocations = _allocations(plan)
     await emit_status(conn, order_id=snap.order_id, store=snap.store,
                       external_order_id=snap.external_order_id, status="reserved",
-                      details={"allocations": allocations}, correlation_id=correlation_id,
-                      causation_id=causation_id)
+                      details={"allocations": allocations, **(extra or {})},
+                      correlation_id=correlation_id, causation_id=causation_id)
     await enqueue(conn, topics.INVENTORY_STOCK_RESERVED, snap.key, StockReserved(
         order_id=snap.order_id, order_key=snap.key, order=snap,
         allocations=allocations,
         correlation_id=correlation_id, causation_id=causation_id))
+
+
+async def _backorder(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot, policy: store.Policy,
+                     trace: list[str], correlation_id: str | None, causation_id: str,
+                     reason: tuple[str, str]) -> None:
+    """Record what is short, the substitutes on offer and the restock ETA; tell the customer."""
+    lines = _lines_of(snap)
+    short = domain.short_lines(lines, await store.available(conn, [ln.sku for ln in lines]))
+    known = await store.products(conn, [ln.sku for ln in short])
+    offers: dict[str, list[str]] = {}
+    for ln in short:
+        original = known.get(ln.sku)
+        if original is None:
+            continue
+        candidates, in_stock = await store.substitute_candidates(conn, original.category)
+        found = domain.substitutes(original, candidates, in_stock, ln.quantity,
+                                   policy.substitute_price_band)
+        if found:
+            offers[ln.sku] = found
+    skus = [s.sku for s in short]
+    eta = domain.restock_eta(short, await store.expected_receipts(conn, skus),
+                             await store.waiting_ahead(conn, skus, order_id))
+    await store.set_backorder(conn, order_id, short, offers, eta, trace)
+    await emit_status(conn, order_id=snap.order_id, store=snap.store,
+                      external_order_id=snap.external_order_id, status="backordered",
+                      reasons=[reason], details=_backorder_details(short, offers, eta),
+                      correlation_id=correlation_id, causation_id=causation_id)
+
+
+def _backorder_details(short: list[Line], offers: dict[str, list[str]],
+                       eta: datetime | None) -> dict[str, Any]:
+    return {"short_lines": [{"sku": s.sku, "quantity": s.quantity} for s in short],
+            "substitutes": offers,
+            "restock_eta": eta.isoformat().replace("+00:00", "Z") if eta else None}
+
+
+async def refresh_eta(conn: Conn, sku: str) -> int:
+    """A receipt was announced: waiting orders for the SKU may now have a restock ETA (or an
+    earlier one); the customer hears `backordered` again with it. Oldest first, so each order's
+    ETA counts what the older ones take. Caller holds `store.lock_refill`."""
+    expected = await store.expected_receipts(conn, [sku])
+    changed = 0
+    for row in await store.backordered(conn, [sku], limit=5000):
+        short = [Line(x["sku"], x["quantity"]) for x in json.loads(row["short_lines"])]
+        skus = [s.sku for s in short]
+        more = await store.expected_receipts(conn, [s for s in skus if s != sku])
+        eta = domain.restock_eta(short, expected + more,
+                                 await store.waiting_ahead(conn, skus, row["order_id"]))
+        if eta == row["restock_eta"] or row["snapshot"] is None:
+            continue
+        snap = OrderSnapshot.model_validate_json(row["snapshot"])
+        offers = json.loads(row["substitutes"])
+        await store.set_backorder(conn, row["order_id"], short, offers, eta,
+                                  [f"restock expected for {sku}: eta {eta}"])
+        await emit_status(conn, order_id=snap.order_id, store=snap.store,
+                          external_order_id=snap.external_order_id, status="backordered",
+                          reasons=[("restock_expected", f"a receipt of {sku} is on the way")],
+                          details=_backorder_details(short, offers, eta),
+                          correlation_id=row["correlation_id"], causation_id=None)
+        changed += 1
+    return changed
 
 
 @handlers.on(topics.INTAKE_ORDER_ACCEPTED)
@@ -74,38 +158,38 @@ async def order_accepted(ctx: Ctx, event: OrderAccepted) -> None:
         log.info("order %s already known to inventory as %s", event.order_key, existing["status"])
         return
     snap = event.order
-    plan = await allocate(ctx.conn, order_id, snap, event.event_id)
+    policy = await store.policy(ctx.conn, snap.store)
+    plan, trace = await allocate(ctx.conn, order_id, snap, event.event_id, policy)
     if plan is not None:
         await store.insert_order(ctx.conn, snap, order_id, event.order_key, "reserved",
                                  ctx.correlation_id, _allocations(plan))
+        await store.add_trace(ctx.conn, order_id, trace)
         await _announce_reserved(ctx.conn, snap, plan, ctx.correlation_id, str(event.event_id))
         return
-    lines = [Line(ln.sku, ln.quantity) for ln in snap.lines]
-    short = domain.short_lines(lines, await store.available(ctx.conn, [ln.sku for ln in lines]))
     await store.insert_order(ctx.conn, snap, order_id, event.order_key, "backordered",
-                             ctx.correlation_id, short=short)
-    await ctx.status(order_id=snap.order_id, store=snap.store,
-                     external_order_id=snap.external_order_id, status="backordered",
-                     reasons=[("out_of_stock", "not enough stock in any one warehouse")],
-                     details={"short_lines": [{"sku": s.sku, "quantity": s.quantity}
-                                              for s in short],
-                              "substitutes": {}, "restock_eta": None})
+                             ctx.correlation_id)
+    BACKORDERS.labels("opened").inc()
+    await _backorder(ctx.conn, order_id, snap, policy, trace, ctx.correlation_id,
+                     str(event.event_id), ("out_of_stock", "not enough stock to fill the order"))
 
 
-async def refill_backorders(ctx: Ctx) -> int:
-    """Reserve waiting orders that the stock now covers, oldest first."""
+async def refill_backorders(conn: Conn, skus: list[str], causation_id: uuid.UUID) -> int:
+    """Reserve waiting orders for `skus` that the stock now covers, oldest first. The caller
+    took `store.lock_refill` before touching any stock row."""
     filled = 0
-    for row in await store.backordered(ctx.conn):
+    for row in await store.backordered(conn, skus):
         snap = OrderSnapshot.model_validate_json(row["snapshot"])
-        plan = await allocate(ctx.conn, row["order_id"], snap, ctx.event.event_id)
+        policy = await store.policy(conn, snap.store)
+        plan, trace = await allocate(conn, row["order_id"], snap, causation_id, policy)
         if plan is None:
             continue
-        await store.update_order(ctx.conn, row["order_id"], "reserved", _allocations(plan), [])
-        await _announce_reserved(ctx.conn, snap, plan, row["correlation_id"],
-                                 str(ctx.event.event_id))
+        await store.update_order(conn, row["order_id"], "reserved", _allocations(plan), [])
+        await store.add_trace(conn, row["order_id"], ["restocked:", *trace])
+        await _announce_reserved(conn, snap, plan, row["correlation_id"], str(causation_id))
+        BACKORDERS.labels("restocked").inc()
         filled += 1
     if filled:
-        log.info("restock filled %d backordered orders", filled)
+        log.info("restock of %s filled %d backordered orders", skus, filled)
     return filled
 
 
@@ -114,21 +198,25 @@ async def stock_adjusted(ctx: Ctx, event: StockAdjusted) -> None:
     if not await store.warehouse_exists(ctx.conn, event.warehouse):
         raise PoisonMessage(f"unknown warehouse {event.warehouse!r} for {event.sku}; add it to"
                             " inventory.warehouses, then replay the DLQ")
+    await store.lock_refill(ctx.conn)
     drift = await store.adjust(ctx.conn, event)
     if drift:
         log.warning("stock %s@%s: %s of %d leaves %d reserved units not on hand; count again",
                     event.sku, event.warehouse, event.kind, event.quantity, drift)
     if event.kind == "received":
-        await refill_backorders(ctx)
+        await store.close_expected(ctx.conn, event)
+    if event.kind in ("received", "counted"):
+        await refill_backorders(ctx.conn, [event.sku], event.event_id)
 
 
 @handlers.on(topics.AFTERSALES_RETURN_RESTOCKED)
 async def return_restocked(ctx: Ctx, event: ReturnRestocked) -> None:
-    for ln in event.lines:
+    await store.lock_refill(ctx.conn)
+    for ln in sorted(event.lines, key=lambda x: x.sku):
         await store.add_on_hand(ctx.conn, ln.sku, event.warehouse, ln.quantity, "return",
                                 f"return {event.request_id}", event.event_id,
                                 uuid.UUID(event.order_id))
-    await refill_backorders(ctx)
+    await refill_backorders(ctx.conn, sorted({ln.sku for ln in event.lines}), event.event_id)
 
 
 @handlers.on(topics.INTAKE_ORDER_CANCEL_REQUESTED)
@@ -142,6 +230,7 @@ async def cancel_requested(ctx: Ctx, event: OrderCancelRequested) -> None:
                                  ctx.correlation_id)
     elif row["status"] == "backordered":
         await store.update_order(ctx.conn, order_id, "cancelled")
+        BACKORDERS.labels("cancelled").inc()
     elif row["status"] == "cancelled":
         return
     else:
@@ -151,15 +240,86 @@ async def cancel_requested(ctx: Ctx, event: OrderCancelRequested) -> None:
     await confirm_cancelled(ctx, topics.INVENTORY_ORDER_CANCELLED, event, "inventory")
 
 
+@handlers.on(topics.ORDERS_BACKORDER_DECISIONS)
+async def backorder_decision(ctx: Ctx, event: BackorderDecision) -> None:
+    """The customer's answer to `backordered`: wait (stay in the queue), substitute (reserve
+    the substitutes, record the price difference) or cancel (confirmed here, as for a
+    cancellation of a backordered order: docs/cancellation.md)."""
+    await store.lock_refill(ctx.conn)
+    row = await store.order_by_key(ctx.conn, event.key)
+    if row is None or row["status"] != "backordered" or row["snapshot"] is None:
+        log.warning("backorder decision %s for %s, which inventory has as %s; ignored",
+                    event.decision, event.key, row["status"] if row else "unknown")
+        return
+    snap = OrderSnapshot.model_validate_json(row["snapshot"])
+    order_id = row["order_id"]
+    if event.decision == "wait":
+        await store.set_decision(ctx.conn, order_id, "wait")
+        return
+    if event.decision == "cancel":
+        await store.set_decision(ctx.conn, order_id, "cancel")
+        await store.update_order(ctx.conn, order_id, "cancelled")
+        BACKORDERS.labels("declined").inc()
+        await confirm_cancelled(ctx, topics.INVENTORY_ORDER_CANCELLED, OrderCancelRequested(
+            order_id=snap.order_id, order_key=snap.key, reason="backorder declined by customer",
+            refund_due=snap.totals.grand_total, currency=snap.currency,
+            correlation_id=row["correlation_id"]), "inventory")
+        return
+    await _substitute(ctx, row, snap, event.substitutions)
+
+
+async def _substitute(ctx: Ctx, row: Any, snap: OrderSnapshot, wanted: dict[str, str]) -> None:
+    order_id = row["order_id"]
+    offered: dict[str, list[str]] = json.loads(row["substitutes"])
+    policy = await store.policy(ctx.conn, snap.store)
+    invalid = {s: sub for s, sub in wanted.items() if sub not in offered.get(s, [])}
+    if not wanted or invalid:
+        await store.add_trace(ctx.conn, order_id, [f"substitution refused: {invalid or 'none'}"])
+        await _backorder(ctx.conn, order_id, snap, policy, [], row["correlation_id"],
+                         str(ctx.event.event_id),
+                         ("substitute_not_offered", f"not among the substitutes offered: {invalid}"
+                          if invalid else "no substitution named"))
+        return
+    prices = await store.products(ctx.conn, sorted(wanted.values()))
+    quantities: dict[str, int] = {}
+    paid: dict[str, Decimal] = {}
+    for ln in snap.lines:
+        quantities[ln.sku] = quantities.get(ln.sku, 0) + ln.quantity
+        paid.setdefault(ln.sku, ln.unit_price)
+    new_lines = [ln.model_copy(update={"sku": wanted.get(ln.sku, ln.sku)}) for ln in snap.lines]
+    substituted_snap = snap.model_copy(update={"lines": new_lines})
+    plan, trace = await allocate(ctx.conn, order_id, substituted_snap, ctx.event.event_id, policy,
+                                 frozenset(wanted.values()))
+    if plan is None:
+        await _backorder(ctx.conn, order_id, snap, policy, ["substitution:", *trace],
+                         row["correlation_id"], str(ctx.event.event_id),
+                         ("substitute_unavailable", "the substitute is no longer in stock"))
+        return
+    difference = domain.price_difference(
+        paid, {s: p.price for s, p in prices.items()}, wanted, quantities)
+    await store.set_decision(ctx.conn, order_id, "substitute", wanted, difference)
+    await store.update_order(ctx.conn, order_id, "reserved", _allocations(plan), [])
+    await ctx.conn.execute("UPDATE orders SET snapshot = $2::jsonb WHERE order_id = $1",
+                           order_id, substituted_snap.model_dump_json())
+    await store.add_trace(ctx.conn, order_id, ["substitution:", *trace])
+    BACKORDERS.labels("substituted").inc()
+    await _announce_reserved(ctx.conn, substituted_snap, plan, row["correlation_id"],
+                             str(ctx.event.event_id),
+                             {"substitutions": wanted, "price_difference": f"{difference:.2f}"})
+
+
 async def release_cancelled(ctx: Ctx, event: OrderCancelled) -> None:
     """Fulfillment or logistics confirmed a cancellation: the reserved goods are free again."""
+    await store.lock_refill(ctx.conn)
     order_id = uuid.UUID(event.order_id)
     row = await store.get_order(ctx.conn, order_id)
     if row is None or row["status"] != "reserved":
         return
-    await store.release(ctx.conn, order_id, json.loads(row["allocations"]), event.event_id)
+    allocations = json.loads(row["allocations"])
+    await store.release(ctx.conn, order_id, allocations, event.event_id)
     await store.update_order(ctx.conn, order_id, "cancelled")
-    await refill_backorders(ctx)
+    skus = sorted({ln["sku"] for a in allocations for ln in a["lines"]})
+    await refill_backorders(ctx.conn, skus, event.event_id)
 
 
 for _topic in (topics.FULFILLMENT_ORDER_CANCELLED, topics.LOGISTICS_ORDER_CANCELLED):

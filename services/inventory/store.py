@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -11,7 +14,8 @@ import asyncpg
 from shared.contracts import OrderSnapshot, ProductUpserted, StockAdjusted
 from shared.db import Conn
 
-from .domain import Line, Plan, counted_on_hand
+from . import domain
+from .domain import Balance, ExpectedReceipt, Line, Plan, Product, correction
 
 
 class StockGone(Exception):
@@ -56,7 +60,7 @@ async def priorities(conn: Conn) -> dict[str, list[str]]:
 
 
 async def reserve(conn: Conn, order_id: uuid.UUID, plan: Plan,
-                  event_id: uuid.UUID) -> None:
+                  event_id: uuid.UUID, substituted: frozenset[str] = frozenset()) -> None:
     """Reserve every line of a plan or raise StockGone; call inside a savepoint.
 
     `WHERE on_hand - reserved >= q` makes the check and the update one atomic step, so any
@@ -69,7 +73,8 @@ async def reserve(conn: Conn, order_id: uuid.UUID, plan: Plan,
                 " AND on_hand - reserved >= $3 RETURNING 1", ln.sku, warehouse, ln.quantity)
             if not ok:
                 raise StockGone(f"{ln.sku}@{warehouse}")
-            await _ledger(conn, ln.sku, warehouse, "reserve", 0, ln.quantity, order_id, event_id)
+            kind = "substitution" if ln.sku in substituted else "reserve"
+            await _ledger(conn, ln.sku, warehouse, kind, 0, ln.quantity, order_id, event_id)
 
 
 async def release(conn: Conn, order_id: uuid.UUID, allocations: list[dict[str, Any]],
@@ -114,16 +119,13 @@ async def adjust(conn: Conn, ev: StockAdjusted) -> int:
     row = await conn.fetchrow("SELECT on_hand, reserved FROM stock WHERE sku = $1 AND"
                               " warehouse = $2 FOR UPDATE", ev.sku, ev.warehouse)
     assert row is not None
-    if ev.kind == "counted":
-        new_on_hand, drift = counted_on_hand(ev.quantity, row["reserved"])
-        kind = "count"
-    else:  # damaged: write off, but never below what is promised to orders
-        new_on_hand = max(row["on_hand"] - ev.quantity, row["reserved"])
-        drift = max(0, ev.quantity - (row["on_hand"] - row["reserved"]))
-        kind = "damage"
-    delta = new_on_hand - row["on_hand"]
-    await conn.execute("UPDATE stock SET on_hand = $3 WHERE sku = $1 AND warehouse = $2",
-                       ev.sku, ev.warehouse, new_on_hand)
+    bal = Balance(row["on_hand"], row["reserved"])
+    # The same rules as the ledger model the property tests exercise (domain.count/damage).
+    move, drift = domain.count(bal, ev.quantity) if ev.kind == "counted" else domain.damage(
+        bal, ev.quantity)
+    kind, delta = move.kind, move.on_hand_delta
+    await conn.execute("UPDATE stock SET on_hand = on_hand + $3 WHERE sku = $1 AND warehouse = $2",
+                       ev.sku, ev.warehouse, delta)
     await _ledger(conn, ev.sku, ev.warehouse, kind, delta, 0, None, ev.event_id, ev.reference)
     return drift
 
@@ -148,9 +150,9 @@ async def insert_order(conn: Conn, snap: OrderSnapshot | None, order_id: uuid.UU
                        short: list[Line] | None = None) -> None:
     await conn.execute(
         "INSERT INTO orders (order_id, order_key, status, snapshot, correlation_id, allocations,"
-        " short_lines) VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $7::jsonb)",
+        " short_lines, store) VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $7::jsonb, $8)",
         order_id, order_key, status, snap.model_dump_json() if snap else None, correlation_id,
-        json.dumps(allocations or []), _lines(short or []))
+        json.dumps(allocations or []), _lines(short or []), order_key.split(":", 1)[0])
 
 
 async def update_order(conn: Conn, order_id: uuid.UUID, status: str,
@@ -163,11 +165,137 @@ async def update_order(conn: Conn, order_id: uuid.UUID, status: str,
         _lines(short) if short is not None else None)
 
 
-async def backordered(conn: Conn, limit: int = 500) -> list[asyncpg.Record]:
-    """Waiting orders, oldest first, locked for this transaction."""
+async def backordered(conn: Conn, skus: list[str] | None = None,
+                      limit: int = 500) -> list[asyncpg.Record]:
+    """Waiting orders (those needing one of `skus`, when given), oldest first, locked for this
+    transaction. Callers hold `lock_refill`, so two instances never refill at once."""
     return await conn.fetch(
-        "SELECT * FROM orders WHERE status = 'backordered' ORDER BY created_at, order_id"
-        " LIMIT $1 FOR UPDATE", limit)
+        "SELECT * FROM orders WHERE status = 'backordered' AND ($1::text[] IS NULL OR EXISTS"
+        " (SELECT 1 FROM jsonb_array_elements(snapshot->'lines') l WHERE l->>'sku' = ANY($1)))"
+        " ORDER BY created_at, order_id LIMIT $2 FOR UPDATE", skus, limit)
+
+
+async def lock_refill(conn: Conn) -> None:
+    """Serialises everything that locks several backordered orders and stock rows (refill,
+    expiry, decisions): taken first, it makes their lock order the same, so no deadlock, and
+    keeps oldest-first true across instances. Released at commit."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('inventory:backorders'))")
+
+
+async def order_by_key(conn: Conn, order_key: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM orders WHERE order_key = $1 ORDER BY created_at"
+                               " DESC LIMIT 1 FOR UPDATE", order_key)
+
+
+async def set_backorder(conn: Conn, order_id: uuid.UUID, short: list[Line],
+                        substitutes: dict[str, list[str]], eta: datetime | None,
+                        trace: list[str]) -> None:
+    await conn.execute(
+        "UPDATE orders SET short_lines = $2::jsonb, substitutes = $3::jsonb, restock_eta = $4,"
+        " trace = trace || $5::jsonb, updated_at = now() WHERE order_id = $1",
+        order_id, _lines(short), json.dumps(substitutes), eta, json.dumps(trace))
+
+
+async def add_trace(conn: Conn, order_id: uuid.UUID, trace: list[str]) -> None:
+    await conn.execute("UPDATE orders SET trace = trace || $2::jsonb WHERE order_id = $1",
+                       order_id, json.dumps(trace))
+
+
+async def set_decision(conn: Conn, order_id: uuid.UUID, decision: str,
+                       substitutions: dict[str, str] | None = None,
+                       difference: Decimal | None = None) -> None:
+    await conn.execute(
+        "UPDATE orders SET decision = $2, substitutions = coalesce($3::jsonb, substitutions),"
+        " price_difference = coalesce($4, price_difference), updated_at = now()"
+        " WHERE order_id = $1", order_id, decision,
+        json.dumps(substitutions) if substitutions is not None else None, difference)
+
+
+# --- policies, products, receipts -------------------------------------------------------------
+@dataclass(frozen=True)
+class Policy:
+    split_allowed: bool
+    split_penalty: float
+    partial: str
+    backorder_limit_s: int
+    substitute_price_band: Decimal
+
+
+async def policy(conn: Conn, store: str) -> Policy:
+    row = await conn.fetchrow("SELECT * FROM store_policies WHERE store IN ($1, '*')"
+                              " ORDER BY store = '*' LIMIT 1", store)
+    assert row is not None, "the '*' policy row is created by migration 0002"
+    return Policy(row["split_allowed"], float(row["split_penalty"]), row["partial"],
+                  row["backorder_limit_s"], row["substitute_price_band"])
+
+
+async def set_policy(conn: Conn, store: str, values: dict[str, Any]) -> None:
+    default = await policy(conn, store)
+    merged = {**default.__dict__, **values}
+    await conn.execute(
+        "INSERT INTO store_policies (store, split_allowed, split_penalty, partial,"
+        " backorder_limit_s, substitute_price_band) VALUES ($1, $2, $3, $4, $5, $6)"
+        " ON CONFLICT (store) DO UPDATE SET split_allowed = EXCLUDED.split_allowed,"
+        " split_penalty = EXCLUDED.split_penalty, partial = EXCLUDED.partial,"
+        " backorder_limit_s = EXCLUDED.backorder_limit_s,"
+        " substitute_price_band = EXCLUDED.substitute_price_band",
+        store, merged["split_allowed"], Decimal(str(merged["split_penalty"])), merged["partial"],
+        int(merged["backorder_limit_s"]), Decimal(str(merged["substitute_price_band"])))
+
+
+def _product(r: asyncpg.Record) -> Product:
+    return Product(r["sku"], r["category"], r["price"], frozenset(r["attributes"]), r["active"])
+
+
+async def products(conn: Conn, skus: list[str]) -> dict[str, Product]:
+    rows = await conn.fetch("SELECT * FROM products WHERE sku = ANY($1::text[])", skus)
+    return {r["sku"]: _product(r) for r in rows}
+
+
+async def substitute_candidates(conn: Conn, category: str
+                                ) -> tuple[list[Product], dict[str, int]]:
+    """Active products of a category with their best single-warehouse availability."""
+    rows = await conn.fetch(
+        "SELECT p.*, coalesce((SELECT max(s.on_hand - s.reserved) FROM stock s"
+        " WHERE s.sku = p.sku), 0) AS best FROM products p WHERE p.category = $1 AND p.active"
+        " LIMIT 200", category)
+    return [_product(r) for r in rows], {r["sku"]: r["best"] for r in rows}
+
+
+async def expected_receipts(conn: Conn, skus: list[str]) -> list[ExpectedReceipt]:
+    rows = await conn.fetch("SELECT sku, quantity, eta FROM expected_receipts WHERE received_at"
+                            " IS NULL AND sku = ANY($1::text[]) ORDER BY eta", skus)
+    return [ExpectedReceipt(r["sku"], r["quantity"], r["eta"]) for r in rows]
+
+
+async def waiting_ahead(conn: Conn, skus: list[str], order_id: uuid.UUID | None
+                        ) -> dict[str, int]:
+    """Short units of backorders older than `order_id` (all, when None): restock serves them
+    first."""
+    rows = await conn.fetch(
+        "SELECT l->>'sku' AS sku, sum((l->>'quantity')::int) AS q FROM orders o,"
+        " jsonb_array_elements(o.short_lines) l WHERE o.status = 'backordered'"
+        " AND l->>'sku' = ANY($1::text[]) AND ($2::uuid IS NULL OR (o.created_at, o.order_id) <"
+        " (SELECT created_at, order_id FROM orders WHERE order_id = $2)) GROUP BY 1",
+        skus, order_id)
+    return {r["sku"]: int(r["q"]) for r in rows}
+
+
+async def expect_receipt(conn: Conn, sku: str, warehouse: str, quantity: int, eta: datetime,
+                         reference: str | None) -> int:
+    return int(await conn.fetchval(
+        "INSERT INTO expected_receipts (sku, warehouse, quantity, eta, reference)"
+        " VALUES ($1, $2, $3, $4, $5) RETURNING id", sku, warehouse, quantity, eta, reference))
+
+
+async def close_expected(conn: Conn, ev: StockAdjusted) -> None:
+    """A receipt arrived: the expected receipt it fulfils (same reference, else the earliest
+    for the SKU and warehouse) is no longer expected."""
+    await conn.execute(
+        "UPDATE expected_receipts SET received_at = now() WHERE id = (SELECT id FROM"
+        " expected_receipts WHERE received_at IS NULL AND sku = $1 AND warehouse = $2"
+        " ORDER BY (reference IS NOT DISTINCT FROM $3) DESC, eta LIMIT 1)",
+        ev.sku, ev.warehouse, ev.reference)
 
 
 def _lines(lines: list[Line]) -> str:
@@ -181,14 +309,103 @@ async def stock_of(pool: asyncpg.Pool, sku: str) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-async def reconcile(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-    """Balances that differ from what the ledger adds up to (should be none)."""
+async def all_stock(pool: asyncpg.Pool, warehouse: str | None, limit: int
+                    ) -> list[dict[str, Any]]:
     rows = await pool.fetch(
-        "SELECT coalesce(s.sku, l.sku) AS sku, coalesce(s.warehouse, l.warehouse) AS warehouse,"
-        " s.on_hand, s.reserved, l.on_hand AS ledger_on_hand, l.reserved AS ledger_reserved"
-        " FROM stock s FULL JOIN (SELECT sku, warehouse, sum(on_hand_delta) AS on_hand,"
-        " sum(reserved_delta) AS reserved FROM ledger GROUP BY sku, warehouse) l"
-        " ON l.sku = s.sku AND l.warehouse = s.warehouse"
-        " WHERE coalesce(s.on_hand, 0) <> coalesce(l.on_hand, 0)"
-        " OR coalesce(s.reserved, 0) <> coalesce(l.reserved, 0)")
+        "SELECT sku, warehouse, on_hand, reserved, on_hand - reserved AS available FROM stock"
+        " WHERE $1::text IS NULL OR warehouse = $1 ORDER BY sku, warehouse LIMIT $2",
+        warehouse, limit)
     return [dict(r) for r in rows]
+
+
+async def ledger_of(pool: asyncpg.Pool, sku: str, warehouse: str | None, limit: int
+                    ) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT id, warehouse, kind, on_hand_delta, reserved_delta, order_id, reference,"
+        " event_id, created_at FROM ledger WHERE sku = $1 AND ($2::text IS NULL OR warehouse = $2)"
+        " ORDER BY id LIMIT $3", sku, warehouse, limit)
+    return [{**dict(r), "order_id": str(r["order_id"]) if r["order_id"] else None,
+             "event_id": str(r["event_id"]) if r["event_id"] else None,
+             "created_at": r["created_at"].isoformat()} for r in rows]
+
+
+async def reconcile(conn: Conn, *, repair: bool = False,
+                    sku: str | None = None) -> list[dict[str, Any]]:
+    """Balances that differ from what the ledger adds up to (there should be none). With
+    `repair`, each difference gets a `correction` ledger row (never an edit of old rows), taken
+    under the stock row's lock so a concurrent movement cannot slip in between."""
+    rows = await conn.fetch(
+        "SELECT coalesce(s.sku, l.sku) AS sku, coalesce(s.warehouse, l.warehouse) AS warehouse,"
+        " coalesce(s.on_hand, 0) AS on_hand, coalesce(s.reserved, 0) AS reserved,"
+        " coalesce(l.on_hand, 0) AS ledger_on_hand, coalesce(l.reserved, 0) AS ledger_reserved"
+        " FROM (SELECT * FROM stock WHERE $1::text IS NULL OR sku = $1) s"
+        " FULL JOIN (SELECT sku, warehouse, sum(on_hand_delta) AS on_hand,"
+        " sum(reserved_delta) AS reserved FROM ledger WHERE $1::text IS NULL OR sku = $1"
+        " GROUP BY sku, warehouse) l ON l.sku = s.sku AND l.warehouse = s.warehouse"
+        " WHERE coalesce(s.on_hand, 0) <> coalesce(l.on_hand, 0)"
+        " OR coalesce(s.reserved, 0) <> coalesce(l.reserved, 0)"
+        " ORDER BY 1, 2", sku)
+    drift = [{**dict(r), "on_hand_drift": r["on_hand"] - r["ledger_on_hand"],
+              "reserved_drift": r["reserved"] - r["ledger_reserved"]} for r in rows]
+    if not repair:
+        return drift
+    repaired = []
+    for d in drift:
+        async with conn.transaction():
+            bal = await conn.fetchrow("SELECT on_hand, reserved FROM stock WHERE sku = $1 AND"
+                                      " warehouse = $2 FOR UPDATE", d["sku"], d["warehouse"])
+            sums = await conn.fetchrow(
+                "SELECT coalesce(sum(on_hand_delta), 0) AS on_hand, coalesce(sum(reserved_delta),"
+                " 0) AS reserved FROM ledger WHERE sku = $1 AND warehouse = $2",
+                d["sku"], d["warehouse"])
+            assert sums is not None
+            fix = correction(Balance(bal["on_hand"], bal["reserved"]) if bal else Balance(),
+                             int(sums["on_hand"]), int(sums["reserved"]))
+            if fix is None:
+                continue  # a concurrent repair got there first
+            await _ledger(conn, d["sku"], d["warehouse"], fix.kind, fix.on_hand_delta,
+                          fix.reserved_delta, None, None, "reconciliation")
+            repaired.append({**d, "repaired": True})
+    return repaired
+
+
+async def sales(conn: Conn, skus: list[str] | None = None) -> dict[str, tuple[int, int, int]]:
+    """Per SKU: (available over all warehouses, units committed in 7 days, in 30 days)."""
+    rows = await conn.fetch(
+        "SELECT s.sku, sum(s.on_hand - s.reserved) AS available,"
+        " coalesce((SELECT -sum(on_hand_delta) FROM ledger l WHERE l.kind = 'commit'"
+        "  AND l.sku = s.sku AND l.created_at > now() - interval '7 days'), 0) AS sold_7d,"
+        " coalesce((SELECT -sum(on_hand_delta) FROM ledger l WHERE l.kind = 'commit'"
+        "  AND l.sku = s.sku AND l.created_at > now() - interval '30 days'), 0) AS sold_30d"
+        " FROM stock s WHERE $1::text[] IS NULL OR s.sku = ANY($1) GROUP BY s.sku ORDER BY s.sku",
+        skus)
+    return {r["sku"]: (int(r["available"]), int(r["sold_7d"]), int(r["sold_30d"])) for r in rows}
+
+
+async def lead_times(conn: Conn) -> dict[str, int]:
+    return {r["sku"]: r["days"] for r in await conn.fetch("SELECT sku, days FROM lead_times")}
+
+
+async def waiting_units(conn: Conn) -> dict[str, int]:
+    rows = await conn.fetch(
+        "SELECT l->>'sku' AS sku, sum((l->>'quantity')::int) AS q FROM orders,"
+        " jsonb_array_elements(short_lines) l WHERE status = 'backordered' GROUP BY 1")
+    return {r["sku"]: int(r["q"]) for r in rows}
+
+
+async def flip_low(conn: Conn, sku: str, low: bool) -> bool:
+    """Record the SKU's low-stock state; True when it changed (an event is due)."""
+    return bool(await conn.fetchval(
+        "INSERT INTO low_stock (sku, low) VALUES ($1, $2) ON CONFLICT (sku) DO UPDATE"
+        " SET low = EXCLUDED.low, changed_at = now() WHERE low_stock.low <> EXCLUDED.low"
+        " RETURNING 1", sku, low))
+
+
+async def expired_backorders(conn: Conn, limit: int = 200) -> list[asyncpg.Record]:
+    """Backordered orders older than their store's limit, oldest first, locked."""
+    return await conn.fetch(
+        "SELECT o.* FROM orders o JOIN LATERAL (SELECT backorder_limit_s FROM store_policies p"
+        " WHERE p.store IN (o.store, '*') ORDER BY p.store = '*' LIMIT 1) p ON true"
+        " WHERE o.status = 'backordered' AND o.created_at < now() - make_interval(secs =>"
+        " p.backorder_limit_s) ORDER BY o.created_at LIMIT $1 FOR UPDATE OF o SKIP LOCKED",
+        limit)

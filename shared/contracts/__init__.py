@@ -20,6 +20,7 @@ from .internal import (
     ReorderHinted,
     ReturnRestocked,
     ShippedParcel,
+    StockLow,
     StockReserved,
 )
 from .public import (
@@ -44,12 +45,11 @@ from .public import (
 
 __all__ = [
     "Address", "AftersalesRequested", "Allocation", "BackorderDecision", "CancelRequested",
-    "CarrierScored", "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent", "Money",
-    "OrderAccepted", "OrderCancelRefused", "OrderCancelRequested", "OrderCancelled",
+    "CarrierScored", "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent",
+    "Money", "OrderAccepted", "OrderCancelRefused", "OrderCancelRequested", "OrderCancelled",
     "OrderDelivered", "OrderEvent", "OrderLine", "OrderPacked", "OrderPlaced", "OrderShipped",
-    "OrderSnapshot", "OrderStatusChanged", "Parcel", "ProductUpserted", "Reason", "RefundIssued",
-    "ReorderHinted", "ReturnReceived", "ReturnRestocked", "ShippedParcel", "SkuQuantity", "StockAdjusted",
-    "StockReserved", "Totals", "TrackingUpdated", "WireModel", "new_id", "order_key", "utcnow",
+    "OrderSnapshot", "OrderStatusChanged", "Parcel", "ParcelLost", "ProductUpserted", "Reason",
+    "RefundIssued", "ReorderHinted", "ReturnReceived", "ReturnRestocked", "ShippedParcel",
+    "SkuQuantity", "StockAdjusted", "StockLow", "StockReserved", "Totals", "TrackingUpdated",
+    "WireModel", "new_id", "order_key", "utcnow",
 ]
-# logistics
-__all__ += ["ParcelLost"]

@@ -195,3 +195,18 @@ class ReorderHinted(InternalEvent):
     velocity_30d: float
     units_7d: int
     units_30d: int
+
+# --- inventory --------------------------------------------------------------------------------
+class StockLow(InternalEvent):
+    """A SKU's stock will not last its supplier lead time (or orders already wait for it), or
+    it has recovered (`low` false). Published on the change only; a reorder hint for buyers."""
+
+    event_type: Literal["inventory.stock_low"] = "inventory.stock_low"
+    sku: str
+    low: bool
+    available: int
+    velocity_7d: float
+    velocity_30d: float
+    days_of_cover: float | None
+    lead_time_days: int
+    backordered_units: int = 0

@@ -1,0 +1,116 @@
+"""Inventory's periodic work: expire backorders past their store's limit, and raise low-stock
+events from sales velocity. Every instance runs the loop; each tick takes a transaction-level
+advisory lock (`pg_try_advisory_xact_lock`), so one instance does the work and nothing assumes
+it is alone."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+
+from prometheus_client import Counter, Gauge
+
+from shared import topics
+from shared.contracts import OrderCancelled, OrderSnapshot, StockLow
+from shared.db import TRANSIENT_DB_ERRORS, Conn
+from shared.messaging import emit_status
+from shared.outbox import enqueue
+from shared.service import Runtime
+
+from . import domain, store
+from .handlers import BACKORDERS
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = float(os.environ.get("SHOPKEEPER_INVENTORY_TICK_SECONDS", "5"))
+# The low-stock scan reads every SKU's sales: less often than the expiry check.
+LOW_STOCK_SECONDS = float(os.environ.get("SHOPKEEPER_INVENTORY_LOW_STOCK_SECONDS", "30"))
+DEFAULT_LEAD_TIME_DAYS = int(os.environ.get("SHOPKEEPER_INVENTORY_LEAD_TIME_DAYS", "14"))
+
+LOW_STOCK_SKUS = Gauge("shopkeeper_inventory_low_stock_skus",
+                       "SKUs whose days of cover are below their lead time")
+STOCK_LOW_EVENTS = Counter("shopkeeper_inventory_stock_low_total",
+                           "inventory.stock_low events raised, by direction", ["low"])
+
+
+async def expire_backorders(conn: Conn) -> int:
+    """Cancel backorders older than their store's limit, with the full refund due."""
+    await store.lock_refill(conn)
+    expired = await store.expired_backorders(conn)
+    for row in expired:
+        snap = OrderSnapshot.model_validate_json(row["snapshot"])
+        await store.update_order(conn, row["order_id"], "cancelled")
+        await store.add_trace(conn, row["order_id"], ["backorder expired: store limit reached"])
+        reason = "backorder not restocked within the store's limit"
+        causation = str(uuid.uuid4())
+        await emit_status(conn, order_id=snap.order_id, store=snap.store,
+                          external_order_id=snap.external_order_id, status="cancelled",
+                          reasons=[("backorder_expired", reason)],
+                          details={"refund_due": f"{snap.totals.grand_total:.2f}"},
+                          correlation_id=row["correlation_id"], causation_id=causation)
+        await enqueue(conn, topics.INVENTORY_ORDER_CANCELLED, snap.key, OrderCancelled(
+            order_id=snap.order_id, order_key=snap.key, reason=reason,
+            refund_due=snap.totals.grand_total, currency=snap.currency, confirmed_by="inventory",
+            correlation_id=row["correlation_id"], causation_id=causation))
+        BACKORDERS.labels("expired").inc()
+        log.info("order %s: backorder expired, cancelled with refund due", snap.order_id)
+    return len(expired)
+
+
+async def reorder_hints(conn: Conn, skus: list[str] | None = None) -> list[domain.ReorderHint]:
+    sales = await store.sales(conn, skus)
+    leads = await store.lead_times(conn)
+    waiting = await store.waiting_units(conn)
+    return [domain.reorder_hint(sku, avail, s7, s30, leads.get(sku, DEFAULT_LEAD_TIME_DAYS),
+                                waiting.get(sku, 0))
+            for sku, (avail, s7, s30) in sales.items()]
+
+
+async def check_low_stock(conn: Conn) -> int:
+    """Publish `inventory.stock_low` for every SKU whose state changed."""
+    hints = await reorder_hints(conn)
+    waiting = await store.waiting_units(conn)
+    changed = 0
+    for h in hints:
+        if await store.flip_low(conn, h.sku, h.low):
+            changed += 1
+            STOCK_LOW_EVENTS.labels(str(h.low).lower()).inc()
+            await enqueue(conn, topics.INVENTORY_STOCK_LOW, h.sku, StockLow(
+                sku=h.sku, low=h.low, available=h.available, velocity_7d=h.velocity_7d,
+                velocity_30d=h.velocity_30d, days_of_cover=h.days_of_cover,
+                lead_time_days=h.lead_time_days, backordered_units=waiting.get(h.sku, 0)))
+    LOW_STOCK_SKUS.set(sum(1 for h in hints if h.low))
+    return changed
+
+
+async def tick(runtime: Runtime, low_stock: bool) -> None:
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext('inventory:tick'))"):
+            return  # another instance is on it
+        await expire_backorders(conn)
+        if low_stock:
+            await check_low_stock(conn)
+
+
+async def run(runtime: Runtime) -> None:
+    loop = asyncio.get_running_loop()
+    last_scan = 0.0
+    while True:
+        await asyncio.sleep(TICK_SECONDS)
+        try:
+            scan = loop.time() - last_scan >= LOW_STOCK_SECONDS
+            await tick(runtime, scan)
+            if scan:
+                last_scan = loop.time()
+        except asyncio.CancelledError:
+            raise
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("inventory tick skipped: %s", exc)
+        except Exception:
+            log.exception("inventory tick failed; trying again next tick")
+
+
+async def start(runtime: Runtime) -> None:
+    runtime.spawn(run(runtime), "inventory-tick")
