@@ -92,6 +92,10 @@ async def order_accepted(ctx: Ctx, event: OrderAccepted) -> None:
                               "substitutes": {}, "restock_eta": None})
 
 
+# aftersales: replacement orders (exchange, reship) are reserved like any accepted order.
+handlers.on(topics.AFTERSALES_REPLACEMENT_ORDERED)(order_accepted)
+
+
 async def refill_backorders(ctx: Ctx) -> int:
     """Reserve waiting orders that the stock now covers, oldest first."""
     filled = 0

@@ -17,6 +17,9 @@ from .internal import (
     OrderSnapshot,
     Parcel,
     ParcelLost,
+    ReturnGraded,
+    ReturnLabelIssued,
+    ReturnLabelRequested,
     ReturnRestocked,
     ShippedParcel,
     StockReserved,
@@ -52,3 +55,5 @@ __all__ = [
 ]
 # logistics
 __all__ += ["CarrierScoreComputed", "ParcelLost"]
+# aftersales
+__all__ += ["ReturnGraded", "ReturnLabelIssued", "ReturnLabelRequested"]
