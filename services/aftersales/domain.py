@@ -44,16 +44,9 @@ def decide(kind: str, reason: str, lines: Mapping[str, int], ordered: Sequence[O
            exchange_for: Mapping[str, str] | None = None,
            prices: Mapping[str, Decimal] | None = None) -> Decision:
     """`prices`: the catalogue's current price of the exchange targets (unknown ones absent)."""
-    by_sku: dict[str, int] = {}
-    for ln in ordered:
-        by_sku[ln.sku] = by_sku.get(ln.sku, 0) + ln.quantity
-    if not lines:
-        return Decision("rejected", "no_lines", "the request names no lines")
-    for sku, qty in lines.items():
-        left = by_sku.get(sku, 0) - already_requested.get(sku, 0)
-        if qty > left:
-            return Decision("rejected", "lines_not_in_order",
-                            f"{sku}: {qty} requested, {max(left, 0)} left on the order")
+    refused = check_lines(lines, ordered, already_requested)
+    if refused:
+        return refused
     if kind in ("return", "exchange"):
         blocked = sorted(set(lines) & non_returnable)
         if blocked and reason not in SELLER_FAULT:
@@ -78,6 +71,22 @@ def decide(kind: str, reason: str, lines: Mapping[str, int], ordered: Sequence[O
     if kind == "reship":
         return decide_reship(reason, line_value(lines, ordered), policy)
     return Decision("review", f"{kind}_needs_review", f"{kind} requests go to an operator")
+
+
+def check_lines(lines: Mapping[str, int], ordered: Sequence[OrderedLine],
+                already_requested: Mapping[str, int]) -> Decision | None:
+    """The lines must be on the order, less what earlier requests already claimed."""
+    by_sku: dict[str, int] = {}
+    for ln in ordered:
+        by_sku[ln.sku] = by_sku.get(ln.sku, 0) + ln.quantity
+    if not lines:
+        return Decision("rejected", "no_lines", "the request names no lines")
+    for sku, qty in lines.items():
+        left = by_sku.get(sku, 0) - already_requested.get(sku, 0)
+        if qty > left:
+            return Decision("rejected", "lines_not_in_order",
+                            f"{sku}: {qty} requested, {max(left, 0)} left on the order")
+    return None
 
 
 def _decide_exchange(lines: Mapping[str, int], ordered: Sequence[OrderedLine],

@@ -231,6 +231,13 @@ async def parcel_lost(ctx: Ctx, event: ParcelLost) -> None:
     decision = domain.decide_reship("not_received", value,
                                     await store.policy(ctx.conn, snap.store),
                                     carrier_confirmed=True)
+    claimed = domain.check_lines(lines, store.ordered_lines(snap),
+                                 await store.already_requested(ctx.conn, event.order_key))
+    if claimed:
+        # The customer already asked for these lines (a reship, a refund): shipping them a
+        # second time is for a person to decide.
+        decision = domain.Decision("review", "already_requested",
+                                   f"lost parcel, but {claimed.message}")
     await store.insert_request(
         ctx.conn, event.order_key, request_id, order["order_id"], "reship", "not_received",
         [ln.model_dump() for ln in event.lines], decision.outcome,

@@ -190,6 +190,30 @@ async def test_a_lost_parcel_is_reshipped_without_an_operator(storefront: Storef
     assert "refunded" not in sf.seen(key)
 
 
+async def test_a_lost_parcel_already_reshipped_on_request_is_not_reshipped_twice(
+        storefront: Storefront) -> None:
+    sf = storefront
+    # Given a shipped order whose customer got a reship for a parcel that never came
+    sku = await new_product(sf, stock={"WH-LA": 4}, price="12.00")
+    key, _ = await place(sf, [(sku, 1, "12.00")])
+    shipped = await sf.wait_for(key, "shipped")
+    parcel = shipped["details"]["parcels"][0]
+    rid = await request(sf, key, "reship", "not_received", {sku: 1})
+    await sf.wait_for(f"{key}-R1", "accepted")
+    # When the carrier later reports that parcel lost
+    await sf.publish("carrier.tracking", parcel["tracking_number"],
+                     sfm.tracking(parcel["carrier"], parcel["tracking_number"], "lost"))
+    await sf.wait_for(key, "delivery_exception")
+    # Then the automatic reship waits for an operator instead of shipping the lines again
+    lost_rid = f"lost-{parcel['parcel_id']}"
+    await eventually(lambda: _queued(lost_rid), what="lost parcel queued for an operator")
+    body = await detail(key, lost_rid)
+    assert body["decision"]["code"] == "already_requested" and body["source"] == "carrier"
+    assert [e["details"]["request_id"] for e in sf.statuses[key]
+            if e["status"] == "return_authorized"] == [rid]
+    assert f"{key}-R2" not in sf.statuses
+
+
 async def test_operator_approves_a_queued_reship_with_a_note(storefront: Storefront) -> None:
     sf = storefront
     sku = await new_product(sf, stock={"WH-LA": 2}, price="12.00")
