@@ -5,6 +5,7 @@ follow-up cases and feedback."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -123,6 +124,39 @@ async def grade(store_name: str, ext: str, request_id: str, body: Grading,
         final = await store.get_request(conn, key, request_id)
     assert final is not None
     return {"request_id": request_id, "status": final["status"], "grade": body.grade}
+
+
+class PolicyIn(BaseModel):
+    return_window_days: int = Field(ge=0, le=365)
+    refund_without_return_below: Decimal = Field(ge=0, le=100_000)
+    return_shipping_cost: Decimal = Field(ge=0, le=10_000)
+    replacement_without_review_below: Decimal = Field(ge=0, le=100_000)
+
+
+POLICY_COLUMNS = ("return_window_days, refund_without_return_below, return_shipping_cost,"
+                  " replacement_without_review_below")
+
+
+@router.get("/policies", dependencies=[Depends(require_admin)])
+async def policies(request: Request) -> dict[str, dict[str, str]]:
+    """Every store's after-sales policy; `*` serves stores without their own."""
+    rows = await request.app.state.runtime.pool.fetch(
+        f"SELECT store, {POLICY_COLUMNS} FROM policies ORDER BY store")
+    return {r["store"]: {k: str(v) for k, v in dict(r).items() if k != "store"} for r in rows}
+
+
+@router.put("/policies/{store_name}", dependencies=[Depends(require_admin)])
+async def set_policy(store_name: str, body: PolicyIn, request: Request) -> dict[str, str]:
+    """Set a store's policy; it applies to requests decided from now on."""
+    await request.app.state.runtime.pool.execute(
+        f"INSERT INTO policies (store, {POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (store) DO UPDATE SET return_window_days = EXCLUDED.return_window_days,"
+        " refund_without_return_below = EXCLUDED.refund_without_return_below,"
+        " return_shipping_cost = EXCLUDED.return_shipping_cost,"
+        " replacement_without_review_below = EXCLUDED.replacement_without_review_below",
+        store_name, body.return_window_days, body.refund_without_return_below,
+        body.return_shipping_cost, body.replacement_without_review_below)
+    return {"store": store_name, **{k: str(v) for k, v in body.model_dump().items()}}
 
 
 @router.get("/refunds", dependencies=[Depends(require_admin)])

@@ -43,6 +43,12 @@ async def request(sf: Storefront, key: str, kind: str, reason: str, lines: dict[
     return rid
 
 
+async def http_put(service: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {get_settings().shopkeeper_admin_token}"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.put(url(service, path), json=body, headers=headers)
+
+
 async def detail(key: str, rid: str) -> dict[str, Any]:
     store, ext = key.split(":")
     r = await http_get("aftersales", f"/requests/{store}/{ext}/{rid}", auth=True)
@@ -74,6 +80,33 @@ async def test_small_damaged_item_is_refunded_without_a_return_shipping_included
     history = (await http_get("aftersales", f"/refunds?store_name={store}&external_order_id={ext}",
                               auth=True)).json()
     assert [(h["request_id"], h["amount"], h["kind"]) for h in history] == [(rid, "15.00", "refund")]
+
+
+async def test_a_stores_own_policy_decides_its_requests(storefront: Storefront) -> None:
+    sf = storefront
+    # Given a store refunding without return up to 100.00 and charging 2.00 return shipping
+    store = ref("shop")
+    r = await http_put("aftersales", f"/policies/{store}", {
+        "return_window_days": 14, "refund_without_return_below": "100.00",
+        "return_shipping_cost": "2.00", "replacement_without_review_below": "200.00"})
+    assert r.status_code == 200, r.text
+    # And a delivered order of an 80.00 item there
+    sku = await new_product(sf, stock={"WH-LA": 1}, price="80.00")
+    ext = ref("o")
+    key = f"{store}:{ext}"
+    await sf.publish("orders.placed", key, sfm.order(store, ext, [(sku, 1, "80.00")],
+                                                     shipping_fee="5.00"))
+    parcel = (await sf.wait_for(key, "shipped"))["details"]["parcels"][0]
+    await sf.publish("carrier.tracking", parcel["tracking_number"],
+                     sfm.tracking(parcel["carrier"], parcel["tracking_number"], "delivered"))
+    await sf.wait_for(key, "delivered")
+    # When the customer asks for a refund without return (the default store would queue it)
+    rid = await request(sf, key, "refund", "changed_mind", {sku: 1})
+    # Then this store's threshold authorizes it, and no return shipping is charged
+    refunded = await sf.wait_for(key, "refunded")
+    assert refunded["details"] == {"request_id": rid, "amount": "80.00", "currency": "USD"}
+    policies = (await http_get("aftersales", "/policies", auth=True)).json()
+    assert policies[store]["return_window_days"] == "14" and "*" in policies
 
 
 async def test_changed_mind_return_gets_a_label_and_is_refunded_less_return_shipping(
