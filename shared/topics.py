@@ -105,6 +105,20 @@ ANALYTICS_REORDER_HINTS = Topic(
 )
 # inventory
 INVENTORY_STOCK_LOW = Topic("inventory.stock_low", "sku", c.StockLow, "inventory", False)
+# aftersales: replacement orders (exchange, reship) skip intake's review and go straight to
+# inventory; return labels through logistics; refurbish and scrap grades.
+AFTERSALES_REPLACEMENT_ORDERED = Topic(
+    "aftersales.replacement_ordered", "order key", c.OrderAccepted, "aftersales", False
+)
+AFTERSALES_RETURN_LABEL_REQUESTED = Topic(
+    "aftersales.return_label_requested", "order key", c.ReturnLabelRequested, "aftersales", False
+)
+LOGISTICS_RETURN_LABEL_ISSUED = Topic(
+    "logistics.return_label_issued", "order key", c.ReturnLabelIssued, "logistics", False
+)
+AFTERSALES_RETURN_GRADED = Topic(
+    "aftersales.return_graded", "order key", c.ReturnGraded, "aftersales", False
+)
 
 ALL: tuple[Topic, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Topic))
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}

@@ -1,21 +1,193 @@
-"""After-sales operators' HTTP: the queue of requests that need a person."""
+"""After-sales operators' HTTP: the queue of requests that need a person, approving or rejecting
+them with a note (audited in request_history), grading returned goods, refund history,
+follow-up cases and feedback."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from decimal import Decimal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
 
 from shared.http import require_admin
 
+from . import handlers, store
+
 router = APIRouter()
+
+
+class Decision(BaseModel):
+    decision: Literal["approve", "reject"]
+    note: str = Field(min_length=1, max_length=2000)
+    operator: str = Field(default="operator", max_length=64)
+
+
+class Grading(BaseModel):
+    grade: Literal["resellable", "refurbish", "scrap"]
+    note: str | None = Field(default=None, max_length=2000)
+    operator: str = Field(default="operator", max_length=64)
+
+
+def _row(r: Any) -> dict[str, Any]:
+    out = dict(r)
+    for k in ("lines", "decision", "exchange_for", "returned_lines", "return_label"):
+        if k in out:
+            out[k] = json.loads(out[k]) if out[k] is not None else None
+    for k in ("created_at", "updated_at", "at"):
+        if out.get(k) is not None:
+            out[k] = out[k].isoformat()
+    if out.get("order_id") is not None:
+        out["order_id"] = str(out["order_id"])
+    return out
 
 
 @router.get("/requests/review", dependencies=[Depends(require_admin)])
 async def review_queue(request: Request) -> list[dict[str, Any]]:
     rows = await request.app.state.runtime.pool.fetch(
-        "SELECT order_key, request_id, kind, reason, lines, status, decision, created_at"
-        " FROM requests WHERE status IN ('review', 'inspection') ORDER BY created_at LIMIT 500")
-    return [{**dict(r), "lines": json.loads(r["lines"]), "decision": json.loads(r["decision"]),
-             "created_at": r["created_at"].isoformat()} for r in rows]
+        "SELECT order_key, request_id, kind, reason, lines, status, decision, exchange_for,"
+        " comment, source, returned_lines, created_at FROM requests"
+        " WHERE status IN ('review', 'inspection') ORDER BY created_at LIMIT 500")
+    return [_row(r) for r in rows]
+
+
+@router.get("/requests/{store_name}/{ext}/{request_id}", dependencies=[Depends(require_admin)])
+async def request_detail(store_name: str, ext: str, request_id: str,
+                         request: Request) -> dict[str, Any]:
+    pool = request.app.state.runtime.pool
+    key = f"{store_name}:{ext}"
+    row = await pool.fetchrow("SELECT * FROM requests WHERE order_key = $1 AND request_id = $2",
+                              key, request_id)
+    if row is None:
+        raise HTTPException(404, f"no request {request_id} on {key}")
+    trail = await pool.fetch("SELECT status, note, actor, at FROM request_history WHERE"
+                             " order_key = $1 AND request_id = $2 ORDER BY id", key, request_id)
+    replacement = await pool.fetchrow("SELECT order_key FROM replacements WHERE request_id = $1"
+                                      " AND replaces_order_id = $2", request_id, row["order_id"])
+    return {**_row(row), "history": [_row(t) for t in trail],
+            "replacement_order_key": replacement["order_key"] if replacement else None}
+
+
+@router.post("/requests/{store_name}/{ext}/{request_id}/decision",
+             dependencies=[Depends(require_admin)])
+async def decide(store_name: str, ext: str, request_id: str, body: Decision,
+                 request: Request) -> dict[str, Any]:
+    key = f"{store_name}:{ext}"
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+        req = await store.get_request(conn, key, request_id)
+        if req is None:
+            raise HTTPException(404, f"no request {request_id} on {key}")
+        if req["status"] != "review":
+            raise HTTPException(409, f"request {request_id} is {req['status']}, not in review")
+        order = await store.order_by_key(conn, key)
+        if order is None:
+            raise HTTPException(409, f"aftersales has no accepted order {key} yet")
+        if req["order_id"] is None:
+            await conn.execute("UPDATE requests SET order_id = $3 WHERE order_key = $1 AND"
+                               " request_id = $2", key, request_id, order["order_id"])
+        em = handlers.OperatorEmitter(conn, order["correlation_id"])
+        approved = body.decision == "approve"
+        status = "authorized" if approved else "rejected"
+        await store.set_request_status(conn, key, request_id, status, body.note, body.operator)
+        code = "approved_by_operator" if approved else "rejected_by_operator"
+        await handlers.announce_decision(em, order, request_id, approved, code, body.note)
+        if approved:
+            await handlers.carry_out(em, order, await store.get_request(conn, key, request_id))
+        final = await store.get_request(conn, key, request_id)
+    assert final is not None
+    return {"request_id": request_id, "status": final["status"]}
+
+
+@router.post("/requests/{store_name}/{ext}/{request_id}/grade",
+             dependencies=[Depends(require_admin)])
+async def grade(store_name: str, ext: str, request_id: str, body: Grading,
+                request: Request) -> dict[str, Any]:
+    """Grade goods waiting in inspection (all returned lines get the one grade), then settle:
+    restock or set aside, and refund a return."""
+    key = f"{store_name}:{ext}"
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+        req = await store.get_request(conn, key, request_id)
+        if req is None:
+            raise HTTPException(404, f"no request {request_id} on {key}")
+        if req["status"] != "inspection":
+            raise HTTPException(409, f"request {request_id} is {req['status']}, not in inspection")
+        order = await store.order_by_key(conn, key)
+        assert order is not None
+        await store.history(conn, key, request_id, "inspection",
+                            f"graded {body.grade}: {body.note or ''}".strip(), body.operator)
+        returned = json.loads(req["returned_lines"])
+        graded: list[tuple[str, int, str | None]] = [
+            (ln["sku"], ln["quantity"], body.grade) for ln in returned]
+        await handlers.settle_return(handlers.OperatorEmitter(conn, order["correlation_id"]),
+                                     order, req, graded)
+        final = await store.get_request(conn, key, request_id)
+    assert final is not None
+    return {"request_id": request_id, "status": final["status"], "grade": body.grade}
+
+
+class PolicyIn(BaseModel):
+    return_window_days: int = Field(ge=0, le=365)
+    refund_without_return_below: Decimal = Field(ge=0, le=100_000)
+    return_shipping_cost: Decimal = Field(ge=0, le=10_000)
+    replacement_without_review_below: Decimal = Field(ge=0, le=100_000)
+
+
+POLICY_COLUMNS = ("return_window_days, refund_without_return_below, return_shipping_cost,"
+                  " replacement_without_review_below")
+
+
+@router.get("/policies", dependencies=[Depends(require_admin)])
+async def policies(request: Request) -> dict[str, dict[str, str]]:
+    """Every store's after-sales policy; `*` serves stores without their own."""
+    rows = await request.app.state.runtime.pool.fetch(
+        f"SELECT store, {POLICY_COLUMNS} FROM policies ORDER BY store")
+    return {r["store"]: {k: str(v) for k, v in dict(r).items() if k != "store"} for r in rows}
+
+
+@router.put("/policies/{store_name}", dependencies=[Depends(require_admin)])
+async def set_policy(store_name: str, body: PolicyIn, request: Request) -> dict[str, str]:
+    """Set a store's policy; it applies to requests decided from now on."""
+    await request.app.state.runtime.pool.execute(
+        f"INSERT INTO policies (store, {POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (store) DO UPDATE SET return_window_days = EXCLUDED.return_window_days,"
+        " refund_without_return_below = EXCLUDED.refund_without_return_below,"
+        " return_shipping_cost = EXCLUDED.return_shipping_cost,"
+        " replacement_without_review_below = EXCLUDED.replacement_without_review_below",
+        store_name, body.return_window_days, body.refund_without_return_below,
+        body.return_shipping_cost, body.replacement_without_review_below)
+    return {"store": store_name, **{k: str(v) for k, v in body.model_dump().items()}}
+
+
+@router.get("/refunds", dependencies=[Depends(require_admin)])
+async def refunds(request: Request, store_name: str | None = None,
+                  external_order_id: str | None = None) -> list[dict[str, Any]]:
+    """Refund history, newest first; filter by order with store_name and external_order_id."""
+    key = f"{store_name}:{external_order_id}" if store_name and external_order_id else None
+    rows = await request.app.state.runtime.pool.fetch(
+        "SELECT o.order_key, f.order_id, f.request_id, r.kind, r.reason, f.amount, f.currency,"
+        " f.includes_shipping, f.created_at, r.created_at AS requested_at FROM refunds f"
+        " JOIN orders o USING (order_id) LEFT JOIN requests r ON r.order_key = o.order_key AND"
+        " r.request_id = f.request_id WHERE $1::text IS NULL OR o.order_key = $1"
+        " ORDER BY f.created_at DESC LIMIT 500", key)
+    return [{**_row(r), "amount": f"{r['amount']:.2f}",
+             "requested_at": r["requested_at"].isoformat() if r["requested_at"] else None}
+            for r in rows]
+
+
+@router.get("/follow-ups", dependencies=[Depends(require_admin)])
+async def follow_ups(request: Request) -> list[dict[str, Any]]:
+    rows = await request.app.state.runtime.pool.fetch(
+        "SELECT u.id, u.order_key, u.rating, u.tags, u.status, u.created_at, f.comment"
+        " FROM follow_ups u JOIN feedback f USING (event_id) WHERE u.status = 'open'"
+        " ORDER BY u.created_at LIMIT 500")
+    return [{**_row(r), "tags": list(r["tags"])} for r in rows]
+
+
+@router.get("/feedback/tags", dependencies=[Depends(require_admin)])
+async def feedback_tags(request: Request) -> dict[str, Any]:
+    """How often each tag occurs, and the average rating of feedback carrying it."""
+    rows = await request.app.state.runtime.pool.fetch(
+        "SELECT tag, count(*) AS n, round(avg(rating), 2) AS rating FROM feedback,"
+        " unnest(tags) AS tag GROUP BY tag ORDER BY n DESC")
+    return {r["tag"]: {"count": r["n"], "average_rating": f"{r['rating']}"} for r in rows}

@@ -17,6 +17,11 @@ SELLER_FAULT = frozenset({"damaged", "defective", "wrong_item", "not_as_describe
 class Policy:
     return_window_days: int = 30
     refund_without_return_below: Decimal = Decimal("15.00")
+    # What a customer-caused return (changed_mind, other) costs: deducted from its refund. A
+    # seller-fault return ships free and its refund includes the order's shipping.
+    return_shipping_cost: Decimal = Decimal("5.00")
+    # A reship or exchange worth more than this waits for an operator.
+    replacement_without_review_below: Decimal = Decimal("200.00")
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,42 @@ class Decision:
 
 def decide(kind: str, reason: str, lines: Mapping[str, int], ordered: Sequence[OrderedLine],
            already_requested: Mapping[str, int], non_returnable: set[str],
-           delivered_at: datetime | None, now: datetime, policy: Policy) -> Decision:
+           delivered_at: datetime | None, now: datetime, policy: Policy,
+           exchange_for: Mapping[str, str] | None = None,
+           prices: Mapping[str, Decimal] | None = None) -> Decision:
+    """`prices`: the catalogue's current price of the exchange targets (unknown ones absent)."""
+    refused = check_lines(lines, ordered, already_requested)
+    if refused:
+        return refused
+    if kind in ("return", "exchange"):
+        blocked = sorted(set(lines) & non_returnable)
+        if blocked and reason not in SELLER_FAULT:
+            return Decision("rejected", "not_returnable", f"not returnable: {', '.join(blocked)}")
+        if delivered_at is None:
+            return Decision("review", "not_delivered", "the order is not delivered yet")
+        if now - delivered_at > timedelta(days=policy.return_window_days):
+            return Decision("rejected", "outside_return_window",
+                            f"delivered {delivered_at.date()}, the window is"
+                            f" {policy.return_window_days} days")
+        if kind == "exchange":
+            return _decide_exchange(lines, ordered, exchange_for or {}, prices or {}, policy)
+        return Decision("authorized", "within_policy", "inside the return window, returnable")
+    if kind == "refund":
+        value = line_value(lines, ordered)
+        if value < policy.refund_without_return_below:
+            return Decision("authorized", "refund_without_return",
+                            f"value {value} is below {policy.refund_without_return_below}:"
+                            " cheaper than a return")
+        return Decision("review", "refund_above_threshold",
+                        f"value {value} needs an operator for a refund without return")
+    if kind == "reship":
+        return decide_reship(reason, line_value(lines, ordered), policy)
+    return Decision("review", f"{kind}_needs_review", f"{kind} requests go to an operator")
+
+
+def check_lines(lines: Mapping[str, int], ordered: Sequence[OrderedLine],
+                already_requested: Mapping[str, int]) -> Decision | None:
+    """The lines must be on the order, less what earlier requests already claimed."""
     by_sku: dict[str, int] = {}
     for ln in ordered:
         by_sku[ln.sku] = by_sku.get(ln.sku, 0) + ln.quantity
@@ -46,26 +86,46 @@ def decide(kind: str, reason: str, lines: Mapping[str, int], ordered: Sequence[O
         if qty > left:
             return Decision("rejected", "lines_not_in_order",
                             f"{sku}: {qty} requested, {max(left, 0)} left on the order")
-    if kind == "return":
-        blocked = sorted(set(lines) & non_returnable)
-        if blocked and reason not in SELLER_FAULT:
-            return Decision("rejected", "not_returnable", f"not returnable: {', '.join(blocked)}")
-        if delivered_at is None:
-            return Decision("review", "not_delivered", "the order is not delivered yet")
-        if now - delivered_at > timedelta(days=policy.return_window_days):
-            return Decision("rejected", "outside_return_window",
-                            f"delivered {delivered_at.date()}, the window is"
-                            f" {policy.return_window_days} days")
-        return Decision("authorized", "within_policy", "inside the return window, returnable")
-    if kind == "refund":
-        value = line_value(lines, ordered)
-        if value < policy.refund_without_return_below:
-            return Decision("authorized", "refund_without_return",
-                            f"value {value} is below {policy.refund_without_return_below}:"
-                            " cheaper than a return")
-        return Decision("review", "refund_above_threshold",
-                        f"value {value} needs an operator for a refund without return")
-    return Decision("review", f"{kind}_needs_review", f"{kind} requests go to an operator")
+    return None
+
+
+def _decide_exchange(lines: Mapping[str, int], ordered: Sequence[OrderedLine],
+                     exchange_for: Mapping[str, str], prices: Mapping[str, Decimal],
+                     policy: Policy) -> Decision:
+    missing = sorted(set(lines) - set(exchange_for))
+    if missing:
+        return Decision("rejected", "no_exchange_target",
+                        f"exchange_for names no new sku for {', '.join(missing)}")
+    price = {ln.sku: ln.unit_price for ln in ordered}
+    for sku in sorted(lines):
+        new = exchange_for[sku]
+        if new not in prices:
+            return Decision("review", "unknown_exchange_sku", f"{new} is not in the catalogue")
+        if prices[new] != price[sku]:
+            # A price difference means charging or refunding the customer: a person decides.
+            return Decision("review", "exchange_price_differs",
+                            f"{sku} at {price[sku]} for {new} at {prices[new]}")
+    value = line_value(lines, ordered)
+    if value >= policy.replacement_without_review_below:
+        return Decision("review", "replacement_above_threshold",
+                        f"value {value} needs an operator for an exchange")
+    return Decision("authorized", "within_policy", "inside the return window, same-price exchange")
+
+
+def decide_reship(reason: str, value: Decimal, policy: Policy, *,
+                  carrier_confirmed: bool = False) -> Decision:
+    """A parcel the carrier itself reported lost is reshipped without an operator up to the
+    threshold; a customer's own claim (not received, damaged) is believed below it too. Any
+    other reason, or a larger value, waits for an operator."""
+    if reason not in ("not_received", "damaged") and not carrier_confirmed:
+        return Decision("review", "reship_needs_review",
+                        f"a reship for {reason} needs an operator")
+    if value >= policy.replacement_without_review_below:
+        return Decision("review", "replacement_above_threshold",
+                        f"value {value} needs an operator for a reship")
+    if carrier_confirmed:
+        return Decision("authorized", "lost_in_transit", "the carrier reported the parcel lost")
+    return Decision("authorized", "within_policy", f"reship for {reason} below the threshold")
 
 
 def line_value(lines: Mapping[str, int], ordered: Sequence[OrderedLine]) -> Decimal:
@@ -75,13 +135,68 @@ def line_value(lines: Mapping[str, int], ordered: Sequence[OrderedLine]) -> Deci
 
 def refund_amount(lines: Mapping[str, int], ordered: Sequence[OrderedLine], subtotal: Decimal,
                   discount: Decimal, shipping_fee: Decimal, grand_total: Decimal, reason: str,
-                  already_refunded: Decimal, shipping_refunded: bool) -> Decimal:
+                  already_refunded: Decimal, shipping_refunded: bool,
+                  deduction: Decimal = Decimal("0")) -> Decimal:
     """Lines' price less their pro-rated share of the order discount, plus shipping when the
-    seller is at fault (once), never more than was paid less earlier refunds."""
+    seller is at fault (once), less `deduction` (return shipping the customer pays), never more
+    than was paid less earlier refunds."""
     value = line_value(lines, ordered)
     share = (discount * value / subtotal) if subtotal > 0 else Decimal("0")
-    amount = value - share
+    amount = value - share - deduction
     if reason in SELLER_FAULT and not shipping_refunded:
         amount += shipping_fee
     amount = amount.quantize(CENT, ROUND_HALF_UP)
     return max(Decimal("0.00"), min(amount, grand_total - already_refunded))
+
+
+def return_deduction(kind: str, reason: str, policy: Policy) -> Decimal:
+    """A return the customer caused pays its own shipping back; seller fault ships free."""
+    if kind == "return" and reason not in SELLER_FAULT:
+        return policy.return_shipping_cost
+    return Decimal("0")
+
+
+Grade = Literal["resellable", "refurbish", "scrap"]
+
+
+def grade_of(condition: str, reason: str) -> Grade | None:
+    """The warehouse's condition as a grade, when no operator is needed: resellable goods go
+    back on the shelf; damaged goods the seller sent broken are scrapped (the customer is owed
+    the refund anyway). Damaged goods from a customer-caused return: None, an operator grades."""
+    if condition == "resellable":
+        return "resellable"
+    if reason in SELLER_FAULT:
+        return "scrap"
+    return None
+
+
+# Feedback tags, matched as keywords in English and Chinese (comments come from both markets).
+TAGS: dict[str, tuple[str, ...]] = {
+    "damaged": ("damaged", "broken", "cracked", "smashed", "dented", "损坏", "破损", "坏了", "碎",
+                "压坏"),
+    "late": ("late", "slow", "delay", "took forever", "weeks", "慢", "迟", "延误", "晚到",
+             "太久"),
+    "quality": ("quality", "cheap", "flimsy", "poor", "fake", "质量", "做工", "劣质", "假货"),
+    "size": ("size", "too small", "too big", "too large", "tight", "loose", "fit", "尺码", "尺寸",
+             "太小", "太大", "偏小", "偏大"),
+    "wrong_item": ("wrong item", "wrong colour", "wrong color", "not what i ordered",
+                   "different item", "发错", "错了", "不是我买的", "颜色不对"),
+    "missing": ("missing", "incomplete", "not received", "never arrived", "少了", "缺",
+                "没收到", "未收到"),
+    "praise": ("great", "love", "excellent", "perfect", "好评", "喜欢", "满意", "很好",
+               "不错"),
+}
+
+
+def tag_feedback(comment: str | None) -> list[str]:
+    if not comment:
+        return []
+    text = comment.lower()
+    return sorted(tag for tag, words in TAGS.items() if any(w in text for w in words))
+
+
+FOLLOW_UP_AT_OR_BELOW = 2
+
+
+def needs_follow_up(rating: int) -> bool:
+    return rating <= FOLLOW_UP_AT_OR_BELOW

@@ -1,12 +1,16 @@
-"""After-sales subscribers: decide requests by policy, receive returns, restock resellable goods,
-refund, and keep feedback."""
+"""After-sales subscribers: decide requests by policy, carry out the authorized ones (refund,
+return label, replacement order), receive and grade returns, refund, reship lost parcels, and keep
+feedback. Operators' decisions (api.py) carry requests out through the same functions."""
 
 from __future__ import annotations
 
 import json
 import logging
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
 
 from shared import topics
 from shared.contracts import (
@@ -14,22 +18,71 @@ from shared.contracts import (
     FeedbackGiven,
     OrderAccepted,
     OrderDelivered,
+    OrderLine,
     OrderShipped,
     OrderSnapshot,
+    ParcelLost,
     ProductUpserted,
     RefundIssued,
+    ReturnGraded,
+    ReturnLabelIssued,
+    ReturnLabelRequested,
     ReturnReceived,
     ReturnRestocked,
     SkuQuantity,
+    Totals,
+    WireModel,
     utcnow,
 )
-from shared.messaging import Ctx, Handlers
+from shared.db import Conn
+from shared.messaging import Ctx, Handlers, emit_status
+from shared.outbox import enqueue
+from shared.topics import Topic
 
-from . import domain, store
+from . import domain, metrics, store
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
+ZERO = Decimal("0.00")
+# Replacement order ids are derived from (original order, request): a replay makes the same one.
+REPLACEMENT_NS = uuid.UUID("6a1f2c1e-4f0b-4c55-9a43-2a9f3d0c7b11")
 
+
+class Emitter(Protocol):
+    """What carrying out a request needs: a transaction and ways to emit (a handler's Ctx, or an
+    operator's decision over HTTP)."""
+
+    conn: Conn
+
+    async def publish(self, topic: Topic, key: str | None, event: WireModel) -> None: ...
+
+    async def status(self, *, order_id: str, store: str, external_order_id: str, status: str,
+                     reasons: list[tuple[str, str]] | None = None,
+                     details: dict[str, Any] | None = None) -> None: ...
+
+
+@dataclass
+class OperatorEmitter:
+    """An operator's decision: no consumed event causes it, so the order's first event
+    (correlation_id) is the trace it joins."""
+
+    conn: Conn
+    correlation_id: str | None
+
+    async def publish(self, topic: Topic, key: str | None, event: WireModel) -> None:
+        if hasattr(event, "correlation_id") and not getattr(event, "correlation_id", None):
+            event = event.model_copy(update={"correlation_id": self.correlation_id})
+        await enqueue(self.conn, topic, key, event)
+
+    async def status(self, *, order_id: str, store: str, external_order_id: str, status: str,
+                     reasons: list[tuple[str, str]] | None = None,
+                     details: dict[str, Any] | None = None) -> None:
+        await emit_status(self.conn, order_id=order_id, store=store,
+                          external_order_id=external_order_id, status=status, reasons=reasons,
+                          details=details, correlation_id=self.correlation_id)
+
+
+# --- what aftersales learns of orders and products ------------------------------------------
 
 @handlers.on(topics.INTAKE_ORDER_ACCEPTED)
 async def order_accepted(ctx: Ctx, event: OrderAccepted) -> None:
@@ -49,91 +102,276 @@ async def order_delivered(ctx: Ctx, event: OrderDelivered) -> None:
 
 @handlers.on(topics.CATALOG_PRODUCTS)
 async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
-    await store.upsert_product(ctx.conn, event.sku, event.returnable, event.occurred_at)
+    await store.upsert_product(ctx.conn, event.sku, event.returnable, event.occurred_at,
+                               event.price, event.active)
 
+
+# --- requests ---------------------------------------------------------------------------------
 
 @handlers.on(topics.AFTERSALES_REQUESTS)
 async def request_received(ctx: Ctx, event: AftersalesRequested) -> None:
     if await store.get_request(ctx.conn, event.key, event.request_id):
         log.info("request %s of %s received again; nothing to do", event.request_id, event.key)
         return
-    lines = {ln.sku: 0 for ln in event.lines}
-    for ln in event.lines:
-        lines[ln.sku] += ln.quantity
+    lines = _quantities(event.lines)
     order = await store.order_by_key(ctx.conn, event.key)
     if order is None:
         decision = domain.Decision("review", "unknown_order",
                                    "aftersales has no accepted order with this key")
     else:
         snap = OrderSnapshot.model_validate_json(order["snapshot"])
+        targets = list((event.exchange_for or {}).values())
         decision = domain.decide(
             event.kind, event.reason, lines, store.ordered_lines(snap),
             await store.already_requested(ctx.conn, event.key),
             await store.non_returnable(ctx.conn, list(lines)), order["delivered_at"], utcnow(),
-            await store.policy(ctx.conn, event.store))
+            await store.policy(ctx.conn, event.store), event.exchange_for,
+            await store.prices(ctx.conn, targets))
     await store.insert_request(
         ctx.conn, event.key, event.request_id, order["order_id"] if order else None, event.kind,
         event.reason, [ln.model_dump() for ln in event.lines], decision.outcome,
-        {"code": decision.code, "message": decision.message})
+        {"code": decision.code, "message": decision.message}, store_name=event.store,
+        exchange_for=event.exchange_for, comment=event.comment)
+    metrics.REQUESTS.labels(event.kind, event.reason, decision.outcome).inc()
     if decision.outcome == "review" or order is None:
         log.info("request %s of %s waits for an operator: %s", event.request_id, event.key,
                  decision.message)
         return
-    ids = _ids(order)
-    status = "return_authorized" if decision.outcome == "authorized" else "return_rejected"
-    await ctx.status(**ids, status=status, reasons=[(decision.code, decision.message)],
-                     details={"request_id": event.request_id})
-    if decision.outcome == "authorized" and event.kind == "refund":
-        await _refund(ctx, order, event.request_id, lines, event.reason)
+    await announce_decision(ctx, order, event.request_id, decision.outcome == "authorized",
+                            decision.code, decision.message)
+    if decision.outcome == "authorized":
+        request = await store.get_request(ctx.conn, event.key, event.request_id)
+        await carry_out(ctx, order, request)
 
+
+async def announce_decision(em: Emitter, order: Any, request_id: str, authorized: bool,
+                            code: str, message: str) -> None:
+    status = "return_authorized" if authorized else "return_rejected"
+    await em.status(**_ids(order), status=status, reasons=[(code, message)],
+                    details={"request_id": request_id})
+
+
+async def carry_out(em: Emitter, order: Any, request: Any) -> None:
+    """An authorized request: refund without return, a return label, a replacement order."""
+    kind, request_id = request["kind"], request["request_id"]
+    lines = _quantities(json.loads(request["lines"]))
+    if kind == "refund":
+        await refund(em, order, request, lines)
+    if kind in ("return", "exchange"):
+        await _request_label(em, order, request_id, lines)
+    if kind in ("exchange", "reship"):
+        exchange_for = json.loads(request["exchange_for"] or "null") or {}
+        await order_replacement(em, order, request_id, kind, lines, exchange_for)
+
+
+async def _request_label(em: Emitter, order: Any, request_id: str, lines: dict[str, int]) -> None:
+    snap = OrderSnapshot.model_validate_json(order["snapshot"])
+    await em.publish(topics.AFTERSALES_RETURN_LABEL_REQUESTED, snap.key, ReturnLabelRequested(
+        order_id=snap.order_id, order_key=snap.key, request_id=request_id,
+        from_address=snap.shipping_address, warehouse=_warehouse_of(order, next(iter(lines))),
+        lines=[SkuQuantity(sku=s, quantity=q) for s, q in lines.items()],
+        correlation_id=order["correlation_id"]))
+
+
+@handlers.on(topics.LOGISTICS_RETURN_LABEL_ISSUED)
+async def return_label_issued(ctx: Ctx, event: ReturnLabelIssued) -> None:
+    await store.set_return_label(ctx.conn, event.order_key, event.request_id, {
+        "carrier": event.carrier, "service": event.service,
+        "tracking_number": event.tracking_number, "warehouse": event.warehouse})
+
+
+async def order_replacement(em: Emitter, order: Any, request_id: str, kind: str,
+                            lines: dict[str, int], exchange_for: dict[str, str],
+                            source: str = "customer") -> None:
+    """A new order linked to the original, zero-priced, paid: it skips intake's review and goes
+    to inventory, fulfillment and logistics like any accepted order."""
+    original = OrderSnapshot.model_validate_json(order["snapshot"])
+    n = await store.replacement_count(em.conn, original.order_id) + 1
+    now = utcnow()
+    snap = OrderSnapshot(
+        order_id=str(uuid.uuid5(REPLACEMENT_NS, f"{original.order_id}:{request_id}")),
+        store=original.store,
+        external_order_id=f"{original.external_order_id}-{'X' if kind == 'exchange' else 'R'}{n}",
+        customer_id=original.customer_id, placed_at=now, accepted_at=now,
+        shipping_address=original.shipping_address,
+        lines=[OrderLine(sku=exchange_for.get(sku, sku), quantity=q, unit_price=ZERO)
+               for sku, q in lines.items()],
+        currency=original.currency, shipping_option=original.shipping_option,
+        totals=Totals(subtotal=ZERO, discount=ZERO, shipping_fee=ZERO, grand_total=ZERO),
+        payment_method=original.payment_method, payment_status="paid",
+        replaces_order_id=original.order_id, kind=kind)
+    await store.insert_replacement(em.conn, snap, request_id, kind)
+    await store.upsert_order(em.conn, snap, order["correlation_id"])
+    await store.set_request_status(em.conn, original.key, request_id, "replaced",
+                                   f"replacement order {snap.key}")
+    await em.status(order_id=snap.order_id, store=snap.store,
+                    external_order_id=snap.external_order_id, status="accepted",
+                    details={"replaces": original.order_id, "request_id": request_id})
+    await em.publish(topics.AFTERSALES_REPLACEMENT_ORDERED, snap.key, OrderAccepted(
+        order_id=snap.order_id, order_key=snap.key, order=snap,
+        correlation_id=order["correlation_id"]))
+    metrics.REPLACEMENTS.labels(kind, source).inc()
+    log.info("order %s: %s request %s replaced by order %s", original.key, kind, request_id,
+             snap.key)
+
+
+@handlers.on(topics.LOGISTICS_PARCEL_LOST)
+async def parcel_lost(ctx: Ctx, event: ParcelLost) -> None:
+    """The carrier lost a parcel: reship its lines without waiting for the customer to ask."""
+    request_id = f"lost-{event.parcel_id}"
+    if await store.get_request(ctx.conn, event.order_key, request_id):
+        return
+    order = await store.order_by_key(ctx.conn, event.order_key)
+    if order is None:
+        raise LookupError(f"parcel {event.parcel_id} of {event.order_key} lost, but aftersales"
+                          " does not know the order; replay logistics.parcel_lost from its DLQ")
+    snap = OrderSnapshot.model_validate_json(order["snapshot"])
+    lines = _quantities(event.lines)
+    value = domain.line_value(lines, store.ordered_lines(snap))
+    decision = domain.decide_reship("not_received", value,
+                                    await store.policy(ctx.conn, snap.store),
+                                    carrier_confirmed=True)
+    claimed = domain.check_lines(lines, store.ordered_lines(snap),
+                                 await store.already_requested(ctx.conn, event.order_key))
+    if claimed:
+        # The customer already asked for these lines (a reship, a refund): shipping them a
+        # second time is for a person to decide.
+        decision = domain.Decision("review", "already_requested",
+                                   f"lost parcel, but {claimed.message}")
+    await store.insert_request(
+        ctx.conn, event.order_key, request_id, order["order_id"], "reship", "not_received",
+        [ln.model_dump() for ln in event.lines], decision.outcome,
+        {"code": decision.code, "message": decision.message}, store_name=snap.store,
+        comment=f"{event.carrier} reported {event.tracking_number} lost", source="carrier")
+    metrics.REQUESTS.labels("reship", "not_received", decision.outcome).inc()
+    if decision.outcome != "authorized":
+        log.info("order %s: lost parcel %s waits for an operator: %s", event.order_key,
+                 event.parcel_id, decision.message)
+        return
+    await announce_decision(ctx, order, request_id, True, decision.code, decision.message)
+    await order_replacement(ctx, order, request_id, "reship", lines, {}, source="carrier")
+
+
+# --- returns ----------------------------------------------------------------------------------
 
 @handlers.on(topics.RETURNS_RECEIVED)
 async def return_received(ctx: Ctx, event: ReturnReceived) -> None:
     request = await store.get_request(ctx.conn, event.key, event.request_id)
-    if request is None or request["status"] != "authorized":
+    expected = request is not None and request["kind"] in ("return", "exchange") and \
+        request["status"] in ("authorized", "replaced")
+    if request is None or not expected:
         # Raised, not dropped: retried, then kept in the DLQ for an operator to replay.
         raise LookupError(f"return {event.request_id} of {event.key} received but the request is"
-                          f" {request['status'] if request else 'unknown'}; authorize it, then"
-                          " replay returns.received from its DLQ")
+                          f" {_describe(request)}; authorize it, then replay returns.received"
+                          " from its DLQ")
     order = await store.order_by_key(ctx.conn, event.key)
     assert order is not None
-    await store.set_request_status(ctx.conn, event.key, event.request_id, "received")
+    returned = [ln.model_dump() for ln in event.lines]
+    await store.set_received(ctx.conn, event.key, event.request_id, returned)
     await ctx.status(**_ids(order), status="return_received",
                      details={"request_id": event.request_id})
-    resellable = [ln for ln in event.lines if ln.condition == "resellable"]
-    if resellable:
-        await ctx.publish(topics.AFTERSALES_RETURN_RESTOCKED, event.key, ReturnRestocked(
-            order_id=str(order["order_id"]), order_key=event.key, request_id=event.request_id,
-            warehouse=_warehouse_of(order, resellable[0].sku),
-            lines=[SkuQuantity(sku=ln.sku, quantity=ln.quantity) for ln in resellable]))
-    damaged = [ln for ln in event.lines if ln.condition == "damaged"]
-    if damaged and request["reason"] not in domain.SELLER_FAULT:
+    grades = {domain.grade_of(ln.condition, request["reason"]) for ln in event.lines}
+    if None in grades:
         await store.set_request_status(ctx.conn, event.key, event.request_id, "inspection",
-                                       "goods came back damaged; an operator decides the refund")
+                                       "goods came back damaged; an operator grades them")
         return
-    lines: dict[str, int] = {}
-    for ln in event.lines:
-        lines[ln.sku] = lines.get(ln.sku, 0) + ln.quantity
-    await _refund(ctx, order, event.request_id, lines, request["reason"])
+    graded = [(ln.sku, ln.quantity, domain.grade_of(ln.condition, request["reason"]))
+              for ln in event.lines]
+    await settle_return(ctx, order, await store.get_request(ctx.conn, event.key,
+                                                            event.request_id), graded)
 
 
-async def _refund(ctx: Ctx, order: Any, request_id: str, lines: dict[str, int],
-                  reason: str) -> None:
+async def settle_return(em: Emitter, order: Any, request: Any,
+                        graded: Sequence[tuple[str, int, str | None]]) -> None:
+    """Graded goods: resellable back on the shelf (inventory), refurbish and scrap kept apart;
+    then the refund (a return) or nothing more (an exchange, already replaced)."""
+    key, request_id = order["order_key"], request["request_id"]
+    by_grade: dict[str, list[SkuQuantity]] = {}
+    for sku, qty, grade in graded:
+        assert grade is not None
+        by_grade.setdefault(grade, []).append(SkuQuantity(sku=sku, quantity=qty))
+        metrics.GRADES.labels(grade).inc(qty)
+    warehouse = _warehouse_of(order, graded[0][0])
+    for grade, lines in by_grade.items():
+        if grade == "resellable":
+            await em.publish(topics.AFTERSALES_RETURN_RESTOCKED, key, ReturnRestocked(
+                order_id=str(order["order_id"]), order_key=key, request_id=request_id,
+                warehouse=warehouse, lines=lines, correlation_id=order["correlation_id"]))
+        else:
+            await store.add_returned_stock(em.conn, key, request_id, warehouse, lines,
+                                           "refurbish" if grade == "refurbish" else "written_off")
+            await em.publish(topics.AFTERSALES_RETURN_GRADED, key, ReturnGraded(
+                order_id=str(order["order_id"]), order_key=key, request_id=request_id,
+                warehouse=warehouse, grade=grade, lines=lines,
+                correlation_id=order["correlation_id"]))
+    grade_note = ", ".join(f"{q} {s} {g}" for s, q, g in graded)
+    await store.set_grade(em.conn, key, request_id,
+                          graded[0][2] if len(by_grade) == 1 else None, grade_note)
+    if request["kind"] == "return":
+        await refund(em, order, request, {s: q for s, q, _ in _summed(graded)})
+
+
+async def refund(em: Emitter, order: Any, request: Any, lines: dict[str, int]) -> None:
     snap = OrderSnapshot.model_validate_json(order["snapshot"])
-    paid_back, shipping_done = await store.refunded_so_far(ctx.conn, order["order_id"])
+    request_id, reason, kind = request["request_id"], request["reason"], request["kind"]
+    paid_back, shipping_done = await store.refunded_so_far(em.conn, order["order_id"])
+    policy = await store.policy(em.conn, snap.store)
     t = snap.totals
     amount = domain.refund_amount(lines, store.ordered_lines(snap), t.subtotal, t.discount,
-                                  t.shipping_fee, t.grand_total, reason, paid_back, shipping_done)
+                                  t.shipping_fee, t.grand_total, reason, paid_back, shipping_done,
+                                  domain.return_deduction(kind, reason, policy))
     with_shipping = reason in domain.SELLER_FAULT and not shipping_done
-    await store.insert_refund(ctx.conn, order["order_id"], request_id, amount, snap.currency,
+    await store.insert_refund(em.conn, order["order_id"], request_id, amount, snap.currency,
                               with_shipping)
-    await store.set_request_status(ctx.conn, snap.key, request_id, "refunded", f"{amount}")
-    await ctx.publish(topics.PAYMENTS_REFUNDS, snap.key, RefundIssued(
+    await store.set_request_status(em.conn, snap.key, request_id, "refunded", f"{amount}")
+    await em.publish(topics.PAYMENTS_REFUNDS, snap.key, RefundIssued(
         order_id=snap.order_id, store=snap.store, external_order_id=snap.external_order_id,
         request_id=request_id, amount=amount, currency=snap.currency, reason=reason))
-    await ctx.status(**_ids(order), status="refunded",
-                     details={"request_id": request_id, "amount": f"{amount:.2f}",
-                              "currency": snap.currency})
+    await em.status(**_ids(order), status="refunded",
+                    details={"request_id": request_id, "amount": f"{amount:.2f}",
+                             "currency": snap.currency})
+    metrics.REFUNDS.labels(kind, reason).inc()
+    metrics.REFUND_AMOUNT.labels(snap.currency).inc(float(amount))
+    metrics.TIME_TO_REFUND.observe(max(0.0, (utcnow() - request["created_at"]).total_seconds()))
+
+
+# --- feedback ---------------------------------------------------------------------------------
+
+@handlers.on(topics.CUSTOMER_FEEDBACK)
+async def feedback(ctx: Ctx, event: FeedbackGiven) -> None:
+    tags = domain.tag_feedback(event.comment)
+    if not await store.insert_feedback(ctx.conn, event.event_id, event.key, event.rating,
+                                       event.comment, event.occurred_at, tags):
+        return
+    metrics.FEEDBACK.labels(str(event.rating)).inc()
+    for tag in tags:
+        metrics.FEEDBACK_TAGS.labels(tag).inc()
+    if domain.needs_follow_up(event.rating):
+        await store.open_follow_up(ctx.conn, event.event_id, event.key, event.rating, tags)
+        metrics.FOLLOW_UPS.inc()
+        log.info("order %s: rating %d opens a follow-up case (%s)", event.key, event.rating,
+                 ", ".join(tags) or "no tags")
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _quantities(lines: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for ln in lines:
+        sku, qty = (ln["sku"], ln["quantity"]) if isinstance(ln, dict) else (ln.sku, ln.quantity)
+        out[sku] = out.get(sku, 0) + qty
+    return out
+
+
+def _summed(graded: Sequence[tuple[str, int, str | None]]) -> list[tuple[str, int, None]]:
+    totals: dict[str, int] = {}
+    for sku, qty, _ in graded:
+        totals[sku] = totals.get(sku, 0) + qty
+    return [(s, q, None) for s, q in totals.items()]
+
+
+def _describe(request: Any) -> str:
+    return f"a {request['kind']} request, {request['status']}" if request else "unknown"
 
 
 def _ids(order: Any) -> dict[str, Any]:
@@ -148,9 +386,3 @@ def _warehouse_of(order: Any, sku: str) -> str:
         if any(ln["sku"] == sku for ln in p["lines"]):
             return str(p["warehouse"])
     return str(parcels[0]["warehouse"]) if parcels else "WH-LA"
-
-
-@handlers.on(topics.CUSTOMER_FEEDBACK)
-async def feedback(ctx: Ctx, event: FeedbackGiven) -> None:
-    await store.insert_feedback(ctx.conn, event.event_id, event.key, event.rating, event.comment,
-                                event.occurred_at)

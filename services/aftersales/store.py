@@ -41,12 +41,22 @@ def ordered_lines(snap: OrderSnapshot) -> list[OrderedLine]:
     return [OrderedLine(ln.sku, ln.quantity, ln.unit_price) for ln in snap.lines]
 
 
-async def upsert_product(conn: Conn, sku: str, returnable: bool, at: Any) -> None:
+async def upsert_product(conn: Conn, sku: str, returnable: bool, at: Any,
+                         price: Decimal | None = None, active: bool = True) -> None:
     await conn.execute(
-        "INSERT INTO products (sku, returnable, occurred_at) VALUES ($1, $2, $3)"
+        "INSERT INTO products (sku, returnable, occurred_at, price, active)"
+        " VALUES ($1, $2, $3, $4, $5)"
         " ON CONFLICT (sku) DO UPDATE SET returnable = EXCLUDED.returnable,"
-        " occurred_at = EXCLUDED.occurred_at WHERE products.occurred_at <= EXCLUDED.occurred_at",
-        sku, returnable, at)
+        " occurred_at = EXCLUDED.occurred_at, price = EXCLUDED.price, active = EXCLUDED.active"
+        " WHERE products.occurred_at <= EXCLUDED.occurred_at",
+        sku, returnable, at, price, active)
+
+
+async def prices(conn: Conn, skus: list[str]) -> dict[str, Decimal]:
+    """Current catalogue prices of active products (exchange targets)."""
+    rows = await conn.fetch("SELECT sku, price FROM products WHERE sku = ANY($1::text[]) AND"
+                            " active AND price IS NOT NULL", skus)
+    return {r["sku"]: r["price"] for r in rows}
 
 
 async def non_returnable(conn: Conn, skus: list[str]) -> set[str]:
@@ -60,7 +70,8 @@ async def policy(conn: Conn, store: str) -> Policy:
         "SELECT * FROM policies WHERE store IN ($1, '*') ORDER BY store = '*' LIMIT 1", store)
     if row is None:
         return Policy()
-    return Policy(row["return_window_days"], row["refund_without_return_below"])
+    return Policy(row["return_window_days"], row["refund_without_return_below"],
+                  row["return_shipping_cost"], row["replacement_without_review_below"])
 
 
 async def already_requested(conn: Conn, key: str) -> dict[str, int]:
@@ -82,29 +93,75 @@ async def get_request(conn: Conn, key: str, request_id: str
 
 async def insert_request(conn: Conn, key: str, request_id: str,
                          order_id: uuid.UUID | None, kind: str, reason: str,
-                         lines: list[dict[str, Any]], status: str, decision: dict[str, str]
-                         ) -> bool:
+                         lines: list[dict[str, Any]], status: str, decision: dict[str, str], *,
+                         store_name: str | None = None, exchange_for: dict[str, str] | None = None,
+                         comment: str | None = None, source: str = "customer") -> bool:
     inserted = await conn.fetchval(
         "INSERT INTO requests (order_key, request_id, order_id, kind, reason, lines, status,"
-        " decision) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb)"
-        " ON CONFLICT DO NOTHING RETURNING 1",
-        key, request_id, order_id, kind, reason, json.dumps(lines), status, json.dumps(decision))
+        " decision, store, exchange_for, comment, source) VALUES ($1, $2, $3, $4, $5, $6::jsonb,"
+        " $7, $8::jsonb, $9, $10::jsonb, $11, $12) ON CONFLICT DO NOTHING RETURNING 1",
+        key, request_id, order_id, kind, reason, json.dumps(lines), status, json.dumps(decision),
+        store_name, json.dumps(exchange_for) if exchange_for is not None else None, comment,
+        source)
     if inserted:
         await history(conn, key, request_id, status, decision.get("message"))
     return bool(inserted)
 
 
 async def set_request_status(conn: Conn, key: str, request_id: str, status: str,
-                             note: str | None = None) -> None:
+                             note: str | None = None, actor: str = "policy") -> None:
     await conn.execute("UPDATE requests SET status = $3, updated_at = now() WHERE order_key = $1"
                        " AND request_id = $2", key, request_id, status)
-    await history(conn, key, request_id, status, note)
+    await history(conn, key, request_id, status, note, actor)
 
 
 async def history(conn: Conn, key: str, request_id: str, status: str,
-                  note: str | None) -> None:
-    await conn.execute("INSERT INTO request_history (order_key, request_id, status, note)"
-                       " VALUES ($1, $2, $3, $4)", key, request_id, status, note)
+                  note: str | None, actor: str = "policy") -> None:
+    await conn.execute("INSERT INTO request_history (order_key, request_id, status, note, actor)"
+                       " VALUES ($1, $2, $3, $4, $5)", key, request_id, status, note, actor)
+
+
+async def set_received(conn: Conn, key: str, request_id: str,
+                       returned: list[dict[str, Any]]) -> None:
+    await conn.execute("UPDATE requests SET returned_lines = $3::jsonb WHERE order_key = $1 AND"
+                       " request_id = $2", key, request_id, json.dumps(returned))
+    await set_request_status(conn, key, request_id, "received", "returned goods received",
+                             "warehouse")
+
+
+async def set_grade(conn: Conn, key: str, request_id: str, grade: str | None,
+                    note: str) -> None:
+    await conn.execute("UPDATE requests SET grade = $3 WHERE order_key = $1 AND request_id = $2",
+                       key, request_id, grade)
+    await history(conn, key, request_id, "graded", note)
+
+
+async def set_return_label(conn: Conn, key: str, request_id: str, label: dict[str, str]) -> None:
+    await conn.execute("UPDATE requests SET return_label = $3::jsonb WHERE order_key = $1 AND"
+                       " request_id = $2", key, request_id, json.dumps(label))
+    await history(conn, key, request_id, "label_issued",
+                  f"{label['carrier']} {label['service']} {label['tracking_number']}", "logistics")
+
+
+async def replacement_count(conn: Conn, order_id: str) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM replacements WHERE replaces_order_id ="
+                                   " $1", uuid.UUID(order_id)))
+
+
+async def insert_replacement(conn: Conn, snap: OrderSnapshot, request_id: str, kind: str) -> None:
+    assert snap.replaces_order_id is not None
+    await conn.execute(
+        "INSERT INTO replacements (order_id, order_key, replaces_order_id, request_id, kind)"
+        " VALUES ($1, $2, $3, $4, $5)", uuid.UUID(snap.order_id), snap.key,
+        uuid.UUID(snap.replaces_order_id), request_id, kind)
+
+
+async def add_returned_stock(conn: Conn, key: str, request_id: str, warehouse: str,
+                             lines: list[Any], state: str) -> None:
+    await conn.executemany(
+        "INSERT INTO returned_stock (order_key, request_id, sku, warehouse, quantity, state)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        [(key, request_id, ln.sku, warehouse, ln.quantity, state) for ln in lines])
 
 
 async def refunded_so_far(conn: Conn, order_id: uuid.UUID) -> tuple[Decimal, bool]:
@@ -123,6 +180,14 @@ async def insert_refund(conn: Conn, order_id: uuid.UUID, request_id: str,
 
 
 async def insert_feedback(conn: Conn, event_id: uuid.UUID, key: str, rating: int,
-                          comment: str | None, at: Any) -> None:
-    await conn.execute("INSERT INTO feedback VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                       event_id, key, rating, comment, at)
+                          comment: str | None, at: Any, tags: list[str]) -> bool:
+    return bool(await conn.fetchval(
+        "INSERT INTO feedback (event_id, order_key, rating, comment, occurred_at, tags)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
+        event_id, key, rating, comment, at, tags))
+
+
+async def open_follow_up(conn: Conn, event_id: uuid.UUID, key: str, rating: int,
+                         tags: list[str]) -> None:
+    await conn.execute("INSERT INTO follow_ups (event_id, order_key, rating, tags) VALUES"
+                       " ($1, $2, $3, $4) ON CONFLICT DO NOTHING", event_id, key, rating, tags)

@@ -342,3 +342,7 @@ async def order_shipped(ctx: Ctx, event: OrderShipped) -> None:
 @handlers.on(topics.CATALOG_PRODUCTS)
 async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
     await store.upsert_product(ctx.conn, event)
+
+
+# aftersales: replacement orders (exchange, reship) are reserved like any accepted order.
+handlers.on(topics.AFTERSALES_REPLACEMENT_ORDERED)(order_accepted)

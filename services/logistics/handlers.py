@@ -27,6 +27,8 @@ from shared.contracts import (
     OrderSnapshot,
     ParcelLost,
     ProductUpserted,
+    ReturnLabelIssued,
+    ReturnLabelRequested,
     ShippedParcel,
     TrackingUpdated,
 )
@@ -335,3 +337,34 @@ async def publish_coverage(runtime: Runtime) -> None:
         await enqueue(conn, topics.LOGISTICS_COVERAGE_CHANGED, "coverage", CoverageChanged(
             countries=countries, refused_attributes=refused, correlation_id=digest))
     log.info("published coverage: %d countries", len(countries))
+
+
+# --- aftersales: return labels -----------------------------------------------------------------
+# The designated returns service of each warehouse: its domestic service when the customer is in
+# the warehouse's country, else DHL Express (the one service that collects everywhere we ship and
+# delivers to every warehouse: an import-express return). Services are modelled by origin
+# warehouse, so a return cannot go through `domain.choose`; the label's tracking number comes
+# from the service's format like any outbound label. Known gap: the return shipment is not in
+# `shipments`, so carrier.tracking for it is not followed here.
+RETURN_SERVICES = {"WH-LA": "USPS-GA", "WH-FRA": "DHL-PAKET"}
+RETURN_SERVICE_ABROAD = "DHL-EXP"
+
+
+@handlers.on(topics.AFTERSALES_RETURN_LABEL_REQUESTED)
+async def return_label_requested(ctx: Ctx, event: ReturnLabelRequested) -> None:
+    country = await ctx.conn.fetchval("SELECT country FROM warehouses WHERE code = $1",
+                                      event.warehouse)
+    if country is None:
+        raise PoisonMessage(f"return {event.request_id}: unknown warehouse {event.warehouse!r}")
+    domestic = event.from_address.country == country and event.warehouse in RETURN_SERVICES
+    code = RETURN_SERVICES[event.warehouse] if domestic else RETURN_SERVICE_ABROAD
+    service = await ctx.conn.fetchrow("SELECT carrier, tracking_format FROM services WHERE"
+                                      " code = $1", code)
+    assert service is not None, f"returns service {code} missing from the catalogue"
+    number = domain.tracking_number(service["tracking_format"],
+                                    await store.next_tracking_sequence(ctx.conn))
+    log.info("order %s: return %s labelled %s %s", event.order_key, event.request_id, code, number)
+    await ctx.publish(topics.LOGISTICS_RETURN_LABEL_ISSUED, event.order_key, ReturnLabelIssued(
+        order_id=event.order_id, order_key=event.order_key, request_id=event.request_id,
+        warehouse=event.warehouse, carrier=service["carrier"], service=code,
+        tracking_number=number))

@@ -52,6 +52,10 @@ class OrderSnapshot(WireModel):
     # fulfillment may pack together with this one. Optional: empty when there are none.
     merge_with: list[str] = Field(default_factory=list)
 
+    # aftersales: a replacement order (exchange or reship) names the order it replaces.
+    replaces_order_id: str | None = None
+    kind: str | None = None
+
     @property
     def key(self) -> str:
         return f"{self.store}:{self.external_order_id}"
@@ -196,6 +200,7 @@ class ReorderHinted(InternalEvent):
     units_7d: int
     units_30d: int
 
+
 # --- inventory --------------------------------------------------------------------------------
 class StockLow(InternalEvent):
     """A SKU's stock will not last its supplier lead time (or orders already wait for it), or
@@ -210,3 +215,40 @@ class StockLow(InternalEvent):
     days_of_cover: float | None
     lead_time_days: int
     backordered_units: int = 0
+
+
+# --- aftersales ------------------------------------------------------------------------------
+# A replacement order (exchange, reship) travels as `OrderAccepted` on
+# `aftersales.replacement_ordered`: same payload, a new order_id, zero prices, `replaces_order_id`.
+
+class ReturnLabelRequested(OrderEvent):
+    """Aftersales asks logistics for a return label: the customer ships `lines` from `from_address`
+    back to `warehouse`."""
+
+    event_type: Literal["aftersales.return_label_requested"] = "aftersales.return_label_requested"
+    request_id: str
+    from_address: Address
+    warehouse: str
+    lines: list[SkuQuantity]
+
+
+class ReturnLabelIssued(OrderEvent):
+    """Logistics' answer: the return ships on this service with this tracking number."""
+
+    event_type: Literal["logistics.return_label_issued"] = "logistics.return_label_issued"
+    request_id: str
+    warehouse: str
+    carrier: str
+    service: str
+    tracking_number: str
+
+
+class ReturnGraded(OrderEvent):
+    """Returned goods graded `refurbish` (their own stock state, not sellable as new) or `scrap`
+    (written off). Resellable goods go through `aftersales.return_restocked` instead."""
+
+    event_type: Literal["aftersales.return_graded"] = "aftersales.return_graded"
+    request_id: str
+    warehouse: str
+    grade: Literal["refurbish", "scrap"]
+    lines: list[SkuQuantity]

@@ -16,7 +16,12 @@ from services.aftersales.domain import (
     OrderedLine,
     Policy,
     decide,
+    decide_reship,
+    grade_of,
+    needs_follow_up,
     refund_amount,
+    return_deduction,
+    tag_feedback,
 )
 
 NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
@@ -211,20 +216,138 @@ def test_refund_ignores_returnability_and_delivery() -> None:
     assert decision.outcome == "authorized"
 
 
-def test_reship_requests_go_to_an_operator() -> None:
-    # Given a reship request for a delivered order
-    # When it is decided
-    decision = run_decide("reship", "not_received", {"MUG": 1})
-    # Then an operator reviews it
-    assert (decision.outcome, decision.code) == ("review", "reship_needs_review")
+@pytest.mark.parametrize("reason, lines, outcome, code", [
+    ("not_received", {"MUG": 1}, "authorized", "within_policy"),
+    ("damaged", {"TEE": 1}, "authorized", "within_policy"),
+    ("changed_mind", {"MUG": 1}, "review", "reship_needs_review"),
+    ("wrong_item", {"MUG": 1}, "review", "reship_needs_review"),
+    ("other", {"MUG": 1}, "review", "reship_needs_review"),
+])
+def test_reship_for_a_lost_or_damaged_parcel_is_authorized_below_the_threshold(
+        reason: str, lines: dict[str, int], outcome: str, code: str) -> None:
+    # Given a customer's reship request
+    # When it is decided under the default policy (200.00)
+    decision = run_decide("reship", reason, lines)
+    # Then only lost (not received) or damaged goods are reshipped without an operator
+    assert (decision.outcome, decision.code) == (outcome, code)
 
 
-def test_exchange_requests_go_to_an_operator() -> None:
-    # Given an exchange request inside the window for a returnable item
-    # When it is decided
-    decision = run_decide("exchange", "changed_mind", {"MUG": 1})
-    # Then an operator reviews it
-    assert (decision.outcome, decision.code) == ("review", "exchange_needs_review")
+def test_reship_above_the_replacement_threshold_goes_to_an_operator() -> None:
+    # Given a store whose replacements above 15.00 need a person
+    policy = Policy(replacement_without_review_below=Decimal("15.00"))
+    # When a 25.00 reship is decided
+    decision = run_decide("reship", "not_received", {"TEE": 1}, policy=policy)
+    # Then it is queued
+    assert (decision.outcome, decision.code) == ("review", "replacement_above_threshold")
+
+
+@pytest.mark.parametrize("value, confirmed, outcome, code", [
+    (Decimal("10.00"), True, "authorized", "lost_in_transit"),
+    (Decimal("199.99"), True, "authorized", "lost_in_transit"),
+    (Decimal("200.00"), True, "review", "replacement_above_threshold"),
+])
+def test_a_parcel_the_carrier_lost_is_reshipped_without_an_operator_up_to_the_threshold(
+        value: Decimal, confirmed: bool, outcome: str, code: str) -> None:
+    # Given logistics reporting a lost parcel of some value
+    decision = decide_reship("not_received", value, Policy(), carrier_confirmed=confirmed)
+    # Then it is authorized below the store's replacement threshold
+    assert (decision.outcome, decision.code) == (outcome, code)
+
+
+PRICES = {"MUG-RED": Decimal("10.00"), "TEE-L": Decimal("25.00"), "MUG-XL": Decimal("12.00")}
+
+
+@pytest.mark.parametrize("exchange_for, outcome, code", [
+    ({"MUG": "MUG-RED"}, "authorized", "within_policy"),
+    (None, "rejected", "no_exchange_target"),
+    ({"TEE": "TEE-L"}, "rejected", "no_exchange_target"),
+    ({"MUG": "MUG-XL"}, "review", "exchange_price_differs"),
+    ({"MUG": "HAT"}, "review", "unknown_exchange_sku"),
+])
+def test_exchange_is_authorized_for_a_same_price_known_sku(
+        exchange_for: dict[str, str] | None, outcome: str, code: str) -> None:
+    # Given an exchange of one MUG (10.00) inside the window
+    decision = decide("exchange", "changed_mind", {"MUG": 1}, ORDERED, {}, set(), DELIVERED, NOW,
+                      Policy(), exchange_for, PRICES)
+    # Then a same-price known target is authorized; anything else is rejected or queued
+    assert (decision.outcome, decision.code) == (outcome, code)
+
+
+def test_exchange_follows_the_return_window_and_returnability() -> None:
+    # Given an exchange delivered 31 days ago, and one of a non-returnable item
+    late = decide("exchange", "changed_mind", {"MUG": 1}, ORDERED, {}, set(),
+                  NOW - timedelta(days=31), NOW, Policy(), {"MUG": "MUG-RED"}, PRICES)
+    blocked = decide("exchange", "changed_mind", {"MUG": 1}, ORDERED, {}, {"MUG"}, DELIVERED,
+                     NOW, Policy(), {"MUG": "MUG-RED"}, PRICES)
+    # Then both are rejected like a return would be
+    assert (late.outcome, late.code) == ("rejected", "outside_return_window")
+    assert (blocked.outcome, blocked.code) == ("rejected", "not_returnable")
+
+
+# --- return shipping, grading, feedback ------------------------------------------------------
+
+@pytest.mark.parametrize("kind, reason, deduction", [
+    ("return", "changed_mind", Decimal("5.00")),
+    ("return", "other", Decimal("5.00")),
+    ("return", "not_received", Decimal("5.00")),
+    ("return", "damaged", Decimal("0")),
+    ("return", "defective", Decimal("0")),
+    ("return", "wrong_item", Decimal("0")),
+    ("return", "not_as_described", Decimal("0")),
+    ("refund", "changed_mind", Decimal("0")),
+    ("exchange", "changed_mind", Decimal("0")),
+])
+def test_customer_caused_returns_pay_their_return_shipping(kind: str, reason: str,
+                                                           deduction: Decimal) -> None:
+    # Given the default policy (return shipping 5.00)
+    # Then only a customer-caused return is charged for it
+    assert return_deduction(kind, reason, Policy()) == deduction
+
+
+def test_a_changed_mind_return_refund_is_the_line_less_return_shipping() -> None:
+    # Given one MUG (10.00, 1.00 of the 10% discount) returned for changed_mind
+    amount = run_refund({"MUG": 1}, "changed_mind", deduction=Decimal("5.00"))
+    # Then the refund is 10.00 - 1.00 - 5.00
+    assert amount == Decimal("4.00")
+
+
+def test_a_deduction_larger_than_the_line_refunds_nothing() -> None:
+    assert run_refund({"MUG": 1}, "changed_mind", deduction=Decimal("50.00")) == Decimal("0.00")
+
+
+@pytest.mark.parametrize("condition, reason, grade", [
+    ("resellable", "changed_mind", "resellable"),
+    ("resellable", "damaged", "resellable"),
+    ("damaged", "damaged", "scrap"),
+    ("damaged", "defective", "scrap"),
+    ("damaged", "changed_mind", None),
+    ("damaged", "other", None),
+])
+def test_grade_from_the_warehouse_condition(condition: str, reason: str,
+                                            grade: str | None) -> None:
+    # Then damaged goods from a customer-caused return wait for an operator's grade
+    assert grade_of(condition, reason) == grade
+
+
+@pytest.mark.parametrize("comment, tags", [
+    ("Arrived broken and two weeks late", ["damaged", "late"]),
+    ("收到的时候已经破损了，物流太慢", ["damaged", "late"]),  # noqa: RUF001
+    ("Too small, need a bigger size", ["size"]),
+    ("尺码偏小", ["size"]),
+    ("质量很差，做工粗糙", ["quality"]),  # noqa: RUF001
+    ("Wrong item, not what I ordered", ["wrong_item"]),
+    ("发错货了", ["wrong_item"]),
+    ("Love it, perfect", ["praise"]),
+    ("", []),
+    (None, []),
+])
+def test_feedback_is_tagged_in_english_and_chinese(comment: str | None, tags: list[str]) -> None:
+    assert tag_feedback(comment) == tags
+
+
+@pytest.mark.parametrize("rating, follow_up", [(1, True), (2, True), (3, False), (5, False)])
+def test_a_rating_of_two_or_less_opens_a_follow_up(rating: int, follow_up: bool) -> None:
+    assert needs_follow_up(rating) is follow_up
 
 
 # --- refund_amount ----------------------------------------------------------------------------
@@ -238,9 +361,9 @@ SUBTOTAL, DISCOUNT, SHIPPING, GRAND = (Decimal("67.50"), Decimal("6.75"), Decima
 def run_refund(lines: Mapping[str, int], reason: str = "changed_mind", *,
                already: Decimal = Decimal("0.00"), shipping_refunded: bool = False,
                subtotal: Decimal = SUBTOTAL, discount: Decimal = DISCOUNT,
-               grand_total: Decimal = GRAND) -> Decimal:
+               grand_total: Decimal = GRAND, deduction: Decimal = Decimal("0")) -> Decimal:
     return refund_amount(lines, ORDERED, subtotal, discount, SHIPPING, grand_total, reason,
-                         already, shipping_refunded)
+                         already, shipping_refunded, deduction)
 
 
 @pytest.mark.parametrize(
@@ -339,3 +462,43 @@ def test_successive_refunds_never_exceed_the_grand_total(requests: list[tuple[st
         shipping_done = shipping_done or reason in SELLER_FAULT
     # And together they never exceed what was paid
     assert paid_back <= GRAND
+
+
+REASONS = ["damaged", "defective", "wrong_item", "not_as_described", "changed_mind",
+           "not_received", "other"]
+cents = st.integers(min_value=0, max_value=50_000).map(lambda c: Decimal(c) / 100)
+
+
+@st.composite
+def orders_and_requests(draw: st.DrawFn) -> tuple[list[OrderedLine], Decimal, Decimal,
+                                                  list[tuple[str, str, dict[str, int]]]]:
+    skus = [f"S{i}" for i in range(draw(st.integers(1, 4)))]
+    ordered = [OrderedLine(s, draw(st.integers(1, 5)), draw(cents)) for s in skus]
+    subtotal = sum((ln.unit_price * ln.quantity for ln in ordered), Decimal("0"))
+    discount = draw(st.integers(0, int(subtotal * 100)).map(lambda c: Decimal(c) / 100))
+    requests = draw(st.lists(st.tuples(
+        st.sampled_from(["return", "refund"]), st.sampled_from(REASONS),
+        st.dictionaries(st.sampled_from(skus), st.integers(1, 5), min_size=1)), max_size=10))
+    return ordered, discount, draw(cents), requests
+
+
+@given(orders_and_requests(), cents)
+def test_any_sequence_of_requests_never_refunds_more_than_was_paid(
+        case: tuple[list[OrderedLine], Decimal, Decimal, list[tuple[str, str, dict[str, int]]]],
+        return_shipping: Decimal) -> None:
+    # Given any order (prices, discount, shipping) and any sequence of return and refund
+    # requests, whatever their reasons and lines (even lines refunded twice)
+    ordered, discount, shipping, requests = case
+    subtotal = sum((ln.unit_price * ln.quantity for ln in ordered), Decimal("0"))
+    grand = subtotal - discount + shipping
+    policy = Policy(return_shipping_cost=return_shipping)
+    paid_back, shipping_done = Decimal("0.00"), False
+    for kind, reason, lines in requests:
+        # When each refund is computed on top of the earlier ones
+        amount = refund_amount(lines, ordered, subtotal, discount, shipping, grand, reason,
+                               paid_back, shipping_done, return_deduction(kind, reason, policy))
+        assert amount >= 0
+        paid_back += amount
+        shipping_done = shipping_done or reason in SELLER_FAULT
+    # Then together they never exceed what was paid
+    assert paid_back <= grand
