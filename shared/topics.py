@@ -99,6 +99,10 @@ LOGISTICS_PARCEL_LOST = Topic(
 ANALYTICS_CARRIER_SCORES = Topic(
     "analytics.carrier_scores", "'{service}:{zone}'", c.CarrierScoreComputed, "analytics", False
 )
+# fulfillment: a short pick, for inventory to re-allocate the missing units.
+FULFILLMENT_SHORT_PICKED = Topic(
+    "fulfillment.short_picked", "order key", c.ShortPicked, "fulfillment", False
+)
 
 ALL: tuple[Topic, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Topic))
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}

@@ -52,3 +52,7 @@ __all__ = [
 ]
 # logistics
 __all__ += ["CarrierScoreComputed", "ParcelLost"]
+# fulfillment
+from .internal import ShortPicked  # noqa: E402
+
+__all__ += ["ShortPicked"]
