@@ -144,7 +144,9 @@ async def wave_pick_list(conn: Conn, wave_id: str) -> list[domain.PickLine]:
 # --- scan-to-verify and short picks -----------------------------------------------------------
 
 async def scan(conn: Conn, pick: asyncpg.Record, code: str) -> dict[str, Any]:
-    if pick["status"] != "picking":
+    """Until the parcel is packed every scan is checked (one more unit after the last is an
+    over-scan); a scan completes the pick only while it is being picked (not on QC hold)."""
+    if pick["status"] not in ("picking", "verified", "weighed", "on_hold"):
         raise NotReady(f"order {pick['order_id']} in {pick['warehouse']} is {pick['status']}")
     expected = _expected(pick)
     scanned: dict[str, int] = json.loads(pick["scanned"])
@@ -157,8 +159,9 @@ async def scan(conn: Conn, pick: asyncpg.Record, code: str) -> dict[str, Any]:
     assert result.sku is not None
     scanned[result.sku] = scanned.get(result.sku, 0) + 1
     left = domain.remaining(expected, scanned)
+    status = pick["status"] if left or pick["status"] != "picking" else "verified"
     await store.set_pick(conn, pick["order_id"], pick["warehouse"], scanned=scanned,
-                         status="picking" if left else "verified")
+                         status=status)
     metrics.UNITS_VERIFIED.labels(pick["warehouse"]).inc()
     return {"accepted": True, "reason": None, "sku": result.sku, "remaining": left,
             "verified": not left}
