@@ -19,7 +19,17 @@ from shared.settings import get_settings
 from tests.conftest import ref
 from tools.storefront import Storefront, order_event
 
-from .helpers import STORE, eventually, http_get, new_product, place, stock_of, url
+from .helpers import (
+    STORE,
+    eventually,
+    http_get,
+    new_product,
+    place,
+    stock_of,
+    tail,
+    url,
+    value_of,
+)
 
 MANUAL_ENV = {"SHOPKEEPER_WAREHOUSE_MODE": "manual", "SHOPKEEPER_FULFILLMENT_WAVE_SIZE": "2",
               "SHOPKEEPER_FULFILLMENT_WAVE_SECONDS": "3600"}
@@ -218,3 +228,34 @@ async def test_a_cancelled_order_leaves_its_wave_and_its_goods_go_back(
     assert (await staff.post(f"/orders/{o2}/pack")).status_code == 200
     await sf.wait_for(key2, "shipped", timeout=60)
     assert (await http_get("fulfillment", f"/waves/{p1['wave_id']}")).json()["status"] == "done"
+
+
+async def test_a_short_pick_asks_inventory_to_reallocate_and_the_order_waits(
+        storefront: Storefront, staff: httpx.AsyncClient) -> None:
+    sf = storefront
+    # Given two orders of one buyer in one wave, to be packed together
+    sku = await new_product(sf, stock={"WH-FRA": 6})
+    buyer = ref("buyer")
+    key1, _ = await place(sf, [(sku, 2, "12.50")], country="DE", customer_id=buyer)
+    key2, _ = await place(sf, [(sku, 1, "12.50")], country="DE", customer_id=buyer)
+    o1, o2 = await _reserved(sf, key1), await _reserved(sf, key2)
+    p1, p2 = await _in_wave(o1), await _in_wave(o2)
+    assert p1["group_id"] == p2["group_id"]
+    # When the picker finds the bin one unit short for order 1
+    r = await staff.post(f"/orders/{o1}/short", json={"sku": sku, "missing": 1})
+    assert r.status_code == 200, r.text
+    # Then inventory is asked to re-allocate it
+    record = await tail("fulfillment.short_picked", lambda rec: rec.key == key1.encode())
+    assert {k: value_of(record)[k] for k in ("order_id", "sku", "warehouse", "missing")} == {
+        "order_id": o1, "sku": sku, "warehouse": "WH-FRA", "missing": 1}
+    # And order 1 waits, while order 2 is packed on its own and ships
+    assert (await http_get("fulfillment", f"/orders/{o1}")).json()["status"] == "short_picked"
+    assert (await _scan(staff, o2, sku))["verified"]
+    w = (await staff.post(f"/orders/{o2}/weigh", json={"weight_g": 350 + 120})).json()
+    assert w["ok"] and w["orders"] == [o2]
+    assert (await staff.post(f"/orders/{o2}/pack")).status_code == 200
+    await sf.wait_for(key2, "shipped", timeout=60)
+    # And a waiting short-picked order can still be cancelled
+    await sf.publish("orders.cancel_requested", key1,
+                     order_event(STORE, key1.split(":", 1)[1], reason=None))
+    await sf.wait_for(key1, "cancelled", timeout=60)
