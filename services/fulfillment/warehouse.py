@@ -111,27 +111,39 @@ async def release_waves(conn: Conn, cfg: Config) -> list[str]:
             continue
         warehouse = s["warehouse"]
         rows = {str(r["order_id"]): r for r in await store.waiting_picks(conn, warehouse)}
-        chosen = domain.wave_selection(
-            [domain.Waiting(oid, r["express"], r["seq"]) for oid, r in rows.items()],
-            cfg.wave_size)
-        groups = domain.merge_groups(
-            [(w.order_id, rows[w.order_id]["merge_key"] if cfg.merge else w.order_id)
-             for w in chosen])
-        lines = domain.pick_list([(w.order_id, _lines(rows[w.order_id])) for w in chosen], {})
-        wave_id = f"W-{warehouse}-{uuid.uuid4().hex[:10]}"
-        await store.insert_wave(conn, wave_id, warehouse, len(chosen),
-                                cfg.pick_seconds_per_line * len(lines))
-        for w in chosen:
-            await store.assign_pick(conn, uuid.UUID(w.order_id), warehouse, wave_id,
-                                    groups[w.order_id])
-            await store.set_status_if(conn, uuid.UUID(w.order_id), "picking", "awaiting_pick")
-        metrics.WAVE_SIZE.labels(warehouse).observe(len(chosen))
-        metrics.LINES_PICKED.labels(warehouse).inc(len(lines))
-        log.info("wave %s released in %s: %d orders (%d express), %d pick lines, %d parcels"
-                 " to pack", wave_id, warehouse, len(chosen), sum(w.express for w in chosen),
-                 len(lines), len(set(groups.values())))
-        released.append(wave_id)
+        # A backlog is released in as many full waves as it fills, the rest in one more.
+        while rows:
+            released.append(await _release_one(conn, cfg, warehouse, rows))
+            if len(rows) < cfg.wave_size:
+                break
     return released
+
+
+async def _release_one(conn: Conn, cfg: Config, warehouse: str,
+                       rows: dict[str, asyncpg.Record]) -> str:
+    """One wave from `rows` (the warehouse's waiting picks), which loses those it takes."""
+    chosen = domain.wave_selection(
+        [domain.Waiting(oid, r["express"], r["seq"]) for oid, r in rows.items()],
+        cfg.wave_size)
+    groups = domain.merge_groups(
+        [(w.order_id, rows[w.order_id]["merge_key"] if cfg.merge else w.order_id)
+         for w in chosen])
+    lines = domain.pick_list([(w.order_id, _lines(rows[w.order_id])) for w in chosen], {})
+    wave_id = f"W-{warehouse}-{uuid.uuid4().hex[:10]}"
+    await store.insert_wave(conn, wave_id, warehouse, len(chosen),
+                            cfg.pick_seconds_per_line * len(lines))
+    for w in chosen:
+        await store.assign_pick(conn, uuid.UUID(w.order_id), warehouse, wave_id,
+                                groups[w.order_id])
+        await store.set_status_if(conn, uuid.UUID(w.order_id), "picking", "awaiting_pick")
+    metrics.WAVE_SIZE.labels(warehouse).observe(len(chosen))
+    metrics.LINES_PICKED.labels(warehouse).inc(len(lines))
+    log.info("wave %s released in %s: %d orders (%d express), %d pick lines, %d parcels"
+             " to pack", wave_id, warehouse, len(chosen), sum(w.express for w in chosen),
+             len(lines), len(set(groups.values())))
+    for w in chosen:
+        del rows[w.order_id]
+    return wave_id
 
 
 async def wave_pick_list(conn: Conn, wave_id: str) -> list[domain.PickLine]:
@@ -210,6 +222,10 @@ async def weigh(conn: Conn, wave_id: str, group_id: str,
     """Expected = the items plus the tare of the boxes chosen for them. Outside the tolerance the
     parcel goes on QC hold (no label); a later weighing inside it releases the hold."""
     picks = await _group(conn, wave_id, group_id, {"verified", "weighed", "on_hold"})
+    unscanned = [p["order_key"] for p in picks
+                 if domain.remaining(_expected(p), json.loads(p["scanned"]))]
+    if unscanned:  # held during picking: the units are still to be scanned
+        raise NotReady("not every unit is scanned: " + ", ".join(unscanned))
     expected = sum(pb.weight_g for pb in await _plan(conn, picks))
     measured_g = measured(expected) if callable(measured) else measured
     ok = domain.weight_ok(expected, measured_g, cfg.tolerance_pct, cfg.tolerance_min_g)

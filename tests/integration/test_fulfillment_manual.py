@@ -259,3 +259,34 @@ async def test_a_short_pick_asks_inventory_to_reallocate_and_the_order_waits(
     await sf.publish("orders.cancel_requested", key1,
                      order_event(STORE, key1.split(":", 1)[1], reason=None))
     await sf.wait_for(key1, "cancelled", timeout=60)
+
+
+async def test_a_qc_fail_while_picking_holds_the_order_until_scanned_and_weighed(
+        storefront: Storefront, staff: httpx.AsyncClient) -> None:
+    sf = storefront
+    # Given two orders in a wave, order 1 not yet scanned
+    sku = await new_product(sf, stock={"WH-FRA": 4}, weight_g=350)
+    key1, _ = await place(sf, [(sku, 1, "12.50")], country="DE", customer_id=ref("c"))
+    key2, _ = await place(sf, [(sku, 1, "12.50")], country="DE", customer_id=ref("c"))
+    o1, o2 = await _reserved(sf, key1), await _reserved(sf, key2)
+    await _in_wave(o1)
+    await _in_wave(o2)
+    # When staff fail order 1's QC (a damaged unit)
+    r = await staff.post(f"/orders/{o1}/qc-fail", json={"code": "qc_damaged",
+                                                         "message": "dented"})
+    assert r.status_code == 200, r.text
+    # Then it is on hold with that reason
+    held = await sf.wait_for(key1, "on_hold", timeout=30)
+    assert held["reasons"][0]["code"] == "qc_damaged"
+    # And it cannot be weighed before its units are scanned
+    assert (await staff.post(f"/orders/{o1}/weigh", json={"weight_g": 470})).status_code == 409
+    # When a good unit is scanned and the parcel weighed right, it packs and ships
+    assert (await _scan(staff, o1, sku))["accepted"]
+    assert (await staff.post(f"/orders/{o1}/weigh", json={"weight_g": 470})).json()["ok"]
+    assert (await staff.post(f"/orders/{o1}/pack")).status_code == 200
+    await sf.wait_for(key1, "shipped", timeout=60)
+    # And order 2 goes its own way
+    assert (await _scan(staff, o2, sku))["verified"]
+    assert (await staff.post(f"/orders/{o2}/weigh", json={"weight_g": 470})).json()["ok"]
+    assert (await staff.post(f"/orders/{o2}/pack")).status_code == 200
+    await sf.wait_for(key2, "shipped", timeout=60)
