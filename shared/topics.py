@@ -119,6 +119,10 @@ LOGISTICS_RETURN_LABEL_ISSUED = Topic(
 AFTERSALES_RETURN_GRADED = Topic(
     "aftersales.return_graded", "order key", c.ReturnGraded, "aftersales", False
 )
+# fulfillment: a short pick, for inventory to re-allocate the missing units.
+FULFILLMENT_SHORT_PICKED = Topic(
+    "fulfillment.short_picked", "order key", c.ShortPicked, "fulfillment", False
+)
 
 ALL: tuple[Topic, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Topic))
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}

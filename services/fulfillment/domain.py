@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import random
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 DEFAULT_WEIGHT_G = 500
@@ -88,3 +91,175 @@ def outer_dims(box: Box) -> dict[str, int]:
     """Outer dimensions: the inner ones plus 5 mm of cardboard each side."""
     l, w, h = box.inner  # noqa: E741
     return {"l": l + 10, "w": w + 10, "h": h + 10}
+
+
+# --- waves ------------------------------------------------------------------------------------
+
+def wave_due(waiting: int, oldest_age_s: float, size: int, max_wait_s: float) -> bool:
+    """A warehouse releases a wave when `size` orders wait or the oldest has waited `max_wait_s`:
+    full waves make picking efficient, the timer keeps a quiet warehouse from sitting on orders."""
+    return waiting > 0 and (waiting >= size or oldest_age_s >= max_wait_s)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """One order's part in one warehouse, waiting for a wave."""
+
+    order_id: str
+    express: bool
+    seq: int  # arrival order (older first)
+
+
+def wave_selection(waiting: Sequence[Waiting], size: int) -> list[Waiting]:
+    """Express first, then oldest first, up to `size`."""
+    return sorted(waiting, key=lambda w: (not w.express, w.seq))[:size]
+
+
+# --- bins and the pick route --------------------------------------------------------------------
+
+ZONES = ("A", "B", "C", "D")
+
+
+@dataclass(frozen=True, order=True)
+class Bin:
+    zone: str
+    aisle: int
+    rack: int
+    level: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.zone}-{self.aisle:02d}-{self.rack:02d}-{self.level}"
+
+
+def seed_bin(sku: str) -> Bin:
+    """Where a new SKU is slotted when no one has said: derived from its name, so every instance
+    and every rebuild puts it in the same bin (an operator may move it: the table is the truth)."""
+    h = int.from_bytes(hashlib.sha256(sku.encode()).digest()[:8], "big")
+    return Bin(ZONES[h % 4], 1 + (h >> 8) % 12, 1 + (h >> 16) % 20, 1 + (h >> 24) % 5)
+
+
+def route_key(b: Bin) -> tuple[str, int, int, int]:
+    """Serpentine (S-shape) walk: zone by zone, aisle by aisle in ascending order; up odd aisles
+    (racks ascending) and back down even ones (racks descending), so the picker never walks an
+    aisle empty-handed; lower levels first at a rack."""
+    return (b.zone, b.aisle, b.rack if b.aisle % 2 == 1 else -b.rack, b.level)
+
+
+@dataclass(frozen=True)
+class PickLine:
+    sku: str
+    bin: Bin
+    quantity: int
+    # The sort-to-order step: how many units of this SKU go to which order (tote).
+    orders: tuple[tuple[str, int], ...]
+
+
+def pick_list(parts: Sequence[tuple[str, Sequence[tuple[str, int]]]],
+              bins: Mapping[str, Bin]) -> list[PickLine]:
+    """One line per SKU across the wave (quantities consolidated), in route order, each with its
+    split to orders. `parts`: (order_id, [(sku, quantity), ...])."""
+    per_sku: dict[str, dict[str, int]] = {}
+    for order_id, lines in parts:
+        for sku, qty in lines:
+            split = per_sku.setdefault(sku, {})
+            split[order_id] = split.get(order_id, 0) + qty
+    out = [PickLine(sku, bins.get(sku) or seed_bin(sku), sum(split.values()),
+                    tuple(sorted(split.items())))
+           for sku, split in per_sku.items()]
+    return sorted(out, key=lambda p: (route_key(p.bin), p.sku))
+
+
+# --- scan-to-verify ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Scan:
+    sku: str | None
+    refused: str | None  # reason code: unknown_code, wrong_item, over_scan
+
+
+def verify_scan(code: str, expected: Mapping[str, int], scanned: Mapping[str, int],
+                gtins: Mapping[str, str]) -> Scan:
+    """One unit scanned against an order: by SKU or by GTIN (when the catalogue gave one)."""
+    sku = code if code in expected else gtins.get(code)
+    if sku is None:
+        return Scan(None, "wrong_item" if code else "unknown_code")
+    if sku not in expected:
+        return Scan(sku, "wrong_item")
+    if scanned.get(sku, 0) >= expected[sku]:
+        return Scan(sku, "over_scan")
+    return Scan(sku, None)
+
+
+def remaining(expected: Mapping[str, int], scanned: Mapping[str, int]) -> dict[str, int]:
+    return {sku: q - scanned.get(sku, 0) for sku, q in expected.items() if q > scanned.get(sku, 0)}
+
+
+# --- weigh check ------------------------------------------------------------------------------
+
+def weight_tolerance_g(expected_g: int, pct: float = 3.0, min_g: int = 20) -> int:
+    """The larger of `pct` % of the expected weight and `min_g` grams: a scale and the catalogue's
+    weights are never exact, a missing or extra item is."""
+    return max(round(expected_g * pct / 100), min_g)
+
+
+def weight_ok(expected_g: int, measured_g: int, pct: float = 3.0, min_g: int = 20) -> bool:
+    return abs(measured_g - expected_g) <= weight_tolerance_g(expected_g, pct, min_g)
+
+
+# --- order merging ----------------------------------------------------------------------------
+
+def normalise_address(address: Mapping[str, str | None]) -> str:
+    """Case, punctuation and spacing do not make two addresses different."""
+    parts = []
+    for f in ("line1", "line2", "city", "region", "postal_code", "country"):
+        v = (address.get(f) or "").lower()
+        parts.append(" ".join(re.sub(r"[^\w\s]", " ", v).split()))
+    return "|".join(parts)
+
+
+def merge_key(customer_id: str, address: Mapping[str, str | None], shipping_option: str,
+              warehouse: str) -> str:
+    """Orders with one key may share a parcel: same buyer, same address, same warehouse and the
+    same shipping option (an express order never waits for, nor travels as, an economy one)."""
+    return "\x1f".join((customer_id, normalise_address(address), shipping_option, warehouse))
+
+
+def merge_groups(parts: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """(order_id, merge key) of one wave -> order_id to its group id: the group's first order."""
+    first: dict[str, str] = {}
+    out: dict[str, str] = {}
+    for order_id, key in parts:
+        out[order_id] = first.setdefault(key, order_id)
+    return out
+
+
+# --- automatic mode: the simulated picker -----------------------------------------------------
+
+@dataclass(frozen=True)
+class SimulatedPick:
+    wrong_scans: int
+    short: tuple[str, int] | None  # (sku, units missing)
+
+
+def simulate_pick(lines: Sequence[tuple[str, int]], rng: random.Random, scan_error_rate: float,
+                  short_rate: float) -> SimulatedPick:
+    """What a picker does: per unit a wrong item scanned (refused, then the right one) at
+    `scan_error_rate`; per line the bin found short at `short_rate` (one unit missing)."""
+    wrong = 0
+    for sku, qty in lines:
+        for _ in range(qty):
+            if scan_error_rate and rng.random() < scan_error_rate:
+                wrong += 1
+        if short_rate and rng.random() < short_rate:
+            return SimulatedPick(wrong, (sku, 1))
+    return SimulatedPick(wrong, None)
+
+
+def simulated_weight(expected_g: int, rng: random.Random, error_rate: float) -> int:
+    """The scale: exact, or at `error_rate` off by 10 % and at least 50 g (an item missing or
+    one too many)."""
+    if error_rate and rng.random() < error_rate:
+        delta = max(round(expected_g * 0.1), 50)
+        return expected_g + (delta if rng.random() < 0.5 else -delta)
+    return expected_g

@@ -1,35 +1,24 @@
 """Fulfillment's subscribers: take reserved orders, pick, check and pack them into parcels.
 
-In automatic mode (the local stack's default) picking, scanning and weighing are simulated and an
-order is packed as soon as it is reserved; in manual mode it waits for warehouse staff (api.py).
+A reserved order waits for its warehouse's next wave (warehouse.py releases waves in the
+background). In automatic mode (the local stack's default) picking, scanning and weighing are
+simulated; in manual mode warehouse staff do them over HTTP (api.py).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from collections import Counter
-from decimal import Decimal
-from typing import Any
-
-import asyncpg
 
 from shared import topics
 from shared.contracts import (
     OrderCancelRequested,
-    OrderPacked,
-    OrderSnapshot,
-    Parcel,
     ProductUpserted,
     StockReserved,
 )
-from shared.db import Conn
-from shared.messaging import Ctx, Handlers, confirm_cancelled, emit_status, forwarded
-from shared.outbox import enqueue
-from shared.settings import get_settings
+from shared.messaging import Ctx, Handlers, confirm_cancelled, forwarded
 
-from . import domain, store
+from . import store, warehouse
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
@@ -37,53 +26,27 @@ handlers = Handlers()
 
 @handlers.on(topics.INVENTORY_STOCK_RESERVED)
 async def stock_reserved(ctx: Ctx, event: StockReserved) -> None:
+    """The order joins the next wave of each warehouse it was allocated to. A second reservation
+    of an order found short (inventory's answer to `fulfillment.short_picked`) re-picks the
+    parts that were short and any warehouse new to the allocation."""
     order_id = uuid.UUID(event.order_id)
-    existing = await store.get_order(ctx.conn, order_id)
-    if existing is not None:
-        log.info("order %s already in fulfillment as %s", event.order_key, existing["status"])
-        return
     allocations = [a.model_dump() for a in event.allocations]
-    await store.insert_order(ctx.conn, order_id, event.order_key, "awaiting_pick", event.order,
-                             allocations, ctx.correlation_id)
-    if get_settings().shopkeeper_warehouse_mode == "automatic":
-        row = await store.get_order(ctx.conn, order_id)
-        assert row is not None
-        await pack(ctx.conn, row, str(event.event_id))
-
-
-async def pack(conn: Conn, row: asyncpg.Record, causation_id: str | None) -> list[Parcel]:
-    """Box every allocation's items, record the parcels, announce `packed`."""
-    snap = OrderSnapshot.model_validate_json(row["snapshot"])
-    prices = {ln.sku: ln.unit_price for ln in reversed(snap.lines)}
-    box_catalogue = await store.boxes(conn)
-    parcels: list[Parcel] = []
-    for alloc in json.loads(row["allocations"]):
-        units = await store.items(conn, [(ln["sku"], ln["quantity"]) for ln in alloc["lines"]])
-        for packed in domain.choose_boxes(units, box_catalogue):
-            counts = Counter(i.sku for i in packed.items)
-            lines = [{"sku": sku, "quantity": q} for sku, q in sorted(counts.items())]
-            parcel_id = f"P-{row['order_id'].hex[:12]}-{len(parcels) + 1}"
-            attributes = sorted({a for i in packed.items for a in i.attributes})
-            value = sum((prices.get(sku, Decimal("0")) * q for sku, q in counts.items()),
-                        Decimal("0"))
-            parcel = Parcel(parcel_id=parcel_id, warehouse=alloc["warehouse"],
-                            box=packed.box.code, weight_g=packed.weight_g,
-                            dims_mm=domain.outer_dims(packed.box), lines=lines,
-                            attributes=attributes, declared_value=value)
-            await store.insert_parcel(conn, parcel_id, row["order_id"], alloc["warehouse"],
-                                      packed.box.code, packed.weight_g, lines)
-            parcels.append(parcel)
-    await store.set_status(conn, row["order_id"], "packed")
-    details: dict[str, Any] = {"parcels": [
-        {"parcel_id": p.parcel_id, "warehouse": p.warehouse, "box": p.box, "weight_g": p.weight_g}
-        for p in parcels]}
-    await emit_status(conn, order_id=snap.order_id, store=snap.store,
-                      external_order_id=snap.external_order_id, status="packed", details=details,
-                      correlation_id=row["correlation_id"], causation_id=causation_id)
-    await enqueue(conn, topics.FULFILLMENT_ORDER_PACKED, snap.key, OrderPacked(
-        order_id=snap.order_id, order_key=snap.key, order=snap, parcels=parcels,
-        correlation_id=row["correlation_id"], causation_id=causation_id))
-    return parcels
+    existing = await store.get_order(ctx.conn, order_id)
+    if existing is None:
+        await store.insert_order(ctx.conn, order_id, event.order_key, "awaiting_pick",
+                                 event.order, allocations, ctx.correlation_id)
+        await warehouse.enqueue_picks(ctx.conn, order_id, event.order, allocations)
+    elif existing["status"] == "short_picked":
+        picks = {p["warehouse"]: p["status"] for p in await store.order_picks(ctx.conn, order_id)}
+        again = {a["warehouse"] for a in allocations
+                 if picks.get(a["warehouse"], "short") == "short"}
+        await store.set_allocations(ctx.conn, order_id, allocations)
+        await warehouse.enqueue_picks(ctx.conn, order_id, event.order, allocations, again)
+        await store.set_status(ctx.conn, order_id, "awaiting_pick")
+        log.info("order %s re-allocated after a short pick: re-picking in %s", event.order_key,
+                 ", ".join(sorted(again)) or "no warehouse")
+    else:
+        log.info("order %s already in fulfillment as %s", event.order_key, existing["status"])
 
 
 @handlers.on(topics.INVENTORY_ORDER_CANCEL_FORWARDED)
@@ -95,9 +58,12 @@ async def cancel_forwarded(ctx: Ctx, event: OrderCancelRequested) -> None:
     if row is None:  # overtook the reservation: never start work on it
         await store.insert_order(ctx.conn, order_id, event.order_key, "cancelled", None, [],
                                  ctx.correlation_id)
-    elif row["status"] == "awaiting_pick":
+    elif row["status"] in ("awaiting_pick", "picking", "short_picked", "on_hold"):
         await store.set_status(ctx.conn, order_id, "cancelled")
-        log.info("order %s cancelled before packing; picking stopped", event.order_key)
+        for wave_id in await store.cancel_picks(ctx.conn, order_id):
+            await store.close_wave_if_done(ctx.conn, wave_id)
+        log.info("order %s cancelled before packing; picking stopped, goods back to their bins",
+                 event.order_key)
     elif row["status"] == "cancelled":
         return
     else:
@@ -110,3 +76,4 @@ async def cancel_forwarded(ctx: Ctx, event: OrderCancelRequested) -> None:
 @handlers.on(topics.CATALOG_PRODUCTS)
 async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
     await store.upsert_product(ctx.conn, event)
+    await store.seed_bin(ctx.conn, event.sku)

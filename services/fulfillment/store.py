@@ -11,7 +11,8 @@ import asyncpg
 from shared.contracts import OrderSnapshot, ProductUpserted
 from shared.db import Conn
 
-from .domain import DEFAULT_DIMS, DEFAULT_WEIGHT_G, Box, Item
+from .domain import DEFAULT_DIMS, DEFAULT_WEIGHT_G, Bin, Box, Item
+from .domain import seed_bin as seed_bin_for
 
 
 async def upsert_product(conn: Conn, p: ProductUpserted) -> None:
@@ -69,3 +70,155 @@ async def insert_parcel(conn: Conn, parcel_id: str, order_id: uuid.UUID,
         "INSERT INTO parcels (parcel_id, order_id, warehouse, box, weight_g, lines)"
         " VALUES ($1, $2, $3, $4, $5, $6::jsonb)", parcel_id, order_id, warehouse, box, weight_g,
         json.dumps(lines))
+
+
+# --- waves and picks --------------------------------------------------------------------------
+
+async def seed_bin(conn: Conn, sku: str) -> None:
+    b = seed_bin_for(sku)
+    await conn.execute(
+        "INSERT INTO bin_locations (sku, zone, aisle, rack, level) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (sku) DO NOTHING", sku, b.zone, b.aisle, b.rack, b.level)
+
+
+async def bins(conn: Conn, skus: list[str]) -> dict[str, Bin]:
+    rows = await conn.fetch("SELECT * FROM bin_locations WHERE sku = ANY($1::text[])", skus)
+    return {r["sku"]: Bin(r["zone"], r["aisle"], r["rack"], r["level"]) for r in rows}
+
+
+async def gtins(conn: Conn, skus: list[str]) -> dict[str, str]:
+    rows = await conn.fetch("SELECT sku, gtin FROM products WHERE sku = ANY($1::text[])"
+                            " AND gtin IS NOT NULL", skus)
+    return {r["gtin"]: r["sku"] for r in rows}
+
+
+async def insert_pick(conn: Conn, order_id: uuid.UUID, warehouse: str,
+                      lines: list[dict[str, Any]], express: bool, merge_key: str) -> None:
+    await conn.execute(
+        "INSERT INTO picks (order_id, warehouse, lines, express, merge_key, status)"
+        " VALUES ($1, $2, $3::jsonb, $4, $5, 'waiting')"
+        " ON CONFLICT (order_id, warehouse) DO UPDATE SET lines = EXCLUDED.lines,"
+        " status = 'waiting', wave_id = NULL, group_id = NULL, scanned = '{}',"
+        " expected_g = NULL, measured_g = NULL",
+        order_id, warehouse, json.dumps(lines), express, merge_key)
+
+
+async def waiting_summary(conn: Conn) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT warehouse, count(*) AS waiting,"
+        " extract(epoch FROM now() - min(created_at))::float8 AS oldest_s"
+        " FROM picks WHERE status = 'waiting' GROUP BY warehouse ORDER BY warehouse")
+
+
+async def waiting_picks(conn: Conn, warehouse: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT order_id, seq, express, merge_key, lines FROM picks"
+        " WHERE status = 'waiting' AND warehouse = $1 ORDER BY seq FOR UPDATE", warehouse)
+
+
+async def insert_wave(conn: Conn, wave_id: str, warehouse: str, size: int,
+                      pick_seconds: float) -> None:
+    await conn.execute(
+        "INSERT INTO waves (wave_id, warehouse, status, size, pick_due_at)"
+        " VALUES ($1, $2, 'released', $3, now() + make_interval(secs => $4))",
+        wave_id, warehouse, size, pick_seconds)
+
+
+async def assign_pick(conn: Conn, order_id: uuid.UUID, warehouse: str, wave_id: str,
+                      group_id: str) -> None:
+    await conn.execute(
+        "UPDATE picks SET wave_id = $3, group_id = $4, status = 'picking'"
+        " WHERE order_id = $1 AND warehouse = $2", order_id, warehouse, wave_id, group_id)
+
+
+async def due_waves(conn: Conn) -> list[str]:
+    rows = await conn.fetch("SELECT wave_id FROM waves WHERE status = 'released'"
+                            " AND pick_due_at <= now() ORDER BY created_at")
+    return [r["wave_id"] for r in rows]
+
+
+async def get_wave(conn: Conn, wave_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM waves WHERE wave_id = $1", wave_id)
+
+
+async def wave_picks(conn: Conn, wave_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT p.*, o.order_key, o.snapshot FROM picks p JOIN orders o USING (order_id)"
+        " WHERE p.wave_id = $1 ORDER BY p.seq FOR UPDATE OF p", wave_id)
+
+
+async def close_wave_if_done(conn: Conn, wave_id: str) -> None:
+    await conn.execute(
+        "UPDATE waves SET status = 'done' WHERE wave_id = $1 AND status = 'released'"
+        " AND NOT EXISTS (SELECT 1 FROM picks WHERE wave_id = $1"
+        " AND status IN ('picking', 'verified', 'weighed', 'on_hold'))", wave_id)
+
+
+async def order_picks(conn: Conn, order_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM picks WHERE order_id = $1 ORDER BY warehouse"
+                            " FOR UPDATE", order_id)
+
+
+async def group_picks(conn: Conn, wave_id: str, group_id: str) -> list[asyncpg.Record]:
+    """The orders packed together, less those that dropped out (short, cancelled)."""
+    return await conn.fetch(
+        "SELECT p.*, o.order_key, o.snapshot, o.correlation_id FROM picks p"
+        " JOIN orders o USING (order_id) WHERE p.wave_id = $1 AND p.group_id = $2"
+        " AND p.status NOT IN ('short', 'cancelled') ORDER BY p.seq FOR UPDATE OF p",
+        wave_id, group_id)
+
+
+async def set_pick(conn: Conn, order_id: uuid.UUID, warehouse: str, **fields: Any) -> None:
+    cols = list(fields)
+    sets = ", ".join(f"{c} = ${i + 3}{'::jsonb' if c == 'scanned' else ''}"
+                     for i, c in enumerate(cols))
+    values = [json.dumps(v) if c == "scanned" else v for c, v in fields.items()]
+    await conn.execute(f"UPDATE picks SET {sets} WHERE order_id = $1 AND warehouse = $2",
+                       order_id, warehouse, *values)
+
+
+async def next_parcel_number(conn: Conn, prefix: str) -> int:
+    n = await conn.fetchval("SELECT count(*) FROM parcels WHERE parcel_id LIKE $1 || '%'", prefix)
+    return int(n) + 1
+
+
+async def link_parcel(conn: Conn, parcel_id: str, order_id: uuid.UUID,
+                      lines: list[dict[str, Any]], wave_id: str | None) -> None:
+    await conn.execute(
+        "INSERT INTO parcel_orders (parcel_id, order_id, lines) VALUES ($1, $2, $3::jsonb)",
+        parcel_id, order_id, json.dumps(lines))
+    await conn.execute("UPDATE parcels SET wave_id = $2 WHERE parcel_id = $1", parcel_id, wave_id)
+
+
+async def parcels_of_order(conn: Conn, order_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT p.*, po.lines AS own_lines FROM parcel_orders po JOIN parcels p USING (parcel_id)"
+        " WHERE po.order_id = $1 ORDER BY p.parcel_id", order_id)
+
+
+async def parcel_with_orders(conn: Conn | asyncpg.Pool, parcel_id: str
+                             ) -> tuple[asyncpg.Record | None, list[asyncpg.Record]]:
+    parcel = await conn.fetchrow("SELECT * FROM parcels WHERE parcel_id = $1", parcel_id)
+    orders = await conn.fetch(
+        "SELECT po.order_id, po.lines, o.order_key, o.snapshot FROM parcel_orders po"
+        " JOIN orders o USING (order_id) WHERE po.parcel_id = $1 ORDER BY o.order_key", parcel_id)
+    return parcel, orders
+
+
+async def set_status_if(conn: Conn, order_id: uuid.UUID, status: str, current: str) -> None:
+    await conn.execute("UPDATE orders SET status = $2, updated_at = now()"
+                       " WHERE order_id = $1 AND status = $3", order_id, status, current)
+
+
+async def set_allocations(conn: Conn, order_id: uuid.UUID, allocations: list[dict[str, Any]]
+                          ) -> None:
+    await conn.execute("UPDATE orders SET allocations = $2::jsonb WHERE order_id = $1",
+                       order_id, json.dumps(allocations))
+
+
+async def cancel_picks(conn: Conn, order_id: uuid.UUID) -> list[str]:
+    """Every pick not yet packed stops; the waves it was in, to close when nothing is left."""
+    rows = await conn.fetch(
+        "UPDATE picks SET status = 'cancelled' WHERE order_id = $1 AND status <> 'packed'"
+        " RETURNING wave_id", order_id)
+    return sorted({r["wave_id"] for r in rows if r["wave_id"]})

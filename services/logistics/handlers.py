@@ -59,6 +59,35 @@ async def order_packed(ctx: Ctx, event: OrderPacked) -> None:
             log.warning("order %s was cancelled; its %d packed parcels are not shipped. Unpack"
                         " and return the goods to stock", event.order_key, len(event.parcels))
         return
+    # fulfillment: a merged parcel (one buyer's orders packed together) comes once per order,
+    # with the same parcel_ids. The first order's shipments carry it; a later order ships with
+    # their carrier and tracking number once they are handed over (its own lines, so inventory
+    # commits per order). Known gap: if those shipments are still held, it waits unannounced.
+    shared = await store.shipments_by_parcels(ctx.conn, [p.parcel_id for p in event.parcels])
+    if shared and len(shared) == len(event.parcels):
+        snap = event.order
+        await store.insert_order(ctx.conn, order_id, event.order_key, "waiting",
+                                 len(event.parcels), ctx.correlation_id, snap.model_dump_json())
+        if any(r["status"] == "held" for r in shared.values()):
+            log.warning("order %s shares held parcels %s; it ships with them", event.order_key,
+                        ", ".join(sorted(shared)))
+            return
+        await store.set_order_status(ctx.conn, order_id, "shipped")
+        merged = [ShippedParcel(parcel_id=p.parcel_id, warehouse=p.warehouse,
+                                carrier=shared[p.parcel_id]["carrier"],
+                                service=shared[p.parcel_id]["service"],
+                                tracking_number=shared[p.parcel_id]["tracking_number"],
+                                lines=p.lines) for p in event.parcels]
+        await ctx.status(order_id=snap.order_id, store=snap.store,
+                         external_order_id=snap.external_order_id, status="shipped",
+                         details={"parcels": [{"parcel_id": s.parcel_id, "carrier": s.carrier,
+                                               "service": s.service,
+                                               "tracking_number": s.tracking_number}
+                                              for s in merged]})
+        await ctx.publish(topics.LOGISTICS_ORDER_SHIPPED, event.order_key, OrderShipped(
+            order_id=snap.order_id, order_key=event.order_key, parcels=merged,
+            correlation_id=ctx.correlation_id, causation_id=str(event.event_id)))
+        return
     snap = event.order
     catalogue = await store.services(ctx.conn)
     choices = []

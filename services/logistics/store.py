@@ -258,3 +258,10 @@ async def held_parcels(pool: asyncpg.Pool) -> list[dict[str, Any]]:
         " AND s.hold_reasons <> '[]'::jsonb ORDER BY s.created_at, s.parcel_id LIMIT 500")
     return [{**dict(r), "hold_reasons": json.loads(r["hold_reasons"]),
              "created_at": r["created_at"].isoformat()} for r in rows]
+
+
+async def shipments_by_parcels(conn: Conn, parcel_ids: list[str]) -> dict[str, asyncpg.Record]:
+    """fulfillment's merged parcels: shipments another order already holds, by parcel_id."""
+    rows = await conn.fetch("SELECT * FROM shipments WHERE parcel_id = ANY($1::text[])"
+                            " FOR UPDATE", parcel_ids)
+    return {r["parcel_id"]: r for r in rows}

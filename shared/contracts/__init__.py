@@ -23,6 +23,7 @@ from .internal import (
     ReturnLabelRequested,
     ReturnRestocked,
     ShippedParcel,
+    ShortPicked,
     StockLow,
     StockReserved,
 )
@@ -53,7 +54,7 @@ __all__ = [
     "OrderDelivered", "OrderEvent", "OrderLine", "OrderPacked", "OrderPlaced", "OrderShipped",
     "OrderSnapshot", "OrderStatusChanged", "Parcel", "ParcelLost", "ProductUpserted", "Reason",
     "RefundIssued", "ReorderHinted", "ReturnGraded", "ReturnLabelIssued", "ReturnLabelRequested",
-    "ReturnReceived", "ReturnRestocked", "ShippedParcel", "SkuQuantity", "StockAdjusted",
-    "StockLow", "StockReserved", "Totals", "TrackingUpdated", "WireModel", "new_id", "order_key",
-    "utcnow",
+    "ReturnReceived", "ReturnRestocked", "ShippedParcel", "ShortPicked", "SkuQuantity",
+    "StockAdjusted", "StockLow", "StockReserved", "Totals", "TrackingUpdated", "WireModel",
+    "new_id", "order_key", "utcnow",
 ]

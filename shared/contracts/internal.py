@@ -252,3 +252,17 @@ class ReturnGraded(OrderEvent):
     warehouse: str
     grade: Literal["refurbish", "scrap"]
     lines: list[SkuQuantity]
+
+
+# --- fulfillment -----------------------------------------------------------------------------
+
+class ShortPicked(OrderEvent):
+    """A picker found fewer units in the bin than were reserved: inventory should re-allocate the
+    `missing` units (from another bin or warehouse, or backorder them) and answer with a new
+    `inventory.stock_reserved` for the order (its whole allocation); until then the order waits
+    in fulfillment (status `short_picked`). Key: order key."""
+
+    event_type: Literal["fulfillment.short_picked"] = "fulfillment.short_picked"
+    sku: str
+    warehouse: str
+    missing: int = Field(ge=1)

@@ -1,0 +1,409 @@
+"""The warehouse floor: waves, pick lists, scan-to-verify, the weigh check and packing. The same
+steps serve warehouse staff over HTTP (api.py, manual mode) and the simulated pickers (automatic
+mode, the local stack's default), so both modes run the same rules and write the same rows.
+
+Waves are released by one background task per instance (`start_waves`); it takes a Postgres
+advisory lock for each pass, so with several instances only one releases and simulates at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from shared import topics
+from shared.contracts import OrderPacked, OrderSnapshot, Parcel, ShortPicked
+from shared.db import Conn
+from shared.messaging import emit_status
+from shared.outbox import enqueue
+from shared.service import Runtime
+from shared.settings import get_settings
+
+from . import domain, metrics, store
+
+log = logging.getLogger(__name__)
+
+WAVE_LOCK = "shopkeeper.fulfillment.waves"
+
+
+class NotReady(Exception):
+    """A step asked for out of turn (weigh before every unit is scanned, pack before weighing):
+    the API answers 409 with this message."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """From SHOPKEEPER_FULFILLMENT_* variables. The defaults keep the local stack fast and
+    error-free; a real warehouse wants bigger waves (e.g. 50 orders or 15 minutes)."""
+
+    wave_size: int = 20
+    wave_seconds: float = 0.5
+    tick_seconds: float = 0.2
+    pick_seconds_per_line: float = 0.0
+    scan_error_rate: float = 0.0
+    short_pick_rate: float = 0.0
+    weigh_error_rate: float = 0.0
+    tolerance_pct: float = 3.0
+    tolerance_min_g: int = 20
+    merge: bool = True
+
+    @classmethod
+    def from_env(cls) -> Config:
+        def env(name: str, default: Any) -> Any:
+            raw = os.environ.get(f"SHOPKEEPER_FULFILLMENT_{name.upper()}")
+            if raw is None:
+                return default
+            if isinstance(default, bool):
+                return raw.lower() in ("1", "true", "yes", "on")
+            return type(default)(raw)
+        return cls(**{f: env(f, getattr(cls, f)) for f in cls.__dataclass_fields__})
+
+
+def config() -> Config:
+    return Config.from_env()
+
+
+def _lines(pick: asyncpg.Record) -> list[tuple[str, int]]:
+    return [(ln["sku"], ln["quantity"]) for ln in json.loads(pick["lines"])]
+
+
+def _expected(pick: asyncpg.Record) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for sku, q in _lines(pick):
+        out[sku] = out.get(sku, 0) + q
+    return out
+
+
+# --- orders arrive ----------------------------------------------------------------------------
+
+async def enqueue_picks(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot,
+                        allocations: list[dict[str, Any]], only: set[str] | None = None) -> None:
+    """One pick per warehouse of the allocation, waiting for that warehouse's next wave."""
+    address = snap.shipping_address.model_dump()
+    for alloc in allocations:
+        if only is not None and alloc["warehouse"] not in only:
+            continue
+        # An order split across warehouses is never merged: its parcels already travel apart.
+        key = (domain.merge_key(snap.customer_id, address, snap.shipping_option,
+                                alloc["warehouse"])
+               if len(allocations) == 1 else f"order:{order_id}")
+        await store.insert_pick(conn, order_id, alloc["warehouse"], alloc["lines"],
+                                snap.shipping_option == "express", key)
+
+
+# --- waves ------------------------------------------------------------------------------------
+
+async def release_waves(conn: Conn, cfg: Config) -> list[str]:
+    released = []
+    for s in await store.waiting_summary(conn):
+        if not domain.wave_due(s["waiting"], s["oldest_s"], cfg.wave_size, cfg.wave_seconds):
+            continue
+        warehouse = s["warehouse"]
+        rows = {str(r["order_id"]): r for r in await store.waiting_picks(conn, warehouse)}
+        # A backlog is released in as many full waves as it fills, the rest in one more.
+        while rows:
+            released.append(await _release_one(conn, cfg, warehouse, rows))
+            if len(rows) < cfg.wave_size:
+                break
+    return released
+
+
+async def _release_one(conn: Conn, cfg: Config, warehouse: str,
+                       rows: dict[str, asyncpg.Record]) -> str:
+    """One wave from `rows` (the warehouse's waiting picks), which loses those it takes."""
+    chosen = domain.wave_selection(
+        [domain.Waiting(oid, r["express"], r["seq"]) for oid, r in rows.items()],
+        cfg.wave_size)
+    groups = domain.merge_groups(
+        [(w.order_id, rows[w.order_id]["merge_key"] if cfg.merge else w.order_id)
+         for w in chosen])
+    lines = domain.pick_list([(w.order_id, _lines(rows[w.order_id])) for w in chosen], {})
+    wave_id = f"W-{warehouse}-{uuid.uuid4().hex[:10]}"
+    await store.insert_wave(conn, wave_id, warehouse, len(chosen),
+                            cfg.pick_seconds_per_line * len(lines))
+    for w in chosen:
+        await store.assign_pick(conn, uuid.UUID(w.order_id), warehouse, wave_id,
+                                groups[w.order_id])
+        await store.set_status_if(conn, uuid.UUID(w.order_id), "picking", "awaiting_pick")
+    metrics.WAVE_SIZE.labels(warehouse).observe(len(chosen))
+    metrics.LINES_PICKED.labels(warehouse).inc(len(lines))
+    log.info("wave %s released in %s: %d orders (%d express), %d pick lines, %d parcels"
+             " to pack", wave_id, warehouse, len(chosen), sum(w.express for w in chosen),
+             len(lines), len(set(groups.values())))
+    for w in chosen:
+        del rows[w.order_id]
+    return wave_id
+
+
+async def wave_pick_list(conn: Conn, wave_id: str) -> list[domain.PickLine]:
+    picks = [p for p in await store.wave_picks(conn, wave_id) if p["status"] != "cancelled"]
+    parts = [(p["order_key"], _lines(p)) for p in picks]
+    skus = sorted({sku for _, lines in parts for sku, _ in lines})
+    return domain.pick_list(parts, await store.bins(conn, skus))
+
+
+# --- scan-to-verify and short picks -----------------------------------------------------------
+
+async def scan(conn: Conn, pick: asyncpg.Record, code: str) -> dict[str, Any]:
+    """Until the parcel is packed every scan is checked (one more unit after the last is an
+    over-scan); a scan completes the pick only while it is being picked (not on QC hold)."""
+    if pick["status"] not in ("picking", "verified", "weighed", "on_hold"):
+        raise NotReady(f"order {pick['order_id']} in {pick['warehouse']} is {pick['status']}")
+    expected = _expected(pick)
+    scanned: dict[str, int] = json.loads(pick["scanned"])
+    result = domain.verify_scan(code, expected, scanned, await store.gtins(conn, list(expected)))
+    if result.refused:
+        metrics.SCANS_REFUSED.labels(result.refused).inc()
+        log.info("scan refused for order %s: %s", pick["order_id"], result.refused)
+        return {"accepted": False, "reason": result.refused, "sku": result.sku,
+                "remaining": domain.remaining(expected, scanned)}
+    assert result.sku is not None
+    scanned[result.sku] = scanned.get(result.sku, 0) + 1
+    left = domain.remaining(expected, scanned)
+    status = pick["status"] if left or pick["status"] != "picking" else "verified"
+    await store.set_pick(conn, pick["order_id"], pick["warehouse"], scanned=scanned,
+                         status=status)
+    metrics.UNITS_VERIFIED.labels(pick["warehouse"]).inc()
+    return {"accepted": True, "reason": None, "sku": result.sku, "remaining": left,
+            "verified": not left}
+
+
+async def short_pick(conn: Conn, pick: asyncpg.Record, sku: str, missing: int,
+                     causation_id: str | None) -> None:
+    """The bin holds fewer than reserved: the order leaves the wave and waits for inventory to
+    re-allocate (contract in ShortPicked); the rest of its merge group goes on without it."""
+    if pick["status"] != "picking":
+        raise NotReady(f"order {pick['order_id']} in {pick['warehouse']} is {pick['status']}")
+    order = await store.get_order(conn, pick["order_id"])
+    assert order is not None
+    await store.set_pick(conn, pick["order_id"], pick["warehouse"], status="short")
+    await store.set_status(conn, pick["order_id"], "short_picked")
+    await enqueue(conn, topics.FULFILLMENT_SHORT_PICKED, order["order_key"], ShortPicked(
+        order_id=str(pick["order_id"]), order_key=order["order_key"], sku=sku,
+        warehouse=pick["warehouse"], missing=missing, correlation_id=order["correlation_id"],
+        causation_id=causation_id))
+    metrics.SHORT_PICKS.labels(pick["warehouse"]).inc()
+    log.warning("order %s short-picked in %s: %s missing %d; asked inventory to re-allocate",
+                order["order_key"], pick["warehouse"], sku, missing)
+
+
+# --- weigh check, QC and packing --------------------------------------------------------------
+
+async def _plan(conn: Conn, picks: list[asyncpg.Record]) -> list[domain.PackedBox]:
+    units = await store.items(conn, [line for p in picks for line in _lines(p)])
+    return domain.choose_boxes(units, await store.boxes(conn))
+
+
+async def _group(conn: Conn, wave_id: str, group_id: str, ready: set[str]
+                 ) -> list[asyncpg.Record]:
+    picks = await store.group_picks(conn, wave_id, group_id)
+    if not picks:
+        raise NotReady(f"nothing left to pack in group {group_id} of wave {wave_id}")
+    late = [f"{p['order_key']}: {p['status']}" for p in picks if p["status"] not in ready]
+    if late:
+        raise NotReady("not every order of the parcel is ready: " + ", ".join(late))
+    return picks
+
+
+async def weigh(conn: Conn, wave_id: str, group_id: str,
+                measured: int | Callable[[int], int], cfg: Config,
+                causation_id: str | None) -> dict[str, Any]:
+    """Expected = the items plus the tare of the boxes chosen for them. Outside the tolerance the
+    parcel goes on QC hold (no label); a later weighing inside it releases the hold."""
+    picks = await _group(conn, wave_id, group_id, {"verified", "weighed", "on_hold"})
+    unscanned = [p["order_key"] for p in picks
+                 if domain.remaining(_expected(p), json.loads(p["scanned"]))]
+    if unscanned:  # held during picking: the units are still to be scanned
+        raise NotReady("not every unit is scanned: " + ", ".join(unscanned))
+    expected = sum(pb.weight_g for pb in await _plan(conn, picks))
+    measured_g = measured(expected) if callable(measured) else measured
+    ok = domain.weight_ok(expected, measured_g, cfg.tolerance_pct, cfg.tolerance_min_g)
+    tolerance = domain.weight_tolerance_g(expected, cfg.tolerance_pct, cfg.tolerance_min_g)
+    for p in picks:
+        await store.set_pick(conn, p["order_id"], p["warehouse"], expected_g=expected,
+                             measured_g=measured_g, status="weighed" if ok else "on_hold")
+    if not ok:
+        metrics.WEIGH_CHECK_FAILURES.labels(picks[0]["warehouse"]).inc()
+        await _hold(conn, picks, "qc_weight",
+                    f"weighed {measured_g} g, expected {expected} g ± {tolerance} g",
+                    causation_id)
+    return {"ok": ok, "expected_g": expected, "measured_g": measured_g, "tolerance_g": tolerance,
+            "orders": [str(p["order_id"]) for p in picks]}
+
+
+async def qc_fail(conn: Conn, wave_id: str, group_id: str, code: str, message: str,
+                  causation_id: str | None) -> list[str]:
+    picks = await _group(conn, wave_id, group_id, {"picking", "verified", "weighed", "on_hold"})
+    for p in picks:
+        await store.set_pick(conn, p["order_id"], p["warehouse"], status="on_hold")
+    await _hold(conn, picks, code, message, causation_id)
+    return [str(p["order_id"]) for p in picks]
+
+
+async def _hold(conn: Conn, picks: list[asyncpg.Record], code: str, message: str,
+                causation_id: str | None) -> None:
+    metrics.QC_FAILURES.labels(code).inc()
+    for p in picks:
+        snap = OrderSnapshot.model_validate_json(p["snapshot"])
+        await store.set_status(conn, p["order_id"], "on_hold")
+        await emit_status(conn, order_id=snap.order_id, store=snap.store,
+                          external_order_id=snap.external_order_id, status="on_hold",
+                          reasons=[(code, message)],
+                          details={"warehouse": p["warehouse"], "wave_id": p["wave_id"]},
+                          correlation_id=p["correlation_id"], causation_id=causation_id)
+        log.warning("order %s on QC hold in %s: %s (%s)", p["order_key"], p["warehouse"],
+                    code, message)
+
+
+async def pack(conn: Conn, wave_id: str, group_id: str, causation_id: str | None) -> list[str]:
+    """Box the group's units (one buyer's orders when merged), link every parcel to the orders
+    whose units it carries, and announce `packed` for each order whose every pick is packed."""
+    picks = await _group(conn, wave_id, group_id, {"weighed"})
+    lead: uuid.UUID = picks[0]["order_id"]
+    warehouse = picks[0]["warehouse"]
+    prefix = f"P-{lead.hex[:12]}-"
+    n = await store.next_parcel_number(conn, prefix)
+    owed = {p["order_id"]: Counter(_expected(p)) for p in picks}
+    parcel_ids = []
+    for packed in await _plan(conn, picks):
+        parcel_id = f"{prefix}{n}"
+        n += 1
+        counts = Counter(i.sku for i in packed.items)
+        await store.insert_parcel(conn, parcel_id, lead, warehouse, packed.box.code,
+                                  packed.weight_g, _as_lines(counts))
+        share: dict[uuid.UUID, Counter[str]] = {}
+        for sku, q in sorted(counts.items()):
+            for order_id, left in owed.items():
+                take = min(q, left[sku])
+                if take:
+                    share.setdefault(order_id, Counter())[sku] += take
+                    left[sku] -= take
+                    q -= take
+        # Every order of a merged group is linked to every parcel of it (with its own lines,
+        # maybe none): each order's `order_packed` then names the same parcels, and logistics
+        # ships them once, for whichever order comes first.
+        for order_id in owed:
+            await store.link_parcel(conn, parcel_id, order_id,
+                                    _as_lines(share.get(order_id, Counter())), wave_id)
+        metrics.PARCELS_PACKED.labels(packed.box.code).inc()
+        if len(share) > 1:
+            metrics.MERGED_PARCELS.labels(warehouse).inc()
+        parcel_ids.append(parcel_id)
+    for p in picks:
+        await store.set_pick(conn, p["order_id"], p["warehouse"], status="packed")
+    for p in picks:
+        if all(q["status"] == "packed" for q in await store.order_picks(conn, p["order_id"])):
+            await _finish(conn, p["order_id"], causation_id)
+    await store.close_wave_if_done(conn, wave_id)
+    return parcel_ids
+
+
+def _as_lines(counts: Counter[str]) -> list[dict[str, Any]]:
+    return [{"sku": sku, "quantity": q} for sku, q in sorted(counts.items()) if q]
+
+
+async def _finish(conn: Conn, order_id: uuid.UUID, causation_id: str | None) -> None:
+    """Every pick of the order is packed: `packed`, and the parcels for logistics. A merged
+    parcel appears in each of its orders' events with the same parcel_id and weight, and with
+    that order's own lines and value (inventory commits, and customs declares, per order)."""
+    row = await store.get_order(conn, order_id)
+    assert row is not None
+    snap = OrderSnapshot.model_validate_json(row["snapshot"])
+    prices = {ln.sku: ln.unit_price for ln in reversed(snap.lines)}
+    parcels = []
+    for r in await store.parcels_of_order(conn, order_id):
+        own = json.loads(r["own_lines"])
+        items = await store.items(conn, [(ln["sku"], ln["quantity"]) for ln in json.loads(
+            r["lines"])])
+        box = next((b for b in await store.boxes(conn) if b.code == r["box"]), None)
+        dims = domain.outer_dims(box) if box else {"l": 0, "w": 0, "h": 0}
+        parcels.append(Parcel(
+            parcel_id=r["parcel_id"], warehouse=r["warehouse"], box=r["box"],
+            weight_g=r["weight_g"], dims_mm=dims, lines=own,
+            attributes=sorted({a for i in items for a in i.attributes}),
+            declared_value=sum((prices.get(ln["sku"], Decimal("0")) * ln["quantity"]
+                                for ln in own), Decimal("0"))))
+    await store.set_status(conn, order_id, "packed")
+    details = {"parcels": [{"parcel_id": p.parcel_id, "warehouse": p.warehouse, "box": p.box,
+                            "weight_g": p.weight_g} for p in parcels]}
+    await emit_status(conn, order_id=snap.order_id, store=snap.store,
+                      external_order_id=snap.external_order_id, status="packed", details=details,
+                      correlation_id=row["correlation_id"], causation_id=causation_id)
+    await enqueue(conn, topics.FULFILLMENT_ORDER_PACKED, snap.key, OrderPacked(
+        order_id=snap.order_id, order_key=snap.key, order=snap, parcels=parcels,
+        correlation_id=row["correlation_id"], causation_id=causation_id))
+
+
+# --- automatic mode ---------------------------------------------------------------------------
+
+async def simulate_wave(conn: Conn, wave_id: str, cfg: Config, rng: random.Random) -> None:
+    """The simulated pickers work a wave through: scans (with refused ones at the error rate),
+    short picks, the scale, packing. A group put on QC hold waits for an operator."""
+    for p in await store.wave_picks(conn, wave_id):
+        if p["status"] != "picking":
+            continue
+        sim = domain.simulate_pick(_lines(p), rng, cfg.scan_error_rate, cfg.short_pick_rate)
+        for _ in range(sim.wrong_scans):
+            metrics.SCANS_REFUSED.labels("wrong_item").inc()
+        if sim.short:
+            await short_pick(conn, p, sim.short[0], sim.short[1], None)
+            continue
+        await store.set_pick(conn, p["order_id"], p["warehouse"], scanned=_expected(p),
+                             status="verified")
+        metrics.UNITS_VERIFIED.labels(p["warehouse"]).inc(sum(_expected(p).values()))
+    groups = dict.fromkeys(p["group_id"] for p in await store.wave_picks(conn, wave_id)
+                           if p["status"] == "verified")
+    for group_id in groups:
+        result = await weigh(conn, wave_id, group_id,
+                             lambda e: domain.simulated_weight(e, rng, cfg.weigh_error_rate),
+                             cfg, None)
+        if result["ok"]:
+            await pack(conn, wave_id, group_id, None)
+    await store.close_wave_if_done(conn, wave_id)
+
+
+async def start_waves(runtime: Runtime) -> None:
+    cfg = config()
+    automatic = get_settings().shopkeeper_warehouse_mode == "automatic"
+    rng = random.Random(os.environ.get("SHOPKEEPER_FULFILLMENT_SEED"))
+
+    async def one_pass() -> None:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))",
+                                       WAVE_LOCK):
+                return
+            await release_waves(conn, cfg)
+            if not automatic:
+                return
+            for wave_id in await store.due_waves(conn):
+                try:
+                    async with conn.transaction():  # a savepoint: one bad wave stops no other
+                        await simulate_wave(conn, wave_id, cfg, rng)
+                except Exception:
+                    log.exception("simulating wave %s failed; retried on the next pass",
+                                  wave_id)
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(cfg.tick_seconds)
+            try:
+                await one_pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Postgres away: the next pass tries again
+                log.warning("wave pass failed: %s: %s", type(exc).__name__, exc)
+
+    log.info("waves: %d orders or %.1fs per warehouse, %s mode", cfg.wave_size, cfg.wave_seconds,
+             "automatic" if automatic else "manual")
+    runtime.spawn(loop(), "fulfillment-waves")
