@@ -68,6 +68,7 @@ async def order_packed(ctx: Ctx, event: OrderPacked) -> None:
         snap = event.order
         await store.insert_order(ctx.conn, order_id, event.order_key, "waiting",
                                  len(event.parcels), ctx.correlation_id, snap.model_dump_json())
+        await store.link_parcels(ctx.conn, order_id, list(shared))
         if any(r["status"] == "held" for r in shared.values()):
             log.warning("order %s shares held parcels %s; it ships with them", event.order_key,
                         ", ".join(sorted(shared)))
@@ -279,8 +280,14 @@ async def tracking_updated(ctx: Ctx, event: TrackingUpdated) -> None:
                                          str(punctual).lower()).inc()
     await store.update_shipment(ctx.conn, shipment["parcel_id"], event.status, event.occurred_at,
                                 punctual)
-    order = await store.get_order(ctx.conn, shipment["order_id"])
-    assert order is not None
+    for order in await store.orders_of_parcel(ctx.conn, shipment["parcel_id"],
+                                              shipment["order_id"]):
+        await _track_order(ctx, order, shipment, event, first_time_as)
+
+
+async def _track_order(ctx: Ctx, order: Any, shipment: Any, event: TrackingUpdated,
+                       first_time_as: bool) -> None:
+    """What a scan of one of its parcels means for an order (a merged parcel has several)."""
     ids = {"order_id": str(order["order_id"]), "store": order["store"],
            "external_order_id": order["external_order_id"]}
     if event.status == "delivered":

@@ -228,8 +228,23 @@ async def update_shipment(conn: Conn, parcel_id: str, status: str,
 
 
 async def undelivered_count(conn: Conn, order_id: uuid.UUID) -> int:
+    """Parcels of the order not delivered yet, merged parcels it shares included."""
     return int(await conn.fetchval(
-        "SELECT count(*) FROM shipments WHERE order_id = $1 AND status <> 'delivered'", order_id))
+        "SELECT count(*) FROM shipments WHERE status <> 'delivered' AND (order_id = $1 OR"
+        " parcel_id IN (SELECT parcel_id FROM parcel_orders WHERE order_id = $1))", order_id))
+
+
+async def link_parcels(conn: Conn, order_id: uuid.UUID, parcel_ids: list[str]) -> None:
+    await conn.executemany("INSERT INTO parcel_orders (parcel_id, order_id) VALUES ($1, $2)"
+                           " ON CONFLICT DO NOTHING", [(p, order_id) for p in parcel_ids])
+
+
+async def orders_of_parcel(conn: Conn, parcel_id: str, owner: uuid.UUID) -> list[asyncpg.Record]:
+    """The order a shipment belongs to, then any order merged into the same parcel."""
+    return list(await conn.fetch(
+        "SELECT * FROM orders WHERE order_id = $2 OR order_id IN (SELECT order_id FROM"
+        " parcel_orders WHERE parcel_id = $1) ORDER BY order_id = $2 DESC, order_key FOR UPDATE",
+        parcel_id, owner))
 
 
 async def latest_delivery(conn: Conn, order_id: uuid.UUID) -> Any:

@@ -17,6 +17,7 @@ import stack.__main__ as local_stack
 from services.fulfillment.domain import Bin, route_key
 from shared.settings import get_settings
 from tests.conftest import ref
+from tools import storefront as sfm
 from tools.storefront import Storefront, order_event
 
 from .helpers import (
@@ -198,6 +199,11 @@ async def test_a_buyers_two_orders_in_one_wave_are_packed_as_one_parcel_and_both
         return (await stock_of(sku))["WH-FRA"]["on_hand"] == 2
     await eventually(committed, what="3 units committed")
     assert (await stock_of(sku))["WH-FRA"]["reserved"] == 0
+    # And one delivery scan of the shared parcel delivers both orders
+    carrier = s1["details"]["parcels"][0]["carrier"]
+    await sf.publish("carrier.tracking", t1[0], sfm.tracking(carrier, t1[0], "delivered"))
+    await sf.wait_for(key1, "delivered", timeout=60)
+    await sf.wait_for(key2, "delivered", timeout=60)
 
 
 async def test_a_cancelled_order_leaves_its_wave_and_its_goods_go_back(
