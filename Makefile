@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 ORDERS ?= 500
 
-.PHONY: run test up down status bootstrap lint typecheck unit integration clean logs bench
+.PHONY: run test up down status bootstrap lint typecheck unit integration clean logs bench chaos
 
 run: up ## set everything up, start the stack, run the demo shop
 	$(BIN)/python -m tools.demo --orders $(ORDERS)
@@ -46,6 +46,9 @@ integration: bootstrap
 
 clean: ## stop and delete local data (Kafka, Postgres, logs); keeps the Kafka jars
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m stack down --wipe; fi
+
+chaos: bootstrap ## fault injection under load (slow): artifacts/chaos.md
+	$(BIN)/pytest -m chaos -q tests/chaos
 
 bench: up ## throughput and latency against this machine's limits -> docs/BENCHMARKS.md
 	$(BIN)/python -m tools.bench --scaling

@@ -11,12 +11,9 @@ command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
-<<<<<<< HEAD
 # Tests render shipping labels to images (pdftoppm) to decode their barcodes.
 command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
-=======
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # tests only: the dashboard test
->>>>>>> issue-8-analytics
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
