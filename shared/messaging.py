@@ -129,7 +129,7 @@ class RawMessage:
         """The value as a JSON object, or None when it is not one."""
         try:
             value = json.loads(self.value or b"")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None
         return value if isinstance(value, dict) else None
 
@@ -159,6 +159,14 @@ class PoisonMessage(Exception):
     """Raised by a handler for input that parses but can never be handled: straight to DLQ."""
 
 
+async def _undecoded(msg: Any) -> Any:
+    """FastStream decodes JSON before calling a handler. We parse each value ourselves (with the
+    topic's model, and bad input to on_invalid or the DLQ), so its decoder is switched off: left
+    on, a value it cannot decode (5,000 nested arrays: RecursionError) failed the whole batch
+    before our code saw it, and the batch's good messages were skipped."""
+    return msg.body
+
+
 class Consumer:
     def __init__(self, service: str, bootstrap: str, pool: asyncpg.Pool,
                  producer: outbox.ProducerHolder, handlers: Handlers, *, max_attempts: int = 5,
@@ -183,11 +191,11 @@ class Consumer:
             self.subscriber = self.broker.subscriber(
                 *handlers.subscriptions, batch=True, max_records=batch_size,
                 batch_timeout_ms=20, **common)
-            self.subscriber(self._on_batch)
+            self.subscriber(self._on_batch, decoder=_undecoded)
         else:
             self.subscriber = self.broker.subscriber(*handlers.subscriptions,
                                                      max_poll_records=500, **common)
-            self.subscriber(self._on_message)
+            self.subscriber(self._on_message, decoder=_undecoded)
         self.last_progress = time.monotonic()
         self.lag: dict[str, int] = {}
         self._lag_task: asyncio.Task[None] | None = None

@@ -82,7 +82,12 @@ async def test_poison_on_every_inbound_topic_goes_to_dlq_and_the_partition_flows
         storefront: Storefront) -> None:
     marker = f"poison-{uuid.uuid4().hex[:8]}"
     rng = random.Random(7)
-    consumed = [t for t in ALL if t.producer != "shopkeeper"]
+    subscriptions = [sub for service in SERVICES for sub in __import__(
+        f"services.{service}.handlers", fromlist=["handlers"]).handlers.subscriptions.values()]
+    consumed = [t for t in ALL if any(sub.topic is t for sub in subscriptions)]
+    # where every consumer handles bad values itself (on_invalid), nothing needs the DLQ
+    dlq_expected = {t.name for t in consumed
+                    if any(sub.topic is t and sub.on_invalid is None for sub in subscriptions)}
 
     async def fault() -> None:
         for topic in consumed:
@@ -91,8 +96,7 @@ async def test_poison_on_every_inbound_topic_goes_to_dlq_and_the_partition_flows
     assert_clean(await run_load(storefront, "poison on every consumed topic", fault))
     for topic in consumed:
         dead = await tail_all(f"{topic.name}.dlq", lambda r: marker.encode() in (r.value or b""))
-        rejected_orders = topic.name == "orders.placed"  # identifiable ones are rejected instead
-        assert dead or rejected_orders, f"nothing from {topic.name} reached its DLQ"
+        assert dead or topic.name not in dlq_expected, f"nothing from {topic.name} in its DLQ"
 
 
 def poison_values(rng: random.Random, marker: str, count: int) -> list[bytes]:
@@ -108,10 +112,7 @@ def poison_values(rng: random.Random, marker: str, count: int) -> list[bytes]:
         elif kind == 2:
             out.append(json.dumps({"marker": marker, "blob": "x" * 400_000}).encode())
         elif kind == 3:
-            nested: object = marker
-            for _ in range(5000):
-                nested = [nested]
-            out.append(json.dumps(nested).encode())
+            out.append(("[" * 5000 + json.dumps(marker) + "]" * 5000).encode())
         elif kind == 4:
             huge = "1" + "0" * 5000  # an integer far beyond any column
             out.append(f'{{"marker": "{marker}", "event_id": "{uuid.uuid4()}", "quantity": {huge}}}'

@@ -77,7 +77,7 @@ async def test_reports_count_each_event_once_whatever_its_lateness(storefront: S
         reports = await _reports(store)
         s = _summary(reports)
         return reports if s["ratings"] == 2 and s["parcels_delivered"] == 2 else None
-    reports = await eventually(settled, timeout=60, what="analytics caught up")
+    reports = await eventually(settled, timeout=180, what="analytics caught up")
     s = _summary(reports)
     assert s["orders"] == 2 and s["sold"] == 2 and s["acceptance_rate"] == 1.0
     assert s["shipped"] == 2 and s["on_time_ship_rate"] == 1.0

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 import pytest
 
 import stack.__main__ as local_stack
-from shared.settings import service_port
 from tools.storefront import Storefront
 
 from .helpers import http_get, new_product, place
@@ -18,12 +17,7 @@ from .helpers import http_get, new_product, place
 
 @pytest.fixture(scope="module")
 def second_instance(stack: None) -> Iterator[None]:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SHOPKEEPER_FULFILLMENT_PORT", str(service_port("fulfillment") + 100))
-    try:
-        local_stack.start_services(["fulfillment"], instance="-2")
-    finally:
-        mp.undo()
+    local_stack.start_services(["fulfillment"], instance=2)
     try:
         yield
     finally:
