@@ -104,15 +104,50 @@ def order(store: str, external_id: str) -> None:
 
 
 @app.command()
-def report() -> None:
-    """Orders by status and the main rejection and hold reasons."""
-    body = run(call("analytics", "GET", "/summary"))
+def report(days: int = typer.Option(30, min=1, help="the last N days")) -> None:
+    """The shop's KPIs (analytics), orders by status and the main rejection and hold reasons."""
+    from datetime import UTC, datetime, timedelta
+
+    start = (datetime.now(UTC) - timedelta(days=days)).date().isoformat()
+    body = run(call("analytics", "GET", f"/reports?from={start}"))
+    reports = body.get("reports", {})
+    table(f"KPIs, last {days} days", [{"metric": r["metric"], "value": r["value"]}
+                                      for r in reports.get("summary", [])], ["metric", "value"])
+    summary = run(call("analytics", "GET", "/summary"))
     table("orders by status", [{"status": k, "orders": v}
-                               for k, v in body["orders_by_status"].items()], ["status", "orders"])
+                               for k, v in summary["orders_by_status"].items()],
+          ["status", "orders"])
     for name in ("rejection_reasons", "hold_reasons"):
-        if body.get(name):
+        if summary.get(name):
             table(name.replace("_", " "), [{"reason": k, "orders": v}
-                                           for k, v in body[name].items()], ["reason", "orders"])
+                                           for k, v in summary[name].items()],
+                  ["reason", "orders"])
+
+
+rules_app = typer.Typer(no_args_is_help=True, help="Intake's review rules.")
+app.add_typer(rules_app, name="rules")
+
+
+@rules_app.command("dry-run")
+def rules_dry_run(store: str, setting: list[str] = typer.Argument(..., help="name=value, e.g."
+                                                                   " high_value_threshold=500"),
+                  last: int = typer.Option(100, min=1, max=5000, help="orders to re-review")
+                  ) -> None:
+    """Re-review the last N stored orders with candidate settings for STORE; nothing changes
+    for real. Shows which decisions would change and why."""
+    candidate: dict[str, Any] = {}
+    for item in setting:
+        name, sep, value = item.partition("=")
+        if not sep:
+            fail(f"settings are name=value, got {item!r}", 2)
+        candidate[name] = value
+    body = run(call("intake", "POST", "/rules/dry-run", auth=True,
+                    body={"policies": {store: candidate}, "limit": last}))
+    console.print(f"re-reviewed {body['evaluated']} orders; {body['changed']} would change")
+    for key in ("transitions",):
+        if body.get(key):
+            table("decision changes", [{"from -> to": k, "orders": v}
+                                       for k, v in body[key].items()], ["from -> to", "orders"])
 
 
 # --- holds ------------------------------------------------------------------------------------

@@ -90,3 +90,13 @@ async def test_verify_finds_every_invariant_holding(stack: None) -> None:
     code, out = await shopkeeper("verify", "--wait", "60")
     assert code == 0, out
     assert "FAILED" not in out and "stock ledger balanced" in out
+
+
+async def test_report_prints_the_kpis_and_rules_dry_run_changes_nothing(stack: None) -> None:
+    code, out = await shopkeeper("report", "--days", "7")
+    assert code == 0 and "KPIs, last 7 days" in out and "orders by status" in out, out
+    code, out = await shopkeeper("rules", "dry-run", "shop-test-1", "high_value_threshold=1",
+                                 "--last", "20")
+    assert code == 0 and "re-reviewed" in out, out
+    code, out = await shopkeeper("rules", "dry-run", "shop-test-1", "no-equals-sign")
+    assert code == 2 and "name=value" in out and "Traceback" not in out
