@@ -23,11 +23,12 @@ from .helpers import eventually, http_get, new_product, tail, value_of
 ARTIFACTS = ROOT / "artifacts"
 
 
-async def _order(sf: Storefront, store: str, customer: str, lines: list[tuple[str, int, str]]
-                 ) -> tuple[str, str]:
+async def _order(sf: Storefront, store: str, customer: str, lines: list[tuple[str, int, str]],
+                 option: str = "standard") -> tuple[str, str]:
     ext = ref("o")
     await sf.publish("orders.placed", f"{store}:{ext}",
-                     sfm.order(store, ext, lines, customer_id=customer, country="US"))
+                     sfm.order(store, ext, lines, customer_id=customer, country="US",
+                               shipping_option=option))
     return f"{store}:{ext}", ext
 
 
@@ -64,7 +65,9 @@ async def test_reports_count_each_event_once_whatever_its_lateness(storefront: S
     mug = await new_product(sf, stock={"WH-LA": 20})
     tee = await new_product(sf, stock={"WH-LA": 20})
     key1, ext1 = await _order(sf, store, customer, [(mug, 2, "10.00")])
-    key2, ext2 = await _order(sf, store, customer, [(mug, 1, "10.00"), (tee, 3, "5.00")])
+    # express: fulfillment must not merge the buyer's two orders into one parcel here
+    key2, ext2 = await _order(sf, store, customer, [(mug, 1, "10.00"), (tee, 3, "5.00")],
+                              option="express")
     shipped = await _deliver(sf, key1)
     await _deliver(sf, key2)
     rating = sfm.order_event(store, ext1, rating=4, comment=None)
