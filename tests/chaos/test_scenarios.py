@@ -25,7 +25,9 @@ from tools.storefront import Storefront, topic_partitions
 
 from .conftest import assert_clean, publish_retrying, run_load
 
-pytestmark = pytest.mark.chaos
+# Each scenario runs a load, breaks something, waits for every order to settle and checks:
+# minutes, not the 300 s every other test gets.
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
 
 
 async def all_ready() -> bool:
