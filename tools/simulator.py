@@ -17,6 +17,7 @@ analytics look like a real month.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -369,13 +370,10 @@ def analytics_caught_up(timeout: float) -> bool:
     """The dashboard shows the run's data once analytics has read every event (no lag)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{service_port('analytics')}/readyz",
-                                        timeout=2) as r:
-                if json.loads(r.read())["checks"]["consumer_lag"] == 0:
-                    return True
-        except (OSError, ValueError, KeyError):
-            pass
+        with contextlib.suppress(OSError, ValueError, KeyError), urllib.request.urlopen(
+                f"http://127.0.0.1:{service_port('analytics')}/readyz", timeout=2) as r:
+            if json.loads(r.read())["checks"]["consumer_lag"] == 0:
+                return True
         time.sleep(1)
     return False
 

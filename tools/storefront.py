@@ -177,11 +177,13 @@ class Storefront:
             if not isinstance(value, dict) or (record.topic == "orders.status"
                                                and "status" not in value):
                 continue
-            key = record.key.decode() if record.key else ""
-            target = self.statuses if record.topic == topics.ORDERS_STATUS.name else self.refunds
-            async with self._changed:
-                target[key].append(value)
-                self._changed.notify_all()
+            await self._record(record.topic, record.key.decode() if record.key else "", value)
+
+    async def _record(self, topic: str, key: str, value: dict[str, Any]) -> None:
+        target = self.statuses if topic == topics.ORDERS_STATUS.name else self.refunds
+        async with self._changed:
+            target[key].append(value)
+            self._changed.notify_all()
 
     async def publish(self, topic: str, key: str | None, value: dict[str, Any] | bytes) -> None:
         raw = value if isinstance(value, bytes) else json.dumps(value).encode()

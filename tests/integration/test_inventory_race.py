@@ -5,6 +5,7 @@ oversold, nothing lost, and no handler may fail (no DLQ, no handler errors)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -53,11 +54,9 @@ def extra_inventories(stack: None) -> Iterator[list[int]]:
         for port, proc in zip(ports, procs, strict=True):
             while True:
                 assert proc.poll() is None, f"inventory on {port} exited; see its log"
-                try:
+                with contextlib.suppress(httpx.HTTPError):
                     if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
                         break
-                except httpx.HTTPError:
-                    pass
                 assert time.monotonic() < deadline, f"inventory on {port} not ready"
                 time.sleep(0.5)
         yield ports
