@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import uuid
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -14,6 +18,8 @@ Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection, bare or from a pool: what handlers and stores take."""
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -91,3 +97,51 @@ async def first_time(conn: Conn, event_id: uuid.UUID, topic: str) -> bool:
         event_id, topic,
     )
     return row is not None
+
+
+async def first_times(conn: Conn, events: list[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
+    """Inbox for a run of events in one round trip: the ids not handled before (an id twice in
+    the run counts once; the caller handles its first occurrence only)."""
+    rows = await conn.fetch(
+        "INSERT INTO inbox (event_id, topic) SELECT * FROM unnest($1::uuid[], $2::text[])"
+        " ON CONFLICT DO NOTHING RETURNING event_id",
+        [e for e, _ in events], [t for _, t in events],
+    )
+    return {r["event_id"] for r in rows}
+
+
+# --- reference data read once per unit of work ------------------------------------------------
+_memo: contextvars.ContextVar[dict[Hashable, Any] | None] = contextvars.ContextVar(
+    "db_memo", default=None)
+
+
+@contextlib.contextmanager
+def memo_scope() -> Iterator[None]:
+    """A unit of work (a consumer's run of events, a warehouse pass: one transaction) in which
+    `memoized` reads reference data (box sizes, the carrier catalogue) once instead of once per
+    event. Outside a scope `memoized` always loads."""
+    token = _memo.set({})
+    try:
+        yield
+    finally:
+        _memo.reset(token)
+
+
+async def memoized(key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+    memo = _memo.get()
+    if memo is None:
+        return await load()
+    if key not in memo:
+        memo[key] = await load()
+    return memo[key]
+
+
+def forget(name: str) -> None:
+    """A writer changed the data called `name`: later reads in this unit of work load it again.
+    Memo keys are `name` or tuples starting with it, e.g. ("fulfillment.products", skus); every
+    store function that writes memoized data calls this."""
+    memo = _memo.get()
+    if memo is None:
+        return
+    for k in [k for k in memo if k == name or (isinstance(k, tuple) and k[:1] == (name,))]:
+        del memo[k]

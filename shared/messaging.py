@@ -46,7 +46,7 @@ from .contracts import (
     Reason,
     WireModel,
 )
-from .db import TRANSIENT_DB_ERRORS, Conn, first_time
+from .db import TRANSIENT_DB_ERRORS, Conn, first_time, first_times, memo_scope
 from .logging import log_context
 from .topics import ORDERS_STATUS, Topic, dlq_name
 
@@ -300,10 +300,17 @@ class Consumer:
             outcomes: list[tuple[str, str, float]] = []
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    for raw, event in run:
-                        started = time.perf_counter()
-                        outcome = await self._apply(conn, raw, event)
-                        outcomes.append((raw.topic, outcome, time.perf_counter() - started))
+                    # Round trips dominate a small handler's cost: the run's inbox rows go in
+                    # one statement first, its outbox rows in one statement last.
+                    fresh = await first_times(conn, [(e.event_id, r.topic) for r, e in run])
+                    with outbox.buffered(conn), memo_scope():
+                        for raw, event in run:
+                            started = time.perf_counter()
+                            first = event.event_id in fresh
+                            fresh.discard(event.event_id)  # the same id twice: handle it once
+                            outcome = await self._apply(conn, raw, event, first)
+                            outcomes.append((raw.topic, outcome, time.perf_counter() - started))
+                        await outbox.flush_buffer()
                 break
             except asyncio.CancelledError:
                 raise
@@ -325,8 +332,10 @@ class Consumer:
             metrics.HANDLER_SECONDS.labels(topic).observe(seconds)
             metrics.EVENTS_CONSUMED.labels(topic, outcome).inc()
 
-    async def _apply(self, conn: Conn, raw: RawMessage, event: Event) -> str:
-        """Inbox, then the handler, in the caller's transaction."""
+    async def _apply(self, conn: Conn, raw: RawMessage, event: Event,
+                     first: bool | None = None) -> str:
+        """Inbox (unless the caller did it: `first`), then the handler, in the caller's
+        transaction."""
         sub = self.handlers.subscriptions[raw.topic]
         ids: dict[str, Any] = {"event_id": event.event_id, "topic": raw.topic}
         for name in ("order_id", "correlation_id"):
@@ -335,7 +344,9 @@ class Consumer:
         if raw.key:
             ids["key"] = raw.key.decode(errors="replace")
         with log_context(**ids):
-            if not await first_time(conn, event.event_id, raw.topic):
+            if first is None:
+                first = await first_time(conn, event.event_id, raw.topic)
+            if not first:
                 return "duplicate"
             await sub.handler(Ctx(conn, raw.topic, ids.get("key"), event, self.service), event)
         return "ok"

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -29,13 +31,60 @@ from .topics import Topic
 log = logging.getLogger(__name__)
 
 
+INSERT = "INSERT INTO outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4::jsonb)"
+
+
+class _Buffer:
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.rows: list[tuple[str, str | None, bytes, str]] = []
+
+
+_buffer: contextvars.ContextVar[_Buffer | None] = contextvars.ContextVar("outbox_buffer",
+                                                                        default=None)
+
+
 async def enqueue(conn: Conn, topic: Topic | str, key: str | None,
                   event: WireModel, headers: dict[str, str] | None = None) -> None:
-    """Write an event to the outbox in the caller's transaction."""
-    await conn.execute(
-        "INSERT INTO outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4::jsonb)",
-        str(topic), key, event.model_dump_json().encode(), json.dumps(headers or {}),
-    )
+    """Write an event to the outbox in the caller's transaction (or, inside `buffered(conn)`,
+    keep it for that block's `flush_buffer`, still in the same transaction)."""
+    row = (str(topic), key, event.model_dump_json().encode(), json.dumps(headers or {}))
+    buf = _buffer.get()
+    if buf is not None and buf.conn is conn:
+        buf.rows.append(row)
+    else:
+        await conn.execute(INSERT, *row)
+
+
+@contextlib.contextmanager
+def buffered(conn: Conn) -> Iterator[None]:
+    """Collect the outbox rows that handlers write on `conn` and insert them with one
+    `flush_buffer` (one round trip for a run of events instead of one per row). The caller must
+    flush before its transaction commits: rows left unflushed are dropped with the block."""
+    token = _buffer.set(_Buffer(conn))
+    try:
+        yield
+    finally:
+        _buffer.reset(token)
+
+
+async def flush_buffer() -> int:
+    """Insert the rows `buffered` collected, in the order they were enqueued (ids follow it)."""
+    buf = _buffer.get()
+    if buf is None or not buf.rows:
+        return 0
+    rows, buf.rows = buf.rows, []
+    if len(rows) == 1:
+        await buf.conn.execute(INSERT, *rows[0])
+    else:
+        # One statement: ids are drawn in enqueue order (ORDER BY the ordinality), and the
+        # statement-level NOTIFY trigger fires once.
+        await buf.conn.execute(
+            "INSERT INTO outbox (topic, key, value, headers) SELECT t, k, v, h::jsonb"
+            " FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])"
+            " WITH ORDINALITY AS u(t, k, v, h, n) ORDER BY n",
+            *(list(col) for col in zip(*rows, strict=True)))
+    return len(rows)
 
 
 def new_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:

@@ -174,6 +174,9 @@ class Bench:
             key = f"bench-1:{ext}"
             sku = self.skus[self.n % len(self.skus)]
             payload = sf.order("bench-1", ext, [(sku, 1, "10.00")], country="US")
+            # A shop's buyers live at different addresses; one shared address would make every
+            # order a merge candidate of the last 200 (intake's duplicate and merge checks).
+            payload["shipping_address"]["line1"] = f"{self.n} Bench Rd"
             self.sent_at[key] = time.perf_counter()
             await self.shop.producer.send("orders.placed", json.dumps(payload).encode(),
                                           key=key.encode())

@@ -9,13 +9,14 @@ from typing import Any
 import asyncpg
 
 from shared.contracts import OrderSnapshot, ProductUpserted
-from shared.db import Conn
+from shared.db import Conn, forget, memoized
 
 from .domain import DEFAULT_DIMS, DEFAULT_WEIGHT_G, Bin, Box, Item
 from .domain import seed_bin as seed_bin_for
 
 
 async def upsert_product(conn: Conn, p: ProductUpserted) -> None:
+    forget("fulfillment.products")
     await conn.execute(
         "INSERT INTO products (sku, weight_g, dims, attributes, occurred_at)"
         " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sku) DO UPDATE SET weight_g = EXCLUDED.weight_g,"
@@ -27,8 +28,9 @@ async def upsert_product(conn: Conn, p: ProductUpserted) -> None:
 
 async def items(conn: Conn, lines: list[tuple[str, int]]) -> list[Item]:
     """One Item per unit, with the catalogue's weight and size (defaults when unknown)."""
-    rows = await conn.fetch("SELECT * FROM products WHERE sku = ANY($1::text[])",
-                            [sku for sku, _ in lines])
+    skus = sorted({sku for sku, _ in lines})
+    rows = await memoized(("fulfillment.products", tuple(skus)), lambda: conn.fetch(
+        "SELECT * FROM products WHERE sku = ANY($1::text[])", skus))
     known = {r["sku"]: r for r in rows}
     out = []
     for sku, qty in lines:
@@ -40,7 +42,7 @@ async def items(conn: Conn, lines: list[tuple[str, int]]) -> list[Item]:
 
 
 async def boxes(conn: Conn) -> list[Box]:
-    rows = await conn.fetch("SELECT * FROM boxes")
+    rows = await memoized("fulfillment.boxes", lambda: conn.fetch("SELECT * FROM boxes"))
     return [Box(r["code"], (r["inner_l"], r["inner_w"], r["inner_h"]), r["tare_g"],
                 r["max_weight_g"]) for r in rows]
 
@@ -177,8 +179,11 @@ async def set_pick(conn: Conn, order_id: uuid.UUID, warehouse: str, **fields: An
                        order_id, warehouse, *values)
 
 
-async def next_parcel_number(conn: Conn, prefix: str) -> int:
-    n = await conn.fetchval("SELECT count(*) FROM parcels WHERE parcel_id LIKE $1 || '%'", prefix)
+async def next_parcel_number(conn: Conn, lead: uuid.UUID) -> int:
+    """Parcel ids are `P-{lead order}-{n}`: the lead order's parcels so far, plus one. Counted by
+    the indexed order_id (a `LIKE` on the id scanned the whole table: milliseconds per pack after
+    a few thousand parcels, and growing)."""
+    n = await conn.fetchval("SELECT count(*) FROM parcels WHERE order_id = $1", lead)
     return int(n) + 1
 
 

@@ -22,9 +22,9 @@ from typing import Any
 
 import asyncpg
 
-from shared import topics
+from shared import outbox, topics
 from shared.contracts import OrderPacked, OrderSnapshot, Parcel, ShortPicked
-from shared.db import Conn
+from shared.db import Conn, memo_scope
 from shared.messaging import emit_status
 from shared.outbox import enqueue
 from shared.service import Runtime
@@ -273,7 +273,7 @@ async def pack(conn: Conn, wave_id: str, group_id: str, causation_id: str | None
     lead: uuid.UUID = picks[0]["order_id"]
     warehouse = picks[0]["warehouse"]
     prefix = f"P-{lead.hex[:12]}-"
-    n = await store.next_parcel_number(conn, prefix)
+    n = await store.next_parcel_number(conn, lead)
     owed = {p["order_id"]: Counter(_expected(p)) for p in picks}
     parcel_ids = []
     for packed in await _plan(conn, picks):
@@ -383,16 +383,21 @@ async def start_waves(runtime: Runtime) -> None:
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))",
                                        WAVE_LOCK):
                 return
-            await release_waves(conn, cfg)
-            if not automatic:
-                return
-            for wave_id in await store.due_waves(conn):
-                try:
-                    async with conn.transaction():  # a savepoint: one bad wave stops no other
-                        await simulate_wave(conn, wave_id, cfg, rng)
-                except Exception:
-                    log.exception("simulating wave %s failed; retried on the next pass",
-                                  wave_id)
+            with memo_scope():
+                await release_waves(conn, cfg)
+                if not automatic:
+                    return
+                for wave_id in await store.due_waves(conn):
+                    try:
+                        # a savepoint: one bad wave stops no other; its outbox rows go in
+                        # one statement at its end (dropped with it if it fails)
+                        async with conn.transaction():
+                            with outbox.buffered(conn):
+                                await simulate_wave(conn, wave_id, cfg, rng)
+                                await outbox.flush_buffer()
+                    except Exception:
+                        log.exception("simulating wave %s failed; retried on the next pass",
+                                      wave_id)
 
     async def loop() -> None:
         while True:

@@ -12,14 +12,19 @@ from typing import Any
 
 import asyncpg
 
-from shared.db import Conn
+from shared.db import Conn, forget, memoized
 
 from .domain import CarrierService, Product, Zone, smoothed_score
 
 
 async def services(conn: Conn | asyncpg.Pool) -> list[CarrierService]:
     """The active catalogue with zones, remote areas and on-time scores per zone. A score comes
-    from whichever source has more deliveries behind it: our own history, or analytics'."""
+    from whichever source has more deliveries behind it: our own history, or analytics'.
+    Read once per unit of work (shared.db.memo_scope); the score writers below forget it."""
+    return await memoized("logistics.catalogue", lambda: _load_services(conn))
+
+
+async def _load_services(conn: Conn | asyncpg.Pool) -> list[CarrierService]:
     rows = await conn.fetch(
         "SELECT s.*, c.on_time_score FROM services s JOIN carriers c ON c.code = s.carrier"
         " WHERE s.active ORDER BY s.code")
@@ -117,7 +122,8 @@ async def mark_shipped(conn: Conn, order_id: uuid.UUID) -> None:
 
 
 async def warehouses(conn: Conn | asyncpg.Pool) -> dict[str, asyncpg.Record]:
-    return {r["code"]: r for r in await conn.fetch("SELECT * FROM warehouses")}
+    rows = await memoized("logistics.warehouses", lambda: conn.fetch("SELECT * FROM warehouses"))
+    return {r["code"]: r for r in rows}
 
 
 async def upsert_product(conn: Conn, p: Product, occurred_at: datetime) -> bool:
@@ -156,6 +162,7 @@ async def get_shipment(conn: Conn | asyncpg.Pool, parcel_id: str) -> asyncpg.Rec
 
 
 async def record_delivery_score(conn: Conn, service: str, zone: str, on_time: bool) -> None:
+    forget("logistics.catalogue")
     await conn.execute(
         "INSERT INTO carrier_scores (service, zone, source, delivered, on_time)"
         " VALUES ($1, $2, 'history', 1, $3::int) ON CONFLICT (service, zone, source) DO UPDATE"
@@ -172,6 +179,7 @@ async def zones_of(conn: Conn, service: str, country: str) -> list[str]:
 
 async def set_analytics_score(conn: Conn, service: str, zone: str, rate: Decimal,
                               samples: int) -> None:
+    forget("logistics.catalogue")
     await conn.execute(
         "INSERT INTO carrier_scores (service, zone, source, delivered, on_time, rate)"
         " VALUES ($1, $2, 'analytics', $3::int, round($3::int * $4::numeric), $4::numeric)"

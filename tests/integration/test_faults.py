@@ -10,9 +10,20 @@ import signal
 import pytest
 
 import stack.__main__ as local_stack
+from tools import storefront as sfm
 from tools.storefront import Storefront
 
-from .helpers import eventually, http_get, new_product, place, stock_of, tail, value_of
+from .helpers import (
+    STORE,
+    eventually,
+    http_get,
+    new_product,
+    place,
+    ref,
+    stock_of,
+    tail,
+    value_of,
+)
 
 
 def distinct(sf: Storefront, key: str, status: str) -> int:
@@ -80,3 +91,19 @@ async def test_operator_writes_need_the_admin_token(stack: None) -> None:
     async def ok() -> bool:
         return (await http_get("aftersales", "/requests/review", auth=True)).status_code == 200
     await eventually(ok)
+
+
+async def test_one_event_three_times_in_one_batch_is_handled_once(storefront: Storefront) -> None:
+    """Consumers record a run's inbox rows in one statement: the same event_id several times in
+    one run must still be handled once (the first), the copies counted as duplicates."""
+    sf = storefront
+    sku = await new_product(sf, stock={"WH-LA": 5})
+    ext = ref("o")
+    key, payload = f"{STORE}:{ext}", sfm.order(STORE, ext, [(sku, 2, "12.50")])
+    for _ in range(3):  # back to back: one fetch, one run, in practice
+        await sf.publish("orders.placed", key, payload)
+    await sf.wait_for(key, "shipped")
+    await asyncio.sleep(1)
+    for status in ("accepted", "reserved", "packed", "shipped"):
+        assert distinct(sf, key, status) == 1, (status, sf.seen(key))
+    assert (await stock_of(sku))["WH-LA"]["on_hand"] == 3
