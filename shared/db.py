@@ -38,6 +38,15 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+async def _reset_if_dirty(conn: asyncpg.Connection) -> None:
+    """Pool release: asyncpg's default sends `RESET ALL; UNLISTEN *; CLOSE ALL; unlock all` on
+    every release, a round trip per transaction. Pool connections here carry no session state
+    (LISTEN and the relay's advisory lock live on the relay's own connection; the migration lock
+    is released in a `finally`), so only a connection left inside a transaction is reset."""
+    if conn.is_in_transaction():
+        await conn.reset()
+
+
 async def connect(dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10,
                   wait_seconds: float = 120.0) -> asyncpg.Pool:
     """A pool on the service's schema, waiting for the database to come up."""
@@ -47,6 +56,7 @@ async def connect(dsn: str, schema: str, *, min_size: int = 2, max_size: int = 1
         try:
             pool = await asyncpg.create_pool(
                 dsn, min_size=min_size, max_size=max_size, command_timeout=30,
+                reset=_reset_if_dirty,
                 server_settings={"search_path": schema, "application_name": f"shopkeeper-{schema}"},
             )
             assert pool is not None
