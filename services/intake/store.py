@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from shared.contracts import CoverageChanged, OrderPlaced, ProductUpserted
-from shared.db import Conn
+from shared.db import Conn, forget, memoized
 
 from . import domain
 from .domain import BlockedEntry, Policy, PriorOrder, Product, Promotion
@@ -81,6 +81,7 @@ async def get_product(conn: Conn | asyncpg.Pool, sku: str) -> asyncpg.Record | N
 
 
 async def set_coverage(conn: Conn, c: CoverageChanged) -> None:
+    forget("intake.coverage")
     await conn.execute(
         "INSERT INTO coverage (id, countries, refused_attributes, occurred_at)"
         " VALUES (1, $1, $2::jsonb, $3) ON CONFLICT (id) DO UPDATE SET"
@@ -90,9 +91,15 @@ async def set_coverage(conn: Conn, c: CoverageChanged) -> None:
     )
 
 
+async def _coverage(conn: Conn) -> asyncpg.Record | None:
+    """Logistics' coverage, read once per run of events (shared.db.memoized)."""
+    return await memoized("intake.coverage", lambda: conn.fetchrow(
+        "SELECT countries, refused_attributes FROM coverage WHERE id = 1"))
+
+
 async def served_countries(conn: Conn) -> set[str] | None:
-    row = await conn.fetchval("SELECT countries FROM coverage WHERE id = 1")
-    return set(row) if row is not None else None
+    row = await _coverage(conn)
+    return set(row["countries"]) if row is not None else None
 
 
 async def promotions(conn: Conn, codes: list[str]) -> dict[str, Promotion]:
@@ -163,8 +170,9 @@ def _policy(row: asyncpg.Record) -> Policy:
 
 
 async def policy(conn: Conn, store: str) -> Policy:
-    row = await conn.fetchrow(
-        "SELECT * FROM store_policies WHERE store IN ($1, '*') ORDER BY store = '*' LIMIT 1", store)
+    row = await memoized(("intake.policy", store), lambda: conn.fetchrow(
+        "SELECT * FROM store_policies WHERE store IN ($1, '*') ORDER BY store = '*' LIMIT 1",
+        store))
     return _policy(row) if row else Policy()
 
 
@@ -181,6 +189,7 @@ async def put_policy(conn: Conn, store: str, p: Policy, actor: str) -> None:
     params = ", ".join(f"${i + 2}" for i in range(len(_POLICY_COLUMNS)))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _POLICY_COLUMNS)
     n = len(_POLICY_COLUMNS) + 2
+    forget("intake.policy")
     await conn.execute(
         f"INSERT INTO store_policies (store, {cols}, updated_by) VALUES ($1, {params}, ${n})"
         f" ON CONFLICT (store) DO UPDATE SET {updates}, updated_by = EXCLUDED.updated_by,"
@@ -188,8 +197,8 @@ async def put_policy(conn: Conn, store: str, p: Policy, actor: str) -> None:
 
 
 async def refused_attributes(conn: Conn) -> dict[str, list[str]]:
-    row = await conn.fetchval("SELECT refused_attributes FROM coverage WHERE id = 1")
-    return json.loads(row) if row else {}
+    row = await _coverage(conn)
+    return json.loads(row["refused_attributes"]) if row and row["refused_attributes"] else {}
 
 
 async def blocked(conn: Conn, identities: dict[str, str]) -> tuple[BlockedEntry, ...]:
