@@ -362,7 +362,7 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
         p.wait(30)
 
 
-def markdown(r: Result) -> str:
+def markdown(r: Result, baseline: dict[str, Any] | None = None) -> str:
     m = r.machine
     lines = [
         "# Benchmarks", "",
@@ -401,7 +401,55 @@ def markdown(r: Result) -> str:
         lines += ["", f"Scaling at {r.scaling['rate']} orders/s offered: one instance of each"
                   f" service {r.scaling['one_instance']} orders/s, two instances"
                   f" {r.scaling['two_instances']} orders/s."]
+    if baseline:
+        lines += ["", *comparison(baseline, asdict(r))]
     return "\n".join(lines) + "\n"
+
+
+def comparison(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Before and after, each also as a ratio of the limits measured in its own run (the
+    machine is shared, so raw figures of two runs differ by more than the code)."""
+    def ratio(x: float, limit: float) -> str:
+        return f"{100 * x / limit:.1f} %" if limit else "n/a"
+
+    def change(b: float, a: float) -> str:
+        return f"{a / b:.2f}x" if b else "n/a"
+
+    rows = [("sustained placed->shipped (orders/s)", before["sustained_orders_per_s"],
+             after["sustained_orders_per_s"])]
+    for status in ("accepted", "reserved", "shipped"):
+        for p in ("p50", "p99"):
+            b = before["latency_ms"].get(status, {}).get(p, 0.0)
+            a = after["latency_ms"].get(status, {}).get(p, 0.0)
+            rows.append((f"placed->{status} {p} (ms, at half load)", b, a))
+    rows.append(("CPU s per 1,000 orders, all services", sum(before["cpu_s_per_1000_orders"]
+                                                              .values()),
+                 sum(after["cpu_s_per_1000_orders"].values())))
+    out = [f"## Before and after the optimisation (before: {before.get('label', 'baseline')})",
+           "", "| figure | before | after | after / before |", "| --- | --- | --- | --- |"]
+    for name, b, a in rows:
+        out.append(f"| {name} | {b:,.1f} | {a:,.1f} | {change(b, a)} |")
+    def shares(r: dict[str, Any]) -> tuple[str, str]:
+        x = r["sustained_orders_per_s"]
+        return (ratio(x, r["postgres_orders_per_s_limit"]),
+                ratio(x * EVENTS_PER_ORDER, r["kafka_msgs_per_s"]))
+    (pg_b, kafka_b), (pg_a, kafka_a) = shares(before), shares(after)
+    out += ["", "| sustained throughput as a share of the limits | before | after |",
+            "| --- | --- | --- |",
+            f"| of raw Postgres (orders/s at {EVENTS_PER_ORDER} tx per order) | {pg_b} | {pg_a} |",
+            f"| of raw Kafka (messages, {EVENTS_PER_ORDER} per order) | {kafka_b} | {kafka_a} |"]
+    return out
+
+
+NOTES_MARK = "<!-- notes: kept by make bench -->"
+
+
+def write_markdown(path: Path, text: str) -> None:
+    """Replace the measured part of the file; hand-written notes after NOTES_MARK stay."""
+    notes = ""
+    if path.exists() and NOTES_MARK in (old := path.read_text()):
+        notes = old[old.index(NOTES_MARK):]
+    path.write_text(text + ("\n" + notes if notes else ""))
 
 
 def main() -> None:
@@ -416,12 +464,16 @@ def main() -> None:
     parser.add_argument("--scaling", action="store_true")
     parser.add_argument("--json", default=str(ROOT / "artifacts" / "bench.json"))
     parser.add_argument("--markdown", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    parser.add_argument("--baseline", default=str(ROOT / "docs" / "bench-baseline.json"),
+                        help="an earlier run's JSON to compare with ('' for none)")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(asdict(result), indent=2))
+    baseline = (json.loads(Path(args.baseline).read_text())
+                if args.baseline and Path(args.baseline).exists() else None)
     if args.markdown:
-        Path(args.markdown).write_text(markdown(result))
+        write_markdown(Path(args.markdown), markdown(result, baseline))
     print(f"[bench] wrote {args.json}" + (f" and {args.markdown}" if args.markdown else ""))
 
 

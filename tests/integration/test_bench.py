@@ -29,4 +29,14 @@ async def test_bench_smoke_reports_every_figure(stack: None, tmp_path: Path) -> 
     assert set(result["latency_ms"]) == {"accepted", "reserved", "shipped"}
     assert set(result["cpu_s_per_1000_orders"]) == {"intake", "inventory", "fulfillment",
                                                    "logistics", "aftersales", "analytics"}
-    assert "| rate offered" in (tmp_path / "bench.md").read_text()
+    text_md = (tmp_path / "bench.md").read_text()
+    assert "| rate offered" in text_md
+    assert "## Before and after the optimisation" in text_md  # against docs/bench-baseline.json
+
+
+def test_bench_markdown_keeps_the_notes_written_under_its_mark(tmp_path: Path) -> None:
+    from tools.bench import NOTES_MARK, write_markdown
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text(f"# old figures\n{NOTES_MARK}\nwhy the figures are what they are\n")
+    write_markdown(doc, "# new figures\n")
+    assert doc.read_text() == f"# new figures\n\n{NOTES_MARK}\nwhy the figures are what they are\n"
