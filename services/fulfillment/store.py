@@ -126,11 +126,26 @@ async def insert_wave(conn: Conn, wave_id: str, warehouse: str, size: int,
         wave_id, warehouse, size, pick_seconds)
 
 
-async def assign_pick(conn: Conn, order_id: uuid.UUID, warehouse: str, wave_id: str,
-                      group_id: str) -> None:
-    await conn.execute(
+async def assign_picks(conn: Conn, warehouse: str, wave_id: str,
+                       groups: list[tuple[uuid.UUID, str]]) -> None:
+    """A wave's picks (order, group) start: one pipelined round trip for the picks, one
+    statement for their orders."""
+    await conn.executemany(
         "UPDATE picks SET wave_id = $3, group_id = $4, status = 'picking'"
-        " WHERE order_id = $1 AND warehouse = $2", order_id, warehouse, wave_id, group_id)
+        " WHERE order_id = $1 AND warehouse = $2",
+        [(order_id, warehouse, wave_id, group_id) for order_id, group_id in groups])
+    await conn.execute("UPDATE orders SET status = 'picking', updated_at = now()"
+                       " WHERE order_id = ANY($1::uuid[]) AND status = 'awaiting_pick'",
+                       [order_id for order_id, _ in groups])
+
+
+async def set_picks_verified(conn: Conn, picks: list[tuple[uuid.UUID, str, dict[str, int]]]
+                             ) -> None:
+    """Picks (order, warehouse, scanned) whose every unit was scanned: one round trip."""
+    await conn.executemany(
+        "UPDATE picks SET scanned = $3::jsonb, status = 'verified'"
+        " WHERE order_id = $1 AND warehouse = $2",
+        [(order_id, warehouse, json.dumps(scanned)) for order_id, warehouse, scanned in picks])
 
 
 async def due_waves(conn: Conn) -> list[str]:
@@ -208,11 +223,6 @@ async def parcel_with_orders(conn: Conn | asyncpg.Pool, parcel_id: str
         "SELECT po.order_id, po.lines, o.order_key, o.snapshot FROM parcel_orders po"
         " JOIN orders o USING (order_id) WHERE po.parcel_id = $1 ORDER BY o.order_key", parcel_id)
     return parcel, orders
-
-
-async def set_status_if(conn: Conn, order_id: uuid.UUID, status: str, current: str) -> None:
-    await conn.execute("UPDATE orders SET status = $2, updated_at = now()"
-                       " WHERE order_id = $1 AND status = $3", order_id, status, current)
 
 
 async def set_allocations(conn: Conn, order_id: uuid.UUID, allocations: list[dict[str, Any]]

@@ -132,10 +132,8 @@ async def _release_one(conn: Conn, cfg: Config, warehouse: str,
     wave_id = f"W-{warehouse}-{uuid.uuid4().hex[:10]}"
     await store.insert_wave(conn, wave_id, warehouse, len(chosen),
                             cfg.pick_seconds_per_line * len(lines))
-    for w in chosen:
-        await store.assign_pick(conn, uuid.UUID(w.order_id), warehouse, wave_id,
-                                groups[w.order_id])
-        await store.set_status_if(conn, uuid.UUID(w.order_id), "picking", "awaiting_pick")
+    await store.assign_picks(conn, warehouse, wave_id,
+                             [(uuid.UUID(w.order_id), groups[w.order_id]) for w in chosen])
     metrics.WAVE_SIZE.labels(warehouse).observe(len(chosen))
     metrics.LINES_PICKED.labels(warehouse).inc(len(lines))
     log.info("wave %s released in %s: %d orders (%d express), %d pick lines, %d parcels"
@@ -350,6 +348,7 @@ async def _finish(conn: Conn, order_id: uuid.UUID, causation_id: str | None) -> 
 async def simulate_wave(conn: Conn, wave_id: str, cfg: Config, rng: random.Random) -> None:
     """The simulated pickers work a wave through: scans (with refused ones at the error rate),
     short picks, the scale, packing. A group put on QC hold waits for an operator."""
+    verified = []
     for p in await store.wave_picks(conn, wave_id):
         if p["status"] != "picking":
             continue
@@ -359,9 +358,10 @@ async def simulate_wave(conn: Conn, wave_id: str, cfg: Config, rng: random.Rando
         if sim.short:
             await short_pick(conn, p, sim.short[0], sim.short[1], None)
             continue
-        await store.set_pick(conn, p["order_id"], p["warehouse"], scanned=_expected(p),
-                             status="verified")
+        verified.append((p["order_id"], p["warehouse"], _expected(p)))
         metrics.UNITS_VERIFIED.labels(p["warehouse"]).inc(sum(_expected(p).values()))
+    if verified:
+        await store.set_picks_verified(conn, verified)
     groups = dict.fromkeys(p["group_id"] for p in await store.wave_picks(conn, wave_id)
                            if p["status"] == "verified")
     for group_id in groups:
