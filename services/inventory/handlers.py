@@ -344,8 +344,39 @@ async def release_cancelled(ctx: Ctx, event: OrderCancelled) -> None:
     allocations = json.loads(row["allocations"])
     await store.release(ctx.conn, order_id, allocations, event.event_id)
     await store.update_order(ctx.conn, order_id, "cancelled")
+    await _cancel_continuations(ctx, order_id)
     skus = sorted({ln["sku"] for a in allocations for ln in a["lines"]})
     await refill_backorders(ctx.conn, skus, event.event_id)
+
+
+async def _cancel_continuations(ctx: Ctx, order_id: uuid.UUID) -> None:
+    """The original order's cancellation is confirmed (its refund covers every line), so the
+    parts still to come are cancelled too, with nothing more due: a waiting one here, one
+    already reserved wherever it is now (the hand-off of docs/cancellation.md)."""
+    for row in await store.continuations(ctx.conn, order_id):
+        if row["status"] not in ("backordered", "reserved", "reallocating"):
+            continue
+        snap = OrderSnapshot.model_validate_json(row["snapshot"])
+        request = OrderCancelRequested(
+            order_id=snap.order_id, order_key=snap.key, reason="the order it continues was"
+            " cancelled", refund_due=Decimal("0.00"), currency=snap.currency,
+            correlation_id=row["correlation_id"], causation_id=str(ctx.event.event_id))
+        if row["status"] == "backordered":
+            await store.update_order(ctx.conn, row["order_id"], "cancelled")
+            BACKORDERS.labels("cancelled").inc()
+            await emit_status(ctx.conn, order_id=snap.order_id, store=snap.store,
+                              external_order_id=snap.external_order_id, status="cancelled",
+                              reasons=[("original_cancelled", request.reason)],
+                              details={"refund_due": "0.00"},
+                              correlation_id=row["correlation_id"],
+                              causation_id=str(ctx.event.event_id))
+            await enqueue(ctx.conn, topics.INVENTORY_ORDER_CANCELLED, snap.key, OrderCancelled(
+                order_id=snap.order_id, order_key=snap.key, reason=request.reason,
+                refund_due=Decimal("0.00"), currency=snap.currency, confirmed_by="inventory",
+                correlation_id=row["correlation_id"], causation_id=str(ctx.event.event_id)))
+        else:
+            await ctx.publish(topics.INVENTORY_ORDER_CANCEL_FORWARDED, snap.key, request)
+        log.info("order %s cancelled: its continuation %s follows", order_id, snap.key)
 
 
 for _topic in (topics.FULFILLMENT_ORDER_CANCELLED, topics.LOGISTICS_ORDER_CANCELLED):
@@ -377,21 +408,62 @@ def _priced(snap: OrderSnapshot, lines: list[Line]) -> list[OrderLine]:
             for ln in lines]
 
 
-def continuation_of(snap: OrderSnapshot, short: list[Line]) -> OrderSnapshot:
+def continuation_of(snap: OrderSnapshot, short: list[Line], n: int = 1) -> OrderSnapshot:
     """The backordered remainder as an order of its own (fulfillment and logistics take one
-    reservation per order): a new id derived from the original's, the original's external id
-    with `-B1`, the short lines at the prices paid. Its totals are what those lines cost, with
-    no shipping fee: the money was paid on the original, and it is what a cancellation of the
-    remainder owes the customer."""
+    reservation per order): a new id derived from the original's and `n`, the original's
+    external id with `-B{n}`, the short lines at the prices paid. Its totals are what those
+    lines cost, with no shipping fee: the money was paid on the original, and it is what a
+    cancellation of the remainder owes the customer."""
     lines = _priced(snap, short)
     value = sum((ln.unit_price * ln.quantity for ln in lines), Decimal("0")).quantize(
         Decimal("0.01"))
     zero = Decimal("0.00")
     return snap.model_copy(update={
-        "order_id": str(uuid.uuid5(CONTINUATION_NS, snap.order_id)),
-        "external_order_id": f"{snap.external_order_id}-B1", "lines": lines, "merge_with": [],
+        "order_id": str(uuid.uuid5(CONTINUATION_NS, f"{snap.order_id}:B{n}")),
+        "external_order_id": f"{snap.external_order_id}-B{n}", "lines": lines, "merge_with": [],
         "totals": Totals(subtotal=value, discount=zero, shipping_fee=zero, grand_total=value),
         "replaces_order_id": snap.order_id, "kind": "backorder"})
+
+
+async def _split_off(conn: Conn, snap: OrderSnapshot, plan: Plan, short: list[Line],
+                     policy: store.Policy, correlation_id: str | None, causation_id: str,
+                     why: str) -> OrderSnapshot:
+    """The original order keeps `plan` (what is there) and the customer hears `backordered`
+    (the short lines, naming the continuation), then `reserved`; the short lines become a
+    continuation order, backordered like any other (restock, decisions, expiry), which later
+    goes through fulfillment and logistics on its own. Returns the original as it now ships."""
+    order_id = uuid.UUID(snap.order_id)
+    n = await store.continuation_count(conn, order_id) + 1
+    rest = continuation_of(snap, short, n)
+    now_lines = [ln for lines_ in plan.allocations.values() for ln in lines_]
+    shipping = snap.model_copy(update={"lines": _priced(snap, domain.merge_lines(now_lines))})
+    link = {"order_id": rest.order_id, "external_order_id": rest.external_order_id}
+    short_json = [{"sku": ln.sku, "quantity": ln.quantity} for ln in short]
+    await store.set_snapshot(conn, order_id, shipping)
+    await store.add_trace(conn, order_id, [f"{why}; ship what is there, the rest is {rest.key}"])
+    await emit_status(conn, order_id=snap.order_id, store=snap.store,
+                      external_order_id=snap.external_order_id, status="backordered",
+                      reasons=[("partially_backordered",
+                                f"{why}: what is in stock ships now; the rest follows as"
+                                f" {rest.key}")],
+                      details={"short_lines": short_json, "substitutes": {},
+                               "restock_eta": None, "continuation": link},
+                      correlation_id=correlation_id, causation_id=causation_id)
+    await _announce_reserved(conn, shipping, plan, correlation_id, causation_id,
+                             {"backordered_lines": short_json, "continuation": link})
+    cont_id = uuid.UUID(rest.order_id)
+    await store.insert_order(conn, rest, cont_id, rest.key, "backordered", correlation_id,
+                             continues=order_id)
+    await emit_status(conn, order_id=rest.order_id, store=rest.store,
+                      external_order_id=rest.external_order_id, status="accepted",
+                      details={"continues": snap.order_id, "kind": "backorder"},
+                      correlation_id=correlation_id, causation_id=causation_id)
+    BACKORDERS.labels("opened").inc()
+    BACKORDERS.labels("partial").inc()
+    await _backorder(conn, cont_id, rest, policy, [f"continues {snap.key}"], correlation_id,
+                     causation_id, ("out_of_stock", f"the part of {snap.key} not in stock"))
+    log.info("order %s: ships what is there; %s waits for the rest", snap.key, rest.key)
+    return shipping
 
 
 async def _ship_available(ctx: Ctx, order_id: uuid.UUID, snap: OrderSnapshot,
@@ -411,40 +483,11 @@ async def _ship_available(ctx: Ctx, order_id: uuid.UUID, snap: OrderSnapshot,
     except store.StockGone as gone:
         trace.append(f"ship what is there: lost the race for {gone}; the whole order waits")
         return False
-    now_lines = [ln for lines_ in plan.allocations.values() for ln in lines_]
-    shipping = snap.model_copy(update={"lines": _priced(snap, domain.merge_lines(now_lines))})
-    rest = continuation_of(snap, short)
-    cont_id = uuid.UUID(rest.order_id)
-    link = {"order_id": rest.order_id, "external_order_id": rest.external_order_id}
-    short_json = [{"sku": ln.sku, "quantity": ln.quantity} for ln in short]
-    cause = str(ctx.event.event_id)
-    await store.insert_order(ctx.conn, shipping, order_id, snap.key, "reserved",
+    await store.insert_order(ctx.conn, snap, order_id, snap.key, "reserved",
                              ctx.correlation_id, _allocations(plan))
-    await store.add_trace(ctx.conn, order_id, [*trace, *plan.trace,
-                                               f"ship what is there; the rest is {rest.key}"])
-    await emit_status(ctx.conn, order_id=snap.order_id, store=snap.store,
-                      external_order_id=snap.external_order_id, status="backordered",
-                      reasons=[("partially_backordered",
-                                f"what is in stock ships now; the rest follows as {rest.key}")],
-                      details={"short_lines": short_json, "substitutes": {},
-                               "restock_eta": None, "continuation": link},
-                      correlation_id=ctx.correlation_id, causation_id=cause)
-    await _announce_reserved(ctx.conn, shipping, plan, ctx.correlation_id, cause,
-                             {"backordered_lines": short_json, "continuation": link})
-    # The remainder: an order of its own, backordered like any other (restock, decisions,
-    # expiry), then through fulfillment and logistics on its own.
-    await store.insert_order(ctx.conn, rest, cont_id, rest.key, "backordered",
-                             ctx.correlation_id, continues=order_id)
-    await emit_status(ctx.conn, order_id=rest.order_id, store=rest.store,
-                      external_order_id=rest.external_order_id, status="accepted",
-                      details={"continues": snap.order_id, "kind": "backorder"},
-                      correlation_id=ctx.correlation_id, causation_id=cause)
-    BACKORDERS.labels("opened").inc()
-    BACKORDERS.labels("partial").inc()
-    await _backorder(ctx.conn, cont_id, rest, policy, [f"continues {snap.key}"],
-                     ctx.correlation_id, cause,
-                     ("out_of_stock", f"the part of {snap.key} not in stock"))
-    log.info("order %s: ships what is there; %s waits for the rest", snap.key, rest.key)
+    await store.add_trace(ctx.conn, order_id, [*trace, *plan.trace])
+    await _split_off(ctx.conn, snap, plan, short, policy, ctx.correlation_id,
+                     str(ctx.event.event_id), "not all in stock")
     return True
 
 
@@ -483,6 +526,16 @@ async def short_picked(ctx: Ctx, event: ShortPicked) -> None:
         REALLOCATIONS.labels("reallocated").inc()
         return
     short = [Line(event.sku, missing)]
+    if policy.partial == "ship_available" and kept:
+        # The store ships what is there: the rest of the order goes on, the missing units
+        # become a continuation order.
+        await store.update_order(ctx.conn, order_id, "reserved", _allocations(Plan(kept)), [])
+        await store.add_trace(ctx.conn, order_id, [*head, *trace])
+        await _split_off(ctx.conn, snap, Plan(kept), short, policy, row["correlation_id"],
+                         str(event.event_id), f"{missing} x {event.sku} missing in the"
+                         f" warehouse")
+        REALLOCATIONS.labels("continued").inc()
+        return
     await store.update_order(ctx.conn, order_id, "reallocating", _allocations(Plan(kept)), short)
     await store.set_short_warehouse(ctx.conn, order_id, event.warehouse)
     await store.add_trace(ctx.conn, order_id, [*head, *trace])

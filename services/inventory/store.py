@@ -198,6 +198,22 @@ async def insert_order(conn: Conn, snap: OrderSnapshot | None, order_id: uuid.UU
         continues)
 
 
+async def set_snapshot(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot) -> None:
+    await conn.execute("UPDATE orders SET snapshot = $2::jsonb WHERE order_id = $1",
+                       order_id, snap.model_dump_json())
+
+
+async def continuation_count(conn: Conn, order_id: uuid.UUID) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM orders WHERE continues = $1",
+                                   order_id))
+
+
+async def continuations(conn: Conn, order_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The order's continuation orders ("ship what is there"), locked."""
+    return await conn.fetch("SELECT * FROM orders WHERE continues = $1 ORDER BY created_at"
+                            " FOR UPDATE", order_id)
+
+
 async def set_short_warehouse(conn: Conn, order_id: uuid.UUID, warehouse: str) -> None:
     await conn.execute("UPDATE orders SET short_warehouse = $2 WHERE order_id = $1",
                        order_id, warehouse)

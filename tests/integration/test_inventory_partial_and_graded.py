@@ -150,3 +150,38 @@ async def test_a_hold_store_still_backorders_the_whole_order(storefront: Storefr
     back = await sf.wait_for(key, "backordered")
     assert back["reasons"][0]["code"] == "out_of_stock"
     assert (await stock_of(a))["WH-LA"]["reserved"] == 0
+
+
+async def test_cancelling_the_original_order_cancels_its_waiting_continuation(
+        storefront: Storefront) -> None:
+    sf = storefront
+    # Given a ship-what-is-there order whose available part is stuck packed (no carrier takes
+    # 40 kg) and whose rest waits as a continuation
+    store = ref("partial")
+    await admin("PUT", f"/policies/{store}", json={"partial": "ship_available"})
+    a = await new_product(sf, stock={"WH-LA": 1}, weight_g=40_000, dims=(500, 400, 300))
+    key, _ = await order_in(sf, store, [(a, 2, "12.50")], country="US", shipping_fee="4.99")
+    rest_key = f"{key}-B1"
+    await sf.wait_for(key, "delivery_exception", timeout=90)
+    await sf.wait_for(rest_key, "backordered")
+    # When the customer cancels the order
+    st, ext = key.split(":")
+    await sf.publish("orders.cancel_requested", key, sfm.order_event(st, ext, reason=None))
+    # Then the original is cancelled with the whole refund, the continuation with nothing more
+    assert (await sf.wait_for(key, "cancelled", timeout=60))["details"] == {
+        "refund_due": "29.99"}
+    cancelled = await sf.wait_for(rest_key, "cancelled", timeout=60)
+    assert cancelled["details"] == {"refund_due": "0.00"}
+    assert cancelled["reasons"][0]["code"] == "original_cancelled"
+    assert (await http_get("inventory", f"/backorders?sku={a}")).json() == []
+
+    # And a restock reserves nothing for either
+    async def released() -> bool:
+        return (await stock_of(a))["WH-LA"]["reserved"] == 0
+    await eventually(released, what="the original's unit released")
+    await sf.publish("stock.adjustments", a, sfm.stock(a, "WH-LA", 5))
+
+    async def received() -> bool:
+        return (await stock_of(a))["WH-LA"]["on_hand"] == 6
+    await eventually(received, what="restock")
+    assert "reserved" not in sf.seen(rest_key)

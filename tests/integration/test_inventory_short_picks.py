@@ -211,3 +211,46 @@ async def _statuses_after(sf: Storefront, key: str, after: str, status: str
     result: list[dict[str, Any]] = await eventually(found, timeout=60,
                                                     what=f"{status} after {after}")
     return result
+
+
+async def test_a_store_that_ships_what_is_there_ships_the_rest_of_a_short_picked_order(
+        storefront: Storefront, staff: httpx.AsyncClient) -> None:
+    sf = storefront
+    # Given a store that ships what is there, and an order of two SKUs from Frankfurt
+    store = ref("partial")
+    await admin("PUT", f"/policies/{store}", json={"partial": "ship_available"})
+    a = await new_product(sf, stock={"WH-FRA": 1}, weight_g=350)
+    b = await new_product(sf, stock={"WH-FRA": 1}, weight_g=350)
+    key, _ = await order_in(sf, store, [(a, 1, "12.50"), (b, 1, "7.00")], country="DE")
+    order_id = (await sf.wait_for(key, "reserved"))["order_id"]
+    await _picking(order_id, "WH-FRA")
+
+    # When B's bin is found empty (and no other warehouse has B)
+    assert (await staff.post(f"/orders/{order_id}/short",
+                             json={"sku": b, "missing": 1})).status_code == 200
+
+    # Then the customer hears B is backordered as a continuation order, and A is reserved
+    rest_key = f"{key}-B1"
+    back = await sf.wait_for(key, "backordered")
+    assert back["reasons"][0]["code"] == "partially_backordered"
+    assert back["details"]["continuation"]["external_order_id"] == rest_key.split(":", 1)[1]
+    again = await _statuses_after(sf, key, "backordered", "reserved")
+    assert again[0]["details"]["allocations"] == [
+        {"warehouse": "WH-FRA", "lines": [{"sku": a, "quantity": 1}]}]
+    # And A is picked again alone, packed and shipped under the original order
+    await _picking(order_id, "WH-FRA")
+    await _pick_and_pack(staff, order_id, "WH-FRA", a, 350 + 120)
+    await sf.wait_for(key, "shipped", timeout=60)
+    # And the continuation waits for B; a restock reserves it and it ships on its own
+    waiting = await sf.wait_for(rest_key, "backordered")
+    assert waiting["details"]["short_lines"] == [{"sku": b, "quantity": 1}]
+    await sf.publish("stock.adjustments", b, sfm.stock(b, "WH-FRA", 2))
+    rest_id = (await sf.wait_for(rest_key, "reserved"))["order_id"]
+    await _picking(rest_id, "WH-FRA")
+    await _pick_and_pack(staff, rest_id, "WH-FRA", b, 350 + 120)
+    await sf.wait_for(rest_key, "shipped", timeout=60)
+    assert await _ledger(b, "WH-FRA") == [
+        ("receipt", 1, 0), ("reserve", 0, 1), ("shortage", -1, -1), ("receipt", 2, 0),
+        ("reserve", 0, 1), ("commit", -1, -1)]
+    for sku in (a, b):
+        assert (await http_get("inventory", f"/reconcile?sku={sku}")).json()["balanced"] is True
