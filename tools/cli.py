@@ -181,11 +181,13 @@ def holds_reject(order_id: str, note: str = typer.Option(..., help="why, told to
 # --- stock ------------------------------------------------------------------------------------
 @stock_app.command("show")
 def stock_show(sku: str) -> None:
-    """On hand, reserved and available per warehouse."""
+    """On hand, reserved and available per warehouse, and refurbished returns (their own
+    stock, not sellable as new)."""
     body = run(call("inventory", "GET", f"/stock/{sku}"))
     if not body["warehouses"]:
         fail(f"no stock recorded for {sku}")
-    table(sku, body["warehouses"], ["warehouse", "on_hand", "reserved", "available"])
+    table(sku, body["warehouses"], ["warehouse", "on_hand", "reserved", "available",
+                                    "refurbished"])
 
 
 @stock_app.command("receive")

@@ -40,6 +40,11 @@ async def stock_reserved(ctx: Ctx, event: StockReserved) -> None:
         picks = {p["warehouse"]: p["status"] for p in await store.order_picks(ctx.conn, order_id)}
         again = {a["warehouse"] for a in allocations
                  if picks.get(a["warehouse"], "short") == "short"}
+        # A warehouse whose whole part was short and moved elsewhere has nothing left to pick:
+        # its pick drops out, or the order would wait for it forever.
+        for wh in sorted(w for w, st in picks.items()
+                         if st == "short" and w not in {a["warehouse"] for a in allocations}):
+            await store.set_pick(ctx.conn, order_id, wh, status="cancelled")
         await store.set_allocations(ctx.conn, order_id, allocations)
         await warehouse.enqueue_picks(ctx.conn, order_id, event.order, allocations, again)
         await store.set_status(ctx.conn, order_id, "awaiting_pick")

@@ -301,7 +301,9 @@ async def pack(conn: Conn, wave_id: str, group_id: str, causation_id: str | None
     for p in picks:
         await store.set_pick(conn, p["order_id"], p["warehouse"], status="packed")
     for p in picks:
-        if all(q["status"] == "packed" for q in await store.order_picks(conn, p["order_id"])):
+        # (a cancelled pick of a live order is a warehouse dropped after a short pick)
+        if all(q["status"] in ("packed", "cancelled")
+               for q in await store.order_picks(conn, p["order_id"])):
             await _finish(conn, p["order_id"], causation_id)
     await store.close_wave_if_done(conn, wave_id)
     return parcel_ids

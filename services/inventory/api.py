@@ -124,9 +124,9 @@ async def expect_receipt(body: ExpectedReceiptIn, request: Request) -> dict[str,
 class PolicyIn(BaseModel):
     split_allowed: bool | None = None
     split_penalty: float | None = Field(default=None, ge=0, le=1000)
-    # Only "hold" for now: shipping part of an order and the rest later needs fulfillment and
-    # logistics to accept a second reservation of the same order (today they take one).
-    partial: Literal["hold"] | None = None
+    # hold: the whole order waits; ship_available: what is there ships, the rest becomes a
+    # linked continuation order (docs/inventory.md).
+    partial: Literal["hold", "ship_available"] | None = None
     backorder_limit_s: int | None = Field(default=None, ge=1)
     substitute_price_band: Decimal | None = Field(default=None, ge=0, le=1)
 

@@ -172,6 +172,62 @@ def choose_plan(lines: Sequence[Line], destination: str,
     return plans
 
 
+# --- short picks: re-allocating the missing units ---------------------------------------------
+Allocation = dict[str, list[Line]]
+
+
+def take_out(allocation: Mapping[str, Sequence[Line]], warehouse: str, sku: str, q: int
+             ) -> Allocation:
+    """The allocation less `q` units of `sku` in `warehouse`; a warehouse left with nothing
+    drops out."""
+    out: Allocation = {}
+    for wh, lines in allocation.items():
+        kept = []
+        for ln in merge_lines(lines):
+            if wh == warehouse and ln.sku == sku:
+                taken = min(q, ln.quantity)
+                q -= taken
+                ln = Line(sku, ln.quantity - taken)
+            if ln.quantity:
+                kept.append(ln)
+        if kept:
+            out[wh] = kept
+    return out
+
+
+def held(allocation: Mapping[str, Sequence[Line]], warehouse: str, sku: str) -> int:
+    return sum(ln.quantity for ln in allocation.get(warehouse, ()) if ln.sku == sku)
+
+
+def combine(a: Mapping[str, Sequence[Line]], b: Mapping[str, Sequence[Line]]) -> Allocation:
+    """Two allocations of one order as one: per warehouse, one line per SKU."""
+    return {wh: merge_lines([*a.get(wh, ()), *b.get(wh, ())]) for wh in sorted({*a, *b})}
+
+
+def reallocation_candidates(warehouses: Sequence[str], allocation: Mapping[str, Sequence[Line]],
+                            short_warehouse: str, split_allowed: bool, restocked: bool
+                            ) -> list[str]:
+    """Where the missing units of a short pick may come from. Never a warehouse that already
+    holds another part of the order: fulfillment may have picked or packed it, and re-picks
+    only the short warehouse and new ones. The short warehouse itself only after a restock (its
+    count was just proved wrong). Any other warehouse adds a parcel set, so it needs a store
+    that allows split shipments."""
+    out = [w for w in warehouses if split_allowed and w not in allocation and w != short_warehouse]
+    if restocked:
+        out.append(short_warehouse)
+    return sorted(out)
+
+
+def reallocation_plans(missing: Sequence[Line], destination: str,
+                       available: Mapping[str, Mapping[str, int]], candidates: Sequence[str],
+                       priorities: Mapping[str, Sequence[str]], split_penalty: float
+                       ) -> list[Plan]:
+    """Plans for the missing units, by the same source selection as a new order (one
+    warehouse, destination's region first, else the cheapest split), among `candidates`."""
+    allowed = {w: available[w] for w in candidates if w in available}
+    return choose_plan(missing, destination, allowed, priorities, True, split_penalty)
+
+
 # --- backorders -------------------------------------------------------------------------------
 HAZARDOUS = frozenset({"battery", "liquid", "powder", "magnetic"})
 
@@ -245,6 +301,8 @@ class Refused(Exception):
 class Balance:
     on_hand: int = 0
     reserved: int = 0
+    # Refurbished returns: their own stock state, never part of `available` (not sellable as new).
+    refurbished: int = 0
 
     @property
     def available(self) -> int:
@@ -256,6 +314,9 @@ class Movement:
     kind: str
     on_hand_delta: int
     reserved_delta: int
+    refurbished_delta: int = 0
+    # Units the row is about when no balance moves (scrap).
+    units: int | None = None
 
 
 def reserve(b: Balance, q: int, kind: str = "reserve") -> Movement:
@@ -297,17 +358,47 @@ def damage(b: Balance, q: int) -> tuple[Movement, int]:
     return Movement("damage", new - b.on_hand, 0), max(0, q - b.available)
 
 
-def correction(b: Balance, ledger_on_hand: int, ledger_reserved: int) -> Movement | None:
+def shortage(b: Balance, q: int) -> Movement:
+    """A picker found the bin `q` units short of what an order holds: those units are not
+    there, so they leave on_hand and the order's reservation together (like a dispatch to
+    nowhere); `available` does not move. Never more than is reserved."""
+    if q <= 0 or b.reserved < q:
+        raise Refused(f"shortage {q} of {b.reserved} reserved")
+    return Movement("shortage", -q, -q)
+
+
+def refurbish(b: Balance, q: int) -> Movement:
+    """A return graded `refurbish` enters the refurbished stock state, not on_hand: it is not
+    sellable as new, so no reservation can take it."""
+    if q <= 0:
+        raise Refused("refurbish needs a positive quantity")
+    return Movement("return_refurbish", 0, 0, q)
+
+
+def scrap(b: Balance, q: int) -> Movement:
+    """A return graded `scrap`: the goods were never restocked (a return only enters stock when
+    graded resellable or refurbish), so no balance moves; the row records the write-off of `q`
+    units so the ledger tells where every returned unit went."""
+    if q <= 0:
+        raise Refused("scrap needs a positive quantity")
+    return Movement("scrap", 0, 0, 0, q)
+
+
+def correction(b: Balance, ledger_on_hand: int, ledger_reserved: int,
+               ledger_refurbished: int = 0) -> Movement | None:
     """Reconciliation: a ledger row that brings the ledger's sums to the balance (the balance is
     what the warehouse counted and orders hold; the ledger must explain it). None if balanced."""
     d_on, d_res = b.on_hand - ledger_on_hand, b.reserved - ledger_reserved
-    return Movement("correction", d_on, d_res) if (d_on or d_res) else None
+    d_ref = b.refurbished - ledger_refurbished
+    return Movement("correction", d_on, d_res, d_ref) if (d_on or d_res or d_ref) else None
 
 
 def apply(b: Balance, m: Movement) -> Balance:
-    new = Balance(b.on_hand + m.on_hand_delta, b.reserved + m.reserved_delta)
-    if new.reserved < 0 or new.available < 0:
-        raise Refused(f"{m.kind} would leave on_hand {new.on_hand}, reserved {new.reserved}")
+    new = Balance(b.on_hand + m.on_hand_delta, b.reserved + m.reserved_delta,
+                  b.refurbished + m.refurbished_delta)
+    if new.reserved < 0 or new.available < 0 or new.refurbished < 0:
+        raise Refused(f"{m.kind} would leave on_hand {new.on_hand}, reserved {new.reserved},"
+                      f" refurbished {new.refurbished}")
     return new
 
 

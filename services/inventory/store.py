@@ -132,11 +132,51 @@ async def adjust(conn: Conn, ev: StockAdjusted) -> int:
 
 async def _ledger(conn: Conn, sku: str, warehouse: str, kind: str, on_hand: int,
                   reserved: int, order_id: uuid.UUID | None, event_id: uuid.UUID | None,
-                  reference: str | None = None) -> None:
+                  reference: str | None = None, refurbished: int = 0,
+                  units: int | None = None) -> None:
     await conn.execute(
         "INSERT INTO ledger (sku, warehouse, kind, on_hand_delta, reserved_delta, order_id,"
-        " reference, event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        sku, warehouse, kind, on_hand, reserved, order_id, reference, event_id)
+        " reference, event_id, refurbished_delta, units)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        sku, warehouse, kind, on_hand, reserved, order_id, reference, event_id, refurbished,
+        units)
+
+
+async def _locked_balance(conn: Conn, sku: str, warehouse: str) -> Balance:
+    await conn.execute("INSERT INTO stock (sku, warehouse) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                       sku, warehouse)
+    row = await conn.fetchrow("SELECT on_hand, reserved, refurbished FROM stock WHERE sku = $1"
+                              " AND warehouse = $2 FOR UPDATE", sku, warehouse)
+    assert row is not None
+    return Balance(row["on_hand"], row["reserved"], row["refurbished"])
+
+
+async def move(conn: Conn, sku: str, warehouse: str, m: domain.Movement,
+               order_id: uuid.UUID | None, event_id: uuid.UUID | None,
+               reference: str | None = None) -> None:
+    """Apply a movement the domain computed to the balance and the ledger, in one go. The
+    CHECKs stand behind the domain's own checks."""
+    await conn.execute(
+        "UPDATE stock SET on_hand = on_hand + $3, reserved = reserved + $4,"
+        " refurbished = refurbished + $5 WHERE sku = $1 AND warehouse = $2",
+        sku, warehouse, m.on_hand_delta, m.reserved_delta, m.refurbished_delta)
+    await _ledger(conn, sku, warehouse, m.kind, m.on_hand_delta, m.reserved_delta, order_id,
+                  event_id, reference, m.refurbished_delta, m.units)
+
+
+async def return_graded(conn: Conn, sku: str, warehouse: str, grade: str, qty: int,
+                        order_id: uuid.UUID, event_id: uuid.UUID, reference: str) -> None:
+    """`refurbish`: into the refurbished stock state; `scrap`: a write-off row, no balance."""
+    bal = await _locked_balance(conn, sku, warehouse)
+    m = domain.refurbish(bal, qty) if grade == "refurbish" else domain.scrap(bal, qty)
+    await move(conn, sku, warehouse, m, order_id, event_id, reference)
+
+
+async def write_off_short(conn: Conn, sku: str, warehouse: str, qty: int,
+                          order_id: uuid.UUID, event_id: uuid.UUID, reference: str) -> None:
+    """Units a picker did not find, out of an order's reservation and out of on_hand."""
+    bal = await _locked_balance(conn, sku, warehouse)
+    await move(conn, sku, warehouse, domain.shortage(bal, qty), order_id, event_id, reference)
 
 
 # --- orders -----------------------------------------------------------------------------------
@@ -147,12 +187,36 @@ async def get_order(conn: Conn, order_id: uuid.UUID) -> asyncpg.Record | None:
 async def insert_order(conn: Conn, snap: OrderSnapshot | None, order_id: uuid.UUID,
                        order_key: str, status: str, correlation_id: str | None,
                        allocations: list[dict[str, Any]] | None = None,
-                       short: list[Line] | None = None) -> None:
+                       short: list[Line] | None = None,
+                       continues: uuid.UUID | None = None) -> None:
     await conn.execute(
         "INSERT INTO orders (order_id, order_key, status, snapshot, correlation_id, allocations,"
-        " short_lines, store) VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $7::jsonb, $8)",
+        " short_lines, store, continues)"
+        " VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $7::jsonb, $8, $9)",
         order_id, order_key, status, snap.model_dump_json() if snap else None, correlation_id,
-        json.dumps(allocations or []), _lines(short or []), order_key.split(":", 1)[0])
+        json.dumps(allocations or []), _lines(short or []), order_key.split(":", 1)[0],
+        continues)
+
+
+async def set_snapshot(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot) -> None:
+    await conn.execute("UPDATE orders SET snapshot = $2::jsonb WHERE order_id = $1",
+                       order_id, snap.model_dump_json())
+
+
+async def continuation_count(conn: Conn, order_id: uuid.UUID) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM orders WHERE continues = $1",
+                                   order_id))
+
+
+async def continuations(conn: Conn, order_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The order's continuation orders ("ship what is there"), locked."""
+    return await conn.fetch("SELECT * FROM orders WHERE continues = $1 ORDER BY created_at"
+                            " FOR UPDATE", order_id)
+
+
+async def set_short_warehouse(conn: Conn, order_id: uuid.UUID, warehouse: str) -> None:
+    await conn.execute("UPDATE orders SET short_warehouse = $2 WHERE order_id = $1",
+                       order_id, warehouse)
 
 
 async def update_order(conn: Conn, order_id: uuid.UUID, status: str,
@@ -166,13 +230,15 @@ async def update_order(conn: Conn, order_id: uuid.UUID, status: str,
 
 
 async def backordered(conn: Conn, skus: list[str] | None = None,
-                      limit: int = 500) -> list[asyncpg.Record]:
+                      limit: int = 500, reallocating: bool = False) -> list[asyncpg.Record]:
     """Waiting orders (those needing one of `skus`, when given), oldest first, locked for this
-    transaction. Callers hold `lock_refill`, so two instances never refill at once."""
+    transaction; with `reallocating`, short-picked orders waiting for their missing units too.
+    Callers hold `lock_refill`, so two instances never refill at once."""
     return await conn.fetch(
-        "SELECT * FROM orders WHERE status = 'backordered' AND ($1::text[] IS NULL OR EXISTS"
+        "SELECT * FROM orders WHERE (status = 'backordered' OR ($3 AND status = 'reallocating'))"
+        " AND ($1::text[] IS NULL OR EXISTS"
         " (SELECT 1 FROM jsonb_array_elements(snapshot->'lines') l WHERE l->>'sku' = ANY($1)))"
-        " ORDER BY created_at, order_id LIMIT $2 FOR UPDATE", skus, limit)
+        " ORDER BY created_at, order_id LIMIT $2 FOR UPDATE", skus, limit, reallocating)
 
 
 async def lock_refill(conn: Conn) -> None:
@@ -304,16 +370,16 @@ def _lines(lines: list[Line]) -> str:
 
 # --- operators --------------------------------------------------------------------------------
 async def stock_of(pool: asyncpg.Pool, sku: str) -> list[dict[str, Any]]:
-    rows = await pool.fetch("SELECT warehouse, on_hand, reserved, on_hand - reserved AS available"
-                            " FROM stock WHERE sku = $1 ORDER BY warehouse", sku)
+    rows = await pool.fetch("SELECT warehouse, on_hand, reserved, on_hand - reserved AS available,"
+                            " refurbished FROM stock WHERE sku = $1 ORDER BY warehouse", sku)
     return [dict(r) for r in rows]
 
 
 async def all_stock(pool: asyncpg.Pool, warehouse: str | None, limit: int
                     ) -> list[dict[str, Any]]:
     rows = await pool.fetch(
-        "SELECT sku, warehouse, on_hand, reserved, on_hand - reserved AS available FROM stock"
-        " WHERE $1::text IS NULL OR warehouse = $1 ORDER BY sku, warehouse LIMIT $2",
+        "SELECT sku, warehouse, on_hand, reserved, on_hand - reserved AS available, refurbished"
+        " FROM stock WHERE $1::text IS NULL OR warehouse = $1 ORDER BY sku, warehouse LIMIT $2",
         warehouse, limit)
     return [dict(r) for r in rows]
 
@@ -321,8 +387,9 @@ async def all_stock(pool: asyncpg.Pool, warehouse: str | None, limit: int
 async def ledger_of(pool: asyncpg.Pool, sku: str, warehouse: str | None, limit: int
                     ) -> list[dict[str, Any]]:
     rows = await pool.fetch(
-        "SELECT id, warehouse, kind, on_hand_delta, reserved_delta, order_id, reference,"
-        " event_id, created_at FROM ledger WHERE sku = $1 AND ($2::text IS NULL OR warehouse = $2)"
+        "SELECT id, warehouse, kind, on_hand_delta, reserved_delta, refurbished_delta, units,"
+        " order_id, reference, event_id, created_at FROM ledger WHERE sku = $1"
+        " AND ($2::text IS NULL OR warehouse = $2)"
         " ORDER BY id LIMIT $3", sku, warehouse, limit)
     return [{**dict(r), "order_id": str(r["order_id"]) if r["order_id"] else None,
              "event_id": str(r["event_id"]) if r["event_id"] else None,
@@ -337,34 +404,43 @@ async def reconcile(conn: Conn, *, repair: bool = False,
     rows = await conn.fetch(
         "SELECT coalesce(s.sku, l.sku) AS sku, coalesce(s.warehouse, l.warehouse) AS warehouse,"
         " coalesce(s.on_hand, 0) AS on_hand, coalesce(s.reserved, 0) AS reserved,"
-        " coalesce(l.on_hand, 0) AS ledger_on_hand, coalesce(l.reserved, 0) AS ledger_reserved"
+        " coalesce(s.refurbished, 0) AS refurbished,"
+        " coalesce(l.on_hand, 0) AS ledger_on_hand, coalesce(l.reserved, 0) AS ledger_reserved,"
+        " coalesce(l.refurbished, 0) AS ledger_refurbished"
         " FROM (SELECT * FROM stock WHERE $1::text IS NULL OR sku = $1) s"
         " FULL JOIN (SELECT sku, warehouse, sum(on_hand_delta) AS on_hand,"
-        " sum(reserved_delta) AS reserved FROM ledger WHERE $1::text IS NULL OR sku = $1"
+        " sum(reserved_delta) AS reserved, sum(refurbished_delta) AS refurbished FROM ledger"
+        " WHERE $1::text IS NULL OR sku = $1"
         " GROUP BY sku, warehouse) l ON l.sku = s.sku AND l.warehouse = s.warehouse"
         " WHERE coalesce(s.on_hand, 0) <> coalesce(l.on_hand, 0)"
         " OR coalesce(s.reserved, 0) <> coalesce(l.reserved, 0)"
+        " OR coalesce(s.refurbished, 0) <> coalesce(l.refurbished, 0)"
         " ORDER BY 1, 2", sku)
     drift = [{**dict(r), "on_hand_drift": r["on_hand"] - r["ledger_on_hand"],
-              "reserved_drift": r["reserved"] - r["ledger_reserved"]} for r in rows]
+              "reserved_drift": r["reserved"] - r["ledger_reserved"],
+              "refurbished_drift": r["refurbished"] - r["ledger_refurbished"]} for r in rows]
     if not repair:
         return drift
     repaired = []
     for d in drift:
         async with conn.transaction():
-            bal = await conn.fetchrow("SELECT on_hand, reserved FROM stock WHERE sku = $1 AND"
-                                      " warehouse = $2 FOR UPDATE", d["sku"], d["warehouse"])
+            bal = await conn.fetchrow("SELECT on_hand, reserved, refurbished FROM stock"
+                                      " WHERE sku = $1 AND warehouse = $2 FOR UPDATE",
+                                      d["sku"], d["warehouse"])
             sums = await conn.fetchrow(
                 "SELECT coalesce(sum(on_hand_delta), 0) AS on_hand, coalesce(sum(reserved_delta),"
-                " 0) AS reserved FROM ledger WHERE sku = $1 AND warehouse = $2",
+                " 0) AS reserved, coalesce(sum(refurbished_delta), 0) AS refurbished"
+                " FROM ledger WHERE sku = $1 AND warehouse = $2",
                 d["sku"], d["warehouse"])
             assert sums is not None
-            fix = correction(Balance(bal["on_hand"], bal["reserved"]) if bal else Balance(),
-                             int(sums["on_hand"]), int(sums["reserved"]))
+            fix = correction(Balance(bal["on_hand"], bal["reserved"], bal["refurbished"])
+                             if bal else Balance(),
+                             int(sums["on_hand"]), int(sums["reserved"]), int(sums["refurbished"]))
             if fix is None:
                 continue  # a concurrent repair got there first
             await _ledger(conn, d["sku"], d["warehouse"], fix.kind, fix.on_hand_delta,
-                          fix.reserved_delta, None, None, "reconciliation")
+                          fix.reserved_delta, None, None, "reconciliation",
+                          fix.refurbished_delta)
             repaired.append({**d, "repaired": True})
     return repaired
 

@@ -52,7 +52,7 @@ async def test_a_service_killed_mid_stream_loses_and_doubles_nothing(storefront:
         for status in ("accepted", "reserved", "packed", "shipped"):
             assert distinct(sf, key, status) == 1, (key, status, sf.seen(key))
     assert (await stock_of(sku))["WH-LA"] == {"warehouse": "WH-LA", "on_hand": 5, "reserved": 0,
-                                              "available": 5}
+                                              "available": 5, "refurbished": 0}
     assert (await http_get("inventory", "/reconcile")).json()["balanced"] is True
 
 

@@ -235,7 +235,7 @@ async def test_waiting_orders_raise_a_low_stock_event_and_a_reorder_hint(storefr
     assert hints[0]["low"] is True and hints[0]["available"] == 1
     stock = (await http_get("inventory", "/stock?warehouse=WH-LA&limit=10000")).json()
     assert {"sku": sku, "warehouse": "WH-LA", "on_hand": 1, "reserved": 0,
-            "available": 1} in stock
+            "available": 1, "refurbished": 0} in stock
 
 
 async def test_an_announced_receipt_gives_waiting_orders_an_eta_oldest_first(
@@ -283,7 +283,7 @@ async def test_counts_are_absolute_damage_is_written_off_and_promised_goods_stay
     assert ledger == [("receipt", 10), ("reserve", 0), ("count", -3), ("damage", -2),
                       ("count", -4)]
     assert (await stock_of(sku))["WH-LA"] == {"warehouse": "WH-LA", "on_hand": 1, "reserved": 1,
-                                              "available": 0}
+                                              "available": 0, "refurbished": 0}
     assert (await http_get("inventory", f"/reconcile?sku={sku}")).json()["balanced"] is True
 
 

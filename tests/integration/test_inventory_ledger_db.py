@@ -24,14 +24,18 @@ ops = st.lists(st.one_of(
               st.integers(min_value=0, max_value=15)),
     st.tuples(st.just("reserve"), st.lists(st.tuples(wh, st.integers(min_value=1, max_value=8)),
                                            min_size=1, max_size=2, unique_by=lambda t: t[0])),
-    st.tuples(st.sampled_from(["release", "commit"]), st.integers(min_value=0, max_value=9)),
+    st.tuples(st.sampled_from(["release", "commit", "short"]),
+              st.integers(min_value=0, max_value=9)),
+    st.tuples(st.sampled_from(["refurbish", "scrap"]), wh, st.integers(min_value=1, max_value=5)),
 ), min_size=1, max_size=25)
 
 
 async def _balances(conn: Any, sku: str) -> dict[str, Balance]:
-    rows = await conn.fetch("SELECT warehouse, on_hand, reserved FROM stock WHERE sku = $1", sku)
+    rows = await conn.fetch("SELECT warehouse, on_hand, reserved, refurbished FROM stock"
+                            " WHERE sku = $1", sku)
     got = {w: Balance() for w in WAREHOUSES}
-    got.update({r["warehouse"]: Balance(r["on_hand"], r["reserved"]) for r in rows})
+    got.update({r["warehouse"]: Balance(r["on_hand"], r["reserved"], r["refurbished"])
+                for r in rows})
     return got
 
 
@@ -82,7 +86,22 @@ async def test_any_sequence_on_postgres_matches_the_model_and_the_ledger(
                 if ok:
                     model = tentative
                     orders.append(lines)
-            elif orders:
+            elif kind in ("refurbish", "scrap"):
+                _, w, q = op
+                await store.return_graded(conn, sku, w, kind, q, uuid.uuid4(), uuid.uuid4(),
+                                          "prop")
+                b = model[w]
+                model[w] = domain.apply(b, domain.refurbish(b, q) if kind == "refurbish"
+                                        else domain.scrap(b, q))
+            elif kind == "short" and orders:
+                i = op[1] % len(orders)
+                (w, q), rest = orders[i][0], orders[i][1:]
+                await store.write_off_short(conn, sku, w, 1, uuid.uuid4(), uuid.uuid4(), "prop")
+                model[w] = domain.apply(model[w], domain.shortage(model[w], 1))
+                orders[i] = [(w, q - 1), *rest] if q > 1 else rest
+                if not orders[i]:
+                    orders.pop(i)
+            elif orders and kind != "short":
                 lines = orders.pop(op[1] % len(orders))
                 if kind == "release":
                     await store.release(conn, uuid.uuid4(), [

@@ -1,7 +1,8 @@
 """The stock ledger as a state machine (services/inventory/domain.py, the rules store.py's SQL
 applies): whatever sequence of receipts, reservations (single and multi-line, all or nothing),
-releases, dispatches, counts, damage, returns, substitutions, drift and reconciliation happens,
-available never goes below zero and the ledger adds up to every balance."""
+releases, dispatches, counts, damage, returns, substitutions, short picks, refurbished and
+scrapped returns, drift and reconciliation happens, available never goes below zero, refurbished
+units are never available, and the ledger adds up to every balance."""
 
 from __future__ import annotations
 
@@ -76,6 +77,37 @@ class LedgerMachine(RuleBasedStateMachine):
         for key, q in self.orders.pop(order):
             self._record(key, domain.commit(self.balance[key], q))
 
+    @precondition(lambda self: self.orders)
+    @rule(data=st.data())
+    def short_pick_writes_off(self, data: st.DataObject) -> None:
+        """A picker finds units of an order missing: they leave on_hand and the order's hold."""
+        order = data.draw(st.sampled_from(sorted(self.orders)))
+        lines = self.orders[order]
+        i = data.draw(st.integers(min_value=0, max_value=len(lines) - 1))
+        key, q = lines[i]
+        missing = data.draw(st.integers(min_value=1, max_value=q))
+        before = self.balance[key]
+        self._record(key, domain.shortage(before, missing))
+        assert self.balance[key].available == before.available
+        lines[i] = (key, q - missing)
+        self.orders[order] = [(k, n) for k, n in lines if n]
+        if not self.orders[order]:
+            del self.orders[order]
+
+    @rule(key=keys, q=qty)
+    def return_graded_refurbish(self, key: Key, q: int) -> None:
+        before = self.balance[key]
+        self._record(key, domain.refurbish(before, q))
+        assert self.balance[key].available == before.available  # not sellable as new
+        assert self.balance[key].refurbished == before.refurbished + q
+
+    @rule(key=keys, q=qty)
+    def return_graded_scrap(self, key: Key, q: int) -> None:
+        before = self.balance[key]
+        move = domain.scrap(before, q)
+        self._record(key, move)
+        assert self.balance[key] == before and move.units == q
+
     @rule(key=keys, counted=st.integers(min_value=0, max_value=40))
     def cycle_count(self, key: Key, counted: int) -> None:
         before = self.balance[key]
@@ -97,7 +129,8 @@ class LedgerMachine(RuleBasedStateMachine):
     def balance_edited_outside_the_ledger(self, key: Key, delta: int) -> None:
         """A manual UPDATE or a bug: the balance moves with no ledger row (CHECKs still hold)."""
         b = self.balance[key]
-        new = Balance(max(b.reserved, b.on_hand + delta), b.reserved)
+        new = Balance(max(b.reserved, b.on_hand + delta), b.reserved,
+                      max(0, b.refurbished - delta))
         if new != b:
             self.balance[key] = new
             self.drifted.add(key)
@@ -106,7 +139,8 @@ class LedgerMachine(RuleBasedStateMachine):
     def reconcile_repairs(self) -> None:
         for key in KEYS:
             on_hand, reserved = self._sums(key)
-            fix = domain.correction(self.balance[key], on_hand, reserved)
+            fix = domain.correction(self.balance[key], on_hand, reserved,
+                                    self._refurbished(key))
             assert fix is None or key in self.drifted  # (two edits may cancel out)
             if fix is not None:
                 self.ledger.append((key, fix))  # a new row; no row is ever edited
@@ -117,17 +151,21 @@ class LedgerMachine(RuleBasedStateMachine):
         reserved = sum(m.reserved_delta for k, m in self.ledger if k == key)
         return on_hand, reserved
 
+    def _refurbished(self, key: Key) -> int:
+        return sum(m.refurbished_delta for k, m in self.ledger if k == key)
+
     # -- what must always hold -----------------------------------------------------------------
     @invariant()
     def available_never_negative(self) -> None:
         for b in self.balance.values():
-            assert b.reserved >= 0 and b.available >= 0
+            assert b.reserved >= 0 and b.available >= 0 and b.refurbished >= 0
 
     @invariant()
     def ledger_adds_up_to_every_balance(self) -> None:
         for key in KEYS:
             if key not in self.drifted:
                 assert self._sums(key) == (self.balance[key].on_hand, self.balance[key].reserved)
+                assert self._refurbished(key) == self.balance[key].refurbished
 
     @invariant()
     def reserved_is_what_open_orders_hold(self) -> None:
