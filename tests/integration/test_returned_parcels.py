@@ -113,11 +113,10 @@ async def test_a_cancel_after_shipping_opens_a_return_settled_once_by_the_refuse
     parcel = shipped["details"]["parcels"][0]
     store, ext = key.split(":")
 
-    # When the customer cancels (twice: an impatient click) after it left the warehouse
-    for _ in range(2):
-        await sf.publish("orders.cancel_requested", key, sfm.order_event(
-            store, ext, reason="found it cheaper"))
-    # Then aftersales opens one return for the whole order, authorized with a return label
+    # When the customer cancels after it left the warehouse
+    await sf.publish("orders.cancel_requested", key, sfm.order_event(
+        store, ext, reason="found it cheaper"))
+    # Then aftersales opens a return for the whole order, authorized with a return label
     authorized = await sf.wait_for(key, "return_authorized")
     assert authorized["details"] == {"request_id": CANCEL}
     assert authorized["reasons"][0]["code"] == "cancelled_after_shipping"
@@ -133,8 +132,14 @@ async def test_a_cancel_after_shipping_opens_a_return_settled_once_by_the_refuse
                                                               "cancellation")
     assert body["lines"] == [{"sku": sku, "quantity": 1}]
     assert body["comment"] == "the customer cancelled after shipping: found it cheaper"
-    refused = await tail_all("intake.order_cancel_refused", of_order(shipped["order_id"]))
-    assert len(refused) == 2  # both cancellations reached aftersales; one request
+    # And cancelling again (an impatient click) reaches aftersales but opens nothing new
+    await sf.publish("orders.cancel_requested", key, sfm.order_event(
+        store, ext, reason="found it cheaper"))
+
+    async def handed_on_twice() -> bool:
+        return len(await tail_all("intake.order_cancel_refused",
+                                  of_order(shipped["order_id"]))) == 2
+    await eventually(handed_on_twice, what="the second cancellation handed to aftersales")
 
     # When the customer refuses the parcel at the door and it comes back to sender
     number = parcel["tracking_number"]
