@@ -308,9 +308,10 @@ async def _track_order(ctx: Ctx, order: Any, shipment: Any, event: TrackingUpdat
                          reasons=[(event.status, event.description or event.status)],
                          details={"tracking_number": event.tracking_number,
                                   "reason": event.status})
-        # A merged parcel: this order's own share of it (the owner's are the shipment's lines).
+        # A merged parcel: this order's own share of it (the owner's are the shipment's lines);
+        # an order with nothing in it has nothing to reship or refund.
         lines = json.loads(order["own_lines"] or shipment["lines"])
-        if event.status == "lost" and first_time_as:
+        if event.status == "lost" and first_time_as and lines:
             log.warning("order %s: parcel %s lost by %s; asking aftersales for a reship",
                         order["order_key"], shipment["parcel_id"], shipment["carrier"])
             await ctx.publish(topics.LOGISTICS_PARCEL_LOST, order["order_key"], ParcelLost(

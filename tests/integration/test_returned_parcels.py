@@ -196,7 +196,10 @@ async def test_a_merged_parcel_returned_to_sender_names_each_orders_own_lines(
         storefront: Storefront) -> None:
     sf = storefront
     # Given one parcel packed for two orders of one buyer (as fulfillment merges them), each
-    # order's `order_packed` naming the same parcel with its own lines
+    # order's `order_packed` naming the same parcel with its own lines. Published here rather
+    # than merged by fulfillment, whose waves merge only orders that meet in one wave. (These
+    # orders never passed intake, so aftersales keeps their parcel_returned in its DLQ; the
+    # single-order tests above follow aftersales' side.)
     parcel_id = f"P-{uuid.uuid4().hex[:12]}-1"
     orders = [(str(uuid.uuid4()), f"o-{uuid.uuid4().hex[:10]}", f"SKU-M{n}-{uuid.uuid4().hex[:6]}")
               for n in (1, 2)]
