@@ -123,6 +123,14 @@ AFTERSALES_RETURN_GRADED = Topic(
 FULFILLMENT_SHORT_PICKED = Topic(
     "fulfillment.short_picked", "order key", c.ShortPicked, "fulfillment", False
 )
+# logistics: a parcel back at the warehouse (returned to sender), for aftersales to restock and
+# refund; intake: a cancellation that came after shipping, for aftersales to open a return.
+LOGISTICS_PARCEL_RETURNED = Topic(
+    "logistics.parcel_returned", "order key", c.ParcelReturned, "logistics", False
+)
+INTAKE_ORDER_CANCEL_REFUSED = Topic(
+    "intake.order_cancel_refused", "order key", c.OrderCancelRefused, "intake", False
+)
 
 ALL: tuple[Topic, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Topic))
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL}

@@ -85,6 +85,8 @@ STORES: list[tuple[str, list[tuple[str, int]]]] = [
 ]
 STORE_WEIGHTS = [45, 25, 20, 10]
 WAREHOUSES = ("WH-LA", "WH-SZ", "WH-FRA")
+# on_hold is an expected end here: besides the review rules, protein powder to Australia is
+# held as restricted_goods (logistics bars powder goods to AU: docs/review-rules.md).
 FINAL = {"delivered", "rejected", "cancelled", "on_hold", "refunded", "delivery_exception",
          "backordered", "return_rejected", "return_authorized", "return_received"}
 FEEDBACK = {5: ["Great, fast delivery", "非常好 物流很快"], 4: ["Good quality", "质量不错"],
@@ -291,8 +293,9 @@ class Reactor:
         attempts, exceptions and lost parcels."""
         rng = self.rng(key, "carrier")
         out = []
-        fate = rng.choices(["delivered", "failed_then_delivered", "exception", "lost"],
-                           [92, 4, 2, 2])[0]
+        # returned_to_sender: refused at the door; aftersales restocks and refunds by itself.
+        fate = rng.choices(["delivered", "failed_then_delivered", "exception", "lost",
+                            "returned_to_sender"], [91, 4, 2, 2, 1])[0]
         shipped_at = self.now - timedelta(days=rng.uniform(1, max(2, self.days - 2)))
         for p in shipped["details"]["parcels"]:
             n, carrier = p["tracking_number"], p["carrier"]
@@ -304,7 +307,7 @@ class Reactor:
             scans = [("in_transit", 0.5)]
             if fate == "failed_then_delivered":
                 scans += [("failed_attempt", transit - 1), ("delivered", transit)]
-            elif fate in ("exception", "lost"):
+            elif fate in ("exception", "lost", "returned_to_sender"):
                 scans += [(fate, transit)]
             else:
                 scans += [("out_for_delivery", transit - 0.3), ("delivered", transit)]

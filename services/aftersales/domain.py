@@ -128,6 +128,54 @@ def decide_reship(reason: str, value: Decimal, policy: Policy, *,
     return Decision("authorized", "within_policy", f"reship for {reason} below the threshold")
 
 
+def decide_cancelled_after_shipping(lines: Mapping[str, int], ordered: Sequence[OrderedLine],
+                                    non_returnable: set[str], delivered_at: datetime | None,
+                                    now: datetime, policy: Policy) -> Decision:
+    """A cancellation that reached us after the parcels left: a `changed_mind` return of what is
+    left of the order, by the store's policy like any return. A parcel still on its way is
+    inside the window (it has not started: the customer may refuse it at the door); a delivered
+    one is judged from its delivery."""
+    decision = decide("return", "changed_mind", lines, ordered, {}, non_returnable,
+                      delivered_at or now, now, policy)
+    if decision.outcome != "authorized":
+        return decision
+    return Decision("authorized", "cancelled_after_shipping",
+                    "cancelled after shipping: refuse the parcel at the door, or send it back"
+                    " with the return label")
+
+
+def remaining_lines(ordered: Sequence[OrderedLine],
+                    claimed: Mapping[str, int]) -> dict[str, int]:
+    """What of the order no request has claimed yet."""
+    left: dict[str, int] = {}
+    for ln in ordered:
+        left[ln.sku] = left.get(ln.sku, 0) + ln.quantity
+    return {sku: q - claimed.get(sku, 0) for sku, q in left.items() if q > claimed.get(sku, 0)}
+
+
+def unclaimed(lines: Mapping[str, int], ordered: Sequence[OrderedLine],
+              claimed: Mapping[str, int]) -> dict[str, int]:
+    """The part of `lines` that no other request has refunded, replaced or asked back."""
+    left = remaining_lines(ordered, claimed)
+    return {sku: min(q, left[sku]) for sku, q in lines.items() if left.get(sku, 0) > 0}
+
+
+def amount_paid(grand_total: Decimal, payment_status: str) -> Decimal:
+    """What the customer was charged: nothing for a pending (cash on delivery) or failed
+    payment."""
+    return grand_total if payment_status in ("paid", "authorized") else Decimal("0.00")
+
+
+def returned_to_sender_refund(lines: Mapping[str, int], ordered: Sequence[OrderedLine],
+                              subtotal: Decimal, discount: Decimal, paid: Decimal,
+                              already_refunded: Decimal) -> Decimal:
+    """A parcel refused at the door or undeliverable: the goods' price less their share of the
+    discount. The outbound shipping is not refunded (the carrier carried it both ways under one
+    label) and no return shipping is deducted; never more than was paid less earlier refunds."""
+    return refund_amount(lines, ordered, subtotal, discount, Decimal("0"), paid, "other",
+                         already_refunded, True)
+
+
 def line_value(lines: Mapping[str, int], ordered: Sequence[OrderedLine]) -> Decimal:
     price = {ln.sku: ln.unit_price for ln in ordered}
     return sum((price.get(sku, Decimal("0")) * q for sku, q in lines.items()), Decimal("0"))

@@ -17,11 +17,13 @@ from shared.contracts import (
     AftersalesRequested,
     FeedbackGiven,
     OrderAccepted,
+    OrderCancelRefused,
     OrderDelivered,
     OrderLine,
     OrderShipped,
     OrderSnapshot,
     ParcelLost,
+    ParcelReturned,
     ProductUpserted,
     RefundIssued,
     ReturnGraded,
@@ -252,6 +254,141 @@ async def parcel_lost(ctx: Ctx, event: ParcelLost) -> None:
     await order_replacement(ctx, order, request_id, "reship", lines, {}, source="carrier")
 
 
+# --- parcels back to sender, cancellations after shipping --------------------------------------
+CANCEL_REQUEST_ID = "cancel-after-shipping"
+
+
+@handlers.on(topics.INTAKE_ORDER_CANCEL_REFUSED)
+async def cancelled_after_shipping(ctx: Ctx, event: OrderCancelRefused) -> None:
+    """A cancellation that came after the parcels left becomes a `changed_mind` return of what
+    is left of the order (request `cancel-after-shipping`), decided by the store's policy like
+    any return: authorized -> a return label; the customer may also refuse the parcel at the
+    door, and the parcel coming back to sender settles this request (`parcel_returned`)."""
+    if await store.get_request(ctx.conn, event.order_key, CANCEL_REQUEST_ID):
+        log.info("order %s cancelled after shipping again; its return is already open",
+                 event.order_key)
+        return
+    order = await store.order_by_key(ctx.conn, event.order_key)
+    if order is None:
+        raise LookupError(f"{event.order_key} cancelled after shipping, but aftersales does not"
+                          " know the order; replay intake.order_cancel_refused from its DLQ")
+    snap = OrderSnapshot.model_validate_json(order["snapshot"])
+    ordered = store.ordered_lines(snap)
+    lines = domain.remaining_lines(ordered, await store.already_requested(ctx.conn,
+                                                                          event.order_key))
+    if not lines:
+        log.info("order %s cancelled after shipping, but every line is already in a request;"
+                 " nothing to open", event.order_key)
+        return
+    decision = domain.decide_cancelled_after_shipping(
+        lines, ordered, await store.non_returnable(ctx.conn, list(lines)),
+        order["delivered_at"], utcnow(), await store.policy(ctx.conn, snap.store))
+    await store.insert_request(
+        ctx.conn, event.order_key, CANCEL_REQUEST_ID, order["order_id"], "return",
+        "changed_mind", [{"sku": s, "quantity": q} for s, q in lines.items()], decision.outcome,
+        {"code": decision.code, "message": decision.message}, store_name=snap.store,
+        comment="the customer cancelled after shipping"
+                + (f": {event.customer_reason}" if event.customer_reason else ""),
+        source="cancellation")
+    metrics.REQUESTS.labels("return", "changed_mind", decision.outcome).inc()
+    if decision.outcome == "review":
+        log.info("order %s: return after a late cancellation waits for an operator: %s",
+                 event.order_key, decision.message)
+        return
+    await announce_decision(ctx, order, CANCEL_REQUEST_ID, decision.outcome == "authorized",
+                            decision.code, decision.message)
+    if decision.outcome == "authorized":
+        await carry_out(ctx, order, await store.get_request(ctx.conn, event.order_key,
+                                                            CANCEL_REQUEST_ID))
+
+
+@handlers.on(topics.LOGISTICS_PARCEL_RETURNED)
+async def parcel_returned(ctx: Ctx, event: ParcelReturned) -> None:
+    """Refused at the door or undeliverable: the parcel is back at the warehouse, unopened. It
+    is a request of its own (`returned-{parcel_id}`, a `return` for reason `other`, source
+    `carrier`): received, restocked as resellable, and refunded less shipping. An open return
+    for the same goods (a cancellation after shipping) is settled by it, not refunded again;
+    goods another request already refunded or replaced (a lost-parcel reship) are restocked
+    with no second refund."""
+    key, request_id = event.order_key, f"returned-{event.parcel_id}"
+    if await store.get_request(ctx.conn, key, request_id):
+        return
+    order = await store.order_by_key(ctx.conn, key)
+    if order is None:
+        raise LookupError(f"parcel {event.parcel_id} of {key} returned to sender, but aftersales"
+                          " does not know the order; replay logistics.parcel_returned from its"
+                          " DLQ")
+    snap = OrderSnapshot.model_validate_json(order["snapshot"])
+    ordered = store.ordered_lines(snap)
+    lines = _quantities(event.lines)
+    settled = await _settle_open_returns(ctx.conn, key, request_id, lines)
+    refundable = domain.unclaimed(lines, ordered, await store.already_requested(ctx.conn, key))
+    why = f"{event.carrier} returned {event.tracking_number} to sender (refused delivery)"
+    await store.insert_request(
+        ctx.conn, key, request_id, order["order_id"], "return", "other",
+        [ln.model_dump() for ln in event.lines], "authorized",
+        {"code": "returned_to_sender", "message": why}, store_name=snap.store,
+        comment="refused delivery / returned to sender"
+                + (f"; settles {', '.join(settled)}" if settled else ""), source="carrier")
+    metrics.REQUESTS.labels("return", "other", "authorized").inc()
+    await store.set_received(ctx.conn, key, request_id, [
+        {**ln.model_dump(), "condition": "resellable"} for ln in event.lines])
+    await ctx.status(**_ids(order), status="return_received", details={"request_id": request_id})
+    await ctx.publish(topics.AFTERSALES_RETURN_RESTOCKED, key, ReturnRestocked(
+        order_id=snap.order_id, order_key=key, request_id=request_id, warehouse=event.warehouse,
+        lines=list(event.lines), correlation_id=order["correlation_id"]))
+    metrics.GRADES.labels("resellable").inc(sum(lines.values()))
+    await store.set_grade(ctx.conn, key, request_id, "resellable",
+                          f"unopened parcel back at {event.warehouse}")
+    request = await store.get_request(ctx.conn, key, request_id)
+    paid_back, _ = await store.refunded_so_far(ctx.conn, order["order_id"])
+    t = snap.totals
+    amount = domain.returned_to_sender_refund(
+        refundable, ordered, t.subtotal, t.discount,
+        domain.amount_paid(t.grand_total, snap.payment_status), paid_back)
+    if amount > 0:
+        await issue_refund(ctx, order, request, amount, False)
+        return
+    if not refundable:
+        note = "the goods were already refunded or replaced by another request: restocked only"
+    elif domain.amount_paid(t.grand_total, snap.payment_status) == 0:
+        note = f"nothing was paid (payment {snap.payment_status}): restocked only"
+    else:
+        note = "earlier refunds already returned everything paid: restocked only"
+    await store.set_request_status(ctx.conn, key, request_id, "closed", note)
+    log.info("order %s: parcel %s back to sender, restocked, no refund: %s", key,
+             event.parcel_id, note)
+
+
+async def _settle_open_returns(conn: Conn, key: str, request_id: str,
+                               lines: dict[str, int]) -> list[str]:
+    """The returned parcel brings back goods an open return was waiting for: those lines leave
+    that return (closed when nothing is left), so they are received and refunded once, under
+    the returned parcel's request. Returns the requests it settled."""
+    left = dict(lines)
+    settled = []
+    for r in await store.open_returns(conn, key):
+        covers = _quantities(json.loads(r["lines"]))
+        taken = {s: min(q, left.get(s, 0)) for s, q in covers.items() if left.get(s, 0) > 0}
+        if not taken:
+            continue
+        for s, q in taken.items():
+            left[s] -= q
+        rest = [{"sku": s, "quantity": q - taken.get(s, 0)} for s, q in covers.items()
+                if q > taken.get(s, 0)]
+        await store.set_lines(conn, key, r["request_id"], rest)
+        got = ", ".join(f"{q} {s}" for s, q in sorted(taken.items()))
+        if rest:
+            await store.history(conn, key, r["request_id"], "authorized",
+                                f"{got} came back to sender ({request_id})", "logistics")
+        else:
+            await store.set_request_status(conn, key, r["request_id"], "closed",
+                                           f"{got} came back to sender: settled by {request_id}",
+                                           "logistics")
+        settled.append(r["request_id"])
+    return settled
+
+
 # --- returns ----------------------------------------------------------------------------------
 
 @handlers.on(topics.RETURNS_RECEIVED)
@@ -313,7 +450,7 @@ async def settle_return(em: Emitter, order: Any, request: Any,
 
 async def refund(em: Emitter, order: Any, request: Any, lines: dict[str, int]) -> None:
     snap = OrderSnapshot.model_validate_json(order["snapshot"])
-    request_id, reason, kind = request["request_id"], request["reason"], request["kind"]
+    reason, kind = request["reason"], request["kind"]
     paid_back, shipping_done = await store.refunded_so_far(em.conn, order["order_id"])
     policy = await store.policy(em.conn, snap.store)
     t = snap.totals
@@ -321,6 +458,14 @@ async def refund(em: Emitter, order: Any, request: Any, lines: dict[str, int]) -
                                   t.shipping_fee, t.grand_total, reason, paid_back, shipping_done,
                                   domain.return_deduction(kind, reason, policy))
     with_shipping = reason in domain.SELLER_FAULT and not shipping_done
+    await issue_refund(em, order, request, amount, with_shipping)
+
+
+async def issue_refund(em: Emitter, order: Any, request: Any, amount: Decimal,
+                       with_shipping: bool) -> None:
+    """The money goes back: the refunds ledger, `payments.refunds`, `refunded`."""
+    snap = OrderSnapshot.model_validate_json(order["snapshot"])
+    request_id, reason, kind = request["request_id"], request["reason"], request["kind"]
     await store.insert_refund(em.conn, order["order_id"], request_id, amount, snap.currency,
                               with_shipping)
     await store.set_request_status(em.conn, snap.key, request_id, "refunded", f"{amount}")

@@ -191,3 +191,16 @@ async def open_follow_up(conn: Conn, event_id: uuid.UUID, key: str, rating: int,
                          tags: list[str]) -> None:
     await conn.execute("INSERT INTO follow_ups (event_id, order_key, rating, tags) VALUES"
                        " ($1, $2, $3, $4) ON CONFLICT DO NOTHING", event_id, key, rating, tags)
+
+
+async def open_returns(conn: Conn, key: str) -> list[asyncpg.Record]:
+    """Authorized returns whose goods have not come back yet, oldest first."""
+    return list(await conn.fetch(
+        "SELECT * FROM requests WHERE order_key = $1 AND kind = 'return' AND status ="
+        " 'authorized' ORDER BY created_at, request_id FOR UPDATE", key))
+
+
+async def set_lines(conn: Conn, key: str, request_id: str, lines: list[dict[str, Any]]) -> None:
+    """What a request still covers (a returned parcel settled part of it)."""
+    await conn.execute("UPDATE requests SET lines = $3::jsonb, updated_at = now() WHERE"
+                       " order_key = $1 AND request_id = $2", key, request_id, json.dumps(lines))

@@ -74,6 +74,16 @@ async def catalog_product(sku: str, request: Request) -> dict[str, Any]:
             "price": str(row["price"]), "attributes": list(row["attributes"])}
 
 
+@router.get("/coverage")
+async def coverage(request: Request) -> dict[str, Any]:
+    """What intake knows of logistics' coverage (logistics.coverage_changed): the countries it
+    serves and, per country, goods no service takes there (the restricted-goods rule's input)."""
+    pool = request.app.state.runtime.pool
+    countries = await store.served_countries(pool)
+    return {"countries": sorted(countries) if countries is not None else None,
+            "refused_attributes": await store.refused_attributes(pool)}
+
+
 # --- holds ------------------------------------------------------------------------------------
 
 @router.get("/holds", dependencies=admin)

@@ -108,7 +108,10 @@ async def cancel_requested(ctx: Ctx, event: CancelRequested) -> None:
         log.info("cancel of %s ignored: the order is %s", key, row["status"])
         return
     if row["shipped"]:
-        log.info("cancel of %s refused: the order has shipped; offer a return instead", key)
+        log.info("cancel of %s refused: the order has shipped; aftersales opens a return", key)
+        await ctx.publish(topics.INTAKE_ORDER_CANCEL_REFUSED, key, OrderCancelRefused(
+            order_id=str(row["order_id"]), order_key=key, reason="the order has shipped",
+            customer_reason=reason))
         return
     due = domain.refund_due(row["grand_total"], row["payment_status"])
     if row["status"] == "on_hold":
@@ -146,8 +149,14 @@ for _topic in (topics.INVENTORY_ORDER_CANCELLED, topics.FULFILLMENT_ORDER_CANCEL
 
 @handlers.on(topics.LOGISTICS_ORDER_CANCEL_REFUSED)
 async def cancel_refused(ctx: Ctx, event: OrderCancelRefused) -> None:
+    """The parcels were with the carrier before the cancellation reached them: the order stays
+    shipped, and the cancellation goes to aftersales as a return (refused at the door, or sent
+    back with a label), like one intake refuses itself (docs/cancellation.md)."""
     await store.set_status(ctx.conn, uuid.UUID(event.order_id), "accepted", [])
     await store.mark_shipped(ctx.conn, uuid.UUID(event.order_id))
+    await ctx.publish(topics.INTAKE_ORDER_CANCEL_REFUSED, event.order_key, OrderCancelRefused(
+        order_id=event.order_id, order_key=event.order_key, reason=event.reason,
+        customer_reason=event.customer_reason))
 
 
 @handlers.on(topics.CATALOG_PRODUCTS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,11 +14,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from shared.contracts import OrderSnapshot
-from shared.contracts.public import ShippingOption
+from shared.contracts.public import Attribute, ShippingOption
 from shared.http import require_admin
 
 from . import domain, label, store
-from .handlers import check_and_dispatch, flag_stalled
+from .handlers import check_and_dispatch, enqueue_coverage, flag_stalled
 
 router = APIRouter()
 
@@ -122,3 +123,37 @@ async def dock_scan(parcel_id: str, scan: DockScan, request: Request) -> dict[st
                                     " WHERE parcel_id = $1", parcel_id)
     return {"parcel_id": parcel_id, "order_shipped": shipped, "status": after["status"],
             "hold_reasons": json.loads(after["hold_reasons"])}
+
+
+class Restriction(BaseModel):
+    note: str = Field(min_length=1, max_length=500)
+
+
+@router.get("/restrictions")
+async def restrictions(request: Request) -> list[dict[str, Any]]:
+    """Destination restrictions: goods no service may carry to a country (import rules)."""
+    return await store.restrictions(request.app.state.runtime.pool)
+
+
+@router.put("/restrictions/{country}/{attribute}", dependencies=[Depends(require_admin)])
+async def put_restriction(country: str, attribute: Attribute, body: Restriction,
+                          request: Request) -> dict[str, Any]:
+    """Bar `attribute` goods to `country` for every service; coverage is published again, so
+    intake holds (or rejects) such orders from now on."""
+    if not re.fullmatch(r"[A-Z]{2}", country):
+        raise HTTPException(422, "country must be ISO 3166-1 alpha-2, upper case")
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+        await store.set_restriction(conn, country, attribute, body.note)
+        await enqueue_coverage(conn)
+    return {"country": country, "attribute": attribute, "note": body.note}
+
+
+@router.delete("/restrictions/{country}/{attribute}", dependencies=[Depends(require_admin)])
+async def delete_restriction(country: str, attribute: str, request: Request) -> dict[str, Any]:
+    """Lift a restriction (a permit came through, the rule changed); coverage is published
+    again and intake releases the holds it had caused."""
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+        if not await store.drop_restriction(conn, country, attribute):
+            raise HTTPException(404, "no such restriction")
+        await enqueue_coverage(conn)
+    return {"country": country, "attribute": attribute, "lifted": True}

@@ -52,6 +52,13 @@ class CarrierService:
     # On-time rate per zone code, from delivery history (or analytics); overrides the prior.
     zone_scores: Mapping[str, Decimal] = field(default_factory=dict)
     stall_days: int = 10              # no scan for this long -> the watchdog calls it stalled
+    # Destination country -> attributes refused there (the destination's import rules, which
+    # bind every service), on top of `refused`.
+    refused_to: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def refuses(self, country: str) -> frozenset[str]:
+        """What it will not carry to `country`."""
+        return frozenset(self.refused) | frozenset(self.refused_to.get(country, ()))
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,9 @@ def ineligibility(service: CarrierService, spec: ParcelSpec) -> str | None:
     refused = sorted(set(spec.attributes) & set(service.refused))
     if refused:
         return f"refuses {', '.join(refused)} goods"
+    barred = sorted(set(spec.attributes) & service.refuses(spec.country))
+    if barred:
+        return f"may not carry {', '.join(barred)} goods to {spec.country}"
     if spec.weight_g > service.max_weight_g:
         return f"weight {spec.weight_g} g over its limit {service.max_weight_g} g"
     if max(spec.dims_mm) > service.max_side_mm:
@@ -237,7 +247,7 @@ def coverage(services: Sequence[CarrierService]) -> tuple[list[str], dict[str, l
     refused: dict[str, list[str]] = {}
     for c in countries:
         serving = [s for s in services if c in s.destinations]
-        common = set.intersection(*(set(s.refused) for s in serving))
+        common = set.intersection(*(set(s.refuses(c)) for s in serving))
         if common:
             refused[c] = sorted(common)
     return countries, refused

@@ -26,6 +26,7 @@ from shared.contracts import (
     OrderShipped,
     OrderSnapshot,
     ParcelLost,
+    ParcelReturned,
     ProductUpserted,
     ReturnLabelIssued,
     ReturnLabelRequested,
@@ -68,7 +69,9 @@ async def order_packed(ctx: Ctx, event: OrderPacked) -> None:
         snap = event.order
         await store.insert_order(ctx.conn, order_id, event.order_key, "waiting",
                                  len(event.parcels), ctx.correlation_id, snap.model_dump_json())
-        await store.link_parcels(ctx.conn, order_id, list(shared))
+        await store.link_parcels(ctx.conn, order_id,
+                                 {p.parcel_id: [ln.model_dump() for ln in p.lines]
+                                  for p in event.parcels})
         if any(r["status"] == "held" for r in shared.values()):
             log.warning("order %s shares held parcels %s; it ships with them", event.order_key,
                         ", ".join(sorted(shared)))
@@ -249,7 +252,8 @@ async def cancel_forwarded(ctx: Ctx, event: OrderCancelRequested) -> None:
                  row["status"])
         await ctx.publish(topics.LOGISTICS_ORDER_CANCEL_REFUSED, event.order_key,
                           OrderCancelRefused(order_id=event.order_id, order_key=event.order_key,
-                                             reason=f"the order has {row['status']}"))
+                                             reason=f"the order has {row['status']}",
+                                             customer_reason=event.reason))
         return
     await confirm_cancelled(ctx, topics.LOGISTICS_ORDER_CANCELLED, event, "logistics")
 
@@ -304,13 +308,27 @@ async def _track_order(ctx: Ctx, order: Any, shipment: Any, event: TrackingUpdat
                          reasons=[(event.status, event.description or event.status)],
                          details={"tracking_number": event.tracking_number,
                                   "reason": event.status})
-        if event.status == "lost" and first_time_as:
+        # A merged parcel: this order's own share of it (the owner's are the shipment's lines);
+        # an order with nothing in it has nothing to reship or refund.
+        lines = json.loads(order["own_lines"] or shipment["lines"])
+        if event.status == "lost" and first_time_as and lines:
             log.warning("order %s: parcel %s lost by %s; asking aftersales for a reship",
                         order["order_key"], shipment["parcel_id"], shipment["carrier"])
             await ctx.publish(topics.LOGISTICS_PARCEL_LOST, order["order_key"], ParcelLost(
                 order_id=ids["order_id"], order_key=order["order_key"],
                 parcel_id=shipment["parcel_id"], tracking_number=event.tracking_number,
-                carrier=shipment["carrier"], lines=json.loads(shipment["lines"]),
+                carrier=shipment["carrier"], lines=lines,
+                correlation_id=order["correlation_id"]))
+        if event.status == "returned_to_sender" and first_time_as and lines:
+            # Once per parcel: a repeated scan is not a second parcel coming back.
+            log.warning("order %s: parcel %s back at %s (returned to sender by %s); aftersales"
+                        " restocks and refunds", order["order_key"], shipment["parcel_id"],
+                        shipment["warehouse"], shipment["carrier"])
+            await ctx.publish(topics.LOGISTICS_PARCEL_RETURNED, order["order_key"],
+                              ParcelReturned(
+                order_id=ids["order_id"], order_key=order["order_key"],
+                parcel_id=shipment["parcel_id"], tracking_number=event.tracking_number,
+                carrier=shipment["carrier"], warehouse=shipment["warehouse"], lines=lines,
                 correlation_id=order["correlation_id"]))
 
 
@@ -368,11 +386,18 @@ async def publish_coverage(runtime: Runtime) -> None:
     """At start: what we can ship, for intake. Published on every start (cheap, and a fresh
     intake can always learn it even after the topic's retention); consumers keep the newest."""
     async with runtime.pool.acquire() as conn, conn.transaction():
-        countries, refused = domain.coverage(await store.services(conn))
-        digest = hashlib.sha256(json.dumps([countries, refused]).encode()).hexdigest()[:12]
-        await enqueue(conn, topics.LOGISTICS_COVERAGE_CHANGED, "coverage", CoverageChanged(
-            countries=countries, refused_attributes=refused, correlation_id=digest))
+        countries = await enqueue_coverage(conn)
     log.info("published coverage: %d countries", len(countries))
+
+
+async def enqueue_coverage(conn: Conn) -> list[str]:
+    """Coverage as the catalogue stands in this transaction (at start, and after an operator
+    changes a destination restriction); returns the countries served."""
+    countries, refused = domain.coverage(await store.services(conn))
+    digest = hashlib.sha256(json.dumps([countries, refused]).encode()).hexdigest()[:12]
+    await enqueue(conn, topics.LOGISTICS_COVERAGE_CHANGED, "coverage", CoverageChanged(
+        countries=countries, refused_attributes=refused, correlation_id=digest))
+    return countries
 
 
 # --- aftersales: return labels -----------------------------------------------------------------

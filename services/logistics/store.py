@@ -43,6 +43,11 @@ async def _load_services(conn: Conn | asyncpg.Pool) -> list[CarrierService]:
         if current is None or sc["delivered"] > current[0]:
             best[sc["service"]][sc["zone"]] = (sc["delivered"], sc["source"], sc["delivered"],
                                                sc["on_time"], sc["rate"])
+    barred: dict[str, list[str]] = defaultdict(list)
+    for d in await conn.fetch("SELECT country, attribute FROM destination_restrictions"
+                              " ORDER BY country, attribute"):
+        barred[d["country"]].append(d["attribute"])
+    refused_to = {c: tuple(a) for c, a in barred.items()}
     out = []
     for r in rows:
         prior = r["on_time_score"]
@@ -59,7 +64,7 @@ async def _load_services(conn: Conn | asyncpg.Pool) -> list[CarrierService]:
             on_time_score=prior, zones=zones[r["code"]],
             remote_surcharge=r["remote_surcharge"],
             remote_prefixes={c: tuple(p) for c, p in remote[r["carrier"]].items()},
-            zone_scores=scores, stall_days=r["stall_days"]))
+            zone_scores=scores, stall_days=r["stall_days"], refused_to=refused_to))
     return out
 
 
@@ -242,17 +247,41 @@ async def undelivered_count(conn: Conn, order_id: uuid.UUID) -> int:
         " parcel_id IN (SELECT parcel_id FROM parcel_orders WHERE order_id = $1))", order_id))
 
 
-async def link_parcels(conn: Conn, order_id: uuid.UUID, parcel_ids: list[str]) -> None:
-    await conn.executemany("INSERT INTO parcel_orders (parcel_id, order_id) VALUES ($1, $2)"
-                           " ON CONFLICT DO NOTHING", [(p, order_id) for p in parcel_ids])
+async def link_parcels(conn: Conn, order_id: uuid.UUID,
+                       parcels: dict[str, list[dict[str, Any]]]) -> None:
+    """A merged parcel's other orders, each with its own lines in it."""
+    await conn.executemany("INSERT INTO parcel_orders (parcel_id, order_id, lines) VALUES"
+                           " ($1, $2, $3::jsonb) ON CONFLICT DO NOTHING",
+                           [(p, order_id, json.dumps(lines)) for p, lines in parcels.items()])
 
 
 async def orders_of_parcel(conn: Conn, parcel_id: str, owner: uuid.UUID) -> list[asyncpg.Record]:
-    """The order a shipment belongs to, then any order merged into the same parcel."""
+    """The order a shipment belongs to, then any order merged into the same parcel; `own_lines`
+    is a merged order's share of the parcel (NULL for the owner: the shipment's lines)."""
     return list(await conn.fetch(
-        "SELECT * FROM orders WHERE order_id = $2 OR order_id IN (SELECT order_id FROM"
-        " parcel_orders WHERE parcel_id = $1) ORDER BY order_id = $2 DESC, order_key FOR UPDATE",
-        parcel_id, owner))
+        "SELECT o.*, po.lines AS own_lines FROM orders o LEFT JOIN parcel_orders po"
+        " ON po.order_id = o.order_id AND po.parcel_id = $1"
+        " WHERE o.order_id = $2 OR po.parcel_id IS NOT NULL"
+        " ORDER BY o.order_id = $2 DESC, o.order_key FOR UPDATE OF o", parcel_id, owner))
+
+
+async def restrictions(conn: Conn | asyncpg.Pool) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT * FROM destination_restrictions ORDER BY country, attribute")
+    return [{"country": r["country"], "attribute": r["attribute"], "note": r["note"],
+             "updated_at": r["updated_at"].isoformat()} for r in rows]
+
+
+async def set_restriction(conn: Conn, country: str, attribute: str, note: str) -> None:
+    await conn.execute(
+        "INSERT INTO destination_restrictions (country, attribute, note) VALUES ($1, $2, $3)"
+        " ON CONFLICT (country, attribute) DO UPDATE SET note = EXCLUDED.note,"
+        " updated_at = now()", country, attribute, note)
+
+
+async def drop_restriction(conn: Conn, country: str, attribute: str) -> bool:
+    return bool(await conn.fetchval(
+        "DELETE FROM destination_restrictions WHERE country = $1 AND attribute = $2 RETURNING 1",
+        country, attribute))
 
 
 async def latest_delivery(conn: Conn, order_id: uuid.UUID) -> Any:

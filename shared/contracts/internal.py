@@ -90,8 +90,14 @@ class OrderCancelled(OrderEvent):
 
 
 class OrderCancelRefused(OrderEvent):
+    """Too late to cancel: the parcels are with the carrier. On `logistics.order_cancel_refused`
+    (logistics refused it) and `intake.order_cancel_refused` (intake hands every refusal to
+    aftersales, which opens a return)."""
+
     event_type: Literal["order.cancel_refused"] = "order.cancel_refused"
     reason: str
+    # Optional: the customer's own words for the cancellation (the return request's comment).
+    customer_reason: str | None = None
 
 
 class Allocation(WireModel):
@@ -266,3 +272,18 @@ class ShortPicked(OrderEvent):
     sku: str
     warehouse: str
     missing: int = Field(ge=1)
+
+
+# --- logistics: parcels back at the warehouse ---------------------------------------------------
+
+class ParcelReturned(OrderEvent):
+    """A carrier brought a parcel back to the warehouse (`returned_to_sender`: refused at the
+    door, undeliverable). Aftersales restocks `lines` (this order's own lines in the parcel; a
+    merged parcel gives one event per order) at `warehouse` and refunds them less shipping."""
+
+    event_type: Literal["logistics.parcel_returned"] = "logistics.parcel_returned"
+    parcel_id: str
+    tracking_number: str
+    carrier: str
+    warehouse: str
+    lines: list[SkuQuantity]

@@ -15,13 +15,18 @@ from services.aftersales.domain import (
     Decision,
     OrderedLine,
     Policy,
+    amount_paid,
     decide,
+    decide_cancelled_after_shipping,
     decide_reship,
     grade_of,
     needs_follow_up,
     refund_amount,
+    remaining_lines,
     return_deduction,
+    returned_to_sender_refund,
     tag_feedback,
+    unclaimed,
 )
 
 NOW = datetime(2025, 6, 30, 12, 0, tzinfo=UTC)
@@ -502,3 +507,91 @@ def test_any_sequence_of_requests_never_refunds_more_than_was_paid(
         shipping_done = shipping_done or reason in SELLER_FAULT
     # Then together they never exceed what was paid
     assert paid_back <= grand
+
+
+# --- returned to sender, cancellations after shipping -----------------------------------------
+
+def test_a_parcel_returned_to_sender_refunds_the_goods_less_discount_and_no_shipping() -> None:
+    # Given the whole order back to sender (65.75 paid: 67.50 less 6.75 discount, 5.00 shipping)
+    # When the refund is computed
+    amount = returned_to_sender_refund({"MUG": 2, "TEE": 1, "SOCK": 3}, ORDERED, SUBTOTAL,
+                                       DISCOUNT, GRAND, Decimal("0.00"))
+    # Then everything paid comes back except the outbound shipping, with no return deduction
+    assert amount == GRAND - SHIPPING == Decimal("60.75")
+
+
+def test_a_returned_parcel_refunds_only_what_earlier_refunds_left() -> None:
+    # Given 60.00 already refunded
+    # When a parcel with the 22.50 tee comes back
+    amount = returned_to_sender_refund({"TEE": 1}, ORDERED, SUBTOTAL, DISCOUNT, GRAND,
+                                       Decimal("60.00"))
+    # Then only the 5.75 still held comes back
+    assert amount == Decimal("5.75")
+
+
+@pytest.mark.parametrize(("status", "paid"), [("paid", GRAND), ("authorized", GRAND),
+                                              ("pending", Decimal("0.00")),
+                                              ("failed", Decimal("0.00"))])
+def test_amount_paid_is_nothing_until_the_payment_is_taken(status: str, paid: Decimal) -> None:
+    assert amount_paid(GRAND, status) == paid
+
+
+def test_an_unpaid_order_returned_to_sender_refunds_nothing() -> None:
+    # Given cash on delivery, refused at the door: nothing was taken
+    # When the refund is computed
+    amount = returned_to_sender_refund({"MUG": 1}, ORDERED, SUBTOTAL, DISCOUNT,
+                                       amount_paid(GRAND, "pending"), Decimal("0.00"))
+    # Then nothing goes back
+    assert amount == Decimal("0.00")
+
+
+@given(st.lists(st.sampled_from([("MUG", 1), ("TEE", 1), ("SOCK", 2)]), max_size=6),
+       st.sampled_from(["damaged", "changed_mind"]))
+def test_returned_parcels_after_any_refunds_never_exceed_what_was_paid(
+        requests: list[tuple[str, int]], reason: str) -> None:
+    # Given any refunds on the order, then every parcel back to sender
+    paid_back = Decimal("0.00")
+    for sku, qty in requests:
+        paid_back += run_refund({sku: qty}, reason, already=paid_back)
+    # When the returned parcels are refunded on top
+    amount = returned_to_sender_refund({"MUG": 2, "TEE": 1, "SOCK": 3}, ORDERED, SUBTOTAL,
+                                       DISCOUNT, GRAND, paid_back)
+    # Then the total never exceeds what was paid, and no refund is negative
+    assert amount >= 0 and paid_back + amount <= GRAND
+
+
+def test_remaining_lines_are_the_order_less_what_requests_claimed() -> None:
+    assert remaining_lines(ORDERED, {}) == {"MUG": 2, "TEE": 1, "SOCK": 3}
+    assert remaining_lines(ORDERED, {"MUG": 1, "TEE": 1}) == {"MUG": 1, "SOCK": 3}
+    assert remaining_lines(ORDERED, {"MUG": 5, "TEE": 1, "SOCK": 3}) == {}
+
+
+@pytest.mark.parametrize(("lines", "claimed", "left"), [
+    pytest.param({"MUG": 2}, {}, {"MUG": 2}, id="nothing-claimed"),
+    pytest.param({"MUG": 2}, {"MUG": 1}, {"MUG": 1}, id="part-reshipped"),
+    pytest.param({"MUG": 2, "TEE": 1}, {"TEE": 1}, {"MUG": 2}, id="tee-refunded"),
+    pytest.param({"MUG": 2}, {"MUG": 2}, {}, id="all-replaced"),
+])
+def test_unclaimed_lines_are_what_no_other_request_settled(
+        lines: dict[str, int], claimed: dict[str, int], left: dict[str, int]) -> None:
+    assert unclaimed(lines, ORDERED, claimed) == left
+
+
+def test_a_cancel_after_shipping_on_its_way_is_authorized_as_a_return() -> None:
+    # Given an order on its way (not delivered)
+    # When the customer cancels after shipping
+    decision = decide_cancelled_after_shipping({"MUG": 2, "TEE": 1}, ORDERED, set(), None, NOW,
+                                               Policy())
+    # Then a return is authorized at once: refuse it at the door or send it back
+    assert (decision.outcome, decision.code) == ("authorized", "cancelled_after_shipping")
+
+
+@pytest.mark.parametrize(("non_returnable", "delivered_at", "code"), [
+    pytest.param({"MUG"}, None, "not_returnable", id="not-returnable"),
+    pytest.param(set(), NOW - timedelta(days=31), "outside_return_window", id="window-over"),
+])
+def test_a_cancel_after_shipping_follows_the_return_policy(
+        non_returnable: set[str], delivered_at: datetime | None, code: str) -> None:
+    decision = decide_cancelled_after_shipping({"MUG": 2}, ORDERED, non_returnable,
+                                               delivered_at, NOW, Policy())
+    assert (decision.outcome, decision.code) == ("rejected", code)

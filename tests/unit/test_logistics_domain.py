@@ -407,3 +407,19 @@ def test_coverage_of_no_services_is_empty() -> None:
     # When coverage is computed
     # Then nothing is served and nothing is refused
     assert coverage([]) == ([], {})
+
+
+def test_a_destination_restriction_binds_every_service_serving_it() -> None:
+    # Given two services to US and AU taking powder, and AU barring powder goods
+    barred = {"AU": ("powder",)}
+    services = [svc("A", destinations=("US", "AU"), refused_to=barred),
+                svc("B", destinations=("AU",), refused=("battery",), refused_to=barred)]
+    # When coverage is computed
+    countries, refused = coverage(services)
+    # Then powder is refused to AU only
+    assert countries == ["AU", "US"]
+    assert refused == {"AU": ["powder"]}
+    # And neither service may take a powder parcel there, saying why
+    spec = ParcelSpec("WH-LA", "AU", 1_000, (200, 150, 100), ("powder",))
+    assert ineligibility(services[0], spec) == "may not carry powder goods to AU"
+    assert ineligibility(services[0], replace(spec, country="US")) is None
