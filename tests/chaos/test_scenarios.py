@@ -185,6 +185,9 @@ async def rewind(service: str) -> None:
     await consumer.start()
     try:
         parts = [tp for t in topics for tp in await topic_partitions(consumer, t)]
+        # A commit needs assigned partitions; with the group empty (the service is stopped)
+        # the coordinator takes it from this manually assigned consumer.
+        consumer.assign(parts)
         starts = await consumer.beginning_offsets(parts)
         await consumer.commit(dict(starts.items()))
     finally:
