@@ -23,9 +23,9 @@ from shared.topics import ORDERS_STATUS
 from tests.integration.helpers import eventually
 from tools.storefront import Storefront
 
-from .conftest import assert_clean, run_load
+from .conftest import ORDERS, SMOKE_ORDERS, assert_clean, run_load
 
-pytestmark = [pytest.mark.chaos, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.timeout(1800)]  # the marker chaos comes from conftest
 
 STORE = "chaos-late"
 
@@ -74,13 +74,22 @@ async def late_outbox_row(shop: Storefront, hold_seconds: float
 
 async def test_an_outbox_row_committing_late_is_published_in_order_for_its_key(
         storefront: Storefront) -> None:
+    await late_row_scenario(storefront, "outbox row committed late", ORDERS)
+
+
+@pytest.mark.chaos_smoke
+async def test_smoke_an_outbox_row_committing_late(storefront: Storefront) -> None:
+    await late_row_scenario(storefront, "smoke: outbox row committed late", SMOKE_ORDERS)
+
+
+async def late_row_scenario(storefront: Storefront, scenario: str, orders: int) -> None:
     seen: list[tuple[list[int], list[int]]] = []
 
     async def fault() -> None:
         t0 = time.monotonic()
         seen.append(await late_outbox_row(storefront, hold_seconds=5))
         print(f"late outbox row: K seen as {seen[-1]} in {time.monotonic() - t0:.1f}s", flush=True)
-    outcome = await run_load(storefront, "outbox row committed late", fault)
+    outcome = await run_load(storefront, scenario, fault, orders=orders)
     assert_clean(outcome)
     (held_back, after), = seen
     # While the late row was uncommitted, K's later (committed) row must not have gone out.
