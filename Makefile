@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 ORDERS ?= 500
+KAFKA_BROKERS ?= 1
 
 .PHONY: run test up down status bootstrap lint typecheck unit integration clean logs bench chaos
 
@@ -20,8 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
-up: bootstrap ## start Kafka, Postgres, every service and Prometheus; returns when ready
-	$(BIN)/python -m stack up
+up: bootstrap ## start Kafka (KAFKA_BROKERS=3 for a cluster), Postgres, every service and Prometheus
+	$(BIN)/python -m stack up --brokers $(KAFKA_BROKERS)
 
 down: ## stop everything `make up` started (safe to repeat)
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m stack down; else $(PYTHON) -m stack down; fi
@@ -47,8 +48,8 @@ integration: bootstrap
 clean: ## stop and delete local data (Kafka, Postgres, logs); keeps the Kafka jars
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m stack down --wipe; fi
 
-chaos: bootstrap ## fault injection under load (slow): artifacts/chaos.md
-	$(BIN)/pytest -m chaos -q tests/chaos
+chaos: bootstrap ## fault injection under load (slow; docs/RELIABILITY.md): artifacts/chaos.md
+	$(BIN)/pytest -m chaos -q tests/chaos; status=$$?; cat artifacts/chaos.md; exit $$status
 
 bench: up ## throughput and latency against this machine's limits -> docs/BENCHMARKS.md
 	$(BIN)/python -m tools.bench --scaling

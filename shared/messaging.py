@@ -177,7 +177,9 @@ class Consumer:
         self.handlers = handlers
         self.max_attempts = max_attempts
         self.stall_seconds = stall_seconds
-        self.broker = KafkaBroker(bootstrap, client_id=f"shopkeeper-{service}",
+        # A list: FastStream takes a string as one address, so "host1:9092,host2:9092" (a
+        # cluster, e.g. `stack up --brokers 3`) failed to bootstrap.
+        self.broker = KafkaBroker(bootstrap.split(","), client_id=f"shopkeeper-{service}",
                                   allow_auto_create_topics=False, logger=log,
                                   log_level=logging.DEBUG)
         common: dict[str, Any] = {

@@ -6,6 +6,16 @@ visible at commit, so a transaction that commits late would be skipped. The rela
 not yet marked sent, oldest first. Marking sent can fail after a successful publish (a crash, the
 database away): the rows are published again and consumers dedupe by event_id; a duplicate,
 never a loss.
+
+Order per key is id order (the order of insertion). "Unsent rows by id" alone does not give it:
+a row whose transaction commits late is invisible while later rows of its key commit and are
+published, and then it is published after them (found by the chaos scenario "late outbox row").
+So a writer holds a shared transaction-level advisory lock on its key's bucket (a hash of the
+key, 1024 buckets per schema) from before its row gets an id until it commits; the relay
+publishes a bucket's rows only when it can take that lock exclusively, i.e. no writer of the
+bucket is in flight, and reads them after taking it. A bucket with a writer in flight waits for
+the next round (its commit wakes the relay). Buckets bound the locks a transaction holds, at the
+price of sometimes holding back a key that merely shares a bucket with a busy one.
 """
 
 from __future__ import annotations
@@ -31,7 +41,29 @@ from .topics import Topic
 log = logging.getLogger(__name__)
 
 
-INSERT = "INSERT INTO outbox (topic, key, value, headers) VALUES ($1, $2, $3, $4::jsonb)"
+# The bucket of a row's key, for the advisory locks that keep a key's rows in id order. The
+# two-int form of the advisory lock functions keeps these apart from the relay's leader lock.
+BUCKET = "(hashtext(coalesce({key}, '')) & 1023)"
+
+# One row: the bucket's shared lock is taken before the row's id is allocated (the CTE runs
+# first) and held until commit.
+INSERT = (
+    "WITH held AS (SELECT pg_advisory_xact_lock_shared(hashtext(current_schema()),"
+    f" {BUCKET.format(key='$2::text')})) "
+    "INSERT INTO outbox (topic, key, value, headers) SELECT $1, $2, $3, $4::jsonb FROM held"
+)
+
+# Many rows in one statement: every bucket's shared lock first (the aggregate reads them all
+# before the join yields a row, and the sort takes every row before the first id is drawn),
+# then ids in enqueue order (ORDER BY the ordinality); the statement-level NOTIFY fires once.
+INSERT_MANY = (
+    "WITH held AS MATERIALIZED (SELECT count(pg_advisory_xact_lock_shared("
+    f"hashtext(current_schema()), b)) AS locked FROM (SELECT DISTINCT {BUCKET.format(key='k')}"
+    " AS b FROM unnest($2::text[]) AS keys(k)) buckets) "
+    "INSERT INTO outbox (topic, key, value, headers) SELECT u.t, u.k, u.v, u.h::jsonb"
+    " FROM held, unnest($1::text[], $2::text[], $3::bytea[], $4::text[])"
+    " WITH ORDINALITY AS u(t, k, v, h, n) ORDER BY u.n"
+)
 
 
 class _Buffer:
@@ -47,7 +79,8 @@ _buffer: contextvars.ContextVar[_Buffer | None] = contextvars.ContextVar("outbox
 async def enqueue(conn: Conn, topic: Topic | str, key: str | None,
                   event: WireModel, headers: dict[str, str] | None = None) -> None:
     """Write an event to the outbox in the caller's transaction (or, inside `buffered(conn)`,
-    keep it for that block's `flush_buffer`, still in the same transaction)."""
+    keep it for that block's `flush_buffer`, still in the same transaction). Either way the
+    key's bucket is share-locked before the row gets its id, until commit (module docstring)."""
     row = (str(topic), key, event.model_dump_json().encode(), json.dumps(headers or {}))
     buf = _buffer.get()
     if buf is not None and buf.conn is conn:
@@ -77,13 +110,8 @@ async def flush_buffer() -> int:
     if len(rows) == 1:
         await buf.conn.execute(INSERT, *rows[0])
     else:
-        # One statement: ids are drawn in enqueue order (ORDER BY the ordinality), and the
-        # statement-level NOTIFY trigger fires once.
         await buf.conn.execute(
-            "INSERT INTO outbox (topic, key, value, headers) SELECT t, k, v, h::jsonb"
-            " FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[])"
-            " WITH ORDINALITY AS u(t, k, v, h, n) ORDER BY n",
-            *(list(col) for col in zip(*rows, strict=True)))
+            INSERT_MANY, *(list(col) for col in zip(*rows, strict=True)))
     return len(rows)
 
 
@@ -216,11 +244,21 @@ class OutboxRelay:
         self._wake.set()
 
     async def publish_pending(self, conn: Conn) -> int:
-        rows = await conn.fetch(
-            "SELECT id, topic, key, value, headers, created_at FROM outbox"
-            " WHERE sent_at IS NULL ORDER BY id LIMIT $1",
-            self.BATCH,
-        )
+        async with conn.transaction():
+            # First the buckets with no writer in flight (their exclusive locks, held to the end
+            # of this transaction), then, in a later statement and so a later snapshot, their
+            # rows: every row a finished writer of those buckets committed is seen, and a new
+            # writer waits for this transaction to end, so its row gets a higher id.
+            free = await conn.fetchval(
+                "SELECT coalesce(array_agg(b), '{}') FROM (SELECT DISTINCT"
+                f" {BUCKET.format(key='key')} AS b FROM outbox WHERE sent_at IS NULL) pending"
+                " WHERE pg_try_advisory_xact_lock(hashtext(current_schema()), b)")
+            rows = await conn.fetch(
+                "SELECT id, topic, key, value, headers, created_at FROM outbox"
+                f" WHERE sent_at IS NULL AND {BUCKET.format(key='key')} = ANY($2::int[])"
+                " ORDER BY id LIMIT $1",
+                self.BATCH, free,
+            ) if free else []
         self._observe_backlog(rows)
         if not rows:
             return 0
