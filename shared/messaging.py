@@ -318,6 +318,16 @@ class Consumer:
                 raise
             except TRANSIENT_ERRORS as exc:
                 metrics.HANDLER_RETRIES.labels(run[0][0].topic, "transient").inc()
+                if len(run) > 1 and isinstance(exc, (asyncpg.DeadlockDetectedError,
+                                                     asyncpg.SerializationError)):
+                    # Two instances' runs locking the same rows in different orders: a long
+                    # run would meet the other again on retry. One transaction per message.
+                    log.info("a batch of %d from %s met a concurrent one (%s); handling it"
+                             " message by message", len(run), run[0][0].topic,
+                             type(exc).__name__)
+                    for raw, _ in run:
+                        await self.process(raw)
+                    return
                 log.warning("transient fault handling a batch of %d from %s: %s; retrying in"
                             " %.1fs without committing", len(run), run[0][0].topic, exc, delay)
                 if isinstance(exc, KafkaError):

@@ -149,8 +149,12 @@ async def test_out_of_stock_backorders_and_restock_reserves_oldest_first(storefr
 
     await sf.publish("stock.adjustments", sku, sfm.stock(sku, "WH-LA", 3))
     await sf.wait_for(second, "shipped")
-    assert (await stock_of(sku))["WH-LA"] == {"warehouse": "WH-LA", "on_hand": 1, "reserved": 0,
-                                              "available": 1, "refurbished": 0}
+    # inventory commits the stock on `logistics.order_shipped`, which may trail the status
+    settled = {"warehouse": "WH-LA", "on_hand": 1, "reserved": 0, "available": 1, "refurbished": 0}
+
+    async def committed() -> bool:
+        return bool((await stock_of(sku))["WH-LA"] == settled)
+    await eventually(committed, what=f"{sku} committed on dispatch")
 
 
 async def test_cancel_of_a_backordered_order_releases_its_claim(storefront: Storefront) -> None:
