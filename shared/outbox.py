@@ -229,10 +229,13 @@ class OutboxRelay:
             await conn.add_listener(f"outbox_{self.schema}", self._on_notify)
             log.info("outbox relay of %s is the active one", self.schema)
             while True:
+                # Cleared before reading, not after: a commit notified while a round reads and
+                # publishes (a row it could not see yet, a bucket it skipped) wakes the next
+                # round at once instead of waiting for the poll.
+                self._wake.clear()
                 sent = await self.publish_pending(conn)
                 self.last_error = None
                 if sent < self.BATCH:
-                    self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
         finally:
