@@ -100,15 +100,6 @@ async def migrate(pool: asyncpg.Pool, schema: str, service_dir: Path) -> list[st
     return applied
 
 
-async def first_time(conn: Conn, event_id: uuid.UUID, topic: str) -> bool:
-    """Inbox: record the event in the caller's transaction; False when it was handled before."""
-    row = await conn.fetchval(
-        "INSERT INTO inbox (event_id, topic) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1",
-        event_id, topic,
-    )
-    return row is not None
-
-
 async def first_times(conn: Conn, events: list[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
     """Inbox for a run of events in one round trip: the ids not handled before (an id twice in
     the run counts once; the caller handles its first occurrence only)."""

@@ -46,7 +46,7 @@ from .contracts import (
     Reason,
     WireModel,
 )
-from .db import TRANSIENT_DB_ERRORS, Conn, first_time, first_times, memo_scope
+from .db import TRANSIENT_DB_ERRORS, Conn, first_times, memo_scope
 from .logging import log_context
 from .topics import ORDERS_STATUS, Topic, dlq_name
 
@@ -347,10 +347,9 @@ class Consumer:
             metrics.HANDLER_SECONDS.labels(topic).observe(seconds)
             metrics.EVENTS_CONSUMED.labels(topic, outcome).inc()
 
-    async def _apply(self, conn: Conn, raw: RawMessage, event: Event,
-                     first: bool | None = None) -> str:
-        """Inbox (unless the caller did it: `first`), then the handler, in the caller's
-        transaction."""
+    async def _apply(self, conn: Conn, raw: RawMessage, event: Event, first: bool) -> str:
+        """The handler, in the caller's transaction, unless the inbox (`first_times`, run by the
+        caller) says the event was handled before."""
         sub = self.handlers.subscriptions[raw.topic]
         ids: dict[str, Any] = {"event_id": event.event_id, "topic": raw.topic}
         for name in ("order_id", "correlation_id"):
@@ -359,8 +358,6 @@ class Consumer:
         if raw.key:
             ids["key"] = raw.key.decode(errors="replace")
         with log_context(**ids):
-            if first is None:
-                first = await first_time(conn, event.event_id, raw.topic)
             if not first:
                 return "duplicate"
             await sub.handler(Ctx(conn, raw.topic, ids.get("key"), event, self.service), event)
@@ -429,7 +426,8 @@ class Consumer:
             return "dlq"
         assert isinstance(event, Event)
         async with self.pool.acquire() as conn, conn.transaction():
-            return await self._apply(conn, raw, event)
+            fresh = await first_times(conn, [(event.event_id, raw.topic)])
+            return await self._apply(conn, raw, event, event.event_id in fresh)
 
     async def _dead_letter(self, raw: RawMessage, exc: BaseException) -> None:
         """Send the raw value to `{topic}.dlq` with the CONTRACT.md headers. Retries until Kafka

@@ -4,12 +4,16 @@ would over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
+import pytest
 from aiokafka import AIOKafkaConsumer
 
+import stack.__main__ as local_stack
 from shared.settings import get_settings, service_port
 from tests.conftest import BOOTSTRAP, ref
 from tools import storefront as sfm
@@ -120,3 +124,29 @@ async def tail_all(topic: str, predicate: Any) -> list[Any]:
 
 def value_of(record: Any) -> dict[str, Any]:
     return json.loads(record.value)
+
+
+@contextlib.contextmanager
+def restarted_with(service: str, env: dict[str, str]) -> Iterator[None]:
+    """Run `service` with `env` set (a module's warehouse mode, error rates...), then restart
+    it with the environment it had."""
+    mp = pytest.MonkeyPatch()
+    for k, v in env.items():
+        mp.setenv(k, v)
+    local_stack.stop_pid(service, timeout=30)
+    local_stack.start_services([service])
+    try:
+        yield
+    finally:
+        mp.undo()
+        local_stack.stop_pid(service, timeout=30)
+        local_stack.start_services([service])
+
+
+@contextlib.asynccontextmanager
+async def admin_client(service: str) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on `service` carrying the operators' token."""
+    token = get_settings().shopkeeper_admin_token
+    async with httpx.AsyncClient(base_url=url(service, ""), timeout=10,
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client

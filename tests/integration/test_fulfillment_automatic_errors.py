@@ -8,36 +8,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-import stack.__main__ as local_stack
-from shared.settings import get_settings
 from tests.conftest import ref
 from tools.storefront import Storefront
 
-from .helpers import http_get, new_product, place, url
+from .helpers import admin_client, http_get, new_product, place, restarted_with
 
 ERRORS_ON = {"SHOPKEEPER_FULFILLMENT_SCAN_ERROR_RATE": "1",
              "SHOPKEEPER_FULFILLMENT_WEIGH_ERROR_RATE": "1"}
 
 
-def _restart_fulfillment() -> None:
-    local_stack.stop_pid("fulfillment", timeout=30)
-    local_stack.start_services(["fulfillment"])
-
-
 @pytest.fixture(scope="module")
 def clumsy_warehouse(stack: None) -> Iterator[None]:
-    mp = pytest.MonkeyPatch()
-    for k, v in ERRORS_ON.items():
-        mp.setenv(k, v)
-    _restart_fulfillment()
-    try:
+    with restarted_with("fulfillment", ERRORS_ON):
         yield
-    finally:
-        mp.undo()
-        _restart_fulfillment()
 
 
 async def _metric(name: str, labels: str = "") -> float:
@@ -69,9 +54,7 @@ async def test_simulated_errors_are_refused_and_held_then_staff_release_the_parc
     assert pick["status"] == "on_hold" and pick["expected_g"] == 3 * 400 + 120  # BOX-S tare
     assert abs(pick["measured_g"] - pick["expected_g"]) > 40
     # When staff weigh it right and pack it
-    token = get_settings().shopkeeper_admin_token
-    async with httpx.AsyncClient(base_url=url("fulfillment", ""), timeout=10,
-                                 headers={"Authorization": f"Bearer {token}"}) as staff:
+    async with admin_client("fulfillment") as staff:
         w = (await staff.post(f"/orders/{order_id}/weigh",
                               json={"weight_g": pick["expected_g"] - 30})).json()
         assert w["ok"], w

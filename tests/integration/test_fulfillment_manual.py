@@ -13,19 +13,19 @@ from typing import Any
 import httpx
 import pytest
 
-import stack.__main__ as local_stack
 from services.fulfillment.domain import Bin, route_key
-from shared.settings import get_settings
 from tests.conftest import ref
 from tools import storefront as sfm
 from tools.storefront import Storefront, order_event
 
 from .helpers import (
     STORE,
+    admin_client,
     eventually,
     http_get,
     new_product,
     place,
+    restarted_with,
     stock_of,
     tail,
     url,
@@ -36,29 +36,15 @@ MANUAL_ENV = {"SHOPKEEPER_WAREHOUSE_MODE": "manual", "SHOPKEEPER_FULFILLMENT_WAV
               "SHOPKEEPER_FULFILLMENT_WAVE_SECONDS": "3600"}
 
 
-def _restart_fulfillment() -> None:
-    local_stack.stop_pid("fulfillment", timeout=30)
-    local_stack.start_services(["fulfillment"])
-
-
 @pytest.fixture(scope="module")
 def manual_warehouse(stack: None) -> Iterator[None]:
-    mp = pytest.MonkeyPatch()
-    for k, v in MANUAL_ENV.items():
-        mp.setenv(k, v)
-    _restart_fulfillment()
-    try:
+    with restarted_with("fulfillment", MANUAL_ENV):
         yield
-    finally:
-        mp.undo()
-        _restart_fulfillment()
 
 
 @pytest.fixture
 async def staff(manual_warehouse: None) -> AsyncIterator[httpx.AsyncClient]:
-    token = get_settings().shopkeeper_admin_token
-    async with httpx.AsyncClient(base_url=url("fulfillment", ""), timeout=10,
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
+    async with admin_client("fulfillment") as client:
         yield client
 
 
