@@ -26,14 +26,14 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Generic, TypeVar
 
 import asyncpg
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 
 from . import metrics, outbox
@@ -51,6 +51,9 @@ from .logging import log_context
 from .topics import ORDERS_STATUS, Topic, dlq_name
 
 log = logging.getLogger(__name__)
+
+# How long a poll waits for the first record; it returns at once when one is there.
+POLL_MS = 500
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, KafkaError)
 
@@ -159,12 +162,15 @@ class PoisonMessage(Exception):
     """Raised by a handler for input that parses but can never be handled: straight to DLQ."""
 
 
-async def _undecoded(msg: Any) -> Any:
-    """FastStream decodes JSON before calling a handler. We parse each value ourselves (with the
-    topic's model, and bad input to on_invalid or the DLQ), so its decoder is switched off: left
-    on, a value it cannot decode (5,000 nested arrays: RecursionError) failed the whole batch
-    before our code saw it, and the batch's good messages were skipped."""
-    return msg.body
+async def _records(msg: Any) -> Any:
+    """What the subscriber's function gets: the raw aiokafka record(s), not a decoded body. We
+    parse each value ourselves (with the topic's model, and bad input to on_invalid or the DLQ):
+    FastStream's JSON decoding, left on, failed a whole batch on a value it could not decode
+    (5,000 nested arrays: RecursionError) before our code saw it. With `apply_types=False` the
+    function is called with this alone; FastStream's dependency injection resolved the
+    `KafkaMessage` argument in a worker thread, a thread hop per batch (10-25 % of a service's
+    busy time under load, py-spy)."""
+    return msg.raw_message
 
 
 class Consumer:
@@ -176,12 +182,13 @@ class Consumer:
         self.producer = producer
         self.handlers = handlers
         self.max_attempts = max_attempts
+        self.batch_size = batch_size
         self.stall_seconds = stall_seconds
         # A list: FastStream takes a string as one address, so "host1:9092,host2:9092" (a
         # cluster, e.g. `stack up --brokers 3`) failed to bootstrap.
         self.broker = KafkaBroker(bootstrap.split(","), client_id=f"shopkeeper-{service}",
                                   allow_auto_create_topics=False, logger=log,
-                                  log_level=logging.DEBUG)
+                                  log_level=logging.DEBUG, apply_types=False)
         common: dict[str, Any] = {
             "group_id": service, "ack_policy": AckPolicy.MANUAL,
             "auto_offset_reset": "earliest", "session_timeout_ms": 15000,
@@ -190,17 +197,20 @@ class Consumer:
         if batch_size > 1:
             # Up to batch_size messages in one transaction and one offset commit: the commit
             # (a WAL flush) and the OffsetCommit round trip dominate a small handler's cost.
-            # batch_timeout_ms bounds an idle wait only (records ready return at once), but
-            # FastStream sleeps as long again after an empty poll, and a message arriving then
-            # waits: 20 ms cost up to 20 ms per hop; 5 ms keeps it small at 200 polls/s idle.
             self.subscriber = self.broker.subscriber(
                 *handlers.subscriptions, batch=True, max_records=batch_size,
-                batch_timeout_ms=5, **common)
-            self.subscriber(self._on_batch, decoder=_undecoded)
+                batch_timeout_ms=POLL_MS, **common)
+            self.subscriber(self._on_batch, decoder=_records)
+            # FastStream's batch poll sleeps as long as its timeout again after an empty poll,
+            # and a message arriving then waits: a short timeout kept the wait small but woke
+            # every idle service 200 times a second (5 ms: ~6 % of a core each, half the CPU a
+            # service spent per order in the benchmark). Our poll blocks in getmany, which
+            # returns as soon as a record arrives, and never sleeps.
+            self.subscriber.get_msg = self._poll
         else:
             self.subscriber = self.broker.subscriber(*handlers.subscriptions,
                                                      max_poll_records=500, **common)
-            self.subscriber(self._on_message, decoder=_undecoded)
+            self.subscriber(self._on_message, decoder=_records)
         self.last_progress = time.monotonic()
         self.lag: dict[str, int] = {}
         self._lag_task: asyncio.Task[None] | None = None
@@ -255,17 +265,18 @@ class Consumer:
             except Exception as exc:
                 log.debug("could not measure consumer lag: %s", exc)
 
+    async def _poll(self, consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord[Any, Any], ...]:
+        batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=self.batch_size)
+        return tuple(chain.from_iterable(batches.values()))
+
     # -- one message -------------------------------------------------------------------------
-    async def _on_message(self, msg: KafkaMessage) -> None:
-        record = msg.raw_message
-        assert isinstance(record, ConsumerRecord)
+    async def _on_message(self, record: ConsumerRecord[Any, Any]) -> None:
         raw = RawMessage.of(record)
         await self.process(raw)
         await self._commit(raw)
         self.last_progress = time.monotonic()
 
-    async def _on_batch(self, msg: KafkaMessage) -> None:
-        records = msg.raw_message
+    async def _on_batch(self, records: tuple[ConsumerRecord[Any, Any], ...]) -> None:
         batch = [RawMessage.of(r) for r in (records if isinstance(records, tuple) else (records,))]
         await self.process_batch(batch)
         await self._commit_many(batch)

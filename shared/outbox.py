@@ -41,15 +41,15 @@ from .topics import Topic
 log = logging.getLogger(__name__)
 
 
-# The bucket of a row's key, for the advisory locks that keep a key's rows in id order. The
-# two-int form of the advisory lock functions keeps these apart from the relay's leader lock.
-BUCKET = "(hashtext(coalesce({key}, '')) & 1023)"
+# The bucket of a row's key is `outbox_bucket(key)` (shared/migrations/0001_outbox_claim.sql, the
+# one place of the rule). The two-int form of the advisory lock functions keeps these locks apart
+# from the relay's leader lock.
 
 # One row: the bucket's shared lock is taken before the row's id is allocated (the CTE runs
 # first) and held until commit.
 INSERT = (
     "WITH held AS (SELECT pg_advisory_xact_lock_shared(hashtext(current_schema()),"
-    f" {BUCKET.format(key='$2::text')})) "
+    " outbox_bucket($2::text))) "
     "INSERT INTO outbox (topic, key, value, headers) SELECT $1, $2, $3, $4::jsonb FROM held"
 )
 
@@ -58,7 +58,7 @@ INSERT = (
 # then ids in enqueue order (ORDER BY the ordinality); the statement-level NOTIFY fires once.
 INSERT_MANY = (
     "WITH held AS MATERIALIZED (SELECT count(pg_advisory_xact_lock_shared("
-    f"hashtext(current_schema()), b)) AS locked FROM (SELECT DISTINCT {BUCKET.format(key='k')}"
+    "hashtext(current_schema()), b)) AS locked FROM (SELECT DISTINCT outbox_bucket(k)"
     " AS b FROM unnest($2::text[]) AS keys(k)) buckets) "
     "INSERT INTO outbox (topic, key, value, headers) SELECT u.t, u.k, u.v, u.h::jsonb"
     " FROM held, unnest($1::text[], $2::text[], $3::bytea[], $4::text[])"
@@ -247,21 +247,10 @@ class OutboxRelay:
         self._wake.set()
 
     async def publish_pending(self, conn: Conn) -> int:
-        async with conn.transaction():
-            # First the buckets with no writer in flight (their exclusive locks, held to the end
-            # of this transaction), then, in a later statement and so a later snapshot, their
-            # rows: every row a finished writer of those buckets committed is seen, and a new
-            # writer waits for this transaction to end, so its row gets a higher id.
-            free = await conn.fetchval(
-                "SELECT coalesce(array_agg(b), '{}') FROM (SELECT DISTINCT"
-                f" {BUCKET.format(key='key')} AS b FROM outbox WHERE sent_at IS NULL) pending"
-                " WHERE pg_try_advisory_xact_lock(hashtext(current_schema()), b)")
-            rows = await conn.fetch(
-                "SELECT id, topic, key, value, headers, created_at FROM outbox"
-                f" WHERE sent_at IS NULL AND {BUCKET.format(key='key')} = ANY($2::int[])"
-                " ORDER BY id LIMIT $1",
-                self.BATCH, free,
-            ) if free else []
+        # One round trip: `outbox_claim` locks the buckets with no writer in flight and reads
+        # their oldest unsent rows in a later snapshot (shared/migrations/0001_outbox_claim.sql);
+        # the locks end with this statement's transaction, before anything is published.
+        rows = await conn.fetch("SELECT * FROM outbox_claim($1)", self.BATCH)
         self._observe_backlog(rows)
         if not rows:
             return 0

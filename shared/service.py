@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ class Service:
             for hook in self.on_start:
                 await hook(runtime)
             await _start_with_retry(consumer)
+            _tune_gc()
             log.info("%s started on port %d", self.name, service_port(self.name))
             try:
                 yield
@@ -103,6 +105,16 @@ class Service:
         settings = get_settings()
         uvicorn.run(self.app(), host=settings.shopkeeper_http_host, port=service_port(self.name),
                     log_config=None, access_log=False, lifespan="on")
+
+
+def _tune_gc() -> None:
+    """Startup's objects (modules, models, routes) live as long as the process: frozen, the
+    cyclic collector no longer walks them on every full collection. Each event allocates many
+    short-lived objects (pydantic models, asyncpg records); a gen-0 threshold of 10,000 instead
+    of 700 collects them in fewer, larger passes."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 async def _start_with_retry(consumer: Consumer) -> None:

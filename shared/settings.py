@@ -60,6 +60,14 @@ def get_settings() -> Settings:
     return Settings()
 
 
+def unix_socket_url(url: str, socket_dir: str) -> str:
+    """The same login, database and port over the server's Unix socket in `socket_dir`."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[0] + "@" if "@" in parts.netloc else ""
+    query = f"host={socket_dir}&port={parts.port or 5432}"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
 def role_name(service: str) -> str:
     return service
 
@@ -71,9 +79,10 @@ def service_database_url(service: str, settings: Settings | None = None) -> str:
         return explicit
     settings = settings or get_settings()
     parts = urlsplit(settings.database_url)
-    host = parts.hostname or "127.0.0.1"
+    # No host: a Unix socket, named by the query (`?host=/dir&port=5432`), as the local stack does.
+    host = parts.hostname or ""
     netloc = f"{role_name(service)}:{role_password(service)}@{host}"
-    if parts.port:
+    if host and parts.port:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 

@@ -36,6 +36,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+import stack.__main__ as local_stack
 from shared.settings import SERVICES, get_settings, service_port
 
 from . import storefront as sf
@@ -288,7 +289,8 @@ async def run(args: argparse.Namespace) -> Result:
     result.kafka_msgs_per_s = round(await kafka_limit(settings.kafka_bootstrap_servers,
                                                       args.kafka_messages), 1)
     print(f"[bench] raw Kafka produce+consume: {result.kafka_msgs_per_s} msg/s", flush=True)
-    result.postgres_tx_per_s = round(await postgres_limit(settings.database_url,
+    # The way the services reach Postgres (the local stack's Unix socket), not the TCP default.
+    result.postgres_tx_per_s = round(await postgres_limit(local_stack.services_database_url(),
                                                           args.pg_seconds), 1)
     result.postgres_orders_per_s_limit = round(result.postgres_tx_per_s / EVENTS_PER_ORDER, 1)
     print(f"[bench] raw Postgres: {result.postgres_tx_per_s} tx/s"

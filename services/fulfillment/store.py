@@ -197,7 +197,11 @@ async def set_pick(conn: Conn, order_id: uuid.UUID, warehouse: str, **fields: An
 async def next_parcel_number(conn: Conn, lead: uuid.UUID) -> int:
     """Parcel ids are `P-{lead order}-{n}`: the lead order's parcels so far, plus one. Counted by
     the indexed order_id (a `LIKE` on the id scanned the whole table: milliseconds per pack after
-    a few thousand parcels, and growing)."""
+    a few thousand parcels, and growing). Two packs of the lead order at once (an order split
+    across warehouses, packed in two waves or by two operators) would count the same parcels: the
+    first holds the order's parcel lock until it commits, and the second counts after it (a later
+    statement, so a later snapshot)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('parcel:' || $1::text))", str(lead))
     n = await conn.fetchval("SELECT count(*) FROM parcels WHERE order_id = $1", lead)
     return int(n) + 1
 

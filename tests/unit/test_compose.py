@@ -20,7 +20,15 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from shared.settings import DEFAULT_PORTS, SERVICES, Settings, role_name, role_password
+from shared.settings import (
+    DEFAULT_PORTS,
+    SERVICES,
+    Settings,
+    role_name,
+    role_password,
+    service_database_url,
+    unix_socket_url,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLISHED = {"intake", "analytics"}  # the only services with a fixed host port
@@ -418,3 +426,15 @@ def test_image_builds_the_project_in_a_venv_and_runs_it_as_a_non_root_user() -> 
         assert re.search(rf"^COPY {pattern.rstrip('*')} ", dockerfile, re.M), f"{pattern} not in the image"
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".local", ".venv", ".git"} <= set(ignored)
+
+
+def test_a_service_login_over_the_unix_socket_keeps_role_database_and_port(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local stack hands services a socket URL; each still logs in as its own role."""
+    monkeypatch.delenv("SHOPKEEPER_INVENTORY_DATABASE_URL", raising=False)
+    admin = unix_socket_url("postgresql://postgres:secret@127.0.0.1:6432/shopkeeper", "/run/pg")
+    assert admin == "postgresql://postgres:secret@/shopkeeper?host=/run/pg&port=6432"
+    url = urlsplit(service_database_url("inventory", Settings(database_url=admin)))
+    assert (url.username, url.password, url.hostname, url.path) == (
+        "inventory", role_password("inventory"), None, "/shopkeeper")
+    assert url.query == "host=/run/pg&port=6432"
