@@ -176,7 +176,8 @@ async def _records(msg: Any) -> Any:
 class Consumer:
     def __init__(self, service: str, bootstrap: str, pool: asyncpg.Pool,
                  producer: outbox.ProducerHolder, handlers: Handlers, *, max_attempts: int = 5,
-                 stall_seconds: float = 60.0, batch_size: int = 100) -> None:
+                 stall_seconds: float = 60.0, batch_size: int = 100,
+                 fetch_wait_ms: int = 0) -> None:
         self.service = service
         self.pool = pool
         self.producer = producer
@@ -194,6 +195,8 @@ class Consumer:
             "auto_offset_reset": "earliest", "session_timeout_ms": 15000,
             "heartbeat_interval_ms": 3000,
         }
+        if fetch_wait_ms > 0:  # see Service.fetch_wait_ms
+            common.update(fetch_min_bytes=1024 * 1024, fetch_max_wait_ms=fetch_wait_ms)
         if batch_size > 1:
             # Up to batch_size messages in one transaction and one offset commit: the commit
             # (a WAL flush) and the OffsetCommit round trip dominate a small handler's cost.

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,11 @@ class Service:
     service_dir: Path
     router: APIRouter | None = None
     on_start: list[Hook] = field(default_factory=list)
+    # 0: the broker answers a fetch as soon as a record is there (services on the order's path).
+    # More: it gathers up to ~1 MB for this long first, so a read model that nobody waits on
+    # handles bigger runs per transaction and costs less per event. SHOPKEEPER_<NAME>_FETCH_WAIT_MS
+    # overrides it.
+    fetch_wait_ms: int = 0
 
     def app(self) -> FastAPI:
         settings = get_settings()
@@ -73,7 +79,10 @@ class Service:
                                 self.handlers,
                                 max_attempts=settings.shopkeeper_handler_max_attempts,
                                 stall_seconds=settings.shopkeeper_stall_seconds,
-                                batch_size=settings.shopkeeper_batch_size)
+                                batch_size=settings.shopkeeper_batch_size,
+                                fetch_wait_ms=int(os.environ.get(
+                                    f"SHOPKEEPER_{self.name.upper()}_FETCH_WAIT_MS",
+                                    self.fetch_wait_ms)))
             runtime = Runtime(self.name, settings, pool, producer, relay, consumer)
             app.state.runtime = runtime
             relay.start()

@@ -126,7 +126,7 @@ class Storefront:
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                         enable_idempotence=True, linger_ms=5)
+                                         enable_idempotence=True, linger_ms=0)
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                          group_id=None)
         self.statuses: dict[str, list[dict[str, Any]]] = defaultdict(list)

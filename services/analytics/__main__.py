@@ -7,4 +7,6 @@ from .handlers import handlers
 from .jobs import start_jobs
 
 if __name__ == "__main__":
-    Service("analytics", handlers, Path(__file__).parent, router, [start_jobs]).run()
+    # A read model: nobody waits on it event by event, so it takes its events in bigger runs.
+    Service("analytics", handlers, Path(__file__).parent, router, [start_jobs],
+            fetch_wait_ms=250).run()
