@@ -289,9 +289,26 @@ class OutboxRelay:
             metrics.OUTBOX_OLDEST_SECONDS.set(0)
 
 
-async def prune_sent(pool: asyncpg.Pool, older_than_hours: int = 24) -> int:
-    """Delete published rows older than a day (they are kept a while for audit and replay)."""
+async def prune_sent(pool: asyncpg.Pool, older_than_hours: float = 24) -> int:
+    """Delete published rows older than `older_than_hours` (kept a while for audit and replay)."""
     result = await pool.execute(
-        "DELETE FROM outbox WHERE sent_at < now() - make_interval(hours => $1)", older_than_hours
-    )
+        "DELETE FROM outbox WHERE sent_at < now() - make_interval(secs => $1)",
+        older_than_hours * 3600)
     return int(result.split()[-1])
+
+
+async def prune_forever(pool: asyncpg.Pool, retention_hours: float,
+                        every_seconds: float = 3600.0) -> None:
+    """`prune_sent` every hour (a background task of every instance; deleting is idempotent)."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            n = await prune_sent(pool, retention_hours)
+            if n:
+                log.info("deleted %d outbox rows published more than %.0f h ago", n,
+                         retention_hours)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Postgres away: the next hour tries again
+            log.warning("could not prune the outbox (%s: %s); retrying in an hour",
+                        type(exc).__name__, exc)

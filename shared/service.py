@@ -86,6 +86,8 @@ class Service:
             runtime = Runtime(self.name, settings, pool, producer, relay, consumer)
             app.state.runtime = runtime
             relay.start()
+            runtime.spawn(outbox.prune_forever(pool, settings.shopkeeper_outbox_retention_hours),
+                          "outbox-prune")
             for hook in self.on_start:
                 await hook(runtime)
             await _start_with_retry(consumer)

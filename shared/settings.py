@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # /readyz fails when the consumer has lag but has made no progress for this long.
     shopkeeper_stall_seconds: float = 60.0
     shopkeeper_outbox_poll_seconds: float = 1.0
+    # Published outbox rows are kept this long (for audit and replay), then deleted hourly.
+    shopkeeper_outbox_retention_hours: float = 24.0
     # Messages handled in one transaction and committed together (1: one at a time).
     shopkeeper_batch_size: int = 100
     # Shifts every local-stack port (Kafka, Postgres, services, Prometheus) by this much, so that
