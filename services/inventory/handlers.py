@@ -179,8 +179,7 @@ async def order_accepted(ctx: Ctx, event: OrderAccepted) -> None:
     plan, trace = await allocate(ctx.conn, order_id, snap, event.event_id, policy)
     if plan is not None:
         await store.insert_order(ctx.conn, snap, order_id, event.order_key, "reserved",
-                                 ctx.correlation_id, _allocations(plan))
-        await store.add_trace(ctx.conn, order_id, trace)
+                                 ctx.correlation_id, _allocations(plan), trace=trace)
         await _announce_reserved(ctx.conn, snap, plan, ctx.correlation_id, str(event.event_id))
         return
     if (policy.partial == "ship_available" and snap.kind != "backorder"

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from shared.contracts import OrderSnapshot, ProductUpserted, StockAdjusted
-from shared.db import Conn
+from shared.db import Conn, forget, memoized
 
 from . import domain
 from .domain import Balance, ExpectedReceipt, Line, Plan, Product, correction
@@ -51,8 +51,9 @@ async def available(conn: Conn, skus: list[str]) -> dict[str, dict[str, int]]:
 
 
 async def priorities(conn: Conn) -> dict[str, list[str]]:
-    rows = await conn.fetch("SELECT destination, warehouse FROM warehouse_priority"
-                            " ORDER BY destination, rank")
+    """Warehouse order per destination, read once per run of events (shared.db.memoized)."""
+    rows = await memoized("inventory.priorities", lambda: conn.fetch(
+        "SELECT destination, warehouse FROM warehouse_priority ORDER BY destination, rank"))
     out: dict[str, list[str]] = {}
     for r in rows:
         out.setdefault(r["destination"], []).append(r["warehouse"])
@@ -188,14 +189,17 @@ async def insert_order(conn: Conn, snap: OrderSnapshot | None, order_id: uuid.UU
                        order_key: str, status: str, correlation_id: str | None,
                        allocations: list[dict[str, Any]] | None = None,
                        short: list[Line] | None = None,
-                       continues: uuid.UUID | None = None) -> None:
+                       continues: uuid.UUID | None = None,
+                       trace: list[str] | None = None) -> None:
+    """The order as inventory first sees it (with its allocation trace, in the same round trip
+    as a later `add_trace` would have taken)."""
     await conn.execute(
         "INSERT INTO orders (order_id, order_key, status, snapshot, correlation_id, allocations,"
-        " short_lines, store, continues)"
-        " VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $7::jsonb, $8, $9)",
+        " short_lines, store, continues, trace)"
+        " VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $7::jsonb, $8, $9, $10::jsonb)",
         order_id, order_key, status, snap.model_dump_json() if snap else None, correlation_id,
         json.dumps(allocations or []), _lines(short or []), order_key.split(":", 1)[0],
-        continues)
+        continues, json.dumps(trace or []))
 
 
 async def set_snapshot(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot) -> None:
@@ -288,8 +292,10 @@ class Policy:
 
 
 async def policy(conn: Conn, store: str) -> Policy:
-    row = await conn.fetchrow("SELECT * FROM store_policies WHERE store IN ($1, '*')"
-                              " ORDER BY store = '*' LIMIT 1", store)
+    """A store's policy (or the '*' default), read once per run of events per store."""
+    row = await memoized(("inventory.policy", store), lambda: conn.fetchrow(
+        "SELECT * FROM store_policies WHERE store IN ($1, '*') ORDER BY store = '*' LIMIT 1",
+        store))
     assert row is not None, "the '*' policy row is created by migration 0002"
     return Policy(row["split_allowed"], float(row["split_penalty"]), row["partial"],
                   row["backorder_limit_s"], row["substitute_price_band"])
@@ -297,6 +303,7 @@ async def policy(conn: Conn, store: str) -> Policy:
 
 async def set_policy(conn: Conn, store: str, values: dict[str, Any]) -> None:
     default = await policy(conn, store)
+    forget("inventory.policy")
     merged = {**default.__dict__, **values}
     await conn.execute(
         "INSERT INTO store_policies (store, split_allowed, split_penalty, partial,"
