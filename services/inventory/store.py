@@ -238,11 +238,14 @@ async def backordered(conn: Conn, skus: list[str] | None = None,
     """Waiting orders (those needing one of `skus`, when given), oldest first, locked for this
     transaction; with `reallocating`, short-picked orders waiting for their missing units too.
     Callers hold `lock_refill`, so two instances never refill at once."""
+    # The status test is a constant, not a parameter, so the planner can use the partial index
+    # that matches it (orders_backordered, orders_waiting); a parameter hid it from a generic plan.
+    statuses = "('backordered', 'reallocating')" if reallocating else "('backordered')"
     return await conn.fetch(
-        "SELECT * FROM orders WHERE (status = 'backordered' OR ($3 AND status = 'reallocating'))"
+        f"SELECT * FROM orders WHERE status IN {statuses}"
         " AND ($1::text[] IS NULL OR EXISTS"
         " (SELECT 1 FROM jsonb_array_elements(snapshot->'lines') l WHERE l->>'sku' = ANY($1)))"
-        " ORDER BY created_at, order_id LIMIT $2 FOR UPDATE", skus, limit, reallocating)
+        " ORDER BY created_at, order_id LIMIT $2 FOR UPDATE", skus, limit)
 
 
 async def lock_refill(conn: Conn) -> None:
