@@ -325,6 +325,9 @@ async def run(args: argparse.Namespace) -> Result:
         result.peak_rss_mb = {s: round(max(peak_rss_mb(p) for p in ps), 1)
                               for s, ps in pids.items()}
         half = max(5.0, best / 2)
+        # Latency at steady state, not in the aftermath of the overload step: every consumer
+        # caught up (analytics last) before the first order is timed.
+        await settle()
         keys = await bench.publish_at(half, args.latency_seconds)
         await bench.until_shipped(keys)
         result.latency_rate = half
@@ -333,6 +336,24 @@ async def run(args: argparse.Namespace) -> Result:
         if args.scaling and result.steps:
             result.scaling = await scaling(bench, result.steps[-1]["rate"], args.step_seconds)
     return result
+
+
+async def settle(timeout: float = 120.0) -> None:
+    """Until every service's consumer reports no lag (`/readyz`), then a few seconds more."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=5) as http:
+        while time.monotonic() < deadline:
+            lags = []
+            for s in SERVICES:
+                try:
+                    r = await http.get(f"http://127.0.0.1:{service_port(s)}/readyz")
+                    lags.append(int(r.json()["checks"]["consumer_lag"]))
+                except (httpx.HTTPError, KeyError, ValueError, TypeError):
+                    lags.append(-1)
+            if all(lag == 0 for lag in lags):
+                break
+            await asyncio.sleep(1)
+    await asyncio.sleep(5)
 
 
 async def scaling(bench: Bench, rate: float, seconds: float) -> dict[str, float]:
@@ -456,11 +477,12 @@ def write_markdown(path: Path, text: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tools.bench")
-    parser.add_argument("--rates", type=float, nargs="+", default=[25, 50, 100, 200, 400, 800])
+    parser.add_argument("--rates", type=float, nargs="+",
+                        default=[25, 50, 100, 150, 200, 400, 800])
     parser.add_argument("--step-seconds", type=float, default=10)
     parser.add_argument("--warmup-rate", type=float, default=20)
     parser.add_argument("--warmup-seconds", type=float, default=5)
-    parser.add_argument("--latency-seconds", type=float, default=15)
+    parser.add_argument("--latency-seconds", type=float, default=30)
     parser.add_argument("--kafka-messages", type=int, default=50_000)
     parser.add_argument("--pg-seconds", type=float, default=10)
     parser.add_argument("--scaling", action="store_true")
