@@ -255,8 +255,13 @@ class Consumer:
                 ends = await asyncio.wait_for(consumer.end_offsets(assignment), 10)
                 lag: dict[str, int] = {}
                 for tp in assignment:
-                    position = await asyncio.wait_for(consumer.position(tp), 10)
-                    lag[tp.topic] = lag.get(tp.topic, 0) + max(0, ends.get(tp, 0) - position)
+                    # Lag is what is not yet handled: from the committed offset, not from the
+                    # fetch position, which moves as soon as a poll hands records over (a run
+                    # stuck on a lock would otherwise show no lag and never count as stalled).
+                    done = await asyncio.wait_for(consumer.committed(tp), 10)
+                    if done is None:
+                        done = await asyncio.wait_for(consumer.position(tp), 10)
+                    lag[tp.topic] = lag.get(tp.topic, 0) + max(0, ends.get(tp, 0) - done)
                 if sum(lag.values()) == 0:
                     self.last_progress = time.monotonic()
                 self.lag = lag
