@@ -100,6 +100,17 @@ async def migrate(pool: asyncpg.Pool, schema: str, service_dir: Path) -> list[st
     return applied
 
 
+async def try_xact_lock(conn: Conn, name: str) -> bool:
+    """Take the transaction-level advisory lock `name` if free (held until commit): the way one
+    instance of a service does a periodic job while the others skip it."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", name))
+
+
+async def xact_lock(conn: Conn, name: str) -> None:
+    """Wait for the transaction-level advisory lock `name` (held until commit)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
+
+
 async def first_times(conn: Conn, events: list[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
     """Inbox for a run of events in one round trip: the ids not handled before (an id twice in
     the run counts once; the caller handles its first occurrence only)."""

@@ -216,6 +216,8 @@ class Consumer:
             self.subscriber(self._on_message, decoder=_records)
         self.last_progress = time.monotonic()
         self.lag: dict[str, int] = {}
+        # The first offset per partition of the records being handled, until they are committed.
+        self._in_flight: dict[TopicPartition, int] = {}
         self._lag_task: asyncio.Task[None] | None = None
         self.started = False
 
@@ -255,10 +257,10 @@ class Consumer:
                 ends = await asyncio.wait_for(consumer.end_offsets(assignment), 10)
                 lag: dict[str, int] = {}
                 for tp in assignment:
-                    # Lag is what is not yet handled: from the committed offset, not from the
-                    # fetch position, which moves as soon as a poll hands records over (a run
-                    # stuck on a lock would otherwise show no lag and never count as stalled).
-                    done = await asyncio.wait_for(consumer.committed(tp), 10)
+                    # Lag is what is not yet handled: records handed to a run count until their
+                    # offsets are committed (the fetch position moves as soon as a poll hands
+                    # them over, so a run stuck on a lock would show no lag and never stall).
+                    done = self._in_flight.get(tp)
                     if done is None:
                         done = await asyncio.wait_for(consumer.position(tp), 10)
                     lag[tp.topic] = lag.get(tp.topic, 0) + max(0, ends.get(tp, 0) - done)
@@ -280,15 +282,21 @@ class Consumer:
     # -- one message -------------------------------------------------------------------------
     async def _on_message(self, record: ConsumerRecord[Any, Any]) -> None:
         raw = RawMessage.of(record)
+        self._hand_over([raw])
         await self.process(raw)
         await self._commit(raw)
         self.last_progress = time.monotonic()
 
     async def _on_batch(self, records: tuple[ConsumerRecord[Any, Any], ...]) -> None:
-        batch = [RawMessage.of(r) for r in (records if isinstance(records, tuple) else (records,))]
+        batch = [RawMessage.of(r) for r in records]
+        self._hand_over(batch)
         await self.process_batch(batch)
         await self._commit_many(batch)
         self.last_progress = time.monotonic()
+
+    def _hand_over(self, batch: list[RawMessage]) -> None:
+        for raw in batch:
+            self._in_flight.setdefault(TopicPartition(raw.topic, raw.partition), raw.offset)
 
     async def process_batch(self, batch: list[RawMessage]) -> None:
         """Handle messages in their order: runs of valid events share one transaction; an
@@ -486,6 +494,13 @@ class Consumer:
                                    f"{raw.topic}[{raw.partition}]@{raw.offset}")
 
     async def _commit_offsets(self, offsets: dict[TopicPartition, int], what: str) -> None:
+        try:
+            await self._try_commit(offsets, what)
+        finally:  # the run is over, committed or not (a refused commit: the partition moved)
+            for tp in offsets:
+                self._in_flight.pop(tp, None)
+
+    async def _try_commit(self, offsets: dict[TopicPartition, int], what: str) -> None:
         consumer = self.subscriber.consumer
         if consumer is None:
             return

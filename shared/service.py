@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,13 @@ from . import outbox
 from .db import connect, migrate
 from .logging import setup_logging
 from .messaging import Consumer, Handlers
-from .settings import Settings, get_settings, service_database_url, service_port
+from .settings import (
+    Settings,
+    get_settings,
+    service_database_url,
+    service_fetch_wait_ms,
+    service_port,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +85,8 @@ class Service:
                                 max_attempts=settings.shopkeeper_handler_max_attempts,
                                 stall_seconds=settings.shopkeeper_stall_seconds,
                                 batch_size=settings.shopkeeper_batch_size,
-                                fetch_wait_ms=int(os.environ.get(
-                                    f"SHOPKEEPER_{self.name.upper()}_FETCH_WAIT_MS",
-                                    self.fetch_wait_ms)))
+                                fetch_wait_ms=service_fetch_wait_ms(self.name,
+                                                                    self.fetch_wait_ms))
             runtime = Runtime(self.name, settings, pool, producer, relay, consumer)
             app.state.runtime = runtime
             relay.start()

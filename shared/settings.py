@@ -94,6 +94,11 @@ def role_password(service: str) -> str:
     return os.environ.get(f"SHOPKEEPER_{service.upper()}_DB_PASSWORD", f"{service}-local")
 
 
+def service_fetch_wait_ms(service: str, default: int) -> int:
+    """SHOPKEEPER_<SERVICE>_FETCH_WAIT_MS, else the service's own default (shared.service)."""
+    return int(os.environ.get(f"SHOPKEEPER_{service.upper()}_FETCH_WAIT_MS", default))
+
+
 def service_port(service: str) -> int:
     explicit = os.environ.get(f"SHOPKEEPER_{service.upper()}_PORT")
     if explicit:

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import outbox, topics
 from shared.contracts import CarrierScored, ReorderHinted, utcnow
+from shared.db import try_xact_lock
 from shared.service import Runtime
 
 from . import domain, store
@@ -71,8 +72,7 @@ async def publish_feedback(runtime: Runtime, settings: AnalyticsSettings) -> int
     now = utcnow()
     sent = 0
     async with runtime.pool.acquire() as conn, conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))",
-                                   "analytics:feedback"):
+        if not await try_xact_lock(conn, "analytics:feedback"):
             return 0
         window = settings.feedback_window_days
         views = await store.load_views(conn, domain.Filters(start=now - timedelta(days=window)))

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from shared.contracts import OrderSnapshot, ProductUpserted
-from shared.db import Conn, forget, memoized
+from shared.db import Conn, forget, memoized, xact_lock
 
 from .domain import DEFAULT_DIMS, DEFAULT_WEIGHT_G, Bin, Box, Item
 from .domain import seed_bin as seed_bin_for
@@ -201,7 +201,7 @@ async def next_parcel_number(conn: Conn, lead: uuid.UUID) -> int:
     across warehouses, packed in two waves or by two operators) would count the same parcels: the
     first holds the order's parcel lock until it commits, and the second counts after it (a later
     statement, so a later snapshot)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('parcel:' || $1::text))", str(lead))
+    await xact_lock(conn, f"parcel:{lead}")
     n = await conn.fetchval("SELECT count(*) FROM parcels WHERE order_id = $1", lead)
     return int(n) + 1
 

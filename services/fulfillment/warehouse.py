@@ -24,7 +24,7 @@ import asyncpg
 
 from shared import outbox, topics
 from shared.contracts import OrderPacked, OrderSnapshot, Parcel, ShortPicked
-from shared.db import TRANSIENT_DB_ERRORS, Conn, memo_scope
+from shared.db import TRANSIENT_DB_ERRORS, Conn, memo_scope, try_xact_lock
 from shared.messaging import emit_status
 from shared.outbox import enqueue
 from shared.service import Runtime
@@ -386,8 +386,7 @@ async def _simulate_alone(runtime: Runtime, wave_id: str, cfg: Config,
     picks after taking it, so a wave finished meanwhile has nothing left to do."""
     try:
         async with runtime.pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))",
-                                       f"{WAVE_LOCK}:{wave_id}"):
+            if not await try_xact_lock(conn, f"{WAVE_LOCK}:{wave_id}"):
                 return
             with memo_scope(), outbox.buffered(conn):
                 await simulate_wave(conn, wave_id, cfg, rng)
@@ -410,8 +409,7 @@ async def start_waves(runtime: Runtime) -> None:
 
     async def one_pass() -> None:
         async with runtime.pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))",
-                                       WAVE_LOCK):
+            if not await try_xact_lock(conn, WAVE_LOCK):
                 return
             with memo_scope():
                 await release_waves(conn, cfg)

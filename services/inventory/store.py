@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from shared.contracts import OrderSnapshot, ProductUpserted, StockAdjusted
-from shared.db import Conn, forget, memoized
+from shared.db import Conn, forget, memoized, xact_lock
 
 from . import domain
 from .domain import Balance, ExpectedReceipt, Line, Plan, Product, correction
@@ -252,7 +252,7 @@ async def lock_refill(conn: Conn) -> None:
     """Serialises everything that locks several backordered orders and stock rows (refill,
     expiry, decisions): taken first, it makes their lock order the same, so no deadlock, and
     keeps oldest-first true across instances. Released at commit."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('inventory:backorders'))")
+    await xact_lock(conn, "inventory:backorders")
 
 
 async def order_by_key(conn: Conn, order_key: str) -> asyncpg.Record | None:

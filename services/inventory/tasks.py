@@ -14,7 +14,7 @@ from prometheus_client import Counter, Gauge
 
 from shared import topics
 from shared.contracts import OrderCancelled, OrderSnapshot, StockLow
-from shared.db import TRANSIENT_DB_ERRORS, Conn
+from shared.db import TRANSIENT_DB_ERRORS, Conn, try_xact_lock
 from shared.messaging import emit_status
 from shared.outbox import enqueue
 from shared.service import Runtime
@@ -87,7 +87,7 @@ async def check_low_stock(conn: Conn) -> int:
 
 async def tick(runtime: Runtime, low_stock: bool) -> None:
     async with runtime.pool.acquire() as conn, conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext('inventory:tick'))"):
+        if not await try_xact_lock(conn, "inventory:tick"):
             return  # another instance is on it
         await expire_backorders(conn)
         if low_stock:

@@ -33,7 +33,7 @@ from shared.contracts import (
     ShippedParcel,
     TrackingUpdated,
 )
-from shared.db import Conn
+from shared.db import Conn, try_xact_lock
 from shared.messaging import Ctx, Handlers, PoisonMessage, confirm_cancelled, emit_status
 from shared.outbox import enqueue
 from shared.service import Runtime
@@ -338,8 +338,7 @@ async def flag_stalled(pool: asyncpg.Pool, now: datetime) -> list[str]:
     flag again). Under an advisory lock, so one instance runs it at a time; returns the parcels
     flagged. `now` is the caller's clock (tests and replays pass their own)."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext('logistics:"
-                                   "watchdog'))"):
+        if not await try_xact_lock(conn, "logistics:watchdog"):
             return []
         flagged = []
         for r in await store.stalled_candidates(conn, now):
