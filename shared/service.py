@@ -16,16 +16,18 @@ from typing import Any
 
 import asyncpg
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import outbox
 from .db import connect, migrate
+from .http import GuardedH11, HttpGuard, require_admin
 from .logging import setup_logging
-from .messaging import Consumer, Handlers
+from .messaging import Consumer, Handlers, prune_inbox_forever
 from .settings import (
     Settings,
+    check_credentials,
     get_settings,
     service_database_url,
     service_fetch_wait_ms,
@@ -66,6 +68,9 @@ class Service:
     # handles bigger runs per transaction and costs less per event. SHOPKEEPER_<NAME>_FETCH_WAIT_MS
     # overrides it.
     fetch_wait_ms: int = 0
+    # Write paths that do not take the admin token (they authenticate otherwise, or are
+    # harmless): the HTTP guard lets them through to the route (shared/http.py).
+    open_writes: tuple[str, ...] = ()
 
     def app(self) -> FastAPI:
         settings = get_settings()
@@ -73,6 +78,7 @@ class Service:
         @contextlib.asynccontextmanager
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             setup_logging(self.name, settings.shopkeeper_log_level)
+            check_credentials(self.name, settings)
             dsn = service_database_url(self.name, settings)
             pool = await connect(dsn, self.name)
             await migrate(pool, self.name, self.service_dir)
@@ -86,12 +92,17 @@ class Service:
                                 stall_seconds=settings.shopkeeper_stall_seconds,
                                 batch_size=settings.shopkeeper_batch_size,
                                 fetch_wait_ms=service_fetch_wait_ms(self.name,
-                                                                    self.fetch_wait_ms))
+                                                                    self.fetch_wait_ms),
+                                max_clock_skew_seconds=settings.shopkeeper_max_clock_skew_seconds)
             runtime = Runtime(self.name, settings, pool, producer, relay, consumer)
             app.state.runtime = runtime
             relay.start()
             runtime.spawn(outbox.prune_forever(pool, settings.shopkeeper_outbox_retention_hours),
                           "outbox-prune")
+            runtime.spawn(prune_inbox_forever(pool, settings.kafka_bootstrap_servers,
+                                              list(self.handlers.subscriptions),
+                                              settings.shopkeeper_inbox_retention_days),
+                          "inbox-prune")
             for hook in self.on_start:
                 await hook(runtime)
             await _start_with_retry(consumer)
@@ -112,14 +123,17 @@ class Service:
         app.add_api_route("/healthz", _healthz, methods=["GET"])
         app.add_api_route("/readyz", _readyz, methods=["GET"])
         app.add_api_route("/metrics", _metrics, methods=["GET"])
+        app.include_router(_outbox_router())
         if self.router is not None:
             app.include_router(self.router)
+        app.add_middleware(HttpGuard, open_writes=self.open_writes)
         return app
 
     def run(self) -> None:
         settings = get_settings()
         uvicorn.run(self.app(), host=settings.shopkeeper_http_host, port=service_port(self.name),
-                    log_config=None, access_log=False, lifespan="on")
+                    log_config=None, access_log=False, lifespan="on", http=GuardedH11,
+                    timeout_keep_alive=5)
 
 
 def _tune_gc() -> None:
@@ -167,9 +181,39 @@ async def _readyz(request: Request) -> JSONResponse:
     checks["consumer_lag"] = consumer.total_lag
     checks["consumer_progressing"] = not consumer.stalled
     checks["outbox_relay"] = runtime.relay.last_error or "ok"
+    # Rows the broker refused for good: reported, not a reason to take the instance out of
+    # service (the rest flows; an operator looks at them: `shopkeeper outbox quarantined`).
+    checks["outbox_quarantined"] = runtime.relay.quarantined
+    checks["infrastructure_fault"] = consumer.fault or "none"
     ready = (checks["postgres"] is True and checks["kafka_consumer"]
-             and checks["consumer_progressing"])
+             and checks["consumer_progressing"] and consumer.fault is None)
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+def _outbox_router() -> APIRouter:
+    """Every service's quarantined outbox rows (shared/outbox.py `quarantine`), for operators."""
+    router = APIRouter(prefix="/outbox", dependencies=[Depends(require_admin)])
+
+    @router.get("/quarantined")
+    async def list_quarantined(request: Request, limit: int = 100) -> dict[str, Any]:
+        runtime: Runtime = request.app.state.runtime
+        async with runtime.pool.acquire() as conn:
+            rows = await outbox.quarantined(conn, min(max(limit, 1), 1000))
+        return {"service": runtime.name, "rows": [
+            {**r, "created_at": r["created_at"].isoformat(),
+             "quarantined_at": r["quarantined_at"].isoformat()} for r in rows]}
+
+    @router.post("/quarantined/{row_id}/release")
+    async def release(request: Request, row_id: int) -> dict[str, Any]:
+        runtime: Runtime = request.app.state.runtime
+        async with runtime.pool.acquire() as conn:
+            if not await outbox.release(conn, row_id):
+                raise HTTPException(404, f"no quarantined outbox row {row_id} in {runtime.name}")
+        log.info("outbox row %d of %s released from quarantine by an operator", row_id,
+                 runtime.name)
+        return {"released": row_id}
+
+    return router
 
 
 async def _metrics() -> Response:

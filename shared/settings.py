@@ -27,8 +27,15 @@ class Settings(BaseSettings):
     # login from it (its role, on the same host and database) unless SHOPKEEPER_<SERVICE>_DATABASE_URL
     # names one explicitly, as production should.
     database_url: str = "postgresql://postgres:postgres@127.0.0.1:5432/shopkeeper"
-    shopkeeper_admin_token: str = "shopkeeper-local-admin-token"
+    shopkeeper_admin_token: str = "shopkeeper-local-admin-token"  # DEFAULT_ADMIN_TOKEN
     shopkeeper_http_host: str = "127.0.0.1"
+    # `production` refuses to start with any default credential (check_credentials).
+    shopkeeper_env: Literal["development", "production"] = "development"
+    # The HTTP guard (shared/http.py): body size and time limits, header deadline, write rate.
+    shopkeeper_http_max_body_bytes: int = 1024 * 1024
+    shopkeeper_http_body_timeout_seconds: float = 30.0
+    shopkeeper_http_header_timeout_seconds: float = 10.0
+    shopkeeper_http_writes_per_second: float = 20.0
     shopkeeper_warehouse_mode: Literal["automatic", "manual"] = "automatic"
     shopkeeper_log_level: str = "INFO"
     shopkeeper_topic_partitions: int = 6
@@ -40,6 +47,12 @@ class Settings(BaseSettings):
     shopkeeper_outbox_poll_seconds: float = 1.0
     # Published outbox rows are kept this long (for audit and replay), then deleted hourly.
     shopkeeper_outbox_retention_hours: float = 24.0
+    # Handled event ids are forgotten after this many days, and only while it exceeds every
+    # consumed topic's retention.ms (`make up` sets 7 days): see messaging.prune_inbox_forever.
+    shopkeeper_inbox_retention_days: float = 14.0
+    # An event's occurred_at ahead of this clock by more than this is clamped to the time received
+    # (last-writer-wins on a checked time; docs/contract.md).
+    shopkeeper_max_clock_skew_seconds: float = 300.0
     # Messages handled in one transaction and committed together (1: one at a time).
     shopkeeper_batch_size: int = 100
     # Shifts every local-stack port (Kafka, Postgres, services, Prometheus) by this much, so that
@@ -104,6 +117,31 @@ def service_port(service: str) -> int:
     if explicit:
         return int(explicit)
     return DEFAULT_PORTS[service] + get_settings().shopkeeper_port_offset
+
+
+DEFAULT_ADMIN_TOKEN = "shopkeeper-local-admin-token"
+DEFAULT_DB_PASSWORDS = ("postgres", "postgres-local")
+
+
+def check_credentials(service: str, settings: Settings | None = None) -> None:
+    """Refuse to start with credentials anyone can guess: never with an empty admin token, and
+    with SHOPKEEPER_ENV=production never with a default one (admin token, the service's database
+    password, the admin database URL's password). Raises RuntimeError naming what to set."""
+    settings = settings or get_settings()
+    problems = []
+    if not settings.shopkeeper_admin_token.strip():
+        problems.append("SHOPKEEPER_ADMIN_TOKEN is empty: set a long random token")
+    if settings.shopkeeper_env == "production":
+        if settings.shopkeeper_admin_token in (DEFAULT_ADMIN_TOKEN, "change-me"):
+            problems.append("SHOPKEEPER_ADMIN_TOKEN is the local default: set a long random token")
+        if len(settings.shopkeeper_admin_token) < 24:
+            problems.append("SHOPKEEPER_ADMIN_TOKEN is shorter than 24 characters")
+        password = urlsplit(service_database_url(service, settings)).password or ""
+        if password in (*DEFAULT_DB_PASSWORDS, f"{service}-local"):
+            problems.append(f"the {service} database login uses a default password: set"
+                            f" SHOPKEEPER_{service.upper()}_DATABASE_URL (or _DB_PASSWORD)")
+    if problems:
+        raise RuntimeError(f"{service} refuses to start: " + "; ".join(problems))
 
 
 def prometheus_port() -> int:

@@ -236,6 +236,11 @@ def _cluster_id(java: str, classpath: str, cluster_file: Path) -> str:
     return out[-1]
 
 
+# Seven days, stated on every topic rather than left to the broker's default: the services'
+# inbox pruning checks that it keeps event ids longer than this (messaging.prune_inbox_forever).
+TOPIC_CONFIGS = {"retention.ms": str(7 * 24 * 3600 * 1000)}
+
+
 async def create_topics(bootstrap: str, partitions: int, replication: int) -> int:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -259,7 +264,8 @@ async def create_topics(bootstrap: str, partitions: int, replication: int) -> in
             if not missing:
                 return 0
             try:
-                await admin.create_topics([NewTopic(n, partitions, replication) for n in missing])
+                await admin.create_topics([NewTopic(n, partitions, replication,
+                                                    topic_configs=TOPIC_CONFIGS) for n in missing])
             except Exception as exc:  # TopicAlreadyExists in a race, or the controller not ready
                 say(f"topic creation retry: {type(exc).__name__}: {exc}")
                 await asyncio.sleep(1)

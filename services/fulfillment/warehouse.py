@@ -341,12 +341,16 @@ async def _finish(conn: Conn, order_id: uuid.UUID, causation_id: str | None) -> 
     await store.set_status(conn, order_id, "packed")
     details = {"parcels": [{"parcel_id": p.parcel_id, "warehouse": p.warehouse, "box": p.box,
                             "weight_g": p.weight_g} for p in parcels]}
-    await emit_status(conn, order_id=snap.order_id, store=snap.store,
-                      external_order_id=snap.external_order_id, status="packed", details=details,
-                      correlation_id=row["correlation_id"], causation_id=causation_id)
-    await enqueue(conn, topics.FULFILLMENT_ORDER_PACKED, snap.key, OrderPacked(
-        order_id=snap.order_id, order_key=snap.key, order=snap, parcels=parcels,
-        correlation_id=row["correlation_id"], causation_id=causation_id))
+    # An order is packed once: its events' ids derive from that, whichever pass (or person)
+    # packed it, so a pass repeated after a restore from backup emits the same ids.
+    with outbox.id_scope(f"packed/{order_id}"):
+        await emit_status(conn, order_id=snap.order_id, store=snap.store,
+                          external_order_id=snap.external_order_id, status="packed",
+                          details=details, correlation_id=row["correlation_id"],
+                          causation_id=causation_id)
+        await enqueue(conn, topics.FULFILLMENT_ORDER_PACKED, snap.key, OrderPacked(
+            order_id=snap.order_id, order_key=snap.key, order=snap, parcels=parcels,
+            correlation_id=row["correlation_id"], causation_id=causation_id))
 
 
 # --- automatic mode ---------------------------------------------------------------------------

@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import uuid
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
 
-from shared import topics
-from shared.contracts import OrderCancelled, OrderSnapshot, StockLow
+from shared import outbox, topics
+from shared.contracts import OrderCancelled, OrderSnapshot, StockLow, derived_id
 from shared.db import TRANSIENT_DB_ERRORS, Conn, try_xact_lock
 from shared.messaging import emit_status
+from shared.metrics import TransactionalCounter
 from shared.outbox import enqueue
 from shared.service import Runtime
 
@@ -31,7 +31,7 @@ DEFAULT_LEAD_TIME_DAYS = int(os.environ.get("SHOPKEEPER_INVENTORY_LEAD_TIME_DAYS
 
 LOW_STOCK_SKUS = Gauge("shopkeeper_inventory_low_stock_skus",
                        "SKUs whose days of cover are below their lead time")
-STOCK_LOW_EVENTS = Counter("shopkeeper_inventory_stock_low_total",
+STOCK_LOW_EVENTS = TransactionalCounter("shopkeeper_inventory_stock_low_total",
                            "inventory.stock_low events raised, by direction", ["low"])
 
 
@@ -44,16 +44,19 @@ async def expire_backorders(conn: Conn) -> int:
         await store.update_order(conn, row["order_id"], "cancelled")
         await store.add_trace(conn, row["order_id"], ["backorder expired: store limit reached"])
         reason = "backorder not restocked within the store's limit"
-        causation = str(uuid.uuid4())
-        await emit_status(conn, order_id=snap.order_id, store=snap.store,
-                          external_order_id=snap.external_order_id, status="cancelled",
-                          reasons=[("backorder_expired", reason)],
-                          details={"refund_due": f"{snap.totals.grand_total:.2f}"},
-                          correlation_id=row["correlation_id"], causation_id=causation)
-        await enqueue(conn, topics.INVENTORY_ORDER_CANCELLED, snap.key, OrderCancelled(
-            order_id=snap.order_id, order_key=snap.key, reason=reason,
-            refund_due=snap.totals.grand_total, currency=snap.currency, confirmed_by="inventory",
-            correlation_id=row["correlation_id"], causation_id=causation))
+        # A backorder expires once: the cause (and so the ids of what it emits) derives from it.
+        causation = str(derived_id("backorder-expired", snap.order_id))
+        with outbox.id_scope(causation):
+            await emit_status(conn, order_id=snap.order_id, store=snap.store,
+                              external_order_id=snap.external_order_id, status="cancelled",
+                              reasons=[("backorder_expired", reason)],
+                              details={"refund_due": f"{snap.totals.grand_total:.2f}"},
+                              correlation_id=row["correlation_id"], causation_id=causation)
+            await enqueue(conn, topics.INVENTORY_ORDER_CANCELLED, snap.key, OrderCancelled(
+                order_id=snap.order_id, order_key=snap.key, reason=reason,
+                refund_due=snap.totals.grand_total, currency=snap.currency,
+                confirmed_by="inventory", correlation_id=row["correlation_id"],
+                causation_id=causation))
         BACKORDERS.labels("expired").inc()
         log.info("order %s: backorder expired, cancelled with refund due", snap.order_id)
     return len(expired)

@@ -46,9 +46,11 @@ async def quote(q: QuoteRequest, request: Request) -> dict[str, Any]:
             "chargeable_g": choice.chargeable_g, "reason": choice.reason, "trace": choice.trace}
 
 
-@router.get("/shipments/{store_name}/{external_order_id}")
+@router.get("/shipments/{store_name}/{external_order_id}", dependencies=[Depends(require_admin)])
 async def shipments(store_name: str, external_order_id: str, request: Request
                     ) -> list[dict[str, Any]]:
+    """An order's parcels with their customs data and the order snapshot (the address: personal
+    data, so the admin token is needed)."""
     return await store.shipments_of(request.app.state.runtime.pool,
                                     f"{store_name}:{external_order_id}")
 

@@ -1,6 +1,15 @@
 """Event models: the public contract (`public`) and our internal events (`internal`)."""
 
-from .common import Event, Money, WireModel, new_id, order_key, utcnow
+from .common import (
+    Event,
+    Money,
+    WireModel,
+    derived_id,
+    new_id,
+    order_id_for,
+    order_key,
+    utcnow,
+)
 from .internal import (
     Allocation,
     CarrierScored,
@@ -58,5 +67,5 @@ __all__ = [
     "RefundIssued", "ReorderHinted", "ReturnGraded", "ReturnLabelIssued", "ReturnLabelRequested",
     "ReturnReceived", "ReturnRestocked", "ShippedParcel", "ShortPicked", "SkuQuantity",
     "StockAdjusted", "StockLow", "StockReserved", "Totals", "TrackingUpdated", "WireModel",
-    "new_id", "order_key", "utcnow",
+    "derived_id", "new_id", "order_id_for", "order_key", "utcnow",
 ]

@@ -241,5 +241,5 @@ async def test_tracking_events_out_of_order_keep_the_newest_state(storefront: St
     await sf.wait_for(key, "delivered")
     await asyncio.sleep(2)
     assert "delivery_exception" not in sf.seen(key)
-    rows = (await http_get("logistics", f"/shipments/{key.replace(':', '/')}")).json()
+    rows = (await http_get("logistics", f"/shipments/{key.replace(':', '/')}", auth=True)).json()
     assert rows[0]["status"] == "delivered"
