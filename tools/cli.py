@@ -27,10 +27,13 @@ holds_app = typer.Typer(no_args_is_help=True, help="Orders held for review (inta
 stock_app = typer.Typer(no_args_is_help=True, help="Stock per SKU and warehouse (inventory).")
 backorders_app = typer.Typer(no_args_is_help=True, help="Orders waiting for stock.")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter topics: inspect and replay.")
+outbox_app = typer.Typer(no_args_is_help=True,
+                         help="Events Kafka refused for good (quarantined outbox rows).")
 app.add_typer(holds_app, name="holds")
 app.add_typer(stock_app, name="stock")
 app.add_typer(backorders_app, name="backorders")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(outbox_app, name="outbox")
 console = Console()
 
 
@@ -311,6 +314,30 @@ def dlq_replay(topic: str, limit: int = typer.Option(1000, min=1)) -> None:
         return len(records)
     count = run(go())
     console.print(f"replayed {count} messages from {topic}.dlq to {topic}")
+
+
+# --- quarantined outbox rows ------------------------------------------------------------------
+@outbox_app.command("quarantined")
+def outbox_quarantined(service: str = typer.Option(None, help="one service (default: all)"),
+                       limit: int = typer.Option(100, min=1, max=1000)) -> None:
+    """Outbox rows the broker refused for good (too large, invalid), newest first: what was not
+    published, to which key, and why. The rest of the outbox flows past them."""
+    from shared.settings import SERVICES
+
+    rows: list[dict[str, Any]] = []
+    for name in [service] if service else list(SERVICES):
+        body = run(call(name, "GET", f"/outbox/quarantined?limit={limit}", auth=True))
+        rows += [{"service": name, **r} for r in body["rows"]]
+    table(f"{len(rows)} quarantined outbox rows", rows,
+          ["service", "id", "topic", "key", "size", "quarantined_at", "error"])
+
+
+@outbox_app.command("release")
+def outbox_release(service: str, row_id: int) -> None:
+    """Put SERVICE's quarantined row ROW_ID back in line, e.g. after raising the broker's
+    message.max.bytes; refused again, it returns to quarantine."""
+    run(call(service, "POST", f"/outbox/quarantined/{row_id}/release", auth=True))
+    console.print(f"outbox row {row_id} of {service} released; the relay publishes it next")
 
 
 # --- verify and simulate ----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from shared import metrics, outbox
+from shared import metrics, outbox, topics
 from shared.contracts import OrderStatusChanged, ProductUpserted, derived_id, order_id_for
 from shared.messaging import (
     QUOTE_CHARS,
@@ -53,6 +53,12 @@ def test_values_without_such_escapes_are_returned_untouched() -> None:
 
 def test_not_json_is_left_for_the_parser_to_refuse() -> None:
     assert storable(b"\\u0000 not json") == b"\\u0000 not json"
+
+
+def test_every_inbound_topic_has_a_documented_size_limit() -> None:
+    inbound = {t.name: t.max_bytes for t in topics.ALL if t.producer == "outside"}
+    assert inbound["orders.placed"] == 256 * 1024
+    assert max(inbound.values()) == 256 * 1024 and min(inbound.values()) >= 16 * 1024
 
 
 # --- reasons quote at most QUOTE_CHARS ---------------------------------------------------------
