@@ -1,6 +1,6 @@
 """Wire types shared by every event: money, ids, timestamps, the base models.
 
-CONTRACT.md fixes these: money is a decimal string with at most two decimals, never a float;
+docs/contract.md fixes these: money is a decimal string with at most two decimals, never a float;
 timestamps are RFC 3339 UTC; unknown fields are ignored for forward compatibility.
 """
 
