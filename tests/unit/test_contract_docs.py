@@ -106,6 +106,17 @@ def test_asyncapi_document_has_the_asyncapi_3_shape(asyncapi: dict[str, Any]) ->
     assert parsed.operations
 
 
+def test_asyncapi_document_is_valid_against_the_asyncapi_3_0_0_schema(
+        asyncapi: dict[str, Any]) -> None:
+    # Given the official JSON Schema of AsyncAPI 3.0.0 (tests/unit/data/README.md)
+    spec = json.loads((ROOT / "tests" / "unit" / "data" / "asyncapi-3.0.0.schema.json").read_text())
+    # When the committed document is validated against it, payload schemas included
+    errors = sorted(jsonschema.Draft7Validator(spec).iter_errors(asyncapi),
+                    key=lambda e: str(list(e.absolute_path)))
+    # Then there is no error
+    assert [f"{'/'.join(map(str, e.absolute_path))}: {e.message[:200]}" for e in errors] == []
+
+
 def test_every_reference_in_the_asyncapi_document_resolves(asyncapi: dict[str, Any]) -> None:
     # Given every `$ref` in the document
     refs = _refs(asyncapi)
