@@ -1,4 +1,4 @@
-"""The consumer side of DESIGN.md "Every handler, the same way".
+"""The consumer side of docs/design.md "Every handler, the same way".
 
 One FastStream subscriber per service, over all the topics it consumes, with `AckPolicy.MANUAL`:
 FastStream's other policies commit too early (ACK_FIRST), commit after a failure (ACK,
@@ -6,7 +6,8 @@ REJECT_ON_ERROR) or re-read a poison message forever (NACK_ON_ERROR). Messages o
 are handled one at a time, and each is committed by its exact offset after its transaction:
 
 1. parse with pydantic; invalid -> the subscription's `on_invalid` (e.g. reject the order as
-   `malformed`) in a transaction, or the raw value to `{topic}.dlq` with the CONTRACT.md headers;
+   `malformed`) in a transaction, or the raw value to `{topic}.dlq` with the contract's headers
+   (docs/contract.md);
 2. one transaction: inbox insert (a duplicate ends here), the handler's state changes, its outbox
    rows;
 3. commit the offset.
@@ -114,7 +115,7 @@ class Ctx:
     async def status(self, *, order_id: str, store: str, external_order_id: str, status: str,
                      reasons: list[tuple[str, str]] | None = None,
                      details: dict[str, Any] | None = None) -> None:
-        """Publish an `orders.status` change for the storefront (CONTRACT.md)."""
+        """Publish an `orders.status` change for the storefront (docs/contract.md)."""
         await emit_status(self.conn, order_id=order_id, store=store,
                           external_order_id=external_order_id, status=status, reasons=reasons,
                           details=details, correlation_id=self.correlation_id,

@@ -1,4 +1,4 @@
-"""The Prometheus metrics every service exposes (DESIGN.md "Metrics").
+"""The Prometheus metrics every service exposes (docs/design.md "Metrics").
 
 One process per instance, so the default registry is the service's; Prometheus adds
 `job` and `instance`.

@@ -1,6 +1,6 @@
 """The runtime of one service instance: Postgres pool and migrations, outbox relay, Kafka
 consumer, and the operators' HTTP (`/healthz`, `/readyz`, `/metrics` plus the service's own API)
-on its CONTRACT.md port. Resources start in the app's lifespan, never at import time.
+on its docs/contract.md port. Resources start in the app's lifespan, never at import time.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Aftersales' business metrics (DESIGN.md "Metrics"): requests by kind, reason and outcome,
+"""Aftersales' business metrics (docs/design.md "Metrics"): requests by kind, reason and outcome,
 refund amounts, time from request to refund, replacement orders, feedback tags.
 
 Counted inside the handler's transaction: a rolled-back, retried transaction counts twice (rare,

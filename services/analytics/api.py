@@ -1,4 +1,4 @@
-"""Analytics' HTTP: the order timeline of CONTRACT.md, search, the reports (JSON and CSV) and the
+"""Analytics' HTTP: the order timeline of docs/contract.md, search, the reports (JSON and CSV) and the
 dashboard that draws them."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fulfillment's business metrics (DESIGN.md "Metrics"): wave sizes, lines picked, refused scans,
+"""Fulfillment's business metrics (docs/design.md "Metrics"): wave sizes, lines picked, refused scans,
 short picks, QC holds and weigh-check failures, merged parcels.
 
 Counted inside the transaction that does the work: one that rolls back and is retried counts

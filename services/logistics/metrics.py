@@ -1,4 +1,4 @@
-"""Logistics' business metrics (DESIGN.md "Metrics"): parcels by carrier and service, what they
+"""Logistics' business metrics (docs/design.md "Metrics"): parcels by carrier and service, what they
 cost, and why parcels stop (held before dispatch, exceptions on the road).
 
 Counted inside the handler's transaction: a transaction that rolls back and is retried counts

@@ -1,6 +1,6 @@
 """Wire types shared by every event: money, ids, timestamps, the base models.
 
-CONTRACT.md fixes these: money is a decimal string with at most two decimals, never a float;
+docs/contract.md fixes these: money is a decimal string with at most two decimals, never a float;
 timestamps are RFC 3339 UTC; unknown fields are ignored for forward compatibility.
 """
 
@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 MONEY_RE = re.compile(r"^-?\d{1,12}(\.\d{1,2})?$")
 ORDER_REF_RE = r"^[A-Za-z0-9._-]{1,64}$"
@@ -35,6 +43,8 @@ Money = Annotated[
     Decimal,
     BeforeValidator(_parse_money),
     PlainSerializer(lambda d: f"{d:.2f}", return_type=str, when_used="always"),
+    # What the wire carries, for the published JSON Schemas: a string (a number is refused).
+    WithJsonSchema({"type": "string", "pattern": MONEY_RE.pattern, "examples": ["12.50"]}),
 ]
 """A decimal amount that travels as a string with two decimals."""
 
@@ -75,7 +85,9 @@ def order_key(store: str, external_order_id: str) -> str:
 class WireModel(BaseModel):
     """Base of every event: frozen, unknown fields ignored (forward compatibility)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    # Serialized events carry every field, defaults included: say so in the JSON Schemas.
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True,
+                              json_schema_serialization_defaults_required=True)
 
 
 def _as_utc(value: datetime) -> datetime:

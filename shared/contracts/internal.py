@@ -1,6 +1,6 @@
-"""Events between our own services (DESIGN.md: `{service}.{fact}`, past tense).
+"""Events between our own services (docs/design.md: `{service}.{fact}`, past tense).
 
-Every internal event has the envelope of STYLE.md: `event_id`, `event_type` and `event_version`
+Every internal event has the envelope of docs/design.md: `event_id`, `event_type` and `event_version`
 (stable strings, never a class path), `occurred_at`, `order_id`, `correlation_id` (the order's
 first event) and `causation_id` (the event that caused this one). A breaking change gets a new
 `event_version` and an upcaster in `shared.contracts.upcast`.

@@ -1,4 +1,4 @@
-"""The public contract (CONTRACT.md v1): what storefronts, warehouses, carriers and payment systems
+"""The public contract (docs/contract.md): what storefronts, warehouses, carriers and payment systems
 publish to Shopkeeper and read from it. Field names and meanings are fixed; we may add, never
 rename or drop.
 
