@@ -5,16 +5,22 @@ order still goes through: the service was not halted."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sys
 import time
+import uuid
 
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from shared.messaging import QUOTE_CHARS
+from shared import outbox, topics
+from shared.contracts import OrderStatusChanged
+from shared.db import prune_inbox
+from shared.messaging import QUOTE_CHARS, longest_retention_ms
 from shared.settings import get_settings, service_database_url
-from tests.conftest import BOOTSTRAP
+from tests.conftest import BOOTSTRAP, ROOT
 from tools import storefront as sfm
 from tools.storefront import Storefront
 
@@ -210,3 +216,56 @@ async def test_slow_headers_are_cut_off(stack: None) -> None:
         started = time.monotonic()
         assert s.recv(4096) == b""  # closed by the server
     assert time.monotonic() - started < limit + 5
+
+
+async def test_a_service_refuses_to_start_with_an_empty_token(stack: None) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.intake", cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "SHOPKEEPER_ADMIN_TOKEN": "", "SHOPKEEPER_INTAKE_PORT": "18991"})
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode != 0
+    assert b"refuses to start: SHOPKEEPER_ADMIN_TOKEN is empty" in out
+
+
+async def test_an_event_too_large_to_publish_is_written_quarantined(stack: None) -> None:
+    conn = await asyncpg.connect(service_database_url("intake"),
+                                 server_settings={"search_path": "intake"})
+    try:
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            key = f"{STORE}:{ref('huge')}"
+            await outbox.enqueue(conn, topics.ORDERS_STATUS, key, OrderStatusChanged(
+                order_id="o", store=STORE, external_order_id="x", status="rejected",
+                reasons=[], details={"blob": "x" * 1_100_000}))
+            row = await conn.fetchrow("SELECT quarantined_at, error FROM outbox WHERE key = $1",
+                                      key)
+            assert row["quarantined_at"] is not None and "1000000-byte limit" in row["error"]
+        finally:
+            await tr.rollback()
+    finally:
+        await conn.close()
+
+
+async def test_the_inbox_is_pruned_only_under_the_topics_retention(stack: None) -> None:
+    week = 7 * 24 * 3600 * 1000
+    assert await longest_retention_ms(BOOTSTRAP, ["orders.placed", "orders.status"]) == week
+    conn = await asyncpg.connect(service_database_url("intake"),
+                                 server_settings={"search_path": "intake"})
+    try:
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            old, new = uuid.uuid4(), uuid.uuid4()
+            await conn.execute(
+                "INSERT INTO inbox (event_id, topic, received_at) VALUES"
+                " ($1, 't', now() - interval '15 days'), ($2, 't', now())", old, new)
+            assert await prune_inbox(conn, 14) >= 1
+            left = {r["event_id"] for r in await conn.fetch(
+                "SELECT event_id FROM inbox WHERE event_id = ANY($1)", [old, new])}
+            assert left == {new}
+        finally:
+            await tr.rollback()
+    finally:
+        await conn.close()
