@@ -1,9 +1,11 @@
 """The consumer side of docs/design.md "Every handler, the same way".
 
-One FastStream subscriber per service, over all the topics it consumes, with `AckPolicy.MANUAL`:
-FastStream's other policies commit too early (ACK_FIRST), commit after a failure (ACK,
-REJECT_ON_ERROR) or re-read a poison message forever (NACK_ON_ERROR). Messages of the subscriber
-are handled one at a time, and each is committed by its exact offset after its transaction:
+One aiokafka consumer per instance in the service's group, over all the topics it consumes,
+with manual commits and a poll loop of our own (docs/messaging.md says why not FastStream's
+subscriber: its ack policies commit too early (ACK_FIRST), commit after a failure (ACK,
+REJECT_ON_ERROR) or re-read a poison message forever (NACK_ON_ERROR), and its batch poll had to be
+patched). A run of records is handled in order and committed by exact offsets after its
+transaction:
 
 1. parse with pydantic; invalid -> the subscription's `on_invalid` (e.g. reject the order as
    `malformed`) in a transaction, or the raw value to `{topic}.dlq` with the contract's headers
@@ -35,8 +37,6 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
 from . import metrics, outbox
@@ -236,18 +236,12 @@ def _clean(value: Any) -> Any:
     return value
 
 
-async def _records(msg: Any) -> Any:
-    """What the subscriber's function gets: the raw aiokafka record(s), not a decoded body. We
-    parse each value ourselves (with the topic's model, and bad input to on_invalid or the DLQ):
-    FastStream's JSON decoding, left on, failed a whole batch on a value it could not decode
-    (5,000 nested arrays: RecursionError) before our code saw it. With `apply_types=False` the
-    function is called with this alone; FastStream's dependency injection resolved the
-    `KafkaMessage` argument in a worker thread, a thread hop per batch (10-25 % of a service's
-    busy time under load, py-spy)."""
-    return msg.raw_message
-
-
 class Consumer:
+    """One aiokafka consumer per instance, in the service's group, over every topic the service
+    consumes; its poll loop is ours (docs/messaging.md "Why our own poll loop"): getmany returns
+    as soon as a record is there, a run of up to `batch_size` records is handled in one
+    transaction (`process_batch`) and committed by exact offsets afterwards."""
+
     def __init__(self, service: str, bootstrap: str, pool: asyncpg.Pool,
                  producer: outbox.ProducerHolder, handlers: Handlers, *, max_attempts: int = 5,
                  stall_seconds: float = 60.0, batch_size: int = 100,
@@ -257,42 +251,26 @@ class Consumer:
         self.producer = producer
         self.handlers = handlers
         self.max_attempts = max_attempts
-        self.batch_size = batch_size
+        self.batch_size = max(1, batch_size)
         self.stall_seconds = stall_seconds
-        # A list: FastStream takes a string as one address, so "host1:9092,host2:9092" (a
-        # cluster, e.g. `stack up --brokers 3`) failed to bootstrap.
-        self.broker = KafkaBroker(bootstrap.split(","), client_id=f"shopkeeper-{service}",
-                                  allow_auto_create_topics=False, logger=log,
-                                  log_level=logging.DEBUG, apply_types=False)
-        common: dict[str, Any] = {
-            "group_id": service, "ack_policy": AckPolicy.MANUAL,
-            "auto_offset_reset": "earliest", "session_timeout_ms": 15000,
-            "heartbeat_interval_ms": 3000,
+        self.bootstrap = bootstrap.split(",")
+        # Manual commits only (auto-commit would commit before our transaction); earliest, so
+        # a new group reads what was published before it first started.
+        self.options: dict[str, Any] = {
+            "group_id": service, "client_id": f"shopkeeper-{service}",
+            "enable_auto_commit": False, "auto_offset_reset": "earliest",
+            "session_timeout_ms": 15000, "heartbeat_interval_ms": 3000,
+            "max_poll_records": self.batch_size,
         }
         if fetch_wait_ms > 0:  # see Service.fetch_wait_ms
-            common.update(fetch_min_bytes=1024 * 1024, fetch_max_wait_ms=fetch_wait_ms)
-        if batch_size > 1:
-            # Up to batch_size messages in one transaction and one offset commit: the commit
-            # (a WAL flush) and the OffsetCommit round trip dominate a small handler's cost.
-            self.subscriber = self.broker.subscriber(
-                *handlers.subscriptions, batch=True, max_records=batch_size,
-                batch_timeout_ms=POLL_MS, **common)
-            self.subscriber(self._on_batch, decoder=_records)
-            # FastStream's batch poll sleeps as long as its timeout again after an empty poll,
-            # and a message arriving then waits: a short timeout kept the wait small but woke
-            # every idle service 200 times a second (5 ms: ~6 % of a core each, half the CPU a
-            # service spent per order in the benchmark). Our poll blocks in getmany, which
-            # returns as soon as a record arrives, and never sleeps.
-            self.subscriber.get_msg = self._poll
-        else:
-            self.subscriber = self.broker.subscriber(*handlers.subscriptions,
-                                                     max_poll_records=500, **common)
-            self.subscriber(self._on_message, decoder=_records)
+            self.options.update(fetch_min_bytes=1024 * 1024, fetch_max_wait_ms=fetch_wait_ms)
+        self.consumer: AIOKafkaConsumer | None = None
         self.last_progress = time.monotonic()
         self.lag: dict[str, int] = {}
         # The first offset per partition of the records being handled, until they are committed.
         self._in_flight: dict[TopicPartition, int] = {}
         self._lag_task: asyncio.Task[None] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
         self.started = False
         # The infrastructure fault being waited out (`_fault`), for /readyz.
         self.fault: str | None = None
@@ -300,19 +278,62 @@ class Consumer:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.broker.start()
+        consumer = AIOKafkaConsumer(*self.handlers.subscriptions,
+                                    bootstrap_servers=self.bootstrap, **self.options)
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        self.consumer = consumer
         self.started = True
         self.last_progress = time.monotonic()
+        self._loop_task = asyncio.create_task(self._run(), name=f"consume-{self.service}")
         self._lag_task = asyncio.create_task(self._watch_lag(), name=f"lag-{self.service}")
 
     async def stop(self) -> None:
-        if self._lag_task:
-            self._lag_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._lag_task
-        with contextlib.suppress(Exception):
-            await self.broker.stop()
+        for task in (self._lag_task, self._loop_task):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self.consumer is not None:
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+        self.consumer = None
         self.started = False
+
+    async def _run(self) -> None:
+        """Poll, handle, commit, for as long as the instance runs. Handling never raises (faults
+        are retried inside, bad input is rejected or dead-lettered); a failing poll (the broker
+        away) is retried here, and a stalled one is what /readyz's progress check is for."""
+        assert self.consumer is not None
+        delay = 0.5
+        while True:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=POLL_MS,
+                                                      max_records=self.batch_size)
+                delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except KafkaError as exc:
+                log.warning("poll of %s failed (%s: %s); retrying in %.1fs", self.service,
+                            type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            batch = [RawMessage.of(r) for r in chain.from_iterable(batches.values())]
+            if not batch:
+                continue
+            self._hand_over(batch)
+            if self.batch_size > 1:
+                await self.process_batch(batch)
+            else:
+                for raw in batch:
+                    await self.process(raw)
+            await self._commit_many(batch)
+            self.last_progress = time.monotonic()
 
     @property
     def total_lag(self) -> int:
@@ -326,7 +347,7 @@ class Consumer:
     async def _watch_lag(self) -> None:
         while True:
             await asyncio.sleep(5)
-            consumer = self.subscriber.consumer
+            consumer = self.consumer
             if consumer is None:
                 continue
             try:
@@ -351,25 +372,6 @@ class Consumer:
                 raise
             except Exception as exc:
                 log.debug("could not measure consumer lag: %s", exc)
-
-    async def _poll(self, consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord[Any, Any], ...]:
-        batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=self.batch_size)
-        return tuple(chain.from_iterable(batches.values()))
-
-    # -- one message -------------------------------------------------------------------------
-    async def _on_message(self, record: ConsumerRecord[Any, Any]) -> None:
-        raw = RawMessage.of(record)
-        self._hand_over([raw])
-        await self.process(raw)
-        await self._commit(raw)
-        self.last_progress = time.monotonic()
-
-    async def _on_batch(self, records: tuple[ConsumerRecord[Any, Any], ...]) -> None:
-        batch = [RawMessage.of(r) for r in records]
-        self._hand_over(batch)
-        await self.process_batch(batch)
-        await self._commit_many(batch)
-        self.last_progress = time.monotonic()
 
     def _hand_over(self, batch: list[RawMessage]) -> None:
         for raw in batch:
@@ -511,7 +513,7 @@ class Consumer:
         return "ok"
 
     async def _commit_many(self, batch: list[RawMessage]) -> None:
-        consumer = self.subscriber.consumer
+        consumer = self.consumer
         if consumer is None or not batch:
             return
         offsets: dict[TopicPartition, int] = {}
@@ -638,10 +640,6 @@ class Consumer:
         log.warning("sent %s[%d]@%d to %s: %s", raw.topic, raw.partition, raw.offset,
                     dlq_name(raw.topic), error[:500])
 
-    async def _commit(self, raw: RawMessage) -> None:
-        await self._commit_offsets({TopicPartition(raw.topic, raw.partition): raw.offset + 1},
-                                   f"{raw.topic}[{raw.partition}]@{raw.offset}")
-
     async def _commit_offsets(self, offsets: dict[TopicPartition, int], what: str) -> None:
         try:
             await self._try_commit(offsets, what)
@@ -650,7 +648,7 @@ class Consumer:
                 self._in_flight.pop(tp, None)
 
     async def _try_commit(self, offsets: dict[TopicPartition, int], what: str) -> None:
-        consumer = self.subscriber.consumer
+        consumer = self.consumer
         if consumer is None:
             return
         for attempt in range(5):

@@ -177,7 +177,7 @@ async def _readyz(request: Request) -> JSONResponse:
     except Exception as exc:
         checks["postgres"] = f"unreachable: {exc}"
     consumer = runtime.consumer
-    checks["kafka_consumer"] = consumer.started and consumer.subscriber.consumer is not None
+    checks["kafka_consumer"] = consumer.started and consumer.consumer is not None
     checks["consumer_lag"] = consumer.total_lag
     checks["consumer_progressing"] = not consumer.stalled
     checks["outbox_relay"] = runtime.relay.last_error or "ok"
