@@ -268,7 +268,7 @@ async def refill(shop: sf.Storefront, keys: list[str],
 
     def unfilled() -> list[str]:  # reserved again after its last backordered, or cancelled
         return [k for k in waiting if shop.statuses[k][-1]["status"] == "backordered"
-                or not holding(shop.statuses[k]) and "cancelled" not in shop.seen(k)]
+                or (not holding(shop.statuses[k]) and "cancelled" not in shop.seen(k))]
 
     async def refilled() -> bool:
         return not unfilled()
