@@ -325,7 +325,9 @@ async def negative_availability() -> int:
 
 async def returns(shop: sf.Storefront, keys: list[str], ledger: Ledger | None = None) -> None:
     """Deliver some shipped orders and return one unit of each: after-sales under the load.
-    Each unit sent back as resellable counts as supply in `ledger` (it may be sold again)."""
+    Each unit sent back as resellable counts as supply in `ledger` (it may be sold again).
+    Waits for all of them at once (a minute per step at most): an order that never gets there
+    is left out, not waited for one by one."""
     for key in keys:
         shipped = next((e for e in shop.statuses.get(key, []) if e["status"] == "shipped"), None)
         if not shipped:
@@ -333,29 +335,35 @@ async def returns(shop: sf.Storefront, keys: list[str], ledger: Ledger | None = 
         for p in shipped["details"]["parcels"]:
             await publish_retrying(shop, "carrier.tracking", p["tracking_number"],
                                    sf.tracking(p["carrier"], p["tracking_number"], "delivered"))
-    for key in keys:
-        reserved = next((e for e in shop.statuses.get(key, []) if e["status"] == "reserved"), None)
-        if not reserved or "shipped" not in shop.seen(key):
-            continue
+
+    async def reached(key: str, status: str) -> bool:
+        with contextlib.suppress(AssertionError):
+            await shop.wait_for(key, status, timeout=60)
+            return True
+        return False
+    shipped_keys = [k for k in keys if "shipped" in shop.seen(k)
+                    and any(e["status"] == "reserved" for e in shop.statuses.get(k, []))]
+    delivered = [k for k, ok in zip(shipped_keys, await asyncio.gather(
+        *(reached(k, "delivered") for k in shipped_keys)), strict=True) if ok]
+    lines: dict[str, dict[str, Any]] = {}
+    for key in delivered:
         store, ext = key.split(":")
-        line = reserved["details"]["allocations"][0]["lines"][0]
-        try:
-            await shop.wait_for(key, "delivered", timeout=60)
-        except AssertionError:
-            continue
-        rid = f"RMA-{ext}"
+        reserved = next(e for e in shop.statuses[key] if e["status"] == "reserved")
+        lines[key] = reserved["details"]["allocations"][0]["lines"][0]
         await publish_retrying(shop, "aftersales.requests", key, sf.order_event(
-            store, ext, request_id=rid, kind="return", lines=[{"sku": line["sku"], "quantity": 1}],
-            reason="changed_mind", comment=None, exchange_for=None))
-        try:
-            await shop.wait_for(key, "return_authorized", timeout=60)
-        except AssertionError:
-            continue
+            store, ext, request_id=f"RMA-{ext}", kind="return",
+            lines=[{"sku": lines[key]["sku"], "quantity": 1}], reason="changed_mind",
+            comment=None, exchange_for=None))
+    authorized = [k for k, ok in zip(delivered, await asyncio.gather(
+        *(reached(k, "return_authorized") for k in delivered)), strict=True) if ok]
+    for key in authorized:
+        store, ext = key.split(":")
+        sku = lines[key]["sku"]
         await publish_retrying(shop, "returns.received", key, sf.order_event(
-            store, ext, request_id=rid,
-            lines=[{"sku": line["sku"], "quantity": 1, "condition": "resellable"}]))
+            store, ext, request_id=f"RMA-{ext}",
+            lines=[{"sku": sku, "quantity": 1, "condition": "resellable"}]))
         if ledger is not None:
-            ledger.received[line["sku"]] += 1
+            ledger.received[sku] += 1
 
 
 def record(o: Outcome) -> None:

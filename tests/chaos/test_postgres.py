@@ -28,6 +28,7 @@ from shared.messaging import POLL_MS
 from shared.settings import SERVICES, get_settings, role_name
 from tests.integration.helpers import eventually, http_get
 from tools.storefront import Storefront, topic_partitions
+from tools.verify import verify
 
 from .conftest import assert_clean, run_load
 from .test_scenarios import lags_drained
@@ -247,6 +248,7 @@ async def test_postgres_disk_full_for_a_while(storefront: Storefront) -> None:
 
 # --- restore ----------------------------------------------------------------------------------
 BACKUP = local_stack.LOCAL / "chaos-backup.dump"
+DRAINED = local_stack.LOCAL / "chaos-drained.dump"  # the state to put back afterwards
 
 
 def pg_dump(path: Path) -> None:
@@ -262,10 +264,11 @@ def pg_restore(path: Path) -> None:
                     str(path)], check=True, capture_output=True)
 
 
-async def rewind_to(service: str, when: float) -> None:
+async def rewind_to(service: str, when: float | None) -> None:
     """Move the (stopped) service's consumer group back to the first record at or after `when`
     (Unix seconds) on every partition it reads: what `kafka-consumer-groups.sh --reset-offsets
-    --to-datetime` does. Never forward: a partition already behind that point stays."""
+    --to-datetime` does. Never forward: a partition already behind that point stays. `when`
+    None: to the end of every partition (forward too)."""
     topics = list(importlib.import_module(f"services.{service}.handlers")
                   .handlers.subscriptions)
     consumer = AIOKafkaConsumer(bootstrap_servers=get_settings().kafka_bootstrap_servers,
@@ -274,8 +277,11 @@ async def rewind_to(service: str, when: float) -> None:
     try:
         parts = [tp for t in topics for tp in await topic_partitions(consumer, t)]
         consumer.assign(parts)
-        at = await consumer.offsets_for_times({tp: int(when * 1000) for tp in parts})
         ends = await consumer.end_offsets(parts)
+        if when is None:
+            await consumer.commit(dict(ends.items()))
+            return
+        at = await consumer.offsets_for_times({tp: int(when * 1000) for tp in parts})
         offsets = {}
         for tp in parts:
             target = at[tp].offset if at[tp] is not None else ends[tp]
@@ -286,11 +292,21 @@ async def rewind_to(service: str, when: float) -> None:
         await consumer.stop()
 
 
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "Found by this scenario (docs/RELIABILITY.md, 'What the suite found'): after the rewind,"
+    " inventory re-reads logistics.order_shipped before intake.order_accepted for the same"
+    " order (different topics, no order between them), ignores the shipment of an order it"
+    " does not know yet, then reserves or backorders the order anew: shipped orders keep their"
+    " stock reserved; parcels re-made after the restore can get other tracking numbers (a"
+    " sequence), so the carrier's updates are dead-lettered as unknown; a cancellation can be"
+    " announced again under another event id. Strict: it fails the suite once it passes."))
 async def test_restore_from_a_backup_taken_mid_run(storefront: Storefront) -> None:
     """Back up every schema a third into the load, take the rest of the orders, then restore
     as docs/OPERATIONS.md says: stop the services, pg_restore, rewind every consumer group to
     before the backup, start them. Every order must come out once (the same event ids: ids
-    derive from their cause) and stock must balance."""
+    derive from their cause) and stock must balance. Afterwards the stack is put back as it
+    was before the restore (a second dump taken with everything drained, the groups moved to
+    the end of their topics), so the scenarios after this one find a consistent stack."""
     taken: list[float] = []
 
     async def backup() -> None:
@@ -298,8 +314,11 @@ async def test_restore_from_a_backup_taken_mid_run(storefront: Storefront) -> No
         await asyncio.to_thread(pg_dump, BACKUP)
 
     async def restore(keys: list[str]) -> float:
+        await eventually(lags_drained, timeout=300, what="every group caught up before restore")
+        await verify(get_settings().database_url, settle_seconds=120)
+        await asyncio.to_thread(stop_services)
+        await asyncio.to_thread(pg_dump, DRAINED)
         t0 = time.monotonic()
-        await asyncio.to_thread(lambda: [local_stack.stop_pid(s, 30) for s in SERVICES])
         await asyncio.to_thread(pg_restore, BACKUP)
         for service in SERVICES:
             await rewind_to(service, taken[0] - REWIND_MARGIN_SECONDS)
@@ -311,5 +330,17 @@ async def test_restore_from_a_backup_taken_mid_run(storefront: Storefront) -> No
         outcome = await run_load(storefront, "restore from a backup taken mid-run", backup,
                                  after=restore)
     finally:
+        if DRAINED.exists():
+            await asyncio.to_thread(stop_services)
+            await asyncio.to_thread(pg_restore, DRAINED)
+            for service in SERVICES:
+                await rewind_to(service, None)
+            await asyncio.to_thread(local_stack.start_services)
         BACKUP.unlink(missing_ok=True)
+        DRAINED.unlink(missing_ok=True)
     assert_clean(outcome, no_dead_letters=True)
+
+
+def stop_services() -> None:
+    for service in SERVICES:
+        local_stack.stop_pid(service, 30)
