@@ -44,7 +44,8 @@ def _row(r: Any) -> dict[str, Any]:
 
 
 @router.get("/requests/review", dependencies=[Depends(require_admin)],
-            response_model=list[schemas.Request])
+            response_model=list[schemas.Request],
+            response_model_exclude_unset=True)
 async def review_queue(request: Request) -> list[dict[str, Any]]:
     rows = await request.app.state.runtime.pool.fetch(
         "SELECT order_key, request_id, kind, reason, lines, status, decision, exchange_for,"
@@ -54,7 +55,8 @@ async def review_queue(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/requests/{store_name}/{ext}/{request_id}", dependencies=[Depends(require_admin)],
-            response_model=schemas.RequestDetail)
+            response_model=schemas.RequestDetail,
+            response_model_exclude_unset=True)
 async def request_detail(store_name: str, ext: str, request_id: str,
                          request: Request) -> dict[str, Any]:
     pool = request.app.state.runtime.pool

@@ -171,7 +171,8 @@ def _page(title: str, body: str) -> str:
             "@media print{body{margin:0}}</style></head><body>" + body + "</body></html>")
 
 
-@router.post("/orders/{order_id}/scan", dependencies=admin, response_model=schemas.ScanResult)
+@router.post("/orders/{order_id}/scan", dependencies=admin, response_model=schemas.ScanResult,
+             response_model_exclude_unset=True)
 async def scan(order_id: uuid.UUID, body: ScanBody, request: Request) -> dict[str, Any]:
     async with _tx(request) as conn:
         pick = await _pick(conn, order_id, body.warehouse)

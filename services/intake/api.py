@@ -296,7 +296,8 @@ async def remove_blocked(body: BlockIn, request: Request, who: str = Depends(ope
 
 
 @router.get("/orders/{order_id}/identities", dependencies=admin,
-            response_model=schemas.Identities)
+            response_model=schemas.Identities,
+            response_model_exclude_unset=True)
 async def order_identities(order_id: uuid.UUID, request: Request) -> dict[str, str]:
     """The normalised identities of an order, as the block list and duplicate check see them."""
     payload = await request.app.state.runtime.pool.fetchval(

@@ -76,14 +76,16 @@ async def allocation(order_id: uuid.UUID, request: Request) -> dict[str, Any]:
             "decision": r["decision"], "trace": json.loads(r["trace"])}
 
 
-@router.get("/reconcile", response_model=schemas.Reconciliation)
+@router.get("/reconcile", response_model=schemas.Reconciliation,
+            response_model_exclude_unset=True)
 async def reconcile(request: Request, sku: str | None = None) -> dict[str, Any]:
     async with _pool(request).acquire() as conn:
         drift = await store.reconcile(conn, sku=sku)
     return {"balanced": not drift, "drift": drift}
 
 
-@router.post("/reconcile", dependencies=[Depends(require_admin)], response_model=schemas.Repair)
+@router.post("/reconcile", dependencies=[Depends(require_admin)], response_model=schemas.Repair,
+             response_model_exclude_unset=True)
 async def reconcile_repair(request: Request, sku: str | None = None) -> dict[str, Any]:
     """Repair drift with correcting ledger rows, then report what is left (nothing)."""
     async with _pool(request).acquire() as conn:

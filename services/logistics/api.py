@@ -35,7 +35,8 @@ class QuoteRequest(BaseModel):
     postal_code: str | None = Field(default=None, max_length=20)
 
 
-@router.post("/quotes", response_model=schemas.Quote)
+@router.post("/quotes", response_model=schemas.Quote,
+             response_model_exclude_unset=True)
 async def quote(q: QuoteRequest, request: Request) -> dict[str, Any]:
     """Rate-shop a hypothetical parcel: the choice and, per service, zone, cost with its
     surcharges, transit days, on-time score, and why it lost or could not take it."""
@@ -49,7 +50,8 @@ async def quote(q: QuoteRequest, request: Request) -> dict[str, Any]:
 
 
 @router.get("/shipments/{store_name}/{external_order_id}", dependencies=[Depends(require_admin)],
-            response_model=list[schemas.Shipment])
+            response_model=list[schemas.Shipment],
+            response_model_exclude_unset=True)
 async def shipments(store_name: str, external_order_id: str, request: Request
                     ) -> list[dict[str, Any]]:
     """An order's parcels with their customs data and the order snapshot (the address: personal
@@ -145,7 +147,8 @@ async def restrictions(request: Request) -> list[dict[str, Any]]:
 
 
 @router.put("/restrictions/{country}/{attribute}", dependencies=[Depends(require_admin)],
-            response_model=schemas.Restriction)
+            response_model=schemas.Restriction,
+            response_model_exclude_unset=True)
 async def put_restriction(country: str, attribute: Attribute, body: Restriction,
                           request: Request) -> dict[str, Any]:
     """Bar `attribute` goods to `country` for every service; coverage is published again, so
