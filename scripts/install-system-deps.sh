@@ -17,6 +17,8 @@ command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
 # ...and read their text back (pdftotext, same package): CJK names must not come out as "?".
 command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+# poppler's CJK character collections, so pdftotext maps the labels' CID fonts back to Unicode.
+[ -e /usr/share/poppler/cidToUnicode/Adobe-Japan1 ] || missing+=(poppler-data)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # tests only: the dashboard test
 
 mapfile -t missing < <(printf "%s\n" "${missing[@]}" | sort -u)
