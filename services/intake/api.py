@@ -16,7 +16,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from shared.contracts import Address, OrderPlaced
+from shared.contracts import Address
 from shared.http import require_admin
 from shared.messaging import emit_status
 
@@ -102,7 +102,7 @@ async def approve(order_id: uuid.UUID, request: Request, decision: Decision | No
     note = decision.note if decision else None
     async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
         row = await _held(conn, order_id)
-        order = OrderPlaced.model_validate_json(row["payload"])
+        order = store.stored_order(row["payload"])
         await _close(conn, order_id, row, "accepted", "approved", who, note)
         await emit_status(conn, order_id=str(order_id), store=order.store,
                           external_order_id=order.external_order_id, status="accepted",
@@ -150,7 +150,7 @@ async def correct_address(order_id: uuid.UUID, body: AddressCorrection, request:
     else holds it."""
     async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
         row = await _held(conn, order_id)
-        old = OrderPlaced.model_validate_json(row["payload"])
+        old = store.stored_order(row["payload"])
         corrected = old.model_copy(update={"shipping_address": body.shipping_address})
         await store.audit(conn, order_id, who, "correct_address", body.note,
                           {"country": body.shipping_address.country})
@@ -304,4 +304,4 @@ async def order_identities(order_id: uuid.UUID, request: Request) -> dict[str, s
         "SELECT payload FROM orders WHERE order_id = $1", order_id)
     if payload is None:
         raise HTTPException(404, f"no order {order_id}")
-    return domain.identities(OrderPlaced.model_validate_json(payload))
+    return domain.identities(store.stored_order(payload))
