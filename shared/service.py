@@ -20,6 +20,8 @@ import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tenacity import AsyncRetrying, stop_after_attempt
+from tenacity.wait import wait_base
 
 from . import outbox
 from .db import connect, migrate
@@ -27,6 +29,7 @@ from .http import GuardedH11, HttpGuard, require_admin
 from .logging import setup_logging
 from .messaging import Consumer, Handlers, prune_inbox_forever
 from .responses import Alive, QuarantinedRows, Ready, Released
+from .retry import jittered, log_before_retry
 from .settings import (
     Settings,
     check_credentials,
@@ -164,19 +167,22 @@ def _tune_gc() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-async def _start_with_retry(consumer: Consumer) -> None:
-    delay = 0.5
-    for _ in range(60):
-        try:
-            await consumer.start()
-            return
-        except Exception as exc:  # Kafka not up yet
-            log.warning("Kafka not reachable yet (%s); retrying in %.1fs", exc, delay)
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-    await consumer.start()
+START_ATTEMPTS = 60
+
+
+async def _start_with_retry(consumer: Consumer, wait: wait_base | None = None) -> None:
+    """Start the consumer, waiting for Kafka with jittered backoff (shared/retry.py): 60 tries,
+    about two and a half minutes, then the last error stops the start."""
+    async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(START_ATTEMPTS), wait=wait or jittered(0.5, 5.0),
+            reraise=True, before_sleep=log_before_retry(log, "Kafka not reachable yet")):
+        with attempt:
+            try:
+                await consumer.start()
+            except Exception:  # Kafka not up yet: leave nothing half-started behind
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                raise
 
 
 async def _healthz() -> dict[str, str]:
