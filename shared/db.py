@@ -13,6 +13,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
+
+from .retry import jittered, log_before_retry
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection, bare or from a pool: what handlers and stores take."""
@@ -73,10 +76,12 @@ async def _reset_if_dirty(conn: asyncpg.Connection) -> None:
 async def connect(dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10,
                   wait_seconds: float = 120.0) -> asyncpg.Pool:
     """A pool on the service's schema, waiting for the database to come up."""
-    deadline = asyncio.get_running_loop().time() + wait_seconds
-    delay = 0.2
-    while True:
-        try:
+    # Backoff with jitter (shared/retry.py) until `wait_seconds` have passed; then the error.
+    async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT_DB_ERRORS), stop=stop_after_delay(wait_seconds),
+            wait=jittered(0.2, 5.0), reraise=True,
+            before_sleep=log_before_retry(log, f"Postgres not reachable yet for {schema}")):
+        with attempt:
             pool = await asyncpg.create_pool(
                 dsn, min_size=min_size, max_size=max_size, command_timeout=30,
                 reset=_reset_if_dirty,
@@ -84,12 +89,7 @@ async def connect(dsn: str, schema: str, *, min_size: int = 2, max_size: int = 1
             )
             assert pool is not None
             return pool
-        except TRANSIENT_DB_ERRORS as exc:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            log.warning("Postgres not reachable yet (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable: tenacity re-raises the last error")
 
 
 async def migrate(pool: asyncpg.Pool, schema: str, service_dir: Path) -> list[str]:

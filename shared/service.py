@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib.metadata
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,14 +18,18 @@ from typing import Any
 import asyncpg
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tenacity import AsyncRetrying, stop_after_attempt
+from tenacity.wait import wait_base
 
 from . import outbox
 from .db import connect, migrate
 from .http import GuardedH11, HttpGuard, require_admin
 from .logging import setup_logging
 from .messaging import Consumer, Handlers, prune_inbox_forever
+from .responses import Alive, QuarantinedRows, Ready, Released
+from .retry import jittered, log_before_retry
 from .settings import (
     Settings,
     check_credentials,
@@ -119,10 +124,19 @@ class Service:
                 await pool.close()
                 log.info("%s stopped", self.name)
 
-        app = FastAPI(title=f"Shopkeeper {self.name}", lifespan=lifespan)
-        app.add_api_route("/healthz", _healthz, methods=["GET"])
-        app.add_api_route("/readyz", _readyz, methods=["GET"])
-        app.add_api_route("/metrics", _metrics, methods=["GET"])
+        app = FastAPI(title=f"Shopkeeper {self.name}", lifespan=lifespan,
+                      version=_version(),
+                      description=f"The operators' HTTP of {self.name} (docs/{self.name}.md)."
+                      " Writes and personal data need `Authorization: Bearer"
+                      " <SHOPKEEPER_ADMIN_TOKEN>`: press Authorize.")
+        app.add_api_route("/healthz", _healthz, methods=["GET"], response_model=Alive,
+                          summary="Liveness: the process answers")
+        app.add_api_route("/readyz", _readyz, methods=["GET"], response_model=Ready,
+                          summary="Readiness: Postgres, the consumer and the relay",
+                          responses={503: {"model": Ready, "description": "not ready"}})
+        app.add_api_route("/metrics", _metrics, methods=["GET"], response_class=PlainTextResponse,
+                          summary="Prometheus metrics (text exposition format)",
+                          responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
         app.include_router(_outbox_router())
         if self.router is not None:
             app.include_router(self.router)
@@ -136,6 +150,13 @@ class Service:
                     timeout_keep_alive=5)
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("shopkeeper")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout without installing
+        return "0+unknown"
+
+
 def _tune_gc() -> None:
     """Startup's objects (modules, models, routes) live as long as the process: frozen, the
     cyclic collector no longer walks them on every full collection. Each event allocates many
@@ -146,19 +167,22 @@ def _tune_gc() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-async def _start_with_retry(consumer: Consumer) -> None:
-    delay = 0.5
-    for _ in range(60):
-        try:
-            await consumer.start()
-            return
-        except Exception as exc:  # Kafka not up yet
-            log.warning("Kafka not reachable yet (%s); retrying in %.1fs", exc, delay)
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-    await consumer.start()
+START_ATTEMPTS = 60
+
+
+async def _start_with_retry(consumer: Consumer, wait: wait_base | None = None) -> None:
+    """Start the consumer, waiting for Kafka with jittered backoff (shared/retry.py): 60 tries,
+    about two and a half minutes, then the last error stops the start."""
+    async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(START_ATTEMPTS), wait=wait or jittered(0.5, 5.0),
+            reraise=True, before_sleep=log_before_retry(log, "Kafka not reachable yet")):
+        with attempt:
+            try:
+                await consumer.start()
+            except Exception:  # Kafka not up yet: leave nothing half-started behind
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                raise
 
 
 async def _healthz() -> dict[str, str]:
@@ -194,7 +218,7 @@ def _outbox_router() -> APIRouter:
     """Every service's quarantined outbox rows (shared/outbox.py `quarantine`), for operators."""
     router = APIRouter(prefix="/outbox", dependencies=[Depends(require_admin)])
 
-    @router.get("/quarantined")
+    @router.get("/quarantined", response_model=QuarantinedRows)
     async def list_quarantined(request: Request, limit: int = 100) -> dict[str, Any]:
         runtime: Runtime = request.app.state.runtime
         async with runtime.pool.acquire() as conn:
@@ -203,7 +227,7 @@ def _outbox_router() -> APIRouter:
             {**r, "created_at": r["created_at"].isoformat(),
              "quarantined_at": r["quarantined_at"].isoformat()} for r in rows]}
 
-    @router.post("/quarantined/{row_id}/release")
+    @router.post("/quarantined/{row_id}/release", response_model=Released)
     async def release(request: Request, row_id: int) -> dict[str, Any]:
         runtime: Runtime = request.app.state.runtime
         async with runtime.pool.acquire() as conn:

@@ -1,13 +1,13 @@
-"""Settings from environment variables; with none set, the local stack's defaults serve."""
+"""Settings from environment variables, read only through pydantic-settings (a bad value is an
+error naming the variable, at start); with none set, the local stack's defaults serve."""
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import model_validator
+from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES: tuple[str, ...] = (
@@ -75,6 +75,28 @@ def get_settings() -> Settings:
     return Settings()
 
 
+class ServiceSettings(BaseSettings):
+    """One service's own variables, SHOPKEEPER_<SERVICE>_*: `service_settings(name)`. Read on
+    every call, not cached: a test or a tool may set them just before."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, env_ignore_empty=True)
+
+    database_url: str | None = None
+    db_password: str | None = None
+    port: int | None = None
+    fetch_wait_ms: int | None = None
+
+
+def service_settings(service: str) -> ServiceSettings:
+    prefix = f"SHOPKEEPER_{service.upper()}_"
+    try:
+        return ServiceSettings(_env_prefix=prefix)
+    except ValidationError as exc:
+        raise ValueError("; ".join(
+            f"{prefix}{'_'.join(map(str, e['loc'])).upper()} is invalid: {e['msg']}"
+            for e in exc.errors())) from None
+
+
 def unix_socket_url(url: str, socket_dir: str) -> str:
     """The same login, database and port over the server's Unix socket in `socket_dir`."""
     parts = urlsplit(url)
@@ -89,7 +111,7 @@ def role_name(service: str) -> str:
 
 def service_database_url(service: str, settings: Settings | None = None) -> str:
     """The login of one service: its own role, rights on its own schema only."""
-    explicit = os.environ.get(f"SHOPKEEPER_{service.upper()}_DATABASE_URL")
+    explicit = service_settings(service).database_url
     if explicit:
         return explicit
     settings = settings or get_settings()
@@ -104,18 +126,19 @@ def service_database_url(service: str, settings: Settings | None = None) -> str:
 
 def role_password(service: str) -> str:
     """Local-stack password of a service's role; production sets SHOPKEEPER_<SERVICE>_DATABASE_URL."""
-    return os.environ.get(f"SHOPKEEPER_{service.upper()}_DB_PASSWORD", f"{service}-local")
+    return service_settings(service).db_password or f"{service}-local"
 
 
 def service_fetch_wait_ms(service: str, default: int) -> int:
     """SHOPKEEPER_<SERVICE>_FETCH_WAIT_MS, else the service's own default (shared.service)."""
-    return int(os.environ.get(f"SHOPKEEPER_{service.upper()}_FETCH_WAIT_MS", default))
+    explicit = service_settings(service).fetch_wait_ms
+    return default if explicit is None else explicit
 
 
 def service_port(service: str) -> int:
-    explicit = os.environ.get(f"SHOPKEEPER_{service.upper()}_PORT")
+    explicit = service_settings(service).port
     if explicit:
-        return int(explicit)
+        return explicit
     return DEFAULT_PORTS[service] + get_settings().shopkeeper_port_offset
 
 

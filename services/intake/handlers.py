@@ -74,7 +74,7 @@ async def _received_again(ctx: Ctx, order: OrderPlaced, row: Any) -> None:
     """A storefront re-sends an order when it changes (payment now paid, address corrected): a
     held order is updated and reviewed again; it never becomes a second order. Retries of the
     same content, and changes to an order already decided, change nothing."""
-    same = row["payload"] is not None and _content(OrderPlaced.model_validate_json(
+    same = row["payload"] is not None and _content(store.stored_order(
         row["payload"])) == _content(order)
     if row["status"] != "on_hold" or same:
         log.info("order %s received again (event %s) while %s; nothing to do", order.key,

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 from prometheus_client import Gauge
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import outbox, topics
 from shared.contracts import OrderCancelled, OrderSnapshot, StockLow, derived_id
@@ -24,10 +24,25 @@ from .handlers import BACKORDERS
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS = float(os.environ.get("SHOPKEEPER_INVENTORY_TICK_SECONDS", "5"))
-# The low-stock scan reads every SKU's sales: less often than the expiry check.
-LOW_STOCK_SECONDS = float(os.environ.get("SHOPKEEPER_INVENTORY_LOW_STOCK_SECONDS", "30"))
-DEFAULT_LEAD_TIME_DAYS = int(os.environ.get("SHOPKEEPER_INVENTORY_LEAD_TIME_DAYS", "14"))
+
+
+class InventorySettings(BaseSettings):
+    """SHOPKEEPER_INVENTORY_TICK_SECONDS, _LOW_STOCK_SECONDS, _LEAD_TIME_DAYS."""
+
+    model_config = SettingsConfigDict(env_prefix="SHOPKEEPER_INVENTORY_", extra="ignore",
+                                      case_sensitive=False, env_ignore_empty=True)
+
+    tick_seconds: float = 5.0
+    # The low-stock scan reads every SKU's sales: less often than the expiry check.
+    low_stock_seconds: float = 30.0
+    # A SKU's lead time when purchasing has not set one (PUT /lead-times/{sku}).
+    lead_time_days: int = 14
+
+
+SETTINGS = InventorySettings()
+TICK_SECONDS = SETTINGS.tick_seconds
+LOW_STOCK_SECONDS = SETTINGS.low_stock_seconds
+DEFAULT_LEAD_TIME_DAYS = SETTINGS.lead_time_days
 
 LOW_STOCK_SKUS = Gauge("shopkeeper_inventory_low_stock_skus",
                        "SKUs whose days of cover are below their lead time")

@@ -96,8 +96,19 @@ def _as_utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+# Every timestamp of every event is time-zone aware once parsed; none is ever naive inside
+# Shopkeeper. Two kinds (docs/contract.md "Wire conventions"):
+# - `UtcDatetime`: an `occurred_at`, and the timestamps of Shopkeeper's own internal events. An
+#   offset is expected; one sent without is read as UTC (v1.1, for the producers and the events
+#   in flight or stored before it was enforced). The JSON Schema says `format: date-time`.
+# - `AwareDatetime` (pydantic's): a timestamp an outside system states about the business, where
+#   a guessed zone would move the seller's day (`placed_at` of `orders.placed`): one without an
+#   offset is refused, and the order is rejected as `malformed`.
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
 class Event(WireModel):
     """Every event carries `event_id` and `occurred_at`; a re-send keeps its `event_id`."""
 
     event_id: uuid.UUID = Field(default_factory=new_id)
-    occurred_at: Annotated[datetime, AfterValidator(_as_utc)] = Field(default_factory=utcnow)
+    occurred_at: UtcDatetime = Field(default_factory=utcnow)

@@ -9,11 +9,10 @@ completeness) belong to the services' domain rules, so that the right code reach
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from .common import Event, Money, OrderRef, WireModel, order_key
 
@@ -105,7 +104,7 @@ class OrderPlaced(Event):
 
     store: OrderRef
     external_order_id: OrderRef
-    placed_at: datetime
+    placed_at: AwareDatetime  # an offset is required (docs/contract.md)
     customer: Customer
     shipping_address: Address
     lines: list[OrderLine] = Field(min_length=1, max_length=100)
