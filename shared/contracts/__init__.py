@@ -33,6 +33,7 @@ from .public import (
     AftersalesRequested,
     BackorderDecision,
     CancelRequested,
+    Channel,
     Customer,
     FeedbackGiven,
     OrderLine,
@@ -50,7 +51,7 @@ from .public import (
 
 __all__ = [
     "Address", "AftersalesRequested", "Allocation", "BackorderDecision", "CancelRequested",
-    "CarrierScored", "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent",
+    "CarrierScored", "Channel", "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent",
     "Money", "OrderAccepted", "OrderCancelRefused", "OrderCancelRequested", "OrderCancelled",
     "OrderDelivered", "OrderEvent", "OrderLine", "OrderPacked", "OrderPlaced", "OrderShipped",
     "OrderSnapshot", "OrderStatusChanged", "Parcel", "ParcelLost", "ParcelReturned",
