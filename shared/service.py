@@ -48,6 +48,9 @@ class Runtime:
     relay: outbox.OutboxRelay
     consumer: Consumer
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    # A service's own /readyz details (e.g. channels' write-back state): each returns a dict
+    # merged into `checks`; informational, they do not decide readiness.
+    readiness: list[Callable[[Runtime], Awaitable[dict[str, Any]]]] = field(default_factory=list)
 
     def spawn(self, coro: Awaitable[Any], name: str) -> None:
         self.background.append(asyncio.ensure_future(coro))
@@ -167,6 +170,12 @@ async def _readyz(request: Request) -> JSONResponse:
     checks["consumer_lag"] = consumer.total_lag
     checks["consumer_progressing"] = not consumer.stalled
     checks["outbox_relay"] = runtime.relay.last_error or "ok"
+    for details in runtime.readiness:
+        try:
+            async with asyncio.timeout(3):
+                checks.update(await details(runtime))
+        except Exception as exc:
+            checks[getattr(details, "__name__", "details")] = f"unavailable: {exc}"
     ready = (checks["postgres"] is True and checks["kafka_consumer"]
              and checks["consumer_progressing"])
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

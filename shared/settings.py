@@ -11,11 +11,11 @@ from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES: tuple[str, ...] = (
-    "intake", "inventory", "fulfillment", "logistics", "aftersales", "analytics",
+    "intake", "inventory", "fulfillment", "logistics", "aftersales", "analytics", "channels",
 )
 DEFAULT_PORTS: dict[str, int] = {
     "intake": 8001, "inventory": 8002, "fulfillment": 8003,
-    "logistics": 8004, "aftersales": 8005, "analytics": 8006,
+    "logistics": 8004, "aftersales": 8005, "analytics": 8006, "channels": 8007,
 }
 
 
