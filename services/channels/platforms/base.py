@@ -161,6 +161,14 @@ def customer_id(platform: str, native: Any, email: Any) -> str:
     return f"{platform}-guest"
 
 
+def forwarded_codes(cfg: ChannelConfig, codes: list[str]) -> list[str]:
+    """The platform's discount codes as promo_codes, unless the channel's option
+    `forward_discount_codes` is false: intake checks forwarded codes against its own promotions
+    (an unknown one is `invalid_promo`, per the store's policy), while the discount amount is the
+    platform's either way."""
+    return codes if cfg.options.get("forward_discount_codes", True) else []
+
+
 def text(value: Any, limit: int) -> str | None:
     if value is None or value == "":
         return None

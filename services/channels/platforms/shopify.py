@@ -25,6 +25,7 @@ from .base import (
     call,
     customer_id,
     first_parcel,
+    forwarded_codes,
     ioss_for,
     join_name,
     lines_subtotal,
@@ -137,8 +138,8 @@ def map_order(cfg: ChannelConfig, o: dict[str, Any]) -> dict[str, Any]:
                    "grand_total": money(o.get("total_price"), "total_price")},
         "payment": {"method": payment_method(*gateways),
                     "status": FINANCIAL.get(str(o.get("financial_status")), "pending")},
-        "promo_codes": [str(d.get("code"))[:64] for d in o.get("discount_codes") or []
-                        if isinstance(d, dict) and d.get("code")][:10],
+        "promo_codes": forwarded_codes(cfg, [str(d.get("code"))[:64] for d in o.get("discount_codes") or []
+                        if isinstance(d, dict) and d.get("code")][:10]),
         "note": text(o.get("note"), 2000),
         "ioss_number": ioss_for(cfg, country),
         "channel": {"platform": PLATFORM, "order_name": text(o.get("name"), 100)},

@@ -28,6 +28,7 @@ from .base import (
     call,
     customer_id,
     first_parcel,
+    forwarded_codes,
     ioss_for,
     join_name,
     lines_subtotal,
@@ -143,8 +144,8 @@ def map_order(cfg: ChannelConfig, o: dict[str, Any]) -> dict[str, Any]:
         "payment": {"method": payment_method(o.get("payment_method"),
                                              o.get("payment_method_title")),
                     "status": pay_status},
-        "promo_codes": [str(c.get("code"))[:64] for c in o.get("coupon_lines") or []
-                        if isinstance(c, dict) and c.get("code")][:10],
+        "promo_codes": forwarded_codes(cfg, [str(c.get("code"))[:64] for c in o.get("coupon_lines") or []
+                        if isinstance(c, dict) and c.get("code")][:10]),
         "note": text(o.get("customer_note"), 2000),
         "ioss_number": ioss_for(cfg, country),
         "channel": {"platform": PLATFORM, "order_name": f"#{o.get('number') or ext}"},
