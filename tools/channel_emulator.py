@@ -21,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -45,7 +46,7 @@ class Call:
 class Emulator:
     def __init__(self) -> None:
         self.calls: list[Call] = []
-        self.faults: dict[str, list[tuple[int, str | None]]] = defaultdict(list)
+        self.faults: dict[str, list[tuple[int, str | None, dict[str, str]]]] = defaultdict(list)
         self.fulfilled: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.amazon_orders: dict[str, dict[str, Any]] = {}
         self.amazon_items: dict[str, list[dict[str, Any]]] = {}
@@ -59,9 +60,10 @@ class Emulator:
 
     # --- control (tests and demo call these in-process) ---
     def fail_next(self, op: str, status: int = 429, retry_after: str | None = "1",
-                  times: int = 1) -> None:
+                  times: int = 1, when: dict[str, str] | None = None) -> None:
+        """The next `times` calls of `op` (whose query has the items of `when`) fail."""
         with self.lock:
-            self.faults[op] += [(status, retry_after)] * times
+            self.faults[op] += [(status, retry_after, when or {})] * times
 
     def calls_to(self, fragment: str, method: str | None = None) -> list[Call]:
         return [c for c in list(self.calls) if fragment in c.path
@@ -101,11 +103,15 @@ class Emulator:
             self.thread.join(10)
 
     # --- the HTTP side ---
-    def _fault(self, op: str) -> Response | None:
+    def _fault(self, op: str, query: dict[str, str] | None = None) -> Response | None:
         with self.lock:
-            if not self.faults.get(op):
+            pending = self.faults.get(op) or []
+            hit = next((f for f in pending
+                        if all((query or {}).get(k) == v for k, v in f[2].items())), None)
+            if hit is None:
                 return None
-            status, after = self.faults[op].pop(0)
+            pending.remove(hit)
+            status, after, _ = hit
         headers = {"Retry-After": after} if after is not None else {}
         return JSONResponse({"errors": f"emulated {status}"}, status_code=status,
                             headers=headers)
@@ -196,7 +202,7 @@ class Emulator:
         # Amazon: Login with Amazon, then SP-API Orders v0
         @app.post("/auth/o2/token")
         async def lwa_token(request: Request) -> Response:
-            form = await request.form()
+            form = dict(parse_qsl((await request.body()).decode()))
             if (form.get("refresh_token") != LWA["refresh_token"]
                     or form.get("client_id") != LWA["client_id"]):
                 return JSONResponse({"error": "invalid_grant"}, 400)
@@ -214,7 +220,8 @@ class Emulator:
 
         @app.get("/orders/v0/orders")
         async def get_orders(request: Request) -> Response:
-            denied = amazon_auth(request) or emu._fault("getOrders")
+            denied = amazon_auth(request) or emu._fault("getOrders",
+                                                         dict(request.query_params))
             if denied:
                 return denied
             q = request.query_params
@@ -224,8 +231,10 @@ class Emulator:
                 after, offset = q["LastUpdatedAfter"], 0
                 size = int(q.get("MaxResultsPerPage") or 100)
             with emu.lock:
+                markets = set(q.get("MarketplaceIds", "").split(","))
                 found = sorted((o for o in emu.amazon_orders.values()
-                                if o["LastUpdateDate"] > after),
+                                if o["LastUpdateDate"] > after
+                                and o["MarketplaceId"] in markets),
                                key=lambda o: (o["LastUpdateDate"], o["AmazonOrderId"]))
             page = found[offset:offset + size]
             payload: dict[str, Any] = {"Orders": page}
@@ -342,7 +351,8 @@ def woo_order(order_id: int, lines: list[tuple[str, int, str]], *, country: str 
 
 def amazon_order(order_id: str, lines: list[tuple[str, int, str]], *, country: str = "US",
                  status: str = "Unshipped", updated: str | None = None,
-                 tax_rate: str = "0.0825") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                 tax_rate: str = "0.0825", marketplace: str = "ATVPDKIKX0DER"
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A getOrders entry and its getOrderItems list (Orders API v0 shape)."""
     from decimal import Decimal
     items, total = [], Decimal("0")
@@ -362,7 +372,7 @@ def amazon_order(order_id: str, lines: list[tuple[str, int, str]], *, country: s
              "OrderStatus": status, "FulfillmentChannel": "MFN",
              "OrderTotal": {"CurrencyCode": "USD", "Amount": f"{total:.2f}"},
              "ShipmentServiceLevelCategory": "Standard", "PaymentMethod": "Other",
-             "MarketplaceId": "ATVPDKIKX0DER",
+             "MarketplaceId": marketplace,
              "BuyerInfo": {"BuyerEmail": f"{order_id}@marketplace.amazon.com"},
              "ShippingAddress": {"Name": "José Álvarez", "AddressLine1": "100 Main St",
                                  "City": "Austin", "StateOrRegion": "TX",

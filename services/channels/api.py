@@ -73,6 +73,17 @@ async def put_channel(store_name: str, body: ChannelIn, request: Request) -> JSO
                         status_code=201 if created else 200)
 
 
+@router.delete("/channels/{store_name}", dependencies=[Depends(require_admin)])
+async def delete_channel(store_name: str, request: Request) -> dict[str, Any]:
+    """Stop taking this store's deliveries and polls; its history (deliveries, write-backs)
+    stays. Pending write-backs are skipped."""
+    async with _pool(request).acquire() as conn:
+        if not await store.delete_channel(conn, store_name):
+            raise HTTPException(404, f"no channel for store {store_name!r}")
+    log.info("channel %s deleted", store_name)
+    return {"store": store_name, "deleted": True}
+
+
 @router.get("/channels", dependencies=[Depends(require_admin)])
 async def list_channels(request: Request) -> list[dict[str, Any]]:
     async with _pool(request).acquire() as conn:

@@ -30,6 +30,10 @@ async def put_channel(conn: Conn, store: str, platform: str, api_base_url: str |
     return bool(row and row["inserted"])
 
 
+async def delete_channel(conn: Conn, store: str) -> bool:
+    return (await conn.execute("DELETE FROM channels WHERE store = $1", store)) == "DELETE 1"
+
+
 def _config(row: Any) -> ChannelConfig:
     return ChannelConfig(store=row["store"], platform=row["platform"],
                          api_base_url=row["api_base_url"], secrets=crypto.unseal(row["secrets"]),

@@ -29,6 +29,9 @@ MAX_ATTEMPTS = int(os.environ.get("SHOPKEEPER_CHANNELS_WRITEBACK_MAX_ATTEMPTS", 
 IDLE_SECONDS = float(os.environ.get("SHOPKEEPER_CHANNELS_WRITEBACK_POLL_SECONDS", "0.5"))
 POLL_SECONDS = float(os.environ.get("SHOPKEEPER_CHANNELS_POLL_SECONDS", "60"))
 BACKOFF_BASE = float(os.environ.get("SHOPKEEPER_CHANNELS_BACKOFF_BASE", "2"))
+POLL_CONCURRENCY = int(os.environ.get("SHOPKEEPER_CHANNELS_POLL_CONCURRENCY", "3"))
+# Every call out would otherwise be an INFO line with its URL.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class State:
@@ -160,23 +163,58 @@ async def _work(conn: Any, client: httpx.AsyncClient, buckets: dict[str, TokenBu
 
 # --- marketplace poller -------------------------------------------------------------------------
 async def poll_forever(runtime: Runtime, client: httpx.AsyncClient) -> None:
+    """Each store's poll is its own task: a store waiting on its rate limit (Amazon's getOrders
+    refills one request a minute) never holds up another store."""
     next_run: dict[str, float] = {}
-    while True:
-        try:
-            async with runtime.pool.acquire() as conn:
-                channels = await store.channels_of(conn, "amazon")
-            for cfg in channels:
-                if time.monotonic() < next_run.get(cfg.store, 0):
-                    continue
-                every = float(cfg.options.get("poll_seconds") or POLL_SECONDS)
-                next_run[cfg.store] = time.monotonic() + every
-                await poll_store(runtime, client, cfg)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("marketplace poller round failed; retrying in 5 s")
-            await asyncio.sleep(5)
-        await asyncio.sleep(0.5)
+    failures: dict[str, int] = {}
+    running: dict[str, asyncio.Task[int]] = {}
+    # A store's poll holds a connection for its advisory lock: at most this many at once, so
+    # that the pool always has room for webhooks, the consumer and /readyz.
+    slots = asyncio.Semaphore(POLL_CONCURRENCY)
+    try:
+        while True:
+            try:
+                async with runtime.pool.acquire() as conn:
+                    channels = await store.channels_of(conn, "amazon")
+                for cfg in channels:
+                    task = running.get(cfg.store)
+                    if task and not task.done():
+                        continue
+                    if task and task.done():
+                        del running[cfg.store]
+                        failed = bool(STATE.polls.get(cfg.store, {}).get("last_error"))
+                        failures[cfg.store] = failures.get(cfg.store, 0) + 1 if failed else 0
+                        every = float(cfg.options.get("poll_seconds") or POLL_SECONDS)
+                        # A failing store (platform away, credentials revoked) backs off.
+                        next_run[cfg.store] = time.monotonic() + max(
+                            every, min(300.0, every * 2 ** failures[cfg.store]))
+                    if time.monotonic() < next_run.get(cfg.store, 0):
+                        continue
+                    running[cfg.store] = asyncio.create_task(
+                        _logged_poll(runtime, client, cfg, slots))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("marketplace poller round failed; retrying in 5 s")
+                await asyncio.sleep(5)
+            await asyncio.sleep(0.5)
+    finally:
+        for task in running.values():
+            task.cancel()
+
+
+async def _logged_poll(runtime: Runtime, client: httpx.AsyncClient, cfg: ChannelConfig,
+                       slots: asyncio.Semaphore) -> int:
+    try:
+        async with slots:
+            return await poll_store(runtime, client, cfg)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        STATE.polls.setdefault(cfg.store, {})["last_error"] = f"{type(exc).__name__}: {exc}"
+        log.exception("Amazon poll of store %s failed; the cursor stays and the next poll reads"
+                      " again from there", cfg.store)
+        return 0
 
 
 async def poll_store(runtime: Runtime, client: httpx.AsyncClient, cfg: ChannelConfig) -> int:

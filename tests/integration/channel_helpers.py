@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.settings import get_settings
 from tools import channel_emulator as emu_mod
 from tools.channel_emulator import Emulator
 
@@ -20,10 +21,20 @@ from .helpers import admin_client, url
 SECRET = "whsec-test-0123456789"
 
 
+CONFIGURED: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[Emulator]:
+    """The platforms' APIs as a real HTTP server for the module; at its end the stores the
+    module configured are deleted (their api_base_url dies with the emulator)."""
     emu = Emulator().start()
     yield emu
+    token = get_settings().shopkeeper_admin_token
+    with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {token}"}) as c:
+        for store in CONFIGURED:
+            c.delete(url("channels", f"/channels/{store}"))
+    CONFIGURED.clear()
     emu.stop()
 
 
@@ -45,6 +56,7 @@ async def configure(store: str, platform: str, emu: Emulator | None, **extra: An
     async with admin_client("channels") as c:
         r = await c.put(f"/channels/{store}", json=body)
     assert r.status_code in (200, 201), r.text
+    CONFIGURED.append(store)
     return dict(r.json())
 
 

@@ -25,6 +25,7 @@ from ..ratelimit import TokenBucket, backoff
 from .base import (
     CENT,
     ChannelConfig,
+    Failed,
     Inbound,
     Job,
     Retry,
@@ -139,13 +140,14 @@ class SpApi:
         self.base = (cfg.api_base_url or "").rstrip("/")
         self.token: str | None = None
         self.expires_at = 0.0
+        self.margin = 60.0
         overrides = cfg.options.get("rate_limits") or {}
         self.buckets = {op: TokenBucket(*map(float, overrides.get(op, default)))
                         for op, default in RATES.items()}
         self.refreshes = 0
 
     async def access_token(self, force: bool = False) -> str:
-        if self.token and not force and time.time() < self.expires_at - 60:
+        if self.token and not force and time.time() < self.expires_at - self.margin:
             return self.token
         creds = self.cfg.credentials
         url = str(creds.get("token_url") or f"{self.base}/auth/o2/token")
@@ -156,7 +158,9 @@ class SpApi:
                                 "client_secret": creds.get("client_secret", "")})
         body = resp.json()
         self.token = str(body["access_token"])
-        self.expires_at = time.time() + float(body.get("expires_in", 3600))
+        ttl = float(body.get("expires_in", 3600))
+        self.expires_at = time.time() + ttl
+        self.margin = min(60.0, ttl / 5)  # refresh a minute early (sooner for short tokens)
         self.refreshes += 1
         return self.token
 
@@ -177,12 +181,11 @@ class SpApi:
                     raise
                 await asyncio.sleep(exc.after if exc.after is not None
                                     else min(backoff(attempt, 1.5), 30))
-            except Exception as exc:
-                if not refreshed and ("401" in str(exc)[:40] or "403" in str(exc)[:40]):
-                    refreshed = True
-                    await self.access_token(force=True)
-                    continue
-                raise
+            except Failed as exc:
+                if refreshed or exc.status not in (401, 403):
+                    raise
+                refreshed = True  # the token lapsed early (or was revoked): one fresh try
+                await self.access_token(force=True)
         raise Retry(f"{op}: gave up after {attempts} attempts")
 
     async def orders(self, updated_after: datetime) -> Any:

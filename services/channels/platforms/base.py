@@ -86,6 +86,10 @@ class Retry(Exception):
 class Failed(Exception):
     """The platform refused for good (4xx other than 429): an operator must look."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class Skipped(Exception):
     """Nothing to write back for this action on this platform (said why)."""
@@ -208,7 +212,7 @@ async def call(client: httpx.AsyncClient, bucket: TokenBucket, platform: str, op
     if resp.status_code >= 500:
         raise Retry(f"{operation}: {resp.status_code} {resp.text[:200]}")
     if resp.status_code >= 400:
-        raise Failed(f"{operation}: {resp.status_code} {resp.text[:300]}")
+        raise Failed(f"{operation}: {resp.status_code} {resp.text[:300]}", resp.status_code)
     return resp
 
 
