@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -112,7 +113,21 @@ async def test_the_poller_waits_out_a_429_and_refreshes_an_expired_token(
     after = [c for c in mine if c.status == 200 and c.at > limited[-1].at]
     assert after and after[0].at - limited[-1].at >= 2.0
     assert asyncio.get_running_loop().time() - t0 >= 2.0
-    assert len(emulator.calls_to("/auth/o2/token")) > tokens_before
+    # When the access token stops being accepted (expired early, revoked) and a new order comes
+    tokens_now = len(emulator.calls_to("/auth/o2/token"))
+    assert tokens_now > tokens_before
+    revoked = time.time()
+    emulator.tokens.clear()
+    second = order_id()
+    emulator.add_amazon_order(*amazon_order(second, [(sku, 1, "12.50")], marketplace=market,
+                                            updated=stamp(0)))
+    # Then the session meets a 403, buys a new token with the refresh token and goes on
+    async def both() -> bool:
+        return sorted(await placed_ids(store)) == sorted([oid, second])
+    await eventually(both, timeout=30, what="order polled with a refreshed token")
+    # (the first call to meet it may be the poll or a shipment confirmation: one session)
+    assert any(c.status == 403 for c in list(emulator.calls) if c.at >= revoked)
+    assert len(emulator.calls_to("/auth/o2/token")) > tokens_now
 
 
 async def test_the_poller_resumes_from_its_cursor_after_a_kill_9(
