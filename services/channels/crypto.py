@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import logging
-import os
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -21,7 +20,7 @@ ENV = "SHOPKEEPER_CHANNELS_SECRET_KEY"
 
 def _fernet() -> MultiFernet:
     """Several comma-separated keys rotate: the first encrypts, all decrypt."""
-    raw = os.environ.get(ENV, "")
+    raw = get_settings().shopkeeper_channels_secret_key
     keys = [k.strip() for k in raw.split(",") if k.strip()]
     if not keys:
         digest = hashlib.sha256(
@@ -31,7 +30,7 @@ def _fernet() -> MultiFernet:
 
 
 def key_is_configured() -> bool:
-    return bool(os.environ.get(ENV, "").strip())
+    return bool(get_settings().shopkeeper_channels_secret_key.strip())
 
 
 def seal(secrets: dict[str, Any]) -> bytes:

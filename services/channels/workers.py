@@ -19,7 +19,7 @@ from shared.db import TRANSIENT_DB_ERRORS
 from shared.logging import log_context
 from shared.service import Runtime
 
-from . import inbox, metrics, store
+from . import crypto, inbox, metrics, store
 from .platforms import MODULES, amazon
 from .platforms.base import ChannelConfig, Failed, Job, Retry, Skipped
 from .ratelimit import TokenBucket, backoff
@@ -47,6 +47,10 @@ STATE = State()
 
 
 async def start_workers(runtime: Runtime) -> None:
+    if not crypto.key_is_configured():
+        log.warning("SHOPKEEPER_CHANNELS_SECRET_KEY is not set: channel secrets are sealed with"
+                    " a key derived from the admin token (fine for the local stack, not for"
+                    " production: set a Fernet key and re-enter the channels)")
     client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
     runtime.spawn(writeback_forever(runtime, client), "channels-writeback")
     runtime.spawn(poll_forever(runtime, client), "channels-poll")
