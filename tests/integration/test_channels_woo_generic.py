@@ -108,3 +108,29 @@ async def test_the_generic_signed_webhook_takes_our_own_order_json(
     assert bad.status_code == 422 and bad.json()["detail"]["code"] == "malformed"
     assert "totals" in bad.json()["detail"]["message"]
     assert len((await channel(store))["deliveries_recent"]) == 1
+
+
+async def test_shopkeeper_channels_add_list_test_and_retry(emulator: Emulator) -> None:
+    from .test_cli import shopkeeper
+    store = ref("cli")
+    code, out = await shopkeeper("channels", "add", store, "woocommerce",
+                                 "--webhook-secret", "cli-secret-123",
+                                 "--api-base-url", emulator.url,
+                                 "--credential", "consumer_key=ck_emulator",
+                                 "--credential", "consumer_secret=cs_emulator",
+                                 "--sku", "23=MUG-01", "--option", "poll_seconds=30")
+    assert code == 0 and f"channel {store} (woocommerce) created" in out, out
+    from .channel_helpers import CONFIGURED
+    CONFIGURED.append(store)
+    code, out = await shopkeeper("channels", "list")
+    assert code == 0 and store in out and "cli-secret-123" not in out
+    code, out = await shopkeeper("channels", "test", store)
+    assert code == 0 and "ok" in out, out
+    code, out = await shopkeeper("channels", "retry", store)
+    assert code == 0 and f"0 write-backs of {store} queued again" in out
+    # Wrong credentials: the test says so and exits 1
+    await shopkeeper("channels", "add", store, "woocommerce", "--webhook-secret",
+                     "cli-secret-123", "--api-base-url", emulator.url,
+                     "--credential", "consumer_key=wrong", "--credential", "consumer_secret=x")
+    code, out = await shopkeeper("channels", "test", store)
+    assert code == 1 and "FAILED" in out and "401" in out
