@@ -181,6 +181,8 @@ async def poll_forever(runtime: Runtime, client: httpx.AsyncClient) -> None:
                 async with runtime.pool.acquire() as conn:
                     channels = await store.channels_of(conn, "amazon")
                 for cfg in channels:
+                    if cfg.options.get("paused"):
+                        continue
                     task = running.get(cfg.store)
                     if task and not task.done():
                         continue
