@@ -55,6 +55,9 @@ class Runtime:
     relay: outbox.OutboxRelay
     consumer: Consumer
     background: list[asyncio.Task[Any]] = field(default_factory=list)
+    # A service's own /readyz details (e.g. channels' write-back state): each returns a dict
+    # merged into `checks`; informational, they do not decide readiness.
+    readiness: list[Callable[[Runtime], Awaitable[dict[str, Any]]]] = field(default_factory=list)
 
     def spawn(self, coro: Awaitable[Any], name: str) -> None:
         self.background.append(asyncio.ensure_future(coro))
@@ -76,6 +79,8 @@ class Service:
     # Write paths that do not take the admin token (they authenticate otherwise, or are
     # harmless): the HTTP guard lets them through to the route (shared/http.py).
     open_writes: tuple[str, ...] = ()
+    # The HTTP guard's body limit for this service, when not SHOPKEEPER_HTTP_MAX_BODY_BYTES.
+    max_body_bytes: int | None = None
 
     def app(self) -> FastAPI:
         settings = get_settings()
@@ -140,7 +145,8 @@ class Service:
         app.include_router(_outbox_router())
         if self.router is not None:
             app.include_router(self.router)
-        app.add_middleware(HttpGuard, open_writes=self.open_writes)
+        app.add_middleware(HttpGuard, open_writes=self.open_writes,
+                           max_body_bytes=self.max_body_bytes)
         return app
 
     def run(self) -> None:
@@ -209,6 +215,12 @@ async def _readyz(request: Request) -> JSONResponse:
     # service (the rest flows; an operator looks at them: `shopkeeper outbox quarantined`).
     checks["outbox_quarantined"] = runtime.relay.quarantined
     checks["infrastructure_fault"] = consumer.fault or "none"
+    for details in runtime.readiness:
+        try:
+            async with asyncio.timeout(3):
+                checks.update(await details(runtime))
+        except Exception as exc:
+            checks[getattr(details, "__name__", "details")] = f"unavailable: {exc}"
     ready = (checks["postgres"] is True and checks["kafka_consumer"]
              and checks["consumer_progressing"] and consumer.fault is None)
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

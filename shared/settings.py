@@ -11,11 +11,11 @@ from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES: tuple[str, ...] = (
-    "intake", "inventory", "fulfillment", "logistics", "aftersales", "analytics",
+    "intake", "inventory", "fulfillment", "logistics", "aftersales", "analytics", "channels",
 )
 DEFAULT_PORTS: dict[str, int] = {
     "intake": 8001, "inventory": 8002, "fulfillment": 8003,
-    "logistics": 8004, "aftersales": 8005, "analytics": 8006,
+    "logistics": 8004, "aftersales": 8005, "analytics": 8006, "channels": 8007,
 }
 
 
@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # several stacks can run side by side on one machine (e.g. 1000: Kafka 10092, Postgres 6432,
     # intake 9001). Explicit KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are used as given.
     shopkeeper_port_offset: int = 0
+    # Channels: the Fernet key(s) sealing platform secrets at rest (comma-separated to rotate:
+    # the first seals, all open). Empty: the local stack derives one from the admin token.
+    shopkeeper_channels_secret_key: str = ""
 
     @model_validator(mode="after")
     def _apply_port_offset(self) -> Settings:

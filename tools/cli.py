@@ -48,6 +48,9 @@ app.add_typer(stock_app, name="stock")
 app.add_typer(backorders_app, name="backorders")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
+channels_app = typer.Typer(no_args_is_help=True,
+                           help="Storefronts and marketplaces feeding Shopkeeper (channels).")
+app.add_typer(channels_app, name="channels")
 console = Console()
 errors = Console(stderr=True)
 _state = {"json": False}
@@ -209,6 +212,75 @@ def rules_dry_run(store: str, setting: list[str] = typer.Argument(..., help="nam
                                        for k, v in body["transitions"].items()],
                   ["from -> to", "orders"])
     show(body, render)
+
+
+# --- channels ---------------------------------------------------------------------------------
+def _pairs(items: list[str], what: str) -> dict[str, Any]:
+    """`name=value` items; a value that reads as JSON (numbers, lists, true) is taken as such."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            fail(f"{what} {item!r} is not name=value")
+        try:
+            out[name] = json.loads(value)
+        except ValueError:
+            out[name] = value
+    return out
+
+
+@channels_app.command("list")
+def channels_list() -> None:
+    """Every store's channel, its deliveries, write-backs and marketplace poll (no secrets)."""
+    rows = run(call("channels", "GET", "/channels", auth=True))
+    show(rows, lambda: table(f"{len(rows)} channels", rows,
+                             ["store", "platform", "api_base_url", "deliveries",
+                              "last_delivery_at", "writebacks_pending", "writebacks_failed",
+                              "writebacks_done", "poll_cursor", "poll_last_error"]))
+
+
+@channels_app.command("add")
+def channels_add(
+    store: str, platform: str = typer.Argument(..., help="shopify, woocommerce, amazon, generic"),
+    webhook_secret: str = typer.Option(None, envvar="SHOPKEEPER_CHANNEL_WEBHOOK_SECRET",
+                                       help="the platform's webhook signing secret (or the"
+                                            " variable, to keep it out of shell history)"),
+    api_base_url: str = typer.Option(None, help="e.g. https://shop.myshopify.com"),
+    credential: list[str] = typer.Option([], help="name=value, e.g. access_token=shpat_..."),
+    sku: list[str] = typer.Option([], help="channel sku or variant id=our sku"),
+    currency: str = typer.Option("USD", help="default currency"),
+    option: list[str] = typer.Option([], help="name=value: api_version, marketplace_ids,"
+                                              " poll_seconds, ioss_number, ..."),
+) -> None:
+    """Create or replace a store's channel."""
+    body = {"platform": platform, "webhook_secret": webhook_secret, "api_base_url": api_base_url,
+            "credentials": _pairs(credential, "credential"),
+            "sku_map": {k: str(v) for k, v in _pairs(sku, "sku").items()},
+            "default_currency": currency, "options": _pairs(option, "option")}
+    out = run(call("channels", "PUT", f"/channels/{store}", auth=True, body=body,
+                   ok=(200, 201)))
+    show(out, lambda: console.print(f"channel {out['store']} ({out['platform']}) "
+                                    f"{'created' if out['created'] else 'replaced'}"))
+
+
+@channels_app.command("test")
+def channels_test(store: str) -> None:
+    """Open the store's secrets and reach its platform's API with them."""
+    out = run(call("channels", "POST", f"/channels/{store}/test", auth=True, ok=(200, 404)))
+    if "ok" not in out:
+        fail(f"no channel for store {store}")
+    show(out, lambda: console.print(f"{store} ({out['platform']}): "
+                                    f"{'ok' if out['ok'] else 'FAILED'} - {out['detail']}",
+                                    highlight=False))
+    if not out["ok"]:
+        raise typer.Exit(1)
+
+
+@channels_app.command("retry")
+def channels_retry(store: str) -> None:
+    """Queue the store's failed write-backs again (after fixing their cause)."""
+    out = run(call("channels", "POST", f"/channels/{store}/writebacks/retry", auth=True))
+    show(out, lambda: console.print(f"{out['requeued']} write-backs of {store} queued again"))
 
 
 # --- holds ------------------------------------------------------------------------------------

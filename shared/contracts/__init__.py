@@ -42,6 +42,7 @@ from .public import (
     AftersalesRequested,
     BackorderDecision,
     CancelRequested,
+    Channel,
     Customer,
     FeedbackGiven,
     OrderLine,
@@ -59,7 +60,7 @@ from .public import (
 
 __all__ = [
     "Address", "AftersalesRequested", "Allocation", "BackorderDecision", "CancelRequested",
-    "CarrierScored", "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent",
+    "CarrierScored", "Channel", "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent",
     "Money", "OrderAccepted", "OrderCancelRefused", "OrderCancelRequested", "OrderCancelled",
     "OrderDelivered", "OrderEvent", "OrderLine", "OrderPacked", "OrderPlaced", "OrderShipped",
     "OrderSnapshot", "OrderStatusChanged", "Parcel", "ParcelLost", "ParcelReturned",

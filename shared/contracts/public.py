@@ -85,6 +85,8 @@ class OrderLine(WireModel):
     # The range 1-999 is a business rule with its own code (`invalid_quantity`), checked by intake.
     quantity: int = Field(ge=-1_000_000_000, le=1_000_000_000)
     unit_price: Money
+    # v1.1: the line's tax (sales tax, VAT), informational; the order's total tax is totals.tax.
+    tax: Money | None = None
 
 
 class Totals(WireModel):
@@ -92,6 +94,18 @@ class Totals(WireModel):
     discount: Money
     shipping_fee: Money
     grand_total: Money
+    # v1.1: grand_total = subtotal - discount + shipping_fee + tax + duties.
+    tax: Money = Decimal("0.00")
+    duties: Money = Decimal("0.00")
+
+
+class Channel(WireModel):
+    """v1.1: where an order came from (`shopify`, `woocommerce`, `amazon`, `generic`, ...) and the
+    name the platform shows for it (`#1001`)."""
+
+    # Optional, so that a v1.0 producer's own `channel` object (ignored before) still parses.
+    platform: str | None = Field(default=None, max_length=32)
+    order_name: str | None = Field(default=None, max_length=100)
 
 
 class Payment(WireModel):
@@ -114,6 +128,9 @@ class OrderPlaced(Event):
     payment: Payment
     promo_codes: list[str] = Field(default_factory=list, max_length=10)
     note: str | None = Field(default=None, max_length=2000)
+    # v1.1: the EU import one-stop-shop number (printed on CN23) and the order's channel.
+    ioss_number: str | None = Field(default=None, max_length=32)
+    channel: Channel | None = None
 
     @property
     def key(self) -> str:
