@@ -69,7 +69,19 @@ class ChannelDemo:
                 await self._pause_marketplace(client)
         finally:
             self.emulator.stop()
+        await self._settle()
         return 0
+
+    async def _settle(self, timeout: float = 60.0) -> None:
+        """Hand over a stack whose services answer /readyz (the simulation checks it once; on a
+        busy machine a service may take a moment to catch up with these orders)."""
+        from .simulator import ready
+        deadline = time.monotonic() + timeout
+        services = ("intake", "inventory", "logistics", "analytics")
+        while time.monotonic() < deadline:
+            if all(await asyncio.gather(*(asyncio.to_thread(ready, s) for s in services))):
+                return
+            await asyncio.sleep(1)
 
     async def _catalogue(self, shop: sf.Storefront) -> None:
         for sku, price in SKUS:
