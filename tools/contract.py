@@ -41,6 +41,8 @@ CONTRACT_VERSION = "1.1.0"
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 KAFKA_BINDING_VERSION = "0.5.0"
 OUTSIDE = "outside"
+# Services that publish inbound topics on behalf of outside systems.
+EDGE_SERVICES = ("channels",)
 REGENERATE = "python -m tools.contract"
 
 Mode = Literal["validation", "serialization"]
@@ -152,7 +154,9 @@ def publishers() -> dict[str, list[str]]:
             found[name].add(service)
     for t in topics.ALL:
         if t.producer == OUTSIDE:
-            found[t.name] = {OUTSIDE}
+            # Outside systems publish it, directly or through the channels service (which turns
+            # platforms' webhooks and marketplace polls into the same inbound events).
+            found[t.name] = {OUTSIDE} | (found[t.name] & set(EDGE_SERVICES))
         elif t.producer in SERVICES:
             found[t.name].add(t.producer)
     return {name: sorted(s) for name, s in found.items()}

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from shared.service import Service
 
-from .api import MAX_BODY, router
+from .api import router
 from .handlers import handlers
 from .workers import start_workers
 

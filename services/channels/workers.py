@@ -8,7 +8,6 @@ import asyncio
 import functools
 import json
 import logging
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,16 +19,18 @@ from shared.logging import log_context
 from shared.service import Runtime
 
 from . import crypto, inbox, metrics, store
+from .config import channels_settings
 from .platforms import MODULES, amazon
 from .platforms.base import ChannelConfig, Failed, Job, Retry, Skipped
 from .ratelimit import TokenBucket, backoff
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = int(os.environ.get("SHOPKEEPER_CHANNELS_WRITEBACK_MAX_ATTEMPTS", "10"))
-IDLE_SECONDS = float(os.environ.get("SHOPKEEPER_CHANNELS_WRITEBACK_POLL_SECONDS", "0.5"))
-POLL_SECONDS = float(os.environ.get("SHOPKEEPER_CHANNELS_POLL_SECONDS", "60"))
-BACKOFF_BASE = float(os.environ.get("SHOPKEEPER_CHANNELS_BACKOFF_BASE", "2"))
-POLL_CONCURRENCY = int(os.environ.get("SHOPKEEPER_CHANNELS_POLL_CONCURRENCY", "3"))
+_settings = channels_settings()
+MAX_ATTEMPTS = _settings.writeback_max_attempts
+IDLE_SECONDS = _settings.writeback_poll_seconds
+POLL_SECONDS = _settings.poll_seconds
+BACKOFF_BASE = _settings.backoff_base
+POLL_CONCURRENCY = _settings.poll_concurrency
 # Every call out would otherwise be an INFO line with its URL.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
