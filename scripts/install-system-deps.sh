@@ -14,6 +14,8 @@ command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 # Tests render shipping labels to images (pdftoppm) to decode their barcodes.
 command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # tests only: the dashboard test
+# A Chinese font, so the console's browser tests and screenshots show 中文, not empty boxes.
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -27,10 +27,12 @@ holds_app = typer.Typer(no_args_is_help=True, help="Orders held for review (inta
 stock_app = typer.Typer(no_args_is_help=True, help="Stock per SKU and warehouse (inventory).")
 backorders_app = typer.Typer(no_args_is_help=True, help="Orders waiting for stock.")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter topics: inspect and replay.")
+users_app = typer.Typer(no_args_is_help=True, help="The web console's users.")
 app.add_typer(holds_app, name="holds")
 app.add_typer(stock_app, name="stock")
 app.add_typer(backorders_app, name="backorders")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(users_app, name="users")
 console = Console()
 
 
@@ -311,6 +313,27 @@ def dlq_replay(topic: str, limit: int = typer.Option(1000, min=1)) -> None:
         return len(records)
     count = run(go())
     console.print(f"replayed {count} messages from {topic}.dlq to {topic}")
+
+
+# --- console users ---------------------------------------------------------------------------
+@users_app.command("add")
+def users_add(username: str,
+              role: str = typer.Option("viewer", help="admin, manager, support, warehouse or viewer"),
+              time_zone: str = typer.Option("UTC", "--time-zone", help="e.g. Asia/Shanghai"),
+              reset: bool = typer.Option(False, help="if the user exists, give a new password")
+              ) -> None:
+    """Create a console user (the first admin: `shopkeeper users add NAME --role admin`) and
+    print a one-time password; the user picks their own after signing in. Writes the console's
+    own schema with its role, as the console does."""
+    from tools.console_users import add_user
+
+    try:
+        password, created = run(add_user(username, role, time_zone, reset=reset))
+    except ValueError as exc:
+        fail(str(exc), 2)
+    verb = "created" if created else "given a new password"
+    console.print(f"console user {username} ({role}) {verb}; one-time password: {password}",
+                  highlight=False)
 
 
 # --- verify and simulate ----------------------------------------------------------------------
