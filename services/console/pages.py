@@ -390,8 +390,9 @@ async def exceptions(request: Request, user: User = Depends(viewer("exceptions.v
     records: list[dict[str, Any]] = []
     if topic in _topics():
         replayed = await replayed_positions(topic)
-        consumer, found = await dead_letters(topic, limit=200)
+        consumer, found = await dead_letters(topic, limit=20_000)
         await consumer.stop()
+        found = sorted(found, key=lambda r: r.timestamp, reverse=True)[:200]  # the newest
         done = {row["target"] for row in await pool(request).fetch(
             "SELECT target FROM audit WHERE action = 'exceptions.replay' AND outcome = 'ok'"
             " AND target LIKE $1", f"{topic}.dlq:%")}

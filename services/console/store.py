@@ -77,9 +77,13 @@ async def record_attempt(conn: Conn, client_ip: str, username: str, ok: bool) ->
 
 
 async def recent_failures(conn: Conn, client_ip: str, window_seconds: float) -> int:
+    """Failed sign-ins from one address in the window since its last successful one (an office
+    behind one address is not shut out for a colleague's typos; a guesser without a password
+    never succeeds, and each account still locks on its own)."""
     return int(await conn.fetchval(
         "SELECT count(*) FROM login_attempts WHERE client_ip = $1 AND NOT ok"
-        " AND at > now() - make_interval(secs => $2)", client_ip, window_seconds))
+        " AND at > now() - make_interval(secs => $2) AND at > coalesce((SELECT max(at) FROM"
+        " login_attempts WHERE client_ip = $1 AND ok), '-infinity')", client_ip, window_seconds))
 
 
 # --- sessions ---------------------------------------------------------------------------------

@@ -30,3 +30,10 @@
     });
   }, 60000);
 })();
+// "Select all" boxes of bulk actions.
+document.addEventListener("change", function (e) {
+  const name = e.target && e.target.dataset ? e.target.dataset.selectAll : null;
+  if (name) {
+    document.querySelectorAll("input[name=" + name + "]").forEach(function (c) { c.checked = e.target.checked; });
+  }
+});
