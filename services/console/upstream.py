@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from typing import Any
 
 import httpx
@@ -44,7 +45,10 @@ class Upstream:
 
     @staticmethod
     def url(service: str, path: str) -> str:
-        return f"http://127.0.0.1:{service_port(service)}{path}"
+        """SHOPKEEPER_<SERVICE>_URL (docker-compose: http://inventory:8002), else the local
+        stack's port on 127.0.0.1."""
+        base = os.environ.get(f"SHOPKEEPER_{service.upper()}_URL")
+        return f"{base.rstrip('/') if base else f'http://127.0.0.1:{service_port(service)}'}{path}"
 
     async def call(self, service: str, method: str, path: str, *, body: Any = None,
                    params: dict[str, Any] | None = None, operator: str | None = None,
