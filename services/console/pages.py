@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from shared.contracts import (
+    AftersalesRequested,
     BackorderDecision,
     CancelRequested,
     ReturnReceived,
@@ -36,6 +37,11 @@ from .web import (
 router = APIRouter()
 FINAL = {"rejected", "cancelled", "shipped", "delivered", "refunded", "return_authorized",
          "return_rejected", "return_received", "delivery_exception"}
+RETURNABLE = {"shipped", "delivered", "delivery_exception", "refunded", "return_rejected",
+              "return_authorized", "return_received"}
+RMA_KINDS = ("return", "refund", "exchange", "reship")
+RMA_REASONS = ("damaged", "defective", "wrong_item", "not_as_described", "changed_mind",
+               "not_received", "other")
 HOLD_REASONS = ("suspected_duplicate", "amount_mismatch", "high_value", "blocked_customer",
                 "restricted_goods", "qc_weight", "qc_damaged")
 KEY_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -93,8 +99,14 @@ async def order_detail(store_name: str, ext: str, request: Request,
             if p.get("tracking_number") and p not in parcels:
                 parcels.append(p)
     shipments = await up.get("logistics", f"/shipments/{store_name}/{ext}")
+    shipped_lines: dict[str, int] = {}
+    for s in shipments:
+        for line in s.get("lines") or []:
+            shipped_lines[line["sku"]] = shipped_lines.get(line["sku"], 0) + line["quantity"]
     return render(request, "order.html", user, order=found, parcels=parcels, shipments=shipments,
-                  cancellable=found["status"] not in FINAL, flash=_flash(request))
+                  cancellable=found["status"] not in FINAL, shipped_lines=shipped_lines,
+                  returnable=found["status"] in RETURNABLE, rma_kinds=RMA_KINDS,
+                  rma_reasons=RMA_REASONS, flash=_flash(request))
 
 
 @router.post("/orders/{store_name}/{ext}/cancel")
@@ -111,6 +123,28 @@ async def order_cancel(store_name: str, ext: str, request: Request,
                 before={"status": before["status"] if before else None},
                 after={"event_id": event["event_id"]}, detail=reason)
     return _back(f"/orders/{store_name}/{ext}", ok="orders.cancel.sent")
+
+
+@router.post("/orders/{store_name}/{ext}/return")
+async def order_return(store_name: str, ext: str, request: Request,
+                       user: User = Depends(actor("returns.open"))) -> Response:
+    """Open an after-sales request for the customer (as the storefront would publish it)."""
+    form = await request.form()
+    lines = [{"sku": str(sku), "quantity": int(str(qty))}
+             for sku, qty in zip(form.getlist("sku"), form.getlist("quantity"), strict=False)
+             if str(qty).isdigit() and int(str(qty)) > 0]
+    request_id = f"rma-{uuid.uuid4().hex[:10]}"
+    try:
+        event = _event(AftersalesRequested, store=store_name, external_order_id=ext,
+                       request_id=request_id, kind=str(form.get("kind") or ""),
+                       reason=str(form.get("reason") or ""), lines=lines,
+                       comment=str(form.get("comment") or "") or None, exchange_for=None)
+    except ValidationError:
+        return _back(f"/orders/{store_name}/{ext}", err="order.return_invalid")
+    await upstream(request).publish("aftersales.requests", f"{store_name}:{ext}", event)
+    await audit(request, user, "returns.open", f"{store_name}:{ext}/{request_id}", "requested",
+                after={"kind": event["kind"], "reason": event["reason"], "lines": lines})
+    return _back(f"/orders/{store_name}/{ext}", ok="order.return_opened")
 
 
 # --- review queue -----------------------------------------------------------------------------
@@ -179,6 +213,30 @@ async def review_note(order_id: uuid.UUID, request: Request,
                       note: str = Form(min_length=1, max_length=2000)) -> Response:
     await audit(request, user, "review.note", str(order_id), "ok", detail=note)
     return _back(f"/review/{order_id}", ok="review.noted")
+
+
+@router.post("/review/{order_id}/address")
+async def review_address(order_id: uuid.UUID, request: Request,
+                         user: User = Depends(actor("review.decide")),
+                         name: str = Form(max_length=200), line1: str = Form(max_length=300),
+                         line2: str = Form("", max_length=300), city: str = Form(max_length=120),
+                         region: str = Form("", max_length=120),
+                         postal_code: str = Form(max_length=20),
+                         country: str = Form(pattern="^[A-Z]{2}$"),
+                         note: str = Form("", max_length=2000)) -> Response:
+    """Correct a held order's shipping address; intake reviews it again (released when nothing
+    else holds it). The address itself stays out of the audit trail (personal data)."""
+    up = upstream(request)
+    before = await up.get_or_none("intake", f"/orders/{order_id}/decision")
+    address = {"name": name, "line1": line1, "line2": line2 or None, "city": city,
+               "region": region or None, "postal_code": postal_code, "country": country}
+    after = await up.call("intake", "POST", f"/holds/{order_id}/address",
+                          body={"shipping_address": address, "note": note or None},
+                          operator=user.username)
+    await audit(request, user, "review.correct_address", str(order_id), "ok",
+                before={"status": before["status"] if before else None},
+                after={"status": after.get("status"), "country": country}, detail=note)
+    return _back(f"/review/{order_id}", ok="review.address_corrected")
 
 
 @router.post("/review/bulk-approve")

@@ -33,7 +33,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "warehouse.work": frozenset({"warehouse"}),
     "returns.receive": frozenset({"warehouse"}),
     "returns.grade": frozenset({"warehouse"}),
-    "returns.decide": frozenset({"manager"}),  # approve refunds above the automatic threshold
+    "returns.decide": frozenset({"manager"}),
+    "returns.open": frozenset({"manager", "support"}),  # approve refunds above the automatic threshold
     "exceptions.replay": frozenset({"manager"}),
     "stock.adjust": frozenset({"manager", "warehouse"}),
     "backorders.decide": frozenset({"manager"}),

@@ -37,6 +37,7 @@ class User:
     locale: str | None
     time_zone: str
     csrf: str
+    must_change: bool = False
 
     def can(self, action: str) -> bool:
         return roles.can(self.role, action)
@@ -85,7 +86,7 @@ async def current_user(request: Request) -> User:
     if row is None:
         raise LoginRequired()
     return User(row["user_id"], row["username"], row["role"], row["locale"], row["time_zone"],
-                row["csrf"])
+                row["csrf"], row["must_change"])
 
 
 def viewer(action: str) -> Callable[[Request], Awaitable[User]]:

@@ -266,6 +266,32 @@ async def test_warehouse_receives_a_damaged_return_and_grades_it(
     await context.close()
 
 
+async def test_support_opens_a_refund_request_from_the_order_page(
+        storefront: Storefront, browser: Browser, users: Users) -> None:
+    sf = storefront
+    # Given a delivered order
+    key, _ = await delivered_order(sf, "80.00")
+    store, ext = key.split(":")
+    context, page = await new_page(browser)
+    await sign_in(page, users["support"], f"/orders/{store}/{ext}")
+    # When support opens a refund for the item, not as described
+    await page.select_option("select[name=kind]", "refund")
+    await page.select_option("select[name=reason]", "not_as_described")
+    await page.fill("input[name=quantity]", "1")
+    await page.fill("input[name=comment]", "colour is different")
+    await page.click("#open-return")
+    await expect(page.locator(".flash.ok")).to_be_visible()
+    # Then aftersales has it, and (above the automatic threshold) it waits for a manager
+    async def queued() -> bool:
+        async with admin_client("aftersales") as client:
+            rows = (await client.get("/requests/review")).json()
+        return any(r["order_key"] == key and r["kind"] == "refund" for r in rows)
+    await eventually(queued, what="the refund request in the review queue")
+    # And support sees no cancel button (a manager's decision)
+    assert await page.locator("#cancel-order").count() == 0
+    await context.close()
+
+
 # --- exceptions -------------------------------------------------------------------------------
 
 async def test_a_dead_letter_is_inspected_and_replayed_after_its_cause_is_fixed(
