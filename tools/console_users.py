@@ -12,8 +12,9 @@ from shared.settings import get_settings, service_database_url
 
 
 async def add_user(username: str, role: str, time_zone: str = "UTC", *, reset: bool = False,
-                   wait_seconds: float = 60.0) -> tuple[str, bool]:
-    """(one-time password, created). An existing user is left alone unless `reset`."""
+                   one_time: bool = True, wait_seconds: float = 60.0) -> tuple[str, bool]:
+    """(password, created). An existing user is left alone unless `reset`. A one-time password
+    (the default) asks the user to choose their own after signing in."""
     if not roles.is_role(role):
         raise ValueError(f"unknown role {role!r}; roles: {', '.join(roles.ROLES)}")
     dsn = service_database_url("console", get_settings())
@@ -27,11 +28,11 @@ async def add_user(username: str, role: str, time_zone: str = "UTC", *, reset: b
         existing = await store.user_by_name(conn, username)
         if existing is None:
             await store.create_user(conn, username, auth.hash_password(password), role,
-                                    time_zone, must_change=True)
+                                    time_zone, must_change=one_time)
             created = True
         elif reset:
             await store.set_password(conn, existing["user_id"], auth.hash_password(password),
-                                     True)
+                                     one_time)
             await store.update_user(conn, existing["user_id"], role=role, active=True)
             created = False
         else:

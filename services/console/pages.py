@@ -522,6 +522,22 @@ async def stock_adjust(request: Request, user: User = Depends(actor("stock.adjus
     return _back(f"/stock?sku={sku}", ok="stock.adjusted")
 
 
+@router.post("/stock/expected")
+async def stock_expected(request: Request, user: User = Depends(actor("stock.adjust")),
+                         sku: str = Form(min_length=1, max_length=64),
+                         warehouse_name: str = Form(min_length=1, max_length=32),
+                         quantity: int = Form(ge=1, le=10_000_000),
+                         eta: str = Form(pattern=r"^\d{4}-\d{2}-\d{2}$"),
+                         reference: str = Form("", max_length=200)) -> Response:
+    """Goods on the way: inventory gives the SKU's backorders a restock ETA."""
+    body = {"sku": sku, "warehouse": warehouse_name, "quantity": quantity,
+            "eta": f"{eta}T00:00:00Z", "reference": reference or None}
+    after = await upstream(request).call("inventory", "POST", "/receipts/expected", body=body)
+    await audit(request, user, "stock.expected", f"{sku}@{warehouse_name}", "ok", before=body,
+                after={"backorders_updated": after.get("backorders_updated")})
+    return _back(f"/stock?sku={sku}", ok="stock.expected_saved")
+
+
 # --- backorders -------------------------------------------------------------------------------
 
 @router.get("/backorders")

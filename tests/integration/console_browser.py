@@ -45,7 +45,7 @@ async def make_users() -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     for role in ("admin", "manager", "warehouse", "support", "viewer"):
         name = ref(role[:3])
-        password, _ = await add_user(name, role)
+        password, _ = await add_user(name, role, one_time=False)
         out[role] = (name, password)
     return out
 

@@ -7,6 +7,9 @@ fulfillment in manual mode)."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -169,7 +172,7 @@ async def test_manager_approves_a_held_order_and_it_is_reserved(
     row = page.locator(f"tr[data-order='{key}']")
     await expect(row).to_be_visible()
     await expect(row).to_contain_text("$2,504.99")  # with shipping
-    await shot(page, "review-en")
+    await shot(page, "review-queue-en")
     await row.locator("a").click()
     await expect(page.locator("h2").first).to_contain_text("Why it was held")
     await shot(page, "review-detail-en")
@@ -185,7 +188,7 @@ async def test_manager_approves_a_held_order_and_it_is_reserved(
         await page.goto(console_url(f"/orders/{store}/{ext}"))
         return "reserved" in await page.locator(".timeline").inner_text()
     await eventually(timeline_shows_reserved, timeout=30, what="reserved in the timeline")
-    await shot(page, "order-en")
+    await shot(page, "order-reserved-en")
     # And the audit trail has who approved it, before and after
     await page.goto(console_url(f"/audit?q={held['order_id']}"))
     audit_row = page.locator("table.audit tr", has_text="review.approve")
@@ -222,7 +225,7 @@ async def test_a_warehouse_user_cannot_approve_a_refund_but_a_manager_can(
     await sign_in(page, users["manager"], "/returns")
     row = page.locator(f"tr[data-request='{rid}']")
     await row.locator("input[name=note]").fill("buyer sent photos")
-    await shot(page, "returns-en")
+    await shot(page, "returns-queue-en")
     await row.locator(".approve-refund").click()
     await expect(page.locator(".flash.ok")).to_be_visible()
     # Then the money goes back
@@ -315,7 +318,7 @@ async def test_a_dead_letter_is_inspected_and_replayed_after_its_cause_is_fixed(
     row = page.locator(f"tr[data-key='{key}']")
     await expect(row).to_contain_text("LookupError")
     await expect(row).to_contain_text("authorize it, then replay")
-    await shot(page, "exceptions-en")
+    await shot(page, "exceptions-dlq-en")
     # And fixes the cause (authorizes the return), then replays the message
     await page.goto(console_url("/returns"))
     req = page.locator(f"tr[data-request='{rid}']")
@@ -398,3 +401,37 @@ async def test_the_admin_token_never_reaches_the_browser(browser: Browser, users
         await page.goto(console_url(path))
         assert get_settings().shopkeeper_admin_token not in await page.content()
     await context.close()
+
+
+async def test_the_first_admin_comes_from_the_cli_with_a_one_time_password(stack: None) -> None:
+    # Given `shopkeeper users add NAME --role admin`
+    name = ref("first")
+    done = await asyncio.to_thread(subprocess.run, [
+        sys.executable, "-m", "tools.cli", "users", "add", name, "--role", "admin"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    password = done.stdout.split("one-time password:")[1].split()[0]
+    # When they sign in with it: asked to choose their own
+    async with httpx.AsyncClient(base_url=console_url()) as client:
+        token = _login_token((await client.get("/login")).text)
+        r = await client.post("/login", data={"username": name, "password": password,
+                                              "csrf": token})
+        assert r.status_code == 303
+        page = await client.get("/orders")
+        assert 'id="change-password"' in page.text
+        # And once they have, the banner is gone and the old password no longer works
+        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+        r = await client.post("/me", data={"csrf": csrf, "password": "a-long-new-secret",
+                                           "password_again": "a-long-new-secret"})
+        assert r.status_code == 303
+        assert 'id="change-password"' not in (await client.get("/orders")).text
+    async with httpx.AsyncClient(base_url=console_url()) as other:
+        token = _login_token((await other.get("/login")).text)
+        r = await other.post("/login", data={"username": name, "password": password,
+                                             "csrf": token})
+        assert r.status_code == 401
+    # And the same name twice is refused with a clear line
+    again = await asyncio.to_thread(subprocess.run, [
+        sys.executable, "-m", "tools.cli", "users", "add", name, "--role", "viewer"],
+        capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and "exists" in again.stdout

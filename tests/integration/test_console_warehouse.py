@@ -76,7 +76,7 @@ async def test_a_manual_wave_is_picked_scanned_weighed_packed_and_ships(
     await sign_in(page, users["warehouse"], "/warehouse")
 
     # When the picker opens the wave: the pick list, one line per SKU, in walking order
-    await shot(page, "warehouse-en")
+    await shot(page, "warehouse-waves-en")
     await page.click(f"a[data-wave='{pick['wave_id']}']")
     rows = page.locator("table.picklist tr")
     await expect(rows).to_have_count(3)  # header + two SKUs
