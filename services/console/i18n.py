@@ -57,6 +57,19 @@ def negotiate(accept_language: str | None) -> str:
     return DEFAULT_LANGUAGE
 
 
+# Orders carry no language: the buyer's is taken from the shipping country. Only the console's
+# two languages exist, so everyone else reads English.
+CHINESE_SPEAKING = frozenset({"CN", "TW", "HK", "MO"})
+
+
+def buyer_language(country: str | None) -> str:
+    return "zh_CN" if (country or "").upper() in CHINESE_SPEAKING else "en"
+
+
+def bcp47(lang: str) -> str:
+    return lang.replace("_", "-")
+
+
 def valid_language(value: str | None) -> str | None:
     return value if value in LANGUAGES else None
 

@@ -17,6 +17,7 @@ from shared.contracts import (
     AftersalesRequested,
     BackorderDecision,
     CancelRequested,
+    CustomerMessage,
     ReturnReceived,
     StockAdjusted,
 )
@@ -556,17 +557,38 @@ async def backorders(request: Request, user: User = Depends(viewer("backorders.v
 async def backorder_decide(store_name: str, ext: str, request: Request,
                            user: User = Depends(actor("backorders.decide")),
                            decision: str = Form(pattern="^(wait|substitute|cancel)$"),
-                           substitutions: str = Form("")) -> Response:
+                           order_id: str = Form(max_length=64),
+                           sku: str = Form(max_length=64),
+                           substitutions: str = Form(""),
+                           restock_eta: str = Form("", max_length=40)) -> Response:
+    """The decision (on `orders.backorder_decisions`, as the customer's answer taken by the
+    manager) and the templated message telling the buyer, in the buyer's language, on
+    `customer.messages`."""
     subs: dict[str, str] = {}
     for pair in substitutions.split(","):
         if "=" in pair:
             a, _, b = pair.partition("=")
             subs[a.strip()] = b.strip()
+    up = upstream(request)
+    key = f"{store_name}:{ext}"
+    found = (await up.get("analytics", "/orders", order_id=order_id))["orders"]
+    lang = i18n.buyer_language(found[0]["country"] if found else None)
+    buyer = i18n.Translator(lang)
+    values = {"order": found[0].get("external_order_id", ext) if found else ext, "sku": sku,
+              "substitute": subs.get(sku, ""),
+              "eta": buyer.dt(restock_eta) if restock_eta else buyer("msg.eta_unknown")}
+    message = _event(CustomerMessage, store=store_name, external_order_id=ext,
+                     language=i18n.bcp47(lang), template=f"backorder.{decision}",
+                     subject=buyer(f"msg.backorder.{decision}.subject", **values),
+                     body=buyer(f"msg.backorder.{decision}.body", **values))
     event = _event(BackorderDecision, store=store_name, external_order_id=ext,
                    decision=decision, substitutions=subs)
-    await upstream(request).publish("orders.backorder_decisions", f"{store_name}:{ext}", event)
-    await audit(request, user, f"backorders.{decision}", f"{store_name}:{ext}", "requested",
-                after={"substitutions": subs, "event_id": event["event_id"]})
+    await up.publish("orders.backorder_decisions", key, event)
+    await up.publish("customer.messages", key, message)
+    await audit(request, user, f"backorders.{decision}", key, "requested",
+                after={"substitutions": subs, "event_id": event["event_id"],
+                       "message": {"language": message["language"],
+                                   "subject": message["subject"]}})
     return _back("/backorders", ok="backorders.sent")
 
 

@@ -34,6 +34,7 @@ from .public import (
     BackorderDecision,
     CancelRequested,
     Customer,
+    CustomerMessage,
     FeedbackGiven,
     OrderLine,
     OrderPlaced,
@@ -50,7 +51,8 @@ from .public import (
 
 __all__ = [
     "Address", "AftersalesRequested", "Allocation", "BackorderDecision", "CancelRequested",
-    "CarrierScored", "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent",
+    "CarrierScored", "CoverageChanged", "Customer", "CustomerMessage", "Event", "FeedbackGiven",
+    "InternalEvent",
     "Money", "OrderAccepted", "OrderCancelRefused", "OrderCancelRequested", "OrderCancelled",
     "OrderDelivered", "OrderEvent", "OrderLine", "OrderPacked", "OrderPlaced", "OrderShipped",
     "OrderSnapshot", "OrderStatusChanged", "Parcel", "ParcelLost", "ParcelReturned",

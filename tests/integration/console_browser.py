@@ -67,8 +67,13 @@ async def sign_in(page: Page, user: tuple[str, str], next_path: str = "/orders")
 
 
 async def shot(page: Page, name: str) -> None:
+    """The whole page, or its first 3,000 pixels when longer (queues grow as tests run; a huge
+    full-page capture times out)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    height = await page.evaluate("document.documentElement.scrollHeight")
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=height <= 3000,
+                          clip=None if height <= 3000 else {"x": 0, "y": 0, "width": 1180,
+                                                            "height": 3000})
 
 
 async def csrf_of(page: Page) -> str:
@@ -94,7 +99,7 @@ def english_left(text: str) -> list[str]:
     for key, phrase in en.items():
         if phrase == zh.get(key) or len(phrase) < 3:
             continue
-        if re.search(rf"(?<![A-Za-z_.]){re.escape(phrase)}(?![A-Za-z_.])", text):
+        if re.search(rf"(?<![\w.:-]){re.escape(phrase)}(?![\w.:-])", text):
             found.append(f"{key}: {phrase}")
     return found
 

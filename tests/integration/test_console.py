@@ -33,7 +33,7 @@ from .console_browser import (
     sign_in,
     ui_text,
 )
-from .helpers import admin_client, eventually, new_product, place, tail
+from .helpers import admin_client, eventually, new_product, place, tail, value_of
 
 Users = dict[str, tuple[str, str]]
 
@@ -292,6 +292,42 @@ async def test_support_opens_a_refund_request_from_the_order_page(
     await eventually(queued, what="the refund request in the review queue")
     # And support sees no cancel button (a manager's decision)
     assert await page.locator("#cancel-order").count() == 0
+    await context.close()
+
+
+# --- backorders -------------------------------------------------------------------------------
+
+async def test_a_manager_asks_a_backordered_buyer_to_wait_and_the_buyer_is_told(
+        storefront: Storefront, browser: Browser, users: Users) -> None:
+    sf = storefront
+    # Given an order for a product with no stock: backordered
+    sku = await new_product(sf, stock={}, price="15.00")
+    key, _ = await place(sf, [(sku, 1, "15.00")])
+    await sf.wait_for(key, "backordered", timeout=60)
+    ext = key.split(":")[1]
+    context, page = await new_page(browser)
+    await sign_in(page, users["manager"], "/backorders")
+    # When the manager finds the SKU's queue and asks the buyer to wait
+    await page.fill("input[name=sku]", sku)
+    await page.locator("form[method=get] button").click()
+    row = page.locator(f"section[data-sku='{sku}'] tr[data-order='{key}']")
+    await shot(page, "backorders-queue-en")
+    await row.locator("button.wait").click()
+    await expect(page.locator(".flash.ok")).to_be_visible()
+    # Then the decision goes to inventory as the buyer's answer
+    decision = await tail("orders.backorder_decisions", lambda r: r.key == key.encode())
+    assert value_of(decision)["decision"] == "wait"
+    # And the buyer gets the templated message, in English (a US address)
+    message = value_of(await tail("customer.messages", lambda r: r.key == key.encode()))
+    assert (message["language"], message["template"]) == ("en", "backorder.wait")
+    assert ext in message["subject"] and sku in message["subject"]
+    assert "out of stock" in message["body"]
+    # And inventory records the choice
+    async def waiting() -> bool:
+        async with admin_client("inventory") as client:
+            rows = (await client.get("/backorders", params={"sku": sku})).json()
+        return bool(rows) and rows[0]["decision"] == "wait"
+    await eventually(waiting, what="the wait decision recorded")
     await context.close()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.console.i18n import LANGUAGES, Translator, catalogue, negotiate
+from services.console.i18n import LANGUAGES, Translator, buyer_language, catalogue, negotiate
 
 CONSOLE = Path(__file__).resolve().parents[2] / "services" / "console"
 TEMPLATES = sorted((CONSOLE / "templates").glob("*.html"))
@@ -113,3 +113,22 @@ def test_a_service_code_the_catalogue_lacks_shows_as_itself() -> None:
     assert t.label("status", "reserved") == "已预留库存"
     assert t.label("status", "teleported") == "teleported"
     assert t("review.sla_left", minutes=5) == "剩余 5 分钟"
+
+
+@pytest.mark.parametrize(("country", "lang"), [("CN", "zh_CN"), ("tw", "zh_CN"), ("HK", "zh_CN"),
+                                               ("US", "en"), ("DE", "en"), (None, "en")])
+def test_the_buyers_language_comes_from_the_shipping_country(country: str | None,
+                                                              lang: str) -> None:
+    assert buyer_language(country) == lang
+
+
+@pytest.mark.parametrize("decision", ["wait", "substitute", "cancel"])
+def test_every_backorder_message_is_in_both_languages_with_the_same_blanks(decision: str
+                                                                           ) -> None:
+    for part in ("subject", "body"):
+        key = f"msg.backorder.{decision}.{part}"
+        texts = [catalogue(lang)[key] for lang in LANGUAGES]
+        filled = [Translator(lang)(key, order="1001", sku="MUG-01", substitute="MUG-02",
+                                   eta="soon") for lang in LANGUAGES]
+        assert all("%(" not in f for f in filled), filled
+        assert len({tuple(sorted(re.findall(r"%\((\w+)\)s", t))) for t in texts}) == 1
