@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -91,6 +92,14 @@ def create_app() -> FastAPI:
                       exc.status, title_key="error.upstream.title",
                       message_key="error.upstream.body", service=exc.service,
                       detail=exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        user = await _maybe_user(request)
+        fields = ", ".join(str(e.get("loc", ["?"])[-1]) for e in exc.errors())
+        return render(request, "error.html", user, status_code=422,
+                      title_key="error.invalid.title", message_key="error.invalid.body",
+                      service="console", detail=fields)
 
     app.add_api_route("/healthz", _healthz, methods=["GET"])
     app.add_api_route("/readyz", _readyz, methods=["GET"])

@@ -471,3 +471,13 @@ async def test_the_first_admin_comes_from_the_cli_with_a_one_time_password(stack
         sys.executable, "-m", "tools.cli", "users", "add", name, "--role", "viewer"],
         capture_output=True, text=True, timeout=60)
     assert again.returncode != 0 and "exists" in again.stdout
+
+
+async def test_a_form_with_bad_fields_gets_a_page_saying_which(stack: None) -> None:
+    async with httpx.AsyncClient(base_url=console_url(),
+                                 headers={"Accept-Language": "zh-CN"}) as client:
+        token = _login_token((await client.get("/login")).text)
+        r = await client.post("/login", data={"username": "x" * 65, "password": "p",
+                                              "csrf": token})
+    assert r.status_code == 422
+    assert "部分字段不正确" in r.text and "username" in r.text
