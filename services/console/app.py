@@ -185,7 +185,9 @@ async def _login_post(request: Request, username: str = Form(max_length=64),
                     detail="too many failed sign-ins from one address")
         return again("login.error.rate_limited", 429)
     row = await store.user_by_name(db, username)
-    ok = auth.verify_password(row["password_hash"] if row else None, password)
+    # argon2 is meant to be slow (tens of ms of CPU): off the event loop.
+    ok = await asyncio.to_thread(auth.verify_password, row["password_hash"] if row else None,
+                                 password)
     locked = row is not None and row["locked_until"] is not None and await db.fetchval(
         "SELECT $1::timestamptz > now()", row["locked_until"])
     if row is None or not row["active"] or not ok or locked:

@@ -4,6 +4,7 @@ what the service answered after."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -674,7 +675,7 @@ async def users_add(request: Request, user: User = Depends(actor("users.manage")
     if await store.user_by_name(pool(request), username):
         return _back("/users", err="users.exists")
     password = auth.one_time_password()
-    await store.create_user(pool(request), username, auth.hash_password(password), role,
+    await store.create_user(pool(request), username, await _hash(password), role,
                             i18n.zone(time_zone).key, must_change=True)
     await audit(request, user, "users.add", username, "ok", after={"role": role})
     return render(request, "users.html", user, users=await store.users(pool(request)),
@@ -705,7 +706,7 @@ async def users_change(user_id: int, request: Request, user: User = Depends(acto
     new_password = None
     if reset:
         password = auth.one_time_password()
-        await store.set_password(db, user_id, auth.hash_password(password), True)
+        await store.set_password(db, user_id, await _hash(password), True)
         await store.end_sessions_of(db, user_id)
         new_password = {"username": row["username"], "password": password}
         changes["password_reset"] = True
@@ -732,9 +733,14 @@ async def me_save(request: Request, user: User = Depends(actor("orders.view")),
     if password:
         if len(password) < auth.MIN_PASSWORD or password != password_again:
             return _back("/me", err="me.password_rules")
-        await store.set_password(db, user.user_id, auth.hash_password(password), False)
+        await store.set_password(db, user.user_id, await _hash(password), False)
         await audit(request, user, "me.password", user.username, "ok")
     return _back("/me", ok="me.saved")
+
+
+async def _hash(password: str) -> str:
+    """argon2 off the event loop (it is meant to take tens of ms of CPU)."""
+    return await asyncio.to_thread(auth.hash_password, password)
 
 
 COMMON_ZONES = ("UTC", "Asia/Shanghai", "Asia/Hong_Kong", "Asia/Singapore", "Asia/Tokyo",

@@ -122,7 +122,7 @@ async def test_sign_in_wrong_password_then_right_then_out(browser: Browser, user
 async def test_five_wrong_passwords_lock_the_account_and_forms_need_the_csrf_token(
         users: Users) -> None:
     console = console_url()
-    async with httpx.AsyncClient(base_url=console) as client:
+    async with httpx.AsyncClient(base_url=console, timeout=30) as client:
         # Given the sign-in form's token
         token = _login_token((await client.get("/login")).text)
         name, password = users["viewer"]
@@ -141,7 +141,7 @@ async def test_five_wrong_passwords_lock_the_account_and_forms_need_the_csrf_tok
                                               "csrf": token})
         assert r.status_code == 401 and "locked" in r.text
     # And an admin sees the lock in the audit trail
-    async with httpx.AsyncClient(base_url=console) as admin:
+    async with httpx.AsyncClient(base_url=console, timeout=30) as admin:
         token = _login_token((await admin.get("/login")).text)
         r = await admin.post("/login", data={"username": users["admin"][0],
                                              "password": users["admin"][1], "csrf": token})
@@ -448,7 +448,7 @@ async def test_the_first_admin_comes_from_the_cli_with_a_one_time_password(stack
     assert done.returncode == 0, done.stdout + done.stderr
     password = done.stdout.split("one-time password:")[1].split()[0]
     # When they sign in with it: asked to choose their own
-    async with httpx.AsyncClient(base_url=console_url()) as client:
+    async with httpx.AsyncClient(base_url=console_url(), timeout=30) as client:
         token = _login_token((await client.get("/login")).text)
         r = await client.post("/login", data={"username": name, "password": password,
                                               "csrf": token})
@@ -461,7 +461,7 @@ async def test_the_first_admin_comes_from_the_cli_with_a_one_time_password(stack
                                            "password_again": "a-long-new-secret"})
         assert r.status_code == 303
         assert 'id="change-password"' not in (await client.get("/orders")).text
-    async with httpx.AsyncClient(base_url=console_url()) as other:
+    async with httpx.AsyncClient(base_url=console_url(), timeout=30) as other:
         token = _login_token((await other.get("/login")).text)
         r = await other.post("/login", data={"username": name, "password": password,
                                              "csrf": token})
@@ -474,7 +474,7 @@ async def test_the_first_admin_comes_from_the_cli_with_a_one_time_password(stack
 
 
 async def test_a_form_with_bad_fields_gets_a_page_saying_which(stack: None) -> None:
-    async with httpx.AsyncClient(base_url=console_url(),
+    async with httpx.AsyncClient(base_url=console_url(), timeout=30,
                                  headers={"Accept-Language": "zh-CN"}) as client:
         token = _login_token((await client.get("/login")).text)
         r = await client.post("/login", data={"username": "x" * 65, "password": "p",
