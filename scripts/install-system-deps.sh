@@ -20,6 +20,8 @@ command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
 # poppler's CJK character collections, so pdftotext maps the labels' CID fonts back to Unicode.
 [ -e /usr/share/poppler/cidToUnicode/Adobe-Japan1 ] || missing+=(poppler-data)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # tests only: the dashboard test
+# A Chinese font, so the console's browser tests and screenshots show 中文, not empty boxes.
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 
 mapfile -t missing < <(printf "%s\n" "${missing[@]}" | sort -u)
 if [ ${#missing[@]} -eq 0 ] || [ -z "${missing[0]}" ]; then

@@ -13,9 +13,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SERVICES: tuple[str, ...] = (
     "intake", "inventory", "fulfillment", "logistics", "aftersales", "analytics", "channels",
 )
+# Web applications: no Kafka consumer (not in SERVICES, which every consumer-group check walks),
+# but their own schema, role and port in the local stack like a service.
+WEB_APPS: tuple[str, ...] = ("console",)
 DEFAULT_PORTS: dict[str, int] = {
     "intake": 8001, "inventory": 8002, "fulfillment": 8003,
     "logistics": 8004, "aftersales": 8005, "analytics": 8006, "channels": 8007,
+    "console": 8000,
 }
 
 

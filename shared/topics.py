@@ -54,6 +54,8 @@ CARRIER_TRACKING = Topic("carrier.tracking", "tracking_number", c.TrackingUpdate
 # Public contract: outbound
 ORDERS_STATUS = Topic("orders.status", "order key", c.OrderStatusChanged, "shopkeeper", True)
 PAYMENTS_REFUNDS = Topic("payments.refunds", "order key", c.RefundIssued, "shopkeeper", True)
+# v1.1 addition: messages to the buyer, in the buyer's language, for the storefront to deliver.
+CUSTOMER_MESSAGES = Topic("customer.messages", "order key", c.CustomerMessage, "console", True)
 
 # Internal
 INTAKE_ORDER_ACCEPTED = Topic("intake.order_accepted", "order key", c.OrderAccepted, "intake", False)

@@ -43,6 +43,7 @@ backorders_app = typer.Typer(no_args_is_help=True, help="Orders waiting for stoc
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter topics: inspect and replay.")
 outbox_app = typer.Typer(no_args_is_help=True,
                          help="Events Kafka refused for good (quarantined outbox rows).")
+users_app = typer.Typer(no_args_is_help=True, help="The web console's users.")
 app.add_typer(holds_app, name="holds")
 app.add_typer(stock_app, name="stock")
 app.add_typer(backorders_app, name="backorders")
@@ -51,6 +52,7 @@ app.add_typer(outbox_app, name="outbox")
 channels_app = typer.Typer(no_args_is_help=True,
                            help="Storefronts and marketplaces feeding Shopkeeper (channels).")
 app.add_typer(channels_app, name="channels")
+app.add_typer(users_app, name="users")
 console = Console()
 errors = Console(stderr=True)
 _state = {"json": False}
@@ -471,6 +473,27 @@ def outbox_release(service: str, row_id: int) -> None:
     body = run(call(service, "POST", f"/outbox/quarantined/{row_id}/release", auth=True))
     show({"service": service, **body}, lambda: console.print(
         f"outbox row {row_id} of {service} released; the relay publishes it next"))
+
+
+# --- console users ---------------------------------------------------------------------------
+@users_app.command("add")
+def users_add(username: str,
+              role: str = typer.Option("viewer", help="admin, manager, support, warehouse or viewer"),
+              time_zone: str = typer.Option("UTC", "--time-zone", help="e.g. Asia/Shanghai"),
+              reset: bool = typer.Option(False, help="if the user exists, give a new password")
+              ) -> None:
+    """Create a console user (the first admin: `shopkeeper users add NAME --role admin`) and
+    print a one-time password; the user picks their own after signing in. Writes the console's
+    own schema with its role, as the console does."""
+    from tools.console_users import add_user
+
+    try:
+        password, created = run(add_user(username, role, time_zone, reset=reset))
+    except ValueError as exc:
+        fail(str(exc), 2)
+    verb = "created" if created else "given a new password"
+    console.print(f"console user {username} ({role}) {verb}; one-time password: {password}",
+                  highlight=False)
 
 
 # --- verify and simulate ----------------------------------------------------------------------

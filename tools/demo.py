@@ -30,7 +30,23 @@ def main() -> None:
         code = asyncio.run(ChannelDemo(args.channel_orders).run())
         if code:
             sys.exit(code)
-    sys.exit(asyncio.run(Simulation(args.orders, args.rate, args.days, args.seed).run()))
+    code = asyncio.run(Simulation(args.orders, args.rate, args.days, args.seed).run())
+    print(console_login())
+    sys.exit(code)
+
+
+def console_login() -> str:
+    """The demo admin of the web console, with a fresh one-time password on every run."""
+    from shared.settings import service_port
+    from tools.console_users import add_user
+
+    try:
+        password, _ = asyncio.run(add_user("admin", "admin", reset=True))
+    except ValueError as exc:
+        return f"console: the demo admin could not be created ({exc})"
+    return (f"\nWeb console: http://127.0.0.1:{service_port('console')}/\n"
+            f"  user: admin   one-time password: {password}\n"
+            "  (`shopkeeper users add NAME --role ROLE` adds more; the console's Users page too)")
 
 
 if __name__ == "__main__":

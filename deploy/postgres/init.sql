@@ -95,4 +95,16 @@ CREATE SCHEMA channels AUTHORIZATION channels;
 GRANT CONNECT, TEMPORARY ON DATABASE shopkeeper TO channels;
 ALTER ROLE channels SET search_path = channels;
 
+-- console (the web console: users, sessions, audit; no Kafka consumer)
+\unset pw
+\getenv pw SHOPKEEPER_CONSOLE_DB_PASSWORD
+\if :{?pw}
+\else
+  \set pw 'console-local'
+\endif
+CREATE ROLE console LOGIN PASSWORD :'pw';
+CREATE SCHEMA console AUTHORIZATION console;
+GRANT CONNECT, TEMPORARY ON DATABASE shopkeeper TO console;
+ALTER ROLE console SET search_path = console;
+
 \unset pw

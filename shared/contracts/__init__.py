@@ -44,6 +44,7 @@ from .public import (
     CancelRequested,
     Channel,
     Customer,
+    CustomerMessage,
     FeedbackGiven,
     OrderLine,
     OrderPlaced,
@@ -60,7 +61,8 @@ from .public import (
 
 __all__ = [
     "Address", "AftersalesRequested", "Allocation", "BackorderDecision", "CancelRequested",
-    "CarrierScored", "Channel", "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent",
+    "CarrierScored", "Channel", "CoverageChanged", "Customer", "CustomerMessage", "Event",
+    "FeedbackGiven", "InternalEvent",
     "Money", "OrderAccepted", "OrderCancelRefused", "OrderCancelRequested", "OrderCancelled",
     "OrderDelivered", "OrderEvent", "OrderLine", "OrderPacked", "OrderPlaced", "OrderShipped",
     "OrderSnapshot", "OrderStatusChanged", "Parcel", "ParcelLost", "ParcelReturned",

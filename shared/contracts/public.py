@@ -245,5 +245,18 @@ class RefundIssued(Event):
     reason: str
 
 
+class CustomerMessage(Event):
+    """`customer.messages`, key: order key. A message to the buyer of an order, already written
+    in the buyer's language, for the storefront or channel to deliver (a v1.1 addition: the
+    console's backorder decisions send one)."""
+
+    store: str
+    external_order_id: str
+    language: str = Field(max_length=16, description="BCP 47, e.g. zh-CN")
+    template: str = Field(max_length=64, description="e.g. backorder.substitute")
+    subject: str = Field(max_length=300)
+    body: str = Field(max_length=4000)
+
+
 def money(value: str | int | Decimal) -> Decimal:
     return Decimal(value).quantize(Decimal("0.01"))

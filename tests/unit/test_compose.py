@@ -23,9 +23,11 @@ import jsonschema
 import pytest
 import yaml
 
+from services.console.config import ConsoleSettings
 from shared.settings import (
     DEFAULT_PORTS,
     SERVICES,
+    WEB_APPS,
     Settings,
     role_name,
     role_password,
@@ -198,8 +200,11 @@ def test_every_service_runs_its_own_module_from_the_one_project_image(name: str)
 def test_compose_sets_only_variables_the_code_reads() -> None:
     prefix = Settings.model_config.get("env_prefix") or ""
     known = {f"{prefix}{field}".upper() for field in Settings.model_fields}
-    for name in SERVICES:  # service_database_url(), service_port(), role_password()
+    for name in (*SERVICES, *WEB_APPS):  # service_database_url(), service_port(), role_password()
         known |= {f"SHOPKEEPER_{name.upper()}_{suffix}" for suffix in ("DATABASE_URL", "PORT", "DB_PASSWORD")}
+    # The console's own settings, and where it reaches each service (services/console/upstream.py)
+    known |= {f"SHOPKEEPER_CONSOLE_{field}".upper() for field in ConsoleSettings.model_fields}
+    known |= {f"SHOPKEEPER_{name.upper()}_URL" for name in SERVICES}
     for compose_name, svc in shopkeeper_services().items():
         unknown = set(environment(svc)) - known
         assert not unknown, f"{compose_name} sets variables no code reads: {sorted(unknown)}"
@@ -377,7 +382,7 @@ def test_postgres_runs_init_sql_on_first_start_and_is_checked_over_tcp() -> None
     assert "pg_isready" in healthcheck_text(pg) and "-h 127.0.0.1" in healthcheck_text(pg)
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", (*SERVICES, *WEB_APPS))
 def test_init_sql_creates_a_login_role_and_an_owned_schema_for_every_service(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     sql = init_sql()
@@ -401,7 +406,22 @@ def test_init_sql_creates_the_database_and_closes_it_and_public_to_everyone_else
     assert re.search(r"^\\connect shopkeeper$", sql, re.M)
     assert re.search(r"^REVOKE ALL ON DATABASE shopkeeper FROM PUBLIC;$", sql, re.M)
     assert re.search(r"^REVOKE ALL ON SCHEMA public FROM PUBLIC;$", sql, re.M)
-    assert len(re.findall(r"^CREATE ROLE ", sql, re.M)) == len(SERVICES)
+    assert len(re.findall(r"^CREATE ROLE ", sql, re.M)) == len(SERVICES) + len(WEB_APPS)
+
+
+def test_the_console_runs_from_the_image_on_port_8000_with_its_own_login_and_the_services_urls(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHOPKEEPER_CONSOLE_DB_PASSWORD", raising=False)
+    svc = service("console")
+    assert command(svc) == ["python", "-m", "services.console"]
+    env = environment(svc)
+    url = urlsplit(env["SHOPKEEPER_CONSOLE_DATABASE_URL"])
+    assert (url.username, url.password, url.hostname) == ("console", role_password("console"),
+                                                          "postgres")
+    assert published_ports(svc) == [("127.0.0.1", "8000", DEFAULT_PORTS["console"])]
+    assert "127.0.0.1:8000/readyz" in healthcheck_text(svc)
+    for name in SERVICES:
+        assert env[f"SHOPKEEPER_{name.upper()}_URL"] == f"http://{name}:{DEFAULT_PORTS[name]}"
 
 
 # --- Prometheus and Grafana ---------------------------------------------------------------------
