@@ -16,7 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.db import connect, migrate
 from shared.logging import setup_logging
-from shared.settings import get_settings, service_database_url
+from shared.http import HttpGuard
+from shared.settings import check_credentials, get_settings, service_database_url
 
 from . import auth, i18n, store
 from .config import console_settings
@@ -51,6 +52,7 @@ NAME = "console"
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     setup_logging(NAME, settings.shopkeeper_log_level)
+    check_credentials(NAME, settings)
     app.state.pool = await connect(service_database_url(NAME, settings), NAME)
     await migrate(app.state.pool, NAME, Path(__file__).parent)
     app.state.upstream = Upstream(console_settings().upstream_timeout_seconds)
@@ -111,6 +113,10 @@ def create_app() -> FastAPI:
     app.add_api_route("/logout", _logout, methods=["POST"])
     app.add_api_route("/language", _language, methods=["POST"])
     app.include_router(pages_router)
+    # Body limits, body and header deadlines and the write rate of every service; every write
+    # path is open to the guard's token check: the console signs its users in itself (sessions,
+    # CSRF) and calls the services with the token.
+    app.add_middleware(HttpGuard, open_writes=("/",))
     return app
 
 
