@@ -174,5 +174,33 @@ def check_credentials(service: str, settings: Settings | None = None) -> None:
         raise RuntimeError(f"{service} refuses to start: " + "; ".join(problems))
 
 
+class ServiceUrls(BaseSettings):
+    """SHOPKEEPER_<SERVICE>_URL: where a service's HTTP is, for the CLI, the demo and the console
+    (another host, a compose network name, a Kubernetes port-forward)."""
+
+    model_config = SettingsConfigDict(env_prefix="SHOPKEEPER_", extra="ignore")
+
+    intake_url: str | None = None
+    inventory_url: str | None = None
+    fulfillment_url: str | None = None
+    logistics_url: str | None = None
+    aftersales_url: str | None = None
+    analytics_url: str | None = None
+    channels_url: str | None = None
+    console_url: str | None = None
+
+
+def service_url(service: str) -> str:
+    """The service's base URL, without a trailing slash: SHOPKEEPER_<SERVICE>_URL, else
+    `http://127.0.0.1:<port>` (the local stack's and compose's published port). ValueError for
+    an unknown service."""
+    if service not in DEFAULT_PORTS:
+        raise ValueError(f"unknown service {service!r}; one of {', '.join(DEFAULT_PORTS)}")
+    explicit: str | None = getattr(ServiceUrls(), f"{service}_url")
+    if explicit:
+        return explicit.rstrip("/")
+    return f"http://127.0.0.1:{service_port(service)}"
+
+
 def prometheus_port() -> int:
     return 9090 + get_settings().shopkeeper_port_offset

@@ -30,7 +30,7 @@ import yaml
 from pydantic.json_schema import models_json_schema
 
 from shared import topics
-from shared.settings import DEFAULT_PORTS, SERVICES
+from shared.settings import DEFAULT_PORTS, SERVICES, WEB_APPS
 from shared.topics import Topic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,7 +147,7 @@ def sent_by_source(sources: Iterable[str]) -> set[str]:
 def publishers() -> dict[str, list[str]]:
     """topic name -> who publishes it: `outside`, or services."""
     found: dict[str, set[str]] = {t.name: set() for t in topics.ALL}
-    for service in SERVICES:
+    for service in (*SERVICES, *WEB_APPS):
         folder = ROOT / "services" / service
         sources = [p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.py"))]
         for name in sent_by_source(sources):
@@ -157,7 +157,7 @@ def publishers() -> dict[str, list[str]]:
             # Outside systems publish it, directly or through the channels service (which turns
             # platforms' webhooks and marketplace polls into the same inbound events).
             found[t.name] = {OUTSIDE} | (found[t.name] & set(EDGE_SERVICES))
-        elif t.producer in SERVICES:
+        elif t.producer in (*SERVICES, *WEB_APPS):
             found[t.name].add(t.producer)
     return {name: sorted(s) for name, s in found.items()}
 

@@ -15,8 +15,8 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.db import connect, migrate
-from shared.logging import setup_logging
 from shared.http import HttpGuard
+from shared.logging import setup_logging
 from shared.settings import check_credentials, get_settings, service_database_url
 
 from . import auth, i18n, store

@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from shared.settings import get_settings, service_port
+from shared.settings import get_settings, service_url
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +46,7 @@ class Upstream:
     def url(service: str, path: str) -> str:
         """SHOPKEEPER_<SERVICE>_URL (docker-compose: http://inventory:8002), else the local
         stack's port on 127.0.0.1."""
-        base = os.environ.get(f"SHOPKEEPER_{service.upper()}_URL")
-        return f"{base.rstrip('/') if base else f'http://127.0.0.1:{service_port(service)}'}{path}"
+        return f"{service_url(service)}{path}"
 
     async def call(self, service: str, method: str, path: str, *, body: Any = None,
                    params: dict[str, Any] | None = None, operator: str | None = None,

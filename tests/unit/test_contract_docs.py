@@ -16,7 +16,7 @@ from faststream.specification.asyncapi.v3_0_0.schema import ApplicationSchema
 from pydantic import BaseModel
 
 from shared import topics
-from shared.settings import SERVICES
+from shared.settings import SERVICES, WEB_APPS
 from tests.conftest import ROOT
 from tools import contract
 from tools import storefront as sf
@@ -189,7 +189,7 @@ def test_every_topic_has_its_publishers(asyncapi: dict[str, Any], topic: topics.
         assert contract.OUTSIDE in senders
         assert senders - {contract.OUTSIDE} <= set(contract.EDGE_SERVICES)
     elif topic.public:
-        assert senders and senders <= set(SERVICES)
+        assert senders and senders <= set(SERVICES) | set(WEB_APPS)
         assert contract.OUTSIDE in _operations(asyncapi, topic.name, "receive")
     else:
         assert senders == {topic.producer}
