@@ -143,8 +143,8 @@ class HttpGuard:
                 await _answer(send, 400, "Content-Length is not a number")
                 return
             if declared > self.max_body:
-                await _answer(send, 413, f"the body is {declared} bytes; the limit is"
-                              f" {self.max_body} (SHOPKEEPER_HTTP_MAX_BODY_BYTES)")
+                await _answer(send, 413, f"too_large: the body is {declared} bytes; this"
+                              f" service takes at most {self.max_body}")
                 return
         started = False
 
@@ -171,8 +171,8 @@ class HttpGuard:
             await self.app(scope, guarded_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await _answer(send, 413, f"the body is over the limit of {self.max_body} bytes"
-                              " (SHOPKEEPER_HTTP_MAX_BODY_BYTES)")
+                await _answer(send, 413, f"too_large: the body is over this service's limit"
+                              f" of {self.max_body} bytes")
         except _TooSlow:
             if not started:
                 await _answer(send, 408, f"the body did not arrive within"
