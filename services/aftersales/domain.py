@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
+from . import tagging
+
 CENT = Decimal("0.01")
 SELLER_FAULT = frozenset({"damaged", "defective", "wrong_item", "not_as_described"})
 
@@ -218,29 +220,8 @@ def grade_of(condition: str, reason: str) -> Grade | None:
     return None
 
 
-# Feedback tags, matched as keywords in English and Chinese (comments come from both markets).
-TAGS: dict[str, tuple[str, ...]] = {
-    "damaged": ("damaged", "broken", "cracked", "smashed", "dented", "损坏", "破损", "坏了", "碎",
-                "压坏"),
-    "late": ("late", "slow", "delay", "took forever", "weeks", "慢", "迟", "延误", "晚到",
-             "太久"),
-    "quality": ("quality", "cheap", "flimsy", "poor", "fake", "质量", "做工", "劣质", "假货"),
-    "size": ("size", "too small", "too big", "too large", "tight", "loose", "fit", "尺码", "尺寸",
-             "太小", "太大", "偏小", "偏大"),
-    "wrong_item": ("wrong item", "wrong colour", "wrong color", "not what i ordered",
-                   "different item", "发错", "错了", "不是我买的", "颜色不对"),
-    "missing": ("missing", "incomplete", "not received", "never arrived", "少了", "缺",
-                "没收到", "未收到"),
-    "praise": ("great", "love", "excellent", "perfect", "好评", "喜欢", "满意", "很好",
-               "不错"),
-}
-
-
-def tag_feedback(comment: str | None) -> list[str]:
-    if not comment:
-        return []
-    text = comment.lower()
-    return sorted(tag for tag, words in TAGS.items() if any(w in text for w in words))
+# Feedback tags: services/aftersales/tagging.py (whole words, negation, jieba for Chinese).
+tag_feedback = tagging.tag_feedback
 
 
 FOLLOW_UP_AT_OR_BELOW = 2
