@@ -73,7 +73,9 @@ def stock(sku: str, warehouse: str, quantity: int, kind: str = "received") -> di
 def order(store: str, external_id: str, lines: list[tuple[str, int, str]], *,
           country: str = "US", shipping_option: str = "standard", customer_id: str | None = None,
           shipping_fee: str = "4.99", payment_status: str = "paid",
-          promo_codes: list[str] | None = None, discount: str = "0.00") -> dict[str, Any]:
+          promo_codes: list[str] | None = None, discount: str = "0.00",
+          note: str | None = None, gift_message: str | None = None,
+          gift_wrap: bool = False) -> dict[str, Any]:
     # A new buyer per order unless told: tests must not look like one buyer's repeat orders
     # (intake's duplicate detection and fulfillment's merging act on those).
     customer_id = customer_id or f"c-{uuid.uuid4().hex[:10]}"
@@ -92,7 +94,9 @@ def order(store: str, external_id: str, lines: list[tuple[str, int, str]], *,
         "totals": {"subtotal": f"{subtotal:.2f}", "discount": discount,
                    "shipping_fee": shipping_fee, "grand_total": f"{grand:.2f}"},
         "payment": {"method": "card", "status": payment_status},
-        "promo_codes": promo_codes or [], "note": None,
+        "promo_codes": promo_codes or [], "note": note,
+        **({"gift_message": gift_message} if gift_message else {}),
+        **({"gift_wrap": True} if gift_wrap else {}),
     }
 
 

@@ -128,6 +128,10 @@ class OrderPlaced(Event):
     payment: Payment
     promo_codes: list[str] = Field(default_factory=list, max_length=10)
     note: str | None = Field(default=None, max_length=2000)
+    # The customer's words for the bench: printed on the packing slip (a gift message goes in
+    # the box), gift wrap flagged on the pick list. Optional, additive.
+    gift_message: str | None = Field(default=None, max_length=500)
+    gift_wrap: bool = False
     # v1.1: the EU import one-stop-shop number (printed on CN23) and the order's channel.
     ioss_number: str | None = Field(default=None, max_length=32)
     channel: Channel | None = None
