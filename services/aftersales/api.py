@@ -11,6 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from shared.contracts import money_text
 from shared.http import require_admin
 
 from . import handlers, metrics, schemas, store
@@ -132,13 +133,15 @@ async def grade(store_name: str, ext: str, request_id: str, body: Grading,
 
 class PolicyIn(BaseModel):
     return_window_days: int = Field(ge=0, le=365)
-    refund_without_return_below: Decimal = Field(ge=0, le=100_000)
-    return_shipping_cost: Decimal = Field(ge=0, le=10_000)
-    replacement_without_review_below: Decimal = Field(ge=0, le=100_000)
+    refund_without_return_below: Decimal = Field(ge=0, le=100_000_000)
+    return_shipping_cost: Decimal = Field(ge=0, le=10_000_000)
+    replacement_without_review_below: Decimal = Field(ge=0, le=100_000_000)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description=(
+        "the currency of the three amounts; orders in others convert them (fx.rates)"))
 
 
 POLICY_COLUMNS = ("return_window_days, refund_without_return_below, return_shipping_cost,"
-                  " replacement_without_review_below")
+                  " replacement_without_review_below, currency")
 
 
 @router.get("/policies", dependencies=[Depends(require_admin)],
@@ -155,13 +158,14 @@ async def policies(request: Request) -> dict[str, dict[str, str]]:
 async def set_policy(store_name: str, body: PolicyIn, request: Request) -> dict[str, str]:
     """Set a store's policy; it applies to requests decided from now on."""
     await request.app.state.runtime.pool.execute(
-        f"INSERT INTO policies (store, {POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+        f"INSERT INTO policies (store, {POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
         " ON CONFLICT (store) DO UPDATE SET return_window_days = EXCLUDED.return_window_days,"
         " refund_without_return_below = EXCLUDED.refund_without_return_below,"
         " return_shipping_cost = EXCLUDED.return_shipping_cost,"
-        " replacement_without_review_below = EXCLUDED.replacement_without_review_below",
+        " replacement_without_review_below = EXCLUDED.replacement_without_review_below,"
+        " currency = EXCLUDED.currency",
         store_name, body.return_window_days, body.refund_without_return_below,
-        body.return_shipping_cost, body.replacement_without_review_below)
+        body.return_shipping_cost, body.replacement_without_review_below, body.currency)
     return {"store": store_name, **{k: str(v) for k, v in body.model_dump().items()}}
 
 
@@ -176,7 +180,7 @@ async def refunds(request: Request, store_name: str | None = None,
         " JOIN orders o USING (order_id) LEFT JOIN requests r ON r.order_key = o.order_key AND"
         " r.request_id = f.request_id WHERE $1::text IS NULL OR o.order_key = $1"
         " ORDER BY f.created_at DESC LIMIT 500", key)
-    return [{**_row(r), "amount": f"{r['amount']:.2f}",
+    return [{**_row(r), "amount": money_text(r['amount']),
              "requested_at": r["requested_at"].isoformat() if r["requested_at"] else None}
             for r in rows]
 

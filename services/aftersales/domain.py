@@ -4,10 +4,12 @@ Pure functions; the policy is data per store (aftersales.policies)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
+
+from shared.money import FxRates, in_units
 
 from . import tagging
 
@@ -24,6 +26,31 @@ class Policy:
     return_shipping_cost: Decimal = Decimal("5.00")
     # A reship or exchange worth more than this waits for an operator.
     replacement_without_review_below: Decimal = Decimal("200.00")
+    # The currency of the amounts above; an order in another one converts them (`in_currency`).
+    currency: str = "USD"
+
+    def in_currency(self, currency: str, fx: FxRates) -> Policy | None:
+        """The policy with its amounts in `currency` (rounded to its minor unit), or None when
+        no exchange rate links the two: then an operator decides (`FX_MISSING`)."""
+        if currency == self.currency:
+            return self
+        conv = fx.convert(Decimal(1), self.currency, currency)
+        if conv is None:
+            return None
+        return replace(
+            self, currency=currency,
+            refund_without_return_below=in_units(self.refund_without_return_below * conv.rate,
+                                                 currency),
+            return_shipping_cost=in_units(self.return_shipping_cost * conv.rate, currency),
+            replacement_without_review_below=in_units(
+                self.replacement_without_review_below * conv.rate, currency))
+
+
+def fx_missing(policy_currency: str, order_currency: str) -> Decision:
+    return Decision("review", "fx_rate_missing",
+                    f"the store's policy is in {policy_currency} and the order in"
+                    f" {order_currency}, and no exchange rate links them: an operator decides"
+                    " (publish rates on fx.rates to decide such requests automatically)")
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ class Policy(BaseModel):
     refund_without_return_below: Money
     return_shipping_cost: Money
     replacement_without_review_below: Money
+    currency: str = Field(default="USD", examples=["USD"])
 
 
 class StorePolicy(Policy):

@@ -71,7 +71,8 @@ async def policy(conn: Conn, store: str) -> Policy:
     if row is None:
         return Policy()
     return Policy(row["return_window_days"], row["refund_without_return_below"],
-                  row["return_shipping_cost"], row["replacement_without_review_below"])
+                  row["return_shipping_cost"], row["replacement_without_review_below"],
+                  row["currency"])
 
 
 async def already_requested(conn: Conn, key: str) -> dict[str, int]:
