@@ -461,7 +461,8 @@ def _high_value_hits(order: OrderPlaced, policy: Policy, fx: FxRates) -> list[Ru
     converted at the rate intake knows (recorded in the trace); with no rate the check cannot
     be made and the order is held (`fx_rate_missing`), whatever the rule's action."""
     t = order.totals
-    threshold = Threshold(policy.high_value_threshold, policy.high_value_currency)
+    threshold = Threshold.parse({"amount": policy.high_value_threshold,
+                                 "currency": policy.high_value_currency})
     conv = fx.convert(t.grand_total, order.currency, threshold.currency)
     inputs: dict[str, Any] = {"grand_total": str(t.grand_total), "currency": order.currency,
                               "threshold": str(threshold.amount)}
