@@ -54,6 +54,11 @@ def show(amount: Decimal, currency: str) -> str:
     return f"{in_units(amount, currency)} {currency}"
 
 
+def refund_due(grand_total: Decimal, payment_status: str) -> Decimal:
+    """On cancellation, what was taken goes back; nothing was taken for pending or failed."""
+    return grand_total if payment_status in ("paid", "authorized") else Decimal("0.00")
+
+
 @dataclass(frozen=True)
 class Threshold:
     """An amount with its currency, as configured: `Threshold.parse("2000.00 USD")`."""

@@ -56,6 +56,8 @@ FX_RATES = Topic("fx.rates", "base", c.FxRatesPublished, "outside", True, 64 * K
 # Public contract: outbound
 ORDERS_STATUS = Topic("orders.status", "order key", c.OrderStatusChanged, "shopkeeper", True)
 PAYMENTS_REFUNDS = Topic("payments.refunds", "order key", c.RefundIssued, "shopkeeper", True)
+# Beyond v1.1: money the customer owes on top (a dearer substitute).
+PAYMENTS_CHARGES = Topic("payments.charges", "order key", c.ChargeRequested, "shopkeeper", True)
 # v1.1 addition: messages to the buyer, in the buyer's language, for the storefront to deliver.
 CUSTOMER_MESSAGES = Topic("customer.messages", "order key", c.CustomerMessage, "console", True)
 

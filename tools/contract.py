@@ -127,6 +127,15 @@ def _called_name(call: ast.Call) -> str:
     return func.id if isinstance(func, ast.Name) else ""
 
 
+# shared.messaging's helpers and the topics they send whoever calls them.
+HELPERS_SEND: dict[str, tuple[str, ...]] = {
+    "emit_cancelled": (topics.ORDERS_STATUS.name, topics.PAYMENTS_REFUNDS.name),
+    "confirm_cancelled": (topics.ORDERS_STATUS.name, topics.PAYMENTS_REFUNDS.name),
+    "request_refund": (topics.PAYMENTS_REFUNDS.name,),
+    "request_charge": (topics.PAYMENTS_CHARGES.name,),
+}
+
+
 def sent_by_source(sources: Iterable[str]) -> set[str]:
     """The topics a service's source sends: a call with `topics.X` as an argument (publish,
     enqueue, confirm_cancelled, …; not `handlers.on`, which subscribes), and `orders.status` for
@@ -140,6 +149,7 @@ def sent_by_source(sources: Iterable[str]) -> set[str]:
             if name == "emit_status" or (
                     name == "status" and any(k.arg == "status" for k in node.keywords)):
                 sent.add(topics.ORDERS_STATUS.name)
+            sent.update(HELPERS_SEND.get(name or "", ()))
             if name == "on":
                 continue
             for arg in node.args:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
+from shared import money
 from shared.contracts import OrderLine, OrderPlaced
 from shared.money import CURRENCY_RE, FxRates, Threshold, fits, minor_digits, quantum, show
 
@@ -592,9 +593,7 @@ def merge_candidates(order: OrderPlaced, ctx: Context, policy: Policy, now: date
     return [p.order_id for p in reversed(found)][:MERGE_CAP]
 
 
-def refund_due(grand_total: Decimal, payment_status: str) -> Decimal:
-    """On cancellation, what was taken goes back; nothing was taken for pending or failed."""
-    return grand_total if payment_status in ("paid", "authorized") else Decimal("0.00")
+refund_due = money.refund_due
 
 
 def identify(raw: dict[str, object] | None) -> tuple[str, str] | None:

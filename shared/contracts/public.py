@@ -250,6 +250,20 @@ class RefundIssued(Event):
     reason: str
 
 
+class ChargeRequested(Event):
+    """`payments.charges`, key: order key. Money the customer owes on top of what was paid (a
+    substitute that costs more), for the payment system to collect; one event per charge,
+    repeated only with the same `event_id`."""
+
+    order_id: str
+    store: str
+    external_order_id: str
+    charge_id: str
+    amount: Money
+    currency: str
+    reason: str
+
+
 class CustomerMessage(Event):
     """`customer.messages`, key: order key. A message to the buyer of an order, already written
     in the buyer's language, for the storefront or channel to deliver (a v1.1 addition: the
