@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from shared.contracts import utcnow
 from shared.http import require_admin
 
-from . import domain, store
+from . import domain, reports, store
 from .jobs import AnalyticsSettings
 
 router = APIRouter()
@@ -50,6 +50,7 @@ async def search_orders(request: Request, order_id: str | None = None,
 @router.get("/summary")
 async def summary(request: Request, store_name: list[str] | None = Query(None, alias="store")
                   ) -> dict[str, Any]:
+    """All-time counts, from the all-time rollups (t_status, t_reason)."""
     pool = request.app.state.runtime.pool
     return {"orders_by_status": await store.status_counts(pool, store_name),
             "rejection_reasons": await store.reason_counts(pool, "rejected"),
@@ -57,17 +58,19 @@ async def summary(request: Request, store_name: list[str] | None = Query(None, a
 
 
 def _moment(value: str | None, end: bool) -> datetime | None:
-    """`2026-11-27` (a whole day: the end of a range includes it) or an RFC 3339 time."""
+    """`2026-11-27` (a whole day: the end of a range includes it) or an RFC 3339 time, taken as
+    its whole UTC day (the rollups are daily): `from` its day's start, `to` its day's end."""
     if not value:
         return None
     try:
         if len(value) == 10:
             d = date.fromisoformat(value)
-            return datetime(d.year, d.month, d.day, tzinfo=UTC) + timedelta(days=1 if end else 0)
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        else:
+            t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            d = (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).date()
     except ValueError as exc:
         raise HTTPException(422, f"not a date or time: {value!r}") from exc
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return datetime(d.year, d.month, d.day, tzinfo=UTC) + timedelta(days=1 if end else 0)
 
 
 def _set(values: list[str] | None) -> frozenset[str]:
@@ -78,16 +81,19 @@ def filters(start: str | None = Query(None, alias="from"), end: str | None = Que
             store_name: list[str] | None = Query(None, alias="store"),
             country: list[str] | None = Query(None), warehouse: list[str] | None = Query(None),
             carrier: list[str] | None = Query(None)) -> domain.Filters:
-    """The dashboard's filters; with no `from`, the last 30 days."""
-    t0 = _moment(start, False) or utcnow() - timedelta(days=DEFAULT_DAYS)
+    """The dashboard's filters; with no `from`, the last 30 days (from the start of that day)."""
+    t0 = _moment(start, False) or _moment(
+        (utcnow() - timedelta(days=DEFAULT_DAYS)).date().isoformat(), False)
     return domain.Filters(t0, _moment(end, True), _set(store_name),
                           frozenset(c.upper() for c in _set(country)), _set(warehouse),
                           _set(carrier))
 
 
-async def _reports(request: Request, f: domain.Filters) -> dict[str, list[dict[str, Any]]]:
-    views = await store.load_views(request.app.state.runtime.pool, f)
-    return domain.reports(views, f, utcnow(), AnalyticsSettings().ship_sla_hours)
+async def _reports(request: Request, f: domain.Filters, personal: bool = False
+                   ) -> dict[str, list[dict[str, Any]]]:
+    async with request.app.state.runtime.pool.acquire() as conn:
+        return await reports.reports(conn, f, utcnow(), AnalyticsSettings().ship_sla_hours,
+                                     personal)
 
 
 @router.get("/reports")
@@ -115,7 +121,7 @@ async def one_report(name: str, request: Request, format: str = "json",
         require_admin(request.headers.get("authorization"))
     elif name not in domain.REPORTS:
         raise HTTPException(404, f"no report {name!r}; reports: {', '.join(domain.REPORTS)}")
-    rows = (await _reports(request, f))[name]
+    rows = (await _reports(request, f, name in domain.PERSONAL_REPORTS))[name]
     if format == "csv":
         return Response(to_csv(rows), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="{name}.csv"'})

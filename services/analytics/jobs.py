@@ -23,7 +23,7 @@ from shared.contracts import CarrierScored, ReorderHinted, utcnow
 from shared.db import try_xact_lock
 from shared.service import Runtime
 
-from . import domain, store
+from . import reports, store
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,14 @@ async def publish_feedback(runtime: Runtime, settings: AnalyticsSettings) -> int
         if not await try_xact_lock(conn, "analytics:feedback"):
             return 0
         window = settings.feedback_window_days
-        views = await store.load_views(conn, domain.Filters(start=now - timedelta(days=window)))
-        for s in domain.carrier_scores(views):
+        since = (now - timedelta(days=window)).date()
+        for s in await reports.carrier_scores(conn, since):
             key = f"{s['carrier']}/{s['service']}/{s['country']}"
             if await store.changed(conn, topics.ANALYTICS_CARRIER_SCORES.name, key, _digest(s)):
                 await outbox.enqueue(conn, topics.ANALYTICS_CARRIER_SCORES, s["carrier"],
                                      CarrierScored(**s, window_days=window))
                 sent += 1
-        for h in domain.reorder_hints(views, now):
+        for h in await reports.reorder_hints(conn, now):
             if await store.changed(conn, topics.ANALYTICS_REORDER_HINTS.name, h["sku"],
                                    _digest(h)):
                 await outbox.enqueue(conn, topics.ANALYTICS_REORDER_HINTS, h["sku"],
@@ -108,8 +108,34 @@ async def _every(seconds: float, what: str, fn: Callable[[], Awaitable[object]])
         await asyncio.sleep(seconds)
 
 
+async def backfill(runtime: Runtime, settings: AnalyticsSettings, batch: int = 500) -> int:
+    """Fold the orders whose facts came before the rollups existed (migration 0003 says whether
+    there are any), a batch per transaction, under a lock so one instance does it. Live events
+    meanwhile fold their own order the same way (store.fold_in), so nothing is counted twice."""
+    done = 0
+    while True:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval("SELECT value FROM rollup_meta WHERE name = 'backfilled'"
+                                   ) == "true" or not await try_xact_lock(conn, "analytics:backfill"):
+                return done
+            keys = [r[0] for r in await conn.fetch(
+                "SELECT DISTINCT f.order_key FROM facts f WHERE f.order_key IS NOT NULL AND NOT"
+                " EXISTS (SELECT 1 FROM order_state s WHERE s.order_key = f.order_key) LIMIT $1",
+                batch)]
+            for key in keys:
+                await store.fold_in(conn, key, [], settings.ship_sla_hours)
+            done += len(keys)
+            if not keys:
+                await conn.execute("UPDATE rollup_meta SET value = 'true'"
+                                   " WHERE name = 'backfilled'")
+                log.info("rollups backfilled: %d orders folded from their facts", done)
+                return done
+
+
 async def start_jobs(runtime: Runtime) -> None:
     settings = AnalyticsSettings()
+    runtime.spawn(_every(3600, "rollup backfill", lambda: backfill(runtime, settings)),
+                  "analytics-backfill")
     runtime.spawn(_every(settings.gauges_seconds, "gauge refresh",
                          lambda: refresh_gauges(runtime, settings)), "analytics-gauges")
     runtime.spawn(_every(settings.feedback_seconds, "feedback loop",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,15 +14,16 @@ import asyncpg
 from shared.contracts import FeedbackGiven, OrderStatusChanged, RefundIssued
 from shared.db import Conn
 
-from . import domain
+from . import domain, rollups
 
 
-async def record_status(conn: Conn, e: OrderStatusChanged) -> None:
+async def record_status(conn: Conn, e: OrderStatusChanged) -> bool:
     """The timeline row, the order's current status (the newest `occurred_at` wins), the fact and
-    the index, in one statement: orders.status is most of analytics' traffic."""
+    the index, in one statement: orders.status is most of analytics' traffic. True when the fact
+    is new."""
     key = f"{e.store}:{e.external_order_id}"
     reasons = json.dumps([r.model_dump() for r in e.reasons])
-    await conn.execute(
+    return bool(await conn.fetchval(
         "WITH t AS (INSERT INTO timeline (event_id, order_key, status, occurred_at, reasons,"
         "  details) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) ON CONFLICT DO NOTHING),"
         " o AS (INSERT INTO orders (order_key, order_id, store, external_order_id, status,"
@@ -33,13 +35,19 @@ async def record_status(conn: Conn, e: OrderStatusChanged) -> None:
         "  first_seen = least(orders.first_seen, EXCLUDED.first_seen)),"
         " f AS (INSERT INTO facts (event_id, kind, order_key, occurred_at, body)"
         "  VALUES ($1, 'status', $2, $4, jsonb_build_object('status', $3::text,"
-        "  'reasons', $5::jsonb)) ON CONFLICT DO NOTHING)"
-        " INSERT INTO order_index AS x (order_key, store, external_order_id, order_id, seen_at)"
-        " VALUES ($2, $8, $9, $7, $4) ON CONFLICT (order_key) DO UPDATE SET"
+        "  'reasons', $5::jsonb)) ON CONFLICT DO NOTHING RETURNING 1),"
+        " x AS (INSERT INTO order_index AS x (order_key, store, external_order_id, order_id,"
+        " seen_at) VALUES ($2, $8, $9, $7, $4) ON CONFLICT (order_key) DO UPDATE SET"
         " order_id = coalesce(x.order_id, EXCLUDED.order_id),"
-        " seen_at = least(x.seen_at, EXCLUDED.seen_at)",
+        " seen_at = least(x.seen_at, EXCLUDED.seen_at))"
+        " SELECT count(*) FROM f",
         e.event_id, key, e.status, e.occurred_at, reasons, json.dumps(e.details, default=str),
-        e.order_id, e.store, e.external_order_id)
+        e.order_id, e.store, e.external_order_id))
+
+
+def status_body(e: OrderStatusChanged) -> dict[str, Any]:
+    """The body record_status stores for the fact (built there in SQL)."""
+    return {"status": e.status, "reasons": [r.model_dump() for r in e.reasons]}
 
 
 async def record_refund(conn: Conn, e: RefundIssued) -> None:
@@ -69,50 +77,51 @@ async def timeline(pool: asyncpg.Pool, key: str) -> dict[str, Any] | None:
 
 async def status_counts(pool: asyncpg.Pool, stores: list[str] | None = None) -> dict[str, int]:
     rows = await pool.fetch(
-        "SELECT status, count(*) AS n FROM orders WHERE $1::text[] IS NULL OR store = ANY($1)"
-        " GROUP BY status ORDER BY status", stores)
-    return {r["status"]: r["n"] for r in rows}
+        "SELECT status, sum(orders) AS n FROM t_status WHERE $1::text[] IS NULL OR store = ANY($1)"
+        " GROUP BY status HAVING sum(orders) > 0 ORDER BY status", stores)
+    return {r["status"]: int(r["n"]) for r in rows}
 
 
 async def reason_counts(pool: asyncpg.Pool, status: str) -> dict[str, int]:
-    rows = await pool.fetch(
-        "SELECT r->>'code' AS code, count(DISTINCT t.order_key) AS n FROM timeline t,"
-        " jsonb_array_elements(t.reasons) r WHERE t.status = $1 GROUP BY 1 ORDER BY 2 DESC", status)
-    return {r["code"]: r["n"] for r in rows}
+    """Each order once per reason it got `status` for."""
+    rows = await pool.fetch("SELECT reason, orders FROM t_reason WHERE status = $1"
+                            " AND orders > 0 ORDER BY orders DESC, reason", status)
+    return {r["reason"]: int(r["orders"]) for r in rows}
 
 
 # --- facts: every event analytics learns from, once ------------------------------------------
 
 async def record_fact(conn: Conn, event_id: uuid.UUID, kind: str, at: datetime,
                       body: dict[str, Any], *, order_key: str | None = None,
-                      tracking_number: str | None = None) -> None:
-    await conn.execute(
+                      tracking_number: str | None = None) -> bool:
+    """True when the fact is new."""
+    return bool(await conn.fetchval(
         "INSERT INTO facts (event_id, kind, order_key, tracking_number, occurred_at, body)"
-        " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING",
-        event_id, kind, order_key, tracking_number, at, json.dumps(body, default=str))
+        " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING RETURNING true",
+        event_id, kind, order_key, tracking_number, at, json.dumps(body, default=str)))
 
 
 async def record_order_fact(conn: Conn, event_id: uuid.UUID, at: datetime,
                             body: dict[str, Any], *, key: str, order_id: str | None = None,
                             customer_id: str | None = None, country: str | None = None,
-                            placed_at: datetime | None = None) -> None:
+                            placed_at: datetime | None = None) -> bool:
     """A placed or accepted order: the fact, and what is known of the order in the index, where
     the first value seen of each field stays (a re-sent order keeps its first version, as intake
-    does). One statement."""
+    does). One statement; true when the fact is new."""
     store_name, _, ext = key.partition(":")
-    await conn.execute(
+    return bool(await conn.fetchval(
         "WITH f AS (INSERT INTO facts (event_id, kind, order_key, occurred_at, body)"
-        "  VALUES ($1, 'placed', $2, $3, $4::jsonb) ON CONFLICT DO NOTHING)"
-        " INSERT INTO order_index AS o (order_key, store, external_order_id, order_id,"
+        "  VALUES ($1, 'placed', $2, $3, $4::jsonb) ON CONFLICT DO NOTHING RETURNING 1),"
+        " i AS (INSERT INTO order_index AS o (order_key, store, external_order_id, order_id,"
         " customer_id, country, placed_at, seen_at) VALUES ($2, $5, $6, $7, $8, $9, $10, $3)"
         " ON CONFLICT (order_key) DO UPDATE SET"
         " order_id = coalesce(o.order_id, EXCLUDED.order_id),"
         " customer_id = coalesce(o.customer_id, EXCLUDED.customer_id),"
         " country = coalesce(o.country, EXCLUDED.country),"
         " placed_at = coalesce(o.placed_at, EXCLUDED.placed_at),"
-        " seen_at = least(o.seen_at, EXCLUDED.seen_at)",
+        " seen_at = least(o.seen_at, EXCLUDED.seen_at)) SELECT count(*) FROM f",
         event_id, key, at, json.dumps(body, default=str), store_name, ext, order_id, customer_id,
-        country, placed_at)
+        country, placed_at))
 
 
 async def index_parcel(conn: Conn, tracking_number: str, key: str, parcel_id: str,
@@ -216,17 +225,18 @@ async def search(pool: asyncpg.Pool, *, order_id: str | None = None, customer: s
 # --- gauges -----------------------------------------------------------------------------------
 
 async def gauges(pool: asyncpg.Pool, stuck_after_s: float) -> dict[str, Any]:
-    final = sorted(domain.FINAL_STATUSES)
-    by_status = {r["status"]: r["n"] for r in await pool.fetch(
-        "SELECT status, count(*) AS n FROM orders GROUP BY status")}
-    refunds = {r["currency"]: r["total"] for r in await pool.fetch(
-        "SELECT currency, sum(amount) AS total FROM refunds GROUP BY currency")}
+    """From the all-time rollups; stuck orders by the partial index of open statuses
+    (orders_open_by_age, whose list of final statuses is domain.FINAL_STATUSES)."""
+    by_status = {r["status"]: int(r["n"]) for r in await pool.fetch(
+        "SELECT status, sum(orders) AS n FROM t_status GROUP BY status HAVING sum(orders) > 0")}
+    refunds = {r["currency"]: r["amount"] for r in await pool.fetch(
+        "SELECT currency, amount FROM t_refund")}
     rating = await pool.fetchval(
-        "SELECT avg(rating) FROM (SELECT DISTINCT ON (order_key) rating FROM feedback"
-        " ORDER BY order_key, occurred_at DESC, event_id DESC) latest")
+        "SELECT sum(rating * orders)::float8 / nullif(sum(orders), 0) FROM t_rating")
     stuck = await pool.fetchval(
-        "SELECT count(*) FROM orders WHERE NOT (status = ANY($1::text[]))"
-        " AND status_at < now() - make_interval(secs => $2)", final, stuck_after_s)
+        "SELECT count(*) FROM orders WHERE status NOT IN ('delivered', 'rejected', 'cancelled',"
+        " 'refunded', 'return_rejected') AND status_at < now() - make_interval(secs => $1)",
+        stuck_after_s)
     return {"by_status": by_status, "refunds": refunds,
             "rating": float(rating) if rating is not None else None, "stuck": stuck}
 
@@ -240,3 +250,155 @@ async def changed(conn: Conn, topic: str, key: str, digest: str) -> bool:
         " ON CONFLICT (topic, key) DO UPDATE SET digest = EXCLUDED.digest, published = now()"
         " WHERE feedback_published.digest <> EXCLUDED.digest RETURNING 1", topic, key, digest)
     return row is not None
+
+
+# --- the rollups: each order re-folded in the event's transaction -----------------------------
+# An order's facts are kept folded in order_state (a compact copy of its `facts` rows:
+# [kind, event_id, occurred_at, body, tracking_number]); the rollups hold the sum of every
+# order's last contribution (rollups.py).
+
+StoredFact = list[Any]
+
+
+def stored(kind: str, event_id: uuid.UUID | str, at: datetime, body: dict[str, Any],
+           tracking_number: str | None = None) -> StoredFact:
+    return [kind, str(event_id), at.isoformat(), json.loads(json.dumps(body, default=str)),
+            tracking_number]
+
+
+def fold_stored(key: str, facts: list[StoredFact]) -> domain.OrderView:
+    """The order's view from its stored facts: the same fold as the oracle's (views_of)."""
+    folded: list[domain.Fact] = []
+    tracking: list[domain.Tracked] = []
+    for kind, event_id, at, body, number in facts:
+        when = datetime.fromisoformat(at)
+        if kind == "tracked":
+            tracking.append(domain.Tracked(event_id, when, number, body["status"]))
+        else:
+            fact = to_fact(kind, event_id, when, body)
+            if fact is not None:
+                folded.append(fact)
+    return domain.fold(key, folded, tracking)
+
+
+async def _facts_of(conn: Conn, key: str) -> list[StoredFact]:
+    """The order's facts from `facts` (an order folded for the first time)."""
+    rows = await conn.fetch(
+        "SELECT kind, event_id, occurred_at, body, tracking_number FROM facts"
+        " WHERE order_key = $1 UNION ALL"
+        " SELECT f.kind, f.event_id, f.occurred_at, f.body, f.tracking_number FROM parcel_index p"
+        " JOIN facts f ON f.tracking_number = p.tracking_number AND f.kind = 'tracked'"
+        " WHERE p.order_key = $1", key)
+    return [[r["kind"], str(r["event_id"]), r["occurred_at"].isoformat(), json.loads(r["body"]),
+             r["tracking_number"]] for r in rows]
+
+
+async def _tracking_of(conn: Conn, numbers: list[str]) -> list[StoredFact]:
+    rows = await conn.fetch(
+        "SELECT event_id, occurred_at, body, tracking_number FROM facts"
+        " WHERE tracking_number = ANY($1::text[]) AND kind = 'tracked'", numbers)
+    return [["tracked", str(r["event_id"]), r["occurred_at"].isoformat(), json.loads(r["body"]),
+             r["tracking_number"]] for r in rows]
+
+
+async def order_of_parcel(conn: Conn, tracking_number: str) -> str | None:
+    key = await conn.fetchval("SELECT order_key FROM parcel_index WHERE tracking_number = $1",
+                              tracking_number)
+    return str(key) if key is not None else None
+
+
+async def fold_in(conn: Conn, key: str, new: list[StoredFact], sla_hours: float) -> None:
+    """Add first-time facts to their order: re-fold it, and add the change of its contribution
+    to the rollups. Idempotent: a fact already folded (same event id) changes nothing."""
+    row = await conn.fetchrow("SELECT facts, contrib FROM order_state WHERE order_key = $1"
+                              " FOR UPDATE", key)
+    if row is None:
+        inserted = await conn.fetchval("INSERT INTO order_state (order_key) VALUES ($1)"
+                                       " ON CONFLICT DO NOTHING RETURNING true", key)
+        if not inserted:  # another transaction created it meanwhile
+            row = await conn.fetchrow("SELECT facts, contrib FROM order_state"
+                                      " WHERE order_key = $1 FOR UPDATE", key)
+    facts: list[StoredFact] = (json.loads(row["facts"]) if row is not None and row["facts"]
+                               is not None else await _facts_of(conn, key))
+    by_id = {f[1]: f for f in facts}
+    known = len(by_id)
+    for f in new:
+        by_id.setdefault(f[1], f)
+    numbers = sorted({p["tracking_number"] for f in new if f[0] == "shipped"
+                      for p in f[3]["parcels"]})
+    if numbers:  # carrier scans that came before the shipment
+        for f in await _tracking_of(conn, numbers):
+            by_id.setdefault(f[1], f)
+    if len(by_id) == known and row is not None and row["facts"] is not None:
+        return
+    facts = list(by_id.values())
+    view = fold_stored(key, facts)
+    new_c = rollups.contribution(view, sla_hours)
+    await write_rollups(conn, key, facts, view, new_c,
+                        rollups.delta(rollups.loads(row["contrib"] if row else None), new_c))
+
+
+def _sql_value(ty: str, x: Any) -> Any:
+    if ty == "date":
+        return date.fromisoformat(x)
+    if ty == "timestamptz":
+        return datetime.fromisoformat(x)
+    if ty == "slice":
+        return rollups.slice_id(x)
+    return x
+
+
+_ARRAY_TYPE = {"date": "date", "timestamptz": "timestamptz", "slice": "bigint", "text": "text",
+               "int": "int", "numeric": "numeric"}
+
+
+@functools.lru_cache(maxsize=256)
+def _write_sql(tables: tuple[str, ...], with_slice: bool) -> str:
+    ctes = []
+    n = 6
+    if with_slice:
+        ctes.append("s AS (INSERT INTO slices VALUES ($7, $8, $9, $10, $11)"
+                    " ON CONFLICT DO NOTHING)")
+        n = 11
+    for i, name in enumerate(tables):
+        t = rollups.TABLES[name]
+        cols = [c for c, _ in t.keys] + [c for c, _ in t.values]
+        types = [ty for _, ty in t.keys] + [ty for _, ty in t.values]
+        args = []
+        for ty in types:
+            n += 1
+            args.append(f"${n}::{_ARRAY_TYPE[ty]}[]")
+        sets = ", ".join(f"{c} = {name}.{c} + EXCLUDED.{c}" for c, _ in t.values)
+        ctes.append(f"w{i} AS (INSERT INTO {name} ({', '.join(cols)}) SELECT * FROM"
+                    f" unnest({', '.join(args)}) ON CONFLICT ({', '.join(c for c, _ in t.keys)})"
+                    f" DO UPDATE SET {sets})")
+    return (("WITH " + ", ".join(ctes) + " ") if ctes else "") + (
+        "UPDATE order_state SET facts = $2::jsonb, contrib = $3::jsonb, start_day = $4,"
+        " slice_id = $5, hold_open_since = $6 WHERE order_key = $1")
+
+
+async def write_rollups(conn: Conn, key: str, facts: list[StoredFact] | None,
+                        view: domain.OrderView, contrib: rollups.Contribution,
+                        change: rollups.Contribution) -> None:
+    """The order's new state and the change of its contribution, in one statement."""
+    started = view.started_at
+    sl = rollups.slice_of(view) if started is not None else None
+    hold = rollups.hold_of(view)
+    tables = tuple(sorted(change))
+    args: list[Any] = [key, json.dumps(facts, separators=(",", ":")) if facts is not None
+                       else None, rollups.dumps(contrib),
+                       rollups.utc_day(started) if started else None,
+                       rollups.slice_id(sl) if sl else None,
+                       hold[0] if hold is not None and hold[1] is None else None]
+    with_slice = bool(tables) and sl is not None
+    if with_slice:
+        assert sl is not None
+        args += [rollups.slice_id(sl), sl[0], sl[1], list(sl[2]), list(sl[3])]
+    for name in tables:
+        t = rollups.TABLES[name]
+        rows = list(change[name].items())
+        for j, (_, ty) in enumerate(t.keys):
+            args.append([_sql_value(ty, k[j]) for k, _ in rows])
+        for j, _ in enumerate(t.values):
+            args.append([v[j] for _, v in rows])
+    await conn.execute(_write_sql(tables, with_slice), *args)
