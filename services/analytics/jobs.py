@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import date, timedelta
 
 from prometheus_client import Gauge
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +38,10 @@ class AnalyticsSettings(BaseSettings):
     gauges_seconds: float = 15.0
     feedback_seconds: float = 60.0
     feedback_window_days: int = 30
+    # Facts (the events as received, partitioned by month) older than this many months are
+    # dropped, a month at a time; 0 keeps them forever. Rollups, timelines and orders stay.
+    facts_retention_months: int = 24
+    partitions_seconds: float = 3600.0
 
 
 ORDERS_BY_STATUS = Gauge("shopkeeper_orders_by_status", "Orders by current status (read model)",
@@ -132,8 +136,45 @@ async def backfill(runtime: Runtime, settings: AnalyticsSettings, batch: int = 5
                 return done
 
 
+def month_start(d: date, months_back: int = 0) -> date:
+    index = d.year * 12 + d.month - 1 - months_back
+    return date(index // 12, index % 12 + 1, 1)
+
+
+async def maintain_partitions(runtime: Runtime, settings: AnalyticsSettings) -> list[str]:
+    """The month partitions of `facts` from this month to two ahead, and retention: partitions
+    wholly older than SHOPKEEPER_ANALYTICS_FACTS_RETENTION_MONTHS dropped. Returns those dropped."""
+    today = utcnow().date()
+    dropped: list[str] = []
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        if not await try_xact_lock(conn, "analytics:partitions"):
+            return dropped
+        for ahead in range(3):
+            await conn.execute("SELECT facts_month($1)", month_start(today, -ahead))
+        if settings.facts_retention_months <= 0:
+            return dropped
+        keep_from = month_start(today, settings.facts_retention_months)
+        for (name,) in await conn.fetch(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'facts'::regclass AND c.relname ~ '^facts_[0-9]{4}_[0-9]{2}$'"
+                " ORDER BY 1"):
+            year, month = int(name[6:10]), int(name[11:13])
+            if date(year, month, 1) < keep_from:
+                await conn.execute(f'DROP TABLE "{name}"')
+                dropped.append(name)
+        await conn.execute(
+            "INSERT INTO rollup_meta VALUES ('facts_kept_from', $1) ON CONFLICT (name)"
+            " DO UPDATE SET value = EXCLUDED.value", keep_from.isoformat())
+    if dropped:
+        log.info("facts retention (%d months): dropped partitions %s; rollups and timelines"
+                 " keep those orders", settings.facts_retention_months, ", ".join(dropped))
+    return dropped
+
+
 async def start_jobs(runtime: Runtime) -> None:
     settings = AnalyticsSettings()
+    runtime.spawn(_every(settings.partitions_seconds, "facts partitions",
+                         lambda: maintain_partitions(runtime, settings)), "analytics-partitions")
     runtime.spawn(_every(3600, "rollup backfill", lambda: backfill(runtime, settings)),
                   "analytics-backfill")
     runtime.spawn(_every(settings.gauges_seconds, "gauge refresh",

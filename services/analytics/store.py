@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
@@ -15,6 +16,8 @@ from shared.contracts import FeedbackGiven, OrderStatusChanged, RefundIssued
 from shared.db import Conn
 
 from . import domain, rollups
+
+log = logging.getLogger(__name__)
 
 
 async def record_status(conn: Conn, e: OrderStatusChanged) -> bool:
@@ -310,14 +313,23 @@ async def order_of_parcel(conn: Conn, tracking_number: str) -> str | None:
 async def fold_in(conn: Conn, key: str, new: list[StoredFact], sla_hours: float) -> None:
     """Add first-time facts to their order: re-fold it, and add the change of its contribution
     to the rollups. Idempotent: a fact already folded (same event id) changes nothing."""
-    row = await conn.fetchrow("SELECT facts, contrib FROM order_state WHERE order_key = $1"
-                              " FOR UPDATE", key)
+    row = await conn.fetchrow("SELECT facts, contrib, start_day FROM order_state"
+                              " WHERE order_key = $1 FOR UPDATE", key)
     if row is None:
         inserted = await conn.fetchval("INSERT INTO order_state (order_key) VALUES ($1)"
                                        " ON CONFLICT DO NOTHING RETURNING true", key)
         if not inserted:  # another transaction created it meanwhile
-            row = await conn.fetchrow("SELECT facts, contrib FROM order_state"
+            row = await conn.fetchrow("SELECT facts, contrib, start_day FROM order_state"
                                       " WHERE order_key = $1 FOR UPDATE", key)
+    if row is not None and row["facts"] is None and row["start_day"] is not None:
+        kept_from = await conn.fetchval(
+            "SELECT value::date FROM rollup_meta WHERE name = 'facts_kept_from'")
+        if kept_from is not None and row["start_day"] < kept_from:
+            # Its facts were dropped by retention: a fold of what is left would count the order
+            # as less than it was. Its rollups stay as they were; the fact itself is kept.
+            log.info("order %s started %s, before the facts kept (%s): the event is stored but"
+                     " does not change the reports", key, row["start_day"], kept_from)
+            return
     facts: list[StoredFact] = (json.loads(row["facts"]) if row is not None and row["facts"]
                                is not None else await _facts_of(conn, key))
     by_id = {f[1]: f for f in facts}

@@ -10,15 +10,19 @@ import random
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.analytics import domain, reports, rollups, store
+from services.analytics import domain, jobs, reports, rollups, store
 from shared.contracts import OrderStatusChanged, Reason
+from shared.service import Runtime
 from shared.settings import service_database_url
+
+from .helpers import http_get
 
 SLA_HOURS = 48.0
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -263,3 +267,54 @@ async def test_a_late_placed_order_moves_its_contribution_to_its_day(stack: None
     finally:
         await tx.rollback()
         await conn.close()
+
+
+async def test_facts_go_to_month_partitions_and_old_months_are_dropped_by_retention(
+        stack: None) -> None:
+    """Given an order from 30 months ago and one from today, when retention (24 months) runs,
+    then the old month's partition is gone with its facts, while that order's timeline and its
+    place in the reports stay (rollups and timelines are not facts); today's facts are in this
+    month's partition."""
+    shop = f"ret-{uuid.uuid4().hex[:10]}"
+    old_start = datetime.combine(jobs.month_start(NOW.date(), 30), time.min, UTC) + timedelta(
+        days=3)
+    order = {"placed": 0, "placed_twice": False, "customer": "c1", "country": "US",
+             "currency": "USD", "option": "standard", "lines": [("SKU-A", 1, "5.00")],
+             "statuses": [("accepted", 10, 0)], "parcels": [], "shipped_at": 0, "requests": [],
+             "refunds": [], "ratings": []}
+    old_events = events_of(shop, old_start, [order])
+    new_events = events_of(shop + "-now", NOW - timedelta(minutes=30), [order])
+    pool = await asyncpg.create_pool(service_database_url("analytics"), min_size=1, max_size=2,
+                                     server_settings={"search_path": "analytics"})
+    assert pool is not None
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            writer = Writer(conn)
+            for item in old_events + new_events:
+                await writer.apply(item)
+            await conn.execute("SELECT facts_month($1)", old_start.date())
+        part = f"facts_{old_start:%Y_%m}"
+
+        async def where_facts(key: str) -> set[str]:
+            return {r[0] for r in await pool.fetch(
+                "SELECT tableoid::regclass::text FROM facts WHERE order_key = $1", key)}
+        assert await where_facts(f"{shop}:o0") == {part}
+        assert await where_facts(f"{shop}-now:o0") == {f"facts_{NOW:%Y_%m}"}
+
+        settings = jobs.AnalyticsSettings(facts_retention_months=24)
+        dropped = await jobs.maintain_partitions(cast(Runtime, SimpleNamespace(pool=pool)),
+                                                 settings)
+        assert part in dropped
+        assert await where_facts(f"{shop}:o0") == set()
+        assert await where_facts(f"{shop}-now:o0") == {f"facts_{NOW:%Y_%m}"}
+        async with pool.acquire() as conn:
+            f = domain.Filters(old_start - timedelta(days=3), old_start + timedelta(days=1),
+                               frozenset({shop}))
+            got = await reports.reports(conn, f, NOW, SLA_HOURS)
+            assert got["orders_by_day"] == [{"day": old_start.date().isoformat(), "orders": 1,
+                                             "sold": 1}]
+        timeline = await http_get("analytics", f"/orders/{shop}/o0")
+        assert timeline.status_code == 200
+        assert [t["status"] for t in timeline.json()["timeline"]] == ["accepted"]
+    finally:
+        await pool.close()
