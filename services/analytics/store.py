@@ -332,6 +332,14 @@ async def fold_in(conn: Conn, key: str, new: list[StoredFact], sla_hours: float)
             return
     facts: list[StoredFact] = (json.loads(row["facts"]) if row is not None and row["facts"]
                                is not None else await _facts_of(conn, key))
+    if row is None:
+        old: rollups.Contribution = {}
+    elif row["contrib"] is not None:
+        old = rollups.loads(row["contrib"])
+    else:  # not stored (a generated history): what its facts before these gave
+        fresh = {f[1] for f in new}
+        old = rollups.contribution(fold_stored(key, [f for f in facts if f[1] not in fresh]),
+                                   sla_hours)
     by_id = {f[1]: f for f in facts}
     known = len(by_id)
     for f in new:
@@ -346,8 +354,7 @@ async def fold_in(conn: Conn, key: str, new: list[StoredFact], sla_hours: float)
     facts = list(by_id.values())
     view = fold_stored(key, facts)
     new_c = rollups.contribution(view, sla_hours)
-    await write_rollups(conn, key, facts, view, new_c,
-                        rollups.delta(rollups.loads(row["contrib"] if row else None), new_c))
+    await write_rollups(conn, key, facts, view, new_c, rollups.delta(old, new_c))
 
 
 def _sql_value(ty: str, x: Any) -> Any:
