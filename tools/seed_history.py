@@ -220,7 +220,11 @@ class History:
 
 def _rollup_rows(c: rollups.Contribution, table: str) -> list[tuple[Any, ...]]:
     t = rollups.TABLES[table]
-    return [tuple(store._sql_value(ty, k[j]) for j, (_, ty) in enumerate(t.keys)) + tuple(v)
+    def sql(ty: str, x: Any) -> Any:
+        if ty == "date":
+            return date.fromisoformat(x)
+        return datetime.fromisoformat(x) if ty == "timestamptz" else x
+    return [tuple(sql(ty, k[j]) for j, (_, ty) in enumerate(t.keys)) + tuple(v)
             for k, v in c.get(table, {}).items()]
 
 

@@ -34,7 +34,7 @@ Slice = tuple[str, str, tuple[str, ...], tuple[str, ...]]
 @dataclass(frozen=True)
 class Table:
     name: str
-    keys: tuple[tuple[str, str], ...]      # (column, SQL type); a "slice" key is resolved to an id
+    keys: tuple[tuple[str, str], ...]      # (column, SQL type); "slice": a slice_id()
     values: tuple[tuple[str, str], ...]    # additive columns
 
     @property
@@ -151,7 +151,7 @@ def contribution(v: domain.OrderView, sla_hours: float) -> Contribution:
     started = v.started_at
     if started is None:
         return {}
-    day, sl = utc_day(started).isoformat(), slice_of(v)
+    day, sl = utc_day(started).isoformat(), slice_id(slice_of(v))
     out: dict[str, dict[Key, list[Any]]] = {}
 
     def add(table: str, key: Key, *values: Any) -> None:
@@ -272,27 +272,13 @@ def add_up(into: Contribution, more: Contribution) -> None:
                 a + b for a, b in zip(before, vals, strict=True))
 
 
-# --- stored as JSON in order_state.contrib --------------------------------------------------
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, Decimal):
-        return str(x)
-    if isinstance(x, tuple):
-        return [_plain(y) for y in x]
-    return x
-
-
-def _back(x: Any, numeric: bool = False) -> Any:
-    if isinstance(x, list):
-        return tuple(_back(y) for y in x)
-    if numeric and isinstance(x, str):
-        return Decimal(x)
-    return x
-
+# --- stored as JSON in order_state.contrib, and sent to SQL as JSON -------------------------
+# Keys are flat tuples of strings and integers (the slice is its id), so JSON keeps them as they
+# are; money goes as strings, back to Decimal on reading.
 
 def dumps(c: Contribution) -> str:
-    return json.dumps({t: [[_plain(k), _plain(v)] for k, v in rows.items()]
-                       for t, rows in c.items()}, separators=(",", ":"))
+    return json.dumps({t: [[k, v] for k, v in rows.items()] for t, rows in c.items()},
+                      default=str, separators=(",", ":"))
 
 
 def loads(text: str | None) -> Contribution:
@@ -300,7 +286,16 @@ def loads(text: str | None) -> Contribution:
         return {}
     out: Contribution = {}
     for t, rows in json.loads(text).items():
-        table = TABLES[t]
-        out[t] = {_back(k): tuple(_back(x, ty == _NUM) for x, (_, ty) in
-                                  zip(v, table.values, strict=True)) for k, v in rows}
+        numeric = [ty == _NUM for _, ty in TABLES[t].values]
+        out[t] = {tuple(k): tuple(Decimal(x) if n else x for x, n in zip(v, numeric, strict=True))
+                  for k, v in rows}
     return out
+
+
+def as_rows(c: Contribution) -> str:
+    """A change as JSON objects per table, column names as keys (jsonb_to_recordset)."""
+    out = {}
+    for t, rows in c.items():
+        cols = [c for c, _ in TABLES[t].keys] + [c for c, _ in TABLES[t].values]
+        out[t] = [dict(zip(cols, (*k, *v), strict=True)) for k, v in rows.items()]
+    return json.dumps(out, default=str, separators=(",", ":"))

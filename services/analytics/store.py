@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -357,43 +356,32 @@ async def fold_in(conn: Conn, key: str, new: list[StoredFact], sla_hours: float)
     await write_rollups(conn, key, facts, view, new_c, rollups.delta(old, new_c))
 
 
-def _sql_value(ty: str, x: Any) -> Any:
-    if ty == "date":
-        return date.fromisoformat(x)
-    if ty == "timestamptz":
-        return datetime.fromisoformat(x)
-    if ty == "slice":
-        return rollups.slice_id(x)
-    return x
+_SQL_TYPE = {"date": "date", "timestamptz": "timestamptz", "slice": "bigint", "text": "text",
+             "int": "int", "numeric": "numeric"}
 
 
-_ARRAY_TYPE = {"date": "date", "timestamptz": "timestamptz", "slice": "bigint", "text": "text",
-               "int": "int", "numeric": "numeric"}
+def _rollup_cte(i: int, name: str) -> str:
+    t = rollups.TABLES[name]
+    cols = [c for c, _ in t.keys] + [c for c, _ in t.values]
+    types = [ty for _, ty in t.keys] + [ty for _, ty in t.values]
+    record = ", ".join(f"{c} {_SQL_TYPE[ty]}" for c, ty in zip(cols, types, strict=True))
+    sets = ", ".join(f"{c} = {name}.{c} + EXCLUDED.{c}" for c, _ in t.values)
+    return (f"w{i} AS (INSERT INTO {name} ({', '.join(cols)}) SELECT * FROM"
+            f" jsonb_to_recordset($7::jsonb -> '{name}') AS x({record})"
+            f" ON CONFLICT ({', '.join(c for c, _ in t.keys)}) DO UPDATE SET {sets})")
 
 
-@functools.lru_cache(maxsize=256)
-def _write_sql(tables: tuple[str, ...], with_slice: bool) -> str:
-    ctes = []
-    n = 6
-    if with_slice:
-        ctes.append("s AS (INSERT INTO slices VALUES ($7, $8, $9, $10, $11)"
-                    " ON CONFLICT DO NOTHING)")
-        n = 11
-    for i, name in enumerate(tables):
-        t = rollups.TABLES[name]
-        cols = [c for c, _ in t.keys] + [c for c, _ in t.values]
-        types = [ty for _, ty in t.keys] + [ty for _, ty in t.values]
-        args = []
-        for ty in types:
-            n += 1
-            args.append(f"${n}::{_ARRAY_TYPE[ty]}[]")
-        sets = ", ".join(f"{c} = {name}.{c} + EXCLUDED.{c}" for c, _ in t.values)
-        ctes.append(f"w{i} AS (INSERT INTO {name} ({', '.join(cols)}) SELECT * FROM"
-                    f" unnest({', '.join(args)}) ON CONFLICT ({', '.join(c for c, _ in t.keys)})"
-                    f" DO UPDATE SET {sets})")
-    return (("WITH " + ", ".join(ctes) + " ") if ctes else "") + (
-        "UPDATE order_state SET facts = $2::jsonb, contrib = $3::jsonb, start_day = $4,"
-        " slice_id = $5, hold_open_since = $6 WHERE order_key = $1")
+# One statement for every change: the rollups' rows come as one JSON document (a table absent
+# from it inserts nothing), so the text never varies and is prepared once per connection.
+WRITE_SQL = (
+    "WITH s AS (INSERT INTO slices SELECT $8::bigint, $9::text, $10::text, $11::text[], $12::text[]"
+    " WHERE $8 IS NOT NULL"
+    " ON CONFLICT DO NOTHING), "
+    + ", ".join(_rollup_cte(i, name) for i, name in enumerate(rollups.TABLES))
+    + " UPDATE order_state SET facts = $2::jsonb, contrib = $3::jsonb, start_day = $4,"
+    " slice_id = $5, hold_open_since = $6 WHERE order_key = $1")
+STATE_SQL = ("UPDATE order_state SET facts = $2::jsonb, contrib = $3::jsonb, start_day = $4,"
+             " slice_id = $5, hold_open_since = $6 WHERE order_key = $1")
 
 
 async def write_rollups(conn: Conn, key: str, facts: list[StoredFact] | None,
@@ -402,22 +390,15 @@ async def write_rollups(conn: Conn, key: str, facts: list[StoredFact] | None,
     """The order's new state and the change of its contribution, in one statement."""
     started = view.started_at
     sl = rollups.slice_of(view) if started is not None else None
+    sid = rollups.slice_id(sl) if sl is not None else None
     hold = rollups.hold_of(view)
-    tables = tuple(sorted(change))
     args: list[Any] = [key, json.dumps(facts, separators=(",", ":")) if facts is not None
                        else None, rollups.dumps(contrib),
-                       rollups.utc_day(started) if started else None,
-                       rollups.slice_id(sl) if sl else None,
+                       rollups.utc_day(started) if started else None, sid,
                        hold[0] if hold is not None and hold[1] is None else None]
-    with_slice = bool(tables) and sl is not None
-    if with_slice:
-        assert sl is not None
-        args += [rollups.slice_id(sl), sl[0], sl[1], list(sl[2]), list(sl[3])]
-    for name in tables:
-        t = rollups.TABLES[name]
-        rows = list(change[name].items())
-        for j, (_, ty) in enumerate(t.keys):
-            args.append([_sql_value(ty, k[j]) for k, _ in rows])
-        for j, _ in enumerate(t.values):
-            args.append([v[j] for _, v in rows])
-    await conn.execute(_write_sql(tables, with_slice), *args)
+    if not change:
+        await conn.execute(STATE_SQL, *args)
+        return
+    await conn.execute(WRITE_SQL, *args, rollups.as_rows(change), sid,
+                       sl[0] if sl else None, sl[1] if sl else None,
+                       list(sl[2]) if sl else None, list(sl[3]) if sl else None)
