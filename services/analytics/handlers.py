@@ -38,9 +38,11 @@ def _sla_hours() -> float:
     return AnalyticsSettings().ship_sla_hours
 
 
-async def _fold(ctx: Ctx, key: str | None, fact: store.StoredFact) -> None:
-    if key is not None:
-        await store.fold_in(ctx.conn, key, [fact], _sla_hours())
+async def _fold(ctx: Ctx, recorded: store.Recorded | None, fact: store.StoredFact) -> None:
+    """A first-time fact into its order's rollups (nothing for a repeated fact, or a carrier scan
+    of a parcel not shipped yet: the shipment folds it in)."""
+    if recorded is not None and recorded.key is not None:
+        await store.fold_in(ctx.conn, recorded.key, [fact], _sla_hours(), recorded.state)
 
 
 async def skip_invalid(conn: Conn, raw: RawMessage, exc: ValidationError) -> bool:
@@ -67,10 +69,10 @@ async def order_placed(ctx: Ctx, e: OrderPlaced) -> None:
         store_name=e.store, ext=e.external_order_id, customer_id=e.customer.id,
         country=e.shipping_address.country, placed_at=e.placed_at, lines=e.lines,
         grand_total=e.totals.grand_total, currency=e.currency, shipping_option=e.shipping_option)
-    if await store.record_order_fact(ctx.conn, e.event_id, e.occurred_at, body, key=e.key,
-                                     customer_id=e.customer.id,
-                                     country=e.shipping_address.country, placed_at=e.placed_at):
-        await _fold(ctx, e.key, store.stored("placed", e.event_id, e.occurred_at, body))
+    await _fold(ctx, await store.record_order_fact(
+        ctx.conn, e.event_id, e.occurred_at, body, key=e.key, customer_id=e.customer.id,
+        country=e.shipping_address.country, placed_at=e.placed_at),
+        store.stored("placed", e.event_id, e.occurred_at, body))
 
 
 @handlers.on(topics.INTAKE_ORDER_ACCEPTED)
@@ -81,18 +83,16 @@ async def order_accepted(ctx: Ctx, e: OrderAccepted) -> None:
         store_name=s.store, ext=s.external_order_id, customer_id=s.customer_id,
         country=s.shipping_address.country, placed_at=s.placed_at, lines=s.lines,
         grand_total=s.totals.grand_total, currency=s.currency, shipping_option=s.shipping_option)
-    if await store.record_order_fact(ctx.conn, e.event_id, e.occurred_at, body,
-                                     key=e.order_key, order_id=e.order_id,
-                                     customer_id=s.customer_id,
-                                     country=s.shipping_address.country, placed_at=s.placed_at):
-        await _fold(ctx, e.order_key, store.stored("placed", e.event_id, e.occurred_at, body))
+    await _fold(ctx, await store.record_order_fact(
+        ctx.conn, e.event_id, e.occurred_at, body, key=e.order_key, order_id=e.order_id,
+        customer_id=s.customer_id, country=s.shipping_address.country, placed_at=s.placed_at),
+        store.stored("placed", e.event_id, e.occurred_at, body))
 
 
 @handlers.on(topics.ORDERS_STATUS)
 async def status_changed(ctx: Ctx, e: OrderStatusChanged) -> None:
-    if await store.record_status(ctx.conn, e):
-        await _fold(ctx, f"{e.store}:{e.external_order_id}",
-                    store.stored("status", e.event_id, e.occurred_at, store.status_body(e)))
+    await _fold(ctx, await store.record_status(ctx.conn, e),
+                store.stored("status", e.event_id, e.occurred_at, store.status_body(e)))
 
 
 @handlers.on(topics.LOGISTICS_ORDER_SHIPPED)
@@ -103,27 +103,24 @@ async def order_shipped(ctx: Ctx, e: OrderShipped) -> None:
     for p in e.parcels:
         await store.index_parcel(ctx.conn, p.tracking_number, e.order_key, p.parcel_id, p.carrier,
                                   p.warehouse)
-    if fresh:
-        await _fold(ctx, e.order_key, store.stored("shipped", e.event_id, e.occurred_at, body))
+    await _fold(ctx, fresh, store.stored("shipped", e.event_id, e.occurred_at, body))
 
 
 @handlers.on(topics.CARRIER_TRACKING, on_invalid=skip_invalid)
 async def tracking_updated(ctx: Ctx, e: TrackingUpdated) -> None:
     body = {"carrier": e.carrier, "status": e.status}
-    if await store.record_fact(ctx.conn, e.event_id, "tracked", e.occurred_at, body,
-                               tracking_number=e.tracking_number):
-        # A scan before the shipment is known is folded in when the shipment comes.
-        await _fold(ctx, await store.order_of_parcel(ctx.conn, e.tracking_number),
-                    store.stored("tracked", e.event_id, e.occurred_at, body, e.tracking_number))
+    await _fold(ctx, await store.record_fact(ctx.conn, e.event_id, "tracked", e.occurred_at, body,
+                                             tracking_number=e.tracking_number),
+                store.stored("tracked", e.event_id, e.occurred_at, body, e.tracking_number))
 
 
 @handlers.on(topics.AFTERSALES_REQUESTS, on_invalid=skip_invalid)
 async def request_received(ctx: Ctx, e: AftersalesRequested) -> None:
     body = {"request_id": e.request_id, "kind": e.kind, "reason": e.reason,
             "lines": [ln.model_dump(mode="json") for ln in e.lines]}
-    if await store.record_fact(ctx.conn, e.event_id, "requested", e.occurred_at, body,
-                               order_key=e.key):
-        await _fold(ctx, e.key, store.stored("requested", e.event_id, e.occurred_at, body))
+    await _fold(ctx, await store.record_fact(ctx.conn, e.event_id, "requested", e.occurred_at,
+                                             body, order_key=e.key),
+                store.stored("requested", e.event_id, e.occurred_at, body))
 
 
 @handlers.on(topics.PAYMENTS_REFUNDS)
@@ -132,15 +129,15 @@ async def refund_issued(ctx: Ctx, e: RefundIssued) -> None:
     key = f"{e.store}:{e.external_order_id}"
     body = {"request_id": e.request_id, "amount": f"{e.amount:.2f}", "currency": e.currency,
             "reason": e.reason}
-    if await store.record_fact(ctx.conn, e.event_id, "refunded", e.occurred_at, body,
-                               order_key=key):
-        await _fold(ctx, key, store.stored("refunded", e.event_id, e.occurred_at, body))
+    await _fold(ctx, await store.record_fact(ctx.conn, e.event_id, "refunded", e.occurred_at,
+                                             body, order_key=key),
+                store.stored("refunded", e.event_id, e.occurred_at, body))
 
 
 @handlers.on(topics.CUSTOMER_FEEDBACK, on_invalid=skip_invalid)
 async def feedback_given(ctx: Ctx, e: FeedbackGiven) -> None:
     await store.record_feedback(ctx.conn, e)
     body = {"rating": e.rating}
-    if await store.record_fact(ctx.conn, e.event_id, "rated", e.occurred_at, body,
-                               order_key=e.key):
-        await _fold(ctx, e.key, store.stored("rated", e.event_id, e.occurred_at, body))
+    await _fold(ctx, await store.record_fact(ctx.conn, e.event_id, "rated", e.occurred_at,
+                                             body, order_key=e.key),
+                store.stored("rated", e.event_id, e.occurred_at, body))

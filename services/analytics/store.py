@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -19,13 +20,36 @@ from . import domain, rollups
 log = logging.getLogger(__name__)
 
 
-async def record_status(conn: Conn, e: OrderStatusChanged) -> bool:
+@dataclass(frozen=True)
+class Recorded:
+    """A fact stored for the first time: the order it belongs to (None: a carrier scan of a
+    parcel not known yet) and that order's order_state row, locked (None: it has none yet). The
+    record_* functions read it in their own statement, which saves fold_in a round trip."""
+
+    key: str | None
+    state: asyncpg.Record | None
+
+
+def _state_of(key_sql: str) -> str:
+    return (" SELECT (SELECT count(*) FROM f) AS fresh, k.key, s.order_key AS state_key,"
+            f" s.facts, s.contrib, s.start_day FROM (SELECT {key_sql} AS key) k"
+            " LEFT JOIN LATERAL (SELECT order_key, facts, contrib, start_day FROM order_state"
+            " WHERE order_key = k.key FOR UPDATE) s ON true")
+
+
+def _recorded(row: asyncpg.Record | None) -> Recorded | None:
+    if row is None or not row["fresh"]:
+        return None
+    return Recorded(row["key"], row if row["state_key"] is not None else None)
+
+
+async def record_status(conn: Conn, e: OrderStatusChanged) -> Recorded | None:
     """The timeline row, the order's current status (the newest `occurred_at` wins), the fact and
-    the index, in one statement: orders.status is most of analytics' traffic. True when the fact
-    is new."""
+    the index, in one statement: orders.status is most of analytics' traffic. Not None when the
+    fact is new."""
     key = f"{e.store}:{e.external_order_id}"
     reasons = json.dumps([r.model_dump() for r in e.reasons])
-    return bool(await conn.fetchval(
+    return _recorded(await conn.fetchrow(
         "WITH t AS (INSERT INTO timeline (event_id, order_key, status, occurred_at, reasons,"
         "  details) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) ON CONFLICT DO NOTHING),"
         " o AS (INSERT INTO orders (order_key, order_id, store, external_order_id, status,"
@@ -41,8 +65,7 @@ async def record_status(conn: Conn, e: OrderStatusChanged) -> bool:
         " x AS (INSERT INTO order_index AS x (order_key, store, external_order_id, order_id,"
         " seen_at) VALUES ($2, $8, $9, $7, $4) ON CONFLICT (order_key) DO UPDATE SET"
         " order_id = coalesce(x.order_id, EXCLUDED.order_id),"
-        " seen_at = least(x.seen_at, EXCLUDED.seen_at))"
-        " SELECT count(*) FROM f",
+        " seen_at = least(x.seen_at, EXCLUDED.seen_at))" + _state_of("$2::text"),
         e.event_id, key, e.status, e.occurred_at, reasons, json.dumps(e.details, default=str),
         e.order_id, e.store, e.external_order_id))
 
@@ -95,23 +118,25 @@ async def reason_counts(pool: asyncpg.Pool, status: str) -> dict[str, int]:
 
 async def record_fact(conn: Conn, event_id: uuid.UUID, kind: str, at: datetime,
                       body: dict[str, Any], *, order_key: str | None = None,
-                      tracking_number: str | None = None) -> bool:
-    """True when the fact is new."""
-    return bool(await conn.fetchval(
-        "INSERT INTO facts (event_id, kind, order_key, tracking_number, occurred_at, body)"
-        " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING RETURNING true",
+                      tracking_number: str | None = None) -> Recorded | None:
+    """Not None when the fact is new; a carrier scan belongs to the order of its parcel."""
+    return _recorded(await conn.fetchrow(
+        "WITH f AS (INSERT INTO facts (event_id, kind, order_key, tracking_number, occurred_at,"
+        " body) VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING RETURNING 1)"
+        + _state_of("coalesce($3::text, (SELECT order_key FROM parcel_index"
+                    " WHERE tracking_number = $4))"),
         event_id, kind, order_key, tracking_number, at, json.dumps(body, default=str)))
 
 
 async def record_order_fact(conn: Conn, event_id: uuid.UUID, at: datetime,
                             body: dict[str, Any], *, key: str, order_id: str | None = None,
                             customer_id: str | None = None, country: str | None = None,
-                            placed_at: datetime | None = None) -> bool:
+                            placed_at: datetime | None = None) -> Recorded | None:
     """A placed or accepted order: the fact, and what is known of the order in the index, where
     the first value seen of each field stays (a re-sent order keeps its first version, as intake
-    does). One statement; true when the fact is new."""
+    does). One statement; not None when the fact is new."""
     store_name, _, ext = key.partition(":")
-    return bool(await conn.fetchval(
+    return _recorded(await conn.fetchrow(
         "WITH f AS (INSERT INTO facts (event_id, kind, order_key, occurred_at, body)"
         "  VALUES ($1, 'placed', $2, $3, $4::jsonb) ON CONFLICT DO NOTHING RETURNING 1),"
         " i AS (INSERT INTO order_index AS o (order_key, store, external_order_id, order_id,"
@@ -121,7 +146,7 @@ async def record_order_fact(conn: Conn, event_id: uuid.UUID, at: datetime,
         " customer_id = coalesce(o.customer_id, EXCLUDED.customer_id),"
         " country = coalesce(o.country, EXCLUDED.country),"
         " placed_at = coalesce(o.placed_at, EXCLUDED.placed_at),"
-        " seen_at = least(o.seen_at, EXCLUDED.seen_at)) SELECT count(*) FROM f",
+        " seen_at = least(o.seen_at, EXCLUDED.seen_at))" + _state_of("$2::text"),
         event_id, key, at, json.dumps(body, default=str), store_name, ext, order_id, customer_id,
         country, placed_at))
 
@@ -303,17 +328,16 @@ async def _tracking_of(conn: Conn, numbers: list[str]) -> list[StoredFact]:
              r["tracking_number"]] for r in rows]
 
 
-async def order_of_parcel(conn: Conn, tracking_number: str) -> str | None:
-    key = await conn.fetchval("SELECT order_key FROM parcel_index WHERE tracking_number = $1",
-                              tracking_number)
-    return str(key) if key is not None else None
+_UNREAD: Any = object()
 
 
-async def fold_in(conn: Conn, key: str, new: list[StoredFact], sla_hours: float) -> None:
+async def fold_in(conn: Conn, key: str, new: list[StoredFact], sla_hours: float,
+                  state: asyncpg.Record | None = _UNREAD) -> None:
     """Add first-time facts to their order: re-fold it, and add the change of its contribution
-    to the rollups. Idempotent: a fact already folded (same event id) changes nothing."""
-    row = await conn.fetchrow("SELECT facts, contrib, start_day FROM order_state"
-                              " WHERE order_key = $1 FOR UPDATE", key)
+    to the rollups. Idempotent: a fact already folded (same event id) changes nothing. `state`:
+    the order's order_state row already read and locked (Recorded.state), if it was."""
+    row = state if state is not _UNREAD else await conn.fetchrow(
+        "SELECT facts, contrib, start_day FROM order_state WHERE order_key = $1 FOR UPDATE", key)
     if row is None:
         inserted = await conn.fetchval("INSERT INTO order_state (order_key) VALUES ($1)"
                                        " ON CONFLICT DO NOTHING RETURNING true", key)

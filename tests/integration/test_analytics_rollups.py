@@ -81,31 +81,28 @@ class Writer:
         c = self.conn
         if kind == "placed":
             key, eid, at, body = x
-            if await store.record_order_fact(
-                    c, eid, at, body, key=key, customer_id=body["customer_id"],
-                    country=body["country"], placed_at=datetime.fromisoformat(body["placed_at"])):
-                await store.fold_in(c, key, [store.stored("placed", eid, at, body)], SLA_HOURS)
+            rec = await store.record_order_fact(
+                c, eid, at, body, key=key, customer_id=body["customer_id"],
+                country=body["country"], placed_at=datetime.fromisoformat(body["placed_at"]))
+            fact = store.stored("placed", eid, at, body)
         elif kind == "status":
             e: OrderStatusChanged = x
-            if await store.record_status(c, e):
-                await store.fold_in(c, f"{e.store}:{e.external_order_id}", [store.stored(
-                    "status", e.event_id, e.occurred_at, store.status_body(e))], SLA_HOURS)
+            rec = await store.record_status(c, e)
+            fact = store.stored("status", e.event_id, e.occurred_at, store.status_body(e))
         elif kind == "tracked":
             eid, at, number, body = x
-            if await store.record_fact(c, eid, "tracked", at, body, tracking_number=number):
-                key = await store.order_of_parcel(c, number)
-                if key is not None:
-                    await store.fold_in(c, key, [store.stored("tracked", eid, at, body, number)],
-                                        SLA_HOURS)
+            rec = await store.record_fact(c, eid, "tracked", at, body, tracking_number=number)
+            fact = store.stored("tracked", eid, at, body, number)
         else:
             key, eid, at, body = x
-            fresh = await store.record_fact(c, eid, kind, at, body, order_key=key)
+            rec = await store.record_fact(c, eid, kind, at, body, order_key=key)
             if kind == "shipped":
                 for p in body["parcels"]:
                     await store.index_parcel(c, p["tracking_number"], key, p["parcel_id"],
                                              p["carrier"], p["warehouse"])
-            if fresh:
-                await store.fold_in(c, key, [store.stored(kind, eid, at, body)], SLA_HOURS)
+            fact = store.stored(kind, eid, at, body)
+        if rec is not None and rec.key is not None:
+            await store.fold_in(c, rec.key, [fact], SLA_HOURS, rec.state)
 
 
 def events_of(shop: str, start: datetime, orders: list[dict[str, Any]]) -> list[tuple[str, Any]]:
