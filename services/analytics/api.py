@@ -89,11 +89,11 @@ def filters(start: str | None = Query(None, alias="from"), end: str | None = Que
                           _set(carrier))
 
 
-async def _reports(request: Request, f: domain.Filters, personal: bool = False
+async def _reports(request: Request, f: domain.Filters, only: str | None = None
                    ) -> dict[str, list[dict[str, Any]]]:
     async with request.app.state.runtime.pool.acquire() as conn:
         return await reports.reports(conn, f, utcnow(), AnalyticsSettings().ship_sla_hours,
-                                     personal)
+                                     only=only)
 
 
 @router.get("/reports")
@@ -121,7 +121,7 @@ async def one_report(name: str, request: Request, format: str = "json",
         require_admin(request.headers.get("authorization"))
     elif name not in domain.REPORTS:
         raise HTTPException(404, f"no report {name!r}; reports: {', '.join(domain.REPORTS)}")
-    rows = (await _reports(request, f, name in domain.PERSONAL_REPORTS))[name]
+    rows = (await _reports(request, f, only=name))[name]
     if format == "csv":
         return Response(to_csv(rows), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="{name}.csv"'})

@@ -279,8 +279,12 @@ async def reorder_hints(conn: Conn, now: datetime) -> list[dict[str, Any]]:
 # --- all of them, shaped as domain.reports --------------------------------------------------
 
 async def reports(conn: Conn, f: domain.Filters, now: datetime, sla_hours: float,
-                  personal: bool = False) -> dict[str, list[dict[str, Any]]]:
+                  personal: bool = False, only: str | None = None
+                  ) -> dict[str, list[dict[str, Any]]]:
+    """Every report (`only`: just that one, reading only its rollups), as domain.reports."""
     s = await scope(conn, f)
+    if only is not None and only != "summary":
+        return await one(conn, s, f, now, only)
     t = await totals(conn, s)
     hold_hist = await histogram(conn, s, "hold")
     opened = await open_holds(conn, s)
@@ -332,54 +336,80 @@ async def reports(conn: Conn, f: domain.Filters, now: datetime, sla_hours: float
                 else None}
     cust = await customers(conn, s, now)
     summary |= {k: cust[k] for k in ("customers", "repeat_customers", "repeat_customer_rate")}
-
-    start = f.start or (datetime.combine(s.first_day, time.min, UTC) if s.first_day else now)
-    end = min(f.end or now, now)
-    days = max((end - start).total_seconds() / 86400, 1.0)
-    sku_rows = await skus(conn, s, now)
-    reasons = await sku_reasons(conn, s)
-    sold = [r for r in sku_rows if r["units"]]
-    best = [{"sku": r["sku"], "units": int(r["units"]), "revenue": f"{Decimal(r['revenue']):.2f}",
-             "velocity_per_day": round(int(r["units"]) / days, 3) if days > 0 else None,
-             "velocity_7d": round(int(r["u7"]) / 7, 3), "velocity_30d": round(int(r["u30"]) / 30, 3)}
-            for r in sorted(sold, key=lambda r: (-int(r["units"]), r["sku"]))]
-    returned = [r for r in sku_rows if r["shipped_units"] or r["returned"]]
-    returns_rows = [{"sku": r["sku"], "sold": int(r["shipped_units"]),
-                     "returned": int(r["returned"]),
-                     "return_rate": rate(int(r["returned"]), int(r["shipped_units"])),
-                     "reasons": ", ".join(f"{k} {n}" for k, n in sorted(
-                         reasons.get(r["sku"], {}).items(), key=lambda kv: (-kv[1], kv[0])))}
-                    for r in sorted(returned, key=lambda r: (-int(r["returned"]), r["sku"]))]
-    orders_with = {r["sku"]: int(r["orders"]) for r in sku_rows}
-    baskets = int(t["baskets"])
-    pairs = [{"sku_a": r["sku_a"], "sku_b": r["sku_b"], "orders": int(r["n"]),
-              "support": rate(int(r["n"]), baskets),
-              "confidence_b_given_a": rate(int(r["n"]), orders_with.get(r["sku_a"], 0))}
-             for r in await top_pairs(conn, s)]
-    ratings = {r[0]: int(r[1]) for r in await _grouped(conn, s, "r_rating", "rating",
-                                                      "sum(orders)")}
-    out = {
-        "summary": [{"metric": k, "value": v} for k, v in summary.items()],
-        "orders_by_day": await orders_by_day(conn, s),
-        "orders_by_status": _pairs_table(
-            await _grouped(conn, s, "r_status", "status", "sum(orders)"), "status", "orders"),
-        "rejection_reasons": _pairs_table(await _grouped(
-            conn, s, "r_reason", "reason", "sum(orders)", "status = 'rejected'"),
-            "reason", "orders"),
-        "hold_reasons": _pairs_table(await _grouped(
-            conn, s, "r_reason", "reason", "sum(orders)", "status = 'on_hold'"),
-            "reason", "orders"),
-        "carriers": await carriers(conn, s),
-        "returns_by_sku": returns_rows,
-        "returns_by_reason": _pairs_table(await _grouped(
-            conn, s, "r_return_reason", "reason", "sum(requests)"), "reason", "requests"),
-        "refunds": refund_rows,
-        "ratings": [{"rating": str(k), "orders": ratings.get(k, 0)} for k in range(1, 6)],
-        "rfm_segments": cust["segments"],
-        "cohorts": await cohorts(conn, s),
-        "pairs": pairs,
-        "best_sellers": best,
-    }
+    out = {"summary": [{"metric": k, "value": v} for k, v in summary.items()]}
+    if only == "summary":
+        return out
+    out |= {"refunds": refund_rows, "rfm_segments": cust["segments"]}
+    for name in domain.REPORTS:
+        if name not in out:
+            out |= await one(conn, s, f, now, name, t)
     if personal:
-        out["rfm_customers"] = await rfm_customers(conn, s, now)
+        out |= await one(conn, s, f, now, "rfm_customers")
     return out
+
+
+async def one(conn: Conn, s: Scope, f: domain.Filters, now: datetime, name: str,
+              t: dict[str, Any] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """One report other than the summary, from its own rollups."""
+    if name == "orders_by_day":
+        return {name: await orders_by_day(conn, s)}
+    if name == "orders_by_status":
+        return {name: _pairs_table(await _grouped(conn, s, "r_status", "status", "sum(orders)"),
+                                   "status", "orders")}
+    if name in ("rejection_reasons", "hold_reasons"):
+        status = "rejected" if name == "rejection_reasons" else "on_hold"
+        return {name: _pairs_table(await _grouped(
+            conn, s, "r_reason", "reason", "sum(orders)", f"status = '{status}'"),
+            "reason", "orders")}
+    if name == "carriers":
+        return {name: await carriers(conn, s)}
+    if name == "returns_by_reason":
+        return {name: _pairs_table(await _grouped(
+            conn, s, "r_return_reason", "reason", "sum(requests)"), "reason", "requests")}
+    if name == "refunds":
+        return {name: await refunds(conn, s)}
+    if name == "ratings":
+        ratings = {r[0]: int(r[1]) for r in await _grouped(conn, s, "r_rating", "rating",
+                                                          "sum(orders)")}
+        return {name: [{"rating": str(k), "orders": ratings.get(k, 0)} for k in range(1, 6)]}
+    if name == "rfm_segments":
+        return {name: (await customers(conn, s, now))["segments"]}
+    if name == "rfm_customers":
+        return {name: await rfm_customers(conn, s, now)}
+    if name == "cohorts":
+        return {name: await cohorts(conn, s)}
+    if name in ("best_sellers", "returns_by_sku", "pairs"):
+        return await _sku_reports(conn, s, f, now, name, t)
+    raise KeyError(name)
+
+
+async def _sku_reports(conn: Conn, s: Scope, f: domain.Filters, now: datetime, name: str,
+                       t: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
+    sku_rows = await skus(conn, s, now)
+    if name == "best_sellers":
+        start = f.start or (datetime.combine(s.first_day, time.min, UTC) if s.first_day
+                            else now)
+        end = min(f.end or now, now)
+        days = max((end - start).total_seconds() / 86400, 1.0)
+        sold = [r for r in sku_rows if r["units"]]
+        return {name: [
+            {"sku": r["sku"], "units": int(r["units"]), "revenue": f"{Decimal(r['revenue']):.2f}",
+             "velocity_per_day": round(int(r["units"]) / days, 3) if days > 0 else None,
+             "velocity_7d": round(int(r["u7"]) / 7, 3),
+             "velocity_30d": round(int(r["u30"]) / 30, 3)}
+            for r in sorted(sold, key=lambda r: (-int(r["units"]), r["sku"]))]}
+    if name == "returns_by_sku":
+        reasons = await sku_reasons(conn, s)
+        returned = [r for r in sku_rows if r["shipped_units"] or r["returned"]]
+        return {name: [
+            {"sku": r["sku"], "sold": int(r["shipped_units"]), "returned": int(r["returned"]),
+             "return_rate": rate(int(r["returned"]), int(r["shipped_units"])),
+             "reasons": ", ".join(f"{k} {n}" for k, n in sorted(
+                 reasons.get(r["sku"], {}).items(), key=lambda kv: (-kv[1], kv[0])))}
+            for r in sorted(returned, key=lambda r: (-int(r["returned"]), r["sku"]))]}
+    orders_with = {r["sku"]: int(r["orders"]) for r in sku_rows}
+    baskets = int((t or await totals(conn, s))["baskets"])
+    return {name: [{"sku_a": r["sku_a"], "sku_b": r["sku_b"], "orders": int(r["n"]),
+                    "support": rate(int(r["n"]), baskets),
+                    "confidence_b_given_a": rate(int(r["n"]), orders_with.get(r["sku_a"], 0))}
+                   for r in await top_pairs(conn, s)]}

@@ -159,13 +159,14 @@ async def index_parcel(conn: Conn, tracking_number: str, key: str, parcel_id: st
 
 
 async def filter_options(pool: asyncpg.Pool) -> dict[str, list[str]]:
+    """From the slices (every store, country, warehouse and carrier an order was counted in)."""
     async def distinct(sql: str) -> list[str]:
         return [r[0] for r in await pool.fetch(sql) if r[0]]
     return {
-        "store": await distinct("SELECT DISTINCT store FROM order_index ORDER BY 1"),
-        "country": await distinct("SELECT DISTINCT country FROM order_index ORDER BY 1"),
-        "carrier": await distinct("SELECT DISTINCT carrier FROM parcel_index ORDER BY 1"),
-        "warehouse": await distinct("SELECT DISTINCT warehouse FROM parcel_index ORDER BY 1"),
+        "store": await distinct("SELECT DISTINCT store FROM slices ORDER BY 1"),
+        "country": await distinct("SELECT DISTINCT country FROM slices ORDER BY 1"),
+        "carrier": await distinct("SELECT DISTINCT unnest(carriers) FROM slices ORDER BY 1"),
+        "warehouse": await distinct("SELECT DISTINCT unnest(warehouses) FROM slices ORDER BY 1"),
     }
 
 

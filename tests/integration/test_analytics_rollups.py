@@ -219,6 +219,9 @@ async def test_every_report_from_the_rollups_equals_the_recompute_from_the_facts
         want = domain.reports(await store.load_views(conn, f), f, NOW, SLA_HOURS)
         got = await reports.reports(conn, f, NOW, SLA_HOURS, personal=True)
         assert_same(got, want)
+        for name in (*domain.REPORTS, *domain.PERSONAL_REPORTS):  # one report alone, the same
+            assert (await reports.reports(conn, f, NOW, SLA_HOURS, only=name)) == {
+                name: got[name]}
 
         # Replay: every event again, in another order, changes nothing.
         before = await snapshot(conn, shop)
