@@ -7,7 +7,7 @@
   resident memory before and after.
 
     python -m tools.bench_analytics cpu --orders 1000 --rate 40
-    python -m tools.bench_analytics dashboard --repeat 20
+    python -m tools.bench_analytics dashboard --repeat 20 --month 2025-08
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +62,22 @@ async def cpu(orders: int, rate: float) -> dict[str, Any]:
             "analytics_rss_mb": [round(x, 1) for x in rss_mb(pid)]}
 
 
-async def dashboard(repeat: int) -> dict[str, Any]:
+async def dashboard(repeat: int, month: str | None, last_days: bool) -> dict[str, Any]:
+    """Every request `repeat` times. Reports over `month` (YYYY-MM; default: last month), as the
+    dashboard asks them with its from/to filled in, or with `last_days` over the dashboard's
+    default range (the last 30 days); CSVs of `month`."""
     base = f"http://127.0.0.1:{service_port('analytics')}"
     today = datetime.now(UTC).date()
-    month_start = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
-    month_end = today.replace(day=1) - timedelta(days=1)
-    month = f"from={month_start.isoformat()}&to={month_end.isoformat()}"
-    paths = ["/summary", "/reports", "/reports/options"]
-    paths += [f"/reports/{name}" for name in domain.REPORTS]
-    paths += [f"/reports/{name}.csv?{month}" for name in domain.REPORTS]
+    if month:
+        first = date.fromisoformat(f"{month}-01")
+    else:
+        first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    span = f"from={first.isoformat()}&to={last.isoformat()}"
+    q = "" if last_days else f"?{span}"
+    paths = ["/summary", f"/reports{q}", "/reports/options"]
+    paths += [f"/reports/{name}{q}" for name in domain.REPORTS]
+    paths += [f"/reports/{name}.csv?{span}" for name in domain.REPORTS]
     pid = service_pids()["analytics"][0]
     rss_before = rss_mb(pid)
     out: dict[str, Any] = {"requests": {}}
@@ -102,9 +109,12 @@ def main() -> None:
     c.add_argument("--rate", type=float, default=40.0)
     d = sub.add_parser("dashboard", help="latency of every dashboard request")
     d.add_argument("--repeat", type=int, default=20)
+    d.add_argument("--month", help="YYYY-MM: the reports' range and the CSVs' month")
+    d.add_argument("--last-days", action="store_true",
+                   help="reports over the dashboard's default range instead of --month")
     args = parser.parse_args()
     result = asyncio.run(cpu(args.orders, args.rate) if args.what == "cpu"
-                         else dashboard(args.repeat))
+                         else dashboard(args.repeat, args.month, args.last_days))
     print(json.dumps(result, indent=2))
 
 
