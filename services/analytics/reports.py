@@ -199,16 +199,16 @@ def _customers_cte(s: Scope) -> tuple[str, list[Any]]:
 
 
 async def customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
+    """Customers, repeat customers and RFM segments in one pass over the range's r_customer."""
     cte, args = _customers_cte(s)
-    row = await conn.fetchrow(
-        f"{cte} SELECT count(*) AS customers, count(*) FILTER (WHERE frequency >= 2) AS repeat"
-        " FROM r", now, *args)
-    segments = await conn.fetch(f"{cte} SELECT {_SEGMENT} AS segment, count(*) FROM r"
-                                " GROUP BY 1", now, *args)
-    n = int(row["customers"]) if row else 0
-    repeat = int(row["repeat"]) if row else 0
+    rows = await conn.fetch(
+        f"{cte} SELECT {_SEGMENT} AS segment, count(*) AS n,"
+        " count(*) FILTER (WHERE frequency >= 2) AS repeat FROM r GROUP BY 1", now, *args)
+    n = sum(int(r["n"]) for r in rows)
+    repeat = sum(int(r["repeat"]) for r in rows)
     return {"customers": n, "repeat_customers": repeat, "repeat_customer_rate": rate(repeat, n),
-            "segments": _pairs_table(list(segments), "segment", "customers")}
+            "segments": _pairs_table([(r["segment"], r["n"]) for r in rows], "segment",
+                                     "customers")}
 
 
 async def rfm_customers(conn: Conn, s: Scope, now: datetime) -> list[dict[str, Any]]:
