@@ -39,7 +39,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     SHOPKEEPER_HTTP_HOST=0.0.0.0
 USER shopkeeper
-# CONTRACT.md ports: intake 8001, inventory 8002, fulfillment 8003, logistics 8004,
+# docs/contract.md ports: intake 8001, inventory 8002, fulfillment 8003, logistics 8004,
 # aftersales 8005, analytics 8006 (each overridable with SHOPKEEPER_<SERVICE>_PORT).
 EXPOSE 8001 8002 8003 8004 8005 8006
 # Liveness on the service's own port: SHOPKEEPER_PORT when set, else the port the running service

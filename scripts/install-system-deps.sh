@@ -10,12 +10,21 @@ command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+# promtool (same package) checks the alert rules in the unit tests.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v runuser >/dev/null 2>&1 || missing+=(util-linux)
 # Tests render shipping labels to images (pdftoppm) to decode their barcodes.
 command -v pdftoppm >/dev/null 2>&1 || missing+=(poppler-utils)
+# ...and read their text back (pdftotext, same package): CJK names must not come out as "?".
+command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+# poppler's CJK character collections, so pdftotext maps the labels' CID fonts back to Unicode.
+[ -e /usr/share/poppler/cidToUnicode/Adobe-Japan1 ] || missing+=(poppler-data)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)  # tests only: the dashboard test
+# A Chinese font, so the console's browser tests and screenshots show 中文, not empty boxes.
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 
-if [ ${#missing[@]} -eq 0 ]; then
+mapfile -t missing < <(printf "%s\n" "${missing[@]}" | sort -u)
+if [ ${#missing[@]} -eq 0 ] || [ -z "${missing[0]}" ]; then
   exit 0
 fi
 echo "[deps] installing: ${missing[*]}"

@@ -13,6 +13,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
+
+from .retry import jittered, log_before_retry
 
 Conn = asyncpg.Connection | PoolConnectionProxy
 """A connection, bare or from a pool: what handlers and stores take."""
@@ -23,19 +26,42 @@ T = TypeVar("T")
 
 SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
 
-# Errors that mean "Postgres is away or busy, try again", as opposed to a bug or bad data.
+# Errors that mean "Postgres is away, busy or in a state that passes", as opposed to a bug or bad
+# data: retried with backoff for as long as it lasts, the offset not committed, never counted
+# toward the DLQ. By SQLSTATE class: 08 connection, 53 insufficient resources (53100 disk full,
+# 53200 out of memory, 53300 too many connections), 57 operator intervention (57014 query
+# cancelled, 57P01-57P05 admin/crash shutdown, cannot connect now), 40 transaction rollback
+# (serialization failure, deadlock); and 25006 read-only transaction (a standby, a failover),
+# 25P03 idle-in-transaction timeout, 55P03 lock not available, 58030 I/O error.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.IdleInTransactionSessionTimeoutError,
     asyncpg.LockNotAvailableError,
+    asyncpg.exceptions.PostgresIOError,
 )
+
+TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57", "40")
+TRANSIENT_SQLSTATES = frozenset({"25006", "25P03", "55P03", "58030"})
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """True for a Postgres fault that passes (see TRANSIENT_DB_ERRORS), judged by class and, for
+    errors asyncpg does not map to a class, by SQLSTATE. A client-side "connection is closed"
+    (the server went away under a pooled connection) counts too."""
+    if isinstance(exc, TRANSIENT_DB_ERRORS):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    if isinstance(exc, asyncpg.PostgresError) and isinstance(state, str):
+        return state[:2] in TRANSIENT_SQLSTATE_CLASSES or state in TRANSIENT_SQLSTATES
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "closed" in str(exc) or "closing" in str(exc)
+    return False
 
 
 async def _reset_if_dirty(conn: asyncpg.Connection) -> None:
@@ -50,10 +76,12 @@ async def _reset_if_dirty(conn: asyncpg.Connection) -> None:
 async def connect(dsn: str, schema: str, *, min_size: int = 2, max_size: int = 10,
                   wait_seconds: float = 120.0) -> asyncpg.Pool:
     """A pool on the service's schema, waiting for the database to come up."""
-    deadline = asyncio.get_running_loop().time() + wait_seconds
-    delay = 0.2
-    while True:
-        try:
+    # Backoff with jitter (shared/retry.py) until `wait_seconds` have passed; then the error.
+    async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT_DB_ERRORS), stop=stop_after_delay(wait_seconds),
+            wait=jittered(0.2, 5.0), reraise=True,
+            before_sleep=log_before_retry(log, f"Postgres not reachable yet for {schema}")):
+        with attempt:
             pool = await asyncpg.create_pool(
                 dsn, min_size=min_size, max_size=max_size, command_timeout=30,
                 reset=_reset_if_dirty,
@@ -61,12 +89,7 @@ async def connect(dsn: str, schema: str, *, min_size: int = 2, max_size: int = 1
             )
             assert pool is not None
             return pool
-        except TRANSIENT_DB_ERRORS as exc:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            log.warning("Postgres not reachable yet (%s); retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable: tenacity re-raises the last error")
 
 
 async def migrate(pool: asyncpg.Pool, schema: str, service_dir: Path) -> list[str]:
@@ -120,6 +143,15 @@ async def first_times(conn: Conn, events: list[tuple[uuid.UUID, str]]) -> set[uu
         [e for e, _ in events], [t for _, t in events],
     )
     return {r["event_id"] for r in rows}
+
+
+async def prune_inbox(conn: Conn, older_than_days: float) -> int:
+    """Forget handled event ids older than `older_than_days` (see `messaging.prune_inbox_forever`
+    for why that is safe)."""
+    result = await conn.execute(
+        "DELETE FROM inbox WHERE received_at < now() - make_interval(secs => $1)",
+        older_than_days * 86400)
+    return int(result.split()[-1])
 
 
 # --- reference data read once per unit of work ------------------------------------------------

@@ -1,12 +1,15 @@
-"""The consumer side of DESIGN.md "Every handler, the same way".
+"""The consumer side of docs/design.md "Every handler, the same way".
 
-One FastStream subscriber per service, over all the topics it consumes, with `AckPolicy.MANUAL`:
-FastStream's other policies commit too early (ACK_FIRST), commit after a failure (ACK,
-REJECT_ON_ERROR) or re-read a poison message forever (NACK_ON_ERROR). Messages of the subscriber
-are handled one at a time, and each is committed by its exact offset after its transaction:
+One aiokafka consumer per instance in the service's group, over all the topics it consumes,
+with manual commits and a poll loop of our own (docs/messaging.md says why not FastStream's
+subscriber: its ack policies commit too early (ACK_FIRST), commit after a failure (ACK,
+REJECT_ON_ERROR) or re-read a poison message forever (NACK_ON_ERROR), and its batch poll had to be
+patched). A run of records is handled in order and committed by exact offsets after its
+transaction:
 
 1. parse with pydantic; invalid -> the subscription's `on_invalid` (e.g. reject the order as
-   `malformed`) in a transaction, or the raw value to `{topic}.dlq` with the CONTRACT.md headers;
+   `malformed`) in a transaction, or the raw value to `{topic}.dlq` with the contract's headers
+   (docs/contract.md);
 2. one transaction: inbox insert (a duplicate ends here), the handler's state changes, its outbox
    rows;
 3. commit the offset.
@@ -21,19 +24,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from itertools import chain
 from typing import Any, Generic, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 
 from . import metrics, outbox
@@ -46,7 +49,7 @@ from .contracts import (
     Reason,
     WireModel,
 )
-from .db import TRANSIENT_DB_ERRORS, Conn, first_times, memo_scope
+from .db import Conn, first_times, is_transient_db_error, memo_scope, prune_inbox
 from .logging import log_context
 from .topics import ORDERS_STATUS, Topic, dlq_name
 
@@ -55,9 +58,34 @@ log = logging.getLogger(__name__)
 # How long a poll waits for the first record; it returns at once when one is there.
 POLL_MS = 500
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, KafkaError)
-
 E = TypeVar("E", bound=Event)
+
+# Reasons quote what a sender wrote (a promo code, a note); quoted text is cut to this length.
+QUOTE_CHARS = 200
+
+
+def is_transient(exc: BaseException) -> bool:
+    """An infrastructure fault that passes: retried with backoff for as long as it lasts, the
+    offset not committed, never counted toward the DLQ. Postgres by SQLSTATE (shared.db); Kafka
+    unless the broker refused the record itself."""
+    if is_transient_db_error(exc):
+        return True
+    return isinstance(exc, KafkaError) and not outbox.refused_for_good(exc)
+
+
+def clamp_future(event: E, now: datetime, max_skew: timedelta) -> E:
+    """Last-writer-wins compares producers' `occurred_at`: one dated far ahead would win over
+    every later real update. Ahead of `now` by more than `max_skew`, it is clamped to `now`, the
+    time received (the same event, otherwise unchanged)."""
+    if event.occurred_at <= now + max_skew:
+        return event
+    return event.model_copy(update={"occurred_at": now})
+
+
+def cut(text: str, limit: int = QUOTE_CHARS) -> str:
+    """`text` quoted back to a sender, cut with an ellipsis at `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
 
 
 @dataclass
@@ -87,7 +115,7 @@ class Ctx:
     async def status(self, *, order_id: str, store: str, external_order_id: str, status: str,
                      reasons: list[tuple[str, str]] | None = None,
                      details: dict[str, Any] | None = None) -> None:
-        """Publish an `orders.status` change for the storefront (CONTRACT.md)."""
+        """Publish an `orders.status` change for the storefront (docs/contract.md)."""
         await emit_status(self.conn, order_id=order_id, store=store,
                           external_order_id=external_order_id, status=status, reasons=reasons,
                           details=details, correlation_id=self.correlation_id,
@@ -102,7 +130,7 @@ async def emit_status(conn: Conn, *, order_id: str, store: str,
     event = OrderStatusChanged(
         order_id=order_id, store=store, external_order_id=external_order_id,
         status=status,
-        reasons=[Reason(code=c, message=m) for c, m in (reasons or [])],
+        reasons=[Reason(code=c, message=cut(m)) for c, m in (reasons or [])],
         details=details or {}, correlation_id=correlation_id, causation_id=causation_id,
     )
     await outbox.enqueue(conn, ORDERS_STATUS, f"{store}:{external_order_id}", event)
@@ -111,7 +139,10 @@ async def emit_status(conn: Conn, *, order_id: str, store: str,
 
 
 Handler = Callable[[Ctx, Any], Awaitable[None]]
-InvalidHandler = Callable[[Conn, "RawMessage", ValidationError], Awaitable[bool]]
+InvalidHandler = Callable[[Conn, "RawMessage", str, str], Awaitable[bool]]
+"""`(conn, raw, code, message)` for a value that cannot be handled (`malformed`: it breaks the
+contract, `too_large`: over the topic's size limit); True when it took care of it (e.g. rejected
+the order the value names), False to send the value to the DLQ."""
 
 
 @dataclass(frozen=True)
@@ -162,80 +193,147 @@ class PoisonMessage(Exception):
     """Raised by a handler for input that parses but can never be handled: straight to DLQ."""
 
 
-async def _records(msg: Any) -> Any:
-    """What the subscriber's function gets: the raw aiokafka record(s), not a decoded body. We
-    parse each value ourselves (with the topic's model, and bad input to on_invalid or the DLQ):
-    FastStream's JSON decoding, left on, failed a whole batch on a value it could not decode
-    (5,000 nested arrays: RecursionError) before our code saw it. With `apply_types=False` the
-    function is called with this alone; FastStream's dependency injection resolved the
-    `KafkaMessage` argument in a worker thread, a thread hop per batch (10-25 % of a service's
-    busy time under load, py-spy)."""
-    return msg.raw_message
+class Refused(Exception):
+    """A value the consumer cannot take: `code` is `malformed` or `too_large`; `cause` the
+    parser's error, if any (its type goes in the DLQ's x-error-type)."""
+
+    def __init__(self, code: str, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.cause = cause
+
+    @property
+    def kind(self) -> str:
+        return type(self.cause).__name__ if self.cause is not None else self.code
+
+
+# JSON escapes of text Postgres cannot store: NUL, and UTF-16 surrogates (a lone one has no
+# UTF-8 form; a valid pair decodes to one character and is kept as it is).
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(value: bytes) -> bytes:
+    """The JSON value with every string made storable in Postgres: NUL removed, a lone surrogate
+    replaced by U+FFFD. Values without such escapes (nearly all) are returned untouched."""
+    if not _UNSTORABLE_ESCAPE.search(value):
+        return value
+    try:
+        data = json.loads(value)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return value
+    return json.dumps(_clean(data), ensure_ascii=False).encode("utf-8")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value.replace("\x00", ""))
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    return value
 
 
 class Consumer:
+    """One aiokafka consumer per instance, in the service's group, over every topic the service
+    consumes; its poll loop is ours (docs/messaging.md "Why our own poll loop"): getmany returns
+    as soon as a record is there, a run of up to `batch_size` records is handled in one
+    transaction (`process_batch`) and committed by exact offsets afterwards."""
+
     def __init__(self, service: str, bootstrap: str, pool: asyncpg.Pool,
                  producer: outbox.ProducerHolder, handlers: Handlers, *, max_attempts: int = 5,
                  stall_seconds: float = 60.0, batch_size: int = 100,
-                 fetch_wait_ms: int = 0) -> None:
+                 fetch_wait_ms: int = 0, max_clock_skew_seconds: float = 300.0) -> None:
         self.service = service
         self.pool = pool
         self.producer = producer
         self.handlers = handlers
         self.max_attempts = max_attempts
-        self.batch_size = batch_size
+        self.batch_size = max(1, batch_size)
         self.stall_seconds = stall_seconds
-        # A list: FastStream takes a string as one address, so "host1:9092,host2:9092" (a
-        # cluster, e.g. `stack up --brokers 3`) failed to bootstrap.
-        self.broker = KafkaBroker(bootstrap.split(","), client_id=f"shopkeeper-{service}",
-                                  allow_auto_create_topics=False, logger=log,
-                                  log_level=logging.DEBUG, apply_types=False)
-        common: dict[str, Any] = {
-            "group_id": service, "ack_policy": AckPolicy.MANUAL,
-            "auto_offset_reset": "earliest", "session_timeout_ms": 15000,
-            "heartbeat_interval_ms": 3000,
+        self.bootstrap = bootstrap.split(",")
+        # Manual commits only (auto-commit would commit before our transaction); earliest, so
+        # a new group reads what was published before it first started.
+        self.options: dict[str, Any] = {
+            "group_id": service, "client_id": f"shopkeeper-{service}",
+            "enable_auto_commit": False, "auto_offset_reset": "earliest",
+            "session_timeout_ms": 15000, "heartbeat_interval_ms": 3000,
+            "max_poll_records": self.batch_size,
         }
         if fetch_wait_ms > 0:  # see Service.fetch_wait_ms
-            common.update(fetch_min_bytes=1024 * 1024, fetch_max_wait_ms=fetch_wait_ms)
-        if batch_size > 1:
-            # Up to batch_size messages in one transaction and one offset commit: the commit
-            # (a WAL flush) and the OffsetCommit round trip dominate a small handler's cost.
-            self.subscriber = self.broker.subscriber(
-                *handlers.subscriptions, batch=True, max_records=batch_size,
-                batch_timeout_ms=POLL_MS, **common)
-            self.subscriber(self._on_batch, decoder=_records)
-            # FastStream's batch poll sleeps as long as its timeout again after an empty poll,
-            # and a message arriving then waits: a short timeout kept the wait small but woke
-            # every idle service 200 times a second (5 ms: ~6 % of a core each, half the CPU a
-            # service spent per order in the benchmark). Our poll blocks in getmany, which
-            # returns as soon as a record arrives, and never sleeps.
-            self.subscriber.get_msg = self._poll
-        else:
-            self.subscriber = self.broker.subscriber(*handlers.subscriptions,
-                                                     max_poll_records=500, **common)
-            self.subscriber(self._on_message, decoder=_records)
+            self.options.update(fetch_min_bytes=1024 * 1024, fetch_max_wait_ms=fetch_wait_ms)
+        self.consumer: AIOKafkaConsumer | None = None
         self.last_progress = time.monotonic()
         self.lag: dict[str, int] = {}
         # The first offset per partition of the records being handled, until they are committed.
         self._in_flight: dict[TopicPartition, int] = {}
         self._lag_task: asyncio.Task[None] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
         self.started = False
+        # The infrastructure fault being waited out (`_fault`), for /readyz.
+        self.fault: str | None = None
+        self.max_skew = timedelta(seconds=max_clock_skew_seconds)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.broker.start()
+        consumer = AIOKafkaConsumer(*self.handlers.subscriptions,
+                                    bootstrap_servers=self.bootstrap, **self.options)
+        try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        self.consumer = consumer
         self.started = True
         self.last_progress = time.monotonic()
+        self._loop_task = asyncio.create_task(self._run(), name=f"consume-{self.service}")
         self._lag_task = asyncio.create_task(self._watch_lag(), name=f"lag-{self.service}")
 
     async def stop(self) -> None:
-        if self._lag_task:
-            self._lag_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._lag_task
-        with contextlib.suppress(Exception):
-            await self.broker.stop()
+        for task in (self._lag_task, self._loop_task):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self.consumer is not None:
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+        self.consumer = None
         self.started = False
+
+    async def _run(self) -> None:
+        """Poll, handle, commit, for as long as the instance runs. Handling never raises (faults
+        are retried inside, bad input is rejected or dead-lettered); a failing poll (the broker
+        away) is retried here, and a stalled one is what /readyz's progress check is for."""
+        assert self.consumer is not None
+        delay = 0.5
+        while True:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=POLL_MS,
+                                                      max_records=self.batch_size)
+                delay = 0.5
+            except asyncio.CancelledError:
+                raise
+            except KafkaError as exc:
+                log.warning("poll of %s failed (%s: %s); retrying in %.1fs", self.service,
+                            type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            batch = [RawMessage.of(r) for r in chain.from_iterable(batches.values())]
+            if not batch:
+                continue
+            self._hand_over(batch)
+            if self.batch_size > 1:
+                await self.process_batch(batch)
+            else:
+                for raw in batch:
+                    await self.process(raw)
+            await self._commit_many(batch)
+            self.last_progress = time.monotonic()
 
     @property
     def total_lag(self) -> int:
@@ -249,7 +347,7 @@ class Consumer:
     async def _watch_lag(self) -> None:
         while True:
             await asyncio.sleep(5)
-            consumer = self.subscriber.consumer
+            consumer = self.consumer
             if consumer is None:
                 continue
             try:
@@ -275,51 +373,66 @@ class Consumer:
             except Exception as exc:
                 log.debug("could not measure consumer lag: %s", exc)
 
-    async def _poll(self, consumer: AIOKafkaConsumer) -> tuple[ConsumerRecord[Any, Any], ...]:
-        batches = await consumer.getmany(timeout_ms=POLL_MS, max_records=self.batch_size)
-        return tuple(chain.from_iterable(batches.values()))
-
-    # -- one message -------------------------------------------------------------------------
-    async def _on_message(self, record: ConsumerRecord[Any, Any]) -> None:
-        raw = RawMessage.of(record)
-        self._hand_over([raw])
-        await self.process(raw)
-        await self._commit(raw)
-        self.last_progress = time.monotonic()
-
-    async def _on_batch(self, records: tuple[ConsumerRecord[Any, Any], ...]) -> None:
-        batch = [RawMessage.of(r) for r in records]
-        self._hand_over(batch)
-        await self.process_batch(batch)
-        await self._commit_many(batch)
-        self.last_progress = time.monotonic()
-
     def _hand_over(self, batch: list[RawMessage]) -> None:
         for raw in batch:
             self._in_flight.setdefault(TopicPartition(raw.topic, raw.partition), raw.offset)
 
     async def process_batch(self, batch: list[RawMessage]) -> None:
-        """Handle messages in their order: runs of valid events share one transaction; an
-        invalid message is handled on its own between runs. Never raises except on cancel."""
+        """Handle messages in their order: runs of valid events share one transaction; a value
+        that cannot be taken is handled on its own between runs. Never raises except on cancel."""
         run: list[tuple[RawMessage, Event]] = []
         for raw in batch:
-            event = self._parse(raw)
-            if event is None:
+            try:
+                event = self.decode(raw)
+            except Refused:
                 await self._flush(run)
                 run = []
-                await self.process(raw)  # the invalid path: on_invalid or DLQ
+                await self.process(raw)  # the refused path: on_invalid or DLQ
             else:
                 run.append((raw, event))
         await self._flush(run)
 
-    def _parse(self, raw: RawMessage) -> Event | None:
+    def decode(self, raw: RawMessage) -> Event:
+        """The event in `raw`, parsed with its topic's model; raises `Refused`. Text Postgres
+        cannot store is cleaned first (`storable`), and an `occurred_at` too far ahead of this
+        clock is clamped to the time received (`checked_time`)."""
+        topic = self.handlers.subscriptions[raw.topic].topic
+        if raw.value is None:
+            raise Refused("malformed", "the message has no value (a tombstone)")
+        if len(raw.value) > topic.max_bytes:
+            raise Refused("too_large", f"the value is {len(raw.value)} bytes; {topic.name} takes"
+                          f" at most {topic.max_bytes} bytes")
         try:
-            if raw.value is None:
-                return None
-            event = self.handlers.subscriptions[raw.topic].topic.model.model_validate_json(raw.value)
-        except (ValidationError, ValueError):
-            return None
-        return event if isinstance(event, Event) else None
+            event = topic.model.model_validate_json(storable(raw.value))
+        except ValidationError as exc:
+            raise Refused("malformed", _describe(exc), exc) from exc
+        except ValueError as exc:
+            raise Refused("malformed", str(exc), exc) from exc
+        assert isinstance(event, Event)
+        return self.checked_time(raw.topic, event)
+
+    def checked_time(self, topic: str, event: Event) -> Event:
+        """`clamp_future` with this clock, logged and counted when it clamps."""
+        checked = clamp_future(event, datetime.now(UTC), self.max_skew)
+        if checked is event:
+            return event
+        log.warning("event %s on %s is dated %s, more than %s ahead of this clock; taken as"
+                    " occurring now. Check the producer's clock", event.event_id, topic,
+                    event.occurred_at.isoformat(), self.max_skew)
+        metrics.CLOCK_SKEW_CLAMPED.labels(topic).inc()
+        return checked
+
+    def _fault(self, exc: BaseException | None) -> None:
+        """Record (or clear, with None) the infrastructure fault the consumer is waiting out:
+        /readyz fails and shopkeeper_consumer_blocked is 1 meanwhile (alert ConsumerBlocked)."""
+        if exc is None:
+            if self.fault is not None:
+                log.info("infrastructure fault cleared; consuming again")
+            self.fault = None
+            metrics.CONSUMER_BLOCKED.set(0)
+        else:
+            self.fault = f"{type(exc).__name__}: {exc}"[:500]
+            metrics.CONSUMER_BLOCKED.set(1)
 
     async def _flush(self, run: list[tuple[RawMessage, Event]]) -> None:
         """One transaction for the run. Transient faults retry it whole; any other error rolls
@@ -331,22 +444,31 @@ class Consumer:
         while True:
             outcomes: list[tuple[str, str, float]] = []
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
-                    # Round trips dominate a small handler's cost: the run's inbox rows go in
-                    # one statement first, its outbox rows in one statement last.
-                    fresh = await first_times(conn, [(e.event_id, r.topic) for r, e in run])
-                    with outbox.buffered(conn), memo_scope():
-                        for raw, event in run:
-                            started = time.perf_counter()
-                            first = event.event_id in fresh
-                            fresh.discard(event.event_id)  # the same id twice: handle it once
-                            outcome = await self._apply(conn, raw, event, first)
-                            outcomes.append((raw.topic, outcome, time.perf_counter() - started))
-                        await outbox.flush_buffer()
+                with metrics.deferred() as updates:  # business metrics count what committed
+                    async with self.pool.acquire() as conn, conn.transaction():
+                        # Round trips dominate a small handler's cost: the run's inbox rows go
+                        # in one statement first, its outbox rows in one statement last.
+                        fresh = await first_times(conn, [(e.event_id, r.topic) for r, e in run])
+                        with outbox.buffered(conn), memo_scope():
+                            for raw, event in run:
+                                started = time.perf_counter()
+                                first = event.event_id in fresh
+                                fresh.discard(event.event_id)  # the same id twice: once
+                                outcome = await self._apply(conn, raw, event, first)
+                                outcomes.append((raw.topic, outcome,
+                                                 time.perf_counter() - started))
+                            await outbox.flush_buffer()
+                metrics.apply(updates)
                 break
             except asyncio.CancelledError:
                 raise
-            except TRANSIENT_ERRORS as exc:
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.warning("a batch of %d failed (%s: %s); handling it message by message",
+                                len(run), type(exc).__name__, exc)
+                    for raw, _ in run:
+                        await self.process(raw)
+                    return
                 metrics.HANDLER_RETRIES.labels(run[0][0].topic, "transient").inc()
                 if len(run) > 1 and isinstance(exc, (asyncpg.DeadlockDetectedError,
                                                      asyncpg.SerializationError)):
@@ -358,25 +480,23 @@ class Consumer:
                     for raw, _ in run:
                         await self.process(raw)
                     return
-                log.warning("transient fault handling a batch of %d from %s: %s; retrying in"
-                            " %.1fs without committing", len(run), run[0][0].topic, exc, delay)
+                self._fault(exc)
+                log.warning("infrastructure fault handling a batch of %d from %s: %s; retrying"
+                            " in %.1fs without committing (nothing goes to the DLQ for this)",
+                            len(run), run[0][0].topic, exc, delay)
                 if isinstance(exc, KafkaError):
                     await self.producer.reset()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
-            except Exception as exc:
-                log.warning("a batch of %d failed (%s: %s); handling it message by message",
-                            len(run), type(exc).__name__, exc)
-                for raw, _ in run:
-                    await self.process(raw)
-                return
+        self._fault(None)
         for topic, outcome, seconds in outcomes:
             metrics.HANDLER_SECONDS.labels(topic).observe(seconds)
             metrics.EVENTS_CONSUMED.labels(topic, outcome).inc()
 
     async def _apply(self, conn: Conn, raw: RawMessage, event: Event, first: bool) -> str:
         """The handler, in the caller's transaction, unless the inbox (`first_times`, run by the
-        caller) says the event was handled before."""
+        caller) says the event was handled before. The events it emits get ids derived from
+        this one (`outbox.id_scope`), so handling it again emits the same ids."""
         sub = self.handlers.subscriptions[raw.topic]
         ids: dict[str, Any] = {"event_id": event.event_id, "topic": raw.topic}
         for name in ("order_id", "correlation_id"):
@@ -387,11 +507,13 @@ class Consumer:
         with log_context(**ids):
             if not first:
                 return "duplicate"
-            await sub.handler(Ctx(conn, raw.topic, ids.get("key"), event, self.service), event)
+            with outbox.id_scope(str(event.event_id)):
+                await sub.handler(Ctx(conn, raw.topic, ids.get("key"), event, self.service),
+                                  event)
         return "ok"
 
     async def _commit_many(self, batch: list[RawMessage]) -> None:
-        consumer = self.subscriber.consumer
+        consumer = self.consumer
         if consumer is None or not batch:
             return
         offsets: dict[TopicPartition, int] = {}
@@ -409,78 +531,107 @@ class Consumer:
             started = time.perf_counter()
             try:
                 outcome = await self._handle_once(sub, raw)
+                self._fault(None)
                 metrics.HANDLER_SECONDS.labels(raw.topic).observe(time.perf_counter() - started)
                 metrics.EVENTS_CONSUMED.labels(raw.topic, outcome).inc()
                 return outcome
             except asyncio.CancelledError:
                 raise
-            except TRANSIENT_ERRORS as exc:
-                metrics.HANDLER_RETRIES.labels(raw.topic, "transient").inc()
-                log.warning("transient fault handling %s[%d]@%d: %s; retrying in %.1fs without"
-                            " committing", raw.topic, raw.partition, raw.offset, exc, delay)
-                if isinstance(exc, KafkaError):
-                    await self.producer.reset()
             except PoisonMessage as exc:
                 await self._dead_letter(raw, exc)
                 return "dlq"
             except Exception as exc:
-                attempts += 1
-                metrics.HANDLER_RETRIES.labels(raw.topic, "error").inc()
-                if attempts >= self.max_attempts:
-                    log.error("handler of %s failed %d times at partition %d offset %d; sent to"
-                              " %s. Fix the cause, then replay it with `shopkeeper dlq replay %s`",
-                              raw.topic, attempts, raw.partition, raw.offset, dlq_name(raw.topic),
-                              raw.topic, exc_info=exc)
-                    await self._dead_letter(raw, exc)
-                    return "dlq"
-                log.warning("handler of %s failed (attempt %d of %d): %s", raw.topic, attempts,
-                            self.max_attempts, exc, exc_info=exc)
+                if is_transient(exc):
+                    self._fault(exc)
+                    metrics.HANDLER_RETRIES.labels(raw.topic, "transient").inc()
+                    log.warning("infrastructure fault handling %s[%d]@%d: %s; retrying in %.1fs"
+                                " without committing (nothing goes to the DLQ for this)",
+                                raw.topic, raw.partition, raw.offset, exc, delay)
+                    if isinstance(exc, KafkaError):
+                        await self.producer.reset()
+                else:
+                    attempts += 1
+                    metrics.HANDLER_RETRIES.labels(raw.topic, "error").inc()
+                    if attempts >= self.max_attempts:
+                        log.error("handler of %s failed %d times at partition %d offset %d; sent"
+                                  " to %s. Fix the cause, then replay it with `shopkeeper dlq"
+                                  " replay %s`", raw.topic, attempts, raw.partition, raw.offset,
+                                  dlq_name(raw.topic), raw.topic, exc_info=exc)
+                        await self._dead_letter(raw, exc)
+                        return "dlq"
+                    log.warning("handler of %s failed (attempt %d of %d): %s", raw.topic,
+                                attempts, self.max_attempts, exc, exc_info=exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
     async def _handle_once(self, sub: Subscription[Any], raw: RawMessage) -> str:
-        model = sub.topic.model
         try:
-            if raw.value is None:
-                raise ValueError("the message has no value (a tombstone)")
-            event = model.model_validate_json(raw.value)
-        except (ValidationError, ValueError) as exc:
-            if sub.on_invalid is not None and isinstance(exc, ValidationError):
-                async with self.pool.acquire() as conn, conn.transaction():
-                    if await sub.on_invalid(conn, raw, exc):
-                        return "rejected"
-            await self._dead_letter(raw, exc)
+            event = self.decode(raw)
+        except Refused as refused:
+            if sub.on_invalid is not None:
+                with metrics.deferred() as updates:
+                    async with self.pool.acquire() as conn, conn.transaction():
+                        # A refused value has no event id of its own to derive ids from: its
+                        # coordinates in the log stand in (the same record, the same ids).
+                        with outbox.id_scope(f"{raw.topic}/{raw.partition}/{raw.offset}"):
+                            taken = await sub.on_invalid(conn, raw, refused.code,
+                                                         refused.message)
+                metrics.apply(updates)
+                if taken:
+                    return "rejected"
+            await self._dead_letter(raw, refused)
             return "dlq"
-        assert isinstance(event, Event)
-        async with self.pool.acquire() as conn, conn.transaction():
-            fresh = await first_times(conn, [(event.event_id, raw.topic)])
-            return await self._apply(conn, raw, event, event.event_id in fresh)
+        with metrics.deferred() as updates:
+            async with self.pool.acquire() as conn, conn.transaction():
+                fresh = await first_times(conn, [(event.event_id, raw.topic)])
+                with outbox.buffered(conn):
+                    outcome = await self._apply(conn, raw, event, event.event_id in fresh)
+                    await outbox.flush_buffer()
+        metrics.apply(updates)
+        return outcome
 
     async def _dead_letter(self, raw: RawMessage, exc: BaseException) -> None:
-        """Send the raw value to `{topic}.dlq` with the CONTRACT.md headers. Retries until Kafka
-        takes it: the message is committed only after the DLQ has it."""
-        error = str(exc) if not isinstance(exc, ValidationError) else _describe(exc)
+        """Send the raw value to `{topic}.dlq` with the contract's headers. A dead letter always
+        fits: when value and headers would exceed the broker's limit, it carries a prefix of the
+        value with `x-truncated: true` and `x-original-size`. Retries while Kafka is away (the
+        message is committed only after the DLQ has it); a refusal of the record itself is
+        never retried as it is."""
+        if isinstance(exc, Refused):
+            error, kind = f"{exc.code}: {exc.message}", exc.kind
+        elif isinstance(exc, ValidationError):
+            error, kind = _describe(exc), type(exc).__name__
+        else:
+            error, kind = str(exc), type(exc).__name__
         headers = [
             ("x-error", error[:4000].encode()),
-            ("x-error-type", type(exc).__name__.encode()),
+            ("x-error-type", kind.encode()),
             ("x-original-topic", raw.topic.encode()),
             ("x-original-partition", str(raw.partition).encode()),
             ("x-original-offset", str(raw.offset).encode()),
             ("x-service", self.service.encode()),
         ]
         # Keep the message's own headers (e.g. x-replayed-from), replacing only ours.
-        ours = {name for name, _ in headers} | {"x-traceback"}
+        ours = {name for name, _ in headers} | {"x-traceback", "x-truncated", "x-original-size"}
         headers = [h for h in raw.headers if h[0] not in ours] + headers
-        if not isinstance(exc, (ValidationError, ValueError, PoisonMessage)):
+        if not isinstance(exc, (ValidationError, ValueError, PoisonMessage, Refused)):
             headers.append(("x-traceback", "".join(traceback.format_exception(exc))[-4000:]
                             .encode()))
+        key = raw.key.decode(errors="replace") if raw.key else None
+        value, headers = fit_dead_letter(key, raw.value or b"", headers)
+        if value is not raw.value and raw.value is not None:
+            metrics.DLQ_TRUNCATED.labels(raw.topic).inc()
         delay = 0.2
         while True:
             try:
-                key = raw.key.decode(errors="replace") if raw.key else None
-                await self.producer.send(dlq_name(raw.topic), key, raw.value or b"", headers)
+                await self.producer.send(dlq_name(raw.topic), key, value, headers)
                 break
             except KafkaError as kexc:
+                if outbox.refused_for_good(kexc):
+                    # The broker's limit is lower than ours: keep halving the prefix.
+                    value, headers = fit_dead_letter(key, value, headers, len(value) // 2)
+                    log.warning("%s refused a dead letter (%s); sending a %d-byte prefix",
+                                dlq_name(raw.topic), kexc, len(value))
+                    continue
                 log.warning("could not write to %s (%s); retrying", dlq_name(raw.topic), kexc)
                 await self.producer.reset()
                 await asyncio.sleep(delay)
@@ -488,10 +639,6 @@ class Consumer:
         metrics.DLQ_TOTAL.labels(raw.topic).inc()
         log.warning("sent %s[%d]@%d to %s: %s", raw.topic, raw.partition, raw.offset,
                     dlq_name(raw.topic), error[:500])
-
-    async def _commit(self, raw: RawMessage) -> None:
-        await self._commit_offsets({TopicPartition(raw.topic, raw.partition): raw.offset + 1},
-                                   f"{raw.topic}[{raw.partition}]@{raw.offset}")
 
     async def _commit_offsets(self, offsets: dict[TopicPartition, int], what: str) -> None:
         try:
@@ -501,7 +648,7 @@ class Consumer:
                 self._in_flight.pop(tp, None)
 
     async def _try_commit(self, offsets: dict[TopicPartition, int], what: str) -> None:
-        consumer = self.subscriber.consumer
+        consumer = self.consumer
         if consumer is None:
             return
         for attempt in range(5):
@@ -516,6 +663,80 @@ class Consumer:
             except KafkaError as exc:
                 log.warning("offset commit failed (%s), attempt %d", exc, attempt + 1)
                 await asyncio.sleep(0.5 * (attempt + 1))
+
+
+async def longest_retention_ms(bootstrap: str, topics: list[str]) -> int | None:
+    """The longest `retention.ms` of `topics` (-1: kept forever), or None if Kafka cannot say."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap.split(","), request_timeout_ms=10000)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, {"retention.ms": None}) for t in topics])
+    finally:
+        await admin.close()
+    values = [int(entry[1]) for response in responses for resource in response.resources
+              for entry in resource[4] if entry[0] == "retention.ms"]
+    if len(values) < len(topics):
+        return None
+    return -1 if -1 in values else max(values)
+
+
+async def prune_inbox_forever(pool: asyncpg.Pool, bootstrap: str, topics: list[str],
+                              retention_days: float, every_seconds: float = 3600.0) -> None:
+    """Delete inbox rows older than `retention_days`, hourly, but only while that provably
+    exceeds how long Kafka keeps the topics they came from: a record can be delivered again
+    only while it is in its topic, so every redelivery still finds its row. When a topic keeps
+    records longer (or forever, or Kafka cannot say), nothing is pruned and a warning says which
+    setting to change. A producer re-sending an old event with its old id after the inbox
+    forgot it is caught by the services' own keys (an order is one row per store and external
+    id), not by the inbox."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            longest = await longest_retention_ms(bootstrap, topics)
+            keep_ms = retention_days * 86_400_000
+            if longest is None or longest < 0 or longest >= keep_ms:
+                log.warning("inbox not pruned: its retention (%.0f days) must exceed the longest"
+                            " topic retention (%s ms) of %s; raise"
+                            " SHOPKEEPER_INBOX_RETENTION_DAYS or lower the topics' retention.ms",
+                            retention_days, longest, ", ".join(topics))
+                continue
+            async with pool.acquire() as conn:
+                n = await prune_inbox(conn, retention_days)
+            if n:
+                log.info("forgot %d inbox rows older than %.0f days", n, retention_days)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Kafka or Postgres away: the next hour tries again
+            log.warning("could not prune the inbox (%s: %s); retrying in an hour",
+                        type(exc).__name__, exc)
+
+
+def fit_dead_letter(key: str | None, value: bytes, headers: list[tuple[str, bytes]],
+                    max_value: int | None = None) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The value and headers of a dead letter that fits in one record: when they would exceed
+    `outbox.MAX_RECORD_BYTES` (or the value `max_value`), the value is cut to a prefix and the
+    headers say so (`x-truncated: true`, `x-original-size`). The message's own headers are
+    dropped when they alone would crowd the record; the x-* headers always stay."""
+    budget = outbox.MAX_RECORD_BYTES - 128  # room for the two headers added here
+
+    def size(hs: list[tuple[str, bytes]]) -> int:
+        return sum(len(k.encode()) + len(v) for k, v in hs) + len((key or "").encode())
+
+    if size(headers) > budget // 2:
+        headers = [(k, v[:4000]) for k, v in headers if k.startswith("x-")]
+    room = budget - size(headers)
+    if max_value is not None:
+        room = min(room, max_value)
+    if len(value) <= room:
+        return value, headers
+    original = dict(headers).get("x-original-size") or str(len(value)).encode()
+    headers = [h for h in headers if h[0] not in ("x-truncated", "x-original-size")]
+    headers += [("x-truncated", b"true"), ("x-original-size", original)]
+    return value[:max(0, room)], headers
 
 
 def _describe(exc: ValidationError) -> str:

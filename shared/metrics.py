@@ -1,4 +1,4 @@
-"""The Prometheus metrics every service exposes (DESIGN.md "Metrics").
+"""The Prometheus metrics every service exposes (docs/design.md "Metrics").
 
 One process per instance, so the default registry is the service's; Prometheus adds
 `job` and `instance`.
@@ -6,7 +6,79 @@ One process per instance, so the default registry is the service's; Prometheus a
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
+
+# --- business metrics count what committed -------------------------------------------------
+# A handler's counters are bumped inside its transaction; a run that rolls back and is retried
+# would count twice. Inside `deferred()` (opened by the consumer around each transaction) the
+# bumps are kept and applied only after the commit; outside one (an HTTP request, a timer) they
+# apply at once.
+_pending: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
+    "metrics_pending", default=None)
+
+
+def _later(fn: Callable[[], None]) -> None:
+    pending = _pending.get()
+    if pending is None:
+        fn()
+    else:
+        pending.append(fn)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[list[Callable[[], None]]]:
+    """Collect metric updates; the caller runs the returned list after its commit succeeds."""
+    updates: list[Callable[[], None]] = []
+    token = _pending.set(updates)
+    try:
+        yield updates
+    finally:
+        _pending.reset(token)
+
+
+def apply(updates: list[Callable[[], None]]) -> None:
+    for fn in updates:
+        fn()
+    updates.clear()
+
+
+class _Deferred:
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def inc(self, amount: float = 1) -> None:
+        _later(lambda: self._target.inc(amount))
+
+    def observe(self, value: float) -> None:
+        _later(lambda: self._target.observe(value))
+
+
+class TransactionalCounter(_Deferred):
+    """A Counter whose increments inside `deferred()` wait for the commit."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> None:
+        super().__init__(Counter(name, documentation, labelnames))
+
+    def labels(self, *values: str) -> _Deferred:
+        return _Deferred(self._target.labels(*values))
+
+
+class TransactionalHistogram(_Deferred):
+    """A Histogram whose observations inside `deferred()` wait for the commit."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (),
+                 buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS) -> None:
+        super().__init__(Histogram(name, documentation, labelnames, buckets=buckets))
+
+    def labels(self, *values: str) -> _Deferred:
+        return _Deferred(self._target.labels(*values))
+
+
 
 EVENTS_CONSUMED = Counter(
     "shopkeeper_events_consumed_total",
@@ -35,7 +107,25 @@ CONSUMER_STALLED = Gauge(
     "shopkeeper_consumer_stalled", "1 when the consumer has lag and makes no progress"
 )
 DLQ_TOTAL = Counter("shopkeeper_dlq_total", "Messages sent to a dead-letter topic", ["topic"])
-ORDER_STATUS = Counter(
+ORDER_STATUS = TransactionalCounter(
     "shopkeeper_order_status_total", "Order status changes published, by status and main reason",
     ["status", "reason"],
+)
+CONSUMER_BLOCKED = Gauge(
+    "shopkeeper_consumer_blocked",
+    "1 while the consumer retries an infrastructure fault (Postgres or Kafka away, disk full,"
+    " read-only): nothing is committed or dead-lettered meanwhile",
+)
+OUTBOX_QUARANTINED = Gauge(
+    "shopkeeper_outbox_quarantined",
+    "Outbox rows the broker refused for good (too large, invalid) and that are kept aside",
+)
+CLOCK_SKEW_CLAMPED = Counter(
+    "shopkeeper_clock_skew_clamped_total",
+    "Events whose occurred_at was too far ahead of this clock and was clamped to the time"
+    " received", ["topic"],
+)
+DLQ_TRUNCATED = Counter(
+    "shopkeeper_dlq_truncated_total",
+    "Dead letters whose value was cut to fit the broker's record size limit", ["topic"],
 )

@@ -31,10 +31,19 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidMessageError,
+    InvalidTimestampError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 
 from . import metrics
-from .contracts import WireModel
+from .contracts import Event, WireModel, derived_id
 from .db import TRANSIENT_DB_ERRORS, Conn
 from .topics import Topic
 
@@ -66,10 +75,72 @@ INSERT_MANY = (
 )
 
 
+# The broker's default limit (message.max.bytes) is 1 MiB for a whole batch; a record of up to this
+# many bytes (key, value and headers) fits with room for the batch's own overhead.
+MAX_RECORD_BYTES = 1_000_000
+
+# Produce errors about the record itself: sending it again can never succeed. Anything else
+# (broker away, leader moving, timeouts, authorisation while an operator fixes it) is retried.
+REFUSED_FOR_GOOD: tuple[type[BaseException], ...] = (
+    MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError, InvalidMessageError,
+    CorruptRecordException, InvalidTimestampError, UnsupportedForMessageFormatError,
+)
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    return isinstance(exc, REFUSED_FOR_GOOD)
+
+
+def record_size(key: str | bytes | None, value: bytes, headers: dict[str, str] | None) -> int:
+    size = len(value) + len(key.encode() if isinstance(key, str) else key or b"")
+    return size + sum(len(k.encode()) + len(str(v).encode()) for k, v in (headers or {}).items())
+
+
+# A row the broker would refuse is written already quarantined (the handler's transaction still
+# commits: the order's other effects stand, and the row is kept for an operator to see).
+INSERT_QUARANTINED = (
+    "INSERT INTO outbox (topic, key, value, headers, quarantined_at, error)"
+    " VALUES ($1, $2, $3, $4::jsonb, now(), $5)"
+)
+
+
 class _Buffer:
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
         self.rows: list[tuple[str, str | None, bytes, str]] = []
+
+
+class _IdScope:
+    def __init__(self, cause: str) -> None:
+        self.cause = cause
+        self.counts: dict[tuple[str, str | None], int] = {}
+
+
+_id_scope: contextvars.ContextVar[_IdScope | None] = contextvars.ContextVar("outbox_id_scope",
+                                                                           default=None)
+
+
+@contextlib.contextmanager
+def id_scope(cause: str) -> Iterator[None]:
+    """Events enqueued inside get ids derived from `cause` (the event being handled, or a timer's
+    deterministic step such as "pack:<order_id>"), the topic, the key and their rank: the same
+    handling, repeated, enqueues the same ids, so the inboxes downstream drop the repeat. Outside
+    a scope an event keeps the id it was built with."""
+    token = _id_scope.set(_IdScope(cause))
+    try:
+        yield
+    finally:
+        _id_scope.reset(token)
+
+
+def _with_derived_id(topic: Topic | str, key: str | None, event: WireModel) -> WireModel:
+    scope = _id_scope.get()
+    if scope is None or not isinstance(event, Event):
+        return event
+    slot = (str(topic), key)
+    rank = scope.counts.get(slot, 0)
+    scope.counts[slot] = rank + 1
+    return event.model_copy(update={"event_id": derived_id(scope.cause, *slot, rank)})
 
 
 _buffer: contextvars.ContextVar[_Buffer | None] = contextvars.ContextVar("outbox_buffer",
@@ -81,7 +152,16 @@ async def enqueue(conn: Conn, topic: Topic | str, key: str | None,
     """Write an event to the outbox in the caller's transaction (or, inside `buffered(conn)`,
     keep it for that block's `flush_buffer`, still in the same transaction). Either way the
     key's bucket is share-locked before the row gets its id, until commit (module docstring)."""
+    event = _with_derived_id(topic, key, event)
     row = (str(topic), key, event.model_dump_json().encode(), json.dumps(headers or {}))
+    size = record_size(key, row[2], headers)
+    if size > MAX_RECORD_BYTES:
+        error = (f"record of {size} bytes is over the {MAX_RECORD_BYTES}-byte limit; not"
+                 " published")
+        log.error("outbox row for %s key %s quarantined at insert: %s. Inspect it with"
+                  " `shopkeeper outbox quarantined`", topic, key, error)
+        await conn.execute(INSERT_QUARANTINED, *row, error)
+        return
     buf = _buffer.get()
     if buf is not None and buf.conn is conn:
         buf.rows.append(row)
@@ -187,6 +267,7 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.is_leader = False
         self.last_error: str | None = None
+        self.quarantined = 0  # rows refused for good, counted every 10 s by the active relay
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -229,7 +310,12 @@ class OutboxRelay:
             self.is_leader = True
             await conn.add_listener(f"outbox_{self.schema}", self._on_notify)
             log.info("outbox relay of %s is the active one", self.schema)
+            counted = 0.0
             while True:
+                if time.monotonic() - counted > 10:
+                    self.quarantined = await count_quarantined(conn)
+                    metrics.OUTBOX_QUARANTINED.set(self.quarantined)
+                    counted = time.monotonic()
                 # Cleared before reading, not after: a commit notified while a round reads and
                 # publishes (a row it could not see yet, a bucket it skipped) wakes the next
                 # round at once instead of waiting for the poll.
@@ -256,29 +342,54 @@ class OutboxRelay:
         if not rows:
             return 0
         producer = await self.producer.get()
-        futures = []
+        futures: list[asyncio.Future[Any]] = []
         for r in rows:
             headers = [(k, str(v).encode()) for k, v in json.loads(r["headers"]).items()]
             key = r["key"].encode() if r["key"] is not None else None
-            futures.append(
-                await producer.send(r["topic"], value=bytes(r["value"]), key=key,
-                                    headers=headers or None)
-            )
+            try:
+                futures.append(await producer.send(r["topic"], value=bytes(r["value"]), key=key,
+                                                   headers=headers or None))
+            except REFUSED_FOR_GOOD as exc:  # refused by the client before it is sent
+                futures.append(_failed(exc))
         # The idempotent producer keeps each partition's order; wait for every ack before
         # marking anything sent.
-        await asyncio.gather(*futures)
-        for r in rows:
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        retry = next((e for e in results if isinstance(e, BaseException)
+                      and not refused_for_good(e)), None)
+        if retry is not None:  # a fault that passes: the whole round again (consumers dedupe)
+            raise retry
+        sent = [r for r, res in zip(rows, results, strict=True)
+                if not isinstance(res, BaseException)]
+        refused = [(r, res) for r, res in zip(rows, results, strict=True)
+                   if isinstance(res, BaseException)]
+        for r in sent:
             metrics.EVENTS_PUBLISHED.labels(r["topic"]).inc()
         try:
             await conn.execute(
                 "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
-                [r["id"] for r in rows],
+                [r["id"] for r in sent],
             )
+            for r, problem in refused:
+                await self.quarantine(conn, r, problem)
+                self.quarantined += 1
         except TRANSIENT_DB_ERRORS:
             log.warning("published %d outbox rows of %s but could not mark them sent; they will"
                         " be published again and deduplicated by consumers", len(rows), self.schema)
             raise
         return len(rows)
+
+    async def quarantine(self, conn: Conn, row: asyncpg.Record, exc: BaseException) -> None:
+        """Keep a row the broker refused for good aside, so that the rest flows. Later rows of
+        the same key are published: holding the key back would stop that order for good, for
+        an event that can never be published as it is; its consumers miss this one event, and
+        the operator sees it (metric, alert, /readyz, `shopkeeper outbox quarantined`)."""
+        error = f"{type(exc).__name__}: {exc}"[:1000]
+        await conn.execute("UPDATE outbox SET quarantined_at = now(), error = $2 WHERE id = $1",
+                           row["id"], error)
+        log.error("outbox row %d of %s (topic %s, key %s, %d bytes) refused by Kafka for good"
+                  " and quarantined: %s. The rest flows; inspect it with `shopkeeper outbox"
+                  " quarantined`", row["id"], self.schema, row["topic"], row["key"],
+                  len(row["value"]), error)
 
     def _observe_backlog(self, rows: list[asyncpg.Record]) -> None:
         metrics.OUTBOX_PENDING.set(len(rows))
@@ -287,6 +398,33 @@ class OutboxRelay:
             metrics.OUTBOX_OLDEST_SECONDS.set(max(0.0, time.time() - oldest))
         else:
             metrics.OUTBOX_OLDEST_SECONDS.set(0)
+
+
+def _failed(exc: BaseException) -> asyncio.Future[Any]:
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future
+
+
+async def quarantined(conn: Conn, limit: int = 100) -> list[dict[str, Any]]:
+    """The quarantined rows, newest first, without their values (which may be large)."""
+    rows = await conn.fetch(
+        "SELECT id, topic, key, length(value) AS size, created_at, quarantined_at, error"
+        " FROM outbox WHERE quarantined_at IS NOT NULL ORDER BY id DESC LIMIT $1", limit)
+    return [dict(r) for r in rows]
+
+
+async def count_quarantined(conn: Conn) -> int:
+    return int(await conn.fetchval(
+        "SELECT count(*) FROM outbox WHERE quarantined_at IS NOT NULL"))
+
+
+async def release(conn: Conn, row_id: int) -> bool:
+    """Put a quarantined row back in line (e.g. after raising the broker's size limit)."""
+    result = await conn.execute(
+        "UPDATE outbox SET quarantined_at = NULL, error = NULL"
+        " WHERE id = $1 AND quarantined_at IS NOT NULL", row_id)
+    return result.endswith(" 1")
 
 
 async def prune_sent(pool: asyncpg.Pool, older_than_hours: float = 24) -> int:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from . import contracts as c
 
+KB = 1024
+
 
 @dataclass(frozen=True)
 class Topic:
@@ -18,6 +20,8 @@ class Topic:
     model: type[c.WireModel]
     producer: str  # "outside" for inbound contract topics, else the owning service
     public: bool
+    # The largest value a consumer takes (docs/contract.md "Sizes"); over it: `too_large`.
+    max_bytes: int = 1_000_000
 
     @property
     def dlq(self) -> str:
@@ -32,24 +36,26 @@ def dlq_name(topic: str) -> str:
 
 
 # Public contract: inbound
-CATALOG_PRODUCTS = Topic("catalog.products", "sku", c.ProductUpserted, "outside", True)
-STOCK_ADJUSTMENTS = Topic("stock.adjustments", "sku", c.StockAdjusted, "outside", True)
-ORDERS_PLACED = Topic("orders.placed", "order key", c.OrderPlaced, "outside", True)
+CATALOG_PRODUCTS = Topic("catalog.products", "sku", c.ProductUpserted, "outside", True, 64 * KB)
+STOCK_ADJUSTMENTS = Topic("stock.adjustments", "sku", c.StockAdjusted, "outside", True, 16 * KB)
+ORDERS_PLACED = Topic("orders.placed", "order key", c.OrderPlaced, "outside", True, 256 * KB)
 ORDERS_CANCEL_REQUESTED = Topic(
-    "orders.cancel_requested", "order key", c.CancelRequested, "outside", True
+    "orders.cancel_requested", "order key", c.CancelRequested, "outside", True, 16 * KB
 )
 ORDERS_BACKORDER_DECISIONS = Topic(
-    "orders.backorder_decisions", "order key", c.BackorderDecision, "outside", True
+    "orders.backorder_decisions", "order key", c.BackorderDecision, "outside", True, 64 * KB
 )
 AFTERSALES_REQUESTS = Topic(
-    "aftersales.requests", "order key", c.AftersalesRequested, "outside", True
+    "aftersales.requests", "order key", c.AftersalesRequested, "outside", True, 64 * KB
 )
-RETURNS_RECEIVED = Topic("returns.received", "order key", c.ReturnReceived, "outside", True)
-CUSTOMER_FEEDBACK = Topic("customer.feedback", "order key", c.FeedbackGiven, "outside", True)
-CARRIER_TRACKING = Topic("carrier.tracking", "tracking_number", c.TrackingUpdated, "outside", True)
+RETURNS_RECEIVED = Topic("returns.received", "order key", c.ReturnReceived, "outside", True, 64 * KB)
+CUSTOMER_FEEDBACK = Topic("customer.feedback", "order key", c.FeedbackGiven, "outside", True, 64 * KB)
+CARRIER_TRACKING = Topic("carrier.tracking", "tracking_number", c.TrackingUpdated, "outside", True, 16 * KB)
 # Public contract: outbound
 ORDERS_STATUS = Topic("orders.status", "order key", c.OrderStatusChanged, "shopkeeper", True)
 PAYMENTS_REFUNDS = Topic("payments.refunds", "order key", c.RefundIssued, "shopkeeper", True)
+# v1.1 addition: messages to the buyer, in the buyer's language, for the storefront to deliver.
+CUSTOMER_MESSAGES = Topic("customer.messages", "order key", c.CustomerMessage, "console", True)
 
 # Internal
 INTAKE_ORDER_ACCEPTED = Topic("intake.order_accepted", "order key", c.OrderAccepted, "intake", False)

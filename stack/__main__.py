@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from shared.settings import (  # noqa: E402
     DEFAULT_PORTS,
     SERVICES,
+    WEB_APPS,
     get_settings,
     prometheus_port,
     role_name,
@@ -236,6 +237,11 @@ def _cluster_id(java: str, classpath: str, cluster_file: Path) -> str:
     return out[-1]
 
 
+# Seven days, stated on every topic rather than left to the broker's default: the services'
+# inbox pruning checks that it keeps event ids longer than this (messaging.prune_inbox_forever).
+TOPIC_CONFIGS = {"retention.ms": str(7 * 24 * 3600 * 1000)}
+
+
 async def create_topics(bootstrap: str, partitions: int, replication: int) -> int:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -259,7 +265,8 @@ async def create_topics(bootstrap: str, partitions: int, replication: int) -> in
             if not missing:
                 return 0
             try:
-                await admin.create_topics([NewTopic(n, partitions, replication) for n in missing])
+                await admin.create_topics([NewTopic(n, partitions, replication,
+                                                    topic_configs=TOPIC_CONFIGS) for n in missing])
             except Exception as exc:  # TopicAlreadyExists in a race, or the controller not ready
                 say(f"topic creation retry: {type(exc).__name__}: {exc}")
                 await asyncio.sleep(1)
@@ -379,7 +386,7 @@ async def bootstrap_database(admin_url: str) -> None:
     try:
         await conn.execute(f'REVOKE ALL ON DATABASE "{dbname}" FROM PUBLIC')
         await conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
-        for service in SERVICES:
+        for service in (*SERVICES, *WEB_APPS):
             role = role_name(service)
             exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
             verb = "ALTER" if exists else "CREATE"
@@ -428,6 +435,8 @@ def start_services(only: list[str] | None = None, instance: int = 1) -> None:
         if brokers() > 1 and not kafka_external():
             env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap_servers()
         env["DATABASE_URL"] = services_database_url()
+        if service == "console" and "SHOPKEEPER_CONSOLE_COOKIE_SECURE" not in os.environ:
+            env["SHOPKEEPER_CONSOLE_COOKIE_SECURE"] = "false"  # the local stack serves plain http
         spawn(name, [sys.executable, "-m", f"services.{service}"], env)
     for service in only or SERVICES:
         port = instance_port(service, instance)
@@ -500,11 +509,14 @@ def up(args: argparse.Namespace) -> None:
     asyncio.run(bootstrap_database(settings.database_url))
     if not args.infra_only:
         start_services()
+        start_services(list(WEB_APPS))
         start_prometheus()
     say(f"stack up in {time.time() - t0:.1f}s")
 
 
 def down(args: argparse.Namespace) -> None:
+    for app in WEB_APPS:
+        stop_pid(app, timeout=20)
     for service in SERVICES:
         for name in [instance_name(service, i) for i in range(1, 6)]:
             stop_pid(name, timeout=20)
@@ -524,11 +536,11 @@ def down(args: argparse.Namespace) -> None:
 
 
 def status(args: argparse.Namespace) -> None:
-    names = ["kafka", "prometheus", *SERVICES]
+    names = ["kafka", "prometheus", *SERVICES, *WEB_APPS]
     for name in names:
         pid = pid_of(name)
         extra = ""
-        if name in SERVICES:
+        if name in SERVICES or name in WEB_APPS:
             extra = "ready" if service_ready(name) else "not ready"
         print(f"{name:12} {'running pid ' + str(pid) if pid else 'stopped':20} {extra}")
     print(f"{'postgres':12} {'running' if (PG_DATA / 'postmaster.pid').exists() else 'stopped'}")

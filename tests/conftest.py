@@ -20,9 +20,9 @@ BOOTSTRAP = get_settings().kafka_bootstrap_servers
 
 
 def _stack_ready() -> bool:
-    from stack.__main__ import SERVICES, service_ready
+    from stack.__main__ import SERVICES, WEB_APPS, service_ready
 
-    return all(service_ready(s) for s in SERVICES)
+    return all(service_ready(s) for s in (*SERVICES, *WEB_APPS))
 
 
 @pytest.fixture(scope="session")

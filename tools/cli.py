@@ -3,15 +3,21 @@
 Every command talks to the running stack the way an operator would: the services' HTTP (with the
 admin token for writes and personal data), Kafka for publishing and the DLQs, and, for `verify`,
 Postgres with the admin URL. Errors are one clear line and a non-zero exit, never a traceback.
+
+Where each service is: `SHOPKEEPER_<SERVICE>_URL` (e.g. `http://inventory.internal:8002`), else
+`http://127.0.0.1:<its port>` (docs/contract.md's port, plus SHOPKEEPER_PORT_OFFSET), which is
+where the local stack and docker-compose.yml publish it. `--json` prints every command's result
+as one JSON document on stdout (errors too, as `{"error": ...}` on stderr) for scripts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, NoReturn
 
 import httpx
@@ -19,7 +25,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.settings import get_settings, service_port
+from shared.settings import SERVICES, get_settings
+from tools.endpoints import service_url
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("shopkeeper")
+    except importlib.metadata.PackageNotFoundError:  # a checkout that was not installed
+        return "0+unknown"
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Operate a running Shopkeeper stack (start it with `make up`).")
@@ -27,11 +41,21 @@ holds_app = typer.Typer(no_args_is_help=True, help="Orders held for review (inta
 stock_app = typer.Typer(no_args_is_help=True, help="Stock per SKU and warehouse (inventory).")
 backorders_app = typer.Typer(no_args_is_help=True, help="Orders waiting for stock.")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter topics: inspect and replay.")
+outbox_app = typer.Typer(no_args_is_help=True,
+                         help="Events Kafka refused for good (quarantined outbox rows).")
+users_app = typer.Typer(no_args_is_help=True, help="The web console's users.")
 app.add_typer(holds_app, name="holds")
 app.add_typer(stock_app, name="stock")
 app.add_typer(backorders_app, name="backorders")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(outbox_app, name="outbox")
+channels_app = typer.Typer(no_args_is_help=True,
+                           help="Storefronts and marketplaces feeding Shopkeeper (channels).")
+app.add_typer(channels_app, name="channels")
+app.add_typer(users_app, name="users")
 console = Console()
+errors = Console(stderr=True)
+_state = {"json": False}
 
 
 class CliError(Exception):
@@ -39,8 +63,36 @@ class CliError(Exception):
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    if _state["json"]:
+        sys.stderr.write(json.dumps({"error": message}) + "\n")
+    else:
+        console.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def show(data: Any, render: Callable[[], None]) -> None:
+    """`--json`: the data as one JSON document; otherwise the human rendering."""
+    if _state["json"]:
+        sys.stdout.write(json.dumps(data, default=str) + "\n")
+    else:
+        render()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"shopkeeper {version()}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    json_output: bool = typer.Option(False, "--json", help="machine-readable output (JSON)"),
+    _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                  help="print the version and exit"),
+) -> None:
+    """Operate a running Shopkeeper stack (start it with `make up`). Each service's address:
+    SHOPKEEPER_<SERVICE>_URL, default http://127.0.0.1:<port>."""
+    _state["json"] = json_output
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -51,7 +103,10 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 
 def _url(service: str, path: str) -> str:
-    return f"http://127.0.0.1:{service_port(service)}{path}"
+    try:
+        return f"{service_url(service)}{path}"
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 async def call(service: str, method: str, path: str, *, auth: bool = False,
@@ -96,11 +151,15 @@ def order(store: str, external_id: str) -> None:
     body = run(call("analytics", "GET", f"/orders/{store}/{external_id}", ok=(200, 404)))
     if body is None or "timeline" not in body:
         fail(f"no order {store}:{external_id}")
-    console.print(f"[bold]{store}:{external_id}[/bold]  order_id {body['order_id']}  "
-                  f"status [bold]{body['status']}[/bold]")
-    table("timeline", [{**t, "reasons": "; ".join(f"{r['code']}: {r['message']}"
-                                                   for r in t["reasons"])}
-                       for t in body["timeline"]], ["occurred_at", "status", "reasons", "details"])
+
+    def render() -> None:
+        console.print(f"[bold]{store}:{external_id}[/bold]  order_id {body['order_id']}  "
+                      f"status [bold]{body['status']}[/bold]")
+        table("timeline", [{**t, "reasons": "; ".join(f"{r['code']}: {r['message']}"
+                                                       for r in t["reasons"])}
+                           for t in body["timeline"]],
+              ["occurred_at", "status", "reasons", "details"])
+    show(body, render)
 
 
 @app.command()
@@ -111,17 +170,21 @@ def report(days: int = typer.Option(30, min=1, help="the last N days")) -> None:
     start = (datetime.now(UTC) - timedelta(days=days)).date().isoformat()
     body = run(call("analytics", "GET", f"/reports?from={start}"))
     reports = body.get("reports", {})
-    table(f"KPIs, last {days} days", [{"metric": r["metric"], "value": r["value"]}
-                                      for r in reports.get("summary", [])], ["metric", "value"])
     summary = run(call("analytics", "GET", "/summary"))
-    table("orders by status", [{"status": k, "orders": v}
-                               for k, v in summary["orders_by_status"].items()],
-          ["status", "orders"])
-    for name in ("rejection_reasons", "hold_reasons"):
-        if summary.get(name):
-            table(name.replace("_", " "), [{"reason": k, "orders": v}
-                                           for k, v in summary[name].items()],
-                  ["reason", "orders"])
+
+    def render() -> None:
+        table(f"KPIs, last {days} days", [{"metric": r["metric"], "value": r["value"]}
+                                          for r in reports.get("summary", [])],
+              ["metric", "value"])
+        table("orders by status", [{"status": k, "orders": v}
+                                   for k, v in summary["orders_by_status"].items()],
+              ["status", "orders"])
+        for name in ("rejection_reasons", "hold_reasons"):
+            if summary.get(name):
+                table(name.replace("_", " "), [{"reason": k, "orders": v}
+                                               for k, v in summary[name].items()],
+                      ["reason", "orders"])
+    show({"days": days, "reports": body, "summary": summary}, render)
 
 
 rules_app = typer.Typer(no_args_is_help=True, help="Intake's review rules.")
@@ -143,11 +206,83 @@ def rules_dry_run(store: str, setting: list[str] = typer.Argument(..., help="nam
         candidate[name] = value
     body = run(call("intake", "POST", "/rules/dry-run", auth=True,
                     body={"policies": {store: candidate}, "limit": last}))
-    console.print(f"re-reviewed {body['evaluated']} orders; {body['changed']} would change")
-    for key in ("transitions",):
-        if body.get(key):
+
+    def render() -> None:
+        console.print(f"re-reviewed {body['evaluated']} orders; {body['changed']} would change")
+        if body.get("transitions"):
             table("decision changes", [{"from -> to": k, "orders": v}
-                                       for k, v in body[key].items()], ["from -> to", "orders"])
+                                       for k, v in body["transitions"].items()],
+                  ["from -> to", "orders"])
+    show(body, render)
+
+
+# --- channels ---------------------------------------------------------------------------------
+def _pairs(items: list[str], what: str) -> dict[str, Any]:
+    """`name=value` items; a value that reads as JSON (numbers, lists, true) is taken as such."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            fail(f"{what} {item!r} is not name=value")
+        try:
+            out[name] = json.loads(value)
+        except ValueError:
+            out[name] = value
+    return out
+
+
+@channels_app.command("list")
+def channels_list() -> None:
+    """Every store's channel, its deliveries, write-backs and marketplace poll (no secrets)."""
+    rows = run(call("channels", "GET", "/channels", auth=True))
+    show(rows, lambda: table(f"{len(rows)} channels", rows,
+                             ["store", "platform", "api_base_url", "deliveries",
+                              "last_delivery_at", "writebacks_pending", "writebacks_failed",
+                              "writebacks_done", "poll_cursor", "poll_last_error"]))
+
+
+@channels_app.command("add")
+def channels_add(
+    store: str, platform: str = typer.Argument(..., help="shopify, woocommerce, amazon, generic"),
+    webhook_secret: str = typer.Option(None, envvar="SHOPKEEPER_CHANNEL_WEBHOOK_SECRET",
+                                       help="the platform's webhook signing secret (or the"
+                                            " variable, to keep it out of shell history)"),
+    api_base_url: str = typer.Option(None, help="e.g. https://shop.myshopify.com"),
+    credential: list[str] = typer.Option([], help="name=value, e.g. access_token=shpat_..."),
+    sku: list[str] = typer.Option([], help="channel sku or variant id=our sku"),
+    currency: str = typer.Option("USD", help="default currency"),
+    option: list[str] = typer.Option([], help="name=value: api_version, marketplace_ids,"
+                                              " poll_seconds, ioss_number, ..."),
+) -> None:
+    """Create or replace a store's channel."""
+    body = {"platform": platform, "webhook_secret": webhook_secret, "api_base_url": api_base_url,
+            "credentials": _pairs(credential, "credential"),
+            "sku_map": {k: str(v) for k, v in _pairs(sku, "sku").items()},
+            "default_currency": currency, "options": _pairs(option, "option")}
+    out = run(call("channels", "PUT", f"/channels/{store}", auth=True, body=body,
+                   ok=(200, 201)))
+    show(out, lambda: console.print(f"channel {out['store']} ({out['platform']}) "
+                                    f"{'created' if out['created'] else 'replaced'}"))
+
+
+@channels_app.command("test")
+def channels_test(store: str) -> None:
+    """Open the store's secrets and reach its platform's API with them."""
+    out = run(call("channels", "POST", f"/channels/{store}/test", auth=True, ok=(200, 404)))
+    if "ok" not in out:
+        fail(f"no channel for store {store}")
+    show(out, lambda: console.print(f"{store} ({out['platform']}): "
+                                    f"{'ok' if out['ok'] else 'FAILED'} - {out['detail']}",
+                                    highlight=False))
+    if not out["ok"]:
+        raise typer.Exit(1)
+
+
+@channels_app.command("retry")
+def channels_retry(store: str) -> None:
+    """Queue the store's failed write-backs again (after fixing their cause)."""
+    out = run(call("channels", "POST", f"/channels/{store}/writebacks/retry", auth=True))
+    show(out, lambda: console.print(f"{out['requeued']} write-backs of {store} queued again"))
 
 
 # --- holds ------------------------------------------------------------------------------------
@@ -155,10 +290,10 @@ def rules_dry_run(store: str, setting: list[str] = typer.Argument(..., help="nam
 def holds_list() -> None:
     """Orders on hold, oldest first."""
     rows = run(call("intake", "GET", "/holds", auth=True))
-    for r in rows:
-        r["reasons"] = ", ".join(x["code"] for x in r["reasons"])
-    table(f"{len(rows)} orders on hold", rows,
-          ["order_id", "store", "external_order_id", "reasons", "grand_total", "received_at"])
+    show(rows, lambda: table(
+        f"{len(rows)} orders on hold",
+        [{**r, "reasons": ", ".join(x["code"] for x in r["reasons"])} for r in rows],
+        ["order_id", "store", "external_order_id", "reasons", "grand_total", "received_at"]))
 
 
 @holds_app.command("approve")
@@ -166,7 +301,7 @@ def holds_approve(order_id: str, note: str = typer.Option("", help="why, for the
     """Release a held order."""
     body = run(call("intake", "POST", f"/holds/{order_id}/approve", auth=True,
                     body={"reason": note or None}))
-    console.print(f"order {body['order_id']} {body['status']}")
+    show(body, lambda: console.print(f"order {body['order_id']} {body['status']}"))
 
 
 @holds_app.command("reject")
@@ -175,7 +310,7 @@ def holds_reject(order_id: str, note: str = typer.Option(..., help="why, told to
     """Reject a held order."""
     body = run(call("intake", "POST", f"/holds/{order_id}/reject", auth=True,
                     body={"reason": note}))
-    console.print(f"order {body['order_id']} {body['status']}")
+    show(body, lambda: console.print(f"order {body['order_id']} {body['status']}"))
 
 
 # --- stock ------------------------------------------------------------------------------------
@@ -186,8 +321,8 @@ def stock_show(sku: str) -> None:
     body = run(call("inventory", "GET", f"/stock/{sku}"))
     if not body["warehouses"]:
         fail(f"no stock recorded for {sku}")
-    table(sku, body["warehouses"], ["warehouse", "on_hand", "reserved", "available",
-                                    "refurbished"])
+    show(body, lambda: table(sku, body["warehouses"], ["warehouse", "on_hand", "reserved",
+                                                       "available", "refurbished"]))
 
 
 @stock_app.command("receive")
@@ -201,7 +336,8 @@ def stock_receive(sku: str, warehouse: str, quantity: int = typer.Argument(..., 
     if reference:
         event["reference"] = reference
     run(_publish("stock.adjustments", sku, event))
-    console.print(f"published: {quantity} x {sku} received at {warehouse}")
+    show({"published": "stock.adjustments", "event": event},
+         lambda: console.print(f"published: {quantity} x {sku} received at {warehouse}"))
 
 
 async def _publish(topic: str, key: str | None, value: dict[str, Any] | bytes,
@@ -238,7 +374,8 @@ async def _send(producer: Any, topic: str, key: str | None, value: dict[str, Any
 def backorders_list() -> None:
     """Orders waiting for stock, oldest first."""
     rows = run(call("inventory", "GET", "/backorders"))
-    table(f"{len(rows)} backordered orders", rows, ["order_key", "short_lines", "since"])
+    show(rows, lambda: table(f"{len(rows)} backordered orders", rows,
+                             ["order_key", "short_lines", "since"]))
 
 
 # --- DLQ --------------------------------------------------------------------------------------
@@ -287,8 +424,8 @@ def dlq_list(topic: str, limit: int = typer.Option(50, min=1)) -> None:
                  "error_type": dict(r.headers).get("x-error-type", b"").decode(),
                  "error": dict(r.headers).get("x-error", b"").decode()[:120]} for r in records]
     rows = run(go())
-    table(f"{len(rows)} messages in {topic}.dlq", rows,
-          ["partition", "offset", "key", "error_type", "error"])
+    show(rows, lambda: table(f"{len(rows)} messages in {topic}.dlq", rows,
+                             ["partition", "offset", "key", "error_type", "error"]))
 
 
 @dlq_app.command("replay")
@@ -310,7 +447,53 @@ def dlq_replay(topic: str, limit: int = typer.Option(1000, min=1)) -> None:
             await consumer.stop()
         return len(records)
     count = run(go())
-    console.print(f"replayed {count} messages from {topic}.dlq to {topic}")
+    show({"topic": topic, "replayed": count},
+         lambda: console.print(f"replayed {count} messages from {topic}.dlq to {topic}"))
+
+
+# --- quarantined outbox rows ------------------------------------------------------------------
+@outbox_app.command("quarantined")
+def outbox_quarantined(service: str = typer.Option(None, help="one service (default: all)"),
+                       limit: int = typer.Option(100, min=1, max=1000)) -> None:
+    """Outbox rows the broker refused for good (too large, invalid), newest first: what was not
+    published, to which key, and why. The rest of the outbox flows past them."""
+    rows: list[dict[str, Any]] = []
+    for name in [service] if service else list(SERVICES):
+        body = run(call(name, "GET", f"/outbox/quarantined?limit={limit}", auth=True))
+        rows += [{"service": name, **r} for r in body["rows"]]
+    show(rows, lambda: table(f"{len(rows)} quarantined outbox rows", rows,
+                             ["service", "id", "topic", "key", "size", "quarantined_at",
+                              "error"]))
+
+
+@outbox_app.command("release")
+def outbox_release(service: str, row_id: int) -> None:
+    """Put SERVICE's quarantined row ROW_ID back in line, e.g. after raising the broker's
+    message.max.bytes; refused again, it returns to quarantine."""
+    body = run(call(service, "POST", f"/outbox/quarantined/{row_id}/release", auth=True))
+    show({"service": service, **body}, lambda: console.print(
+        f"outbox row {row_id} of {service} released; the relay publishes it next"))
+
+
+# --- console users ---------------------------------------------------------------------------
+@users_app.command("add")
+def users_add(username: str,
+              role: str = typer.Option("viewer", help="admin, manager, support, warehouse or viewer"),
+              time_zone: str = typer.Option("UTC", "--time-zone", help="e.g. Asia/Shanghai"),
+              reset: bool = typer.Option(False, help="if the user exists, give a new password")
+              ) -> None:
+    """Create a console user (the first admin: `shopkeeper users add NAME --role admin`) and
+    print a one-time password; the user picks their own after signing in. Writes the console's
+    own schema with its role, as the console does."""
+    from tools.console_users import add_user
+
+    try:
+        password, created = run(add_user(username, role, time_zone, reset=reset))
+    except ValueError as exc:
+        fail(str(exc), 2)
+    verb = "created" if created else "given a new password"
+    console.print(f"console user {username} ({role}) {verb}; one-time password: {password}",
+                  highlight=False)
 
 
 # --- verify and simulate ----------------------------------------------------------------------
@@ -321,8 +504,10 @@ def verify(wait: float = typer.Option(30.0, help="seconds to let in-flight work 
     from tools.verify import verify as run_checks
 
     results = run(run_checks(get_settings().database_url, settle_seconds=wait))
-    table("invariants", [{"check": r.name, "result": "ok" if r.ok else "FAILED",
-                          "detail": r.detail} for r in results], ["check", "result", "detail"])
+    rows = [{"check": r.name, "result": "ok" if r.ok else "FAILED", "detail": r.detail}
+            for r in results]
+    show({"ok": all(r.ok for r in results), "checks": rows},
+         lambda: table("invariants", rows, ["check", "result", "detail"]))
     if not all(r.ok for r in results):
         raise typer.Exit(1)
 
@@ -335,7 +520,11 @@ def simulate(orders: int = typer.Option(500, min=1, help="orders to place"),
     """Realistic storefront traffic with live progress and a summary (the `make run` demo)."""
     from tools.simulator import Simulation
 
-    code = asyncio.run(Simulation(orders, rate, days, seed, console).run())
+    # With --json the live progress goes to stderr and stdout gets the summary alone.
+    sim = Simulation(orders, rate, days, seed, errors if _state["json"] else console)
+    code = asyncio.run(sim.run())
+    if _state["json"]:
+        sys.stdout.write(json.dumps({"exit_code": code, **sim.result}, default=str) + "\n")
     raise typer.Exit(code)
 
 

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 
+from .channel_demo import ChannelDemo
 from .simulator import Simulation
 
 
@@ -19,10 +20,33 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="orders per second")
     parser.add_argument("--days", type=int, default=30, help="simulated period, compressed")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--channel-orders", type=int, default=2,
+                        help="orders per platform through the channels' entry points (0: none)")
     args = parser.parse_args()
     if args.orders < 1 or args.rate <= 0 or args.days < 1:
         parser.error("--orders and --days must be >= 1 and --rate > 0")
-    sys.exit(asyncio.run(Simulation(args.orders, args.rate, args.days, args.seed).run()))
+    if args.channel_orders > 0:
+        # First, so that the simulation's summary stays the last thing printed.
+        code = asyncio.run(ChannelDemo(args.channel_orders).run())
+        if code:
+            sys.exit(code)
+    code = asyncio.run(Simulation(args.orders, args.rate, args.days, args.seed).run())
+    print(console_login())
+    sys.exit(code)
+
+
+def console_login() -> str:
+    """The demo admin of the web console, with a fresh one-time password on every run."""
+    from shared.settings import service_port
+    from tools.console_users import add_user
+
+    try:
+        password, _ = asyncio.run(add_user("admin", "admin", reset=True))
+    except ValueError as exc:
+        return f"console: the demo admin could not be created ({exc})"
+    return (f"\nWeb console: http://127.0.0.1:{service_port('console')}/\n"
+            f"  user: admin   one-time password: {password}\n"
+            "  (`shopkeeper users add NAME --role ROLE` adds more; the console's Users page too)")
 
 
 if __name__ == "__main__":

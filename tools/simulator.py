@@ -34,7 +34,8 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shared.settings import get_settings, prometheus_port, service_port
+from shared.settings import get_settings, prometheus_port
+from tools.endpoints import service_url
 
 from . import storefront as sf
 
@@ -353,7 +354,7 @@ class Reactor:
 
 def ready(service: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{service_port(service)}/readyz",
+        with urllib.request.urlopen(f"{service_url(service)}/readyz",
                                     timeout=2) as r:
             return r.status == 200
     except OSError:
@@ -362,7 +363,7 @@ def ready(service: str) -> bool:
 
 def _known(service: str, path: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{service_port(service)}{path}",
+        with urllib.request.urlopen(f"{service_url(service)}{path}",
                                     timeout=2) as r:
             return r.status == 200
     except OSError:
@@ -374,7 +375,7 @@ def analytics_caught_up(timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, ValueError, KeyError), urllib.request.urlopen(
-                f"http://127.0.0.1:{service_port('analytics')}/readyz", timeout=2) as r:
+                f"{service_url('analytics')}/readyz", timeout=2) as r:
             if json.loads(r.read())["checks"]["consumer_lag"] == 0:
                 return True
         time.sleep(1)
@@ -390,6 +391,7 @@ class Simulation:
         self.run_id = run_id or time.strftime("%m%d%H%M%S")
         self.plan = plan(seed, orders, rate, days, self.run_id, self.now)
         self.reactor = Reactor(seed, days, self.now)
+        self.result: dict[str, object] = {}  # the summary, once run
 
     async def run(self, settle_seconds: float = 20.0, timeout: float = 300.0) -> int:
         if not all(ready(s) for s in ("intake", "inventory", "logistics", "analytics")):
@@ -482,12 +484,15 @@ class Simulation:
                 f"{c} {n}" for c, n in reasons.most_common()))
         sent = self.plan.kinds + self.reactor.counts
         self.console.print("Published: " + ", ".join(f"{k} {v}" for k, v in sorted(sent.items())))
-        port = service_port("analytics")
+        analytics = service_url("analytics")
         with self.console.status("analytics catching up with the run's events…"):
             caught_up = analytics_caught_up(timeout=120)
-        self.console.print(f"[bold]Dashboard: http://127.0.0.1:{port}/[/bold]"
+        self.result = {"orders": len(orders), "by_status": dict(final),
+                       "reasons": dict(reasons), "published": dict(sent),
+                       "analytics_caught_up": caught_up, "dashboard": f"{analytics}/"}
+        self.console.print(f"[bold]Dashboard: {analytics}/[/bold]"
                            + ("" if caught_up else " (still catching up: refresh in a minute)"))
-        self.console.print(f"An order's timeline: http://127.0.0.1:{port}/orders/"
+        self.console.print(f"An order's timeline: {analytics}/orders/"
                            f"{orders[0].replace(':', '/')}")
         self.console.print(f"Prometheus: http://127.0.0.1:{prometheus_port()} · operate with"
                            " `shopkeeper --help` · stop with `make down`")

@@ -7,6 +7,7 @@ of the public contract, nothing internal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections import defaultdict
@@ -158,7 +159,12 @@ class Storefront:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-        await self.consumer.stop()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        # A fetch timed out under load surfaces here as its future's cancellation (aiokafka's
+        # consumer.stop waits for it): the storefront is closing anyway.
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.consumer.stop()
         await self.producer.stop()
 
     async def __aenter__(self) -> Self:

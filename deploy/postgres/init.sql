@@ -83,4 +83,28 @@ CREATE SCHEMA analytics AUTHORIZATION analytics;
 GRANT CONNECT, TEMPORARY ON DATABASE shopkeeper TO analytics;
 ALTER ROLE analytics SET search_path = analytics;
 
+-- channels
+\unset pw
+\getenv pw SHOPKEEPER_CHANNELS_DB_PASSWORD
+\if :{?pw}
+\else
+  \set pw 'channels-local'
+\endif
+CREATE ROLE channels LOGIN PASSWORD :'pw';
+CREATE SCHEMA channels AUTHORIZATION channels;
+GRANT CONNECT, TEMPORARY ON DATABASE shopkeeper TO channels;
+ALTER ROLE channels SET search_path = channels;
+
+-- console (the web console: users, sessions, audit; no Kafka consumer)
+\unset pw
+\getenv pw SHOPKEEPER_CONSOLE_DB_PASSWORD
+\if :{?pw}
+\else
+  \set pw 'console-local'
+\endif
+CREATE ROLE console LOGIN PASSWORD :'pw';
+CREATE SCHEMA console AUTHORIZATION console;
+GRANT CONNECT, TEMPORARY ON DATABASE shopkeeper TO console;
+ALTER ROLE console SET search_path = console;
+
 \unset pw

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from shared.http import require_admin
 
-from . import handlers, store
+from . import handlers, schemas, store
 
 router = APIRouter()
 
@@ -43,7 +43,9 @@ def _row(r: Any) -> dict[str, Any]:
     return out
 
 
-@router.get("/requests/review", dependencies=[Depends(require_admin)])
+@router.get("/requests/review", dependencies=[Depends(require_admin)],
+            response_model=list[schemas.Request],
+            response_model_exclude_unset=True)
 async def review_queue(request: Request) -> list[dict[str, Any]]:
     rows = await request.app.state.runtime.pool.fetch(
         "SELECT order_key, request_id, kind, reason, lines, status, decision, exchange_for,"
@@ -52,7 +54,9 @@ async def review_queue(request: Request) -> list[dict[str, Any]]:
     return [_row(r) for r in rows]
 
 
-@router.get("/requests/{store_name}/{ext}/{request_id}", dependencies=[Depends(require_admin)])
+@router.get("/requests/{store_name}/{ext}/{request_id}", dependencies=[Depends(require_admin)],
+            response_model=schemas.RequestDetail,
+            response_model_exclude_unset=True)
 async def request_detail(store_name: str, ext: str, request_id: str,
                          request: Request) -> dict[str, Any]:
     pool = request.app.state.runtime.pool
@@ -70,7 +74,7 @@ async def request_detail(store_name: str, ext: str, request_id: str,
 
 
 @router.post("/requests/{store_name}/{ext}/{request_id}/decision",
-             dependencies=[Depends(require_admin)])
+             dependencies=[Depends(require_admin)], response_model=schemas.Decided)
 async def decide(store_name: str, ext: str, request_id: str, body: Decision,
                  request: Request) -> dict[str, Any]:
     key = f"{store_name}:{ext}"
@@ -100,7 +104,7 @@ async def decide(store_name: str, ext: str, request_id: str, body: Decision,
 
 
 @router.post("/requests/{store_name}/{ext}/{request_id}/grade",
-             dependencies=[Depends(require_admin)])
+             dependencies=[Depends(require_admin)], response_model=schemas.Graded)
 async def grade(store_name: str, ext: str, request_id: str, body: Grading,
                 request: Request) -> dict[str, Any]:
     """Grade goods waiting in inspection (all returned lines get the one grade), then settle:
@@ -137,7 +141,8 @@ POLICY_COLUMNS = ("return_window_days, refund_without_return_below, return_shipp
                   " replacement_without_review_below")
 
 
-@router.get("/policies", dependencies=[Depends(require_admin)])
+@router.get("/policies", dependencies=[Depends(require_admin)],
+            response_model=dict[str, schemas.Policy])
 async def policies(request: Request) -> dict[str, dict[str, str]]:
     """Every store's after-sales policy; `*` serves stores without their own."""
     rows = await request.app.state.runtime.pool.fetch(
@@ -145,7 +150,8 @@ async def policies(request: Request) -> dict[str, dict[str, str]]:
     return {r["store"]: {k: str(v) for k, v in dict(r).items() if k != "store"} for r in rows}
 
 
-@router.put("/policies/{store_name}", dependencies=[Depends(require_admin)])
+@router.put("/policies/{store_name}", dependencies=[Depends(require_admin)],
+            response_model=schemas.StorePolicy)
 async def set_policy(store_name: str, body: PolicyIn, request: Request) -> dict[str, str]:
     """Set a store's policy; it applies to requests decided from now on."""
     await request.app.state.runtime.pool.execute(
@@ -159,7 +165,7 @@ async def set_policy(store_name: str, body: PolicyIn, request: Request) -> dict[
     return {"store": store_name, **{k: str(v) for k, v in body.model_dump().items()}}
 
 
-@router.get("/refunds", dependencies=[Depends(require_admin)])
+@router.get("/refunds", dependencies=[Depends(require_admin)], response_model=list[schemas.Refund])
 async def refunds(request: Request, store_name: str | None = None,
                   external_order_id: str | None = None) -> list[dict[str, Any]]:
     """Refund history, newest first; filter by order with store_name and external_order_id."""
@@ -175,7 +181,8 @@ async def refunds(request: Request, store_name: str | None = None,
             for r in rows]
 
 
-@router.get("/follow-ups", dependencies=[Depends(require_admin)])
+@router.get("/follow-ups", dependencies=[Depends(require_admin)],
+            response_model=list[schemas.FollowUp])
 async def follow_ups(request: Request) -> list[dict[str, Any]]:
     rows = await request.app.state.runtime.pool.fetch(
         "SELECT u.id, u.order_key, u.rating, u.tags, u.status, u.created_at, f.comment"
@@ -184,7 +191,8 @@ async def follow_ups(request: Request) -> list[dict[str, Any]]:
     return [{**_row(r), "tags": list(r["tags"])} for r in rows]
 
 
-@router.get("/feedback/tags", dependencies=[Depends(require_admin)])
+@router.get("/feedback/tags", dependencies=[Depends(require_admin)],
+            response_model=dict[str, schemas.TagStats])
 async def feedback_tags(request: Request) -> dict[str, Any]:
     """How often each tag occurs, and the average rating of feedback carrying it."""
     rows = await request.app.state.runtime.pool.fetch(

@@ -1,4 +1,4 @@
-"""Analytics' HTTP: the order timeline of CONTRACT.md, search, the reports (JSON and CSV) and the
+"""Analytics' HTTP: the order timeline of docs/contract.md, search, the reports (JSON and CSV) and the
 dashboard that draws them."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from shared.contracts import utcnow
-from shared.http import require_admin
+from shared.http import bearer, has_admin_token, require_admin
 
 from . import domain, reports, store
 from .jobs import AnalyticsSettings
@@ -23,6 +23,9 @@ STATIC = Path(__file__).parent / "static"
 ASSETS = {"chart.umd.min.js": "text/javascript", "dashboard.js": "text/javascript",
           "dashboard.css": "text/css", "LICENSE-chart.js.md": "text/plain"}
 DEFAULT_DAYS = 30
+# A report's range without the admin token: the dashboard's reports are public (aggregates, no
+# personal data), but a range over the shop's whole history is a cost anyone could impose.
+MAX_PUBLIC_DAYS = 366
 
 
 @router.get("/orders/{store_name}/{external_order_id}")
@@ -77,13 +80,20 @@ def _set(values: list[str] | None) -> frozenset[str]:
     return frozenset(v.strip() for item in values or [] for v in item.split(",") if v.strip())
 
 
-def filters(start: str | None = Query(None, alias="from"), end: str | None = Query(None, alias="to"),
+def filters(request: Request, start: str | None = Query(None, alias="from"),
+            end: str | None = Query(None, alias="to"),
             store_name: list[str] | None = Query(None, alias="store"),
             country: list[str] | None = Query(None), warehouse: list[str] | None = Query(None),
             carrier: list[str] | None = Query(None)) -> domain.Filters:
-    """The dashboard's filters; with no `from`, the last 30 days (from the start of that day)."""
+    """The dashboard's filters; with no `from`, the last 30 days (from the start of that day).
+    Without the admin token a range spans at most MAX_PUBLIC_DAYS."""
     t0 = _moment(start, False) or _moment(
         (utcnow() - timedelta(days=DEFAULT_DAYS)).date().isoformat(), False)
+    assert t0 is not None
+    span = ((_moment(end, True) or utcnow()) - t0).days
+    if span > MAX_PUBLIC_DAYS and not has_admin_token(request.headers.get("authorization")):
+        raise HTTPException(422, f"the range spans {span} days; without the admin token a report"
+                            f" covers at most {MAX_PUBLIC_DAYS} days: narrow from/to")
     return domain.Filters(t0, _moment(end, True), _set(store_name),
                           frozenset(c.upper() for c in _set(country)), _set(warehouse),
                           _set(carrier))
@@ -118,7 +128,7 @@ async def one_report(name: str, request: Request, format: str = "json",
     if name.endswith(".csv"):
         name, format = name[:-4], "csv"
     if name in domain.PERSONAL_REPORTS:
-        require_admin(request.headers.get("authorization"))
+        require_admin(await bearer(request))
     elif name not in domain.REPORTS:
         raise HTTPException(404, f"no report {name!r}; reports: {', '.join(domain.REPORTS)}")
     rows = (await _reports(request, f, only=name))[name]

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from shared.contracts import OrderSnapshot
 from shared.http import require_admin
 
-from . import domain, store, warehouse
+from . import domain, schemas, store, warehouse
 
 router = APIRouter()
 admin = [Depends(require_admin)]
@@ -77,7 +77,7 @@ async def _pick(conn: asyncpg.Connection, order_id: uuid.UUID, wh: str | None) -
     return picks[0]
 
 
-@router.get("/orders/awaiting")
+@router.get("/orders/awaiting", response_model=list[schemas.Awaiting])
 async def awaiting(request: Request) -> list[dict[str, Any]]:
     rows = await request.app.state.runtime.pool.fetch(
         "SELECT order_id, order_key, created_at FROM orders WHERE status = 'awaiting_pick'"
@@ -86,7 +86,7 @@ async def awaiting(request: Request) -> list[dict[str, Any]]:
              "since": r["created_at"].isoformat()} for r in rows]
 
 
-@router.get("/orders/{order_id}")
+@router.get("/orders/{order_id}", response_model=schemas.Order)
 async def order(order_id: uuid.UUID, request: Request) -> dict[str, Any]:
     async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
         row = await store.get_order(conn, order_id)
@@ -109,7 +109,7 @@ def _pick_json(p: asyncpg.Record) -> dict[str, Any]:
             "expected_g": p["expected_g"], "measured_g": p["measured_g"]}
 
 
-@router.get("/waves")
+@router.get("/waves", response_model=list[schemas.WaveSummary])
 async def waves(request: Request, status: str = "released") -> list[dict[str, Any]]:
     rows = await request.app.state.runtime.pool.fetch(
         "SELECT * FROM waves WHERE status = $1 ORDER BY created_at DESC LIMIT 200", status)
@@ -133,7 +133,7 @@ async def _wave(request: Request, wave_id: str) -> dict[str, Any]:
                         **_pick_json(p)} for p in picks]}
 
 
-@router.get("/waves/{wave_id}")
+@router.get("/waves/{wave_id}", response_model=schemas.Wave)
 async def wave(wave_id: str, request: Request) -> dict[str, Any]:
     return await _wave(request, wave_id)
 
@@ -171,14 +171,16 @@ def _page(title: str, body: str) -> str:
             "@media print{body{margin:0}}</style></head><body>" + body + "</body></html>")
 
 
-@router.post("/orders/{order_id}/scan", dependencies=admin)
+@router.post("/orders/{order_id}/scan", dependencies=admin, response_model=schemas.ScanResult,
+             response_model_exclude_unset=True)
 async def scan(order_id: uuid.UUID, body: ScanBody, request: Request) -> dict[str, Any]:
     async with _tx(request) as conn:
         pick = await _pick(conn, order_id, body.warehouse)
         return {"order_id": str(order_id), **await warehouse.scan(conn, pick, body.code)}
 
 
-@router.post("/orders/{order_id}/short", dependencies=admin)
+@router.post("/orders/{order_id}/short", dependencies=admin,
+             response_model=schemas.ShortPicked)
 async def short(order_id: uuid.UUID, body: ShortBody, request: Request) -> dict[str, Any]:
     async with _tx(request) as conn:
         pick = await _pick(conn, order_id, body.warehouse)
@@ -186,7 +188,8 @@ async def short(order_id: uuid.UUID, body: ShortBody, request: Request) -> dict[
     return {"order_id": str(order_id), "status": "short_picked"}
 
 
-@router.post("/orders/{order_id}/weigh", dependencies=admin)
+@router.post("/orders/{order_id}/weigh", dependencies=admin,
+             response_model=schemas.WeighResult)
 async def weigh(order_id: uuid.UUID, body: WeighBody, request: Request) -> dict[str, Any]:
     """Weighs the parcel(s) the order goes in: with a merged order, the whole parcel."""
     async with _tx(request) as conn:
@@ -195,7 +198,7 @@ async def weigh(order_id: uuid.UUID, body: WeighBody, request: Request) -> dict[
                                      warehouse.config(), None)
 
 
-@router.post("/orders/{order_id}/qc-fail", dependencies=admin)
+@router.post("/orders/{order_id}/qc-fail", dependencies=admin, response_model=schemas.QcHold)
 async def qc_fail(order_id: uuid.UUID, body: QcBody, request: Request) -> dict[str, Any]:
     async with _tx(request) as conn:
         pick = await _pick(conn, order_id, body.warehouse)
@@ -204,7 +207,7 @@ async def qc_fail(order_id: uuid.UUID, body: QcBody, request: Request) -> dict[s
     return {"on_hold": held, "reason": body.code}
 
 
-@router.post("/orders/{order_id}/pack", dependencies=admin)
+@router.post("/orders/{order_id}/pack", dependencies=admin, response_model=schemas.Packed)
 async def pack_order(order_id: uuid.UUID, request: Request,
                      body: PackBody | None = None) -> dict[str, Any]:
     async with _tx(request) as conn:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 import uuid
 from collections import Counter
@@ -21,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import outbox, topics
 from shared.contracts import OrderPacked, OrderSnapshot, Parcel, ShortPicked
@@ -64,17 +64,34 @@ class Config:
 
     @classmethod
     def from_env(cls) -> Config:
-        def env(name: str, default: Any) -> Any:
-            raw = os.environ.get(f"SHOPKEEPER_FULFILLMENT_{name.upper()}")
-            if raw is None:
-                return default
-            if isinstance(default, bool):
-                return raw.lower() in ("1", "true", "yes", "on")
-            return type(default)(raw)
-        return cls(**{f: env(f, getattr(cls, f)) for f in cls.__dataclass_fields__})
+        settings = FulfillmentSettings()
+        return cls(**{f: getattr(settings, f) for f in cls.__dataclass_fields__})
+
+
+class FulfillmentSettings(BaseSettings):
+    """SHOPKEEPER_FULFILLMENT_<FIELD> for each field of `Config` (same defaults), and `SEED` for
+    the simulated floor's random numbers; a bad value is an error naming the variable."""
+
+    model_config = SettingsConfigDict(env_prefix="SHOPKEEPER_FULFILLMENT_", extra="ignore",
+                                      case_sensitive=False, env_ignore_empty=True)
+
+    wave_size: int = Config.wave_size
+    wave_seconds: float = Config.wave_seconds
+    tick_seconds: float = Config.tick_seconds
+    parallel_waves: int = Config.parallel_waves
+    pick_seconds_per_line: float = Config.pick_seconds_per_line
+    scan_error_rate: float = Config.scan_error_rate
+    short_pick_rate: float = Config.short_pick_rate
+    weigh_error_rate: float = Config.weigh_error_rate
+    tolerance_pct: float = Config.tolerance_pct
+    tolerance_min_g: int = Config.tolerance_min_g
+    merge: bool = Config.merge
+    seed: str | None = None
 
 
 def config() -> Config:
+    """Read again on every call (cheap), as the variables are: tests start instances with their
+    own."""
     return Config.from_env()
 
 
@@ -341,12 +358,16 @@ async def _finish(conn: Conn, order_id: uuid.UUID, causation_id: str | None) -> 
     await store.set_status(conn, order_id, "packed")
     details = {"parcels": [{"parcel_id": p.parcel_id, "warehouse": p.warehouse, "box": p.box,
                             "weight_g": p.weight_g} for p in parcels]}
-    await emit_status(conn, order_id=snap.order_id, store=snap.store,
-                      external_order_id=snap.external_order_id, status="packed", details=details,
-                      correlation_id=row["correlation_id"], causation_id=causation_id)
-    await enqueue(conn, topics.FULFILLMENT_ORDER_PACKED, snap.key, OrderPacked(
-        order_id=snap.order_id, order_key=snap.key, order=snap, parcels=parcels,
-        correlation_id=row["correlation_id"], causation_id=causation_id))
+    # An order is packed once: its events' ids derive from that, whichever pass (or person)
+    # packed it, so a pass repeated after a restore from backup emits the same ids.
+    with outbox.id_scope(f"packed/{order_id}"):
+        await emit_status(conn, order_id=snap.order_id, store=snap.store,
+                          external_order_id=snap.external_order_id, status="packed",
+                          details=details, correlation_id=row["correlation_id"],
+                          causation_id=causation_id)
+        await enqueue(conn, topics.FULFILLMENT_ORDER_PACKED, snap.key, OrderPacked(
+            order_id=snap.order_id, order_key=snap.key, order=snap, parcels=parcels,
+            correlation_id=row["correlation_id"], causation_id=causation_id))
 
 
 # --- automatic mode ---------------------------------------------------------------------------
@@ -405,7 +426,7 @@ async def _simulate_alone(runtime: Runtime, wave_id: str, cfg: Config,
 async def start_waves(runtime: Runtime) -> None:
     cfg = config()
     automatic = get_settings().shopkeeper_warehouse_mode == "automatic"
-    rng = random.Random(os.environ.get("SHOPKEEPER_FULFILLMENT_SEED"))
+    rng = random.Random(FulfillmentSettings().seed)
 
     async def one_pass() -> None:
         async with runtime.pool.acquire() as conn, conn.transaction():

@@ -16,11 +16,11 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from shared.contracts import Address, OrderPlaced
+from shared.contracts import Address
 from shared.http import require_admin
 from shared.messaging import emit_status
 
-from . import domain, metrics, review, store
+from . import domain, metrics, review, schemas, store
 
 router = APIRouter()
 admin = [Depends(require_admin)]
@@ -65,7 +65,7 @@ class BlockIn(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
-@router.get("/catalog/{sku}")
+@router.get("/catalog/{sku}", response_model=schemas.CatalogProduct)
 async def catalog_product(sku: str, request: Request) -> dict[str, Any]:
     row = await store.get_product(request.app.state.runtime.pool, sku)
     if row is None:
@@ -74,7 +74,7 @@ async def catalog_product(sku: str, request: Request) -> dict[str, Any]:
             "price": str(row["price"]), "attributes": list(row["attributes"])}
 
 
-@router.get("/coverage")
+@router.get("/coverage", response_model=schemas.Coverage)
 async def coverage(request: Request) -> dict[str, Any]:
     """What intake knows of logistics' coverage (logistics.coverage_changed): the countries it
     serves and, per country, goods no service takes there (the restricted-goods rule's input)."""
@@ -86,7 +86,7 @@ async def coverage(request: Request) -> dict[str, Any]:
 
 # --- holds ------------------------------------------------------------------------------------
 
-@router.get("/holds", dependencies=admin)
+@router.get("/holds", dependencies=admin, response_model=list[schemas.Hold])
 async def list_holds(request: Request, reason: str | None = None, store_name: str | None =
                      Query(default=None, alias="store"),
                      min_age_seconds: float | None = Query(default=None, ge=0),
@@ -95,13 +95,14 @@ async def list_holds(request: Request, reason: str | None = None, store_name: st
                              min_age_seconds=min_age_seconds, limit=limit)
 
 
-@router.post("/holds/{order_id}/approve", dependencies=admin)
+@router.post("/holds/{order_id}/approve", dependencies=admin,
+             response_model=schemas.StatusChanged)
 async def approve(order_id: uuid.UUID, request: Request, decision: Decision | None = None,
                   who: str = Depends(operator)) -> dict[str, str]:
     note = decision.note if decision else None
     async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
         row = await _held(conn, order_id)
-        order = OrderPlaced.model_validate_json(row["payload"])
+        order = store.stored_order(row["payload"])
         await _close(conn, order_id, row, "accepted", "approved", who, note)
         await emit_status(conn, order_id=str(order_id), store=order.store,
                           external_order_id=order.external_order_id, status="accepted",
@@ -113,7 +114,8 @@ async def approve(order_id: uuid.UUID, request: Request, decision: Decision | No
     return {"order_id": str(order_id), "status": "accepted"}
 
 
-@router.post("/holds/{order_id}/reject", dependencies=admin)
+@router.post("/holds/{order_id}/reject", dependencies=admin,
+             response_model=schemas.StatusChanged)
 async def reject(order_id: uuid.UUID, decision: Decision, request: Request,
                  who: str = Depends(operator)) -> dict[str, str]:
     reason = decision.reason or "rejected by an operator after review"
@@ -130,7 +132,7 @@ async def reject(order_id: uuid.UUID, decision: Decision, request: Request,
     return {"order_id": str(order_id), "status": "rejected"}
 
 
-@router.post("/holds/{order_id}/claim", dependencies=admin)
+@router.post("/holds/{order_id}/claim", dependencies=admin, response_model=schemas.Claimed)
 async def claim(order_id: uuid.UUID, request: Request, who: str = Depends(operator)
                 ) -> dict[str, str]:
     async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
@@ -140,14 +142,15 @@ async def claim(order_id: uuid.UUID, request: Request, who: str = Depends(operat
     return {"order_id": str(order_id), "owner": who}
 
 
-@router.post("/holds/{order_id}/address", dependencies=admin)
+@router.post("/holds/{order_id}/address", dependencies=admin,
+             response_model=schemas.Reviewed)
 async def correct_address(order_id: uuid.UUID, body: AddressCorrection, request: Request,
                           who: str = Depends(operator)) -> dict[str, Any]:
     """Correct the shipping address of a held order and review it again: released when nothing
     else holds it."""
     async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
         row = await _held(conn, order_id)
-        old = OrderPlaced.model_validate_json(row["payload"])
+        old = store.stored_order(row["payload"])
         corrected = old.model_copy(update={"shipping_address": body.shipping_address})
         await store.audit(conn, order_id, who, "correct_address", body.note,
                           {"country": body.shipping_address.country})
@@ -187,7 +190,8 @@ async def _close(conn: Any, order_id: uuid.UUID, row: Any, status: str, resoluti
 
 # --- decisions --------------------------------------------------------------------------------
 
-@router.get("/orders/{order_id}/decision", dependencies=admin)
+@router.get("/orders/{order_id}/decision", dependencies=admin,
+            response_model=schemas.OrderDecision)
 async def decision(order_id: uuid.UUID, request: Request) -> dict[str, Any]:
     """The order's latest decision with the rules that fired and their inputs, its history, and
     what operators did."""
@@ -203,7 +207,7 @@ async def decision(order_id: uuid.UUID, request: Request) -> dict[str, Any]:
             "audit": await store.audit_of(pool, order_id)}
 
 
-@router.post("/rules/dry-run", dependencies=admin)
+@router.post("/rules/dry-run", dependencies=admin, response_model=schemas.DryRunResult)
 async def dry_run(body: DryRun, request: Request) -> dict[str, Any]:
     try:
         return await review.dry_run(request.app.state.runtime.pool, body.policies, body.limit)
@@ -213,13 +217,14 @@ async def dry_run(body: DryRun, request: Request) -> dict[str, Any]:
 
 # --- the rule set -----------------------------------------------------------------------------
 
-@router.get("/policies", dependencies=admin)
+@router.get("/policies", dependencies=admin,
+            response_model=dict[str, schemas.StorePolicy])
 async def get_policies(request: Request) -> dict[str, Any]:
     found = await store.policies(request.app.state.runtime.pool)
     return {s: p.as_dict() for s, p in found.items()}
 
 
-@router.put("/policies/{store_name}", dependencies=admin)
+@router.put("/policies/{store_name}", dependencies=admin, response_model=schemas.StorePolicy)
 async def put_policy(store_name: str, overrides: dict[str, Any], request: Request,
                      who: str = Depends(operator)) -> dict[str, Any]:
     """Change some of a store's settings ('*' is the default); the rest stay as they are (or as
@@ -239,12 +244,12 @@ async def put_policy(store_name: str, overrides: dict[str, Any], request: Reques
     return new.as_dict()
 
 
-@router.get("/promotions", dependencies=admin)
+@router.get("/promotions", dependencies=admin, response_model=list[schemas.Promotion])
 async def get_promotions(request: Request) -> list[dict[str, Any]]:
     return await store.all_promotions(request.app.state.runtime.pool)
 
 
-@router.put("/promotions/{code}", dependencies=admin)
+@router.put("/promotions/{code}", dependencies=admin, response_model=schemas.Promotion)
 async def put_promotion(code: str, body: PromotionIn, request: Request,
                         who: str = Depends(operator)) -> dict[str, Any]:
     if body.kind == "percent" and body.value > 100:
@@ -261,12 +266,12 @@ async def put_promotion(code: str, body: PromotionIn, request: Request,
     return store.promotion_dict(promo)
 
 
-@router.get("/blocked", dependencies=admin)
+@router.get("/blocked", dependencies=admin, response_model=list[schemas.BlockedEntry])
 async def get_blocked(request: Request) -> list[dict[str, Any]]:
     return await store.blocked_list(request.app.state.runtime.pool)
 
 
-@router.post("/blocked", dependencies=admin)
+@router.post("/blocked", dependencies=admin, response_model=schemas.Blocked)
 async def add_blocked(body: BlockIn, request: Request, who: str = Depends(operator)
                       ) -> dict[str, str]:
     """Block a customer by id, email, phone or address (the address as `domain.address_key`
@@ -278,7 +283,7 @@ async def add_blocked(body: BlockIn, request: Request, who: str = Depends(operat
     return {"kind": body.kind, "action": body.action}
 
 
-@router.post("/blocked/remove", dependencies=admin)
+@router.post("/blocked/remove", dependencies=admin, response_model=schemas.Unblocked)
 async def remove_blocked(body: BlockIn, request: Request, who: str = Depends(operator)
                          ) -> dict[str, Any]:
     value = domain.normalise_identity(body.kind, body.value)
@@ -290,11 +295,13 @@ async def remove_blocked(body: BlockIn, request: Request, who: str = Depends(ope
     return {"removed": removed}
 
 
-@router.get("/orders/{order_id}/identities", dependencies=admin)
+@router.get("/orders/{order_id}/identities", dependencies=admin,
+            response_model=schemas.Identities,
+            response_model_exclude_unset=True)
 async def order_identities(order_id: uuid.UUID, request: Request) -> dict[str, str]:
     """The normalised identities of an order, as the block list and duplicate check see them."""
     payload = await request.app.state.runtime.pool.fetchval(
         "SELECT payload FROM orders WHERE order_id = $1", order_id)
     if payload is None:
         raise HTTPException(404, f"no order {order_id}")
-    return domain.identities(OrderPlaced.model_validate_json(payload))
+    return domain.identities(store.stored_order(payload))

@@ -445,11 +445,12 @@ def _hold_hits(order: OrderPlaced, discount: Decimal, policy: Policy,
                             f"totals.discount {t.discount} differs from the promotions' {discount}",
                             {"field": "totals.discount", "claimed": str(t.discount),
                              "computed": str(discount), "promo_codes": list(order.promo_codes)}))
-    expected = t.subtotal - t.discount + t.shipping_fee
+    # CONTRACT v1.1: tax and duties (default 0) are part of what the buyer pays.
+    expected = t.subtotal - t.discount + t.shipping_fee + t.tax + t.duties
     if abs(expected - t.grand_total) > CENT:
         hits.append(RuleHit("totals", "amount_mismatch", "hold",
                             f"totals.grand_total {t.grand_total} differs from subtotal - discount"
-                            f" + shipping_fee = {expected}",
+                            f" + shipping_fee + tax + duties = {expected}",
                             {"field": "totals.grand_total", "claimed": str(t.grand_total),
                              "computed": str(expected)}))
     hits += [h for h in _high_value_hits(order, policy) if h.effect == "hold"]

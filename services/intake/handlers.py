@@ -6,8 +6,6 @@ import logging
 import uuid
 from typing import Any
 
-from pydantic import ValidationError
-
 from shared import topics
 from shared.contracts import (
     CancelRequested,
@@ -18,10 +16,11 @@ from shared.contracts import (
     OrderPlaced,
     OrderShipped,
     ProductUpserted,
+    order_id_for,
     utcnow,
 )
 from shared.db import Conn
-from shared.messaging import Ctx, Handlers, RawMessage, describe_validation_error, emit_status
+from shared.messaging import Ctx, Handlers, RawMessage, emit_status
 
 from . import domain, metrics, review, store
 
@@ -29,20 +28,20 @@ log = logging.getLogger(__name__)
 handlers = Handlers()
 
 
-async def reject_malformed(conn: Conn, raw: RawMessage, exc: ValidationError
-                           ) -> bool:
-    """A broken `orders.placed` that names its order: the order is `rejected` as `malformed`."""
+async def reject_malformed(conn: Conn, raw: RawMessage, code: str, message: str) -> bool:
+    """An `orders.placed` value that breaks the contract (`malformed`) or is over the size limit
+    (`too_large`) but names its order: the order is `rejected` with that code."""
     ident = domain.identify(raw.json())
     if ident is None:
         return False
     shop, ext = ident
-    reasons = [("malformed", describe_validation_error(exc))]
-    order_id = uuid.uuid4()
+    reasons = [(code, message)]
+    order_id = order_id_for(shop, ext)
     if await store.insert_order(conn, order_id, None, shop, ext, "rejected", reasons):
-        metrics.DECISIONS.labels("rejected", "malformed").inc()
+        metrics.DECISIONS.labels("rejected", code).inc()
         await emit_status(conn, order_id=str(order_id), store=shop, external_order_id=ext,
                           status="rejected", reasons=reasons)
-        log.info("order %s:%s rejected as malformed: %s", shop, ext, reasons[0][1])
+        log.info("order %s:%s rejected as %s: %s", shop, ext, code, message[:300])
     return True
 
 
@@ -52,7 +51,7 @@ async def order_placed(ctx: Ctx, order: OrderPlaced) -> None:
     if row is not None:
         await _received_again(ctx, order, row)
         return
-    order_id = uuid.uuid4()
+    order_id = order_id_for(order.store, order.external_order_id)
     ids: dict[str, Any] = {"order_id": str(order_id), "store": order.store,
            "external_order_id": order.external_order_id}
     early = await store.take_early_cancel(ctx.conn, order.store, order.external_order_id)
@@ -75,7 +74,7 @@ async def _received_again(ctx: Ctx, order: OrderPlaced, row: Any) -> None:
     """A storefront re-sends an order when it changes (payment now paid, address corrected): a
     held order is updated and reviewed again; it never becomes a second order. Retries of the
     same content, and changes to an order already decided, change nothing."""
-    same = row["payload"] is not None and _content(OrderPlaced.model_validate_json(
+    same = row["payload"] is not None and _content(store.stored_order(
         row["payload"])) == _content(order)
     if row["status"] != "on_hold" or same:
         log.info("order %s received again (event %s) while %s; nothing to do", order.key,

@@ -125,7 +125,7 @@ async def rereview(conn: Conn, order_id: uuid.UUID, *, trigger: str, by: str = "
     row = await store.get_order(conn, order_id)
     if row is None or row["status"] != "on_hold" or row["payload"] is None:
         return None
-    held = OrderPlaced.model_validate_json(row["payload"])
+    held = store.stored_order(row["payload"])
     if order is not None:
         await store.update_payload(conn, order_id, order)
     current = order or held
@@ -174,7 +174,7 @@ async def dry_run(pool: asyncpg.Pool, candidate: dict[str, dict[str, Any]],
     rows = await store.recent_orders(pool, limit)
     async with pool.acquire() as conn:
         for r in rows:
-            order = OrderPlaced.model_validate_json(r["payload"])
+            order = store.stored_order(r["payload"])
             now_pol = current.get(order.store, current["*"])
             new_pol = proposed.get(order.store, proposed["*"])
             at = r["received_at"]

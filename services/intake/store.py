@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -14,6 +14,23 @@ from shared.db import Conn, forget, memoized
 
 from . import domain
 from .domain import BlockedEntry, Policy, PriorOrder, Product, Promotion
+
+
+def stored_order(payload: str | bytes) -> OrderPlaced:
+    """An order as intake stored it (`orders.payload`). Orders received before `placed_at` had
+    to carry an offset (docs/contract.md) may have been stored without one: it is read as UTC,
+    as it was then, so holds, re-reviews and dry runs over old orders keep working."""
+    data = json.loads(payload)
+    placed = data.get("placed_at")
+    if isinstance(placed, str):
+        try:
+            parsed = datetime.fromisoformat(placed)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is None:
+            data["placed_at"] = parsed.replace(tzinfo=UTC).isoformat()
+            return OrderPlaced.model_validate_json(json.dumps(data))
+    return OrderPlaced.model_validate_json(payload)
 
 
 async def find_order(conn: Conn, store: str, ext: str) -> asyncpg.Record | None:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from shared.http import require_admin
 
-from . import store, tasks
+from . import schemas, store, tasks
 from .handlers import refresh_eta
 
 router = APIRouter()
@@ -26,25 +26,25 @@ def _pool(request: Request) -> asyncpg.Pool:
     return pool
 
 
-@router.get("/stock")
+@router.get("/stock", response_model=list[schemas.StockRow])
 async def stock_all(request: Request, warehouse: str | None = None,
                     limit: int = Query(1000, ge=1, le=10000)) -> list[dict[str, Any]]:
     return await store.all_stock(_pool(request), warehouse, limit)
 
 
-@router.get("/stock/{sku}")
+@router.get("/stock/{sku}", response_model=schemas.SkuStock)
 async def stock(sku: str, request: Request) -> dict[str, Any]:
     return {"sku": sku, "warehouses": await store.stock_of(_pool(request), sku)}
 
 
-@router.get("/ledger/{sku}")
+@router.get("/ledger/{sku}", response_model=schemas.Ledger)
 async def ledger(sku: str, request: Request, warehouse: str | None = None,
                  limit: int = Query(1000, ge=1, le=100000)) -> dict[str, Any]:
     rows = await store.ledger_of(_pool(request), sku, warehouse, limit)
     return {"sku": sku, "rows": rows}
 
 
-@router.get("/backorders")
+@router.get("/backorders", response_model=list[schemas.Backorder])
 async def backorders(request: Request, sku: str | None = None,
                      limit: int = Query(500, ge=1, le=5000)) -> list[dict[str, Any]]:
     """The queue, oldest first (the order restock fills it in)."""
@@ -61,7 +61,7 @@ async def backorders(request: Request, sku: str | None = None,
             for r in rows]
 
 
-@router.get("/orders/{order_id}/allocation")
+@router.get("/orders/{order_id}/allocation", response_model=schemas.Allocation)
 async def allocation(order_id: uuid.UUID, request: Request) -> dict[str, Any]:
     """How inventory chose the order's sources, step by step."""
     r = await _pool(request).fetchrow("SELECT * FROM orders WHERE order_id = $1", order_id)
@@ -76,14 +76,16 @@ async def allocation(order_id: uuid.UUID, request: Request) -> dict[str, Any]:
             "decision": r["decision"], "trace": json.loads(r["trace"])}
 
 
-@router.get("/reconcile")
+@router.get("/reconcile", response_model=schemas.Reconciliation,
+            response_model_exclude_unset=True)
 async def reconcile(request: Request, sku: str | None = None) -> dict[str, Any]:
     async with _pool(request).acquire() as conn:
         drift = await store.reconcile(conn, sku=sku)
     return {"balanced": not drift, "drift": drift}
 
 
-@router.post("/reconcile", dependencies=[Depends(require_admin)])
+@router.post("/reconcile", dependencies=[Depends(require_admin)], response_model=schemas.Repair,
+             response_model_exclude_unset=True)
 async def reconcile_repair(request: Request, sku: str | None = None) -> dict[str, Any]:
     """Repair drift with correcting ledger rows, then report what is left (nothing)."""
     async with _pool(request).acquire() as conn:
@@ -92,7 +94,7 @@ async def reconcile_repair(request: Request, sku: str | None = None) -> dict[str
     return {"repaired": repaired, "balanced": not left, "drift": left}
 
 
-@router.get("/reorder-hints")
+@router.get("/reorder-hints", response_model=list[schemas.ReorderHint])
 async def reorder_hints(request: Request, sku: list[str] | None = Query(None),
                         low_only: bool = False) -> list[dict[str, Any]]:
     async with _pool(request).acquire() as conn:
@@ -108,7 +110,8 @@ class ExpectedReceiptIn(BaseModel):
     reference: str | None = Field(default=None, max_length=200)
 
 
-@router.post("/receipts/expected", dependencies=[Depends(require_admin)], status_code=201)
+@router.post("/receipts/expected", dependencies=[Depends(require_admin)], status_code=201,
+             response_model=schemas.ExpectedReceipt)
 async def expect_receipt(body: ExpectedReceiptIn, request: Request) -> dict[str, Any]:
     """Purchasing announces goods on the way: backorders of the SKU get a restock ETA."""
     async with _pool(request).acquire() as conn, conn.transaction():
@@ -131,20 +134,22 @@ class PolicyIn(BaseModel):
     substitute_price_band: Decimal | None = Field(default=None, ge=0, le=1)
 
 
-@router.get("/policies/{store_name}")
+@router.get("/policies/{store_name}", response_model=schemas.Policy)
 async def get_policy(store_name: str, request: Request) -> dict[str, Any]:
     async with _pool(request).acquire() as conn:
         return (await store.policy(conn, store_name)).__dict__
 
 
-@router.put("/policies/{store_name}", dependencies=[Depends(require_admin)])
+@router.put("/policies/{store_name}", dependencies=[Depends(require_admin)],
+            response_model=schemas.Policy)
 async def put_policy(store_name: str, body: PolicyIn, request: Request) -> dict[str, Any]:
     async with _pool(request).acquire() as conn:
         await store.set_policy(conn, store_name, body.model_dump(exclude_none=True))
         return (await store.policy(conn, store_name)).__dict__
 
 
-@router.put("/lead-times/{sku}", dependencies=[Depends(require_admin)])
+@router.put("/lead-times/{sku}", dependencies=[Depends(require_admin)],
+            response_model=schemas.LeadTime)
 async def put_lead_time(sku: str, request: Request,
                         days: int = Query(..., ge=0, le=3650)) -> dict[str, Any]:
     await _pool(request).execute(

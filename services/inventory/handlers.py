@@ -13,8 +13,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from prometheus_client import Counter
-
 from shared import topics
 from shared.contracts import (
     BackorderDecision,
@@ -34,6 +32,7 @@ from shared.contracts import (
 )
 from shared.db import Conn
 from shared.messaging import Ctx, Handlers, PoisonMessage, confirm_cancelled, emit_status, forwarded
+from shared.metrics import TransactionalCounter
 from shared.outbox import enqueue
 
 from . import domain, store
@@ -42,13 +41,13 @@ from .domain import Line, Plan
 log = logging.getLogger(__name__)
 handlers = Handlers()
 
-BACKORDERS = Counter("shopkeeper_inventory_backorders_total",
+BACKORDERS = TransactionalCounter("shopkeeper_inventory_backorders_total",
                      "Backorders opened and how they ended", ["outcome"])
 
 
 # A continuation order's id is derived from the original's, so a redelivery makes the same one.
 CONTINUATION_NS = uuid.UUID("5d3f6c1e-8a4b-4f0e-9c61-2b7e0d9a4c11")
-REALLOCATIONS = Counter("shopkeeper_inventory_short_picks_total",
+REALLOCATIONS = TransactionalCounter("shopkeeper_inventory_short_picks_total",
                         "Short picks by how inventory answered", ["outcome"])
 
 

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import uuid
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Gauge
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared import topics
-from shared.contracts import OrderCancelled, OrderSnapshot, StockLow
+from shared import outbox, topics
+from shared.contracts import OrderCancelled, OrderSnapshot, StockLow, derived_id
 from shared.db import TRANSIENT_DB_ERRORS, Conn, try_xact_lock
 from shared.messaging import emit_status
+from shared.metrics import TransactionalCounter
 from shared.outbox import enqueue
 from shared.service import Runtime
 
@@ -24,14 +24,29 @@ from .handlers import BACKORDERS
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS = float(os.environ.get("SHOPKEEPER_INVENTORY_TICK_SECONDS", "5"))
-# The low-stock scan reads every SKU's sales: less often than the expiry check.
-LOW_STOCK_SECONDS = float(os.environ.get("SHOPKEEPER_INVENTORY_LOW_STOCK_SECONDS", "30"))
-DEFAULT_LEAD_TIME_DAYS = int(os.environ.get("SHOPKEEPER_INVENTORY_LEAD_TIME_DAYS", "14"))
+
+
+class InventorySettings(BaseSettings):
+    """SHOPKEEPER_INVENTORY_TICK_SECONDS, _LOW_STOCK_SECONDS, _LEAD_TIME_DAYS."""
+
+    model_config = SettingsConfigDict(env_prefix="SHOPKEEPER_INVENTORY_", extra="ignore",
+                                      case_sensitive=False, env_ignore_empty=True)
+
+    tick_seconds: float = 5.0
+    # The low-stock scan reads every SKU's sales: less often than the expiry check.
+    low_stock_seconds: float = 30.0
+    # A SKU's lead time when purchasing has not set one (PUT /lead-times/{sku}).
+    lead_time_days: int = 14
+
+
+SETTINGS = InventorySettings()
+TICK_SECONDS = SETTINGS.tick_seconds
+LOW_STOCK_SECONDS = SETTINGS.low_stock_seconds
+DEFAULT_LEAD_TIME_DAYS = SETTINGS.lead_time_days
 
 LOW_STOCK_SKUS = Gauge("shopkeeper_inventory_low_stock_skus",
                        "SKUs whose days of cover are below their lead time")
-STOCK_LOW_EVENTS = Counter("shopkeeper_inventory_stock_low_total",
+STOCK_LOW_EVENTS = TransactionalCounter("shopkeeper_inventory_stock_low_total",
                            "inventory.stock_low events raised, by direction", ["low"])
 
 
@@ -44,16 +59,19 @@ async def expire_backorders(conn: Conn) -> int:
         await store.update_order(conn, row["order_id"], "cancelled")
         await store.add_trace(conn, row["order_id"], ["backorder expired: store limit reached"])
         reason = "backorder not restocked within the store's limit"
-        causation = str(uuid.uuid4())
-        await emit_status(conn, order_id=snap.order_id, store=snap.store,
-                          external_order_id=snap.external_order_id, status="cancelled",
-                          reasons=[("backorder_expired", reason)],
-                          details={"refund_due": f"{snap.totals.grand_total:.2f}"},
-                          correlation_id=row["correlation_id"], causation_id=causation)
-        await enqueue(conn, topics.INVENTORY_ORDER_CANCELLED, snap.key, OrderCancelled(
-            order_id=snap.order_id, order_key=snap.key, reason=reason,
-            refund_due=snap.totals.grand_total, currency=snap.currency, confirmed_by="inventory",
-            correlation_id=row["correlation_id"], causation_id=causation))
+        # A backorder expires once: the cause (and so the ids of what it emits) derives from it.
+        causation = str(derived_id("backorder-expired", snap.order_id))
+        with outbox.id_scope(causation):
+            await emit_status(conn, order_id=snap.order_id, store=snap.store,
+                              external_order_id=snap.external_order_id, status="cancelled",
+                              reasons=[("backorder_expired", reason)],
+                              details={"refund_due": f"{snap.totals.grand_total:.2f}"},
+                              correlation_id=row["correlation_id"], causation_id=causation)
+            await enqueue(conn, topics.INVENTORY_ORDER_CANCELLED, snap.key, OrderCancelled(
+                order_id=snap.order_id, order_key=snap.key, reason=reason,
+                refund_due=snap.totals.grand_total, currency=snap.currency,
+                confirmed_by="inventory", correlation_id=row["correlation_id"],
+                causation_id=causation))
         BACKORDERS.labels("expired").inc()
         log.info("order %s: backorder expired, cancelled with refund due", snap.order_id)
     return len(expired)

@@ -2,8 +2,9 @@ from pathlib import Path
 
 from shared.service import Service
 
-from .api import router
+from .api import OPEN_WRITES, router
 from .handlers import handlers, publish_coverage, start_watchdog
 
 if __name__ == "__main__":
-    Service("logistics", handlers, Path(__file__).parent, router, [publish_coverage, start_watchdog]).run()
+    Service("logistics", handlers, Path(__file__).parent, router, [publish_coverage, start_watchdog],
+            open_writes=OPEN_WRITES).run()

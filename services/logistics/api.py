@@ -17,10 +17,12 @@ from shared.contracts import OrderSnapshot
 from shared.contracts.public import Attribute, ShippingOption
 from shared.http import require_admin
 
-from . import domain, label, store
+from . import domain, label, schemas, store
 from .handlers import check_and_dispatch, enqueue_coverage, flag_stalled
 
 router = APIRouter()
+# A shipping quote is a read that takes a body: storefronts ask it at checkout, no token.
+OPEN_WRITES = ("/quotes",)
 
 
 class QuoteRequest(BaseModel):
@@ -33,7 +35,8 @@ class QuoteRequest(BaseModel):
     postal_code: str | None = Field(default=None, max_length=20)
 
 
-@router.post("/quotes")
+@router.post("/quotes", response_model=schemas.Quote,
+             response_model_exclude_unset=True)
 async def quote(q: QuoteRequest, request: Request) -> dict[str, Any]:
     """Rate-shop a hypothetical parcel: the choice and, per service, zone, cost with its
     surcharges, transit days, on-time score, and why it lost or could not take it."""
@@ -46,14 +49,20 @@ async def quote(q: QuoteRequest, request: Request) -> dict[str, Any]:
             "chargeable_g": choice.chargeable_g, "reason": choice.reason, "trace": choice.trace}
 
 
-@router.get("/shipments/{store_name}/{external_order_id}")
+@router.get("/shipments/{store_name}/{external_order_id}", dependencies=[Depends(require_admin)],
+            response_model=list[schemas.Shipment],
+            response_model_exclude_unset=True)
 async def shipments(store_name: str, external_order_id: str, request: Request
                     ) -> list[dict[str, Any]]:
+    """An order's parcels with their customs data and the order snapshot (the address: personal
+    data, so the admin token is needed)."""
     return await store.shipments_of(request.app.state.runtime.pool,
                                     f"{store_name}:{external_order_id}")
 
 
-@router.get("/labels/{parcel_id}.pdf", dependencies=[Depends(require_admin)])
+@router.get("/labels/{parcel_id}.pdf", dependencies=[Depends(require_admin)],
+            response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}, "description": "the label"}})
 async def label_pdf(parcel_id: str, request: Request) -> Response:
     """The 4x6 inch label. It shows an address: personal data, so the admin token is needed."""
     row = await store.get_shipment(request.app.state.runtime.pool, parcel_id)
@@ -78,19 +87,20 @@ async def label_pdf(parcel_id: str, request: Request) -> Response:
                     headers={"Content-Disposition": f'inline; filename="{parcel_id}.pdf"'})
 
 
-@router.post("/watchdog/run", dependencies=[Depends(require_admin)])
+@router.post("/watchdog/run", dependencies=[Depends(require_admin)],
+             response_model=schemas.Flagged)
 async def run_watchdog(request: Request) -> dict[str, Any]:
     """One stalled-parcel pass now, instead of waiting for the timer."""
     flagged = await flag_stalled(request.app.state.runtime.pool, datetime.now(UTC))
     return {"flagged": flagged}
 
 
-@router.get("/carrier-scores")
+@router.get("/carrier-scores", response_model=list[schemas.CarrierScore])
 async def carrier_scores(request: Request) -> list[dict[str, Any]]:
     return await store.scores(request.app.state.runtime.pool)
 
 
-@router.get("/parcels/held")
+@router.get("/parcels/held", response_model=list[schemas.HeldParcel])
 async def held(request: Request) -> list[dict[str, Any]]:
     """Parcels stopped before dispatch, with why: what an operator works through."""
     return await store.held_parcels(request.app.state.runtime.pool)
@@ -100,7 +110,8 @@ class DockScan(BaseModel):
     measured_weight_g: int = Field(gt=0, le=1_000_000)
 
 
-@router.post("/parcels/{parcel_id}/dock-scan", dependencies=[Depends(require_admin)])
+@router.post("/parcels/{parcel_id}/dock-scan", dependencies=[Depends(require_admin)],
+             response_model=schemas.DockScanResult)
 async def dock_scan(parcel_id: str, scan: DockScan, request: Request) -> dict[str, Any]:
     """The dock scale's reading of a parcel not yet handed over: the final check runs again
     with it (weight against the label, address, customs). All parcels of the order pass ->
@@ -129,13 +140,15 @@ class Restriction(BaseModel):
     note: str = Field(min_length=1, max_length=500)
 
 
-@router.get("/restrictions")
+@router.get("/restrictions", response_model=list[schemas.Restriction])
 async def restrictions(request: Request) -> list[dict[str, Any]]:
     """Destination restrictions: goods no service may carry to a country (import rules)."""
     return await store.restrictions(request.app.state.runtime.pool)
 
 
-@router.put("/restrictions/{country}/{attribute}", dependencies=[Depends(require_admin)])
+@router.put("/restrictions/{country}/{attribute}", dependencies=[Depends(require_admin)],
+            response_model=schemas.Restriction,
+            response_model_exclude_unset=True)
 async def put_restriction(country: str, attribute: Attribute, body: Restriction,
                           request: Request) -> dict[str, Any]:
     """Bar `attribute` goods to `country` for every service; coverage is published again, so
@@ -148,7 +161,8 @@ async def put_restriction(country: str, attribute: Attribute, body: Restriction,
     return {"country": country, "attribute": attribute, "note": body.note}
 
 
-@router.delete("/restrictions/{country}/{attribute}", dependencies=[Depends(require_admin)])
+@router.delete("/restrictions/{country}/{attribute}", dependencies=[Depends(require_admin)],
+               response_model=schemas.Lifted)
 async def delete_restriction(country: str, attribute: str, request: Request) -> dict[str, Any]:
     """Lift a restriction (a permit came through, the rule changed); coverage is published
     again and intake releases the holds it had caused."""

@@ -7,13 +7,14 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import topics
 from shared.contracts import (
@@ -363,10 +364,17 @@ async def flag_stalled(pool: asyncpg.Pool, now: datetime) -> list[str]:
         return flagged
 
 
+class WatchdogSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOPKEEPER_LOGISTICS_", extra="ignore",
+                                      case_sensitive=False, env_ignore_empty=True)
+
+    watchdog_seconds: float = Field(default=600.0, gt=0)
+
+
 async def start_watchdog(runtime: Runtime) -> None:
     """Every SHOPKEEPER_LOGISTICS_WATCHDOG_SECONDS (default 600), a pass over parcels on the
     road."""
-    interval = float(os.environ.get("SHOPKEEPER_LOGISTICS_WATCHDOG_SECONDS", "600"))
+    interval = WatchdogSettings().watchdog_seconds
 
     async def loop() -> None:
         while True:

@@ -2,6 +2,15 @@
 Code 128 barcode of the tracking number, sender and recipient, service, weight and, for a
 cross-border parcel, its CN22/CN23 summary. Drawn with ReportLab, whose Code 128 is built in.
 
+Names and addresses in Chinese, Japanese and Korean are printed in their own script: a run of
+CJK text is drawn with one of ReportLab's built-in CID fonts, chosen by the line's script
+(Hangul: HYSMyeongJo-Medium; kana: HeiseiMin-W3; other Han: STSong-Light, simplified Chinese),
+and the rest of the line with Helvetica. The CID fonts are not embedded: the PDF names the Adobe
+character collection and the reader supplies the glyphs (Acrobat, browsers' viewers, and poppler
+with Debian's poppler-data do). A reader or printer without CJK fonts shows boxes there, not "?"s
+in the file; embedding a TrueType CJK font would remove that dependency (not done: 10-20 MB).
+Letters of other scripts (Cyrillic, Arabic, …) still print as "?".
+
 Rendering is CPU work: callers run it in a thread (asyncio.to_thread) so the event loop keeps
 Kafka heartbeats going.
 """
@@ -15,12 +24,63 @@ from dataclasses import dataclass
 
 from reportlab.graphics.barcode.code128 import Code128
 from reportlab.lib.units import inch, mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen.canvas import Canvas
 
 PAGE = (4 * inch, 6 * inch)
 MARGIN = 4 * mm
 # Letters the label font cannot draw and Unicode does not decompose to a Latin base letter.
 _LATIN = str.maketrans({"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "\u0131": "i", "ħ": "h"})
+
+CJK_FONTS = {"zh": "STSong-Light", "ja": "HeiseiMin-W3", "ko": "HYSMyeongJo-Medium"}
+for _font in CJK_FONTS.values():  # once, at import: registration is global and not thread-safe
+    pdfmetrics.registerFont(UnicodeCIDFont(_font))
+
+_HANGUL = ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xAC00, 0xD7AF),
+           (0xD7B0, 0xD7FF))
+_KANA = ((0x3040, 0x30FF), (0x31F0, 0x31FF), (0xFF66, 0xFF9F))
+_HAN = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F))
+# CJK punctuation, full-width forms and enclosed CJK: drawn with the CJK font of the line.
+_CJK_OTHER = ((0x3000, 0x303F), (0x3200, 0x32FF), (0xFF00, 0xFF65), (0xFFA0, 0xFFEF))
+
+
+def _within(ch: str, ranges: tuple[tuple[int, int], ...]) -> bool:
+    code = ord(ch)
+    return any(lo <= code <= hi for lo, hi in ranges)
+
+
+def is_cjk(ch: str) -> bool:
+    return any(_within(ch, r) for r in (_HANGUL, _KANA, _HAN, _CJK_OTHER))
+
+
+def cjk_script(text: str) -> str | None:
+    """The line's CJK language by its letters: any Hangul is Korean (Hanja included), any kana
+    Japanese (kanji included), other Han Chinese; None without CJK."""
+    if any(_within(ch, _HANGUL) for ch in text):
+        return "ko"
+    if any(_within(ch, _KANA) for ch in text):
+        return "ja"
+    if any(is_cjk(ch) for ch in text):
+        return "zh"
+    return None
+
+
+def runs(text: str, latin_font: str) -> list[tuple[str, str]]:
+    """(font, text) pieces of a line: CJK runs in the line's CJK font, the rest as `latin`
+    prints it in `latin_font`."""
+    script = cjk_script(text)
+    if script is None:
+        return [(latin_font, latin(text))] if text else []
+    out: list[tuple[str, str]] = []
+    for ch in text:
+        font = CJK_FONTS[script] if is_cjk(ch) else latin_font
+        piece = ch if font != latin_font else latin(ch)
+        if out and out[-1][0] == font:
+            out[-1] = (font, out[-1][1] + piece)
+        else:
+            out.append((font, piece))
+    return out
 
 
 @dataclass(frozen=True)
@@ -58,6 +118,21 @@ def latin(text: str) -> str:
     return "".join(out)
 
 
+def text_width(text: str, font: str, size: float) -> float:
+    return sum(pdfmetrics.stringWidth(piece, f, size) for f, piece in runs(text, font))
+
+
+def draw(c: Canvas, x: float, y: float, text: str, font: str, size: float,
+         align: str = "left") -> None:
+    """Draw a line of the label's data in its scripts; `align` left or right (x is the edge)."""
+    if align == "right":
+        x -= text_width(text, font, size)
+    for f, piece in runs(text, font):
+        c.setFont(f, size)
+        c.drawString(x, y, piece)
+        x += pdfmetrics.stringWidth(piece, f, size)
+
+
 def render(data: LabelData) -> bytes:
     buf = io.BytesIO()
     c = Canvas(buf, pagesize=PAGE, pageCompression=1)
@@ -66,14 +141,12 @@ def render(data: LabelData) -> bytes:
     width, height = PAGE
     y = height - MARGIN
 
-    c.setFont("Helvetica-Bold", 16)
     y -= 16
-    c.drawString(MARGIN, y, latin(data.carrier))
-    c.setFont("Helvetica-Bold", 11)
-    c.drawRightString(width - MARGIN, y, latin(data.service))
-    c.setFont("Helvetica", 8)
+    draw(c, MARGIN, y, data.carrier, "Helvetica-Bold", 16)
+    draw(c, width - MARGIN, y, data.service, "Helvetica-Bold", 11, align="right")
     y -= 11
-    c.drawString(MARGIN, y, latin(data.service_name))
+    draw(c, MARGIN, y, data.service_name, "Helvetica", 8)
+    c.setFont("Helvetica", 8)
     c.drawRightString(width - MARGIN, y, f"{data.weight_g / 1000:.3f} kg")
     y -= 4
     c.line(MARGIN, y, width - MARGIN, y)
@@ -96,23 +169,21 @@ def render(data: LabelData) -> bytes:
     y -= 6
     c.line(MARGIN, y, width - MARGIN, y)
 
-    c.setFont("Helvetica", 7)
     y -= 10
-    c.drawString(MARGIN, y, f"Parcel {data.parcel_id}   Order {latin(data.order_key)}")
+    draw(c, MARGIN, y, f"Parcel {data.parcel_id}   Order {data.order_key}", "Helvetica", 7)
     if data.customs:
         y -= 10
         c.setFont("Helvetica-Bold", 8)
         c.drawString(MARGIN, y, f"{data.customs.get('form')} - customs declaration attached,"
                                 f" value {data.customs.get('total_value')}"
                                 f" {data.customs.get('currency')}")
-        c.setFont("Helvetica", 6.5)
         lines = data.customs.get("lines")
         for line in (lines if isinstance(lines, list) else [])[:4]:
             y -= 8
-            c.drawString(MARGIN, y, latin(
+            draw(c, MARGIN, y, (
                 f"{line.get('quantity')} x {line.get('description') or line.get('sku')}"
                 f"  HS {line.get('hs_code') or '-'}  origin {line.get('origin_country') or '-'}"
-                f"  {line.get('value')}")[:90])
+                f"  {line.get('value')}")[:90], "Helvetica", 6.5)
     c.showPage()
     c.save()
     return buf.getvalue()
@@ -123,9 +194,8 @@ def _block(c: Canvas, title: str, lines: Sequence[str], y: float, size: float,
     c.setFont("Helvetica-Bold", 6.5)
     c.drawString(MARGIN, y + size * 0.2, title)
     y -= size + 2
-    c.setFont("Helvetica-Bold" if bold else "Helvetica", size)
     for text in lines:
         if text:
-            c.drawString(MARGIN + 4 * mm, y, latin(text)[:60])
+            draw(c, MARGIN + 4 * mm, y, text[:60], "Helvetica-Bold" if bold else "Helvetica", size)
             y -= size + 2
     return y - 2

@@ -1,4 +1,4 @@
-"""Logistics' business metrics (DESIGN.md "Metrics"): parcels by carrier and service, what they
+"""Logistics' business metrics (docs/design.md "Metrics"): parcels by carrier and service, what they
 cost, and why parcels stop (held before dispatch, exceptions on the road).
 
 Counted inside the handler's transaction: a transaction that rolls back and is retried counts
@@ -8,28 +8,28 @@ is).
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from shared.metrics import TransactionalCounter
 
-PARCELS_SHIPPED = Counter(
+PARCELS_SHIPPED = TransactionalCounter(
     "shopkeeper_logistics_parcels_shipped_total", "Parcels handed to a carrier",
     ["carrier", "service"],
 )
-SHIPPING_COST = Counter(
+SHIPPING_COST = TransactionalCounter(
     "shopkeeper_logistics_shipping_cost_total",
     "Carrier cost of the parcels handed over (rate card, surcharges included)",
     ["carrier", "service", "currency"],
 )
-PARCELS_HELD = Counter(
+PARCELS_HELD = TransactionalCounter(
     "shopkeeper_logistics_parcels_held_total", "Parcels stopped before dispatch, by reason",
     ["reason"],
 )
-EXCEPTIONS = Counter(
+EXCEPTIONS = TransactionalCounter(
     "shopkeeper_logistics_exceptions_total",
     "Delivery exceptions, by reason (failed_attempt, exception, lost, returned_to_sender,"
     " stalled)",
     ["carrier", "reason"],
 )
-PARCELS_DELIVERED = Counter(
+PARCELS_DELIVERED = TransactionalCounter(
     "shopkeeper_logistics_parcels_delivered_total",
     "Parcels delivered, and whether within the zone's promised transit days",
     ["carrier", "service", "on_time"],

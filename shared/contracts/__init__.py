@@ -1,6 +1,15 @@
 """Event models: the public contract (`public`) and our internal events (`internal`)."""
 
-from .common import Event, Money, WireModel, new_id, order_key, utcnow
+from .common import (
+    Event,
+    Money,
+    WireModel,
+    derived_id,
+    new_id,
+    order_id_for,
+    order_key,
+    utcnow,
+)
 from .internal import (
     Allocation,
     CarrierScored,
@@ -33,7 +42,9 @@ from .public import (
     AftersalesRequested,
     BackorderDecision,
     CancelRequested,
+    Channel,
     Customer,
+    CustomerMessage,
     FeedbackGiven,
     OrderLine,
     OrderPlaced,
@@ -50,7 +61,8 @@ from .public import (
 
 __all__ = [
     "Address", "AftersalesRequested", "Allocation", "BackorderDecision", "CancelRequested",
-    "CarrierScored", "CoverageChanged", "Customer", "Event", "FeedbackGiven", "InternalEvent",
+    "CarrierScored", "Channel", "CoverageChanged", "Customer", "CustomerMessage", "Event",
+    "FeedbackGiven", "InternalEvent",
     "Money", "OrderAccepted", "OrderCancelRefused", "OrderCancelRequested", "OrderCancelled",
     "OrderDelivered", "OrderEvent", "OrderLine", "OrderPacked", "OrderPlaced", "OrderShipped",
     "OrderSnapshot", "OrderStatusChanged", "Parcel", "ParcelLost", "ParcelReturned",
@@ -58,5 +70,5 @@ __all__ = [
     "RefundIssued", "ReorderHinted", "ReturnGraded", "ReturnLabelIssued", "ReturnLabelRequested",
     "ReturnReceived", "ReturnRestocked", "ShippedParcel", "ShortPicked", "SkuQuantity",
     "StockAdjusted", "StockLow", "StockReserved", "Totals", "TrackingUpdated", "WireModel",
-    "new_id", "order_key", "utcnow",
+    "derived_id", "new_id", "order_id_for", "order_key", "utcnow",
 ]

@@ -1,6 +1,6 @@
 """Wire types shared by every event: money, ids, timestamps, the base models.
 
-CONTRACT.md fixes these: money is a decimal string with at most two decimals, never a float;
+docs/contract.md fixes these: money is a decimal string with at most two decimals, never a float;
 timestamps are RFC 3339 UTC; unknown fields are ignored for forward compatibility.
 """
 
@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 MONEY_RE = re.compile(r"^-?\d{1,12}(\.\d{1,2})?$")
 ORDER_REF_RE = r"^[A-Za-z0-9._-]{1,64}$"
@@ -35,6 +43,8 @@ Money = Annotated[
     Decimal,
     BeforeValidator(_parse_money),
     PlainSerializer(lambda d: f"{d:.2f}", return_type=str, when_used="always"),
+    # What the wire carries, for the published JSON Schemas: a string (a number is refused).
+    WithJsonSchema({"type": "string", "pattern": MONEY_RE.pattern, "examples": ["12.50"]}),
 ]
 """A decimal amount that travels as a string with two decimals."""
 
@@ -50,6 +60,23 @@ def new_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
+# Ids derived from what caused them, so that handling the same input twice (a redelivery, a
+# replay, consumer groups rewound after a restore from backup) yields the same ids and every
+# inbox downstream recognises the repeat. The namespace is fixed forever: changing it would make
+# every id new.
+ID_NAMESPACE = uuid.UUID("6f0f5a52-53a4-5c8e-9d1b-3c1f2a9e7b10")
+
+
+def derived_id(*parts: object) -> uuid.UUID:
+    """A UUID (version 5) that is a function of `parts` alone."""
+    return uuid.uuid5(ID_NAMESPACE, "/".join(str(p) for p in parts))
+
+
+def order_id_for(store: str, external_order_id: str) -> uuid.UUID:
+    """Shopkeeper's id of the order `{store}:{external_order_id}`: one order per key, ever."""
+    return derived_id("order", store, external_order_id)
+
+
 def order_key(store: str, external_order_id: str) -> str:
     """The partition key of every order event: `{store}:{external_order_id}`."""
     return f"{store}:{external_order_id}"
@@ -58,11 +85,30 @@ def order_key(store: str, external_order_id: str) -> str:
 class WireModel(BaseModel):
     """Base of every event: frozen, unknown fields ignored (forward compatibility)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    # Serialized events carry every field, defaults included: say so in the JSON Schemas.
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True,
+                              json_schema_serialization_defaults_required=True)
+
+
+def _as_utc(value: datetime) -> datetime:
+    """RFC 3339 requires an offset; a timestamp sent without one is taken as UTC (comparing it
+    with aware times would otherwise fail in every handler that orders events by time)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+# Every timestamp of every event is time-zone aware once parsed; none is ever naive inside
+# Shopkeeper. Two kinds (docs/contract.md "Wire conventions"):
+# - `UtcDatetime`: an `occurred_at`, and the timestamps of Shopkeeper's own internal events. An
+#   offset is expected; one sent without is read as UTC (v1.1, for the producers and the events
+#   in flight or stored before it was enforced). The JSON Schema says `format: date-time`.
+# - `AwareDatetime` (pydantic's): a timestamp an outside system states about the business, where
+#   a guessed zone would move the seller's day (`placed_at` of `orders.placed`): one without an
+#   offset is refused, and the order is rejected as `malformed`.
+UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
 
 
 class Event(WireModel):
     """Every event carries `event_id` and `occurred_at`; a re-send keeps its `event_id`."""
 
     event_id: uuid.UUID = Field(default_factory=new_id)
-    occurred_at: datetime = Field(default_factory=utcnow)
+    occurred_at: UtcDatetime = Field(default_factory=utcnow)

@@ -1,6 +1,6 @@
-"""Events between our own services (DESIGN.md: `{service}.{fact}`, past tense).
+"""Events between our own services (docs/design.md: `{service}.{fact}`, past tense).
 
-Every internal event has the envelope of STYLE.md: `event_id`, `event_type` and `event_version`
+Every internal event has the envelope of docs/design.md: `event_id`, `event_type` and `event_version`
 (stable strings, never a class path), `occurred_at`, `order_id`, `correlation_id` (the order's
 first event) and `causation_id` (the event that caused this one). A breaking change gets a new
 `event_version` and an upcaster in `shared.contracts.upcast`.
@@ -11,12 +11,11 @@ service's tables and never depends on the arrival order of two different topics.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
 
-from .common import Event, Money, WireModel
+from .common import Event, Money, UtcDatetime, WireModel
 from .public import Address, OrderLine, ShippingOption, SkuQuantity, Totals
 
 
@@ -39,8 +38,8 @@ class OrderSnapshot(WireModel):
     store: str
     external_order_id: str
     customer_id: str
-    placed_at: datetime
-    accepted_at: datetime
+    placed_at: UtcDatetime
+    accepted_at: UtcDatetime
     shipping_address: Address
     lines: list[OrderLine]
     currency: str
@@ -148,7 +147,7 @@ class OrderShipped(OrderEvent):
 
 class OrderDelivered(OrderEvent):
     event_type: Literal["logistics.order_delivered"] = "logistics.order_delivered"
-    delivered_at: datetime
+    delivered_at: UtcDatetime
 
 
 class CoverageChanged(InternalEvent):

@@ -1,4 +1,4 @@
-"""The public contract (CONTRACT.md v1): what storefronts, warehouses, carriers and payment systems
+"""The public contract (docs/contract.md): what storefronts, warehouses, carriers and payment systems
 publish to Shopkeeper and read from it. Field names and meanings are fixed; we may add, never
 rename or drop.
 
@@ -9,11 +9,10 @@ completeness) belong to the services' domain rules, so that the right code reach
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from .common import Event, Money, OrderRef, WireModel, order_key
 
@@ -86,6 +85,8 @@ class OrderLine(WireModel):
     # The range 1-999 is a business rule with its own code (`invalid_quantity`), checked by intake.
     quantity: int = Field(ge=-1_000_000_000, le=1_000_000_000)
     unit_price: Money
+    # v1.1: the line's tax (sales tax, VAT), informational; the order's total tax is totals.tax.
+    tax: Money | None = None
 
 
 class Totals(WireModel):
@@ -93,6 +94,18 @@ class Totals(WireModel):
     discount: Money
     shipping_fee: Money
     grand_total: Money
+    # v1.1: grand_total = subtotal - discount + shipping_fee + tax + duties.
+    tax: Money = Decimal("0.00")
+    duties: Money = Decimal("0.00")
+
+
+class Channel(WireModel):
+    """v1.1: where an order came from (`shopify`, `woocommerce`, `amazon`, `generic`, ...) and the
+    name the platform shows for it (`#1001`)."""
+
+    # Optional, so that a v1.0 producer's own `channel` object (ignored before) still parses.
+    platform: str | None = Field(default=None, max_length=32)
+    order_name: str | None = Field(default=None, max_length=100)
 
 
 class Payment(WireModel):
@@ -105,7 +118,7 @@ class OrderPlaced(Event):
 
     store: OrderRef
     external_order_id: OrderRef
-    placed_at: datetime
+    placed_at: AwareDatetime  # an offset is required (docs/contract.md)
     customer: Customer
     shipping_address: Address
     lines: list[OrderLine] = Field(min_length=1, max_length=100)
@@ -115,6 +128,9 @@ class OrderPlaced(Event):
     payment: Payment
     promo_codes: list[str] = Field(default_factory=list, max_length=10)
     note: str | None = Field(default=None, max_length=2000)
+    # v1.1: the EU import one-stop-shop number (printed on CN23) and the order's channel.
+    ioss_number: str | None = Field(default=None, max_length=32)
+    channel: Channel | None = None
 
     @property
     def key(self) -> str:
@@ -227,6 +243,19 @@ class RefundIssued(Event):
     amount: Money
     currency: str
     reason: str
+
+
+class CustomerMessage(Event):
+    """`customer.messages`, key: order key. A message to the buyer of an order, already written
+    in the buyer's language, for the storefront or channel to deliver (a v1.1 addition: the
+    console's backorder decisions send one)."""
+
+    store: str
+    external_order_id: str
+    language: str = Field(max_length=16, description="BCP 47, e.g. zh-CN")
+    template: str = Field(max_length=64, description="e.g. backorder.substitute")
+    subject: str = Field(max_length=300)
+    body: str = Field(max_length=4000)
 
 
 def money(value: str | int | Decimal) -> Decimal:

@@ -17,6 +17,7 @@ import json
 import os
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -31,7 +32,7 @@ from tests.integration.helpers import eventually, tail_all
 from tools import storefront as sf
 from tools.storefront import Storefront, topic_partitions
 
-from .conftest import assert_clean, run_load
+from .conftest import assert_clean, hard_cases, run_load
 
 pytestmark = [pytest.mark.timeout(1800)]  # the marker chaos comes from conftest
 
@@ -204,8 +205,10 @@ async def test_generated_bad_values_on_every_topic_give_reject_or_dlq_and_never_
     consumed, dlq_expected = consumed_topics()
     pids = {s: local_stack.pid_of(s) for s in SERVICES}
     sent: dict[str, list[tuple[str, bytes]]] = {}
+    checks: list[Callable[[], Awaitable[None]]] = []
 
     async def fault() -> None:
+        checks.append(await hard_cases(storefront, tag))
         for topic in consumed:
             sent[topic.name] = await cases_for(rng, topic, CASES, tag)
         futures = []
@@ -217,6 +220,7 @@ async def test_generated_bad_values_on_every_topic_give_reject_or_dlq_and_never_
               flush=True)
     outcome = await run_load(storefront, "fuzz: bad values on every consumed topic", fault)
     assert_clean(outcome)
+    await checks[0]()
 
     async def unaccounted() -> dict[str, list[str]]:
         missing: dict[str, list[str]] = {}

@@ -131,8 +131,11 @@ async def test_an_invalid_inbound_value_is_skipped_by_analytics_not_dead_lettere
     async def counted() -> bool:
         return skipped((await http_get("analytics", "/metrics")).text) >= before + 1
     await eventually(counted, what="analytics skipped the malformed order")
-    r = await http_get("analytics", f"/orders/{store}/{ext}")
-    assert r.status_code == 200 and r.json()["status"] == "rejected"
+
+    async def timeline() -> bool:  # from orders.status, which analytics reads on its own pace
+        r = await http_get("analytics", f"/orders/{store}/{ext}")
+        return r.status_code == 200 and r.json()["status"] == "rejected"
+    await eventually(timeline, what="analytics' timeline of the rejected order")
 
 
 async def test_feedback_events_and_business_gauges(storefront: Storefront) -> None:

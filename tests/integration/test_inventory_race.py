@@ -1,4 +1,4 @@
-"""Several inventory instances racing for the same stock (DESIGN.md "Known traps"): three
+"""Several inventory instances racing for the same stock (docs/design.md "Known traps"): three
 processes in the consumer group `inventory`, 1,000 single-unit orders for 50 units. Nothing may be
 oversold, nothing lost, and no handler may fail (no DLQ, no handler errors)."""
 

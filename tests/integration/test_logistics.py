@@ -31,7 +31,7 @@ async def http_post(service: str, path: str, body: Any = None, *, auth: bool = F
 
 
 async def shipments(key: str) -> list[dict[str, Any]]:
-    return (await http_get("logistics", f"/shipments/{key.replace(':', '/')}")).json()
+    return (await http_get("logistics", f"/shipments/{key.replace(':', '/')}", auth=True)).json()
 
 
 def scan(pdf: bytes, tmp_path: Path) -> tuple[list[tuple[str, str]], tuple[int, int]]:

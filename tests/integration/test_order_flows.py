@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -234,12 +235,15 @@ async def test_tracking_events_out_of_order_keep_the_newest_state(storefront: St
     key, _ = await place(sf, [(sku, 1, "12.50")])
     shipped = await sf.wait_for(key, "shipped")
     number = shipped["details"]["parcels"][0]["tracking_number"]
-    await sf.publish("carrier.tracking", number,
-                     sfm.tracking("USPS", number, "delivered", "2030-01-02T10:00:00Z"))
-    await sf.publish("carrier.tracking", number,
-                     sfm.tracking("USPS", number, "exception", "2030-01-01T10:00:00Z"))
+    # Scans dated after shipping and before now (a time ahead of the clock would be clamped to
+    # the time received: docs/contract.md), delivered first though it happened last.
+    now = datetime.now(UTC)
+    await sf.publish("carrier.tracking", number, sfm.tracking(
+        "USPS", number, "delivered", (now - timedelta(seconds=1)).isoformat()))
+    await sf.publish("carrier.tracking", number, sfm.tracking(
+        "USPS", number, "exception", (now - timedelta(seconds=2)).isoformat()))
     await sf.wait_for(key, "delivered")
     await asyncio.sleep(2)
     assert "delivery_exception" not in sf.seen(key)
-    rows = (await http_get("logistics", f"/shipments/{key.replace(':', '/')}")).json()
+    rows = (await http_get("logistics", f"/shipments/{key.replace(':', '/')}", auth=True)).json()
     assert rows[0]["status"] == "delivered"

@@ -7,8 +7,10 @@ its alert rules and the Grafana dashboard name only metrics that shared/metrics.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -17,12 +19,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jsonschema
 import pytest
 import yaml
 
+from services.console.config import ConsoleSettings
 from shared.settings import (
     DEFAULT_PORTS,
     SERVICES,
+    WEB_APPS,
     Settings,
     role_name,
     role_password,
@@ -31,8 +36,7 @@ from shared.settings import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-PUBLISHED = {"intake", "analytics"}  # the only services with a fixed host port
-HA_BROKERS = ("kafka-1", "kafka-2", "kafka-3")
+HA_BROKERS = ("kafka", "kafka-2", "kafka-3")  # broker 1 is `kafka`, alone or in the cluster
 PROMETHEUS_SERIES = {"up"}  # series Prometheus makes itself, not the services
 
 
@@ -56,16 +60,27 @@ def shopkeeper_services() -> dict[str, dict[str, Any]]:
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}")
 
 
-def interpolate(value: str) -> str:
-    """A compose value as it is with no variable set: `${X:-default}` becomes `default`."""
-    return _VAR.sub(lambda m: m["default"] or "", str(value))
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """A compose value as it is with the variables of `env` set (none by default):
+    `${X:-default}` becomes X's value, else `default`."""
+    return _VAR.sub(lambda m: (env or {}).get(m["name"]) or m["default"] or "", str(value))
 
 
-def environment(svc: dict[str, Any], *, raw: bool = False) -> dict[str, str]:
+def env_file(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            out[name.strip()] = value.strip()
+    return out
+
+
+def environment(svc: dict[str, Any], *, raw: bool = False,
+                with_vars: dict[str, str] | None = None) -> dict[str, str]:
     env = svc.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    return {k: str(v) if raw else interpolate(v) for k, v in env.items()}
+    return {k: str(v) if raw else interpolate(v, with_vars) for k, v in env.items()}
 
 
 def command(svc: dict[str, Any]) -> list[str]:
@@ -74,14 +89,15 @@ def command(svc: dict[str, Any]) -> list[str]:
     return [interpolate(part) for part in cmd]
 
 
-def published_ports(svc: dict[str, Any]) -> list[tuple[str, str, int]]:
+def published_ports(svc: dict[str, Any], with_vars: dict[str, str] | None = None
+                    ) -> list[tuple[str, str, int]]:
     """(host ip, host port, container port) of every `ports` entry; host port "" if Docker picks."""
     out = []
     for entry in svc.get("ports") or []:
         if isinstance(entry, dict):
             out.append((entry.get("host_ip", ""), str(entry.get("published", "")), int(entry["target"])))
             continue
-        parts = str(entry).split("/")[0].split(":")
+        parts = interpolate(str(entry), with_vars).split("/")[0].split(":")
         container = int(parts[-1])
         host = parts[-2] if len(parts) >= 2 else ""
         ip = ":".join(parts[:-2])
@@ -113,10 +129,12 @@ def exported_metrics() -> set[str]:
     defs: list[tuple[str, str]] = []
     for path in files:
         text = path.read_text()
-        found = re.findall(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"",
-                           text)
+        # Business metrics are TransactionalCounter/Histogram (shared/metrics.py): the same series.
+        kinds = r"(?:Transactional)?(Counter|Gauge|Histogram|Summary)"
+        found = re.findall(r"^[A-Z_]+ = " + kinds + r"\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"", text,
+                           re.M)
         if path.name == "metrics.py":  # elsewhere Counter( may be collections.Counter
-            assert len(found) == len(re.findall(r"\b(?:Counter|Gauge|Histogram|Summary)\(", text)), (
+            assert len(found) == len(re.findall(r"^[A-Z_]+ = " + kinds + r"\(", text, re.M)), (
                 f"a metric in {path} is not defined with a literal name")
         defs += found
     names: set[str] = set()
@@ -182,8 +200,11 @@ def test_every_service_runs_its_own_module_from_the_one_project_image(name: str)
 def test_compose_sets_only_variables_the_code_reads() -> None:
     prefix = Settings.model_config.get("env_prefix") or ""
     known = {f"{prefix}{field}".upper() for field in Settings.model_fields}
-    for name in SERVICES:  # service_database_url(), service_port(), role_password()
+    for name in (*SERVICES, *WEB_APPS):  # service_database_url(), service_port(), role_password()
         known |= {f"SHOPKEEPER_{name.upper()}_{suffix}" for suffix in ("DATABASE_URL", "PORT", "DB_PASSWORD")}
+    # The console's own settings, and where it reaches each service (services/console/upstream.py)
+    known |= {f"SHOPKEEPER_CONSOLE_{field}".upper() for field in ConsoleSettings.model_fields}
+    known |= {f"SHOPKEEPER_{name.upper()}_URL" for name in SERVICES}
     for compose_name, svc in shopkeeper_services().items():
         unknown = set(environment(svc)) - known
         assert not unknown, f"{compose_name} sets variables no code reads: {sorted(unknown)}"
@@ -222,14 +243,15 @@ def test_container_port_and_healthcheck_are_the_services_contract_port(name: str
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_only_intake_and_analytics_publish_a_fixed_host_port_so_the_rest_can_scale(name: str) -> None:
-    svc = service(name)
+def test_every_service_is_published_on_its_port_for_operators_and_scales_with_a_port_range(
+        name: str) -> None:
+    """The CLI's default URL (tools/endpoints.py) is 127.0.0.1:<port>, so it works against
+    compose as against the local stack; `<SERVICE>_HOST_PORT=a-b` gives each replica a port."""
+    svc, port = service(name), DEFAULT_PORTS[name]
     assert "container_name" not in svc, "a fixed container name breaks --scale"
-    ports = published_ports(svc)
-    if name in PUBLISHED:
-        assert ports == [("127.0.0.1", str(DEFAULT_PORTS[name]), DEFAULT_PORTS[name])]
-    else:
-        assert ports == [], "a host port breaks --scale; reach it on the network or via Prometheus"
+    assert published_ports(svc) == [("127.0.0.1", str(port), port)]
+    scaled = published_ports(svc, {f"{name.upper()}_HOST_PORT": "18000-18002"})
+    assert scaled == [("127.0.0.1", "18000-18002", port)]
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -267,25 +289,82 @@ def test_single_kafka_broker_serves_the_network_and_the_host_without_auto_create
 
 
 def test_ha_profile_runs_three_brokers_with_replication_three_and_min_isr_two() -> None:
-    envs = {name: environment(service(name)) for name in HA_BROKERS}
+    ha = env_file(ROOT / "deploy" / "compose" / "ha.env")
+    assert ha["COMPOSE_PROFILES"] == "ha"
+    envs = {name: environment(service(name), with_vars=ha) for name in HA_BROKERS}
     for name, env in envs.items():
-        assert service(name)["profiles"] == ["ha"]
+        assert service(name).get("profiles", []) == ([] if name == "kafka" else ["ha"])
         assert service(name)["image"] == "apache/kafka:4.1.1"
-        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093"
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093,2@kafka-2:9093,3@kafka-3:9093"
         assert f"INTERNAL://{name}:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
         assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
         assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
         assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
         assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
         assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
         assert healthcheck_text(service(name))
     assert sorted(env["KAFKA_NODE_ID"] for env in envs.values()) == ["1", "2", "3"]
     assert len({env["CLUSTER_ID"] for env in envs.values()}) == 1
-    host_ports = [p for name in [*HA_BROKERS, "kafka"] for _, p, _ in published_ports(service(name))]
-    assert len(host_ports) == len(set(host_ports)), "brokers must not share a host port"
+    # No stray standalone broker: every Kafka in the file is one of the three, and host port 9092
+    # reaches broker 1 of the cluster, which advertises the others' host ports.
+    kafkas = {n for n, s in compose()["services"].items() if "kafka" in str(s.get("image", ""))}
+    assert kafkas == set(HA_BROKERS)
+    host = {name: published_ports(service(name)) for name in HA_BROKERS}
+    assert host["kafka"] == [("127.0.0.1", "9092", 19092)]
+    ports = [p for name in HA_BROKERS for _, p, _ in host[name]]
+    assert len(ports) == len(set(ports)), "brokers must not share a host port"
+    for name in HA_BROKERS:
+        (_, port, _), = host[name]
+        assert f"HOST://127.0.0.1:{port}" in envs[name]["KAFKA_ADVERTISED_LISTENERS"]
+    # The services and kafka-init reach all three; topics get replication 3.
+    assert ha["KAFKA_BROKERS"] == ",".join(f"{n}:9092" for n in HA_BROKERS)
+    assert environment(service("intake"), with_vars=ha)["KAFKA_BOOTSTRAP_SERVERS"] == ha["KAFKA_BROKERS"]
+    init = [interpolate(part, ha) for part in service("kafka-init")["command"]]
+    assert init[init.index("--replication") + 1] == "3"
     deps = service("kafka-init")["depends_on"]
-    for name in HA_BROKERS:  # waited for with --profile ha, ignored without it
+    assert deps["kafka"] == {"condition": "service_healthy"}
+    for name in HA_BROKERS[1:]:  # waited for with the ha profile, ignored without it
         assert deps[name] == {"condition": "service_healthy", "required": False}
+
+
+def test_single_broker_mode_keeps_replication_one() -> None:
+    env = environment(service("kafka"))
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@kafka:9093"
+    assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == env["KAFKA_MIN_INSYNC_REPLICAS"] == "1"
+
+
+# --- the compose-spec schema ------------------------------------------------------------------
+COMPOSE_SCHEMA = ROOT / "deploy" / "compose" / "compose-spec.json"
+COMPOSE_SCHEMA_SHA256 = "56bab44c85c0ce8affb74474950293f37d510673283a243bcd7eeadb900fa35c"
+
+
+def compose_schema() -> dict[str, Any]:
+    """The vendored schema (deploy/compose/README.md) with the two later additions of the
+    specification that docker-compose.yml uses: top-level `name`, `depends_on.*.required`."""
+    raw = COMPOSE_SCHEMA.read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == COMPOSE_SCHEMA_SHA256, "the vendored schema changed"
+    schema: dict[str, Any] = json.loads(raw)
+    schema["properties"]["name"] = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"}
+    (_, by_name) = schema["definitions"]["service"]["properties"]["depends_on"]["oneOf"]
+    (condition,) = by_name["patternProperties"].values()
+    condition["properties"]["required"] = {"type": "boolean"}
+    return schema
+
+
+def test_compose_file_is_valid_against_the_compose_spec_schema() -> None:
+    validator = jsonschema.Draft201909Validator(compose_schema())
+    errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(compose())]
+    assert not errors, "\n".join(errors)
+
+
+def test_the_schema_check_catches_a_misspelt_key() -> None:
+    broken = json.loads(json.dumps(compose()))
+    broken["services"]["intake"]["healthchek"] = broken["services"]["intake"].pop("healthcheck")
+    broken["services"]["kafka-init"]["depends_on"]["kafka"]["condition"] = "service_ready"
+    messages = [e.message for e in jsonschema.Draft201909Validator(compose_schema()).iter_errors(broken)]
+    assert any("healthchek" in m for m in messages)
+    assert any("kafka-init" in m or "service_ready" in m or "not valid" in m for m in messages)
 
 
 # --- Postgres -----------------------------------------------------------------------------------
@@ -303,7 +382,7 @@ def test_postgres_runs_init_sql_on_first_start_and_is_checked_over_tcp() -> None
     assert "pg_isready" in healthcheck_text(pg) and "-h 127.0.0.1" in healthcheck_text(pg)
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", (*SERVICES, *WEB_APPS))
 def test_init_sql_creates_a_login_role_and_an_owned_schema_for_every_service(
         name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     sql = init_sql()
@@ -327,7 +406,22 @@ def test_init_sql_creates_the_database_and_closes_it_and_public_to_everyone_else
     assert re.search(r"^\\connect shopkeeper$", sql, re.M)
     assert re.search(r"^REVOKE ALL ON DATABASE shopkeeper FROM PUBLIC;$", sql, re.M)
     assert re.search(r"^REVOKE ALL ON SCHEMA public FROM PUBLIC;$", sql, re.M)
-    assert len(re.findall(r"^CREATE ROLE ", sql, re.M)) == len(SERVICES)
+    assert len(re.findall(r"^CREATE ROLE ", sql, re.M)) == len(SERVICES) + len(WEB_APPS)
+
+
+def test_the_console_runs_from_the_image_on_port_8000_with_its_own_login_and_the_services_urls(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHOPKEEPER_CONSOLE_DB_PASSWORD", raising=False)
+    svc = service("console")
+    assert command(svc) == ["python", "-m", "services.console"]
+    env = environment(svc)
+    url = urlsplit(env["SHOPKEEPER_CONSOLE_DATABASE_URL"])
+    assert (url.username, url.password, url.hostname) == ("console", role_password("console"),
+                                                          "postgres")
+    assert published_ports(svc) == [("127.0.0.1", "8000", DEFAULT_PORTS["console"])]
+    assert "127.0.0.1:8000/readyz" in healthcheck_text(svc)
+    for name in SERVICES:
+        assert env[f"SHOPKEEPER_{name.upper()}_URL"] == f"http://{name}:{DEFAULT_PORTS[name]}"
 
 
 # --- Prometheus and Grafana ---------------------------------------------------------------------
@@ -390,6 +484,130 @@ def test_grafana_dashboard_shows_flow_latency_backlog_dead_letters_and_order_sta
         assert grouped("shopkeeper_events_consumed_total", label)
     assert grouped("shopkeeper_order_status_total", "status")
     assert grouped("shopkeeper_order_status_total", "reason")
+
+
+def test_grafana_dashboard_has_a_row_per_part_of_the_business_and_for_the_outbox() -> None:
+    rows: dict[str, set[str]] = {}
+    current = ""
+    for panel in dashboard()["panels"]:
+        if panel["type"] == "row":
+            current = panel["title"]
+            rows[current] = set()
+            continue
+        for target in panel.get("targets", []):
+            rows[current] |= promql_metrics(target["expr"])
+    expected = {
+        "Holds (intake)": {"shopkeeper_holds_open", "shopkeeper_hold_oldest_seconds",
+                           "shopkeeper_hold_sla_breaches_total", "shopkeeper_intake_decisions_total"},
+        "Stock (inventory)": {"shopkeeper_inventory_low_stock_skus",
+                              "shopkeeper_inventory_backorders_total"},
+        "Fulfillment": {"shopkeeper_fulfillment_parcels_packed_total",
+                        "shopkeeper_fulfillment_wave_size_bucket"},
+        "Logistics": {"shopkeeper_logistics_parcels_shipped_total",
+                      "shopkeeper_logistics_parcels_held_total", "shopkeeper_logistics_exceptions_total"},
+        "Aftersales": {"shopkeeper_aftersales_requests_total",
+                       "shopkeeper_aftersales_refund_amount_total"},
+        "Channels (marketplace connectors)": {"shopkeeper_channel_deliveries_total",
+                                              "shopkeeper_channel_writebacks_total"},
+        "Outbox and dead letters": {"shopkeeper_outbox_quarantined", "shopkeeper_consumer_blocked",
+                                    "shopkeeper_dlq_truncated_total"},
+    }
+    for title, metrics in expected.items():
+        assert title in rows, f"no row {title!r}"
+        assert metrics <= rows[title], f"{title}: missing {sorted(metrics - rows[title])}"
+    ids = [p["id"] for p in dashboard()["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for panel in dashboard()["panels"]:
+        g = panel["gridPos"]
+        assert g["x"] + g["w"] <= 24, panel["title"]
+
+
+# --- alerts ---------------------------------------------------------------------------------------
+def alert_rules() -> list[dict[str, Any]]:
+    rules = yaml.safe_load((ROOT / "stack" / "prometheus" / "alerts.yml").read_text())
+    return [r for g in rules["groups"] for r in g["rules"]]
+
+
+def markdown_anchors(text: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    anchors = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors.add(slug)
+    return anchors
+
+
+def test_every_alert_has_a_runbook_entry_in_operations_md() -> None:
+    anchors = markdown_anchors((ROOT / "docs" / "OPERATIONS.md").read_text())
+    for rule in alert_rules():
+        url = rule["annotations"].get("runbook_url", "")
+        path, _, anchor = url.partition("#")
+        assert path == "docs/OPERATIONS.md", f"{rule['alert']}: runbook_url {url!r}"
+        assert anchor == rule["alert"].lower() and anchor in anchors, (
+            f"{rule['alert']}: no heading '### {rule['alert']}' in docs/OPERATIONS.md")
+        assert rule["labels"]["severity"] in ("page", "warn")
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (Debian's prometheus"
+                    " package ships it; scripts/install-system-deps.sh installs it)")
+def test_promtool_accepts_the_alert_rules() -> None:
+    assert PROMTOOL is not None
+    result = subprocess.run([PROMTOOL, "check", "rules", str(ROOT / "stack/prometheus/alerts.yml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (Debian's prometheus"
+                    " package ships it; scripts/install-system-deps.sh installs it)")
+def test_promtool_refuses_a_broken_rule(tmp_path: Path) -> None:
+    """The check above can fail: a rule with a bad expression is refused."""
+    assert PROMTOOL is not None
+    bad = tmp_path / "bad.yml"
+    bad.write_text("groups:\n  - name: x\n    rules:\n      - alert: Broken\n"
+                   "        expr: sum by (service (up)\n")
+    result = subprocess.run([PROMTOOL, "check", "rules", str(bad)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode != 0
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed (Debian's prometheus"
+                    " package ships it; scripts/install-system-deps.sh installs it)")
+def test_promtool_accepts_the_compose_prometheus_config(tmp_path: Path) -> None:
+    assert PROMTOOL is not None
+    (tmp_path / "prometheus.yml").write_text(
+        (ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (tmp_path / "alerts.yml").write_text((ROOT / "stack/prometheus/alerts.yml").read_text())
+    result = subprocess.run([PROMTOOL, "check", "config", "--syntax-only",
+                             str(tmp_path / "prometheus.yml")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_sends_alerts_to_alertmanager_which_routes_them_to_a_webhook() -> None:
+    config, _ = prometheus_config()
+    (am,) = config["alerting"]["alertmanagers"]
+    assert am["static_configs"] == [{"targets": ["alertmanager:9093"]}]
+    svc = service("alertmanager")
+    assert published_ports(svc) == [("127.0.0.1", "9093", 9093)]
+    binds = mounts(svc)
+    path = binds["/etc/alertmanager/alertmanager.yml"]
+    assert path == ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in svc["command"]
+    am_config = yaml.safe_load(path.read_text())
+    receivers = {r["name"]: r for r in am_config["receivers"]}
+    routed = {am_config["route"]["receiver"]} | {r["receiver"] for r in am_config["route"]["routes"]}
+    assert routed <= set(receivers)
+    (hook,) = receivers[am_config["route"]["receiver"]]["webhook_configs"]
+    url = urlsplit(hook["url"])
+    sink = service(url.hostname or "")
+    assert command(sink)[:3] == ["python", "-m", "tools.alert_log"]
+    assert command(sink)[command(sink).index("--port") + 1] == str(url.port)
+    assert url.path == "/alerts"
+    assert "service" in am_config["route"]["group_by"]
 
 
 def test_grafana_provisions_prometheus_and_the_dashboard_file() -> None:

@@ -103,7 +103,8 @@ def test_money_fields_of_a_model_serialise_as_strings() -> None:
     # When they are dumped as JSON
     # Then every amount is a two-decimal string
     assert totals.model_dump_json() == ('{"subtotal":"45.00","discount":"4.50",'
-                                        '"shipping_fee":"4.99","grand_total":"45.49"}')
+                                        '"shipping_fee":"4.99","grand_total":"45.49",'
+                                        '"tax":"0.00","duties":"0.00"}')
 
 
 # --- OrderPlaced ------------------------------------------------------------------------------
@@ -137,10 +138,10 @@ def test_order_placed_round_trips_through_json() -> None:
 
 def test_order_placed_ignores_unknown_fields_at_every_level() -> None:
     # Given the example with fields a newer contract version might add
-    payload = example(loyalty_tier="gold", channel={"kind": "mobile"})
+    payload = example(loyalty_tier="gold")
     payload["customer"]["segment"] = "vip"
     payload["lines"][0]["gift_wrap"] = True
-    payload["totals"]["tax"] = "3.00"
+    payload["totals"]["tip"] = "3.00"
     # When it is parsed
     order = OrderPlaced.model_validate(payload)
     # Then it parses, and the unknown fields are dropped
@@ -148,7 +149,31 @@ def test_order_placed_ignores_unknown_fields_at_every_level() -> None:
     dumped = order.model_dump()
     assert "loyalty_tier" not in dumped
     assert "segment" not in dumped["customer"]
-    assert "tax" not in dumped["totals"]
+    assert "tip" not in dumped["totals"]
+
+
+def test_order_placed_reads_the_v1_1_tax_ioss_and_channel_fields() -> None:
+    # Given the example with v1.1's tax, duties, line tax, IOSS number and channel
+    payload = example(ioss_number="IM2760000742", channel={"platform": "shopify",
+                                                           "order_name": "#1001"})
+    payload["totals"] |= {"tax": "3.10", "duties": "1.00"}
+    payload["lines"][0]["tax"] = "2.10"
+    # When it is parsed
+    order = OrderPlaced.model_validate(payload)
+    # Then they are read as money and text, and a v1.0 order defaults them
+    assert (order.totals.tax, order.totals.duties) == (Decimal("3.10"), Decimal("1.00"))
+    assert order.lines[0].tax == Decimal("2.10") and order.lines[1].tax is None
+    assert order.ioss_number == "IM2760000742"
+    assert order.channel is not None and order.channel.order_name == "#1001"
+    old = OrderPlaced.model_validate(EXAMPLE_ORDER)
+    assert (old.totals.tax, old.totals.duties, old.channel) == (Decimal("0"), Decimal("0"), None)
+
+
+def test_order_placed_tolerates_a_v1_0_producers_own_channel_object() -> None:
+    # Given a producer that sent a `channel` object of its own before v1.1 defined one
+    order = OrderPlaced.model_validate(example(channel={"kind": "mobile"}))
+    # Then it still parses, with no platform
+    assert order.channel is not None and order.channel.platform is None
 
 
 def test_order_placed_optional_fields_may_be_left_out() -> None:

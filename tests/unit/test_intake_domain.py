@@ -464,6 +464,28 @@ def test_holds_an_order_whose_totals_do_not_add_up(overrides: dict[str, str], fi
     assert result.reasons[0][1].startswith(field)
 
 
+def test_accepts_an_order_whose_grand_total_includes_tax_and_duties() -> None:
+    # Given an order of 45.00 + 5.00 shipping with 4.05 tax and 1.20 duties (CONTRACT v1.1)
+    payload = order_payload(grand_total="55.25")
+    payload["totals"] |= {"tax": "4.05", "duties": "1.20"}
+    # When it is reviewed
+    result = run_review(OrderPlaced.model_validate(payload))
+    # Then the totals add up: grand_total = subtotal - discount + shipping_fee + tax + duties
+    assert result.status == "accepted"
+
+
+def test_holds_an_order_whose_grand_total_leaves_out_its_tax() -> None:
+    # Given an order that declares 4.05 tax but a grand total without it
+    payload = order_payload()
+    payload["totals"] |= {"tax": "4.05"}
+    # When it is reviewed
+    result = run_review(OrderPlaced.model_validate(payload))
+    # Then it is held for amount_mismatch on the grand total, naming tax in the rule
+    assert codes(result) == ["amount_mismatch"]
+    assert result.reasons[0][1].startswith("totals.grand_total")
+    assert "+ tax + duties = 54.05" in result.reasons[0][1]
+
+
 def test_holds_discount_larger_than_the_promotions_grant() -> None:
     # Given a 10% code (4.50 on 45.00) but a claimed discount of 9.00
     order = make_order(promo_codes=["SAVE10"], discount="9.00")

@@ -4,14 +4,16 @@ independent PDF reader) and decoded by zxing-cpp."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import zxingcpp
 from PIL import Image
 
-from services.logistics.label import LabelData, latin, render
+from services.logistics.label import CJK_FONTS, LabelData, cjk_script, latin, render, runs
 
 DATA = LabelData(
     tracking_number="LX100000017DE", carrier="DPOST", service="DP-WPI",
@@ -67,3 +69,59 @@ def test_the_label_carries_service_weight_addresses_and_customs(tmp_path: Path) 
 ])
 def test_addresses_are_printed_in_latin_letters(text: str, printed: str) -> None:
     assert latin(text) == printed
+
+
+# --- Chinese, Japanese and Korean ---------------------------------------------------------------
+PDFTOTEXT = shutil.which("pdftotext")
+CJK = {
+    "zh": ["王小明", "北京市朝阳区建国路88号", "北京 100022", "CN"],
+    "ja": ["山田 さくら", "東京都渋谷区神南1-2-3 マンション101", "渋谷区 150-0041", "JP"],
+    "ko": ["김민준", "서울특별시 강남구 테헤란로 152", "서울 06236", "KR"],
+}
+
+
+def pdf_text(pdf: bytes, tmp_path: Path) -> str:
+    """The label's text as poppler's pdftotext reads it (CID fonts map back to Unicode through
+    Debian's poppler-data)."""
+    assert PDFTOTEXT is not None
+    source = tmp_path / "label.pdf"
+    source.write_bytes(pdf)
+    out = subprocess.run([PDFTOTEXT, "-layout", str(source), "-"], check=True,
+                         capture_output=True, text=True)
+    return out.stdout
+
+
+@pytest.mark.skipif(PDFTOTEXT is None, reason="pdftotext (poppler-utils) is not installed;"
+                    " scripts/install-system-deps.sh installs it")
+@pytest.mark.parametrize("script", sorted(CJK))
+def test_chinese_japanese_and_korean_names_print_in_their_own_script(script: str,
+                                                                      tmp_path: Path) -> None:
+    # Given a parcel to an address written in Chinese, Japanese or Korean
+    recipient = CJK[script]
+    data = replace(DATA, recipient=recipient, country=recipient[-1],
+                   customs={**DATA.customs, "lines": [  # type: ignore[dict-item]
+                       {"sku": "TEA", "quantity": 1, "description": "乌龙茶 Oolong tea",
+                        "hs_code": "090230", "origin_country": "CN", "value": "12.00"}]})
+    # When its label is rendered and read back by an independent PDF reader
+    text = pdf_text(render(data), tmp_path)
+    # Then every name and address line is there as written, not as question marks
+    for line in recipient:
+        for word in line.split():
+            assert word in text, f"{word!r} missing from the {script} label:\n{text}"
+    assert "乌龙茶" in text and "Oolong tea" in text
+    assert "?" not in text
+    # and the Latin parts and the barcode are as before
+    assert "Shopkeeper Frankfurt DC" in text and "LX100000017DE" in text
+    codes, _ = decode(render(data), tmp_path)
+    assert ("LX100000017DE", "Code128") in codes
+
+
+def test_each_line_uses_the_cjk_font_of_its_script_and_helvetica_for_the_rest() -> None:
+    assert cjk_script("Łukasz Żółw") is None
+    assert runs("Łukasz", "Helvetica") == [("Helvetica", "Lukasz")]
+    assert cjk_script("東京都 さくら") == "ja"  # kanji with kana: Japanese
+    assert cjk_script("서울 江南") == "ko"      # Hangul with Hanja: Korean
+    assert cjk_script("北京市") == "zh"
+    assert runs("北京 100022", "Helvetica") == [
+        (CJK_FONTS["zh"], "北京"), ("Helvetica", " 100022")]
+    assert runs("Москва 東京", "Helvetica")[0] == ("Helvetica", "?????? ")

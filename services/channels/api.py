@@ -1,0 +1,261 @@
+"""Channels' HTTP: operators configure stores' channels (token); platforms deliver webhooks
+(signed, no token). A webhook is verified on its raw body before anything is parsed, recorded in
+the channel's inbox and answered 200 only after that commits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from shared.contracts import OrderPlaced
+from shared.http import require_admin
+
+from . import inbox, metrics, store
+from .config import channels_settings
+from .platforms import generic as generic_mod
+from .platforms import probe
+from .platforms import shopify as shopify_mod
+from .platforms import woocommerce as woo_mod
+from .platforms.base import ChannelConfig, Inbound
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+STORE_RE = r"^[A-Za-z0-9._-]{1,64}$"
+MAX_BODY = channels_settings().max_body_bytes
+# Writes that authenticate by the platform's signature on the raw body, not by the admin token:
+# the HTTP guard lets them through to the route.
+OPEN_WRITES = ("/webhooks/", "/orders/")
+Platform = Literal["shopify", "woocommerce", "amazon", "generic"]
+NEEDS_WEBHOOK_SECRET = {"shopify", "woocommerce", "generic"}
+
+
+class ChannelIn(BaseModel):
+    platform: Platform
+    webhook_secret: str | None = Field(default=None, min_length=8, max_length=500)
+    api_base_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
+    credentials: dict[str, Any] = Field(default_factory=dict)
+    sku_map: dict[str, str] = Field(default_factory=dict)
+    default_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    # api_version (Shopify), marketplace_ids (Amazon), poll_seconds, page_size, ioss_number
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _pool(request: Request) -> Any:
+    return request.app.state.runtime.pool
+
+
+@router.put("/channels/{store_name}", dependencies=[Depends(require_admin)])
+async def put_channel(store_name: str, body: ChannelIn, request: Request) -> JSONResponse:
+    if not re.match(STORE_RE, store_name):
+        raise HTTPException(422, {"code": "invalid_store",
+                                  "message": "store must be 1-64 chars of [A-Za-z0-9._-]"})
+    if body.platform in NEEDS_WEBHOOK_SECRET and not body.webhook_secret:
+        raise HTTPException(422, {"code": "webhook_secret_required",
+                                  "message": f"a {body.platform} channel needs webhook_secret"})
+    if body.platform == "amazon":
+        missing = [k for k in ("refresh_token", "client_id", "client_secret")
+                   if not body.credentials.get(k)]
+        if missing or not body.api_base_url:
+            raise HTTPException(422, {"code": "credentials_required",
+                                      "message": "an amazon channel needs api_base_url and"
+                                                 f" credentials {missing or ''}".strip()})
+    secrets = {"webhook_secret": body.webhook_secret, "credentials": body.credentials}
+    async with _pool(request).acquire() as conn:
+        created = await store.put_channel(conn, store_name, body.platform, body.api_base_url,
+                                          secrets, body.sku_map, body.default_currency,
+                                          body.options)
+    _configs.pop(store_name, None)
+    log.info("channel %s (%s) %s", store_name, body.platform, "created" if created else "replaced")
+    return JSONResponse({"store": store_name, "platform": body.platform, "created": created},
+                        status_code=201 if created else 200)
+
+
+@router.delete("/channels/{store_name}", dependencies=[Depends(require_admin)])
+async def delete_channel(store_name: str, request: Request) -> dict[str, Any]:
+    """Stop taking this store's deliveries and polls; its history (deliveries, write-backs)
+    stays. Pending write-backs are skipped."""
+    async with _pool(request).acquire() as conn:
+        if not await store.delete_channel(conn, store_name):
+            raise HTTPException(404, f"no channel for store {store_name!r}")
+    _configs.pop(store_name, None)
+    log.info("channel %s deleted", store_name)
+    return {"store": store_name, "deleted": True}
+
+
+@router.get("/channels", dependencies=[Depends(require_admin)])
+async def list_channels(request: Request) -> list[dict[str, Any]]:
+    async with _pool(request).acquire() as conn:
+        return await store.list_channels(conn)
+
+
+@router.get("/channels/{store_name}", dependencies=[Depends(require_admin)])
+async def channel_detail(store_name: str, request: Request) -> dict[str, Any]:
+    async with _pool(request).acquire() as conn:
+        rows = [c for c in await store.list_channels(conn) if c["store"] == store_name]
+        if not rows:
+            raise HTTPException(404, f"no channel for store {store_name!r}")
+        return {**rows[0], "deliveries_recent": await store.recent_deliveries(conn, store_name),
+                "writebacks_recent": await store.writebacks_of(conn, store_name)}
+
+
+@router.post("/channels/{store_name}/test", dependencies=[Depends(require_admin)])
+async def test_channel(store_name: str, request: Request) -> dict[str, Any]:
+    """Decrypt the secrets and reach the platform's API with them (no order is touched)."""
+    async with _pool(request).acquire() as conn:
+        cfg = await store.get_channel(conn, store_name)
+    if cfg is None:
+        raise HTTPException(404, f"no channel for store {store_name!r}")
+    return {"store": store_name, "platform": cfg.platform, **await probe(cfg)}
+
+
+@router.post("/channels/{store_name}/writebacks/retry", dependencies=[Depends(require_admin)])
+async def retry_writebacks(store_name: str, request: Request) -> dict[str, Any]:
+    async with _pool(request).acquire() as conn:
+        return {"store": store_name, "requeued": await store.retry_failed(conn, store_name)}
+
+
+# --- webhooks -----------------------------------------------------------------------------------
+async def _body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        raise HTTPException(413, {"code": "too_large",
+                                  "message": f"body over {MAX_BODY} bytes"})
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise HTTPException(413, {"code": "too_large",
+                                      "message": f"body over {MAX_BODY} bytes"})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# Webhooks read their channel's config (and open its secrets) from here, not from Postgres each
+# time: one round trip and one decryption less per delivery. A change made through another
+# instance is seen within CONFIG_TTL seconds; one made through this instance at once.
+CONFIG_TTL = 5.0
+_configs: dict[str, tuple[float, ChannelConfig | None]] = {}
+
+
+async def _cached_channel(request: Request, store_name: str) -> ChannelConfig | None:
+    hit = _configs.get(store_name)
+    if hit and time.monotonic() - hit[0] < CONFIG_TTL:
+        return hit[1]
+    async with _pool(request).acquire() as conn:
+        cfg = await store.get_channel(conn, store_name)
+    if len(_configs) > 10_000:
+        _configs.clear()
+    _configs[store_name] = (time.monotonic(), cfg)
+    return cfg
+
+
+async def _channel(request: Request, store_name: str, platform: str) -> ChannelConfig:
+    cfg = await _cached_channel(request, store_name)
+    if cfg is None or cfg.platform != platform:
+        metrics.DELIVERIES.labels(platform, "unknown_store").inc()
+        raise HTTPException(404, {"code": "unknown_store",
+                                  "message": f"no {platform} channel for store {store_name!r}"})
+    return cfg
+
+
+def _unauthorized(cfg: ChannelConfig) -> HTTPException:
+    metrics.DELIVERIES.labels(cfg.platform, "bad_signature").inc()
+    log.warning("%s webhook for store %s has a bad signature; nothing stored (check the"
+                " channel's webhook_secret)", cfg.platform, cfg.store)
+    return HTTPException(401, {"code": "bad_signature",
+                               "message": "signature does not match the store's secret"})
+
+
+async def _commit(request: Request, cfg: ChannelConfig, delivery_id: str, topic: str,
+                  inbound: Inbound, event: Any, body: bytes) -> dict[str, Any]:
+    async with _pool(request).acquire() as conn, conn.transaction():
+        first = await inbox.accept(conn, cfg, delivery_id, topic, inbound, event, body)
+    return {"delivery_id": delivery_id, "duplicate": not first, "outcome": inbound.outcome,
+            **({"reason": inbound.reason} if inbound.reason else {})}
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+@router.post("/webhooks/shopify/{store_name}")
+async def shopify_webhook(store_name: str, request: Request) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    body = await _body(request)
+    cfg = await _channel(request, store_name, "shopify")
+    if not shopify_mod.verify(cfg.secret("webhook_secret"), body, request.headers):
+        raise _unauthorized(cfg)
+    delivery = shopify_mod.delivery_id(request.headers)
+    if not delivery:
+        raise HTTPException(400, {"code": "no_delivery_id",
+                                  "message": "X-Shopify-Webhook-Id is missing"})
+    topic = request.headers.get("x-shopify-topic", "")
+    order = _json(body)
+    inbound, event = inbox.map_delivery(cfg, delivery,
+                                        lambda: shopify_mod.inbound(cfg, topic, order))
+    out = await _commit(request, cfg, delivery, topic, inbound, event, body)
+    metrics.WEBHOOK_SECONDS.labels("shopify").observe(time.perf_counter() - t0)
+    return out
+
+
+@router.post("/webhooks/woocommerce/{store_name}")
+async def woocommerce_webhook(store_name: str, request: Request) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    body = await _body(request)
+    cfg = await _channel(request, store_name, "woocommerce")
+    if woo_mod.is_ping(body) and "x-wc-webhook-signature" not in request.headers:
+        return {"ping": True}
+    if not woo_mod.verify(cfg.secret("webhook_secret"), body, request.headers):
+        raise _unauthorized(cfg)
+    if woo_mod.is_ping(body):
+        return {"ping": True}
+    delivery = woo_mod.delivery_id(request.headers)
+    if not delivery:
+        raise HTTPException(400, {"code": "no_delivery_id",
+                                  "message": "X-WC-Webhook-Delivery-ID is missing"})
+    topic = request.headers.get("x-wc-webhook-topic", "")
+    order = _json(body)
+    inbound, event = inbox.map_delivery(cfg, delivery,
+                                        lambda: woo_mod.inbound(cfg, topic, order))
+    out = await _commit(request, cfg, delivery, topic, inbound, event, body)
+    metrics.WEBHOOK_SECONDS.labels("woocommerce").observe(time.perf_counter() - t0)
+    return out
+
+
+@router.post("/orders/{store_name}")
+async def generic_order(store_name: str, request: Request) -> dict[str, Any]:
+    """Our own `orders.placed` JSON from a custom storefront; 422 with the field for bad input
+    (nothing stored: the storefront fixes and re-sends). The event_id deduplicates."""
+    t0 = time.perf_counter()
+    body = await _body(request)
+    cfg = await _channel(request, store_name, "generic")
+    if not generic_mod.verify(cfg.secret("webhook_secret"), body, request.headers):
+        raise _unauthorized(cfg)
+    try:
+        event = OrderPlaced.model_validate_json(body)
+    except ValidationError as exc:
+        metrics.DELIVERIES.labels("generic", "malformed").inc()
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                           for e in exc.errors()[:5])
+        raise HTTPException(422, {"code": "malformed", "message": detail[:1000]}) from exc
+    if event.store != store_name:
+        raise HTTPException(422, {"code": "malformed",
+                                  "message": f"store {event.store!r} in the body is not"
+                                             f" {store_name!r} of the URL"})
+    if event.channel is None:
+        event = event.model_copy(update={"channel": {"platform": "generic", "order_name": None}})
+        event = OrderPlaced.model_validate(event.model_dump(mode="json"))
+    inbound = Inbound("placed", event.external_order_id)
+    out = await _commit(request, cfg, str(event.event_id), "orders.placed", inbound, event, body)
+    metrics.WEBHOOK_SECONDS.labels("generic").observe(time.perf_counter() - t0)
+    return out

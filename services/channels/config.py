@@ -1,0 +1,29 @@
+"""Channels' own settings: SHOPKEEPER_CHANNELS_<FIELD>, read through pydantic-settings (a bad
+value stops the service naming the variable)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ChannelsSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOPKEEPER_CHANNELS_", extra="ignore",
+                                      case_sensitive=False, env_ignore_empty=True)
+
+    # Largest webhook body; more is 413 `too_large` (the HTTP guard and the route both hold it).
+    max_body_bytes: int = 2 * 1024 * 1024
+    # Tries of a write-back (backoff base ** attempt seconds, at least a 429's Retry-After).
+    writeback_max_attempts: int = 10
+    writeback_poll_seconds: float = 0.5
+    backoff_base: float = 2.0
+    # Marketplace poll interval (a channel's option `poll_seconds` overrides) and stores polled
+    # at once by one instance.
+    poll_seconds: float = 60.0
+    poll_concurrency: int = 3
+
+
+@cache
+def channels_settings() -> ChannelsSettings:
+    return ChannelsSettings()

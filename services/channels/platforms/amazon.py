@@ -1,0 +1,259 @@
+"""Amazon (SP-API Orders API v0 shape): polled, not pushed. `getOrders` by `LastUpdatedAfter`
+with `NextToken` paging, then `getOrderItems` per order; the cursor is kept per store and moves
+only after a whole listing (a crash re-reads, the delivery id `AmazonOrderId@LastUpdateDate`
+deduplicates). Login with Amazon (LWA): a refresh token buys an access token (`expires_in`),
+refreshed before it lapses and on a 401/403. Rate limits are per operation (token buckets with
+Amazon's documented defaults, overridable by the channel's option `rate_limits`), and a 429
+holds the operation for its Retry-After (or a backoff when Amazon does not say).
+
+Write-back: `shipped` is a shipment confirmation (`confirmShipment`) naming every order item.
+Cancellations and refunds go to Amazon through the Feeds API, which is not built here: they are
+recorded as `skipped` with that reason, for the operator to do in Seller Central."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import httpx
+
+from ..ratelimit import TokenBucket, backoff
+from .base import (
+    CENT,
+    ChannelConfig,
+    Failed,
+    Inbound,
+    Job,
+    Retry,
+    Skipped,
+    Unmappable,
+    call,
+    customer_id,
+    first_parcel,
+    ioss_for,
+    lines_subtotal,
+    money,
+    resolve_sku,
+    shipping_option,
+    text,
+    total,
+)
+
+PLATFORM = "amazon"
+# Amazon's documented default rates (requests per second, burst).
+RATES = {"getOrders": (0.0167, 20), "getOrderItems": (0.5, 30), "confirmShipment": (2.0, 10),
+         "token": (1.0, 5)}
+
+
+def bucket() -> TokenBucket:
+    rate, burst = RATES["confirmShipment"]
+    return TokenBucket(rate=rate, burst=burst)
+
+
+def _amount(m: Any, what: str) -> str:
+    return money((m or {}).get("Amount") if isinstance(m, dict) else None, what)
+
+
+def inbound(cfg: ChannelConfig, order: dict[str, Any],
+            items: list[dict[str, Any]]) -> Inbound:
+    oid = order.get("AmazonOrderId")
+    if not oid:
+        raise Unmappable("the order has no AmazonOrderId")
+    status = str(order.get("OrderStatus") or "")
+    if status == "Canceled":
+        return Inbound("cancel_requested", str(oid), {
+            "store": cfg.store, "external_order_id": str(oid),
+            "reason": "cancelled on Amazon"}, order_name=str(oid))
+    if status in ("Pending", "PendingAvailability"):
+        return Inbound("ignored", str(oid), reason=f"status {status}: not payable yet")
+    return Inbound("placed", str(oid), map_order(cfg, order, items), order_name=str(oid),
+                   platform_data={"items": [{"orderItemId": i.get("OrderItemId"),
+                                             "quantity": i.get("QuantityOrdered")}
+                                            for i in items],
+                                  "marketplace_id": order.get("MarketplaceId")})
+
+
+def map_order(cfg: ChannelConfig, o: dict[str, Any],
+              items: list[dict[str, Any]]) -> dict[str, Any]:
+    oid = str(o["AmazonOrderId"])
+    addr = o.get("ShippingAddress") or {}
+    if not addr.get("CountryCode"):
+        raise Unmappable("ShippingAddress.CountryCode is missing")
+    included = bool(cfg.options.get("prices_include_tax"))
+    lines, taxes, shipping, discounts = [], [], [], []
+    for i, it in enumerate(items):
+        qty = int(it.get("QuantityOrdered") or 0)
+        # ItemPrice is the price of the whole quantity, not of one unit.
+        price = Decimal(_amount(it.get("ItemPrice"), f"OrderItems[{i}].ItemPrice"))
+        unit = (price / qty).quantize(CENT, ROUND_HALF_UP) if qty else price
+        item_tax = _amount(it.get("ItemTax"), f"OrderItems[{i}].ItemTax")
+        lines.append({"sku": resolve_sku(cfg, it.get("SellerSKU"), it.get("ASIN")),
+                      "quantity": qty, "unit_price": f"{unit:.2f}", "tax": item_tax})
+        taxes += [item_tax, _amount(it.get("ShippingTax"), "ShippingTax")]
+        shipping.append(_amount(it.get("ShippingPrice"), "ShippingPrice"))
+        shipping.append(f"{-Decimal(_amount(it.get('ShippingDiscount'), 'ShippingDiscount')):.2f}")
+        discounts.append(_amount(it.get("PromotionDiscount"), "PromotionDiscount"))
+    if not lines:
+        raise Unmappable("the order has no items")
+    country = str(addr["CountryCode"]).upper()
+    buyer = o.get("BuyerInfo") or {}
+    cod = o.get("PaymentMethod") == "COD"
+    total_ = o.get("OrderTotal") or {}
+    return {
+        "store": cfg.store, "external_order_id": oid, "placed_at": o.get("PurchaseDate"),
+        "occurred_at": o.get("LastUpdateDate"),
+        "customer": {"id": customer_id(PLATFORM, None, buyer.get("BuyerEmail")),
+                     "name": text(buyer.get("BuyerName"), 200),
+                     "email": text(buyer.get("BuyerEmail"), 320),
+                     "phone": text(addr.get("Phone"), 40)},
+        "shipping_address": {
+            "name": text(addr.get("Name"), 200), "line1": text(addr.get("AddressLine1"), 300),
+            "line2": text(addr.get("AddressLine2"), 300), "city": text(addr.get("City"), 120),
+            "region": text(addr.get("StateOrRegion"), 120),
+            "postal_code": text(addr.get("PostalCode"), 20), "country": country},
+        "lines": lines,
+        "currency": str(total_.get("CurrencyCode") or cfg.default_currency).upper(),
+        "shipping_option": shipping_option(o.get("ShipmentServiceLevelCategory"),
+                                           o.get("ShipServiceLevel")),
+        "totals": {"subtotal": lines_subtotal(lines), "discount": total(discounts),
+                   "shipping_fee": total(shipping),
+                   "tax": "0.00" if included else total(taxes), "duties": "0.00",
+                   "grand_total": _amount(total_, "OrderTotal")},
+        "payment": {"method": "cod" if cod else "card", "status": "pending" if cod else "paid"},
+        "promo_codes": [],
+        "note": None,
+        "ioss_number": ioss_for(cfg, country),
+        "channel": {"platform": PLATFORM, "order_name": oid},
+    }
+
+
+class SpApi:
+    """One channel's SP-API session: the access token and the per-operation buckets."""
+
+    def __init__(self, client: httpx.AsyncClient, cfg: ChannelConfig) -> None:
+        self.client = client
+        self.cfg = cfg
+        self.base = (cfg.api_base_url or "").rstrip("/")
+        self.token: str | None = None
+        self.expires_at = 0.0
+        self.margin = 60.0
+        overrides = cfg.options.get("rate_limits") or {}
+        self.buckets = {op: TokenBucket(*map(float, overrides.get(op, default)))
+                        for op, default in RATES.items()}
+        self.refreshes = 0
+
+    async def access_token(self, force: bool = False) -> str:
+        if self.token and not force and time.time() < self.expires_at - self.margin:
+            return self.token
+        creds = self.cfg.credentials
+        url = str(creds.get("token_url") or f"{self.base}/auth/o2/token")
+        resp = await call(self.client, self.buckets["token"], PLATFORM, "token", "POST", url,
+                          data={"grant_type": "refresh_token",
+                                "refresh_token": creds.get("refresh_token", ""),
+                                "client_id": creds.get("client_id", ""),
+                                "client_secret": creds.get("client_secret", "")})
+        body = resp.json()
+        self.token = str(body["access_token"])
+        ttl = float(body.get("expires_in", 3600))
+        self.expires_at = time.time() + ttl
+        self.margin = min(60.0, ttl / 5)  # refresh a minute early (sooner for short tokens)
+        self.refreshes += 1
+        return self.token
+
+    async def request(self, op: str, method: str, path: str, *, attempts: int = 6,
+                      **kw: Any) -> httpx.Response:
+        """One operation; a 429 waits its Retry-After (or a backoff) and tries again, an
+        expired token is refreshed once."""
+        refreshed = False
+        for attempt in range(1, attempts + 1):
+            token = await self.access_token()
+            try:
+                return await call(self.client, self.buckets[op], PLATFORM, op, method,
+                                  f"{self.base}{path}",
+                                  headers={"x-amz-access-token": token,
+                                           "Content-Type": "application/json"}, **kw)
+            except Retry as exc:
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(exc.after if exc.after is not None
+                                    else min(backoff(attempt, 1.5), 30))
+            except Failed as exc:
+                if refreshed or exc.status not in (401, 403):
+                    raise
+                refreshed = True  # the token lapsed early (or was revoked): one fresh try
+                await self.access_token(force=True)
+        raise Retry(f"{op}: gave up after {attempts} attempts")
+
+    async def orders(self, updated_after: datetime) -> Any:
+        """Yield pages of orders updated after the cursor, following NextToken."""
+        markets = ",".join(self.cfg.options.get("marketplace_ids") or ["ATVPDKIKX0DER"])
+        params: dict[str, Any] = {"MarketplaceIds": markets,
+                                  "LastUpdatedAfter": iso(updated_after)}
+        if self.cfg.options.get("page_size"):
+            params["MaxResultsPerPage"] = int(self.cfg.options["page_size"])
+        while True:
+            payload = (await self.request("getOrders", "GET", "/orders/v0/orders",
+                                          params=params)).json().get("payload", {})
+            yield payload.get("Orders", [])
+            token = payload.get("NextToken")
+            if not token:
+                return
+            params = {"MarketplaceIds": markets, "NextToken": token}
+
+    async def items(self, order_id: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        params: dict[str, Any] = {}
+        while True:
+            payload = (await self.request("getOrderItems", "GET",
+                                          f"/orders/v0/orders/{order_id}/orderItems",
+                                          params=params)).json().get("payload", {})
+            out += payload.get("OrderItems", [])
+            if not payload.get("NextToken"):
+                return out
+            params = {"NextToken": payload["NextToken"]}
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_time(value: Any) -> datetime:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+_sessions: dict[str, SpApi] = {}
+
+
+def session(client: httpx.AsyncClient, cfg: ChannelConfig) -> SpApi:
+    """One SP-API session per store and process, so token and buckets are shared by the poller
+    and write-back (renewed when the channel's config changes)."""
+    s = _sessions.get(cfg.store)
+    if s is None or s.cfg != cfg or s.client is not client:
+        s = _sessions[cfg.store] = SpApi(client, cfg)
+    return s
+
+
+async def write_back(client: httpx.AsyncClient, bucket: TokenBucket, cfg: ChannelConfig,
+                     job: Job) -> None:
+    if job.action != "shipped":
+        raise Skipped(f"Amazon takes {job.action} orders through the Feeds API, not built here:"
+                      " do it in Seller Central")
+    parcel = first_parcel(job.details)
+    items = job.order_data.get("items") or []
+    body = {"marketplaceId": job.order_data.get("marketplace_id")
+            or (cfg.options.get("marketplace_ids") or ["ATVPDKIKX0DER"])[0],
+            "packageDetail": {
+                "packageReferenceId": str(parcel.get("parcel_id") or "1")[:64],
+                "carrierCode": str(parcel.get("carrier") or "Other"),
+                "shippingMethod": str(parcel.get("service") or ""),
+                "trackingNumber": str(parcel.get("tracking_number") or ""),
+                "shipDate": iso(datetime.now(UTC)),
+                "orderItems": [{"orderItemId": i["orderItemId"], "quantity": i["quantity"]}
+                               for i in items]}}
+    await session(client, cfg).request(
+        "confirmShipment", "POST", f"/orders/v0/orders/{job.platform_order_id}"
+        "/shipmentConfirmation", attempts=1, content=json.dumps(body))

@@ -1,0 +1,193 @@
+"""Shopify: webhooks `orders/create|updated|paid|cancelled` in, fulfillments, cancellations and
+refunds out through the Admin REST API (version in the channel's option `api_version`).
+
+Auth: webhooks carry `X-Shopify-Hmac-Sha256`, base64 HMAC-SHA256 of the raw body with the app's
+secret; API calls carry `X-Shopify-Access-Token` (credentials.access_token)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from ..ratelimit import TokenBucket
+from .base import (
+    CARRIER_NAMES,
+    ChannelConfig,
+    Inbound,
+    Job,
+    Unmappable,
+    call,
+    customer_id,
+    first_parcel,
+    forwarded_codes,
+    ioss_for,
+    join_name,
+    lines_subtotal,
+    money,
+    payment_method,
+    resolve_sku,
+    shipping_option,
+    text,
+    total,
+    tracking_url,
+)
+
+PLATFORM = "shopify"
+DEFAULT_API_VERSION = "2025-07"
+TOPICS_PLACED = {"orders/create", "orders/updated", "orders/paid"}
+FINANCIAL = {"paid": "paid", "partially_paid": "authorized", "authorized": "authorized",
+             "pending": "pending", "voided": "failed", "refunded": "paid",
+             "partially_refunded": "paid"}
+
+
+def sign(secret: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
+    given = headers.get("x-shopify-hmac-sha256", "")
+    return bool(secret) and hmac.compare_digest(sign(secret, body).encode(), given.encode())
+
+
+def delivery_id(headers: Mapping[str, str]) -> str | None:
+    return headers.get("x-shopify-webhook-id") or None
+
+
+def bucket() -> TokenBucket:
+    # The REST Admin API's leaky bucket: 40 requests, 2 per second.
+    return TokenBucket(rate=2.0, burst=40)
+
+
+def inbound(cfg: ChannelConfig, topic: str, order: Any) -> Inbound:
+    if not isinstance(order, dict) or order.get("id") in (None, ""):
+        raise Unmappable("the body is not a Shopify order (no `id`)")
+    ext = str(order["id"])
+    name = text(order.get("name"), 100)
+    if topic == "orders/cancelled" or (topic == "orders/updated" and order.get("cancelled_at")):
+        return Inbound("cancel_requested", ext, {
+            "store": cfg.store, "external_order_id": ext,
+            "reason": f"cancelled on Shopify ({order.get('cancel_reason') or 'no reason given'})",
+        }, order_name=name)
+    if topic not in TOPICS_PLACED:
+        return Inbound("ignored", ext, reason=f"topic {topic!r} is not handled")
+    return Inbound("placed", ext, map_order(cfg, order), order_name=name,
+                   platform_data={"line_items": [
+                       {"id": li.get("id"), "quantity": li.get("quantity")}
+                       for li in order.get("line_items") or [] if isinstance(li, dict)]})
+
+
+def map_order(cfg: ChannelConfig, o: dict[str, Any]) -> dict[str, Any]:
+    ext = str(o["id"])
+    addr = o.get("shipping_address") or o.get("billing_address") or {}
+    if not isinstance(addr, dict) or not addr.get("country_code"):
+        raise Unmappable("shipping_address.country_code is missing")
+    cust = o.get("customer") or {}
+    email = o.get("email") or cust.get("email")
+    lines = []
+    for i, li in enumerate(o.get("line_items") or []):
+        if not isinstance(li, dict):
+            raise Unmappable(f"line_items[{i}] is not an object")
+        tax = total([money(t.get("price"), f"line_items[{i}].tax_lines.price")
+                     for t in li.get("tax_lines") or []])
+        lines.append({
+            "sku": resolve_sku(cfg, li.get("sku"), li.get("variant_id"), li.get("product_id"),
+                               li.get("id")),
+            "quantity": int(li.get("quantity") or 0),
+            "unit_price": money(li.get("price"), f"line_items[{i}].price"),
+            "tax": tax,
+        })
+    if not lines:
+        raise Unmappable("the order has no line_items")
+    subtotal = lines_subtotal(lines)
+    shipping_lines = [s for s in o.get("shipping_lines") or [] if isinstance(s, dict)]
+    shipping_fee = total([money(s.get("price"), "shipping_lines.price") for s in shipping_lines])
+    discount = money(o.get("total_discounts"), "total_discounts")
+    duties = money(((o.get("original_total_duties_set") or {}).get("shop_money") or {})
+                   .get("amount"), "original_total_duties_set")
+    # Prices that include tax (EU VAT shops) already carry it: the buyer pays no tax on top, so
+    # totals.tax is 0 and the lines keep theirs for the record.
+    tax = "0.00" if o.get("taxes_included") else money(o.get("total_tax"), "total_tax")
+    country = str(addr["country_code"]).upper()
+    gateways = o.get("payment_gateway_names") or [o.get("gateway")]
+    return {
+        "store": cfg.store, "external_order_id": ext,
+        "placed_at": o.get("created_at") or o.get("processed_at"),
+        "customer": {"id": customer_id(PLATFORM, cust.get("id"), email),
+                     "name": join_name(cust.get("first_name"), cust.get("last_name")),
+                     "email": text(email, 320), "phone": text(o.get("phone")
+                                                              or cust.get("phone"), 40)},
+        "shipping_address": {
+            "name": text(addr.get("name"), 200) or join_name(addr.get("first_name"),
+                                                            addr.get("last_name")),
+            "line1": text(addr.get("address1"), 300), "line2": text(addr.get("address2"), 300),
+            "city": text(addr.get("city"), 120),
+            "region": text(addr.get("province_code") or addr.get("province"), 120),
+            "postal_code": text(addr.get("zip"), 20), "country": country},
+        "lines": lines,
+        "currency": str(o.get("currency") or cfg.default_currency).upper(),
+        "shipping_option": shipping_option(*[s.get("code") for s in shipping_lines],
+                                           *[s.get("title") for s in shipping_lines]),
+        "totals": {"subtotal": subtotal, "discount": discount, "shipping_fee": shipping_fee,
+                   "tax": tax, "duties": duties,
+                   "grand_total": money(o.get("total_price"), "total_price")},
+        "payment": {"method": payment_method(*gateways),
+                    "status": FINANCIAL.get(str(o.get("financial_status")), "pending")},
+        "promo_codes": forwarded_codes(cfg, [str(d.get("code"))[:64] for d in o.get("discount_codes") or []
+                        if isinstance(d, dict) and d.get("code")][:10]),
+        "note": text(o.get("note"), 2000),
+        "ioss_number": ioss_for(cfg, country),
+        "channel": {"platform": PLATFORM, "order_name": text(o.get("name"), 100)},
+    }
+
+
+# --- write-back ---------------------------------------------------------------------------------
+def _api(cfg: ChannelConfig, path: str) -> str:
+    version = cfg.options.get("api_version") or DEFAULT_API_VERSION
+    return f"{(cfg.api_base_url or '').rstrip('/')}/admin/api/{version}/{path}"
+
+
+def _headers(cfg: ChannelConfig) -> dict[str, str]:
+    return {"X-Shopify-Access-Token": cfg.secret("access_token"),
+            "Content-Type": "application/json"}
+
+
+async def write_back(client: httpx.AsyncClient, bucket: TokenBucket, cfg: ChannelConfig,
+                     job: Job) -> None:
+    oid = job.platform_order_id
+    h = _headers(cfg)
+    if job.action == "shipped":
+        parcel = first_parcel(job.details)
+        resp = await call(client, bucket, PLATFORM, "fulfillment_orders", "GET",
+                          _api(cfg, f"orders/{oid}/fulfillment_orders.json"), headers=h)
+        open_orders = [f for f in resp.json().get("fulfillment_orders", [])
+                       if f.get("status") in ("open", "in_progress", "scheduled")]
+        if not open_orders:
+            return  # already fulfilled (a repeat after a crash, or by hand): nothing to do
+        carrier = str(parcel.get("carrier") or "")
+        number = str(parcel.get("tracking_number") or "")
+        body = {"fulfillment": {
+            "line_items_by_fulfillment_order": [{"fulfillment_order_id": f["id"]}
+                                                for f in open_orders],
+            "tracking_info": {"number": number, "company": CARRIER_NAMES.get(carrier, carrier),
+                              "url": tracking_url(carrier, number)},
+            "notify_customer": True}}
+        await call(client, bucket, PLATFORM, "fulfillment_create", "POST",
+                   _api(cfg, "fulfillments.json"), headers=h, content=json.dumps(body))
+    elif job.action == "cancelled":
+        if job.order_data.get("cancelled_on_platform"):
+            return
+        await call(client, bucket, PLATFORM, "order_cancel", "POST",
+                   _api(cfg, f"orders/{oid}/cancel.json"), headers=h, content="{}")
+    elif job.action == "refunded":
+        body = {"refund": {"note": f"Shopkeeper refund {job.details.get('request_id')}",
+                           "notify": True, "currency": job.details.get("currency"),
+                           "transactions": [{"kind": "refund",
+                                             "amount": str(job.details.get("amount"))}]}}
+        await call(client, bucket, PLATFORM, "refund_create", "POST",
+                   _api(cfg, f"orders/{oid}/refunds.json"), headers=h, content=json.dumps(body))

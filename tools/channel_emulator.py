@@ -1,0 +1,380 @@
+"""A local stand-in for the platforms' APIs (Shopify Admin REST, WooCommerce REST v3, Amazon
+SP-API Orders v0 and Login with Amazon), as a real HTTP server: nothing outside this machine is
+reachable, so the tests and the demo point channels' `api_base_url` at it. It records every call,
+keeps Amazon's orders to be polled, and injects faults (429 with Retry-After, 5xx) on demand.
+
+Also here: order payloads in each platform's documented shape and the platforms' webhook
+signatures, as a storefront would send them (written apart from services/channels on purpose).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+SHOPIFY_TOKEN = "shpat_emulator"
+WOO_KEY, WOO_SECRET = "ck_emulator", "cs_emulator"
+LWA = {"client_id": "amzn1.application-oa2-client.emulator", "client_secret": "lwa-secret",
+       "refresh_token": "Atzr|emulator"}
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    status: int
+    at: float = field(default_factory=time.time)
+
+
+class Emulator:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.faults: dict[str, list[tuple[int, str | None, dict[str, str]]]] = defaultdict(list)
+        self.fulfilled: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.amazon_orders: dict[str, dict[str, Any]] = {}
+        self.amazon_items: dict[str, list[dict[str, Any]]] = {}
+        self.token_ttl = 3600
+        self.tokens: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.app = self._build()
+        self.server: uvicorn.Server | None = None
+        self.thread: threading.Thread | None = None
+        self.port = 0
+
+    # --- control (tests and demo call these in-process) ---
+    def fail_next(self, op: str, status: int = 429, retry_after: str | None = "1",
+                  times: int = 1, when: dict[str, str] | None = None) -> None:
+        """The next `times` calls of `op` (whose query has the items of `when`) fail."""
+        with self.lock:
+            self.faults[op] += [(status, retry_after, when or {})] * times
+
+    def calls_to(self, fragment: str, method: str | None = None) -> list[Call]:
+        return [c for c in list(self.calls) if fragment in c.path
+                and (method is None or c.method == method) and c.status < 300]
+
+    def add_amazon_order(self, order: dict[str, Any], items: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self.amazon_orders[order["AmazonOrderId"]] = order
+            self.amazon_items[order["AmazonOrderId"]] = items
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, port: int = 0) -> Emulator:
+        if not port:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        self.port = port
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=port,
+                                                    log_level="warning", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, name="channel-emulator",
+                                       daemon=True)
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started:
+            if time.time() > deadline:
+                raise RuntimeError(f"channel emulator did not start on port {port}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.should_exit = True
+        if self.thread:
+            self.thread.join(10)
+
+    # --- the HTTP side ---
+    def _fault(self, op: str, query: dict[str, str] | None = None) -> Response | None:
+        with self.lock:
+            pending = self.faults.get(op) or []
+            hit = next((f for f in pending
+                        if all((query or {}).get(k) == v for k, v in f[2].items())), None)
+            if hit is None:
+                return None
+            pending.remove(hit)
+            status, after, _ = hit
+        headers = {"Retry-After": after} if after is not None else {}
+        return JSONResponse({"errors": f"emulated {status}"}, status_code=status,
+                            headers=headers)
+
+    def _build(self) -> FastAPI:
+        app = FastAPI()
+        emu = self
+
+        @app.middleware("http")
+        async def record(request: Request, call_next: Any) -> Response:
+            raw = await request.body()
+            try:
+                body: Any = json.loads(raw) if raw else None
+            except ValueError:
+                body = raw.decode(errors="replace")
+            resp: Response = await call_next(request)
+            emu.calls.append(Call(request.method, request.url.path, dict(request.query_params),
+                                  body, resp.status_code))
+            return resp
+
+        # Shopify
+        def shopify_auth(request: Request) -> Response | None:
+            if request.headers.get("x-shopify-access-token") != SHOPIFY_TOKEN:
+                return JSONResponse({"errors": "[API] Invalid API key or access token"}, 401)
+            return None
+
+        @app.get("/admin/api/{version}/shop.json")
+        async def shop(version: str, request: Request) -> Response:
+            return shopify_auth(request) or JSONResponse({"shop": {"name": "Emulated shop"}})
+
+        @app.get("/admin/api/{version}/orders/{oid}/fulfillment_orders.json")
+        async def fulfillment_orders(version: str, oid: str, request: Request) -> Response:
+            denied = shopify_auth(request) or emu._fault("fulfillment_orders")
+            if denied:
+                return denied
+            status = "closed" if emu.fulfilled.get(oid) else "open"
+            return JSONResponse({"fulfillment_orders": [
+                {"id": int(oid) * 10 + 1, "order_id": int(oid), "status": status}]})
+
+        @app.post("/admin/api/{version}/fulfillments.json")
+        async def fulfillment_create(version: str, request: Request) -> Response:
+            denied = shopify_auth(request) or emu._fault("fulfillment_create")
+            if denied:
+                return denied
+            body = await request.json()
+            f = body["fulfillment"]
+            fo = f["line_items_by_fulfillment_order"][0]["fulfillment_order_id"]
+            oid = str(fo // 10)
+            if emu.fulfilled.get(oid):
+                return JSONResponse({"errors": "fulfillment order is closed"}, 422)
+            emu.fulfilled[oid].append(f)
+            return JSONResponse({"fulfillment": {"id": len(emu.calls), "status": "success",
+                                                 "tracking_number": f["tracking_info"]["number"]}},
+                                201)
+
+        @app.post("/admin/api/{version}/orders/{oid}/cancel.json")
+        async def shopify_cancel(version: str, oid: str, request: Request) -> Response:
+            return shopify_auth(request) or JSONResponse({"order": {"id": int(oid)}})
+
+        @app.post("/admin/api/{version}/orders/{oid}/refunds.json")
+        async def shopify_refund(version: str, oid: str, request: Request) -> Response:
+            return shopify_auth(request) or JSONResponse({"refund": {"order_id": int(oid)}}, 201)
+
+        # WooCommerce
+        def woo_auth(request: Request) -> Response | None:
+            expected = "Basic " + base64.b64encode(f"{WOO_KEY}:{WOO_SECRET}".encode()).decode()
+            if request.headers.get("authorization") != expected:
+                return JSONResponse({"code": "woocommerce_rest_cannot_view"}, 401)
+            return None
+
+        @app.get("/wp-json/wc/v3/system_status")
+        async def woo_status(request: Request) -> Response:
+            return woo_auth(request) or JSONResponse({"environment": {"version": "9.0"}})
+
+        @app.put("/wp-json/wc/v3/orders/{oid}")
+        async def woo_update(oid: str, request: Request) -> Response:
+            denied = woo_auth(request) or emu._fault("woo_order_update")
+            return denied or JSONResponse({"id": int(oid), **(await request.json())})
+
+        @app.post("/wp-json/wc/v3/orders/{oid}/notes")
+        async def woo_note(oid: str, request: Request) -> Response:
+            return woo_auth(request) or JSONResponse({"id": 1, **(await request.json())}, 201)
+
+        @app.post("/wp-json/wc/v3/orders/{oid}/refunds")
+        async def woo_refund(oid: str, request: Request) -> Response:
+            return woo_auth(request) or JSONResponse({"id": 1, **(await request.json())}, 201)
+
+        # Amazon: Login with Amazon, then SP-API Orders v0
+        @app.post("/auth/o2/token")
+        async def lwa_token(request: Request) -> Response:
+            form = dict(parse_qsl((await request.body()).decode()))
+            if (form.get("refresh_token") != LWA["refresh_token"]
+                    or form.get("client_id") != LWA["client_id"]):
+                return JSONResponse({"error": "invalid_grant"}, 400)
+            token = f"Atza|{uuid.uuid4().hex}"
+            emu.tokens[token] = time.time() + emu.token_ttl
+            return JSONResponse({"access_token": token, "token_type": "bearer",
+                                 "expires_in": emu.token_ttl})
+
+        def amazon_auth(request: Request) -> Response | None:
+            token = request.headers.get("x-amz-access-token", "")
+            if emu.tokens.get(token, 0) < time.time():
+                return JSONResponse({"errors": [{"code": "Unauthorized",
+                                                 "message": "Access token is expired"}]}, 403)
+            return None
+
+        @app.get("/orders/v0/orders")
+        async def get_orders(request: Request) -> Response:
+            denied = amazon_auth(request) or emu._fault("getOrders",
+                                                         dict(request.query_params))
+            if denied:
+                return denied
+            q = request.query_params
+            if q.get("NextToken"):
+                after, offset, size = json.loads(base64.b64decode(q["NextToken"]))
+            else:
+                after, offset = q["LastUpdatedAfter"], 0
+                size = int(q.get("MaxResultsPerPage") or 100)
+            with emu.lock:
+                markets = set(q.get("MarketplaceIds", "").split(","))
+                found = sorted((o for o in emu.amazon_orders.values()
+                                if o["LastUpdateDate"] > after
+                                and o["MarketplaceId"] in markets),
+                               key=lambda o: (o["LastUpdateDate"], o["AmazonOrderId"]))
+            page = found[offset:offset + size]
+            payload: dict[str, Any] = {"Orders": page}
+            if offset + size < len(found):
+                payload["NextToken"] = base64.b64encode(
+                    json.dumps([after, offset + size, size]).encode()).decode()
+            return JSONResponse({"payload": payload})
+
+        @app.get("/orders/v0/orders/{oid}/orderItems")
+        async def get_items(oid: str, request: Request) -> Response:
+            denied = amazon_auth(request) or emu._fault("getOrderItems")
+            if denied:
+                return denied
+            return JSONResponse({"payload": {"AmazonOrderId": oid,
+                                             "OrderItems": emu.amazon_items.get(oid, [])}})
+
+        @app.post("/orders/v0/orders/{oid}/shipmentConfirmation")
+        async def confirm_shipment(oid: str, request: Request) -> Response:
+            denied = amazon_auth(request) or emu._fault("confirmShipment")
+            return denied or Response(status_code=204)
+
+        @app.get("/_emulator/calls")
+        async def calls() -> list[dict[str, Any]]:
+            return [c.__dict__ for c in emu.calls]
+
+        return app
+
+
+# --- payloads as the platforms send them ---------------------------------------------------------
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def shopify_signature(secret: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def woo_signature(secret: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def shopkeeper_signature(secret: str, body: bytes, t: int | None = None) -> str:
+    t = int(time.time()) if t is None else t
+    return f"t={t},v1=" + hmac.new(secret.encode(), f"{t}.".encode() + body,
+                                   hashlib.sha256).hexdigest()
+
+
+def shopify_order(order_id: int, lines: list[tuple[str, int, str]], *, country: str = "US",
+                  province: str | None = "TX", currency: str = "USD", shipping: str = "4.99",
+                  tax_rate: str = "0.08", financial_status: str = "paid") -> dict[str, Any]:
+    """An `orders/create` body (Admin REST shape): lines of (sku, quantity, price)."""
+    from decimal import Decimal
+    items, tax_total, subtotal = [], Decimal("0"), Decimal("0")
+    for n, (sku, qty, price) in enumerate(lines):
+        tax = (Decimal(price) * qty * Decimal(tax_rate)).quantize(Decimal("0.01"))
+        tax_total += tax
+        subtotal += Decimal(price) * qty
+        items.append({"id": order_id * 100 + n, "variant_id": 40000000 + n,
+                      "product_id": 7000 + n, "sku": sku, "title": sku, "quantity": qty,
+                      "price": price, "tax_lines": [{"title": "Tax", "price": f"{tax:.2f}",
+                                                     "rate": float(tax_rate)}]})
+    grand = subtotal + Decimal(shipping) + tax_total
+    return {"id": order_id, "name": f"#{order_id % 100000}", "email": "ana@example.com",
+            "created_at": now_iso(), "updated_at": now_iso(), "currency": currency,
+            "financial_status": financial_status, "taxes_included": False,
+            "total_price": f"{grand:.2f}", "subtotal_price": f"{subtotal:.2f}",
+            "total_tax": f"{tax_total:.2f}", "total_discounts": "0.00",
+            "payment_gateway_names": ["shopify_payments"], "discount_codes": [],
+            "customer": {"id": 9000 + order_id % 1000, "first_name": "Ana", "last_name": "Lima",
+                         "email": "ana@example.com"},
+            "shipping_address": {"first_name": "Ana", "last_name": "Lima", "name": "Ana Lima",
+                                 "address1": "100 Main St", "address2": None, "city": "Austin",
+                                 "province": "Texas", "province_code": province, "zip": "73301",
+                                 "country": "United States", "country_code": country},
+            "line_items": items,
+            "shipping_lines": [{"code": "Standard", "title": "Standard Shipping",
+                                "price": shipping}],
+            "note": None}
+
+
+def woo_order(order_id: int, lines: list[tuple[str, int, str]], *, country: str = "US",
+              state: str = "TX", shipping: str = "5.00", tax_rate: str = "0.10",
+              status: str = "processing") -> dict[str, Any]:
+    """An `order.created` body (REST v3 shape)."""
+    from decimal import Decimal
+    items, tax_total, subtotal = [], Decimal("0"), Decimal("0")
+    for n, (sku, qty, price) in enumerate(lines):
+        line_sub = Decimal(price) * qty
+        tax = (line_sub * Decimal(tax_rate)).quantize(Decimal("0.01"))
+        tax_total += tax
+        subtotal += line_sub
+        items.append({"id": order_id * 10 + n, "product_id": 500 + n, "variation_id": 0,
+                      "sku": sku, "name": sku, "quantity": qty, "subtotal": f"{line_sub:.2f}",
+                      "subtotal_tax": f"{tax:.2f}", "total": f"{line_sub:.2f}",
+                      "total_tax": f"{tax:.2f}", "price": float(price)})
+    grand = subtotal + Decimal(shipping) + tax_total
+    return {"id": order_id, "number": str(order_id), "status": status, "currency": "USD",
+            "date_created_gmt": now_iso()[:19], "date_modified_gmt": now_iso()[:19],
+            "date_paid_gmt": now_iso()[:19] if status in ("processing", "completed") else None,
+            "discount_total": "0.00", "shipping_total": shipping,
+            "total_tax": f"{tax_total:.2f}", "total": f"{grand:.2f}", "prices_include_tax": False,
+            "customer_id": 0, "customer_note": "",
+            "billing": {"first_name": "Zoë", "last_name": "Müller", "email": "zoe@example.com",
+                        "phone": "+4930123456", "country": country},
+            "shipping": {"first_name": "Zoë", "last_name": "Müller", "company": "",
+                         "address_1": "100 Main St", "address_2": "", "city": "Austin",
+                         "state": state, "postcode": "73301", "country": country},
+            "payment_method": "stripe", "payment_method_title": "Credit card",
+            "line_items": items,
+            "shipping_lines": [{"method_id": "flat_rate", "method_title": "Flat rate",
+                                "total": shipping}],
+            "fee_lines": [], "coupon_lines": []}
+
+
+def amazon_order(order_id: str, lines: list[tuple[str, int, str]], *, country: str = "US",
+                 status: str = "Unshipped", updated: str | None = None,
+                 tax_rate: str = "0.0825", marketplace: str = "ATVPDKIKX0DER"
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A getOrders entry and its getOrderItems list (Orders API v0 shape)."""
+    from decimal import Decimal
+    items, total = [], Decimal("0")
+    for n, (sku, qty, price) in enumerate(lines):
+        item_price = Decimal(price) * qty
+        tax = (item_price * Decimal(tax_rate)).quantize(Decimal("0.01"))
+        total += item_price + tax + Decimal("3.99")
+        items.append({"ASIN": f"B0{n:08d}", "SellerSKU": sku, "OrderItemId": f"{order_id}-{n}",
+                      "QuantityOrdered": qty, "QuantityShipped": 0,
+                      "ItemPrice": {"CurrencyCode": "USD", "Amount": f"{item_price:.2f}"},
+                      "ItemTax": {"CurrencyCode": "USD", "Amount": f"{tax:.2f}"},
+                      "ShippingPrice": {"CurrencyCode": "USD", "Amount": "3.99"},
+                      "ShippingTax": {"CurrencyCode": "USD", "Amount": "0.00"},
+                      "PromotionDiscount": {"CurrencyCode": "USD", "Amount": "0.00"}})
+    stamp = updated or now_iso()
+    order = {"AmazonOrderId": order_id, "PurchaseDate": stamp, "LastUpdateDate": stamp,
+             "OrderStatus": status, "FulfillmentChannel": "MFN",
+             "OrderTotal": {"CurrencyCode": "USD", "Amount": f"{total:.2f}"},
+             "ShipmentServiceLevelCategory": "Standard", "PaymentMethod": "Other",
+             "MarketplaceId": marketplace,
+             "BuyerInfo": {"BuyerEmail": f"{order_id}@marketplace.amazon.com"},
+             "ShippingAddress": {"Name": "José Álvarez", "AddressLine1": "100 Main St",
+                                 "City": "Austin", "StateOrRegion": "TX",
+                                 "PostalCode": "73301", "CountryCode": country}}
+    return order, items
