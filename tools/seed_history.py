@@ -31,7 +31,7 @@ from typing import Any
 import asyncpg
 
 from services.analytics import rollups, store
-from services.analytics.jobs import AnalyticsSettings
+from services.analytics.jobs import analytics_settings
 
 STORES = {  # store: (countries with weights, currency)
     "shop-us-1": ({"US": 70, "CA": 12, "MX": 8, "BR": 10}, "USD"),
@@ -229,9 +229,11 @@ def _rollup_rows(c: rollups.Contribution, table: str) -> list[tuple[Any, ...]]:
 
 
 class Writer:
-    def __init__(self, conn: asyncpg.Connection, sla_hours: float) -> None:
+    def __init__(self, conn: asyncpg.Connection, sla_hours: float,
+                 zones: dict[str, str] | None = None) -> None:
         self.conn = conn
         self.sla = sla_hours
+        self.zones = zones or {}  # store -> time zone (store_timezone); others UTC
         self.reset()
 
     def reset(self) -> None:
@@ -258,7 +260,8 @@ class Writer:
                     self.parcels.append((p["tracking_number"], key, p["parcel_id"], p["carrier"],
                                          p["warehouse"]))
         view = store.fold_stored(key, facts)
-        c = rollups.contribution(view, self.sla)
+        tz = self.zones.get(shop, "UTC")
+        c = rollups.contribution(view, self.sla, tz)
         rollups.add_up(self.total, c)
         started = view.started_at
         assert started is not None and view.placed_at is not None
@@ -272,8 +275,9 @@ class Writer:
                                 view.statuses[0].at))
         self.index.append((key, shop, ext, order_id, view.customer_id, view.country,
                            view.placed_at, min(datetime.fromisoformat(f[2]) for f in facts)))
-        self.states.append((key, None, None, rollups.utc_day(started), sid,
-                            hold[0] if hold is not None and hold[1] is None else None))
+        self.states.append((key, None, None, rollups.local_day(started, tz), sid,
+                            hold[0] if hold is not None and hold[1] is None else None,
+                            None if tz == "UTC" else tz))
 
     async def flush(self) -> None:
         conn = self.conn
@@ -291,7 +295,8 @@ class Writer:
             await conn.copy_records_to_table("parcel_index", records=self.parcels, columns=[
                 "tracking_number", "order_key", "parcel_id", "carrier", "warehouse"])
             await conn.copy_records_to_table("order_state", records=self.states, columns=[
-                "order_key", "facts", "contrib", "start_day", "slice_id", "hold_open_since"])
+                "order_key", "facts", "contrib", "start_day", "slice_id", "hold_open_since",
+                "tz"])
             await conn.executemany("INSERT INTO slices VALUES ($1, $2, $3, $4, $5)"
                                    " ON CONFLICT DO NOTHING", list(self.slices.values()))
             for name, t in rollups.TABLES.items():
@@ -330,7 +335,9 @@ async def seed(dsn: str, orders: int, *, days: int = 730, seed: int = 1, schema:
         while month <= end.date():
             await conn.execute("SELECT facts_month($1)", month)
             month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
-        writer = Writer(conn, AnalyticsSettings().ship_sla_hours)
+        zones = {r["store"]: r["tz"] for r in await conn.fetch(
+            "SELECT store, tz FROM store_timezone")}
+        writer = Writer(conn, analytics_settings().ship_sla_hours, zones)
         facts = 0
         for n, placed in enumerate(history.placed_times()):
             key, order_id, order_facts = history.order(n, placed)

@@ -1,11 +1,11 @@
 """Analytics' subscribers: the read model. Each event is kept once (inbox and `facts` by
-event_id); a first-time fact is folded into its order (in `occurred_at` order, never arrival
-order, so late events count as if they had come on time) and the change of the order's
-contribution goes into the rollups, in the same transaction (store.fold_in, rollups.py)."""
+event_id); the orders with first-time facts are folded once per consumer run (in `occurred_at`
+order, never arrival order, so late events count as if they had come on time) and the change of
+their contributions goes into the rollups, in the run's transaction (store.fold_orders,
+rollups.py)."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -25,22 +25,33 @@ from shared.db import Conn
 from shared.messaging import Ctx, Handlers, RawMessage
 
 from . import store
-from .jobs import AnalyticsSettings
+from .jobs import analytics_settings
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
 
 
-@functools.cache
 def _sla_hours() -> float:
-    return AnalyticsSettings().ship_sla_hours
+    return analytics_settings().ship_sla_hours
 
 
-async def _fold(ctx: Ctx, recorded: store.Recorded | None, fact: store.StoredFact) -> None:
-    """A first-time fact into its order's rollups (nothing for a repeated fact, or a carrier scan
-    of a parcel not shipped yet: the shipment folds it in)."""
-    if recorded is not None and recorded.key is not None:
-        await store.fold_in(ctx.conn, recorded.key, [fact], _sla_hours(), recorded.state)
+Pending = dict[str, list[store.StoredFact]]
+
+
+async def _fold(ctx: Ctx, key: str | None, fact: store.StoredFact) -> None:
+    """A first-time fact goes to its order's pending facts on the run (nothing for a repeated
+    fact, or a carrier scan of a parcel not shipped yet: the shipment folds it in). Before the
+    run commits, each order touched is folded once with all of its new facts and the run's
+    rollup changes are written at once (store.fold_orders, in the run's transaction)."""
+    if key is None:
+        return
+    conn = ctx.conn
+
+    async def fold(pending: Pending) -> None:
+        await store.fold_orders(conn, pending, _sla_hours())
+
+    pending: Pending = ctx.run.collect("analytics.fold", dict, fold)
+    pending.setdefault(key, []).append(fact)
 
 
 async def skip_invalid(conn: Conn, raw: RawMessage, code: str, message: str) -> bool:

@@ -9,13 +9,17 @@ what changed since the last publication goes out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 
 from prometheus_client import Gauge
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import outbox, topics
@@ -42,6 +46,18 @@ class AnalyticsSettings(BaseSettings):
     # dropped, a month at a time; 0 keeps them forever. Rollups, timelines and orders stay.
     facts_retention_months: int = 24
     partitions_seconds: float = 3600.0
+
+
+@functools.cache
+def analytics_settings() -> AnalyticsSettings:
+    """SHOPKEEPER_ANALYTICS_*, read once (pydantic-settings); a bad value stops the service
+    naming the variable."""
+    try:
+        return AnalyticsSettings()
+    except ValidationError as exc:
+        raise ValueError("; ".join(
+            f"SHOPKEEPER_ANALYTICS_{'_'.join(map(str, e['loc'])).upper()} is invalid: {e['msg']}"
+            for e in exc.errors())) from None
 
 
 ORDERS_BY_STATUS = Gauge("shopkeeper_orders_by_status", "Orders by current status (read model)",
@@ -115,7 +131,7 @@ async def _every(seconds: float, what: str, fn: Callable[[], Awaitable[object]])
 async def backfill(runtime: Runtime, settings: AnalyticsSettings, batch: int = 500) -> int:
     """Fold the orders whose facts came before the rollups existed (migration 0003 says whether
     there are any), a batch per transaction, under a lock so one instance does it. Live events
-    meanwhile fold their own order the same way (store.fold_in), so nothing is counted twice."""
+    meanwhile fold their own order the same way (store.fold_orders), so nothing is counted twice."""
     done = 0
     while True:
         async with runtime.pool.acquire() as conn, conn.transaction():
@@ -126,14 +142,75 @@ async def backfill(runtime: Runtime, settings: AnalyticsSettings, batch: int = 5
                 "SELECT DISTINCT f.order_key FROM facts f WHERE f.order_key IS NOT NULL AND NOT"
                 " EXISTS (SELECT 1 FROM order_state s WHERE s.order_key = f.order_key) LIMIT $1",
                 batch)]
-            for key in keys:
-                await store.fold_in(conn, key, [], settings.ship_sla_hours)
+            await store.fold_orders(conn, {key: [] for key in keys}, settings.ship_sla_hours)
             done += len(keys)
             if not keys:
                 await conn.execute("UPDATE rollup_meta SET value = 'true'"
                                    " WHERE name = 'backfilled'")
                 log.info("rollups backfilled: %d orders folded from their facts", done)
                 return done
+
+
+_refold_wanted: asyncio.Event | None = None
+
+
+def _refold_event() -> asyncio.Event:
+    global _refold_wanted
+    if _refold_wanted is None:
+        _refold_wanted = asyncio.Event()
+    return _refold_wanted
+
+
+def wake_refold(runtime: Runtime) -> None:
+    """A store's time zone changed (api.py): move its orders to the new zone's days now."""
+    _refold_event().set()
+
+
+async def refold_timezones(runtime: Runtime, settings: AnalyticsSettings, batch: int = 500
+                           ) -> int:
+    """Re-fold the orders of stores whose time zone changed (store_timezone.refold_after not
+    NULL), `batch` orders a transaction in key order, the cursor kept in that row, so a restart
+    goes on where it stopped; one instance at a time. Each order's contribution moves from the
+    old zone's days to the new one's (store.fold_orders with refold). Live events of the same
+    orders lock the same order_state rows, so nothing is counted twice. Returns orders moved."""
+    moved = 0
+    while True:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            if not await try_xact_lock(conn, "analytics:refold"):
+                return moved
+            row = await conn.fetchrow(
+                "SELECT store, tz, refold_after FROM store_timezone WHERE refold_after IS NOT"
+                " NULL ORDER BY changed_at, store LIMIT 1 FOR UPDATE")
+            if row is None:
+                return moved
+            keys = [r[0] for r in await conn.fetch(
+                "SELECT order_key FROM order_state WHERE order_key > $1 AND order_key LIKE $2"
+                " ORDER BY order_key LIMIT $3", row["refold_after"],
+                re.sub(r"([%_\\])", r"\\\1", row["store"]) + ":%", batch)]
+            if keys:
+                moved += await store.fold_orders(conn, {k: [] for k in keys},
+                                                 settings.ship_sla_hours, refold=True)
+            await conn.execute("UPDATE store_timezone SET refold_after = $2 WHERE store = $1",
+                               row["store"], keys[-1] if keys else None)
+            if not keys:
+                log.info("store %s: every order now counts in %s days", row["store"], row["tz"])
+
+
+async def _refold_forever(runtime: Runtime, settings: AnalyticsSettings) -> None:
+    """Refold when woken by a change, and every minute (a change made through another
+    instance, or one interrupted by a restart)."""
+    wanted = _refold_event()
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wanted.wait(), 60)
+        wanted.clear()
+        try:
+            await refold_timezones(runtime, settings)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Postgres away: the next wake or minute tries again
+            log.warning("time zone refold failed (%s: %s); retrying within a minute",
+                        type(exc).__name__, exc)
 
 
 def month_start(d: date, months_back: int = 0) -> date:
@@ -172,11 +249,12 @@ async def maintain_partitions(runtime: Runtime, settings: AnalyticsSettings) -> 
 
 
 async def start_jobs(runtime: Runtime) -> None:
-    settings = AnalyticsSettings()
+    settings = analytics_settings()
     runtime.spawn(_every(settings.partitions_seconds, "facts partitions",
                          lambda: maintain_partitions(runtime, settings)), "analytics-partitions")
     runtime.spawn(_every(3600, "rollup backfill", lambda: backfill(runtime, settings)),
                   "analytics-backfill")
+    runtime.spawn(_refold_forever(runtime, settings), "analytics-refold")
     runtime.spawn(_every(settings.gauges_seconds, "gauge refresh",
                          lambda: refresh_gauges(runtime, settings)), "analytics-gauges")
     runtime.spawn(_every(settings.feedback_seconds, "feedback loop",

@@ -5,7 +5,9 @@ SQL does the aggregation (sums by day range and slice, percentiles' histograms, 
 cohorts with window functions); Python only shapes the few result rows the way the oracle does
 (rates rounded to 4 places, money to 2), so both give the same text.
 
-Reports are by whole UTC days: the rollups are daily. The API rounds `from` and `to` to days.
+Reports are by whole days, each store's own (its time zone, store_timezone: an order counts on
+the day it started on in its store's zone; UTC when the store has none): the rollups are daily.
+The API rounds `from` and `to` to days.
 Latency percentiles come from histograms, so they are within one bucket (about 5 %) of the exact
 value.
 """
@@ -38,19 +40,13 @@ class Scope:
         would not use the day index), and its arguments numbered from `first`."""
         parts: list[str] = []
         args: list[Any] = []
-        for cond, value in ((f"{day} >= ${{}}", self._bound(self.first_day, day)),
-                            (f"{day} < ${{}}", self._bound(self.end_day, day)),
+        for cond, value in ((f"{day} >= ${{}}", self.first_day),
+                            (f"{day} < ${{}}", self.end_day),
                             ("slice_id = ANY(${}::bigint[])", self.slices)):
             if value is not None:
                 parts.append(cond.format(first + len(args)))
                 args.append(value)
         return (" WHERE " + " AND ".join(parts)) if parts else "", args
-
-    @staticmethod
-    def _bound(d: date | None, column: str) -> Any:
-        if d is None or column == "day" or column == "start_day":
-            return d
-        return datetime.combine(d, time.min, UTC)
 
 
 def day_floor(t: datetime) -> date:
@@ -190,7 +186,7 @@ _SEGMENT = """CASE
 
 
 def _customers_cte(s: Scope) -> tuple[str, list[Any]]:
-    where, args = s.where("started_at", first=2)
+    where, args = s.where("day", first=2)
     return (f"WITH c AS (SELECT customer_id, sum(orders) AS frequency,"
             " max(started_at) FILTER (WHERE orders > 0) AS last"
             f" FROM r_customer{where} GROUP BY customer_id HAVING sum(orders) > 0),"
@@ -214,7 +210,7 @@ async def customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
 async def rfm_customers(conn: Conn, s: Scope, now: datetime) -> list[dict[str, Any]]:
     """Per customer (personal data: the API asks for the admin token)."""
     cte, args = _customers_cte(s)
-    where, margs = s.where("started_at")
+    where, margs = s.where("day")
     rows = await conn.fetch(f"{cte} SELECT customer_id, frequency, recency, {_SEGMENT} AS segment"
                             " FROM r ORDER BY customer_id", now, *args)
     money: dict[str, list[str]] = defaultdict(list)
@@ -230,9 +226,9 @@ async def rfm_customers(conn: Conn, s: Scope, now: datetime) -> list[dict[str, A
 async def cohorts(conn: Conn, s: Scope) -> list[dict[str, Any]]:
     """Customers by the month of their first order in the range (a window function over each
     customer's active months), and how many bought again k months later."""
-    where, args = s.where("started_at")
+    where, args = s.where("day")
     rows = await conn.fetch(
-        "WITH m AS (SELECT customer_id, date_trunc('month', started_at AT TIME ZONE 'UTC')"
+        "WITH m AS (SELECT customer_id, date_trunc('month', day)"
         f" AS month FROM r_customer{where} GROUP BY 1, 2 HAVING sum(orders) > 0),"
         " f AS (SELECT month, min(month) OVER (PARTITION BY customer_id) AS cohort FROM m)"
         " SELECT to_char(cohort, 'YYYY-MM') AS cohort,"

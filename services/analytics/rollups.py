@@ -15,6 +15,7 @@ from histograms (`bucket`, about 5 % wide).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from . import domain
 
@@ -65,7 +67,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            ("returned", _INT))),
     Table("r_sku_reason", (*_DAY_SLICE, ("sku", "text"), ("reason", "text")), (("units", _INT),)),
     Table("r_pair", (*_DAY_SLICE, ("sku_a", "text"), ("sku_b", "text")), (("orders", _INT),)),
-    Table("r_customer", (("started_at", "timestamptz"), ("slice_id", "slice"),
+    Table("r_customer", (("day", "date"), ("started_at", "timestamptz"), ("slice_id", "slice"),
                          ("customer_id", "text"), ("currency", "text")),
           (("orders", _INT), ("monetary", _NUM))),
     Table("t_status", (("store", "text"), ("status", "text")), (("orders", _INT),)),
@@ -123,6 +125,16 @@ def utc_day(at: datetime) -> date:
     return at.astimezone(UTC).date()
 
 
+@functools.cache
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def local_day(at: datetime, tz: str = "UTC") -> date:
+    """The day `at` falls on in the store's time zone (an IANA name): rollups' day buckets."""
+    return at.astimezone(UTC if tz == "UTC" else zone(tz)).date()
+
+
 def slice_of(v: domain.OrderView) -> Slice:
     return (v.store, v.country or "", tuple(sorted(v.warehouses)), tuple(sorted(v.carriers)))
 
@@ -146,12 +158,13 @@ def _hours(a: datetime, b: datetime) -> float:
     return (b - a).total_seconds() / 3600
 
 
-def contribution(v: domain.OrderView, sla_hours: float) -> Contribution:
-    """The rows this order counts in, with what it adds there (see the module docstring)."""
+def contribution(v: domain.OrderView, sla_hours: float, tz: str = "UTC") -> Contribution:
+    """The rows this order counts in, with what it adds there (see the module docstring). Its
+    day is the day it started on in `tz`, its store's time zone."""
     started = v.started_at
     if started is None:
         return {}
-    day, sl = utc_day(started).isoformat(), slice_id(slice_of(v))
+    day, sl = local_day(started, tz).isoformat(), slice_id(slice_of(v))
     out: dict[str, dict[Key, list[Any]]] = {}
 
     def add(table: str, key: Key, *values: Any) -> None:
@@ -235,7 +248,7 @@ def contribution(v: domain.OrderView, sla_hours: float) -> Contribution:
             for b in skus[i + 1:]:
                 add("r_pair", (day, sl, a, b), 1)
         if v.customer_id:
-            add("r_customer", (started.astimezone(UTC).isoformat(), sl, v.customer_id,
+            add("r_customer", (day, started.astimezone(UTC).isoformat(), sl, v.customer_id,
                                v.currency), 1, v.grand_total)
     return {t: {k: tuple(vals) for k, vals in rows.items()} for t, rows in out.items()}
 
@@ -287,9 +300,17 @@ def loads(text: str | None) -> Contribution:
     out: Contribution = {}
     for t, rows in json.loads(text).items():
         numeric = [ty == _NUM for _, ty in TABLES[t].values]
-        out[t] = {tuple(k): tuple(Decimal(x) if n else x for x, n in zip(v, numeric, strict=True))
+        out[t] = {_key(t, k): tuple(Decimal(x) if n else x
+                                    for x, n in zip(v, numeric, strict=True))
                   for k, v in rows}
     return out
+
+
+def _key(table: str, k: list[Any]) -> Key:
+    """A stored key; r_customer's keys stored before it had a day (migration 0006) were UTC's."""
+    if table == "r_customer" and len(k) == 4:
+        return (utc_day(datetime.fromisoformat(k[0])).isoformat(), *k)
+    return tuple(k)
 
 
 def as_rows(c: Contribution) -> str:
@@ -297,5 +318,7 @@ def as_rows(c: Contribution) -> str:
     out = {}
     for t, rows in c.items():
         cols = [c for c, _ in TABLES[t].keys] + [c for c, _ in TABLES[t].values]
-        out[t] = [dict(zip(cols, (*k, *v), strict=True)) for k, v in rows.items()]
+        # In key order: two transactions upserting the same rows lock them in the same order.
+        out[t] = [dict(zip(cols, (*k, *v), strict=True))
+                  for k, v in sorted(rows.items(), key=lambda kv: kv[0])]
     return json.dumps(out, default=str, separators=(",", ":"))

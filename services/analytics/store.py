@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -20,33 +19,23 @@ from . import domain, rollups
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """A fact stored for the first time: the order it belongs to (None: a carrier scan of a
-    parcel not known yet) and that order's order_state row, locked (None: it has none yet). The
-    record_* functions read it in their own statement, which saves fold_in a round trip."""
-
-    key: str | None
-    state: asyncpg.Record | None
+def _fresh(key_sql: str) -> str:
+    return f" SELECT (SELECT count(*) FROM f) AS fresh, {key_sql} AS key"
 
 
-def _state_of(key_sql: str) -> str:
-    return (" SELECT (SELECT count(*) FROM f) AS fresh, k.key, s.order_key AS state_key,"
-            f" s.facts, s.contrib, s.start_day FROM (SELECT {key_sql} AS key) k"
-            " LEFT JOIN LATERAL (SELECT order_key, facts, contrib, start_day FROM order_state"
-            " WHERE order_key = k.key FOR UPDATE) s ON true")
-
-
-def _recorded(row: asyncpg.Record | None) -> Recorded | None:
+def _recorded(row: asyncpg.Record | None) -> str | None:
+    """The order a first-time fact belongs to (None: the fact was stored before, or it is a
+    carrier scan of a parcel not shipped yet, which the shipment folds in)."""
     if row is None or not row["fresh"]:
         return None
-    return Recorded(row["key"], row if row["state_key"] is not None else None)
+    key: str = row["key"]
+    return key
 
 
-async def record_status(conn: Conn, e: OrderStatusChanged) -> Recorded | None:
+async def record_status(conn: Conn, e: OrderStatusChanged) -> str | None:
     """The timeline row, the order's current status (the newest `occurred_at` wins), the fact and
-    the index, in one statement: orders.status is most of analytics' traffic. Not None when the
-    fact is new."""
+    the index, in one statement: orders.status is most of analytics' traffic. The order's key
+    when the fact is new."""
     key = f"{e.store}:{e.external_order_id}"
     reasons = json.dumps([r.model_dump() for r in e.reasons])
     return _recorded(await conn.fetchrow(
@@ -65,7 +54,7 @@ async def record_status(conn: Conn, e: OrderStatusChanged) -> Recorded | None:
         " x AS (INSERT INTO order_index AS x (order_key, store, external_order_id, order_id,"
         " seen_at) VALUES ($2, $8, $9, $7, $4) ON CONFLICT (order_key) DO UPDATE SET"
         " order_id = coalesce(x.order_id, EXCLUDED.order_id),"
-        " seen_at = least(x.seen_at, EXCLUDED.seen_at))" + _state_of("$2::text"),
+        " seen_at = least(x.seen_at, EXCLUDED.seen_at))" + _fresh("$2::text"),
         e.event_id, key, e.status, e.occurred_at, reasons, json.dumps(e.details, default=str),
         e.order_id, e.store, e.external_order_id))
 
@@ -118,23 +107,24 @@ async def reason_counts(pool: asyncpg.Pool, status: str) -> dict[str, int]:
 
 async def record_fact(conn: Conn, event_id: uuid.UUID, kind: str, at: datetime,
                       body: dict[str, Any], *, order_key: str | None = None,
-                      tracking_number: str | None = None) -> Recorded | None:
-    """Not None when the fact is new; a carrier scan belongs to the order of its parcel."""
+                      tracking_number: str | None = None) -> str | None:
+    """The order's key when the fact is new; a carrier scan belongs to the order of its
+    parcel."""
     return _recorded(await conn.fetchrow(
         "WITH f AS (INSERT INTO facts (event_id, kind, order_key, tracking_number, occurred_at,"
         " body) VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING RETURNING 1)"
-        + _state_of("coalesce($3::text, (SELECT order_key FROM parcel_index"
-                    " WHERE tracking_number = $4))"),
+        + _fresh("coalesce($3::text, (SELECT order_key FROM parcel_index"
+                 " WHERE tracking_number = $4))"),
         event_id, kind, order_key, tracking_number, at, json.dumps(body, default=str)))
 
 
 async def record_order_fact(conn: Conn, event_id: uuid.UUID, at: datetime,
                             body: dict[str, Any], *, key: str, order_id: str | None = None,
                             customer_id: str | None = None, country: str | None = None,
-                            placed_at: datetime | None = None) -> Recorded | None:
+                            placed_at: datetime | None = None) -> str | None:
     """A placed or accepted order: the fact, and what is known of the order in the index, where
     the first value seen of each field stays (a re-sent order keeps its first version, as intake
-    does). One statement; not None when the fact is new."""
+    does). One statement; the order's key when the fact is new."""
     store_name, _, ext = key.partition(":")
     return _recorded(await conn.fetchrow(
         "WITH f AS (INSERT INTO facts (event_id, kind, order_key, occurred_at, body)"
@@ -146,7 +136,7 @@ async def record_order_fact(conn: Conn, event_id: uuid.UUID, at: datetime,
         " customer_id = coalesce(o.customer_id, EXCLUDED.customer_id),"
         " country = coalesce(o.country, EXCLUDED.country),"
         " placed_at = coalesce(o.placed_at, EXCLUDED.placed_at),"
-        " seen_at = least(o.seen_at, EXCLUDED.seen_at))" + _state_of("$2::text"),
+        " seen_at = least(o.seen_at, EXCLUDED.seen_at))" + _fresh("$2::text"),
         event_id, key, at, json.dumps(body, default=str), store_name, ext, order_id, customer_id,
         country, placed_at))
 
@@ -309,76 +299,134 @@ def fold_stored(key: str, facts: list[StoredFact]) -> domain.OrderView:
     return domain.fold(key, folded, tracking)
 
 
-async def _facts_of(conn: Conn, key: str) -> list[StoredFact]:
-    """The order's facts from `facts` (an order folded for the first time)."""
+
+def _stored_row(r: asyncpg.Record) -> StoredFact:
+    return [r["kind"], str(r["event_id"]), r["occurred_at"].isoformat(), json.loads(r["body"]),
+            r["tracking_number"]]
+
+
+async def _facts_of(conn: Conn, keys: list[str]) -> dict[str, list[StoredFact]]:
+    """The orders' facts from `facts` (orders folded for the first time), with the carrier
+    scans of their parcels; one statement for all."""
+    out: dict[str, list[StoredFact]] = {k: [] for k in keys}
+    for r in await conn.fetch(
+            "SELECT order_key AS of, kind, event_id, occurred_at, body, tracking_number"
+            " FROM facts WHERE order_key = ANY($1::text[]) UNION ALL"
+            " SELECT p.order_key, f.kind, f.event_id, f.occurred_at, f.body, f.tracking_number"
+            " FROM parcel_index p JOIN facts f ON f.tracking_number = p.tracking_number"
+            " AND f.kind = 'tracked' WHERE p.order_key = ANY($1::text[])", keys):
+        out[r["of"]].append(_stored_row(r))
+    return out
+
+
+async def _tracking_of(conn: Conn, numbers: list[str]) -> dict[str, list[StoredFact]]:
+    out: dict[str, list[StoredFact]] = {}
+    for r in await conn.fetch(
+            "SELECT 'tracked' AS kind, event_id, occurred_at, body, tracking_number FROM facts"
+            " WHERE tracking_number = ANY($1::text[]) AND kind = 'tracked'", numbers):
+        out.setdefault(r["tracking_number"], []).append(_stored_row(r))
+    return out
+
+
+def _shipped_numbers(facts: list[StoredFact]) -> list[str]:
+    return [p["tracking_number"] for f in facts if f[0] == "shipped" for p in f[3]["parcels"]]
+
+
+async def fold_in(conn: Conn, key: str, new: list[StoredFact], sla_hours: float) -> None:
+    """One order's first-time facts into the rollups (`fold_orders` of one)."""
+    await fold_orders(conn, {key: new}, sla_hours)
+
+
+async def fold_orders(conn: Conn, pending: dict[str, list[StoredFact]], sla_hours: float, *,
+                      refold: bool = False) -> int:
+    """Add first-time facts to their orders: re-fold each order once, and add the sum of the
+    changes of their contributions to the rollups. A constant number of statements whatever the
+    number of orders (the consumer calls this once per run, handlers.py): create the missing
+    order_state rows, read and lock all of them in key order, read the facts of those folded for
+    the first time and the carrier scans of new shipments, then one write.
+
+    Idempotent: a fact already folded (same event id) changes nothing. `refold`: fold the orders
+    again even without new facts (their store's time zone changed: the contribution moves to
+    the new zone's days). Returns how many orders changed."""
+    keys = sorted(pending)
+    if not keys:
+        return 0
+    created = {r[0] for r in await conn.fetch(
+        "INSERT INTO order_state (order_key) SELECT k FROM unnest($1::text[]) k ORDER BY k"
+        " ON CONFLICT DO NOTHING RETURNING order_key", keys)}
     rows = await conn.fetch(
-        "SELECT kind, event_id, occurred_at, body, tracking_number FROM facts"
-        " WHERE order_key = $1 UNION ALL"
-        " SELECT f.kind, f.event_id, f.occurred_at, f.body, f.tracking_number FROM parcel_index p"
-        " JOIN facts f ON f.tracking_number = p.tracking_number AND f.kind = 'tracked'"
-        " WHERE p.order_key = $1", key)
-    return [[r["kind"], str(r["event_id"]), r["occurred_at"].isoformat(), json.loads(r["body"]),
-             r["tracking_number"]] for r in rows]
+        "SELECT s.order_key, s.facts, s.contrib, s.start_day, s.tz AS folded_tz,"
+        " coalesce(z.tz, 'UTC') AS tz, (SELECT value::date FROM rollup_meta"
+        " WHERE name = 'facts_kept_from') AS kept_from"
+        " FROM order_state s LEFT JOIN store_timezone z"
+        " ON z.store = split_part(s.order_key, ':', 1)"
+        " WHERE s.order_key = ANY($1::text[]) ORDER BY s.order_key FOR UPDATE OF s", keys)
+    unread = [r["order_key"] for r in rows if r["facts"] is None]
+    from_facts = await _facts_of(conn, unread) if unread else {}
+    numbers = sorted({n for k in keys for n in _shipped_numbers(pending[k])})
+    scans = await _tracking_of(conn, numbers) if numbers else {}
 
-
-async def _tracking_of(conn: Conn, numbers: list[str]) -> list[StoredFact]:
-    rows = await conn.fetch(
-        "SELECT event_id, occurred_at, body, tracking_number FROM facts"
-        " WHERE tracking_number = ANY($1::text[]) AND kind = 'tracked'", numbers)
-    return [["tracked", str(r["event_id"]), r["occurred_at"].isoformat(), json.loads(r["body"]),
-             r["tracking_number"]] for r in rows]
-
-
-_UNREAD: Any = object()
-
-
-async def fold_in(conn: Conn, key: str, new: list[StoredFact], sla_hours: float,
-                  state: asyncpg.Record | None = _UNREAD) -> None:
-    """Add first-time facts to their order: re-fold it, and add the change of its contribution
-    to the rollups. Idempotent: a fact already folded (same event id) changes nothing. `state`:
-    the order's order_state row already read and locked (Recorded.state), if it was."""
-    row = state if state is not _UNREAD else await conn.fetchrow(
-        "SELECT facts, contrib, start_day FROM order_state WHERE order_key = $1 FOR UPDATE", key)
-    if row is None:
-        inserted = await conn.fetchval("INSERT INTO order_state (order_key) VALUES ($1)"
-                                       " ON CONFLICT DO NOTHING RETURNING true", key)
-        if not inserted:  # another transaction created it meanwhile
-            row = await conn.fetchrow("SELECT facts, contrib, start_day FROM order_state"
-                                      " WHERE order_key = $1 FOR UPDATE", key)
-    if row is not None and row["facts"] is None and row["start_day"] is not None:
-        kept_from = await conn.fetchval(
-            "SELECT value::date FROM rollup_meta WHERE name = 'facts_kept_from'")
-        if kept_from is not None and row["start_day"] < kept_from:
+    total: rollups.Contribution = {}
+    slices: dict[int, rollups.Slice] = {}
+    writes: list[tuple[Any, ...]] = []
+    for row in rows:
+        key, new, tz = row["order_key"], pending[row["order_key"]], row["tz"]
+        first = key in created
+        folded_tz = row["folded_tz"] or "UTC"
+        kept_from = row["kept_from"]
+        if (not first and row["facts"] is None and row["start_day"] is not None
+                and kept_from is not None and row["start_day"] < kept_from):
             # Its facts were dropped by retention: a fold of what is left would count the order
-            # as less than it was. Its rollups stay as they were; the fact itself is kept.
-            log.info("order %s started %s, before the facts kept (%s): the event is stored but"
-                     " does not change the reports", key, row["start_day"], kept_from)
-            return
-    facts: list[StoredFact] = (json.loads(row["facts"]) if row is not None and row["facts"]
-                               is not None else await _facts_of(conn, key))
-    if row is None:
-        old: rollups.Contribution = {}
-    elif row["contrib"] is not None:
-        old = rollups.loads(row["contrib"])
-    else:  # not stored (a generated history): what its facts before these gave
-        fresh = {f[1] for f in new}
-        old = rollups.contribution(fold_stored(key, [f for f in facts if f[1] not in fresh]),
-                                   sla_hours)
-    by_id = {f[1]: f for f in facts}
-    known = len(by_id)
-    for f in new:
-        by_id.setdefault(f[1], f)
-    numbers = sorted({p["tracking_number"] for f in new if f[0] == "shipped"
-                      for p in f[3]["parcels"]})
-    if numbers:  # carrier scans that came before the shipment
-        for f in await _tracking_of(conn, numbers):
+            # as less than it was. Its rollups stay as they were; the facts themselves are kept.
+            log.info("order %s started %s, before the facts kept (%s): its new events are"
+                     " stored but do not change the reports", key, row["start_day"], kept_from)
+            continue
+        facts: list[StoredFact] = (json.loads(row["facts"]) if row["facts"] is not None
+                                   else from_facts.get(key, []))
+        if first:
+            old: rollups.Contribution = {}
+        elif row["contrib"] is not None:
+            old = rollups.loads(row["contrib"])
+        else:  # not stored (a generated history): what its facts before these gave
+            fresh = {f[1] for f in new}
+            old = rollups.contribution(
+                fold_stored(key, [f for f in facts if f[1] not in fresh]), sla_hours, folded_tz)
+        by_id = {f[1]: f for f in facts}
+        known = len(by_id)
+        for f in new:
             by_id.setdefault(f[1], f)
-    if len(by_id) == known and row is not None and row["facts"] is not None:
-        return
-    facts = list(by_id.values())
-    view = fold_stored(key, facts)
-    new_c = rollups.contribution(view, sla_hours)
-    await write_rollups(conn, key, facts, view, new_c, rollups.delta(old, new_c))
+        for number in _shipped_numbers(new):  # carrier scans that came before the shipment
+            for f in scans.get(number, ()):
+                by_id.setdefault(f[1], f)
+        if (len(by_id) == known and not first and row["facts"] is not None
+                and not (refold and folded_tz != tz)):
+            continue
+        all_facts = list(by_id.values())
+        view = fold_stored(key, all_facts)
+        contrib = rollups.contribution(view, sla_hours, tz)
+        rollups.add_up(total, rollups.delta(old, contrib))
+        started = view.started_at
+        sid = None
+        if started is not None:
+            sl = rollups.slice_of(view)
+            sid = rollups.slice_id(sl)
+            slices[sid] = sl
+        hold = rollups.hold_of(view)
+        writes.append((key, json.dumps(all_facts, separators=(",", ":")), rollups.dumps(contrib),
+                       rollups.local_day(started, tz) if started else None, sid,
+                       hold[0] if hold is not None and hold[1] is None else None,
+                       None if tz == "UTC" else tz))
+    if not writes:
+        return 0
+    change: rollups.Contribution = {}
+    for table, changed in total.items():  # orders' changes may cancel out (one leaves, one comes)
+        if nonzero := {k: v for k, v in changed.items() if any(v)}:
+            change[table] = nonzero
+    await conn.execute(WRITE_SQL, *(list(col) for col in zip(*writes, strict=True)),
+                       json.dumps([[sid, *sl[:2], list(sl[2]), list(sl[3])]
+                                   for sid, sl in sorted(slices.items())]),
+                       rollups.as_rows(change))
+    return len(writes)
 
 
 _SQL_TYPE = {"date": "date", "timestamptz": "timestamptz", "slice": "bigint", "text": "text",
@@ -392,38 +440,20 @@ def _rollup_cte(i: int, name: str) -> str:
     record = ", ".join(f"{c} {_SQL_TYPE[ty]}" for c, ty in zip(cols, types, strict=True))
     sets = ", ".join(f"{c} = {name}.{c} + EXCLUDED.{c}" for c, _ in t.values)
     return (f"w{i} AS (INSERT INTO {name} ({', '.join(cols)}) SELECT * FROM"
-            f" jsonb_to_recordset($7::jsonb -> '{name}') AS x({record})"
+            f" jsonb_to_recordset($9::jsonb -> '{name}') AS x({record})"
             f" ON CONFLICT ({', '.join(c for c, _ in t.keys)}) DO UPDATE SET {sets})")
 
 
-# One statement for every change: the rollups' rows come as one JSON document (a table absent
-# from it inserts nothing), so the text never varies and is prepared once per connection.
+# One statement for a whole run's changes: the orders' new state as arrays ($1-$7, unnest), the
+# slices as one JSON array ($8), the rollups' rows as one JSON document ($9: a table absent from
+# it inserts nothing), so the text never varies and is prepared once per connection.
 WRITE_SQL = (
-    "WITH s AS (INSERT INTO slices SELECT $8::bigint, $9::text, $10::text, $11::text[], $12::text[]"
-    " WHERE $8 IS NOT NULL"
-    " ON CONFLICT DO NOTHING), "
+    "WITH s AS (INSERT INTO slices SELECT (x->>0)::bigint, x->>1, x->>2,"
+    " ARRAY(SELECT jsonb_array_elements_text(x->3)), ARRAY(SELECT jsonb_array_elements_text(x->4))"
+    " FROM jsonb_array_elements($8::jsonb) x ON CONFLICT DO NOTHING), "
     + ", ".join(_rollup_cte(i, name) for i, name in enumerate(rollups.TABLES))
-    + " UPDATE order_state SET facts = $2::jsonb, contrib = $3::jsonb, start_day = $4,"
-    " slice_id = $5, hold_open_since = $6 WHERE order_key = $1")
-STATE_SQL = ("UPDATE order_state SET facts = $2::jsonb, contrib = $3::jsonb, start_day = $4,"
-             " slice_id = $5, hold_open_since = $6 WHERE order_key = $1")
-
-
-async def write_rollups(conn: Conn, key: str, facts: list[StoredFact] | None,
-                        view: domain.OrderView, contrib: rollups.Contribution,
-                        change: rollups.Contribution) -> None:
-    """The order's new state and the change of its contribution, in one statement."""
-    started = view.started_at
-    sl = rollups.slice_of(view) if started is not None else None
-    sid = rollups.slice_id(sl) if sl is not None else None
-    hold = rollups.hold_of(view)
-    args: list[Any] = [key, json.dumps(facts, separators=(",", ":")) if facts is not None
-                       else None, rollups.dumps(contrib),
-                       rollups.utc_day(started) if started else None, sid,
-                       hold[0] if hold is not None and hold[1] is None else None]
-    if not change:
-        await conn.execute(STATE_SQL, *args)
-        return
-    await conn.execute(WRITE_SQL, *args, rollups.as_rows(change), sid,
-                       sl[0] if sl else None, sl[1] if sl else None,
-                       list(sl[2]) if sl else None, list(sl[3]) if sl else None)
+    + " UPDATE order_state o SET facts = u.facts::jsonb, contrib = u.contrib::jsonb,"
+    " start_day = u.start_day, slice_id = u.slice_id, hold_open_since = u.hold, tz = u.tz"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::bigint[],"
+    " $6::timestamptz[], $7::text[]) AS u(order_key, facts, contrib, start_day, slice_id, hold, tz)"
+    " WHERE o.order_key = u.order_key")

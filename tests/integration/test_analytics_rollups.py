@@ -70,13 +70,26 @@ def an_order(draw: Any) -> dict[str, Any]:
 
 
 class Writer:
-    """Writes facts the way handlers.py does: the fact (and indexes), then folds it in."""
+    """Writes facts the way handlers.py does: the fact (and indexes) per event, and the orders
+    touched folded once per run (store.fold_orders, the run's before-commit hook). With `rng`,
+    runs end at random (1 to many events, as the consumer's runs); without, every event is a
+    run of one."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, rng: random.Random | None = None) -> None:
         self.conn = conn
-        self.log: list[tuple[str, Any]] = []
+        self.rng = rng
+        self.pending: dict[str, list[store.StoredFact]] = {}
 
     async def apply(self, item: tuple[str, Any]) -> None:
+        await self.record(item)
+        if self.rng is None or self.rng.random() < 0.3:
+            await self.end_run()
+
+    async def end_run(self) -> None:
+        pending, self.pending = self.pending, {}
+        await store.fold_orders(self.conn, pending, SLA_HOURS)
+
+    async def record(self, item: tuple[str, Any]) -> None:
         kind, x = item
         c = self.conn
         if kind == "placed":
@@ -101,8 +114,8 @@ class Writer:
                     await store.index_parcel(c, p["tracking_number"], key, p["parcel_id"],
                                              p["carrier"], p["warehouse"])
             fact = store.stored(kind, eid, at, body)
-        if rec is not None and rec.key is not None:
-            await store.fold_in(c, rec.key, [fact], SLA_HOURS, rec.state)
+        if rec is not None:
+            self.pending.setdefault(rec, []).append(fact)
 
 
 def events_of(shop: str, start: datetime, orders: list[dict[str, Any]]) -> list[tuple[str, Any]]:
@@ -165,7 +178,7 @@ async def snapshot(conn: Any, shop: str) -> dict[str, list[Any]]:
             out[name] = [tuple(r) for r in await conn.fetch(
                 f"SELECT * FROM {name} WHERE slice_id = ANY($1::bigint[]) ORDER BY {cols}", ids)]
     out["order_state"] = [tuple(r) for r in await conn.fetch(
-        "SELECT order_key, contrib, start_day, slice_id, hold_open_since FROM order_state"
+        "SELECT order_key, contrib, start_day, slice_id, hold_open_since, tz FROM order_state"
         " WHERE order_key LIKE $1 ORDER BY order_key", f"{shop}:%")]
     return out
 
@@ -208,9 +221,10 @@ async def test_every_report_from_the_rollups_equals_the_recompute_from_the_facts
     tx = conn.transaction()
     await tx.start()
     try:
-        writer = Writer(conn)
+        writer = Writer(conn, rng)
         for item in arrival:
             await writer.apply(item)
+        await writer.end_run()
         first = datetime.combine((NOW - timedelta(days=days_back)).date(), time.min, UTC)
         f = domain.Filters(first, first + timedelta(days=end_days) if end_days else None,
                            frozenset({shop}), frozenset({country} if country else ()),
@@ -229,6 +243,7 @@ async def test_every_report_from_the_rollups_equals_the_recompute_from_the_facts
         rng.shuffle(again)
         for item in again:
             await writer.apply(item)
+        await writer.end_run()
         assert await snapshot(conn, shop) == before
     finally:
         await tx.rollback()
