@@ -25,6 +25,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from . import domain
 
 Key = tuple[Any, ...]
@@ -139,6 +141,7 @@ def slice_of(v: domain.OrderView) -> Slice:
     return (v.store, v.country or "", tuple(sorted(v.warehouses)), tuple(sorted(v.carriers)))
 
 
+@functools.lru_cache(maxsize=4096)
 def slice_id(s: Slice) -> int:
     """A stable 63-bit id of a slice, the same in every process (rollup rows carry it)."""
     raw = json.dumps([s[0], s[1], list(s[2]), list(s[3])], separators=(",", ":")).encode()
@@ -290,15 +293,15 @@ def add_up(into: Contribution, more: Contribution) -> None:
 # are; money goes as strings, back to Decimal on reading.
 
 def dumps(c: Contribution) -> str:
-    return json.dumps({t: [[k, v] for k, v in rows.items()] for t, rows in c.items()},
-                      default=str, separators=(",", ":"))
+    return orjson.dumps({t: [[k, v] for k, v in rows.items()] for t, rows in c.items()},
+                        default=str).decode()
 
 
 def loads(text: str | None) -> Contribution:
     if not text:
         return {}
     out: Contribution = {}
-    for t, rows in json.loads(text).items():
+    for t, rows in orjson.loads(text).items():
         numeric = [ty == _NUM for _, ty in TABLES[t].values]
         out[t] = {_key(t, k): tuple(Decimal(x) if n else x
                                     for x, n in zip(v, numeric, strict=True))
@@ -321,4 +324,4 @@ def as_rows(c: Contribution) -> str:
         # In key order: two transactions upserting the same rows lock them in the same order.
         out[t] = [dict(zip(cols, (*k, *v), strict=True))
                   for k, v in sorted(rows.items(), key=lambda kv: kv[0])]
-    return json.dumps(out, default=str, separators=(",", ":"))
+    return orjson.dumps(out, default=str).decode()

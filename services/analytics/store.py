@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import orjson
 
 from shared.contracts import FeedbackGiven, OrderStatusChanged, RefundIssued
 from shared.db import Conn
@@ -280,7 +281,7 @@ StoredFact = list[Any]
 
 def stored(kind: str, event_id: uuid.UUID | str, at: datetime, body: dict[str, Any],
            tracking_number: str | None = None) -> StoredFact:
-    return [kind, str(event_id), at.isoformat(), json.loads(json.dumps(body, default=str)),
+    return [kind, str(event_id), at.isoformat(), orjson.loads(orjson.dumps(body, default=str)),
             tracking_number]
 
 
@@ -301,7 +302,7 @@ def fold_stored(key: str, facts: list[StoredFact]) -> domain.OrderView:
 
 
 def _stored_row(r: asyncpg.Record) -> StoredFact:
-    return [r["kind"], str(r["event_id"]), r["occurred_at"].isoformat(), json.loads(r["body"]),
+    return [r["kind"], str(r["event_id"]), r["occurred_at"].isoformat(), orjson.loads(r["body"]),
             r["tracking_number"]]
 
 
@@ -381,7 +382,7 @@ async def fold_orders(conn: Conn, pending: dict[str, list[StoredFact]], sla_hour
             log.info("order %s started %s, before the facts kept (%s): its new events are"
                      " stored but do not change the reports", key, row["start_day"], kept_from)
             continue
-        facts: list[StoredFact] = (json.loads(row["facts"]) if row["facts"] is not None
+        facts: list[StoredFact] = (orjson.loads(row["facts"]) if row["facts"] is not None
                                    else from_facts.get(key, []))
         if first:
             old: rollups.Contribution = {}
@@ -412,7 +413,7 @@ async def fold_orders(conn: Conn, pending: dict[str, list[StoredFact]], sla_hour
             sid = rollups.slice_id(sl)
             slices[sid] = sl
         hold = rollups.hold_of(view)
-        writes.append((key, json.dumps(all_facts, separators=(",", ":")), rollups.dumps(contrib),
+        writes.append((key, orjson.dumps(all_facts).decode(), rollups.dumps(contrib),
                        rollups.local_day(started, tz) if started else None, sid,
                        hold[0] if hold is not None and hold[1] is None else None,
                        None if tz == "UTC" else tz))
@@ -423,8 +424,8 @@ async def fold_orders(conn: Conn, pending: dict[str, list[StoredFact]], sla_hour
         if nonzero := {k: v for k, v in changed.items() if any(v)}:
             change[table] = nonzero
     await conn.execute(WRITE_SQL, *(list(col) for col in zip(*writes, strict=True)),
-                       json.dumps([[sid, *sl[:2], list(sl[2]), list(sl[3])]
-                                   for sid, sl in sorted(slices.items())]),
+                       orjson.dumps([[sid, *sl[:2], list(sl[2]), list(sl[3])]
+                                     for sid, sl in sorted(slices.items())]).decode(),
                        rollups.as_rows(change))
     return len(writes)
 
