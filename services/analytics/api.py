@@ -105,9 +105,8 @@ def filters(request: Request, start: str | None = Query(None, alias="from"),
 
 async def _reports(request: Request, f: domain.Filters, only: str | None = None
                    ) -> dict[str, list[dict[str, Any]]]:
-    async with request.app.state.runtime.pool.acquire() as conn:
-        return await reports.reports(conn, f, utcnow(), analytics_settings().ship_sla_hours,
-                                     only=only)
+    return await reports.reports(request.app.state.runtime.pool, f, utcnow(),
+                                 analytics_settings().ship_sla_hours, only=only)
 
 
 @router.get("/reports", response_model=schemas.Reports)

@@ -14,11 +14,15 @@ value.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+
+import asyncpg
 
 from shared.db import Conn
 
@@ -274,16 +278,51 @@ async def reorder_hints(conn: Conn, now: datetime) -> list[dict[str, Any]]:
 
 # --- all of them, shaped as domain.reports --------------------------------------------------
 
-async def reports(conn: Conn, f: domain.Filters, now: datetime, sla_hours: float,
+class _On:
+    """Where the queries of one request run: on a pool, each on its own connection, all at once
+    (a report page's dozen queries wait for one another no more); on one connection (a test's
+    transaction), one after another."""
+
+    def __init__(self, db: Conn | asyncpg.Pool) -> None:
+        self.pool = db if isinstance(db, asyncpg.Pool) else None
+        self.conn = None if isinstance(db, asyncpg.Pool) else db
+
+    async def __call__(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        if self.pool is not None:
+            async with self.pool.acquire() as conn:
+                return await fn(conn, *args)
+        return await fn(self.conn, *args)
+
+    async def all(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+        if self.pool is not None:
+            return list(await asyncio.gather(*(self(*call) for call in calls)))
+        return [await self(*call) for call in calls]
+
+
+SKU_REPORTS = ("best_sellers", "returns_by_sku", "pairs")
+
+
+async def reports(db: Conn | asyncpg.Pool, f: domain.Filters, now: datetime, sla_hours: float,
                   personal: bool = False, only: str | None = None
                   ) -> dict[str, list[dict[str, Any]]]:
-    """Every report (`only`: just that one, reading only its rollups), as domain.reports."""
-    s = await scope(conn, f)
+    """Every report (`only`: just that one, reading only its rollups), as domain.reports. Each
+    rollup is read once per request (the SKU reports share their rows)."""
+    on = _On(db)
+    s = await on(scope, f)
     if only is not None and only != "summary":
-        return await one(conn, s, f, now, only)
-    t = await totals(conn, s)
-    hold_hist = await histogram(conn, s, "hold")
-    opened = await open_holds(conn, s)
+        return dict(await on(one, s, f, now, only))
+    calls: list[tuple[Any, ...]] = [(totals, s), (histogram, s, "hold"), (open_holds, s),
+                                    (histogram, s, "ship"), (refunds, s), (customers, s, now)]
+    others = [] if only == "summary" else [
+        name for name in domain.REPORTS
+        if name not in ("summary", "refunds", "rfm_segments", *SKU_REPORTS)]
+    if personal and only is None:
+        others.append("rfm_customers")
+    calls += [(one, s, f, now, name) for name in others]
+    if only is None:
+        calls += [(skus, s, now), (sku_reasons, s), (top_pairs, s)]
+    found = await on.all(calls)
+    t, hold_hist, opened, ship_hist, refund_rows, cust = found[:6]
     open_ages = [(now - at).total_seconds() / 3600 for at in opened]
     merged = dict(hold_hist)
     for age in open_ages:
@@ -291,7 +330,6 @@ async def reports(conn: Conn, f: domain.Filters, now: datetime, sla_hours: float
         merged[b] = merged.get(b, 0) + 1
     closed_max = rollups.bucket_value(max(hold_hist)) if hold_hist else None
     hold_max = max([a for a in (closed_max, *open_ages) if a is not None], default=None)
-    ship_hist = await histogram(conn, s, "ship")
     orders = int(t["orders"])
     summary: dict[str, Any] = {"orders": orders, "sold": int(t["sold"])}
     summary |= {"reviewed": int(t["reviewed"]), "accepted": int(t["accepted"]),
@@ -318,7 +356,6 @@ async def reports(conn: Conn, f: domain.Filters, now: datetime, sla_hours: float
                                               int(t["parcels_delivered"])),
                 "cost_per_parcel": f"{Decimal(t['cost_total']) / samples:.2f}" if samples
                 else None, "cost_samples": samples}
-    refund_rows = await refunds(conn, s)
     by_currency: dict[str, Decimal] = defaultdict(Decimal)
     for r in refund_rows:
         by_currency[r["currency"]] += Decimal(r["amount"])
@@ -330,18 +367,17 @@ async def reports(conn: Conn, f: domain.Filters, now: datetime, sla_hours: float
                 "ratings": ratings_n,
                 "average_rating": round(int(t["rating_sum"]) / ratings_n, 2) if ratings_n
                 else None}
-    cust = await customers(conn, s, now)
     summary |= {k: cust[k] for k in ("customers", "repeat_customers", "repeat_customer_rate")}
     out = {"summary": [{"metric": k, "value": v} for k, v in summary.items()]}
     if only == "summary":
         return out
     out |= {"refunds": refund_rows, "rfm_segments": cust["segments"]}
-    for name in domain.REPORTS:
-        if name not in out:
-            out |= await one(conn, s, f, now, name, t)
-    if personal:
-        out |= await one(conn, s, f, now, "rfm_customers")
-    return out
+    for result in found[6:6 + len(others)]:
+        out |= result
+    sku_rows, reasons, pairs = found[6 + len(others):]
+    for name in SKU_REPORTS:
+        out |= _sku_shaped(s, f, now, name, t, sku_rows, reasons, pairs)
+    return {name: out[name] for name in (*domain.REPORTS, *others) if name in out}
 
 
 async def one(conn: Conn, s: Scope, f: domain.Filters, now: datetime, name: str,
@@ -382,6 +418,16 @@ async def one(conn: Conn, s: Scope, f: domain.Filters, now: datetime, name: str,
 async def _sku_reports(conn: Conn, s: Scope, f: domain.Filters, now: datetime, name: str,
                        t: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
     sku_rows = await skus(conn, s, now)
+    reasons = await sku_reasons(conn, s) if name == "returns_by_sku" else {}
+    pairs = await top_pairs(conn, s) if name == "pairs" else []
+    if name == "pairs" and t is None:
+        t = await totals(conn, s)
+    return _sku_shaped(s, f, now, name, t, sku_rows, reasons, pairs)
+
+
+def _sku_shaped(s: Scope, f: domain.Filters, now: datetime, name: str,
+                t: dict[str, Any] | None, sku_rows: list[Any], reasons: dict[str, dict[str, int]],
+                pairs: list[Any]) -> dict[str, list[dict[str, Any]]]:
     if name == "best_sellers":
         start = f.start or (datetime.combine(s.first_day, time.min, UTC) if s.first_day
                             else now)
@@ -395,7 +441,6 @@ async def _sku_reports(conn: Conn, s: Scope, f: domain.Filters, now: datetime, n
              "velocity_30d": round(int(r["u30"]) / 30, 3)}
             for r in sorted(sold, key=lambda r: (-int(r["units"]), r["sku"]))]}
     if name == "returns_by_sku":
-        reasons = await sku_reasons(conn, s)
         returned = [r for r in sku_rows if r["shipped_units"] or r["returned"]]
         return {name: [
             {"sku": r["sku"], "sold": int(r["shipped_units"]), "returned": int(r["returned"]),
@@ -404,8 +449,8 @@ async def _sku_reports(conn: Conn, s: Scope, f: domain.Filters, now: datetime, n
                  reasons.get(r["sku"], {}).items(), key=lambda kv: (-kv[1], kv[0])))}
             for r in sorted(returned, key=lambda r: (-int(r["returned"]), r["sku"]))]}
     orders_with = {r["sku"]: int(r["orders"]) for r in sku_rows}
-    baskets = int((t or await totals(conn, s))["baskets"])
+    baskets = int((t or {}).get("baskets", 0))
     return {name: [{"sku_a": r["sku_a"], "sku_b": r["sku_b"], "orders": int(r["n"]),
                     "support": rate(int(r["n"]), baskets),
                     "confidence_b_given_a": rate(int(r["n"]), orders_with.get(r["sku_a"], 0))}
-                   for r in await top_pairs(conn, s)]}
+                   for r in pairs]}

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from services.analytics import domain, reports, store
+from services.analytics import domain, reports
 from shared.settings import get_settings, service_database_url
 
 from .helpers import eventually, http_get, url

@@ -21,3 +21,5 @@ UPDATE r_customer SET day = (started_at AT TIME ZONE 'UTC')::date;
 ALTER TABLE r_customer ALTER COLUMN day SET NOT NULL;
 ALTER TABLE r_customer DROP CONSTRAINT r_customer_pkey;
 ALTER TABLE r_customer ADD PRIMARY KEY (day, started_at, slice_id, customer_id, currency);
+-- Fresh statistics for the new key, or the planner may not use it for a range of days.
+ANALYZE r_customer;
