@@ -198,8 +198,60 @@ def _customers_cte(s: Scope) -> tuple[str, list[Any]]:
             " extract(epoch FROM $1::timestamptz - last) / 86400 AS recency FROM c)"), args
 
 
+# A customer's months in the range as bits of one bigint (month - the range's first month), so
+# one pass grouped by customer gives RFM and cohorts; a range of more months uses two passes.
+MONTH_OF_DAY = "(date_part('year', day)::int * 12 + date_part('month', day)::int - 1)"
+MAX_MONTH_BITS = 62
+
+
+def _month(d: date) -> int:
+    return d.year * 12 + d.month - 1
+
+
+async def _first_month(conn: Conn, s: Scope) -> int | None:
+    """The range's first month (as `_month`), or None when it spans more than MAX_MONTH_BITS."""
+    first, end = s.first_day, s.end_day
+    if first is None or end is None:
+        row = await conn.fetchrow("SELECT min(day) AS lo, max(day) AS hi FROM r_customer")
+        first = first or (row["lo"] if row and row["lo"] else date.today())
+        end = end or ((row["hi"] if row and row["hi"] else first) + timedelta(days=1))
+    last = max(first, end - timedelta(days=1))
+    return None if _month(last) - _month(first) > MAX_MONTH_BITS else _month(first)
+
+
 async def customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
-    """Customers, repeat customers and RFM segments in one pass over the range's r_customer."""
+    """Customers, repeat customers, RFM segments and cohorts in one pass over the range's
+    r_customer, grouped by customer (then by segment and set of months: a few rows)."""
+    r0 = await _first_month(conn, s)
+    if r0 is None:
+        return await _customers_in_two_passes(conn, s, now)
+    where, args = s.where("day", first=3)
+    where = (where + " AND" if where else " WHERE") + " orders > 0"
+    rows = await conn.fetch(
+        "WITH c AS (SELECT customer_id, sum(orders) AS frequency, max(started_at) AS last,"
+        f" bit_or(1::bigint << ({MONTH_OF_DAY} - $2)) AS months FROM r_customer{where}"
+        " GROUP BY customer_id),"
+        " r AS (SELECT frequency, months,"
+        " extract(epoch FROM $1::timestamptz - last) / 86400 AS recency FROM c)"
+        f" SELECT {_SEGMENT} AS segment, frequency >= 2 AS repeat, months, count(*) AS n"
+        " FROM r GROUP BY 1, 2, 3", now, r0, *args)
+    segments: dict[str, int] = defaultdict(int)
+    table: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        n = int(r["n"])
+        segments[r["segment"]] += n
+        months = [i for i in range(MAX_MONTH_BITS + 1) if r["months"] >> i & 1]
+        cohort = r0 + months[0]
+        for m in months:
+            table[f"{cohort // 12:04d}-{cohort % 12 + 1:02d}"][m - months[0]] += n
+    n = sum(segments.values())
+    repeat = sum(int(r["n"]) for r in rows if r["repeat"])
+    return {"customers": n, "repeat_customers": repeat, "repeat_customer_rate": rate(repeat, n),
+            "segments": _pairs_table(list(segments.items()), "segment", "customers"),
+            "cohorts": _cohort_rows(table)}
+
+
+async def _customers_in_two_passes(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
     cte, args = _customers_cte(s)
     rows = await conn.fetch(
         f"{cte} SELECT {_SEGMENT} AS segment, count(*) AS n,"
@@ -208,7 +260,8 @@ async def customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
     repeat = sum(int(r["repeat"]) for r in rows)
     return {"customers": n, "repeat_customers": repeat, "repeat_customer_rate": rate(repeat, n),
             "segments": _pairs_table([(r["segment"], r["n"]) for r in rows], "segment",
-                                     "customers")}
+                                     "customers"),
+            "cohorts": await _cohorts_by_window(conn, s)}
 
 
 async def rfm_customers(conn: Conn, s: Scope, now: datetime) -> list[dict[str, Any]]:
@@ -227,21 +280,23 @@ async def rfm_customers(conn: Conn, s: Scope, now: datetime) -> list[dict[str, A
              "segment": r["segment"]} for r in rows]
 
 
-async def cohorts(conn: Conn, s: Scope) -> list[dict[str, Any]]:
-    """Customers by the month of their first order in the range (a window function over each
-    customer's active months), and how many bought again k months later."""
+async def _cohorts_by_window(conn: Conn, s: Scope) -> list[dict[str, Any]]:
+    """Cohorts over a range longer than MAX_MONTH_BITS months: customers by the month of their
+    first order in the range (a window function over each customer's active months), and how
+    many bought again k months later."""
     where, args = s.where("day")
     rows = await conn.fetch(
-        "WITH m AS (SELECT customer_id, date_trunc('month', day)"
-        f" AS month FROM r_customer{where} GROUP BY 1, 2 HAVING sum(orders) > 0),"
+        f"WITH m AS (SELECT customer_id, {MONTH_OF_DAY} AS month FROM r_customer{where}"
+        " GROUP BY 1, 2 HAVING sum(orders) > 0),"
         " f AS (SELECT month, min(month) OVER (PARTITION BY customer_id) AS cohort FROM m)"
-        " SELECT to_char(cohort, 'YYYY-MM') AS cohort,"
-        " ((extract(year FROM month) - extract(year FROM cohort)) * 12"
-        "  + extract(month FROM month) - extract(month FROM cohort))::int AS k,"
-        " count(*) AS n FROM f GROUP BY 1, 2 ORDER BY 1, 2", *args)
+        " SELECT cohort, month - cohort AS k, count(*) AS n FROM f GROUP BY 1, 2", *args)
     table: dict[str, dict[int, int]] = defaultdict(dict)
     for r in rows:
-        table[r["cohort"]][r["k"]] = int(r["n"])
+        table[f"{r['cohort'] // 12:04d}-{r['cohort'] % 12 + 1:02d}"][r["k"]] = int(r["n"])
+    return _cohort_rows(table)
+
+
+def _cohort_rows(table: dict[str, dict[int, int]]) -> list[dict[str, Any]]:
     out = []
     for cohort, counts in sorted(table.items()):
         row: dict[str, Any] = {"cohort": cohort, "customers": counts.get(0, 0)}
@@ -315,7 +370,7 @@ async def reports(db: Conn | asyncpg.Pool, f: domain.Filters, now: datetime, sla
                                     (histogram, s, "ship"), (refunds, s), (customers, s, now)]
     others = [] if only == "summary" else [
         name for name in domain.REPORTS
-        if name not in ("summary", "refunds", "rfm_segments", *SKU_REPORTS)]
+        if name not in ("summary", "refunds", "rfm_segments", "cohorts", *SKU_REPORTS)]
     if personal and only is None:
         others.append("rfm_customers")
     calls += [(one, s, f, now, name) for name in others]
@@ -371,7 +426,7 @@ async def reports(db: Conn | asyncpg.Pool, f: domain.Filters, now: datetime, sla
     out = {"summary": [{"metric": k, "value": v} for k, v in summary.items()]}
     if only == "summary":
         return out
-    out |= {"refunds": refund_rows, "rfm_segments": cust["segments"]}
+    out |= {"refunds": refund_rows, "rfm_segments": cust["segments"], "cohorts": cust["cohorts"]}
     for result in found[6:6 + len(others)]:
         out |= result
     sku_rows, reasons, pairs = found[6 + len(others):]
@@ -409,7 +464,7 @@ async def one(conn: Conn, s: Scope, f: domain.Filters, now: datetime, name: str,
     if name == "rfm_customers":
         return {name: await rfm_customers(conn, s, now)}
     if name == "cohorts":
-        return {name: await cohorts(conn, s)}
+        return {name: (await customers(conn, s, now))["cohorts"]}
     if name in ("best_sellers", "returns_by_sku", "pairs"):
         return await _sku_reports(conn, s, f, now, name, t)
     raise KeyError(name)

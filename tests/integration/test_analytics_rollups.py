@@ -205,11 +205,13 @@ def assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
 @given(orders=st.lists(an_order(), min_size=1, max_size=6), seed=st.integers(0, 2**32),
        country=st.sampled_from([None, "DE"]), warehouse=st.sampled_from([None, "WH-LA"]),
        carrier=st.sampled_from([None, "DHL"]), days_back=st.sampled_from([45, 20, 3]),
-       end_days=st.sampled_from([None, 10]))
+       end_days=st.sampled_from([None, 10]), month_bits=st.sampled_from([62, 0]))
 async def test_every_report_from_the_rollups_equals_the_recompute_from_the_facts(
         stack: None, orders: list[dict[str, Any]], seed: int, country: str | None,
-        warehouse: str | None, carrier: str | None, days_back: int, end_days: int | None
-        ) -> None:
+        warehouse: str | None, carrier: str | None, days_back: int, end_days: int | None,
+        month_bits: int) -> None:
+    """`month_bits` 0: customers' reports take their two-pass path (ranges of many months)."""
+    reports.MAX_MONTH_BITS, bits_before = month_bits, reports.MAX_MONTH_BITS
     shop = f"prop-{uuid.uuid4().hex[:10]}"
     start = NOW - timedelta(days=40)
     events = events_of(shop, start, orders)
@@ -246,6 +248,7 @@ async def test_every_report_from_the_rollups_equals_the_recompute_from_the_facts
         await writer.end_run()
         assert await snapshot(conn, shop) == before
     finally:
+        reports.MAX_MONTH_BITS = bits_before
         await tx.rollback()
         await conn.close()
 
