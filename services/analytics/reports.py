@@ -195,7 +195,7 @@ def _customers_cte(s: Scope) -> tuple[str, list[Any]]:
             " max(started_at) FILTER (WHERE orders > 0) AS last"
             f" FROM r_customer{where} GROUP BY customer_id HAVING sum(orders) > 0),"
             " r AS (SELECT customer_id, frequency, last,"
-            " extract(epoch FROM $1::timestamptz - last) / 86400 AS recency FROM c)"), args
+            " date_part('epoch', $1::timestamptz - last) / 86400 AS recency FROM c)"), args
 
 
 # A customer's months in the range as bits of one bigint (month - the range's first month), so
@@ -232,7 +232,7 @@ async def customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
         f" bit_or(1::bigint << ({MONTH_OF_DAY} - $2)) AS months FROM r_customer{where}"
         " GROUP BY customer_id),"
         " r AS (SELECT frequency, months,"
-        " extract(epoch FROM $1::timestamptz - last) / 86400 AS recency FROM c)"
+        " date_part('epoch', $1::timestamptz - last) / 86400 AS recency FROM c)"
         f" SELECT {_SEGMENT} AS segment, frequency >= 2 AS repeat, months, count(*) AS n"
         " FROM r GROUP BY 1, 2, 3", now, r0, *args)
     segments: dict[str, int] = defaultdict(int)
