@@ -297,8 +297,9 @@ class Writer:
             await conn.copy_records_to_table("order_state", records=self.states, columns=[
                 "order_key", "facts", "contrib", "start_day", "slice_id", "hold_open_since",
                 "tz"])
+            # Rows in key order, so two histories written at once lock them in the same order.
             await conn.executemany("INSERT INTO slices VALUES ($1, $2, $3, $4, $5)"
-                                   " ON CONFLICT DO NOTHING", list(self.slices.values()))
+                                   " ON CONFLICT DO NOTHING", sorted(self.slices.values()))
             for name, t in rollups.TABLES.items():
                 rows = _rollup_rows(self.total, name)
                 if not rows:
@@ -310,7 +311,7 @@ class Writer:
                 keys = ", ".join(c for c, _ in t.keys)
                 sets = ", ".join(f"{c} = {name}.{c} + EXCLUDED.{c}" for c, _ in t.values)
                 await conn.execute(f"INSERT INTO {name} ({', '.join(cols)}) SELECT"
-                                   f" {', '.join(cols)} FROM seed_{name}"
+                                   f" {', '.join(cols)} FROM seed_{name} ORDER BY {keys}"
                                    f" ON CONFLICT ({keys}) DO UPDATE SET {sets}")
         self.reset()
 
