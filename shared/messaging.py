@@ -48,6 +48,7 @@ from .contracts import (
     OrderStatusChanged,
     Reason,
     WireModel,
+    money_text,
 )
 from .db import Conn, first_times, is_transient_db_error, memo_scope, prune_inbox
 from .logging import log_context
@@ -825,7 +826,7 @@ async def confirm_cancelled(ctx: Ctx, topic: Topic, request: OrderCancelRequeste
     store, _, ext = request.order_key.partition(":")
     await ctx.status(order_id=request.order_id, store=store, external_order_id=ext,
                      status="cancelled", reasons=[("cancelled_by_customer", request.reason)],
-                     details={"refund_due": f"{request.refund_due:.2f}"})
+                     details={"refund_due": money_text(request.refund_due)})
     await ctx.publish(topic, request.order_key, OrderCancelled(
         order_id=request.order_id, order_key=request.order_key, reason=request.reason,
         refund_due=request.refund_due, currency=request.currency, confirmed_by=confirmed_by))

@@ -41,8 +41,15 @@ CONTRACT_VERSION = "1.1.0"
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 KAFKA_BINDING_VERSION = "0.5.0"
 OUTSIDE = "outside"
-# Services that publish inbound topics on behalf of outside systems.
+# Services that publish inbound topics on behalf of outside systems: channels for every platform,
+# intake for the exchange rates an operator enters (POST /fx/rates).
 EDGE_SERVICES = ("channels",)
+EDGE_TOPICS: dict[str, tuple[str, ...]] = {"fx.rates": ("intake",)}
+
+
+def edge_senders(topic: str) -> set[str]:
+    """The services that may publish the inbound `topic` for outside systems."""
+    return set(EDGE_SERVICES) | set(EDGE_TOPICS.get(topic, ()))
 REGENERATE = "python -m tools.contract"
 
 Mode = Literal["validation", "serialization"]
@@ -156,7 +163,7 @@ def publishers() -> dict[str, list[str]]:
         if t.producer == OUTSIDE:
             # Outside systems publish it, directly or through the channels service (which turns
             # platforms' webhooks and marketplace polls into the same inbound events).
-            found[t.name] = {OUTSIDE} | (found[t.name] & set(EDGE_SERVICES))
+            found[t.name] = {OUTSIDE} | (found[t.name] & edge_senders(t.name))
         elif t.producer in (*SERVICES, *WEB_APPS):
             found[t.name].add(t.producer)
     return {name: sorted(s) for name, s in found.items()}

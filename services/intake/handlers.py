@@ -6,7 +6,7 @@ import logging
 import uuid
 from typing import Any
 
-from shared import topics
+from shared import fx, topics
 from shared.contracts import (
     CancelRequested,
     CoverageChanged,
@@ -16,6 +16,7 @@ from shared.contracts import (
     OrderPlaced,
     OrderShipped,
     ProductUpserted,
+    money_text,
     order_id_for,
     utcnow,
 )
@@ -26,6 +27,7 @@ from . import domain, metrics, review, store
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
+fx.subscribe(handlers)  # exchange rates for money thresholds (shared/fx.py)
 
 
 async def reject_malformed(conn: Conn, raw: RawMessage, code: str, message: str) -> bool:
@@ -61,7 +63,7 @@ async def order_placed(ctx: Ctx, order: OrderPlaced) -> None:
                                  "cancelled", reasons)
         due = domain.refund_due(order.totals.grand_total, order.payment.status)
         await ctx.status(**ids, status="cancelled", reasons=reasons,
-                         details={"refund_due": f"{due:.2f}"})
+                         details={"refund_due": money_text(due)})
         return
     result, policy = await review.evaluate(ctx.conn, order, order_id, utcnow())
     await store.insert_order(ctx.conn, order_id, order, order.store, order.external_order_id,
@@ -124,7 +126,7 @@ async def cancel_requested(ctx: Ctx, event: CancelRequested) -> None:
                                          causation_id=str(event.event_id))
         await ctx.status(order_id=str(row["order_id"]), store=row["store"],
                          external_order_id=row["external_order_id"], status="cancelled",
-                         reasons=reasons, details={"refund_due": f"{due:.2f}"})
+                         reasons=reasons, details={"refund_due": money_text(due)})
         return
     await store.set_status(ctx.conn, row["order_id"], "cancel_requested", [])
     await ctx.publish(topics.INTAKE_ORDER_CANCEL_REQUESTED, key, OrderCancelRequested(

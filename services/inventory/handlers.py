@@ -29,6 +29,7 @@ from shared.contracts import (
     StockAdjusted,
     StockReserved,
     Totals,
+    money_text,
 )
 from shared.db import Conn
 from shared.messaging import Ctx, Handlers, PoisonMessage, confirm_cancelled, emit_status, forwarded
@@ -329,7 +330,7 @@ async def _substitute(ctx: Ctx, row: Any, snap: OrderSnapshot, wanted: dict[str,
     BACKORDERS.labels("substituted").inc()
     await _announce_reserved(ctx.conn, substituted_snap, plan, row["correlation_id"],
                              str(ctx.event.event_id),
-                             {"substitutions": wanted, "price_difference": f"{difference:.2f}"})
+                             {"substitutions": wanted, "price_difference": money_text(difference)})
 
 
 async def release_cancelled(ctx: Ctx, event: OrderCancelled) -> None:

@@ -12,7 +12,7 @@ from prometheus_client import Gauge
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import outbox, topics
-from shared.contracts import OrderCancelled, OrderSnapshot, StockLow, derived_id
+from shared.contracts import OrderCancelled, OrderSnapshot, StockLow, derived_id, money_text
 from shared.db import TRANSIENT_DB_ERRORS, Conn, try_xact_lock
 from shared.messaging import emit_status
 from shared.metrics import TransactionalCounter
@@ -65,7 +65,7 @@ async def expire_backorders(conn: Conn) -> int:
             await emit_status(conn, order_id=snap.order_id, store=snap.store,
                               external_order_id=snap.external_order_id, status="cancelled",
                               reasons=[("backorder_expired", reason)],
-                              details={"refund_due": f"{snap.totals.grand_total:.2f}"},
+                              details={"refund_due": money_text(snap.totals.grand_total)},
                               correlation_id=row["correlation_id"], causation_id=causation)
             await enqueue(conn, topics.INVENTORY_ORDER_CANCELLED, snap.key, OrderCancelled(
                 order_id=snap.order_id, order_key=snap.key, reason=reason,
