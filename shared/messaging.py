@@ -92,15 +92,69 @@ def cut(text: str, limit: int = QUOTE_CHARS) -> str:
 
 
 
+T = TypeVar("T")
+BeforeCommit = Callable[[], Awaitable[None]]
+
+
+class Run:
+    """The unit of work of one consumer transaction: a run of events handled together, or one
+    message handled alone (a run of one). Handlers reach it as `ctx.run`; it is the seed of issue
+    18's UnitOfWork (docs/messaging.md "A run and its before-commit hooks").
+
+    A handler that would otherwise do the same work once per event (re-read and re-write the
+    same rows) collects what it needs on the run and does the work once, in a hook called before
+    commit, in the same transaction: `collect(name, factory, flush)`. Hooks run in the order they
+    were registered, after the last event's handler and before the run's outbox rows are
+    inserted (so a hook may publish); a hook registered by a hook runs too. If a hook fails the
+    whole run rolls back and is handled again like any failing run (retried whole for a transient
+    fault, else message by message, each a run of one with its own hooks), so a hook must be a
+    function of what the run's handlers collected, nothing else."""
+
+    def __init__(self, conn: Conn, first_event: str) -> None:
+        self.conn = conn
+        self.first_event = first_event
+        self._hooks: dict[str, BeforeCommit] = {}
+        self._collected: dict[str, Any] = {}
+
+    def before_commit(self, name: str, hook: BeforeCommit) -> None:
+        """Call `hook()` once before this run commits. `name` is the hook's identity in the run:
+        registering the same name again keeps the first hook."""
+        self._hooks.setdefault(name, hook)
+
+    def collect(self, name: str, factory: Callable[[], T],
+                flush: Callable[[T], Awaitable[None]]) -> T:
+        """The run's collection called `name`, made by `factory()` on first use; `flush(it)` is
+        called once before commit (a `before_commit` hook of the same name)."""
+        if name not in self._collected:
+            value = self._collected[name] = factory()
+            self.before_commit(name, lambda: flush(value))
+        collected: T = self._collected[name]
+        return collected
+
+    async def finish(self) -> None:
+        """Run the hooks (the consumer calls this once, before the outbox flush). Events a hook
+        publishes get ids derived from the run's first event and the hook's name."""
+        done: set[str] = set()
+        while len(done) < len(self._hooks):
+            for name, hook in list(self._hooks.items()):
+                if name in done:
+                    continue
+                done.add(name)
+                with outbox.id_scope(f"{self.first_event}/before-commit/{name}"):
+                    await hook()
+
+
 @dataclass
 class Ctx:
-    """What a handler gets besides its event: the transaction, and ways to emit events."""
+    """What a handler gets besides its event: the transaction, the run it is part of (`run`:
+    hooks before commit), and ways to emit events."""
 
     conn: Conn
     topic: str
     key: str | None
     event: Event
     service: str
+    run: Run
 
     @property
     def correlation_id(self) -> str:
@@ -495,14 +549,16 @@ class Consumer:
                         # Round trips dominate a small handler's cost: the run's inbox rows go
                         # in one statement first, its outbox rows in one statement last.
                         fresh = await first_times(conn, [(e.event_id, r.topic) for r, e in run])
+                        unit = Run(conn, str(run[0][1].event_id))
                         with outbox.buffered(conn), memo_scope():
                             for raw, event in run:
                                 started = time.perf_counter()
                                 first = event.event_id in fresh
                                 fresh.discard(event.event_id)  # the same id twice: once
-                                outcome = await self._apply(conn, raw, event, first)
+                                outcome = await self._apply(unit, raw, event, first)
                                 outcomes.append((raw.topic, outcome,
                                                  time.perf_counter() - started))
+                            await unit.finish()
                             await outbox.flush_buffer()
                 metrics.apply(updates)
                 break
@@ -539,10 +595,11 @@ class Consumer:
             metrics.HANDLER_SECONDS.labels(topic).observe(seconds)
             metrics.EVENTS_CONSUMED.labels(topic, outcome).inc()
 
-    async def _apply(self, conn: Conn, raw: RawMessage, event: Event, first: bool) -> str:
-        """The handler, in the caller's transaction, unless the inbox (`first_times`, run by the
+    async def _apply(self, unit: Run, raw: RawMessage, event: Event, first: bool) -> str:
+        """The handler, in the run's transaction, unless the inbox (`first_times`, run by the
         caller) says the event was handled before. The events it emits get ids derived from
-        this one (`outbox.id_scope`), so handling it again emits the same ids."""
+        this one (`outbox.id_scope`), so handling it again emits the same ids. The caller calls
+        `unit.finish()` after the run's last event."""
         sub = self.handlers.subscriptions[raw.topic]
         ids: dict[str, Any] = {"event_id": event.event_id, "topic": raw.topic}
         for name in ("order_id", "correlation_id"):
@@ -554,8 +611,8 @@ class Consumer:
             if not first:
                 return "duplicate"
             with outbox.id_scope(str(event.event_id)):
-                await sub.handler(Ctx(conn, raw.topic, ids.get("key"), event, self.service),
-                                  event)
+                await sub.handler(Ctx(unit.conn, raw.topic, ids.get("key"), event, self.service,
+                                      unit), event)
         return "ok"
 
     async def _commit_many(self, batch: list[RawMessage]) -> None:
@@ -630,8 +687,10 @@ class Consumer:
         with metrics.deferred() as updates:
             async with self.pool.acquire() as conn, conn.transaction():
                 fresh = await first_times(conn, [(event.event_id, raw.topic)])
+                unit = Run(conn, str(event.event_id))
                 with outbox.buffered(conn):
-                    outcome = await self._apply(conn, raw, event, event.event_id in fresh)
+                    outcome = await self._apply(unit, raw, event, event.event_id in fresh)
+                    await unit.finish()
                     await outbox.flush_buffer()
         metrics.apply(updates)
         return outcome

@@ -528,6 +528,34 @@ def simulate(orders: int = typer.Option(500, min=1, help="orders to place"),
     raise typer.Exit(code)
 
 
+@app.command("seed-history")
+def seed_history(
+        orders: int = typer.Option(100_000, min=1, help="orders of history to write"),
+        days: int = typer.Option(730, min=1, help="over the last N days"),
+        seed: int = typer.Option(1, help="same seed, same history; another seed adds more"),
+        schema: str = typer.Option("analytics", help="the analytics schema to write into")
+) -> None:
+    """Write a realistic order history straight into analytics (COPY), for benchmarks and demos:
+    seasonality, repeat customers, returns. Rollups, timelines and search see it at once."""
+    import asyncpg
+
+    from tools.seed_history import seed as write_history
+
+    def progress(n: int, seconds: float) -> None:
+        console.print(f"{n:,} orders written in {seconds:.0f} s")
+
+    try:
+        result = asyncio.run(write_history(get_settings().database_url, orders, days=days,
+                                           seed=seed, schema=schema, progress=progress))
+    except RuntimeError as exc:
+        fail(str(exc))
+    except (OSError, asyncpg.PostgresError) as exc:
+        fail(f"Postgres refused the history ({type(exc).__name__}: {exc}); is the stack up?"
+             " (`make up`)")
+    console.print(f"seeded {result['orders']:,} orders ({result['facts']:,} facts) over"
+                  f" {result['days']} days in {result['seconds']} s")
+
+
 def main() -> None:
     try:
         app()

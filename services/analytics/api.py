@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
@@ -15,8 +17,10 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from shared.contracts import utcnow
 from shared.http import bearer, has_admin_token, require_admin
 
-from . import domain, store
-from .jobs import AnalyticsSettings
+from . import domain, reports, schemas, store
+from .jobs import analytics_settings, wake_refold
+
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 STATIC = Path(__file__).parent / "static"
@@ -28,7 +32,7 @@ DEFAULT_DAYS = 30
 MAX_PUBLIC_DAYS = 366
 
 
-@router.get("/orders/{store_name}/{external_order_id}")
+@router.get("/orders/{store_name}/{external_order_id}", response_model=schemas.Timeline)
 async def order_timeline(store_name: str, external_order_id: str, request: Request
                          ) -> dict[str, Any]:
     found = await store.timeline(request.app.state.runtime.pool,
@@ -38,7 +42,7 @@ async def order_timeline(store_name: str, external_order_id: str, request: Reque
     return found
 
 
-@router.get("/orders", dependencies=[Depends(require_admin)])
+@router.get("/orders", dependencies=[Depends(require_admin)], response_model=schemas.Found)
 async def search_orders(request: Request, order_id: str | None = None,
                         customer: str | None = None, tracking: str | None = None,
                         limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
@@ -50,9 +54,10 @@ async def search_orders(request: Request, order_id: str | None = None,
     return {"orders": found}
 
 
-@router.get("/summary")
+@router.get("/summary", response_model=schemas.Summary)
 async def summary(request: Request, store_name: list[str] | None = Query(None, alias="store")
                   ) -> dict[str, Any]:
+    """All-time counts, from the all-time rollups (t_status, t_reason)."""
     pool = request.app.state.runtime.pool
     return {"orders_by_status": await store.status_counts(pool, store_name),
             "rejection_reasons": await store.reason_counts(pool, "rejected"),
@@ -60,17 +65,19 @@ async def summary(request: Request, store_name: list[str] | None = Query(None, a
 
 
 def _moment(value: str | None, end: bool) -> datetime | None:
-    """`2026-11-27` (a whole day: the end of a range includes it) or an RFC 3339 time."""
+    """`2026-11-27` (a whole day: the end of a range includes it) or an RFC 3339 time, taken as
+    its whole UTC day (the rollups are daily): `from` its day's start, `to` its day's end."""
     if not value:
         return None
     try:
         if len(value) == 10:
             d = date.fromisoformat(value)
-            return datetime(d.year, d.month, d.day, tzinfo=UTC) + timedelta(days=1 if end else 0)
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        else:
+            t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            d = (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).date()
     except ValueError as exc:
         raise HTTPException(422, f"not a date or time: {value!r}") from exc
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return datetime(d.year, d.month, d.day, tzinfo=UTC) + timedelta(days=1 if end else 0)
 
 
 def _set(values: list[str] | None) -> frozenset[str]:
@@ -82,9 +89,11 @@ def filters(request: Request, start: str | None = Query(None, alias="from"),
             store_name: list[str] | None = Query(None, alias="store"),
             country: list[str] | None = Query(None), warehouse: list[str] | None = Query(None),
             carrier: list[str] | None = Query(None)) -> domain.Filters:
-    """The dashboard's filters; with no `from`, the last 30 days. Without the admin token a
-    range spans at most MAX_PUBLIC_DAYS."""
-    t0 = _moment(start, False) or utcnow() - timedelta(days=DEFAULT_DAYS)
+    """The dashboard's filters; with no `from`, the last 30 days (from the start of that day).
+    Without the admin token a range spans at most MAX_PUBLIC_DAYS."""
+    t0 = _moment(start, False) or _moment(
+        (utcnow() - timedelta(days=DEFAULT_DAYS)).date().isoformat(), False)
+    assert t0 is not None
     span = ((_moment(end, True) or utcnow()) - t0).days
     if span > MAX_PUBLIC_DAYS and not has_admin_token(request.headers.get("authorization")):
         raise HTTPException(422, f"the range spans {span} days; without the admin token a report"
@@ -94,12 +103,13 @@ def filters(request: Request, start: str | None = Query(None, alias="from"),
                           _set(carrier))
 
 
-async def _reports(request: Request, f: domain.Filters) -> dict[str, list[dict[str, Any]]]:
-    views = await store.load_views(request.app.state.runtime.pool, f)
-    return domain.reports(views, f, utcnow(), AnalyticsSettings().ship_sla_hours)
+async def _reports(request: Request, f: domain.Filters, only: str | None = None
+                   ) -> dict[str, list[dict[str, Any]]]:
+    return await reports.reports(request.app.state.runtime.pool, f, utcnow(),
+                                 analytics_settings().ship_sla_hours, only=only)
 
 
-@router.get("/reports")
+@router.get("/reports", response_model=schemas.Reports)
 async def all_reports(request: Request, f: domain.Filters = Depends(filters)) -> dict[str, Any]:
     """Every public report for the filters, as the dashboard draws them."""
     found = await _reports(request, f)
@@ -107,13 +117,15 @@ async def all_reports(request: Request, f: domain.Filters = Depends(filters)) ->
             "csv": {k: f"/reports/{k}.csv" for k in domain.REPORTS}}
 
 
-@router.get("/reports/options")
+@router.get("/reports/options", response_model=schemas.Options)
 async def options(request: Request) -> dict[str, list[str]]:
     """What the filters can choose from."""
     return await store.filter_options(request.app.state.runtime.pool)
 
 
-@router.get("/reports/{name}")
+@router.get("/reports/{name}", response_model=schemas.Report, responses={
+    200: {"content": {"text/csv": {}}, "description": "the report (CSV: `name.csv` or"
+          " `?format=csv`)"}})
 async def one_report(name: str, request: Request, format: str = "json",
                      f: domain.Filters = Depends(filters)) -> Any:
     """One report; `name.csv` or `?format=csv` for CSV. `rfm_customers` (per customer) needs the
@@ -124,7 +136,7 @@ async def one_report(name: str, request: Request, format: str = "json",
         require_admin(await bearer(request))
     elif name not in domain.REPORTS:
         raise HTTPException(404, f"no report {name!r}; reports: {', '.join(domain.REPORTS)}")
-    rows = (await _reports(request, f))[name]
+    rows = (await _reports(request, f, only=name))[name]
     if format == "csv":
         return Response(to_csv(rows), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="{name}.csv"'})
@@ -155,9 +167,60 @@ async def dashboard() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html")
 
 
-@router.get("/static/{name}")
+@router.get("/static/{name}", response_class=Response, responses={
+    200: {"content": {"text/javascript": {}, "text/css": {}, "text/plain": {}},
+          "description": "one of the dashboard's files"}})
 async def asset(name: str) -> FileResponse:
     if name not in ASSETS:
         raise HTTPException(404, "no such file")
     return FileResponse(STATIC / name, media_type=ASSETS[name],
                         headers={"Cache-Control": "max-age=3600"})
+
+
+# --- each store's time zone (its day boundaries in the rollups and reports) ------------------
+
+def _timezone_row(r: Any) -> dict[str, Any]:
+    return {"store": r["store"], "timezone": r["tz"], "changed_at": r["changed_at"].isoformat(),
+            "refolding": r["refold_after"] is not None}
+
+
+@router.get("/stores/timezones", response_model=schemas.StoreTimezones)
+async def store_timezones(request: Request) -> dict[str, Any]:
+    """Each store's time zone: its day starts at 00:00 there in every report and rollup."""
+    rows = await request.app.state.runtime.pool.fetch(
+        "SELECT * FROM store_timezone ORDER BY store")
+    return {"default": "UTC", "stores": [_timezone_row(r) for r in rows]}
+
+
+@router.put("/stores/{store_name}/timezone", dependencies=[Depends(require_admin)],
+            response_model=schemas.StoreTimezone)
+async def set_store_timezone(store_name: str, body: schemas.TimezoneIn, request: Request
+                             ) -> dict[str, Any]:
+    """Set a store's time zone (an IANA name such as `Asia/Shanghai`). Its orders are then moved
+    to the new zone's days in the background (`refolding` until done, a few thousand orders a
+    second); orders of the store that arrive later count in the new zone at once."""
+    name = body.timezone.strip()
+    if not valid_timezone(name):
+        raise HTTPException(422, {"code": "unknown_timezone",
+                                  "message": f"{name!r} is not an IANA time zone name"
+                                             " (e.g. Asia/Shanghai, Europe/Berlin, UTC)"})
+    if not store_name or len(store_name) > 64 or ":" in store_name:
+        raise HTTPException(422, {"code": "invalid_store",
+                                  "message": "store must be 1-64 characters without ':'"})
+    row = await request.app.state.runtime.pool.fetchrow(
+        "INSERT INTO store_timezone (store, tz, refold_after) VALUES ($1, $2, '')"
+        " ON CONFLICT (store) DO UPDATE SET tz = EXCLUDED.tz, changed_at = now(),"
+        " refold_after = CASE WHEN store_timezone.tz = EXCLUDED.tz"
+        " THEN store_timezone.refold_after ELSE '' END RETURNING *", store_name, name)
+    log.info("store %s now counts its days in %s; its orders are being moved to that zone's"
+             " days", store_name, name)
+    wake_refold(request.app.state.runtime)
+    return _timezone_row(row)
+
+
+def valid_timezone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True

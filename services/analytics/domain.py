@@ -5,8 +5,9 @@ module folds them in `occurred_at` order, never arrival order, so a late or re-d
 gives the same answer as one that came on time. Every KPI is a function of the folded views, so
 the unit tests feed hand-built event sequences and check known answers.
 
-Known gap: the KPIs are computed in Python over the orders of the chosen range; fine for a shop's
-months of orders, a very large range would want the aggregates pushed into SQL.
+The service answers reports from rollups (rollups.py, reports.py); this recompute over the folded
+views is kept as the oracle the tests hold the rollups to, and `rollups.contribution` uses the
+same fold.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from itertools import combinations
 from typing import Any
@@ -142,8 +143,8 @@ class OrderView:
     def started_at(self) -> datetime | None:
         """When the order began: placed_at, else its first status."""
         if self.placed_at is not None:
-            return self.placed_at
-        return self.statuses[0].at if self.statuses else None
+            return self.placed_at.astimezone(UTC)
+        return self.statuses[0].at.astimezone(UTC) if self.statuses else None
 
     def first(self, status: str) -> Status | None:
         return next((s for s in self.statuses if s.status == status), None)
@@ -244,6 +245,17 @@ def select(views: Iterable[OrderView], f: Filters) -> list[OrderView]:
 
 # --- KPIs --------------------------------------------------------------------------------------
 
+def ranked(counts: Counter[str]) -> dict[str, int]:
+    """Most first, ties by name (a report reads the same however the facts were loaded)."""
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def last_days(now: datetime, n: int) -> tuple[datetime, datetime]:
+    """The last `n` whole UTC days, today included: rollups are by day."""
+    today = datetime.combine(now.astimezone(UTC).date(), time.min, UTC)
+    return today - timedelta(days=n - 1), today + timedelta(days=1)
+
+
 def percentile(values: Sequence[float], p: float) -> float | None:
     """Nearest-rank percentile (the value at rank ceil(p/100 * n)): always an observed value."""
     if not values:
@@ -262,7 +274,7 @@ def _hours(a: datetime, b: datetime) -> float:
 
 
 def orders_by_status(views: Sequence[OrderView]) -> dict[str, int]:
-    return dict(Counter(v.status or "placed" for v in views).most_common())
+    return ranked(Counter(v.status or "placed" for v in views))
 
 
 def orders_by_day(views: Sequence[OrderView]) -> list[dict[str, Any]]:
@@ -283,7 +295,7 @@ def reason_counts(views: Sequence[OrderView], status: str) -> dict[str, int]:
     for v in views:
         codes = {r for s in v.statuses if s.status == status for r in s.reasons}
         counts.update(codes)
-    return dict(counts.most_common())
+    return ranked(counts)
 
 
 def review(views: Sequence[OrderView]) -> dict[str, Any]:
@@ -416,9 +428,9 @@ def returns(views: Sequence[OrderView]) -> tuple[list[dict[str, Any]], dict[str,
                 reasons_by_sku[ln.sku][r.reason] += ln.quantity
     rows = [{"sku": sku, "sold": sold[sku], "returned": back[sku],
              "return_rate": rate(back[sku], sold[sku]),
-             "reasons": ", ".join(f"{k} {n}" for k, n in reasons_by_sku[sku].most_common())}
+             "reasons": ", ".join(f"{k} {n}" for k, n in ranked(reasons_by_sku[sku]).items())}
             for sku in sorted(set(sold) | set(back), key=lambda s: (-back[s], s))]
-    return rows, dict(reasons.most_common())
+    return rows, ranked(reasons)
 
 
 def refunds(views: Sequence[OrderView]) -> list[dict[str, Any]]:
@@ -486,7 +498,7 @@ def rfm(views: Sequence[OrderView], now: datetime) -> list[dict[str, Any]]:
 
 
 def rfm_segments(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    return dict(Counter(r["segment"] for r in rows).most_common())
+    return ranked(Counter(r["segment"] for r in rows))
 
 
 def _month(at: datetime) -> tuple[int, int]:
@@ -550,10 +562,10 @@ def units_by_sku(views: Sequence[OrderView], start: datetime | None = None,
 
 def best_sellers(views: Sequence[OrderView], now: datetime, days: float) -> list[dict[str, Any]]:
     """Units and revenue per SKU over the range (`days` long), with sales velocity (units per
-    day) over the range, the last 7 and the last 30 days before `now`."""
+    day) over the range, the last 7 and the last 30 days (whole UTC days, today included)."""
     units, revenue = units_by_sku(views)
-    u7, _ = units_by_sku(views, now - timedelta(days=7), now)
-    u30, _ = units_by_sku(views, now - timedelta(days=30), now)
+    u7, _ = units_by_sku(views, *last_days(now, 7))
+    u30, _ = units_by_sku(views, *last_days(now, 30))
     return [{"sku": sku, "units": n, "revenue": f"{revenue[sku]:.2f}",
              "velocity_per_day": round(n / days, 3) if days > 0 else None,
              "velocity_7d": round(u7[sku] / 7, 3), "velocity_30d": round(u30[sku] / 30, 3)}
@@ -562,8 +574,8 @@ def best_sellers(views: Sequence[OrderView], now: datetime, days: float) -> list
 
 def reorder_hints(views: Sequence[OrderView], now: datetime) -> list[dict[str, Any]]:
     """The feedback to inventory: velocity per SKU over the last 7 and 30 days."""
-    u7, _ = units_by_sku(views, now - timedelta(days=7), now)
-    u30, _ = units_by_sku(views, now - timedelta(days=30), now)
+    u7, _ = units_by_sku(views, *last_days(now, 7))
+    u30, _ = units_by_sku(views, *last_days(now, 30))
     return [{"sku": sku, "velocity_7d": round(u7[sku] / 7, 3),
              "velocity_30d": round(u30[sku] / 30, 3), "units_7d": u7[sku],
              "units_30d": u30[sku]} for sku in sorted(u30)]

@@ -9,13 +9,17 @@ what changed since the last publication goes out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import date, timedelta
 
 from prometheus_client import Gauge
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import outbox, topics
@@ -23,7 +27,7 @@ from shared.contracts import CarrierScored, ReorderHinted, utcnow
 from shared.db import try_xact_lock
 from shared.service import Runtime
 
-from . import domain, store
+from . import reports, store
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,22 @@ class AnalyticsSettings(BaseSettings):
     gauges_seconds: float = 15.0
     feedback_seconds: float = 60.0
     feedback_window_days: int = 30
+    # Facts (the events as received, partitioned by month) older than this many months are
+    # dropped, a month at a time; 0 keeps them forever. Rollups, timelines and orders stay.
+    facts_retention_months: int = 24
+    partitions_seconds: float = 3600.0
+
+
+@functools.cache
+def analytics_settings() -> AnalyticsSettings:
+    """SHOPKEEPER_ANALYTICS_*, read once (pydantic-settings); a bad value stops the service
+    naming the variable."""
+    try:
+        return AnalyticsSettings()
+    except ValidationError as exc:
+        raise ValueError("; ".join(
+            f"SHOPKEEPER_ANALYTICS_{'_'.join(map(str, e['loc'])).upper()} is invalid: {e['msg']}"
+            for e in exc.errors())) from None
 
 
 ORDERS_BY_STATUS = Gauge("shopkeeper_orders_by_status", "Orders by current status (read model)",
@@ -75,14 +95,14 @@ async def publish_feedback(runtime: Runtime, settings: AnalyticsSettings) -> int
         if not await try_xact_lock(conn, "analytics:feedback"):
             return 0
         window = settings.feedback_window_days
-        views = await store.load_views(conn, domain.Filters(start=now - timedelta(days=window)))
-        for s in domain.carrier_scores(views):
+        since = (now - timedelta(days=window)).date()
+        for s in await reports.carrier_scores(conn, since):
             key = f"{s['carrier']}/{s['service']}/{s['country']}"
             if await store.changed(conn, topics.ANALYTICS_CARRIER_SCORES.name, key, _digest(s)):
                 await outbox.enqueue(conn, topics.ANALYTICS_CARRIER_SCORES, s["carrier"],
                                      CarrierScored(**s, window_days=window))
                 sent += 1
-        for h in domain.reorder_hints(views, now):
+        for h in await reports.reorder_hints(conn, now):
             if await store.changed(conn, topics.ANALYTICS_REORDER_HINTS.name, h["sku"],
                                    _digest(h)):
                 await outbox.enqueue(conn, topics.ANALYTICS_REORDER_HINTS, h["sku"],
@@ -108,8 +128,133 @@ async def _every(seconds: float, what: str, fn: Callable[[], Awaitable[object]])
         await asyncio.sleep(seconds)
 
 
+async def backfill(runtime: Runtime, settings: AnalyticsSettings, batch: int = 500) -> int:
+    """Fold the orders whose facts came before the rollups existed (migration 0003 says whether
+    there are any), a batch per transaction, under a lock so one instance does it. Live events
+    meanwhile fold their own order the same way (store.fold_orders), so nothing is counted twice."""
+    done = 0
+    while True:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval("SELECT value FROM rollup_meta WHERE name = 'backfilled'"
+                                   ) == "true" or not await try_xact_lock(conn, "analytics:backfill"):
+                return done
+            keys = [r[0] for r in await conn.fetch(
+                "SELECT DISTINCT f.order_key FROM facts f WHERE f.order_key IS NOT NULL AND NOT"
+                " EXISTS (SELECT 1 FROM order_state s WHERE s.order_key = f.order_key) LIMIT $1",
+                batch)]
+            await store.fold_orders(conn, {key: [] for key in keys}, settings.ship_sla_hours)
+            done += len(keys)
+            if not keys:
+                await conn.execute("UPDATE rollup_meta SET value = 'true'"
+                                   " WHERE name = 'backfilled'")
+                log.info("rollups backfilled: %d orders folded from their facts", done)
+                return done
+
+
+_refold_wanted: asyncio.Event | None = None
+
+
+def _refold_event() -> asyncio.Event:
+    global _refold_wanted
+    if _refold_wanted is None:
+        _refold_wanted = asyncio.Event()
+    return _refold_wanted
+
+
+def wake_refold(runtime: Runtime) -> None:
+    """A store's time zone changed (api.py): move its orders to the new zone's days now."""
+    _refold_event().set()
+
+
+async def refold_timezones(runtime: Runtime, settings: AnalyticsSettings, batch: int = 500
+                           ) -> int:
+    """Re-fold the orders of stores whose time zone changed (store_timezone.refold_after not
+    NULL), `batch` orders a transaction in key order, the cursor kept in that row, so a restart
+    goes on where it stopped; one instance at a time. Each order's contribution moves from the
+    old zone's days to the new one's (store.fold_orders with refold). Live events of the same
+    orders lock the same order_state rows, so nothing is counted twice. Returns orders moved."""
+    moved = 0
+    while True:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            if not await try_xact_lock(conn, "analytics:refold"):
+                return moved
+            row = await conn.fetchrow(
+                "SELECT store, tz, refold_after FROM store_timezone WHERE refold_after IS NOT"
+                " NULL ORDER BY changed_at, store LIMIT 1 FOR UPDATE")
+            if row is None:
+                return moved
+            keys = [r[0] for r in await conn.fetch(
+                "SELECT order_key FROM order_state WHERE order_key > $1 AND order_key LIKE $2"
+                " ORDER BY order_key LIMIT $3", row["refold_after"],
+                re.sub(r"([%_\\])", r"\\\1", row["store"]) + ":%", batch)]
+            if keys:
+                moved += await store.fold_orders(conn, {k: [] for k in keys},
+                                                 settings.ship_sla_hours, refold=True)
+            await conn.execute("UPDATE store_timezone SET refold_after = $2 WHERE store = $1",
+                               row["store"], keys[-1] if keys else None)
+            if not keys:
+                log.info("store %s: every order now counts in %s days", row["store"], row["tz"])
+
+
+async def _refold_forever(runtime: Runtime, settings: AnalyticsSettings) -> None:
+    """Refold when woken by a change, and every minute (a change made through another
+    instance, or one interrupted by a restart)."""
+    wanted = _refold_event()
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wanted.wait(), 60)
+        wanted.clear()
+        try:
+            await refold_timezones(runtime, settings)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Postgres away: the next wake or minute tries again
+            log.warning("time zone refold failed (%s: %s); retrying within a minute",
+                        type(exc).__name__, exc)
+
+
+def month_start(d: date, months_back: int = 0) -> date:
+    index = d.year * 12 + d.month - 1 - months_back
+    return date(index // 12, index % 12 + 1, 1)
+
+
+async def maintain_partitions(runtime: Runtime, settings: AnalyticsSettings) -> list[str]:
+    """The month partitions of `facts` from this month to two ahead, and retention: partitions
+    wholly older than SHOPKEEPER_ANALYTICS_FACTS_RETENTION_MONTHS dropped. Returns those dropped."""
+    today = utcnow().date()
+    dropped: list[str] = []
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        if not await try_xact_lock(conn, "analytics:partitions"):
+            return dropped
+        for ahead in range(3):
+            await conn.execute("SELECT facts_month($1)", month_start(today, -ahead))
+        if settings.facts_retention_months <= 0:
+            return dropped
+        keep_from = month_start(today, settings.facts_retention_months)
+        for (name,) in await conn.fetch(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                " WHERE i.inhparent = 'facts'::regclass AND c.relname ~ '^facts_[0-9]{4}_[0-9]{2}$'"
+                " ORDER BY 1"):
+            year, month = int(name[6:10]), int(name[11:13])
+            if date(year, month, 1) < keep_from:
+                await conn.execute(f'DROP TABLE "{name}"')
+                dropped.append(name)
+        await conn.execute(
+            "INSERT INTO rollup_meta VALUES ('facts_kept_from', $1) ON CONFLICT (name)"
+            " DO UPDATE SET value = EXCLUDED.value", keep_from.isoformat())
+    if dropped:
+        log.info("facts retention (%d months): dropped partitions %s; rollups and timelines"
+                 " keep those orders", settings.facts_retention_months, ", ".join(dropped))
+    return dropped
+
+
 async def start_jobs(runtime: Runtime) -> None:
-    settings = AnalyticsSettings()
+    settings = analytics_settings()
+    runtime.spawn(_every(settings.partitions_seconds, "facts partitions",
+                         lambda: maintain_partitions(runtime, settings)), "analytics-partitions")
+    runtime.spawn(_every(3600, "rollup backfill", lambda: backfill(runtime, settings)),
+                  "analytics-backfill")
+    runtime.spawn(_refold_forever(runtime, settings), "analytics-refold")
     runtime.spawn(_every(settings.gauges_seconds, "gauge refresh",
                          lambda: refresh_gauges(runtime, settings)), "analytics-gauges")
     runtime.spawn(_every(settings.feedback_seconds, "feedback loop",

@@ -3,25 +3,43 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import orjson
 
 from shared.contracts import FeedbackGiven, OrderStatusChanged, RefundIssued
 from shared.db import Conn
 
-from . import domain
+from . import domain, rollups
+
+log = logging.getLogger(__name__)
 
 
-async def record_status(conn: Conn, e: OrderStatusChanged) -> None:
+def _fresh(key_sql: str) -> str:
+    return f" SELECT (SELECT count(*) FROM f) AS fresh, {key_sql} AS key"
+
+
+def _recorded(row: asyncpg.Record | None) -> str | None:
+    """The order a first-time fact belongs to (None: the fact was stored before, or it is a
+    carrier scan of a parcel not shipped yet, which the shipment folds in)."""
+    if row is None or not row["fresh"]:
+        return None
+    key: str = row["key"]
+    return key
+
+
+async def record_status(conn: Conn, e: OrderStatusChanged) -> str | None:
     """The timeline row, the order's current status (the newest `occurred_at` wins), the fact and
-    the index, in one statement: orders.status is most of analytics' traffic."""
+    the index, in one statement: orders.status is most of analytics' traffic. The order's key
+    when the fact is new."""
     key = f"{e.store}:{e.external_order_id}"
     reasons = json.dumps([r.model_dump() for r in e.reasons])
-    await conn.execute(
+    return _recorded(await conn.fetchrow(
         "WITH t AS (INSERT INTO timeline (event_id, order_key, status, occurred_at, reasons,"
         "  details) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) ON CONFLICT DO NOTHING),"
         " o AS (INSERT INTO orders (order_key, order_id, store, external_order_id, status,"
@@ -33,13 +51,18 @@ async def record_status(conn: Conn, e: OrderStatusChanged) -> None:
         "  first_seen = least(orders.first_seen, EXCLUDED.first_seen)),"
         " f AS (INSERT INTO facts (event_id, kind, order_key, occurred_at, body)"
         "  VALUES ($1, 'status', $2, $4, jsonb_build_object('status', $3::text,"
-        "  'reasons', $5::jsonb)) ON CONFLICT DO NOTHING)"
-        " INSERT INTO order_index AS x (order_key, store, external_order_id, order_id, seen_at)"
-        " VALUES ($2, $8, $9, $7, $4) ON CONFLICT (order_key) DO UPDATE SET"
+        "  'reasons', $5::jsonb)) ON CONFLICT DO NOTHING RETURNING 1),"
+        " x AS (INSERT INTO order_index AS x (order_key, store, external_order_id, order_id,"
+        " seen_at) VALUES ($2, $8, $9, $7, $4) ON CONFLICT (order_key) DO UPDATE SET"
         " order_id = coalesce(x.order_id, EXCLUDED.order_id),"
-        " seen_at = least(x.seen_at, EXCLUDED.seen_at)",
+        " seen_at = least(x.seen_at, EXCLUDED.seen_at))" + _fresh("$2::text"),
         e.event_id, key, e.status, e.occurred_at, reasons, json.dumps(e.details, default=str),
-        e.order_id, e.store, e.external_order_id)
+        e.order_id, e.store, e.external_order_id))
+
+
+def status_body(e: OrderStatusChanged) -> dict[str, Any]:
+    """The body record_status stores for the fact (built there in SQL)."""
+    return {"status": e.status, "reasons": [r.model_dump() for r in e.reasons]}
 
 
 async def record_refund(conn: Conn, e: RefundIssued) -> None:
@@ -69,50 +92,54 @@ async def timeline(pool: asyncpg.Pool, key: str) -> dict[str, Any] | None:
 
 async def status_counts(pool: asyncpg.Pool, stores: list[str] | None = None) -> dict[str, int]:
     rows = await pool.fetch(
-        "SELECT status, count(*) AS n FROM orders WHERE $1::text[] IS NULL OR store = ANY($1)"
-        " GROUP BY status ORDER BY status", stores)
-    return {r["status"]: r["n"] for r in rows}
+        "SELECT status, sum(orders) AS n FROM t_status WHERE $1::text[] IS NULL OR store = ANY($1)"
+        " GROUP BY status HAVING sum(orders) > 0 ORDER BY status", stores)
+    return {r["status"]: int(r["n"]) for r in rows}
 
 
 async def reason_counts(pool: asyncpg.Pool, status: str) -> dict[str, int]:
-    rows = await pool.fetch(
-        "SELECT r->>'code' AS code, count(DISTINCT t.order_key) AS n FROM timeline t,"
-        " jsonb_array_elements(t.reasons) r WHERE t.status = $1 GROUP BY 1 ORDER BY 2 DESC", status)
-    return {r["code"]: r["n"] for r in rows}
+    """Each order once per reason it got `status` for."""
+    rows = await pool.fetch("SELECT reason, orders FROM t_reason WHERE status = $1"
+                            " AND orders > 0 ORDER BY orders DESC, reason", status)
+    return {r["reason"]: int(r["orders"]) for r in rows}
 
 
 # --- facts: every event analytics learns from, once ------------------------------------------
 
 async def record_fact(conn: Conn, event_id: uuid.UUID, kind: str, at: datetime,
                       body: dict[str, Any], *, order_key: str | None = None,
-                      tracking_number: str | None = None) -> None:
-    await conn.execute(
-        "INSERT INTO facts (event_id, kind, order_key, tracking_number, occurred_at, body)"
-        " VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING",
-        event_id, kind, order_key, tracking_number, at, json.dumps(body, default=str))
+                      tracking_number: str | None = None) -> str | None:
+    """The order's key when the fact is new; a carrier scan belongs to the order of its
+    parcel."""
+    return _recorded(await conn.fetchrow(
+        "WITH f AS (INSERT INTO facts (event_id, kind, order_key, tracking_number, occurred_at,"
+        " body) VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING RETURNING 1)"
+        + _fresh("coalesce($3::text, (SELECT order_key FROM parcel_index"
+                 " WHERE tracking_number = $4))"),
+        event_id, kind, order_key, tracking_number, at, json.dumps(body, default=str)))
 
 
 async def record_order_fact(conn: Conn, event_id: uuid.UUID, at: datetime,
                             body: dict[str, Any], *, key: str, order_id: str | None = None,
                             customer_id: str | None = None, country: str | None = None,
-                            placed_at: datetime | None = None) -> None:
+                            placed_at: datetime | None = None) -> str | None:
     """A placed or accepted order: the fact, and what is known of the order in the index, where
     the first value seen of each field stays (a re-sent order keeps its first version, as intake
-    does). One statement."""
+    does). One statement; the order's key when the fact is new."""
     store_name, _, ext = key.partition(":")
-    await conn.execute(
+    return _recorded(await conn.fetchrow(
         "WITH f AS (INSERT INTO facts (event_id, kind, order_key, occurred_at, body)"
-        "  VALUES ($1, 'placed', $2, $3, $4::jsonb) ON CONFLICT DO NOTHING)"
-        " INSERT INTO order_index AS o (order_key, store, external_order_id, order_id,"
+        "  VALUES ($1, 'placed', $2, $3, $4::jsonb) ON CONFLICT DO NOTHING RETURNING 1),"
+        " i AS (INSERT INTO order_index AS o (order_key, store, external_order_id, order_id,"
         " customer_id, country, placed_at, seen_at) VALUES ($2, $5, $6, $7, $8, $9, $10, $3)"
         " ON CONFLICT (order_key) DO UPDATE SET"
         " order_id = coalesce(o.order_id, EXCLUDED.order_id),"
         " customer_id = coalesce(o.customer_id, EXCLUDED.customer_id),"
         " country = coalesce(o.country, EXCLUDED.country),"
         " placed_at = coalesce(o.placed_at, EXCLUDED.placed_at),"
-        " seen_at = least(o.seen_at, EXCLUDED.seen_at)",
+        " seen_at = least(o.seen_at, EXCLUDED.seen_at))" + _fresh("$2::text"),
         event_id, key, at, json.dumps(body, default=str), store_name, ext, order_id, customer_id,
-        country, placed_at)
+        country, placed_at))
 
 
 async def index_parcel(conn: Conn, tracking_number: str, key: str, parcel_id: str,
@@ -123,13 +150,14 @@ async def index_parcel(conn: Conn, tracking_number: str, key: str, parcel_id: st
 
 
 async def filter_options(pool: asyncpg.Pool) -> dict[str, list[str]]:
+    """From the slices (every store, country, warehouse and carrier an order was counted in)."""
     async def distinct(sql: str) -> list[str]:
         return [r[0] for r in await pool.fetch(sql) if r[0]]
     return {
-        "store": await distinct("SELECT DISTINCT store FROM order_index ORDER BY 1"),
-        "country": await distinct("SELECT DISTINCT country FROM order_index ORDER BY 1"),
-        "carrier": await distinct("SELECT DISTINCT carrier FROM parcel_index ORDER BY 1"),
-        "warehouse": await distinct("SELECT DISTINCT warehouse FROM parcel_index ORDER BY 1"),
+        "store": await distinct("SELECT DISTINCT store FROM slices ORDER BY 1"),
+        "country": await distinct("SELECT DISTINCT country FROM slices ORDER BY 1"),
+        "carrier": await distinct("SELECT DISTINCT unnest(carriers) FROM slices ORDER BY 1"),
+        "warehouse": await distinct("SELECT DISTINCT unnest(warehouses) FROM slices ORDER BY 1"),
     }
 
 
@@ -216,17 +244,18 @@ async def search(pool: asyncpg.Pool, *, order_id: str | None = None, customer: s
 # --- gauges -----------------------------------------------------------------------------------
 
 async def gauges(pool: asyncpg.Pool, stuck_after_s: float) -> dict[str, Any]:
-    final = sorted(domain.FINAL_STATUSES)
-    by_status = {r["status"]: r["n"] for r in await pool.fetch(
-        "SELECT status, count(*) AS n FROM orders GROUP BY status")}
-    refunds = {r["currency"]: r["total"] for r in await pool.fetch(
-        "SELECT currency, sum(amount) AS total FROM refunds GROUP BY currency")}
+    """From the all-time rollups; stuck orders by the partial index of open statuses
+    (orders_open_by_age, whose list of final statuses is domain.FINAL_STATUSES)."""
+    by_status = {r["status"]: int(r["n"]) for r in await pool.fetch(
+        "SELECT status, sum(orders) AS n FROM t_status GROUP BY status HAVING sum(orders) > 0")}
+    refunds = {r["currency"]: r["amount"] for r in await pool.fetch(
+        "SELECT currency, amount FROM t_refund")}
     rating = await pool.fetchval(
-        "SELECT avg(rating) FROM (SELECT DISTINCT ON (order_key) rating FROM feedback"
-        " ORDER BY order_key, occurred_at DESC, event_id DESC) latest")
+        "SELECT sum(rating * orders)::float8 / nullif(sum(orders), 0) FROM t_rating")
     stuck = await pool.fetchval(
-        "SELECT count(*) FROM orders WHERE NOT (status = ANY($1::text[]))"
-        " AND status_at < now() - make_interval(secs => $2)", final, stuck_after_s)
+        "SELECT count(*) FROM orders WHERE status NOT IN ('delivered', 'rejected', 'cancelled',"
+        " 'refunded', 'return_rejected') AND status_at < now() - make_interval(secs => $1)",
+        stuck_after_s)
     return {"by_status": by_status, "refunds": refunds,
             "rating": float(rating) if rating is not None else None, "stuck": stuck}
 
@@ -240,3 +269,192 @@ async def changed(conn: Conn, topic: str, key: str, digest: str) -> bool:
         " ON CONFLICT (topic, key) DO UPDATE SET digest = EXCLUDED.digest, published = now()"
         " WHERE feedback_published.digest <> EXCLUDED.digest RETURNING 1", topic, key, digest)
     return row is not None
+
+
+# --- the rollups: each order re-folded in the event's transaction -----------------------------
+# An order's facts are kept folded in order_state (a compact copy of its `facts` rows:
+# [kind, event_id, occurred_at, body, tracking_number]); the rollups hold the sum of every
+# order's last contribution (rollups.py).
+
+StoredFact = list[Any]
+
+
+def stored(kind: str, event_id: uuid.UUID | str, at: datetime, body: dict[str, Any],
+           tracking_number: str | None = None) -> StoredFact:
+    return [kind, str(event_id), at.isoformat(), orjson.loads(orjson.dumps(body, default=str)),
+            tracking_number]
+
+
+def fold_stored(key: str, facts: list[StoredFact]) -> domain.OrderView:
+    """The order's view from its stored facts: the same fold as the oracle's (views_of)."""
+    folded: list[domain.Fact] = []
+    tracking: list[domain.Tracked] = []
+    for kind, event_id, at, body, number in facts:
+        when = datetime.fromisoformat(at)
+        if kind == "tracked":
+            tracking.append(domain.Tracked(event_id, when, number, body["status"]))
+        else:
+            fact = to_fact(kind, event_id, when, body)
+            if fact is not None:
+                folded.append(fact)
+    return domain.fold(key, folded, tracking)
+
+
+
+def _stored_row(r: asyncpg.Record) -> StoredFact:
+    return [r["kind"], str(r["event_id"]), r["occurred_at"].isoformat(), orjson.loads(r["body"]),
+            r["tracking_number"]]
+
+
+async def _facts_of(conn: Conn, keys: list[str]) -> dict[str, list[StoredFact]]:
+    """The orders' facts from `facts` (orders folded for the first time), with the carrier
+    scans of their parcels; one statement for all."""
+    out: dict[str, list[StoredFact]] = {k: [] for k in keys}
+    for r in await conn.fetch(
+            "SELECT order_key AS of, kind, event_id, occurred_at, body, tracking_number"
+            " FROM facts WHERE order_key = ANY($1::text[]) UNION ALL"
+            " SELECT p.order_key, f.kind, f.event_id, f.occurred_at, f.body, f.tracking_number"
+            " FROM parcel_index p JOIN facts f ON f.tracking_number = p.tracking_number"
+            " AND f.kind = 'tracked' WHERE p.order_key = ANY($1::text[])", keys):
+        out[r["of"]].append(_stored_row(r))
+    return out
+
+
+async def _tracking_of(conn: Conn, numbers: list[str]) -> dict[str, list[StoredFact]]:
+    out: dict[str, list[StoredFact]] = {}
+    for r in await conn.fetch(
+            "SELECT 'tracked' AS kind, event_id, occurred_at, body, tracking_number FROM facts"
+            " WHERE tracking_number = ANY($1::text[]) AND kind = 'tracked'", numbers):
+        out.setdefault(r["tracking_number"], []).append(_stored_row(r))
+    return out
+
+
+def _shipped_numbers(facts: list[StoredFact]) -> list[str]:
+    return [p["tracking_number"] for f in facts if f[0] == "shipped" for p in f[3]["parcels"]]
+
+
+async def fold_in(conn: Conn, key: str, new: list[StoredFact], sla_hours: float) -> None:
+    """One order's first-time facts into the rollups (`fold_orders` of one)."""
+    await fold_orders(conn, {key: new}, sla_hours)
+
+
+async def fold_orders(conn: Conn, pending: dict[str, list[StoredFact]], sla_hours: float, *,
+                      refold: bool = False) -> int:
+    """Add first-time facts to their orders: re-fold each order once, and add the sum of the
+    changes of their contributions to the rollups. A constant number of statements whatever the
+    number of orders (the consumer calls this once per run, handlers.py): create the missing
+    order_state rows, read and lock all of them in key order, read the facts of those folded for
+    the first time and the carrier scans of new shipments, then one write.
+
+    Idempotent: a fact already folded (same event id) changes nothing. `refold`: fold the orders
+    again even without new facts (their store's time zone changed: the contribution moves to
+    the new zone's days). Returns how many orders changed."""
+    keys = sorted(pending)
+    if not keys:
+        return 0
+    created = {r[0] for r in await conn.fetch(
+        "INSERT INTO order_state (order_key) SELECT k FROM unnest($1::text[]) k ORDER BY k"
+        " ON CONFLICT DO NOTHING RETURNING order_key", keys)}
+    rows = await conn.fetch(
+        "SELECT s.order_key, s.facts, s.contrib, s.start_day, s.tz AS folded_tz,"
+        " coalesce(z.tz, 'UTC') AS tz, (SELECT value::date FROM rollup_meta"
+        " WHERE name = 'facts_kept_from') AS kept_from"
+        " FROM order_state s LEFT JOIN store_timezone z"
+        " ON z.store = split_part(s.order_key, ':', 1)"
+        " WHERE s.order_key = ANY($1::text[]) ORDER BY s.order_key FOR UPDATE OF s", keys)
+    unread = [r["order_key"] for r in rows if r["facts"] is None]
+    from_facts = await _facts_of(conn, unread) if unread else {}
+    numbers = sorted({n for k in keys for n in _shipped_numbers(pending[k])})
+    scans = await _tracking_of(conn, numbers) if numbers else {}
+
+    total: rollups.Contribution = {}
+    slices: dict[int, rollups.Slice] = {}
+    writes: list[tuple[Any, ...]] = []
+    for row in rows:
+        key, new, tz = row["order_key"], pending[row["order_key"]], row["tz"]
+        first = key in created
+        folded_tz = row["folded_tz"] or "UTC"
+        kept_from = row["kept_from"]
+        if (not first and row["facts"] is None and row["start_day"] is not None
+                and kept_from is not None and row["start_day"] < kept_from):
+            # Its facts were dropped by retention: a fold of what is left would count the order
+            # as less than it was. Its rollups stay as they were; the facts themselves are kept.
+            log.info("order %s started %s, before the facts kept (%s): its new events are"
+                     " stored but do not change the reports", key, row["start_day"], kept_from)
+            continue
+        facts: list[StoredFact] = (orjson.loads(row["facts"]) if row["facts"] is not None
+                                   else from_facts.get(key, []))
+        if first:
+            old: rollups.Contribution = {}
+        elif row["contrib"] is not None:
+            old = rollups.loads(row["contrib"])
+        else:  # not stored (a generated history): what its facts before these gave
+            fresh = {f[1] for f in new}
+            old = rollups.contribution(
+                fold_stored(key, [f for f in facts if f[1] not in fresh]), sla_hours, folded_tz)
+        by_id = {f[1]: f for f in facts}
+        known = len(by_id)
+        for f in new:
+            by_id.setdefault(f[1], f)
+        for number in _shipped_numbers(new):  # carrier scans that came before the shipment
+            for f in scans.get(number, ()):
+                by_id.setdefault(f[1], f)
+        if (len(by_id) == known and not first and row["facts"] is not None
+                and not (refold and folded_tz != tz)):
+            continue
+        all_facts = list(by_id.values())
+        view = fold_stored(key, all_facts)
+        contrib = rollups.contribution(view, sla_hours, tz)
+        rollups.add_up(total, rollups.delta(old, contrib))
+        started = view.started_at
+        sid = None
+        if started is not None:
+            sl = rollups.slice_of(view)
+            sid = rollups.slice_id(sl)
+            slices[sid] = sl
+        hold = rollups.hold_of(view)
+        writes.append((key, orjson.dumps(all_facts).decode(), rollups.dumps(contrib),
+                       rollups.local_day(started, tz) if started else None, sid,
+                       hold[0] if hold is not None and hold[1] is None else None,
+                       None if tz == "UTC" else tz))
+    if not writes:
+        return 0
+    change: rollups.Contribution = {}
+    for table, changed in total.items():  # orders' changes may cancel out (one leaves, one comes)
+        if nonzero := {k: v for k, v in changed.items() if any(v)}:
+            change[table] = nonzero
+    await conn.execute(WRITE_SQL, *(list(col) for col in zip(*writes, strict=True)),
+                       orjson.dumps([[sid, *sl[:2], list(sl[2]), list(sl[3])]
+                                     for sid, sl in sorted(slices.items())]).decode(),
+                       rollups.as_rows(change))
+    return len(writes)
+
+
+_SQL_TYPE = {"date": "date", "timestamptz": "timestamptz", "slice": "bigint", "text": "text",
+             "int": "int", "numeric": "numeric"}
+
+
+def _rollup_cte(i: int, name: str) -> str:
+    t = rollups.TABLES[name]
+    cols = [c for c, _ in t.keys] + [c for c, _ in t.values]
+    types = [ty for _, ty in t.keys] + [ty for _, ty in t.values]
+    record = ", ".join(f"{c} {_SQL_TYPE[ty]}" for c, ty in zip(cols, types, strict=True))
+    sets = ", ".join(f"{c} = {name}.{c} + EXCLUDED.{c}" for c, _ in t.values)
+    return (f"w{i} AS (INSERT INTO {name} ({', '.join(cols)}) SELECT * FROM"
+            f" jsonb_to_recordset($9::jsonb -> '{name}') AS x({record})"
+            f" ON CONFLICT ({', '.join(c for c, _ in t.keys)}) DO UPDATE SET {sets})")
+
+
+# One statement for a whole run's changes: the orders' new state as arrays ($1-$7, unnest), the
+# slices as one JSON array ($8), the rollups' rows as one JSON document ($9: a table absent from
+# it inserts nothing), so the text never varies and is prepared once per connection.
+WRITE_SQL = (
+    "WITH s AS (INSERT INTO slices SELECT (x->>0)::bigint, x->>1, x->>2,"
+    " ARRAY(SELECT jsonb_array_elements_text(x->3)), ARRAY(SELECT jsonb_array_elements_text(x->4))"
+    " FROM jsonb_array_elements($8::jsonb) x ON CONFLICT DO NOTHING), "
+    + ", ".join(_rollup_cte(i, name) for i, name in enumerate(rollups.TABLES))
+    + " UPDATE order_state o SET facts = u.facts::jsonb, contrib = u.contrib::jsonb,"
+    " start_day = u.start_day, slice_id = u.slice_id, hold_open_since = u.hold, tz = u.tz"
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::date[], $5::bigint[],"
+    " $6::timestamptz[], $7::text[]) AS u(order_key, facts, contrib, start_day, slice_id, hold, tz)"
+    " WHERE o.order_key = u.order_key")
