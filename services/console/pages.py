@@ -22,10 +22,11 @@ from shared.contracts import (
     ReturnReceived,
     StockAdjusted,
 )
+from shared.dlq import REPLAY_GROUP, REPLAYED_FROM
 from shared.topics import ALL as ALL_TOPICS
 
 from . import auth, i18n, roles, store
-from .upstream import REPLAY_GROUP, UpstreamError, dead_letters, replayed_positions
+from .upstream import UpstreamError, dead_letters, replayed_positions
 from .web import (
     User,
     actor,
@@ -481,7 +482,7 @@ async def exceptions_replay(request: Request, user: User = Depends(actor("except
         return _back(f"/exceptions?topic={topic}", err="exceptions.not_found")
     r = found[0]
     await upstream(request).publish(topic, r.key.decode(errors="replace") if r.key else None,
-                                    r.value or b"", [("x-replayed-from", ref.encode())])
+                                    r.value or b"", [(REPLAYED_FROM, ref.encode())])
     await audit(request, user, "exceptions.replay", ref, "ok",
                 before={"error": dict((k, v.decode(errors="replace")) for k, v in r.headers
                                       ).get("x-error")},
