@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 
+from shared import dlq, outbox
 from shared.contracts import (
     AftersalesRequested,
     BackorderDecision,
@@ -23,6 +24,7 @@ from shared.contracts import (
     StockAdjusted,
 )
 from shared.dlq import REPLAY_GROUP, REPLAYED_FROM
+from shared.settings import SERVICES
 from shared.topics import ALL as ALL_TOPICS
 
 from . import auth, i18n, roles, store
@@ -443,11 +445,44 @@ def _topics() -> list[str]:
     return sorted(t.name for t in ALL_TOPICS)
 
 
+OUTBOX_OWNERS = (*SERVICES, "console")  # every outbox: the services' and the console's own
+
+
+async def _quarantined(request: Request) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every service's quarantined outbox rows (their `GET /outbox/quarantined`) and the
+    console's own, newest first; and the services that could not be asked (shown, not fatal)."""
+    up = upstream(request)
+
+    async def of(service: str) -> list[dict[str, Any]]:
+        if service == "console":
+            async with pool(request).acquire() as conn:
+                own = await outbox.quarantined(conn)
+            return [{**r, "service": "console", "created_at": r["created_at"].isoformat(),
+                     "quarantined_at": r["quarantined_at"].isoformat()} for r in own]
+        body = await up.get(service, "/outbox/quarantined", limit=100)
+        return [{**r, "service": service} for r in body["rows"]]
+
+    answers = await asyncio.gather(*(of(s) for s in OUTBOX_OWNERS), return_exceptions=True)
+    rows: list[dict[str, Any]] = []
+    unreachable: list[str] = []
+    for service, answer in zip(OUTBOX_OWNERS, answers, strict=True):
+        if isinstance(answer, UpstreamError):
+            unreachable.append(service)
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            rows.extend(answer)
+    rows.sort(key=lambda r: str(r["quarantined_at"]), reverse=True)
+    return rows, unreachable
+
+
 @router.get("/exceptions")
 async def exceptions(request: Request, user: User = Depends(viewer("exceptions.view")),
                      topic: str = "") -> Response:
     up = upstream(request)
-    held = await up.get("logistics", "/parcels/held")
+    held, parcels, (quarantined, unreachable) = await asyncio.gather(
+        up.get("logistics", "/parcels/held"),
+        up.get("logistics", "/parcels/exceptions", limit=200), _quarantined(request))
     records: list[dict[str, Any]] = []
     if topic in _topics():
         replayed = await replayed_positions(topic)
@@ -458,15 +493,52 @@ async def exceptions(request: Request, user: User = Depends(viewer("exceptions.v
             "SELECT target FROM audit WHERE action = 'exceptions.replay' AND outcome = 'ok'"
             " AND target LIKE $1", f"{topic}.dlq:%")}
         for r in found:
-            headers = {k: v.decode(errors="replace") for k, v in r.headers}
-            ref = f"{topic}.dlq:{r.partition}:{r.offset}"
+            ref = dlq.origin(topic, r)
             records.append({
                 "partition": r.partition, "offset": r.offset, "ref": ref,
                 "key": r.key.decode(errors="replace") if r.key else "",
-                "headers": headers, "value": (r.value or b"").decode(errors="replace")[:4000],
+                "headers": dlq.headers(r), "value": (r.value or b"").decode(errors="replace")[:4000],
                 "replayed": ref in done or r.offset < replayed.get(r.partition, 0)})
-    return render(request, "exceptions.html", user, held=held, topics=_topics(), topic=topic,
-                  records=records, flash=_flash(request))
+    return render(request, "exceptions.html", user, held=held, parcels=parcels,
+                  quarantined=quarantined, unreachable=unreachable, topics=_topics(),
+                  topic=topic, records=records, flash=_flash(request))
+
+
+@router.post("/exceptions/outbox/release")
+async def exceptions_release(request: Request, user: User = Depends(actor("exceptions.release")),
+                             service: str = Form(max_length=32),
+                             row_id: int = Form(ge=1)) -> Response:
+    """Put a quarantined outbox row back in line (after its cause is fixed, e.g. the broker's
+    message.max.bytes raised): the owning service's relay publishes it; refused again, it goes
+    back to quarantine."""
+    if service not in OUTBOX_OWNERS:
+        return _back("/exceptions", err="exceptions.unknown_service")
+    target = f"{service}/outbox/{row_id}"
+    before = next((r for r in (await _quarantined(request))[0]
+                   if r["service"] == service and r["id"] == row_id), None)
+    seen = {k: str(before[k]) for k in ("topic", "key", "error")} if before else None
+    if service == "console":
+        async with pool(request).acquire() as conn:
+            released = await outbox.release(conn, row_id)
+    else:
+        try:
+            await upstream(request).call(service, "POST",
+                                         f"/outbox/quarantined/{row_id}/release",
+                                         operator=user.username)
+            released = True
+        except UpstreamError as exc:
+            if exc.status != 404:
+                await audit(request, user, "exceptions.release", target, "refused",
+                            before=seen, detail=exc.detail)
+                raise
+            released = False
+    if not released:
+        await audit(request, user, "exceptions.release", target, "refused", before=seen,
+                    detail="no such quarantined row (released already?)")
+        return _back("/exceptions", err="exceptions.release_gone")
+    await audit(request, user, "exceptions.release", target, "ok", before=seen,
+                after={"released": row_id})
+    return _back("/exceptions", ok="exceptions.released")
 
 
 @router.post("/exceptions/replay")
@@ -579,18 +651,22 @@ async def backorder_decide(store_name: str, ext: str, request: Request,
     values = {"order": found[0].get("external_order_id", ext) if found else ext, "sku": sku,
               "substitute": subs.get(sku, ""),
               "eta": buyer.dt(restock_eta) if restock_eta else buyer("msg.eta_unknown")}
-    message = _event(CustomerMessage, store=store_name, external_order_id=ext,
-                     language=i18n.bcp47(lang), template=f"backorder.{decision}",
-                     subject=buyer(f"msg.backorder.{decision}.subject", **values),
-                     body=buyer(f"msg.backorder.{decision}.body", **values))
-    event = _event(BackorderDecision, store=store_name, external_order_id=ext,
-                   decision=decision, substitutions=subs)
-    await up.publish("orders.backorder_decisions", key, event)
-    await up.publish("customer.messages", key, message)
-    await audit(request, user, f"backorders.{decision}", key, "requested",
-                after={"substitutions": subs, "event_id": event["event_id"],
-                       "message": {"language": message["language"],
-                                   "subject": message["subject"]}})
+    message = CustomerMessage(store=store_name, external_order_id=ext,
+                              language=i18n.bcp47(lang), template=f"backorder.{decision}",
+                              subject=buyer(f"msg.backorder.{decision}.subject", **values),
+                              body=buyer(f"msg.backorder.{decision}.body", **values))
+    event = BackorderDecision(store=store_name, external_order_id=ext, decision=decision,
+                              substitutions=subs)
+    # One transaction: the audit row and both events in the console's outbox (the relay
+    # publishes them in this order, on the order's key). Kafka away now: they wait, none lost.
+    async with pool(request).acquire() as conn, conn.transaction():
+        await outbox.enqueue(conn, "orders.backorder_decisions", key, event)
+        await outbox.enqueue(conn, "customer.messages", key, message)
+        await audit(request, user, f"backorders.{decision}", key, "requested", conn=conn,
+                    after={"substitutions": subs, "event_id": str(event.event_id),
+                           "message": {"language": message.language,
+                                       "subject": message.subject,
+                                       "event_id": str(message.event_id)}})
     return _back("/backorders", ok="backorders.sent")
 
 

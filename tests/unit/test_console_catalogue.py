@@ -32,7 +32,8 @@ def _dynamic_keys() -> set[str]:
 
     return ({f"role.{r}" for r in ROLES} | {f"lang.{lang}" for lang in LANGUAGES}
             | {f"orders.by.{b}" for b in ("key", "order_id", "customer", "tracking")}
-            | {f"station.refused.{s}" for s in ("scan", "weigh", "pack")})
+            | {f"station.refused.{s}" for s in ("scan", "weigh", "pack")}
+            | {f"exceptions.kind.{k}" for k in ("exception", "lost", "stalled")})
 
 
 def test_every_key_used_is_in_both_languages() -> None:
