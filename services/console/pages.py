@@ -71,12 +71,28 @@ def _flash(request: Request) -> dict[str, str]:
 
 # --- orders -----------------------------------------------------------------------------------
 
+SEARCHES = ("key", "order_id", "customer", "email", "phone", "name", "tracking")
+CONTACT_SEARCHES = ("email", "phone", "name")  # intake has the customer's contact data
+
+
+async def _by_contact(request: Request, by: str, q: str) -> list[dict[str, Any]]:
+    """A customer's orders by e-mail, phone or name: intake finds them (it keeps what the order
+    said), analytics gives each its current status and tracking numbers."""
+    up = upstream(request)
+    matches = await up.get("intake", "/orders", **{by: q, "limit": 50})
+
+    async def current(m: dict[str, Any]) -> dict[str, Any]:
+        found = (await up.get("analytics", "/orders", order_id=m["order_id"]))["orders"]
+        return found[0] if found else {**m, "placed_at": m["received_at"]}
+    return list(await asyncio.gather(*(current(m) for m in matches)))
+
+
 @router.get("/orders")
 async def orders(request: Request, user: User = Depends(viewer("orders.view")),
                  by: str = "key", q: str = "", store_name: str = "") -> Response:
     results: list[dict[str, Any]] = []
-    searched = bool(q.strip())
     q = q.strip()
+    searched = bool(q)
     if searched:
         up = upstream(request)
         if by == "key":
@@ -86,8 +102,12 @@ async def orders(request: Request, user: User = Depends(viewer("orders.view")),
                     results = [found]
         elif by in ("order_id", "customer", "tracking"):
             results = (await up.get("analytics", "/orders", **{by: q}))["orders"]
+        elif by in CONTACT_SEARCHES:
+            results = await _by_contact(request, by, q)
+        if store_name and by != "key":
+            results = [r for r in results if r["store"] == store_name]
     return render(request, "orders.html", user, results=results, searched=searched, by=by, q=q,
-                  store_name=store_name, flash=_flash(request))
+                  store_name=store_name, searches=SEARCHES, flash=_flash(request))
 
 
 @router.get("/orders/{store_name}/{ext}")

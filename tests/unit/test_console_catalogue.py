@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.console.i18n import LANGUAGES, Translator, buyer_language, catalogue, negotiate
+from services.console.pages import SEARCHES
 
 CONSOLE = Path(__file__).resolve().parents[2] / "services" / "console"
 TEMPLATES = sorted((CONSOLE / "templates").glob("*.html"))
@@ -31,7 +32,7 @@ def _dynamic_keys() -> set[str]:
     from services.console.roles import ROLES
 
     return ({f"role.{r}" for r in ROLES} | {f"lang.{lang}" for lang in LANGUAGES}
-            | {f"orders.by.{b}" for b in ("key", "order_id", "customer", "tracking")}
+            | {f"orders.by.{b}" for b in SEARCHES}
             | {f"station.refused.{s}" for s in ("scan", "weigh", "pack")}
             | {f"exceptions.kind.{k}" for k in ("exception", "lost", "stalled")})
 
