@@ -28,6 +28,7 @@ from shared.settings import SERVICES
 from shared.topics import ALL as ALL_TOPICS
 
 from . import auth, i18n, roles, store
+from .config import console_settings
 from .upstream import UpstreamError, dead_letters, replayed_positions
 from .web import (
     User,
@@ -750,7 +751,9 @@ async def dashboard(request: Request, user: User = Depends(viewer("dashboard.vie
     reports = (await up.get("analytics", "/reports"))["reports"]
     by_status = summary["orders_by_status"]
     top = max(by_status.values(), default=0) or 1
-    return render(request, "dashboard.html", user, kpis=reports.get("summary", []),
+    public = console_settings().analytics_public_url
+    charts = f"{public.rstrip('/')}/" if public else None
+    return render(request, "dashboard.html", user, kpis=reports.get("summary", []), charts=charts,
                   by_status=by_status, top=top, hold_reasons=summary.get("hold_reasons", {}),
                   rejection_reasons=summary.get("rejection_reasons", {}))
 

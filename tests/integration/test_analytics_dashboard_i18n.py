@@ -15,9 +15,10 @@ from shared.settings import service_port
 from tests.conftest import ROOT, ref
 from tests.unit.test_analytics_dashboard_i18n import MESSAGES
 from tools import storefront as sfm
+from tools.console_users import add_user
 from tools.storefront import Storefront
 
-from .console_browser import chromium, new_page
+from .console_browser import chromium, new_page, sign_in
 from .helpers import new_product
 
 ARTIFACTS = ROOT / "artifacts"
@@ -101,4 +102,24 @@ async def test_the_dashboard_speaks_the_browsers_language_and_switches(
     await page.goto(dashboard(f"?store={store}&lang=zh-CN"))
     await rendered(page)
     await expect(page.locator("h1")).to_have_text("Shopkeeper 数据分析")
+    await context.close()
+
+
+async def test_the_consoles_dashboard_opens_the_charts_in_the_consoles_language(
+        browser: Browser) -> None:
+    # Given a console user who reads Chinese
+    name = ref("dash")
+    password, _ = await add_user(name, "viewer", one_time=False)
+    context, page = await new_page(browser, locale="zh-CN")
+    await sign_in(page, (name, password), "/dashboard")
+    # When they open the charts from the console's Dashboard
+    link = page.locator("#analytics-charts")
+    await expect(link).to_contain_text("数据分析看板")
+    async with context.expect_page() as opened:
+        await link.click()
+    charts = await opened.value
+    # Then the analytics dashboard is in Chinese too
+    await rendered(charts)
+    await expect(charts.locator("h1")).to_have_text("Shopkeeper 数据分析")
+    assert "lang=zh-CN" in charts.url
     await context.close()
