@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.settings import SERVICES, get_settings
+from shared.settings import SERVICES, WEB_APPS, get_settings
 from tools.endpoints import service_url
 
 
@@ -430,12 +430,13 @@ def dlq_replay(topic: str, limit: int = typer.Option(1000, min=1)) -> None:
 
 # --- quarantined outbox rows ------------------------------------------------------------------
 @outbox_app.command("quarantined")
-def outbox_quarantined(service: str = typer.Option(None, help="one service (default: all)"),
+def outbox_quarantined(service: str = typer.Option(None, help="one service or `console`"
+                                                   " (default: all)"),
                        limit: int = typer.Option(100, min=1, max=1000)) -> None:
     """Outbox rows the broker refused for good (too large, invalid), newest first: what was not
     published, to which key, and why. The rest of the outbox flows past them."""
     rows: list[dict[str, Any]] = []
-    for name in [service] if service else list(SERVICES):
+    for name in [service] if service else [*SERVICES, *WEB_APPS]:
         body = run(call(name, "GET", f"/outbox/quarantined?limit={limit}", auth=True))
         rows += [{"service": name, **r} for r in body["rows"]]
     show(rows, lambda: table(f"{len(rows)} quarantined outbox rows", rows,

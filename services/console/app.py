@@ -18,6 +18,7 @@ from shared import outbox
 from shared.db import connect, migrate
 from shared.http import HttpGuard
 from shared.logging import setup_logging
+from shared.service import outbox_router
 from shared.settings import check_credentials, get_settings, service_database_url
 
 from . import auth, i18n, store
@@ -127,6 +128,9 @@ def create_app() -> FastAPI:
     app.add_api_route("/logout", _logout, methods=["POST"])
     app.add_api_route("/language", _language, methods=["POST"])
     app.include_router(pages_router)
+    # The console's own quarantined outbox rows, for operators with the admin token (as every
+    # service's: `shopkeeper outbox quarantined|release` and the Exceptions page).
+    app.include_router(outbox_router(lambda request: (NAME, pool(request))))
     # Body limits, body and header deadlines and the write rate of every service; every write
     # path is open to the guard's token check: the console signs its users in itself (sessions,
     # CSRF) and calls the services with the token.

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
@@ -24,6 +25,7 @@ from tools.storefront import Storefront
 
 from .console_browser import chromium, console_url, csrf_of, make_users, new_page, shot, sign_in
 from .helpers import admin_client, eventually, new_product, place, tail, tail_all, value_of
+from .test_cli import shopkeeper
 
 Users = dict[str, tuple[str, str]]
 
@@ -113,7 +115,7 @@ async def test_exceptions_list_parcels_and_a_manager_releases_a_quarantined_row(
     await expect(silent_row).to_have_attribute("data-kind", "stalled")
     await expect(silent_row).to_contain_text("in transit")
     await expect(silent_row.locator("a")).to_have_text(silent_key)
-    await shot(page, "exceptions-en")
+    await shot(page, "exceptions-outbox-en")
     # When the manager releases the quarantined row
     row = page.locator(f"table.outbox tr[data-service=intake][data-row='{row_id}']")
     await row.locator("button.release").click()
@@ -194,3 +196,32 @@ async def test_a_buyer_is_told_even_when_kafka_is_down_at_the_click(
     async def ready() -> bool:
         return all(local_stack.service_ready(s) for s in local_stack.SERVICES)
     await eventually(ready, timeout=120, what="every service ready again")
+
+
+async def test_the_consoles_own_quarantined_rows_are_listed_and_released_like_a_services(
+        browser: Browser, users: Users) -> None:
+    # Given a row the console's own relay could not publish, quarantined
+    store, ext = ref("cstore"), ref("q")
+    key = f"{store}:{ext}"
+    row_id = await quarantine_a_row("console", "customer.messages", key, {
+        "event_id": str(uuid.uuid4()), "occurred_at": sfm.now_iso(), "store": store,
+        "external_order_id": ext, "language": "zh-CN", "template": "test.console",
+        "subject": "s", "body": "b"})
+    # When an operator asks the CLI for every quarantined row: the console's is there
+    code, out = await shopkeeper("--json", "outbox", "quarantined")
+    assert code == 0, out
+    listed = json.loads(out)
+    assert any(r["service"] == "console" and r["id"] == row_id for r in listed)
+    # And the console's endpoint wants the admin token, like a service's
+    async with httpx.AsyncClient(timeout=10) as client:
+        assert (await client.get(console_url("/outbox/quarantined"))).status_code == 401
+    # When a manager releases it on the Exceptions page
+    context, page = await new_page(browser)
+    await sign_in(page, users["manager"], "/exceptions")
+    row = page.locator(f"table.outbox tr[data-service=console][data-row='{row_id}']")
+    await row.locator("button.release").click()
+    await expect(page.locator(".flash.ok")).to_be_visible()
+    # Then the console's relay publishes it
+    published = await tail("customer.messages", lambda r: r.key == key.encode(), timeout=60)
+    assert value_of(published)["template"] == "test.console"
+    await context.close()
