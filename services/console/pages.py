@@ -78,14 +78,22 @@ CONTACT_SEARCHES = ("email", "phone", "name")  # intake has the customer's conta
 
 async def _by_contact(request: Request, by: str, q: str) -> list[dict[str, Any]]:
     """A customer's orders by e-mail, phone or name: intake finds them (it keeps what the order
-    said), analytics gives each its current status and tracking numbers."""
+    said); analytics gives each its current status and tracking numbers, asked once per
+    customer id among them (usually one or two), not once per order. An order analytics has
+    not seen yet shows intake's status."""
     up = upstream(request)
     matches = await up.get("intake", "/orders", **{by: q, "limit": 50})
+    customers = sorted({m["customer_id"] for m in matches if m.get("customer_id")})
 
-    async def current(m: dict[str, Any]) -> dict[str, Any]:
-        found = (await up.get("analytics", "/orders", order_id=m["order_id"]))["orders"]
-        return found[0] if found else {**m, "placed_at": m["received_at"]}
-    return list(await asyncio.gather(*(current(m) for m in matches)))
+    async def of_customer(customer: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = (await up.get("analytics", "/orders", customer=customer,
+                                                    limit=1000))["orders"]
+        return found
+    current = {f"{o['store']}:{o['external_order_id']}": o
+               for orders in await asyncio.gather(*(of_customer(c) for c in customers))
+               for o in orders}
+    return [current.get(f"{m['store']}:{m['external_order_id']}")
+            or {**m, "placed_at": m["received_at"], "tracking_numbers": []} for m in matches]
 
 
 @router.get("/orders")
