@@ -505,29 +505,40 @@ async def _quarantined(request: Request) -> tuple[list[dict[str, Any]], list[str
     return rows, unreachable
 
 
+async def _dead_letter_rows(request: Request, topic: str) -> list[dict[str, Any]]:
+    """The newest 200 dead letters of `topic`, each marked when replayed before (by the console,
+    or below the replay group's committed offset: `shopkeeper dlq replay`)."""
+    replayed = await replayed_positions(topic)
+    consumer, found = await dead_letters(topic, limit=20_000)
+    await consumer.stop()
+    found = sorted(found, key=lambda r: r.timestamp, reverse=True)[:200]  # the newest
+    done = {row["target"] for row in await pool(request).fetch(
+        "SELECT target FROM audit WHERE action = 'exceptions.replay' AND outcome = 'ok'"
+        " AND target LIKE $1", f"{topic}.dlq:%")}
+    records: list[dict[str, Any]] = []
+    for r in found:
+        ref = dlq.origin(topic, r)
+        records.append({
+            "partition": r.partition, "offset": r.offset, "ref": ref,
+            "key": r.key.decode(errors="replace") if r.key else "",
+            "headers": dlq.headers(r), "value": (r.value or b"").decode(errors="replace")[:4000],
+            "replayed": ref in done or r.offset < replayed.get(r.partition, 0)})
+    return records
+
+
+async def _nothing() -> list[dict[str, Any]]:
+    return []
+
+
 @router.get("/exceptions")
 async def exceptions(request: Request, user: User = Depends(viewer("exceptions.view")),
                      topic: str = "") -> Response:
     up = upstream(request)
-    held, parcels, (quarantined, unreachable) = await asyncio.gather(
+    # Every list at once: logistics twice, the eight outboxes, and the chosen DLQ.
+    held, parcels, (quarantined, unreachable), records = await asyncio.gather(
         up.get("logistics", "/parcels/held"),
-        up.get("logistics", "/parcels/exceptions", limit=200), _quarantined(request))
-    records: list[dict[str, Any]] = []
-    if topic in _topics():
-        replayed = await replayed_positions(topic)
-        consumer, found = await dead_letters(topic, limit=20_000)
-        await consumer.stop()
-        found = sorted(found, key=lambda r: r.timestamp, reverse=True)[:200]  # the newest
-        done = {row["target"] for row in await pool(request).fetch(
-            "SELECT target FROM audit WHERE action = 'exceptions.replay' AND outcome = 'ok'"
-            " AND target LIKE $1", f"{topic}.dlq:%")}
-        for r in found:
-            ref = dlq.origin(topic, r)
-            records.append({
-                "partition": r.partition, "offset": r.offset, "ref": ref,
-                "key": r.key.decode(errors="replace") if r.key else "",
-                "headers": dlq.headers(r), "value": (r.value or b"").decode(errors="replace")[:4000],
-                "replayed": ref in done or r.offset < replayed.get(r.partition, 0)})
+        up.get("logistics", "/parcels/exceptions", limit=200), _quarantined(request),
+        _dead_letter_rows(request, topic) if topic in _topics() else _nothing())
     return render(request, "exceptions.html", user, held=held, parcels=parcels,
                   quarantined=quarantined, unreachable=unreachable, topics=_topics(),
                   topic=topic, records=records, flash=_flash(request))
