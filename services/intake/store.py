@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -177,9 +178,10 @@ async def record_promo_uses(conn: Conn, codes: list[str], customer_id: str,
         " ON CONFLICT DO NOTHING", [(c.upper(), customer_id, order_id) for c in set(codes)])
 
 
-_POLICY_COLUMNS = ("high_value_threshold", "high_value_action", "duplicate_window_minutes",
-                   "merge_window_minutes", "hold_pending_payment", "invalid_promo_action",
-                   "restricted_goods_action", "hold_sla_minutes")
+_POLICY_COLUMNS = ("high_value_threshold", "high_value_currency", "high_value_action",
+                   "duplicate_window_minutes", "merge_window_minutes", "hold_pending_payment",
+                   "invalid_promo_action", "restricted_goods_action", "hold_sla_minutes",
+                   "price_tolerance_percent")
 
 
 def _policy(row: asyncpg.Record) -> Policy:
@@ -401,10 +403,46 @@ async def holds(pool: asyncpg.Pool, *, reason: str | None = None, store: str | N
              "currency": r["currency"]} for r in rows]
 
 
+# --- price lists (docs/intake.md "Currencies and price lists") --------------------------------
+async def list_prices(conn: Conn, store: str, currency: str, skus: list[str],
+                      at: datetime) -> dict[str, Decimal]:
+    """The list price of each SKU for `store` in `currency`, valid at `at`; the store's own list
+    wins over the default ('*')."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (sku) sku, price FROM price_lists WHERE store IN ($1, '*')"
+        " AND currency = $2 AND sku = ANY($3::text[]) AND valid_from <= $4"
+        " AND (valid_to IS NULL OR valid_to > $4)"
+        " ORDER BY sku, store = '*', valid_from DESC", store, currency, skus, at)
+    return {r["sku"]: r["price"] for r in rows}
+
+
+async def put_prices(conn: Conn, store: str, currency: str, entries: list[dict[str, Any]],
+                     actor: str) -> int:
+    await conn.execute(
+        "INSERT INTO price_lists (store, currency, sku, price, valid_from, valid_to, updated_by)"
+        " SELECT $1, $2, e.sku, e.price, e.valid_from, e.valid_to, $7 FROM unnest($3::text[],"
+        " $4::numeric[], $5::timestamptz[], $6::timestamptz[]) AS e(sku, price, valid_from,"
+        " valid_to) ON CONFLICT (store, currency, sku, valid_from) DO UPDATE SET"
+        " price = EXCLUDED.price, valid_to = EXCLUDED.valid_to, updated_by = EXCLUDED.updated_by,"
+        " updated_at = now()",
+        store, currency, [e["sku"] for e in entries], [e["price"] for e in entries],
+        [e["valid_from"] for e in entries], [e["valid_to"] for e in entries], actor)
+    return len(entries)
+
+
+async def price_list(conn: Conn | asyncpg.Pool, store: str, currency: str | None,
+                     sku: str | None) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        "SELECT store, currency, sku, price, valid_from, valid_to, updated_by, updated_at"
+        " FROM price_lists WHERE store = $1 AND ($2::text IS NULL OR currency = $2)"
+        " AND ($3::text IS NULL OR sku = $3) ORDER BY currency, sku, valid_from LIMIT 5000",
+        store, currency, sku))
+
+
 async def find_by_customer(pool: asyncpg.Pool, *, email: str | None, phone: str | None,
                            name: str | None, limit: int) -> list[dict[str, Any]]:
     """Orders whose customer has this e-mail or phone (normalised as `domain.identities` does;
-    migrations/0003_customer_search.sql indexes the same expressions) or whose name starts with
+    migrations/0004_customer_search.sql indexes the same expressions) or whose name starts with
     `name` (any case), newest first."""
     rows = await pool.fetch(
         "SELECT order_id, store, external_order_id, customer_id, status, received_at,"
