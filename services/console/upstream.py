@@ -33,8 +33,11 @@ class UpstreamError(Exception):
 class Upstream:
     def __init__(self, timeout: float) -> None:
         token = get_settings().shopkeeper_admin_token
+        # Idle connections are dropped before the services' uvicorn closes them (it keeps one
+        # 5 s): a request on a connection the server is closing fails with RemoteProtocolError.
         self.http = httpx.AsyncClient(timeout=timeout,
-                                      headers={"Authorization": f"Bearer {token}"})
+                                      headers={"Authorization": f"Bearer {token}"},
+                                      limits=httpx.Limits(keepalive_expiry=2.0))
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -54,8 +57,15 @@ class Upstream:
                    ok: tuple[int, ...] = (200, 201)) -> Any:
         headers = {"X-Operator": operator} if operator else {}
         try:
-            r = await self.http.request(method, self.url(service, path), json=body,
-                                        params=params, headers=headers)
+            try:
+                r = await self.http.request(method, self.url(service, path), json=body,
+                                            params=params, headers=headers)
+            except httpx.RemoteProtocolError:
+                if method != "GET":
+                    raise
+                # A kept-alive connection closed under us: a read is asked again, once.
+                r = await self.http.request(method, self.url(service, path), params=params,
+                                            headers=headers)
         except httpx.HTTPError as exc:
             log.warning("console could not reach %s %s (%s)", service, path, type(exc).__name__)
             raise UpstreamError(service, 503, f"unreachable ({type(exc).__name__})") from None
