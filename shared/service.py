@@ -143,7 +143,7 @@ class Service:
         app.add_api_route("/metrics", _metrics, methods=["GET"], response_class=PlainTextResponse,
                           summary="Prometheus metrics (text exposition format)",
                           responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-        app.include_router(_outbox_router())
+        app.include_router(outbox_router())
         app.include_router(_fx_router())
         if self.router is not None:
             app.include_router(self.router)
@@ -228,27 +228,33 @@ async def _readyz(request: Request) -> JSONResponse:
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
-def _outbox_router() -> APIRouter:
-    """Every service's quarantined outbox rows (shared/outbox.py `quarantine`), for operators."""
+def _runtime_outbox(request: Request) -> tuple[str, asyncpg.Pool]:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.name, runtime.pool
+
+
+def outbox_router(owner: Callable[[Request], tuple[str, asyncpg.Pool]] = _runtime_outbox
+                  ) -> APIRouter:
+    """Quarantined outbox rows (shared/outbox.py `quarantine`), for operators: every service's,
+    and the web console's (whose `owner` is its name and pool, having no Runtime)."""
     router = APIRouter(prefix="/outbox", dependencies=[Depends(require_admin)])
 
     @router.get("/quarantined", response_model=QuarantinedRows)
     async def list_quarantined(request: Request, limit: int = 100) -> dict[str, Any]:
-        runtime: Runtime = request.app.state.runtime
-        async with runtime.pool.acquire() as conn:
+        name, pool = owner(request)
+        async with pool.acquire() as conn:
             rows = await outbox.quarantined(conn, min(max(limit, 1), 1000))
-        return {"service": runtime.name, "rows": [
+        return {"service": name, "rows": [
             {**r, "created_at": r["created_at"].isoformat(),
              "quarantined_at": r["quarantined_at"].isoformat()} for r in rows]}
 
     @router.post("/quarantined/{row_id}/release", response_model=Released)
     async def release(request: Request, row_id: int) -> dict[str, Any]:
-        runtime: Runtime = request.app.state.runtime
-        async with runtime.pool.acquire() as conn:
+        name, pool = owner(request)
+        async with pool.acquire() as conn:
             if not await outbox.release(conn, row_id):
-                raise HTTPException(404, f"no quarantined outbox row {row_id} in {runtime.name}")
-        log.info("outbox row %d of %s released from quarantine by an operator", row_id,
-                 runtime.name)
+                raise HTTPException(404, f"no quarantined outbox row {row_id} in {name}")
+        log.info("outbox row %d of %s released from quarantine by an operator", row_id, name)
         return {"released": row_id}
 
     return router

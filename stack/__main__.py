@@ -437,6 +437,10 @@ def start_services(only: list[str] | None = None, instance: int = 1) -> None:
         env["DATABASE_URL"] = services_database_url()
         if service == "console" and "SHOPKEEPER_CONSOLE_COOKIE_SECURE" not in os.environ:
             env["SHOPKEEPER_CONSOLE_COOKIE_SECURE"] = "false"  # the local stack serves plain http
+        if service == "console" and "SHOPKEEPER_CONSOLE_ANALYTICS_PUBLIC_URL" not in os.environ:
+            # the Dashboard page links the analytics dashboard where the browser reaches it
+            env["SHOPKEEPER_CONSOLE_ANALYTICS_PUBLIC_URL"] = \
+                f"http://127.0.0.1:{service_port('analytics')}"
         spawn(name, [sys.executable, "-m", f"services.{service}"], env)
     for service in only or SERVICES:
         port = instance_port(service, instance)

@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.settings import SERVICES, get_settings
+from shared.settings import SERVICES, WEB_APPS, get_settings
 from tools.endpoints import service_url
 
 
@@ -379,38 +379,14 @@ def backorders_list() -> None:
 
 
 # --- DLQ --------------------------------------------------------------------------------------
-REPLAY_GROUP = "shopkeeper-dlq-replay"
-
-
 async def _dlq_records(topic: str, *, group: str | None, limit: int) -> tuple[Any, list[Any]]:
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.errors import KafkaError
+    from shared import dlq
 
-    from tools.storefront import topic_partitions
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=get_settings().kafka_bootstrap_servers,
-                                group_id=group, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
     try:
-        await asyncio.wait_for(consumer.start(), 15)
-        parts = await topic_partitions(consumer, f"{topic}.dlq")
-    except (KafkaError, OSError, TimeoutError, RuntimeError) as exc:
-        await consumer.stop()
-        raise CliError(f"cannot read {topic}.dlq ({exc}); is the stack up and the topic"
-                       " registered?") from None
-    consumer.assign(parts)
-    if group is None:
-        await consumer.seek_to_beginning(*parts)
-    ends = await consumer.end_offsets(parts)
-    records: list[Any] = []
-    while len(records) < limit:
-        positions = {tp: await consumer.position(tp) for tp in parts}
-        if all(positions[tp] >= ends[tp] for tp in parts):
-            break
-        batch = await consumer.getmany(timeout_ms=1000, max_records=limit - len(records))
-        for recs in batch.values():
-            records.extend(recs)
-    return consumer, records
+        return await dlq.read(get_settings().kafka_bootstrap_servers, topic, group=group,
+                              limit=limit)
+    except dlq.DlqUnavailable as exc:
+        raise CliError(str(exc)) from None
 
 
 @dlq_app.command("list")
@@ -435,13 +411,14 @@ def dlq_replay(topic: str, limit: int = typer.Option(1000, min=1)) -> None:
     async def go() -> int:
         from aiokafka import TopicPartition
 
+        from shared.dlq import REPLAY_GROUP, REPLAYED_FROM, origin
+
         consumer, records = await _dlq_records(topic, group=REPLAY_GROUP, limit=limit)
         try:
             async with _producer() as producer:
                 for r in records:
-                    origin = f"{topic}.dlq:{r.partition}:{r.offset}".encode()
                     await _send(producer, topic, r.key.decode(errors="replace") if r.key else None,
-                                r.value or b"", [("x-replayed-from", origin)])
+                                r.value or b"", [(REPLAYED_FROM, origin(topic, r).encode())])
                     await consumer.commit({TopicPartition(r.topic, r.partition): r.offset + 1})
         finally:
             await consumer.stop()
@@ -453,12 +430,13 @@ def dlq_replay(topic: str, limit: int = typer.Option(1000, min=1)) -> None:
 
 # --- quarantined outbox rows ------------------------------------------------------------------
 @outbox_app.command("quarantined")
-def outbox_quarantined(service: str = typer.Option(None, help="one service (default: all)"),
+def outbox_quarantined(service: str = typer.Option(None, help="one service or `console`"
+                                                   " (default: all)"),
                        limit: int = typer.Option(100, min=1, max=1000)) -> None:
     """Outbox rows the broker refused for good (too large, invalid), newest first: what was not
     published, to which key, and why. The rest of the outbox flows past them."""
     rows: list[dict[str, Any]] = []
-    for name in [service] if service else list(SERVICES):
+    for name in [service] if service else [*SERVICES, *WEB_APPS]:
         body = run(call(name, "GET", f"/outbox/quarantined?limit={limit}", auth=True))
         rows += [{"service": name, **r} for r in body["rows"]]
     show(rows, lambda: table(f"{len(rows)} quarantined outbox rows", rows,

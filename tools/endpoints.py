@@ -5,14 +5,16 @@ where the local stack runs it and where docker-compose.yml publishes it."""
 
 from __future__ import annotations
 
-from shared.settings import SERVICES, ServiceUrls
+from shared.settings import SERVICES, WEB_APPS, ServiceUrls
 from shared.settings import service_url as _service_url
 
 __all__ = ["ServiceUrls", "service_url"]
 
 
 def service_url(service: str) -> str:
-    """The service's base URL, without a trailing slash. ValueError for an unknown service."""
-    if service not in SERVICES:
-        raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+    """The service's (or the web console's) base URL, without a trailing slash. ValueError for
+    an unknown service."""
+    known = (*SERVICES, *WEB_APPS)
+    if service not in known:
+        raise ValueError(f"unknown service {service!r}; one of {', '.join(known)}")
     return _service_url(service)

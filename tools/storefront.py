@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Self
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared import topics
+from shared.dlq import topic_partitions
 
 DEMO_ADDRESSES: dict[str, dict[str, Any]] = {
     "US": {"line1": "100 Main St", "city": "Austin", "region": "TX", "postal_code": "73301"},
@@ -118,17 +119,6 @@ def tracking(carrier: str, number: str, status: str, occurred_at: str | None = N
     return {"event_id": str(uuid.uuid4()), "occurred_at": occurred_at or now_iso(),
             "carrier": carrier, "tracking_number": number, "status": status,
             "location": "Hub", "description": status.replace("_", " ")}
-
-
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Every partition of a topic, waiting for metadata (a fresh consumer knows none yet)."""
-    for _ in range(50):
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return [TopicPartition(topic, p) for p in sorted(parts)]
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"topic {topic} not found; is the stack up (`make up`)?")
 
 
 class Storefront:

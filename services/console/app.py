@@ -14,9 +14,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared import outbox
 from shared.db import connect, migrate
 from shared.http import HttpGuard
 from shared.logging import setup_logging
+from shared.service import outbox_router
 from shared.settings import check_credentials, get_settings, service_database_url
 
 from . import auth, i18n, store
@@ -53,13 +55,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     setup_logging(NAME, settings.shopkeeper_log_level)
     check_credentials(NAME, settings)
-    app.state.pool = await connect(service_database_url(NAME, settings), NAME)
+    dsn = service_database_url(NAME, settings)
+    app.state.pool = await connect(dsn, NAME)
     await migrate(app.state.pool, NAME, Path(__file__).parent)
     app.state.upstream = Upstream(console_settings().upstream_timeout_seconds)
+    # What the console itself publishes as its own events (customer.messages, and the backorder
+    # decision with it) goes through its outbox, written in the transaction of the audit row; a
+    # relay publishes it, so Kafka being away when a manager clicks loses nothing.
+    producer = outbox.ProducerHolder(settings.kafka_bootstrap_servers, f"shopkeeper-{NAME}")
+    app.state.relay = outbox.OutboxRelay(app.state.pool, dsn, NAME, producer,
+                                         settings.shopkeeper_outbox_poll_seconds)
+    app.state.relay.start()
+    prune = asyncio.create_task(outbox.prune_forever(
+        app.state.pool, settings.shopkeeper_outbox_retention_hours), name="outbox-prune")
     log.info("console started")
     try:
         yield
     finally:
+        prune.cancel()
+        await app.state.relay.stop()
+        await producer.reset()
         await app.state.upstream.close()
         await app.state.pool.close()
 
@@ -113,6 +128,9 @@ def create_app() -> FastAPI:
     app.add_api_route("/logout", _logout, methods=["POST"])
     app.add_api_route("/language", _language, methods=["POST"])
     app.include_router(pages_router)
+    # The console's own quarantined outbox rows, for operators with the admin token (as every
+    # service's: `shopkeeper outbox quarantined|release` and the Exceptions page).
+    app.include_router(outbox_router(lambda request: (NAME, pool(request))))
     # Body limits, body and header deadlines and the write rate of every service; every write
     # path is open to the guard's token check: the console signs its users in itself (sessions,
     # CSRF) and calls the services with the token.
@@ -132,14 +150,19 @@ async def _healthz() -> dict[str, str]:
 
 
 async def _readyz(request: Request) -> JSONResponse:
-    """Ready when its own Postgres answers; the services it calls have their own /readyz."""
+    """Ready when its own Postgres answers; the services it calls have their own /readyz. The
+    outbox relay's state is reported, not a reason to stop serving (Kafka away: the console's
+    messages wait in its outbox)."""
+    relay: outbox.OutboxRelay = request.app.state.relay
+    checks: dict[str, object] = {"outbox_relay": relay.last_error or "ok",
+                                 "outbox_quarantined": relay.quarantined}
     try:
         async with asyncio.timeout(3):
             await pool(request).fetchval("SELECT 1")
-        return JSONResponse({"ready": True, "checks": {"postgres": True}})
+        return JSONResponse({"ready": True, "checks": {"postgres": True, **checks}})
     except Exception as exc:
-        return JSONResponse({"ready": False, "checks": {"postgres": f"unreachable: {exc}"}},
-                            status_code=503)
+        return JSONResponse({"ready": False, "checks": {"postgres": f"unreachable: {exc}",
+                                                        **checks}}, status_code=503)
 
 
 async def _metrics() -> Response:

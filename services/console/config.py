@@ -22,6 +22,10 @@ class ConsoleSettings(BaseSettings):
     ip_failures: int = 20
     ip_window_seconds: float = 300.0
     default_time_zone: str = "UTC"
+    # Where people's browsers reach the analytics dashboard (its charts and reports): the
+    # Dashboard page links it in the user's language. Unset: no link (its address inside the
+    # platform, SHOPKEEPER_ANALYTICS_URL, is often not one a browser can open).
+    analytics_public_url: str | None = None
     # Timeouts for the services' HTTP APIs.
     upstream_timeout_seconds: float = 10.0
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 
+from shared import dlq, outbox
 from shared.contracts import (
     AftersalesRequested,
     BackorderDecision,
@@ -22,10 +23,13 @@ from shared.contracts import (
     ReturnReceived,
     StockAdjusted,
 )
+from shared.dlq import REPLAY_GROUP, REPLAYED_FROM
+from shared.settings import SERVICES
 from shared.topics import ALL as ALL_TOPICS
 
 from . import auth, i18n, roles, store
-from .upstream import REPLAY_GROUP, UpstreamError, dead_letters, replayed_positions
+from .config import console_settings
+from .upstream import UpstreamError, dead_letters, replayed_positions
 from .web import (
     User,
     actor,
@@ -68,12 +72,36 @@ def _flash(request: Request) -> dict[str, str]:
 
 # --- orders -----------------------------------------------------------------------------------
 
+SEARCHES = ("key", "order_id", "customer", "email", "phone", "name", "tracking")
+CONTACT_SEARCHES = ("email", "phone", "name")  # intake has the customer's contact data
+
+
+async def _by_contact(request: Request, by: str, q: str) -> list[dict[str, Any]]:
+    """A customer's orders by e-mail, phone or name: intake finds them (it keeps what the order
+    said); analytics gives each its current status and tracking numbers, asked once per
+    customer id among them (usually one or two), not once per order. An order analytics has
+    not seen yet shows intake's status."""
+    up = upstream(request)
+    matches = await up.get("intake", "/orders", **{by: q, "limit": 50})
+    customers = sorted({m["customer_id"] for m in matches if m.get("customer_id")})
+
+    async def of_customer(customer: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = (await up.get("analytics", "/orders", customer=customer,
+                                                    limit=1000))["orders"]
+        return found
+    current = {f"{o['store']}:{o['external_order_id']}": o
+               for orders in await asyncio.gather(*(of_customer(c) for c in customers))
+               for o in orders}
+    return [current.get(f"{m['store']}:{m['external_order_id']}")
+            or {**m, "placed_at": m["received_at"], "tracking_numbers": []} for m in matches]
+
+
 @router.get("/orders")
 async def orders(request: Request, user: User = Depends(viewer("orders.view")),
                  by: str = "key", q: str = "", store_name: str = "") -> Response:
     results: list[dict[str, Any]] = []
-    searched = bool(q.strip())
     q = q.strip()
+    searched = bool(q)
     if searched:
         up = upstream(request)
         if by == "key":
@@ -83,8 +111,12 @@ async def orders(request: Request, user: User = Depends(viewer("orders.view")),
                     results = [found]
         elif by in ("order_id", "customer", "tracking"):
             results = (await up.get("analytics", "/orders", **{by: q}))["orders"]
+        elif by in CONTACT_SEARCHES:
+            results = await _by_contact(request, by, q)
+        if store_name and by != "key":
+            results = [r for r in results if r["store"] == store_name]
     return render(request, "orders.html", user, results=results, searched=searched, by=by, q=q,
-                  store_name=store_name, flash=_flash(request))
+                  store_name=store_name, searches=SEARCHES, flash=_flash(request))
 
 
 @router.get("/orders/{store_name}/{ext}")
@@ -442,30 +474,111 @@ def _topics() -> list[str]:
     return sorted(t.name for t in ALL_TOPICS)
 
 
+OUTBOX_OWNERS = (*SERVICES, "console")  # every outbox: the services' and the console's own
+
+
+async def _quarantined(request: Request) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every service's quarantined outbox rows (their `GET /outbox/quarantined`) and the
+    console's own, newest first; and the services that could not be asked (shown, not fatal)."""
+    up = upstream(request)
+
+    async def of(service: str) -> list[dict[str, Any]]:
+        if service == "console":
+            async with pool(request).acquire() as conn:
+                own = await outbox.quarantined(conn)
+            return [{**r, "service": "console", "created_at": r["created_at"].isoformat(),
+                     "quarantined_at": r["quarantined_at"].isoformat()} for r in own]
+        body = await up.get(service, "/outbox/quarantined", limit=100)
+        return [{**r, "service": service} for r in body["rows"]]
+
+    answers = await asyncio.gather(*(of(s) for s in OUTBOX_OWNERS), return_exceptions=True)
+    rows: list[dict[str, Any]] = []
+    unreachable: list[str] = []
+    for service, answer in zip(OUTBOX_OWNERS, answers, strict=True):
+        if isinstance(answer, UpstreamError):
+            unreachable.append(service)
+        elif isinstance(answer, BaseException):
+            raise answer
+        else:
+            rows.extend(answer)
+    rows.sort(key=lambda r: str(r["quarantined_at"]), reverse=True)
+    return rows, unreachable
+
+
+async def _dead_letter_rows(request: Request, topic: str) -> list[dict[str, Any]]:
+    """The newest 200 dead letters of `topic`, each marked when replayed before (by the console,
+    or below the replay group's committed offset: `shopkeeper dlq replay`)."""
+    replayed = await replayed_positions(topic)
+    consumer, found = await dead_letters(topic, limit=20_000)
+    await consumer.stop()
+    found = sorted(found, key=lambda r: r.timestamp, reverse=True)[:200]  # the newest
+    done = {row["target"] for row in await pool(request).fetch(
+        "SELECT target FROM audit WHERE action = 'exceptions.replay' AND outcome = 'ok'"
+        " AND target LIKE $1", f"{topic}.dlq:%")}
+    records: list[dict[str, Any]] = []
+    for r in found:
+        ref = dlq.origin(topic, r)
+        records.append({
+            "partition": r.partition, "offset": r.offset, "ref": ref,
+            "key": r.key.decode(errors="replace") if r.key else "",
+            "headers": dlq.headers(r), "value": (r.value or b"").decode(errors="replace")[:4000],
+            "replayed": ref in done or r.offset < replayed.get(r.partition, 0)})
+    return records
+
+
+async def _nothing() -> list[dict[str, Any]]:
+    return []
+
+
 @router.get("/exceptions")
 async def exceptions(request: Request, user: User = Depends(viewer("exceptions.view")),
                      topic: str = "") -> Response:
     up = upstream(request)
-    held = await up.get("logistics", "/parcels/held")
-    records: list[dict[str, Any]] = []
-    if topic in _topics():
-        replayed = await replayed_positions(topic)
-        consumer, found = await dead_letters(topic, limit=20_000)
-        await consumer.stop()
-        found = sorted(found, key=lambda r: r.timestamp, reverse=True)[:200]  # the newest
-        done = {row["target"] for row in await pool(request).fetch(
-            "SELECT target FROM audit WHERE action = 'exceptions.replay' AND outcome = 'ok'"
-            " AND target LIKE $1", f"{topic}.dlq:%")}
-        for r in found:
-            headers = {k: v.decode(errors="replace") for k, v in r.headers}
-            ref = f"{topic}.dlq:{r.partition}:{r.offset}"
-            records.append({
-                "partition": r.partition, "offset": r.offset, "ref": ref,
-                "key": r.key.decode(errors="replace") if r.key else "",
-                "headers": headers, "value": (r.value or b"").decode(errors="replace")[:4000],
-                "replayed": ref in done or r.offset < replayed.get(r.partition, 0)})
-    return render(request, "exceptions.html", user, held=held, topics=_topics(), topic=topic,
-                  records=records, flash=_flash(request))
+    # Every list at once: logistics twice, the eight outboxes, and the chosen DLQ.
+    held, parcels, (quarantined, unreachable), records = await asyncio.gather(
+        up.get("logistics", "/parcels/held"),
+        up.get("logistics", "/parcels/exceptions", limit=200), _quarantined(request),
+        _dead_letter_rows(request, topic) if topic in _topics() else _nothing())
+    return render(request, "exceptions.html", user, held=held, parcels=parcels,
+                  quarantined=quarantined, unreachable=unreachable, topics=_topics(),
+                  topic=topic, records=records, flash=_flash(request))
+
+
+@router.post("/exceptions/outbox/release")
+async def exceptions_release(request: Request, user: User = Depends(actor("exceptions.release")),
+                             service: str = Form(max_length=32),
+                             row_id: int = Form(ge=1)) -> Response:
+    """Put a quarantined outbox row back in line (after its cause is fixed, e.g. the broker's
+    message.max.bytes raised): the owning service's relay publishes it; refused again, it goes
+    back to quarantine."""
+    if service not in OUTBOX_OWNERS:
+        return _back("/exceptions", err="exceptions.unknown_service")
+    target = f"{service}/outbox/{row_id}"
+    before = next((r for r in (await _quarantined(request))[0]
+                   if r["service"] == service and r["id"] == row_id), None)
+    seen = {k: str(before[k]) for k in ("topic", "key", "error")} if before else None
+    if service == "console":
+        async with pool(request).acquire() as conn:
+            released = await outbox.release(conn, row_id)
+    else:
+        try:
+            await upstream(request).call(service, "POST",
+                                         f"/outbox/quarantined/{row_id}/release",
+                                         operator=user.username)
+            released = True
+        except UpstreamError as exc:
+            if exc.status != 404:
+                await audit(request, user, "exceptions.release", target, "refused",
+                            before=seen, detail=exc.detail)
+                raise
+            released = False
+    if not released:
+        await audit(request, user, "exceptions.release", target, "refused", before=seen,
+                    detail="no such quarantined row (released already?)")
+        return _back("/exceptions", err="exceptions.release_gone")
+    await audit(request, user, "exceptions.release", target, "ok", before=seen,
+                after={"released": row_id})
+    return _back("/exceptions", ok="exceptions.released")
 
 
 @router.post("/exceptions/replay")
@@ -481,7 +594,7 @@ async def exceptions_replay(request: Request, user: User = Depends(actor("except
         return _back(f"/exceptions?topic={topic}", err="exceptions.not_found")
     r = found[0]
     await upstream(request).publish(topic, r.key.decode(errors="replace") if r.key else None,
-                                    r.value or b"", [("x-replayed-from", ref.encode())])
+                                    r.value or b"", [(REPLAYED_FROM, ref.encode())])
     await audit(request, user, "exceptions.replay", ref, "ok",
                 before={"error": dict((k, v.decode(errors="replace")) for k, v in r.headers
                                       ).get("x-error")},
@@ -578,18 +691,22 @@ async def backorder_decide(store_name: str, ext: str, request: Request,
     values = {"order": found[0].get("external_order_id", ext) if found else ext, "sku": sku,
               "substitute": subs.get(sku, ""),
               "eta": buyer.dt(restock_eta) if restock_eta else buyer("msg.eta_unknown")}
-    message = _event(CustomerMessage, store=store_name, external_order_id=ext,
-                     language=i18n.bcp47(lang), template=f"backorder.{decision}",
-                     subject=buyer(f"msg.backorder.{decision}.subject", **values),
-                     body=buyer(f"msg.backorder.{decision}.body", **values))
-    event = _event(BackorderDecision, store=store_name, external_order_id=ext,
-                   decision=decision, substitutions=subs)
-    await up.publish("orders.backorder_decisions", key, event)
-    await up.publish("customer.messages", key, message)
-    await audit(request, user, f"backorders.{decision}", key, "requested",
-                after={"substitutions": subs, "event_id": event["event_id"],
-                       "message": {"language": message["language"],
-                                   "subject": message["subject"]}})
+    message = CustomerMessage(store=store_name, external_order_id=ext,
+                              language=i18n.bcp47(lang), template=f"backorder.{decision}",
+                              subject=buyer(f"msg.backorder.{decision}.subject", **values),
+                              body=buyer(f"msg.backorder.{decision}.body", **values))
+    event = BackorderDecision(store=store_name, external_order_id=ext, decision=decision,
+                              substitutions=subs)
+    # One transaction: the audit row and both events in the console's outbox (the relay
+    # publishes them in this order, on the order's key). Kafka away now: they wait, none lost.
+    async with pool(request).acquire() as conn, conn.transaction():
+        await outbox.enqueue(conn, "orders.backorder_decisions", key, event)
+        await outbox.enqueue(conn, "customer.messages", key, message)
+        await audit(request, user, f"backorders.{decision}", key, "requested", conn=conn,
+                    after={"substitutions": subs, "event_id": str(event.event_id),
+                           "message": {"language": message.language,
+                                       "subject": message.subject,
+                                       "event_id": str(message.event_id)}})
     return _back("/backorders", ok="backorders.sent")
 
 
@@ -653,7 +770,9 @@ async def dashboard(request: Request, user: User = Depends(viewer("dashboard.vie
     reports = (await up.get("analytics", "/reports"))["reports"]
     by_status = summary["orders_by_status"]
     top = max(by_status.values(), default=0) or 1
-    return render(request, "dashboard.html", user, kpis=reports.get("summary", []),
+    public = console_settings().analytics_public_url
+    charts = f"{public.rstrip('/')}/" if public else None
+    return render(request, "dashboard.html", user, kpis=reports.get("summary", []), charts=charts,
                   by_status=by_status, top=top, hold_reasons=summary.get("hold_reasons", {}),
                   rejection_reasons=summary.get("rejection_reasons", {}))
 

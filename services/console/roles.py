@@ -36,6 +36,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "returns.decide": frozenset({"manager"}),
     "returns.open": frozenset({"manager", "support"}),  # approve refunds above the automatic threshold
     "exceptions.replay": frozenset({"manager"}),
+    "exceptions.release": frozenset({"manager"}),  # a quarantined outbox row back in line
     "stock.adjust": frozenset({"manager", "warehouse"}),
     "backorders.decide": frozenset({"manager"}),
     "rules.edit": frozenset(),

@@ -12,9 +12,10 @@ import logging
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 
+from shared import dlq
 from shared.settings import get_settings, service_url
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,11 @@ class UpstreamError(Exception):
 class Upstream:
     def __init__(self, timeout: float) -> None:
         token = get_settings().shopkeeper_admin_token
+        # Idle connections are dropped before the services' uvicorn closes them (it keeps one
+        # 5 s): a request on a connection the server is closing fails with RemoteProtocolError.
         self.http = httpx.AsyncClient(timeout=timeout,
-                                      headers={"Authorization": f"Bearer {token}"})
+                                      headers={"Authorization": f"Bearer {token}"},
+                                      limits=httpx.Limits(keepalive_expiry=2.0))
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -53,8 +57,15 @@ class Upstream:
                    ok: tuple[int, ...] = (200, 201)) -> Any:
         headers = {"X-Operator": operator} if operator else {}
         try:
-            r = await self.http.request(method, self.url(service, path), json=body,
-                                        params=params, headers=headers)
+            try:
+                r = await self.http.request(method, self.url(service, path), json=body,
+                                            params=params, headers=headers)
+            except httpx.RemoteProtocolError:
+                if method != "GET":
+                    raise
+                # A kept-alive connection closed under us: a read is asked again, once.
+                r = await self.http.request(method, self.url(service, path), params=params,
+                                            headers=headers)
         except httpx.HTTPError as exc:
             log.warning("console could not reach %s %s (%s)", service, path, type(exc).__name__)
             raise UpstreamError(service, 503, f"unreachable ({type(exc).__name__})") from None
@@ -116,66 +127,20 @@ def _detail(r: httpx.Response) -> str:
     return r.text[:300]
 
 
-# --- dead letters -----------------------------------------------------------------------------
-REPLAY_GROUP = "shopkeeper-dlq-replay"  # the CLI's: a message replayed by either is not again
-
-
-async def dead_letters(topic: str, *, limit: int = 200, offsets: set[tuple[int, int]] | None = None,
-                       group: str | None = None) -> tuple[AIOKafkaConsumer, list[Any]]:
-    """Records of `topic`.dlq from the start (group None) or from `group`'s committed position.
-    The caller stops the returned consumer."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=get_settings().kafka_bootstrap_servers,
-                                group_id=group, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+# --- dead letters (shared.dlq, the CLI's reader too) --------------------------------------------
+async def dead_letters(topic: str, *, limit: int = 200, offsets: set[tuple[int, int]] | None = None
+                       ) -> tuple[AIOKafkaConsumer, list[ConsumerRecord[bytes, bytes]]]:
+    """Records of `topic`.dlq from the start. The caller stops the returned consumer."""
     try:
-        await asyncio.wait_for(consumer.start(), 15)
-        parts = await _partitions(consumer, f"{topic}.dlq")
-        consumer.assign(parts)
-        if group is None:
-            await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
-        records: list[Any] = []
-        while len(records) < limit:
-            positions = {tp: await consumer.position(tp) for tp in parts}
-            if all(positions[tp] >= ends[tp] for tp in parts):
-                break
-            batch = await consumer.getmany(timeout_ms=1000, max_records=limit - len(records))
-            for recs in batch.values():
-                records.extend(r for r in recs
-                               if offsets is None or (r.partition, r.offset) in offsets)
-        return consumer, records
-    except (KafkaError, OSError, TimeoutError) as exc:
-        await consumer.stop()
-        raise UpstreamError("kafka", 503, f"cannot read {topic}.dlq ({type(exc).__name__})"
-                            ) from None
-    except BaseException:
-        await consumer.stop()
-        raise
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Every partition of a topic, waiting for metadata (a fresh consumer knows none yet)."""
-    for _ in range(50):
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return [TopicPartition(topic, p) for p in sorted(parts)]
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
-    raise UpstreamError("kafka", 404, f"no topic {topic}")
+        return await dlq.read(get_settings().kafka_bootstrap_servers, topic, limit=limit,
+                              offsets=offsets)
+    except dlq.DlqUnavailable as exc:
+        raise UpstreamError("kafka", 503, str(exc)) from None
 
 
 async def replayed_positions(topic: str) -> dict[int, int]:
     """Per DLQ partition, the replay group's committed offset: records below it were replayed."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=get_settings().kafka_bootstrap_servers,
-                                group_id=REPLAY_GROUP, enable_auto_commit=False)
     try:
-        await asyncio.wait_for(consumer.start(), 15)
-        out: dict[int, int] = {}
-        for tp in await _partitions(consumer, f"{topic}.dlq"):
-            out[tp.partition] = await consumer.committed(tp) or 0
-        return out
-    except (KafkaError, OSError, TimeoutError) as exc:
-        raise UpstreamError("kafka", 503, f"cannot read replay positions ({type(exc).__name__})"
-                            ) from None
-    finally:
-        await consumer.stop()
+        return await dlq.replayed_positions(get_settings().kafka_bootstrap_servers, topic)
+    except dlq.DlqUnavailable as exc:
+        raise UpstreamError("kafka", 503, str(exc)) from None

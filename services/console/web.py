@@ -118,8 +118,11 @@ def actor(action: str) -> Callable[[Request], Awaitable[User]]:
 
 async def audit(request: Request, user: User | None, action: str, target: str | None,
                 outcome: str, *, before: Any = None, after: Any = None,
-                detail: str | None = None, actor_name: str | None = None) -> None:
-    await store.audit(pool(request), actor=actor_name or (user.username if user else "anonymous"),
+                detail: str | None = None, actor_name: str | None = None,
+                conn: store.Conn | None = None) -> None:
+    """One row of the audit trail; on `conn` when the caller writes it in its own transaction
+    (with the outbox rows of what it publishes)."""
+    await store.audit(conn or pool(request), actor=actor_name or (user.username if user else "anonymous"),
                       role=user.role if user else None, action=action, target=target,
                       outcome=outcome, before=before, after=after, detail=detail)
 

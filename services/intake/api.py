@@ -193,6 +193,27 @@ async def _close(conn: Any, order_id: uuid.UUID, row: Any, status: str, resoluti
 
 # --- decisions --------------------------------------------------------------------------------
 
+@router.get("/orders", dependencies=admin, response_model=list[schemas.CustomerOrder])
+async def find_orders(request: Request,
+                      email: str | None = Query(default=None, min_length=3, max_length=320),
+                      phone: str | None = Query(default=None, min_length=4, max_length=40),
+                      name: str | None = Query(default=None, min_length=2, max_length=200),
+                      limit: int = Query(default=50, ge=1, le=500)) -> list[dict[str, Any]]:
+    """A customer's orders by e-mail or phone (normalised as the block list and duplicate check
+    do: `Ana@Example.com ` is `ana@example.com`, `+49 (30) 1234` is `+49301234`), or by the
+    start of their name, any case; newest first. Personal data: the admin token is needed."""
+    if not (email or phone or name):
+        raise HTTPException(400, "give email, phone or name")
+    wanted_phone = domain.normalise_phone(phone) if phone else None
+    if phone and not wanted_phone:
+        raise HTTPException(422, "phone has no digits")
+    like = name.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace(
+        "_", "\\_") if name else None
+    return await store.find_by_customer(
+        request.app.state.runtime.pool, email=domain.normalise_email(email) if email else None,
+        phone=wanted_phone, name=like, limit=limit)
+
+
 @router.get("/orders/{order_id}/decision", dependencies=admin,
             response_model=schemas.OrderDecision)
 async def decision(order_id: uuid.UUID, request: Request) -> dict[str, Any]:

@@ -167,6 +167,20 @@ class Unblocked(BaseModel):
     removed: bool = Field(description="whether an entry was removed")
 
 
+class CustomerOrder(BaseModel):
+    """An order found by its customer's e-mail, phone or name (intake's view of it)."""
+
+    order_id: str
+    store: str = Field(examples=["acme-eu"])
+    external_order_id: str = Field(examples=["100234"])
+    customer_id: str | None = None
+    status: str = Field(examples=["accepted", "on_hold", "rejected"],
+                        description="intake's decision; analytics has the order's later states")
+    received_at: Timestamp
+    grand_total: Money | None = None
+    currency: str | None = None
+
+
 class Identities(BaseModel):
     customer_id: str | None = None
     email: str | None = Field(default=None, examples=["ana@example.com"])

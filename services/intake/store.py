@@ -437,3 +437,24 @@ async def price_list(conn: Conn | asyncpg.Pool, store: str, currency: str | None
         " FROM price_lists WHERE store = $1 AND ($2::text IS NULL OR currency = $2)"
         " AND ($3::text IS NULL OR sku = $3) ORDER BY currency, sku, valid_from LIMIT 5000",
         store, currency, sku))
+
+
+async def find_by_customer(pool: asyncpg.Pool, *, email: str | None, phone: str | None,
+                           name: str | None, limit: int) -> list[dict[str, Any]]:
+    """Orders whose customer has this e-mail or phone (normalised as `domain.identities` does;
+    migrations/0004_customer_search.sql indexes the same expressions) or whose name starts with
+    `name` (any case), newest first."""
+    rows = await pool.fetch(
+        "SELECT order_id, store, external_order_id, customer_id, status, received_at,"
+        " grand_total, currency FROM orders"
+        " WHERE ($1::text IS NULL OR (payload->'customer'->>'email' IS NOT NULL"
+        "        AND lower(btrim(payload->'customer'->>'email')) = $1))"
+        " AND ($2::text IS NULL OR (payload->'customer'->>'phone' IS NOT NULL"
+        "      AND '+' || regexp_replace(payload->'customer'->>'phone', '\\D', '', 'g') = $2))"
+        " AND ($3::text IS NULL OR (payload->'customer'->>'name' IS NOT NULL"
+        "      AND lower(payload->'customer'->>'name') LIKE $3 || '%'))"
+        " ORDER BY received_at DESC LIMIT $4", email, phone, name, limit)
+    return [{**dict(r), "order_id": str(r["order_id"]),
+             "received_at": r["received_at"].isoformat(),
+             "grand_total": str(r["grand_total"]) if r["grand_total"] is not None else None}
+            for r in rows]

@@ -7,9 +7,9 @@ import asyncio
 import json
 import re
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
@@ -104,6 +104,23 @@ async def carrier_scores(request: Request) -> list[dict[str, Any]]:
 async def held(request: Request) -> list[dict[str, Any]]:
     """Parcels stopped before dispatch, with why: what an operator works through."""
     return await store.held_parcels(request.app.state.runtime.pool)
+
+
+ExceptionKind = Literal["exception", "lost", "stalled"]
+
+
+@router.get("/parcels/exceptions", dependencies=[Depends(require_admin)],
+            response_model=list[schemas.ParcelException])
+async def parcel_exceptions(request: Request,
+                            kind: list[ExceptionKind] | None = Query(default=None),
+                            limit: int = Query(default=200, ge=1, le=1000)
+                            ) -> list[dict[str, Any]]:
+    """Parcels after hand-over that need a person, the most recent first: delivery exceptions
+    (failed attempt, exception, returned to sender), lost parcels, and stalled ones (no scan
+    for longer than their service's `stall_days`; a later scan ends it). `kind` narrows it
+    (repeatable). Tracking numbers and order keys: the admin token is needed."""
+    kinds: set[str] = set(kind or ("exception", "lost", "stalled"))
+    return await store.parcel_exceptions(request.app.state.runtime.pool, kinds, limit)
 
 
 class DockScan(BaseModel):

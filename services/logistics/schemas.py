@@ -3,6 +3,8 @@ The label is a PDF, not JSON."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from shared.responses import IsoDatetime, Json, Money, OpenModel, Timestamp
@@ -86,6 +88,30 @@ class HeldParcel(BaseModel):
     tracking_number: str | None = None
     hold_reasons: list[Json]
     created_at: Timestamp
+
+
+class ParcelException(BaseModel):
+    """A parcel an operator should look at after hand-over: the carrier reported a delivery
+    exception (failed attempt, exception, returned to sender) or lost it, or it has had no scan
+    for longer than its service allows (stalled)."""
+
+    parcel_id: str
+    order_key: str = Field(examples=["acme-eu:100234"])
+    kind: Literal["exception", "lost", "stalled"]
+    status: str = Field(examples=["failed_attempt", "lost", "in_transit"],
+                        description="the carrier's last status of the parcel")
+    warehouse: str
+    country: str
+    carrier: str | None = None
+    service: str | None = None
+    tracking_number: str | None = None
+    description: str | None = Field(default=None,
+                                    description="the carrier's words with that status")
+    location: str | None = None
+    shipped_at: IsoDatetime | None = None
+    last_event_at: IsoDatetime | None = Field(default=None, description="the last scan")
+    stalled_for: IsoDatetime | None = Field(
+        default=None, description="stalled: the silence the watchdog flagged (its last scan)")
 
 
 class DockScanResult(BaseModel):

@@ -312,6 +312,36 @@ async def held_parcels(pool: asyncpg.Pool) -> list[dict[str, Any]]:
              "created_at": r["created_at"].isoformat()} for r in rows]
 
 
+# A carrier's scan statuses that are delivery exceptions (handlers.EXCEPTIONS less `lost`, which
+# is its own kind); a parcel is stalled while the watchdog's mark is for its current silence.
+EXCEPTION_KINDS = {"exception": ("failed_attempt", "exception", "returned_to_sender"),
+                   "lost": ("lost",)}
+
+
+async def parcel_exceptions(pool: asyncpg.Pool, kinds: set[str], limit: int
+                            ) -> list[dict[str, Any]]:
+    """Parcels in a delivery exception, lost, or stalled (per `kinds`), the most recent first,
+    with the carrier's last word on each (its last scan's description)."""
+    statuses = [s for k in ("exception", "lost") if k in kinds for s in EXCEPTION_KINDS[k]]
+    rows = await pool.fetch(
+        "SELECT s.parcel_id, o.order_key, s.warehouse, s.country, s.carrier, s.service,"
+        " s.tracking_number, s.status, s.shipped_at, s.last_event_at, s.stalled_for,"
+        " CASE WHEN s.status = 'lost' THEN 'lost' WHEN s.status = ANY($3::text[])"
+        " THEN 'exception' ELSE 'stalled' END AS kind, t.description, t.location"
+        " FROM shipments s JOIN orders o USING (order_id)"
+        " LEFT JOIN LATERAL (SELECT description, location FROM tracking_events e"
+        "   WHERE e.tracking_number = s.tracking_number AND e.status = s.status"
+        "   ORDER BY e.occurred_at DESC LIMIT 1) t ON true"
+        " WHERE (s.status IN ('failed_attempt', 'exception', 'returned_to_sender', 'lost')"
+        "        OR s.stalled_for IS NOT NULL)"
+        " AND (s.status = ANY($1::text[]) OR ($2 AND s.stalled_for IS NOT NULL"
+        "      AND s.stalled_for = coalesce(s.last_event_at, s.shipped_at)"
+        "      AND s.status NOT IN ('delivered', 'lost', 'returned_to_sender')))"
+        " ORDER BY coalesce(s.last_event_at, s.shipped_at) DESC, s.parcel_id LIMIT $4",
+        statuses, "stalled" in kinds, list(EXCEPTION_KINDS["exception"]), limit)
+    return [dict(r) for r in rows]
+
+
 async def shipments_by_parcels(conn: Conn, parcel_ids: list[str]) -> dict[str, asyncpg.Record]:
     """fulfillment's merged parcels: shipments another order already holds, by parcel_id."""
     rows = await conn.fetch("SELECT * FROM shipments WHERE parcel_id = ANY($1::text[])"

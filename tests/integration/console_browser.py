@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from services.console.i18n import catalogue
 from shared.settings import service_port
@@ -21,6 +21,10 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 HAVE_CHROMIUM = os.path.exists(CHROMIUM)
+# How long `expect(...)` waits for a page to show something (Playwright's default is 5 s): the
+# Exceptions page reads a whole DLQ and asks nine services; on a loaded two-core machine that
+# once took longer. A wait, not a speed check (tools/bench_console.py measures the pages).
+expect.set_options(timeout=20_000)
 SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "console"
 
 

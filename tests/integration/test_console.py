@@ -33,7 +33,7 @@ from .console_browser import (
     sign_in,
     ui_text,
 )
-from .helpers import admin_client, eventually, new_product, place, tail, value_of
+from .helpers import STORE, admin_client, eventually, new_product, place, tail, value_of
 
 Users = dict[str, tuple[str, str]]
 
@@ -153,6 +153,47 @@ async def test_five_wrong_passwords_lock_the_account_and_forms_need_the_csrf_tok
 def _login_token(html: str) -> str:
     form = html.split('action="/login"')[1]
     return form.split('name="csrf" value="')[1].split('"')[0]
+
+
+# --- orders -----------------------------------------------------------------------------------
+
+async def test_support_finds_a_customers_orders_by_email_and_phone(
+        storefront: Storefront, browser: Browser, users: Users) -> None:
+    sf = storefront
+    # Given an order whose buyer left an e-mail and a phone, shipped
+    sku = await new_product(sf, stock={"WH-LA": 2}, price="21.00")
+    tag = ref("mail").split("-")[1]
+    ext = ref("o")
+    key = f"{STORE}:{ext}"
+    payload = sfm.order(STORE, ext, [(sku, 1, "21.00")])
+    payload["customer"].update(email=f"Zhang.{tag}@Example.cn", phone=f"+86 138 {tag[:4]} 0000")
+    await sf.publish("orders.placed", key, payload)
+    await sf.wait_for(key, "shipped", timeout=90)
+    context, page = await new_page(browser)
+    await sign_in(page, users["support"], "/orders")
+    # When support searches by the e-mail as the buyer says it
+    row = page.locator("table.list tr", has_text=key)
+
+    async def search(by: str, q: str) -> bool:
+        await page.goto(console_url("/orders"))
+        await page.select_option("#by", by)
+        await page.fill("input[name=q]", q)
+        async with page.expect_navigation():
+            await page.locator("form.search button").click()
+        return await row.count() == 1
+    await eventually(lambda: search("email", f"zhang.{tag}@example.cn"), timeout=30,
+                     what="the order found by e-mail")
+    # Then the order is found with its current status and tracking number
+    await expect(row).to_contain_text("shipped")
+    await shot(page, "orders-email-en")
+    # And the phone, typed with other punctuation, finds it too
+    assert await search("phone", f"+86-138-{tag[:4]}-0000")
+    # And another store's filter hides it
+    await page.fill("input[name=store_name]", "another-store")
+    async with page.expect_navigation():
+        await page.locator("form.search button").click()
+    await expect(page.locator(".empty")).to_be_visible()
+    await context.close()
 
 
 # --- review queue -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from tests.conftest import ref
 from tools import storefront as sfm
 from tools.storefront import Storefront
 
-from .helpers import eventually, http_get, new_product, tail, url, value_of
+from .helpers import STORE, eventually, http_get, new_product, tail, url, value_of
 
 
 def auth(operator: str | None = None) -> dict[str, str]:
@@ -364,3 +364,44 @@ async def test_a_hold_that_outlives_its_sla_is_logged_and_counted(storefront: St
     assert float(oldest.split()[1]) >= 60
     old = (await http("GET", f"/holds?store={shop}&min_age_seconds=60")).json()
     assert [h["order_id"] for h in old] == [held["order_id"]]
+
+
+async def test_operators_find_a_customers_orders_by_email_phone_or_name(
+        storefront: Storefront) -> None:
+    sf = storefront
+    sku = await new_product(sf, stock={"WH-LA": 5})
+    tag = uuid.uuid4().hex[:8]
+    # Given two orders of one customer, spelled differently by the storefront, and another's
+    keys = []
+    for email, phone, name in ((f"Mei.{tag}@Example.com ", f"+86 (21) {tag[:4]}-5678",
+                                f"Wang Mei {tag}"),
+                               (f"mei.{tag}@example.com", f"0086 21 {tag[:4]} 5678",
+                                f"wang mei {tag}"),
+                               (f"other.{tag}@example.com", "+1 555 0100", f"Li Lei {tag}")):
+        ext = ref("o")
+        payload = sfm.order(STORE, ext, [(sku, 1, "12.50")])
+        payload["customer"].update(email=email, phone=phone, name=name)
+        await sf.publish("orders.placed", f"{STORE}:{ext}", payload)
+        await sf.wait_for(f"{STORE}:{ext}", "accepted")
+        keys.append(f"{STORE}:{ext}")
+    mine = set(keys[:2])
+
+    def found(body: list[dict[str, Any]]) -> set[str]:
+        return {f"{o['store']}:{o['external_order_id']}" for o in body}
+    # When support searches by the e-mail as the customer spells it on the phone
+    r = await http_get("intake", f"/orders?email=MEI.{tag}@example.com", auth=True)
+    # Then both orders are found (normalised as the block list does), not the other customer's
+    assert r.status_code == 200 and found(r.json()) == mine
+    assert r.json()[0]["status"] == "accepted" and r.json()[0]["grand_total"]
+    # And the phone in any punctuation finds them (digits compared, with the country code)
+    r = await http_get("intake", f"/orders?phone=%2B86-21-{tag[:4]}-5678", auth=True)
+    assert found(r.json()) == {keys[0]}  # "0086 ..." normalises to +0086..., another number
+    # And the start of the name, any case
+    r = await http_get("intake", f"/orders?name=WANG%20MEI%20{tag}", auth=True)
+    assert found(r.json()) == mine
+    # And a name with LIKE's wildcards matches them only as characters
+    r = await http_get("intake", f"/orders?name=%25{tag}", auth=True)
+    assert r.status_code == 200 and found(r.json()) == set()
+    # And personal data needs the token; a search needs a field
+    assert (await http_get("intake", f"/orders?email=mei.{tag}@example.com")).status_code == 401
+    assert (await http_get("intake", "/orders", auth=True)).status_code == 400

@@ -304,3 +304,62 @@ async def test_dock_scan_outside_the_weight_tolerance_keeps_the_parcel_held(
     assert again.status_code == 409
     assert (await http_post("logistics", "/parcels/P-nope-1/dock-scan",
                             {"measured_weight_g": 100}, auth=True)).status_code == 404
+
+
+async def test_parcel_exceptions_list_delivery_exceptions_lost_and_stalled_parcels(
+        storefront: Storefront) -> None:
+    sf = storefront
+    # Given three shipped parcels: one the carrier failed to deliver, one it lost, one silent
+    # for 8 days (USPS Ground Advantage allows 5), and a fourth delivered
+    (k_failed, p_failed), (k_lost, p_lost), (k_silent, p_silent), (_, p_ok) = [
+        await shipped_parcel(sf) for _ in range(4)]
+    for parcel, status, when in ((p_failed, "failed_attempt", days_ago(0.01)),
+                                 (p_lost, "lost", days_ago(0.01)),
+                                 (p_silent, "in_transit", days_ago(8)),
+                                 (p_ok, "delivered", days_ago(0.01))):
+        number = parcel["tracking_number"]
+        await sf.publish("carrier.tracking", number,
+                         sfm.tracking("USPS", number, status, when))
+    await sf.wait_for(k_failed, "delivery_exception")
+    await sf.wait_for(k_lost, "delivery_exception")
+
+    async def silent_scanned() -> bool:
+        return (await shipments(k_silent))[0]["status"] == "in_transit"
+    await eventually(silent_scanned, what="in_transit recorded")
+    await http_post("logistics", "/watchdog/run", auth=True)
+
+    # When an operator asks for the parcels that need a person
+    assert (await http_get("logistics", "/parcels/exceptions")).status_code == 401
+    listed = (await http_get("logistics", "/parcels/exceptions", auth=True)).json()
+    by_parcel = {p["parcel_id"]: p for p in listed}
+    # Then each is there with its kind, the carrier's last word and the order it belongs to
+    failed = by_parcel[p_failed["parcel_id"]]
+    assert (failed["kind"], failed["status"], failed["order_key"]) == (
+        "exception", "failed_attempt", k_failed)
+    assert failed["description"] == "failed attempt"
+    assert failed["tracking_number"] == p_failed["tracking_number"]
+    assert (by_parcel[p_lost["parcel_id"]]["kind"], by_parcel[p_lost["parcel_id"]]["order_key"]
+            ) == ("lost", k_lost)
+    stalled = by_parcel[p_silent["parcel_id"]]
+    assert (stalled["kind"], stalled["status"]) == ("stalled", "in_transit")
+    assert stalled["stalled_for"] == stalled["last_event_at"]
+    # And a delivered parcel is not
+    assert p_ok["parcel_id"] not in by_parcel
+    # And `kind` narrows the list
+    only_lost = (await http_get("logistics", "/parcels/exceptions?kind=lost", auth=True)).json()
+    assert {p["kind"] for p in only_lost} == {"lost"}
+    assert p_lost["parcel_id"] in {p["parcel_id"] for p in only_lost}
+    assert (await http_get("logistics", "/parcels/exceptions?kind=late",
+                           auth=True)).status_code == 422
+
+    # When the silent parcel is scanned again, it is no longer stalled
+    number = p_silent["tracking_number"]
+    await sf.publish("carrier.tracking", number,
+                     sfm.tracking("USPS", number, "out_for_delivery", days_ago(0.01)))
+
+    async def rescanned() -> bool:
+        return (await shipments(k_silent))[0]["status"] == "out_for_delivery"
+    await eventually(rescanned, what="out_for_delivery recorded")
+    stalled_now = (await http_get("logistics", "/parcels/exceptions?kind=stalled",
+                                  auth=True)).json()
+    assert p_silent["parcel_id"] not in {p["parcel_id"] for p in stalled_now}

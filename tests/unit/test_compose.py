@@ -441,7 +441,7 @@ def test_prometheus_finds_every_replica_of_every_service_on_its_port() -> None:
         assert sd["type"] == "A", "one A record per replica"
         for name in sd["names"]:
             targets[name] = sd["port"]
-    assert targets == {name: DEFAULT_PORTS[name] for name in SERVICES}
+    assert targets == {name: DEFAULT_PORTS[name] for name in (*SERVICES, *WEB_APPS)}
     assert all(name in compose()["services"] for name in targets)
     assert {"source_labels": ["__meta_dns_name"], "target_label": "service"} in job["relabel_configs"]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.console.i18n import LANGUAGES, Translator, buyer_language, catalogue, negotiate
+from services.console.pages import SEARCHES
 
 CONSOLE = Path(__file__).resolve().parents[2] / "services" / "console"
 TEMPLATES = sorted((CONSOLE / "templates").glob("*.html"))
@@ -31,8 +32,9 @@ def _dynamic_keys() -> set[str]:
     from services.console.roles import ROLES
 
     return ({f"role.{r}" for r in ROLES} | {f"lang.{lang}" for lang in LANGUAGES}
-            | {f"orders.by.{b}" for b in ("key", "order_id", "customer", "tracking")}
-            | {f"station.refused.{s}" for s in ("scan", "weigh", "pack")})
+            | {f"orders.by.{b}" for b in SEARCHES}
+            | {f"station.refused.{s}" for s in ("scan", "weigh", "pack")}
+            | {f"exceptions.kind.{k}" for k in ("exception", "lost", "stalled")})
 
 
 def test_every_key_used_is_in_both_languages() -> None:
@@ -132,3 +134,25 @@ def test_every_backorder_message_is_in_both_languages_with_the_same_blanks(decis
                                    eta="soon") for lang in LANGUAGES]
         assert all("%(" not in f for f in filled), filled
         assert len({tuple(sorted(re.findall(r"%\((\w+)\)s", t))) for t in texts}) == 1
+
+
+def test_the_new_pages_codes_are_words_in_both_languages() -> None:
+    # Every carrier status (the contract's), every kind of parcel exception (logistics'
+    # answer), every orders search, in English and Chinese
+    from typing import get_args
+
+    from services.logistics.schemas import ParcelException
+    from shared.contracts.public import TrackingStatus
+
+    kinds = get_args(ParcelException.model_fields["kind"].annotation)
+    wanted = ({f"tracking.{s}" for s in get_args(TrackingStatus)}
+              | {f"exceptions.kind.{k}" for k in kinds}
+              | {f"orders.by.{b}" for b in SEARCHES}
+              | {"exceptions.release", "exceptions.released", "exceptions.release_gone",
+                 "exceptions.quarantined", "exceptions.parcels", "dashboard.charts"})
+    assert len(kinds) == 3 and len(wanted) > 20
+    for lang in LANGUAGES:
+        missing = sorted(k for k in wanted if not catalogue(lang).get(k))
+        assert not missing, f"{lang} lacks {missing}"
+    zh = catalogue("zh_CN")
+    assert zh["tracking.lost"] != catalogue("en")["tracking.lost"]

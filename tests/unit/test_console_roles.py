@@ -35,6 +35,11 @@ CONSOLE = Path(__file__).resolve().parents[2] / "services" / "console"
     ("admin", "users.manage", True),
     ("admin", "rules.edit", True),
     ("admin", "returns.decide", True),
+    # quarantined outbox rows: everyone who reads Exceptions sees them, a manager releases
+    ("manager", "exceptions.release", True),
+    ("support", "exceptions.release", False),
+    ("warehouse", "exceptions.release", False),
+    ("support", "exceptions.view", True),
 ])
 def test_role_rules(role: str, action: str, allowed: bool) -> None:
     assert can(role, action) is allowed
