@@ -33,7 +33,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from shared.settings import DEFAULT_PORTS, SERVICES, Settings
+from services.console.config import ConsoleSettings
+from shared.settings import DEFAULT_PORTS, SERVICES, WEB_APPS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -105,7 +106,7 @@ def container(docs: tuple[dict[str, Any], ...], name: str) -> dict[str, Any]:
     return c
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", [*SERVICES, *WEB_APPS])
 def test_each_service_runs_its_module_on_its_port_with_probes_and_resources(name: str) -> None:
     docs = build("base")
     c = container(docs, name)
@@ -151,6 +152,24 @@ def test_each_service_gets_only_variables_the_code_reads_and_its_own_login(name:
     assert [k for k in env if k.endswith("_DATABASE_URL")] == [f"SHOPKEEPER_{name.upper()}_DATABASE_URL"]
     assert env["SHOPKEEPER_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "shopkeeper-admin"
     assert config["data"]["SHOPKEEPER_HTTP_HOST"] == "0.0.0.0"
+
+
+def test_the_console_gets_only_variables_the_code_reads_and_every_service_by_its_service() -> None:
+    docs = build("base")
+    c = container(docs, "console")
+    env = {e["name"]: e for e in c["env"]}
+    known = ({f"SHOPKEEPER_CONSOLE_{f.upper()}" for f in ConsoleSettings.model_fields}
+             | {f"SHOPKEEPER_{s.upper()}_URL" for s in SERVICES}
+             | {"SHOPKEEPER_ADMIN_TOKEN", "SHOPKEEPER_CONSOLE_DATABASE_URL",
+                "SHOPKEEPER_CONSOLE_DB_PASSWORD"})
+    assert set(env) <= known
+    services = of_kind(docs, "Service")
+    for name in SERVICES:
+        assert env[f"SHOPKEEPER_{name.upper()}_URL"]["value"] == \
+            f"http://{name}:{services[name]['spec']['ports'][0]['port']}"
+    assert env["SHOPKEEPER_CONSOLE_DB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "shopkeeper-console-db", "key": "password"}
+    assert "console" not in of_kind(docs, "ScaledObject"), "no consumer, no lag to scale on"
 
 
 # --- Strimzi ------------------------------------------------------------------------------------
@@ -210,8 +229,8 @@ def test_postgres_cluster_has_a_schema_and_a_managed_login_role_per_service() ->
     assert initdb["database"] == "shopkeeper"
     sql = initdb["postInitApplicationSQL"]
     roles = {r["name"]: r for r in spec["managed"]["roles"]}
-    assert set(roles) == set(SERVICES)
-    for name in SERVICES:
+    assert set(roles) == {*SERVICES, *WEB_APPS}
+    for name in [*SERVICES, *WEB_APPS]:
         assert f"CREATE SCHEMA {name} AUTHORIZATION {name}" in sql
         assert f"ALTER ROLE {name} SET search_path = {name}" in sql
         assert roles[name]["login"] is True and roles[name]["ensure"] == "present"
