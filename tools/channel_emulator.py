@@ -48,6 +48,10 @@ class Emulator:
         self.calls: list[Call] = []
         self.faults: dict[str, list[tuple[int, str | None, dict[str, str]]]] = defaultdict(list)
         self.fulfilled: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        # Shopify orders the shop knows (add_shopify_order): their fulfillment order's line
+        # items, with what is left to fulfill of each.
+        self.shopify_left: dict[str, dict[int, int]] = {}
+        self.shopify_lines: dict[str, dict[int, int]] = {}
         self.amazon_orders: dict[str, dict[str, Any]] = {}
         self.amazon_items: dict[str, list[dict[str, Any]]] = {}
         self.token_ttl = 3600
@@ -68,6 +72,16 @@ class Emulator:
     def calls_to(self, fragment: str, method: str | None = None) -> list[Call]:
         return [c for c in list(self.calls) if fragment in c.path
                 and (method is None or c.method == method) and c.status < 300]
+
+    def add_shopify_order(self, order: dict[str, Any]) -> None:
+        """An order created in the shop (before its webhook): its one fulfillment order lists
+        every line item, fulfillable until fulfillments take them."""
+        oid = str(order["id"])
+        with self.lock:
+            if oid not in self.shopify_lines:
+                self.shopify_lines[oid] = {int(li["id"]): int(li["quantity"])
+                                           for li in order.get("line_items") or []}
+                self.shopify_left[oid] = dict(self.shopify_lines[oid])
 
     def add_amazon_order(self, order: dict[str, Any], items: list[dict[str, Any]]) -> None:
         with self.lock:
@@ -147,9 +161,33 @@ class Emulator:
             denied = shopify_auth(request) or emu._fault("fulfillment_orders")
             if denied:
                 return denied
-            status = "closed" if emu.fulfilled.get(oid) else "open"
+            with emu.lock:
+                left = emu.shopify_left.get(oid)
+                if left is None:  # an order the shop was not told of: no line items listed
+                    status = "closed" if emu.fulfilled.get(oid) else "open"
+                    items: list[dict[str, Any]] = []
+                else:
+                    status = "open" if any(left.values()) else "closed"
+                    items = [{"id": li * 10 + 7, "line_item_id": li, "quantity": qty,
+                              "fulfillable_quantity": left[li]}
+                             for li, qty in emu.shopify_lines[oid].items()]
             return JSONResponse({"fulfillment_orders": [
-                {"id": int(oid) * 10 + 1, "order_id": int(oid), "status": status}]})
+                {"id": int(oid) * 10 + 1, "order_id": int(oid), "status": status,
+                 "line_items": items}]})
+
+        @app.get("/admin/api/{version}/orders/{oid}/fulfillments.json")
+        async def fulfillments_of(version: str, oid: str, request: Request) -> Response:
+            denied = shopify_auth(request)
+            if denied:
+                return denied
+            with emu.lock:
+                done = list(emu.fulfilled.get(oid, []))
+            return JSONResponse({"fulfillments": [
+                {"id": n + 1, "order_id": int(oid), "status": "success",
+                 "tracking_company": f["tracking_info"].get("company"),
+                 "tracking_number": f["tracking_info"].get("number"),
+                 "tracking_numbers": [f["tracking_info"].get("number")]}
+                for n, f in enumerate(done)]})
 
         @app.post("/admin/api/{version}/fulfillments.json")
         async def fulfillment_create(version: str, request: Request) -> Response:
@@ -158,11 +196,26 @@ class Emulator:
                 return denied
             body = await request.json()
             f = body["fulfillment"]
-            fo = f["line_items_by_fulfillment_order"][0]["fulfillment_order_id"]
-            oid = str(fo // 10)
-            if emu.fulfilled.get(oid):
-                return JSONResponse({"errors": "fulfillment order is closed"}, 422)
-            emu.fulfilled[oid].append(f)
+            if not isinstance(f.get("tracking_info"), dict):
+                return JSONResponse({"errors": {"tracking_info": "must be an object"}}, 422)
+            with emu.lock:
+                for group in f["line_items_by_fulfillment_order"]:
+                    oid = str(group["fulfillment_order_id"] // 10)
+                    left = emu.shopify_left.get(oid)
+                    if left is None:
+                        if emu.fulfilled.get(oid):
+                            return JSONResponse({"errors": "fulfillment order is closed"}, 422)
+                        continue
+                    asked = group.get("fulfillment_order_line_items")
+                    wanted = ({(i["id"] - 7) // 10: int(i["quantity"]) for i in asked}
+                              if asked else dict(left))
+                    for li, qty in wanted.items():
+                        if li not in left or qty > left[li] or qty <= 0:
+                            return JSONResponse({"errors": f"line item {li}: {qty} is more"
+                                                 " than its fulfillable quantity"}, 422)
+                    for li, qty in wanted.items():
+                        left[li] -= qty
+                emu.fulfilled[oid].append(f)
             return JSONResponse({"fulfillment": {"id": len(emu.calls), "status": "success",
                                                  "tracking_number": f["tracking_info"]["number"]}},
                                 201)

@@ -539,4 +539,5 @@ def snapshot(order_id: str, order: OrderPlaced, accepted_at: datetime,
         "currency": order.currency, "shipping_option": order.shipping_option,
         "totals": order.totals, "payment_method": order.payment.method,
         "payment_status": order.payment.status, "merge_with": merge_with or [],
+        "ioss_number": order.ioss_number,
     }

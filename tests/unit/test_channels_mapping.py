@@ -224,3 +224,44 @@ def test_discount_codes_can_be_kept_from_intake_by_a_channel_option() -> None:
     order = placed(shopify.inbound(c, "orders/create",
                                    fixture("shopify_orders_create_eu.json")).value or {})
     assert order.promo_codes == [] and order.totals.discount == Decimal("6.00")
+
+
+# --- Shopify fulfillments per parcel ------------------------------------------------------------
+FO = [{"id": 71, "status": "open", "line_items": [
+    {"id": 1, "line_item_id": 10, "quantity": 1, "fulfillable_quantity": 1},
+    {"id": 2, "line_item_id": 11, "quantity": 3, "fulfillable_quantity": 3}]}]
+KEPT = {"line_items": [{"id": 10, "quantity": 1, "sku": "MUG"},
+                       {"id": 11, "quantity": 3, "sku": "TEE"}]}
+PARCELS = [{"carrier": "USPS", "tracking_number": "9400A", "lines": [{"sku": "MUG", "quantity": 1},
+                                                                      {"sku": "TEE", "quantity": 1}]},
+           {"carrier": "UPS", "tracking_number": "1ZB", "lines": [{"sku": "TEE", "quantity": 2}]}]
+
+
+def test_each_parcel_is_its_own_fulfillment_with_its_items() -> None:
+    bodies = [b["fulfillment"] for b in shopify.fulfillments(PARCELS, FO, KEPT)]
+    assert [b["tracking_info"]["number"] for b in bodies] == ["9400A", "1ZB"]
+    assert bodies[0]["line_items_by_fulfillment_order"] == [
+        {"fulfillment_order_id": 71, "fulfillment_order_line_items": [
+            {"id": 1, "quantity": 1}, {"id": 2, "quantity": 1}]}]
+    assert bodies[1]["line_items_by_fulfillment_order"] == [
+        {"fulfillment_order_id": 71, "fulfillment_order_line_items": [{"id": 2, "quantity": 2}]}]
+    assert bodies[1]["tracking_info"]["company"] == "UPS"
+
+
+def test_a_repeat_after_a_crash_sends_only_the_parcels_not_fulfilled_yet() -> None:
+    # Given the first parcel's fulfillment went through before the crash
+    left = [{**FO[0], "line_items": [{**FO[0]["line_items"][0], "fulfillable_quantity": 0},
+                                     {**FO[0]["line_items"][1], "fulfillable_quantity": 2}]}]
+    assert shopify.partly_fulfilled(left) and not shopify.partly_fulfilled(FO)
+    # When the write-back runs again, knowing the tracking numbers already on fulfillments
+    bodies = shopify.fulfillments(PARCELS, left, KEPT, frozenset({"9400A"}))
+    # Then only the second parcel is sent, with what is left of its items
+    assert [b["fulfillment"]["tracking_info"]["number"] for b in bodies] == ["1ZB"]
+
+
+def test_without_the_kept_skus_one_fulfillment_takes_all_and_names_every_parcel() -> None:
+    # Given an order kept before line items had their SKU recorded
+    bodies = shopify.fulfillments(PARCELS, FO, {"line_items": [{"id": 10}, {"id": 11}]})
+    [body] = [b["fulfillment"] for b in bodies]
+    assert body["line_items_by_fulfillment_order"] == [{"fulfillment_order_id": 71}]
+    assert body["tracking_info"]["number"] == "9400A" and "UPS 1ZB" in body["message"]

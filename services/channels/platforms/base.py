@@ -234,11 +234,16 @@ CARRIER_NAMES = {"USPS": "USPS", "UPS": "UPS", "DHL": "DHL Express", "DHLPAKET":
                  "DPOST": "Deutsche Post", "CHINAPOST": "China Post", "YUN": "YunExpress"}
 
 
-def first_parcel(details: dict[str, Any]) -> dict[str, Any]:
-    parcels = details.get("parcels") or []
+def all_parcels(details: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every parcel of a `shipped` status (carrier, service, tracking number, lines)."""
+    parcels = [dict(p) for p in details.get("parcels") or [] if isinstance(p, dict)]
     if not parcels:
         raise Failed("shipped status names no parcel to write back")
-    return dict(parcels[0])
+    return parcels
+
+
+def first_parcel(details: dict[str, Any]) -> dict[str, Any]:
+    return all_parcels(details)[0]
 
 
 def now() -> float:

@@ -25,9 +25,9 @@ from .base import (
     Inbound,
     Job,
     Unmappable,
+    all_parcels,
     call,
     customer_id,
-    first_parcel,
     forwarded_codes,
     ioss_for,
     join_name,
@@ -166,8 +166,7 @@ async def write_back(client: httpx.AsyncClient, bucket: TokenBucket, cfg: Channe
     oid = job.platform_order_id
     kw: dict[str, Any] = {"auth": _auth(cfg), "headers": {"Content-Type": "application/json"}}
     if job.action == "shipped":
-        parcel = first_parcel(job.details)
-        parcels = job.details.get("parcels") or [parcel]
+        parcels = all_parcels(job.details)
         notes = []
         for p in parcels:
             carrier = str(p.get("carrier") or "")
