@@ -10,8 +10,11 @@ A platform module (shopify.py, woocommerce.py, amazon.py, generic.py) provides:
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
@@ -93,6 +96,36 @@ class Failed(Exception):
 
 class Skipped(Exception):
     """Nothing to write back for this action on this platform (said why)."""
+
+
+# --- webhooks in -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HmacWebhook:
+    """How a platform signs and names its webhooks (Shopify and WooCommerce alike): a base64
+    HMAC-SHA256 of the raw body with the webhook's secret in one header, the delivery id and the
+    topic in others. Header names as the platform documents them (looked up in lower case)."""
+
+    signature_header: str
+    delivery_header: str
+    topic_header: str
+
+    def sign(self, secret: str, body: bytes) -> str:
+        return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+    def signed(self, headers: Mapping[str, str]) -> bool:
+        return self.signature_header.lower() in headers
+
+    def verify(self, secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
+        """Constant-time, on the raw bytes; an empty secret verifies nothing."""
+        given = headers.get(self.signature_header.lower(), "")
+        return bool(secret) and hmac.compare_digest(self.sign(secret, body).encode(),
+                                                    given.encode())
+
+    def delivery_id(self, headers: Mapping[str, str]) -> str | None:
+        return headers.get(self.delivery_header.lower()) or None
+
+    def topic(self, headers: Mapping[str, str]) -> str:
+        return headers.get(self.topic_header.lower(), "")
 
 
 # --- mapping helpers (pure) -------------------------------------------------------------------

@@ -6,11 +6,7 @@ secret; API calls carry `X-Shopify-Access-Token` (credentials.access_token)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -19,6 +15,7 @@ from ..ratelimit import TokenBucket
 from .base import (
     CARRIER_NAMES,
     ChannelConfig,
+    HmacWebhook,
     Inbound,
     Job,
     Unmappable,
@@ -46,17 +43,12 @@ FINANCIAL = {"paid": "paid", "partially_paid": "authorized", "authorized": "auth
              "partially_refunded": "paid"}
 
 
-def sign(secret: str, body: bytes) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+WEBHOOK = HmacWebhook("X-Shopify-Hmac-Sha256", "X-Shopify-Webhook-Id", "X-Shopify-Topic")
+sign, verify, delivery_id = WEBHOOK.sign, WEBHOOK.verify, WEBHOOK.delivery_id
 
 
-def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
-    given = headers.get("x-shopify-hmac-sha256", "")
-    return bool(secret) and hmac.compare_digest(sign(secret, body).encode(), given.encode())
-
-
-def delivery_id(headers: Mapping[str, str]) -> str | None:
-    return headers.get("x-shopify-webhook-id") or None
+def is_ping(body: bytes) -> bool:
+    return False  # Shopify sends no test delivery
 
 
 def bucket() -> TokenBucket:
