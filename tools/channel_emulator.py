@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
+from xml.etree import ElementTree
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -52,6 +53,9 @@ class Emulator:
         # items, with what is left to fulfill of each.
         self.shopify_left: dict[str, dict[int, int]] = {}
         self.shopify_lines: dict[str, dict[int, int]] = {}
+        # Feeds API: documents created (their uploaded content) and feeds submitted, parsed.
+        self.feed_documents: dict[str, bytes | None] = {}
+        self.feeds: list[dict[str, Any]] = []
         self.amazon_orders: dict[str, dict[str, Any]] = {}
         self.amazon_items: dict[str, list[dict[str, Any]]] = {}
         self.token_ttl = 3600
@@ -308,6 +312,65 @@ class Emulator:
         async def confirm_shipment(oid: str, request: Request) -> Response:
             denied = amazon_auth(request) or emu._fault("confirmShipment")
             return denied or Response(status_code=204)
+
+        # Feeds API 2021-06-30: a document (its pre-signed upload URL), the upload, the feed.
+        @app.post("/feeds/2021-06-30/documents")
+        async def create_feed_document(request: Request) -> Response:
+            denied = amazon_auth(request) or emu._fault("createFeedDocument")
+            if denied:
+                return denied
+            spec = await request.json()
+            if not str(spec.get("contentType", "")).startswith("text/xml"):
+                return JSONResponse({"errors": [{"code": "InvalidInput",
+                                                 "message": "contentType"}]}, 400)
+            doc_id = f"amzn1.tortuga.4.na.{uuid.uuid4()}"
+            with emu.lock:
+                emu.feed_documents[doc_id] = None
+            return JSONResponse({"feedDocumentId": doc_id,
+                                 "url": f"{emu.url}/_s3/feed-documents/{doc_id}"}, 201)
+
+        @app.put("/_s3/feed-documents/{doc_id}")
+        async def upload_feed_document(doc_id: str, request: Request) -> Response:
+            denied = emu._fault("uploadFeedDocument")
+            if denied:
+                return denied
+            if request.headers.get("x-amz-access-token"):  # S3 would refuse a foreign header
+                return JSONResponse({"Code": "InvalidArgument"}, 400)
+            with emu.lock:
+                if doc_id not in emu.feed_documents:
+                    return JSONResponse({"Code": "NoSuchUpload"}, 404)
+                emu.feed_documents[doc_id] = await request.body()
+            return Response(status_code=200)
+
+        @app.post("/feeds/2021-06-30/feeds")
+        async def create_feed(request: Request) -> Response:
+            denied = amazon_auth(request) or emu._fault("createFeed")
+            if denied:
+                return denied
+            spec = await request.json()
+            content = emu.feed_documents.get(spec.get("inputFeedDocumentId", ""))
+            if content is None:
+                return JSONResponse({"errors": [{"code": "InvalidInput", "message":
+                                                 "inputFeedDocumentId: nothing uploaded"}]}, 400)
+            root = ElementTree.fromstring(content)
+            feed_id = str(50000 + len(emu.feeds))
+            with emu.lock:
+                emu.feeds.append({"feedId": feed_id, "feedType": spec["feedType"],
+                                  "marketplaceIds": spec["marketplaceIds"], "xml": content,
+                                  "message_type": root.findtext("MessageType"),
+                                  "message": root.find("Message")})
+            return JSONResponse({"feedId": feed_id}, 202)
+
+        @app.get("/feeds/2021-06-30/feeds/{feed_id}")
+        async def get_feed(feed_id: str, request: Request) -> Response:
+            denied = amazon_auth(request)
+            if denied:
+                return denied
+            feed = next((f for f in emu.feeds if f["feedId"] == feed_id), None)
+            if feed is None:
+                return JSONResponse({"errors": [{"code": "NotFound"}]}, 404)
+            return JSONResponse({"feedId": feed_id, "feedType": feed["feedType"],
+                                 "processingStatus": "DONE"})
 
         @app.get("/_emulator/calls")
         async def calls() -> list[dict[str, Any]]:
