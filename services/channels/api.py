@@ -216,10 +216,8 @@ def _unauthorized(cfg: ChannelConfig) -> HTTPException:
 
 async def _commit(request: Request, cfg: ChannelConfig, delivery_id: str, topic: str,
                   inbound: Inbound, event: Any, body: bytes) -> dict[str, Any]:
-    """Commit the delivery (grouped with others arriving at the same time: inbox.Committer)
-    and say what it became."""
-    first = await inbox.committer(_pool(request)).submit(
-        inbox.Delivery(cfg, delivery_id, topic, inbound, event, body))
+    async with _pool(request).acquire() as conn, conn.transaction():
+        first = await inbox.accept(conn, cfg, delivery_id, topic, inbound, event, body)
     return {"delivery_id": delivery_id, "duplicate": not first, "outcome": inbound.outcome,
             **({"reason": inbound.reason} if inbound.reason else {})}
 

@@ -21,6 +21,3 @@ RATE_LIMITED = Counter("shopkeeper_channel_rate_limited_total",
                        "Answers 429 from a platform", ["platform", "operation"])
 POLLS = Counter("shopkeeper_channel_polls_total", "Marketplace polls by outcome",
                 ["platform", "outcome"])
-COMMIT_BATCH = Histogram("shopkeeper_channel_commit_batch_size",
-                         "Webhook deliveries committed together in one transaction",
-                         buckets=(1, 2, 5, 10, 20, 50, 100, 200))

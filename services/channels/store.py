@@ -86,19 +86,15 @@ async def list_channels(conn: Conn) -> list[dict[str, Any]]:
     return out
 
 
-async def record_deliveries(conn: Conn, rows: list[tuple[Any, ...]]) -> set[tuple[str, str]]:
-    """The channel's inbox, many at once: rows of (store, delivery_id, platform, topic,
-    external_order_id, outcome, reason, body); returns the (store, delivery_id) seen for the
-    first time."""
-    if not rows:
-        return set()
-    found = await conn.fetch(
+async def record_delivery(conn: Conn, store: str, delivery_id: str, platform: str, topic: str,
+                          external_order_id: str | None, outcome: str, reason: str | None,
+                          body: bytes | None = None) -> bool:
+    """The channel's inbox: True the first time this delivery is seen."""
+    return bool(await conn.fetchval(
         "INSERT INTO deliveries (store, delivery_id, platform, topic, external_order_id,"
-        " outcome, reason, body) SELECT * FROM unnest($1::text[], $2::text[], $3::text[],"
-        " $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[])"
-        " ON CONFLICT DO NOTHING RETURNING store, delivery_id",
-        *(list(col) for col in zip(*rows, strict=True)))
-    return {(r["store"], r["delivery_id"]) for r in found}
+        " outcome, reason, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " ON CONFLICT DO NOTHING RETURNING true",
+        store, delivery_id, platform, topic, external_order_id, outcome, reason, body))
 
 
 async def recent_deliveries(conn: Conn, store: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -108,26 +104,20 @@ async def recent_deliveries(conn: Conn, store: str, limit: int = 50) -> list[dic
     return [{**dict(r), "received_at": r["received_at"].isoformat()} for r in rows]
 
 
-REMEMBER_ORDER = (
-    "INSERT INTO channel_orders (order_key, store, platform_order_id, order_name, data,"
-    " cancelled_on_platform) VALUES ($1, $2, $3, $4, $5::jsonb, $6)"
-    " ON CONFLICT (order_key) DO UPDATE SET"
-    " order_name = coalesce(EXCLUDED.order_name, channel_orders.order_name),"
-    " data = CASE WHEN EXCLUDED.data = '{}'::jsonb THEN channel_orders.data"
-    "        ELSE EXCLUDED.data END,"
-    " cancelled_on_platform = channel_orders.cancelled_on_platform"
-    "                         OR EXCLUDED.cancelled_on_platform,"
-    " updated_at = now()")
-
-
-async def remember_orders(conn: Conn,
-                          rows: list[tuple[str, str, str, str | None, dict[str, Any], bool]]
-                          ) -> None:
-    """Rows of (order_key, store, platform_order_id, order_name, data, cancelled), pipelined
-    (one order may come twice: each row is its own statement)."""
-    if rows:
-        await conn.executemany(REMEMBER_ORDER, [(k, s, p, n, json.dumps(d), c)
-                                                for k, s, p, n, d, c in rows])
+async def remember_order(conn: Conn, order_key: str, store: str, platform_order_id: str,
+                         order_name: str | None, data: dict[str, Any],
+                         cancelled: bool = False) -> None:
+    await conn.execute(
+        "INSERT INTO channel_orders (order_key, store, platform_order_id, order_name, data,"
+        " cancelled_on_platform) VALUES ($1, $2, $3, $4, $5::jsonb, $6)"
+        " ON CONFLICT (order_key) DO UPDATE SET"
+        " order_name = coalesce(EXCLUDED.order_name, channel_orders.order_name),"
+        " data = CASE WHEN EXCLUDED.data = '{}'::jsonb THEN channel_orders.data"
+        "        ELSE EXCLUDED.data END,"
+        " cancelled_on_platform = channel_orders.cancelled_on_platform"
+        "                         OR EXCLUDED.cancelled_on_platform,"
+        " updated_at = now()",
+        order_key, store, platform_order_id, order_name, json.dumps(data), cancelled)
 
 
 async def enqueue_writeback(conn: Conn, store: str, order_key: str, action: str, ref: str,
