@@ -2,7 +2,9 @@
 to, the write-back job, and the one way calls go out (rate limit, 429, errors classified).
 
 A platform module (shopify.py, woocommerce.py, amazon.py, generic.py) provides:
-- `verify(secret, body, headers) -> bool` for webhooks (constant-time HMAC on the raw body);
+- for webhooks, `WEBHOOK` (an `HmacWebhook`: signature, delivery id and topic headers, the
+  constant-time HMAC on the raw body) and `is_ping(body)`; api.py's `_platform_webhook` runs
+  the sequence every platform shares;
 - `map_order(cfg, order) -> dict` (an `orders.placed` value without event_id/occurred_at) and
   `inbound(cfg, topic, body) -> Inbound` for its webhook topics (mapping: pure, no I/O);
 - `write_back(client, cfg, job) -> None` raising `Retry` or `Failed` (I/O, through `call`).
@@ -273,10 +275,6 @@ def all_parcels(details: dict[str, Any]) -> list[dict[str, Any]]:
     if not parcels:
         raise Failed("shipped status names no parcel to write back")
     return parcels
-
-
-def first_parcel(details: dict[str, Any]) -> dict[str, Any]:
-    return all_parcels(details)[0]
 
 
 def now() -> float:
