@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from itertools import chain
 from typing import Any, Generic, TypeVar
 
@@ -41,17 +42,20 @@ from pydantic import ValidationError
 
 from . import metrics, outbox
 from .contracts import (
+    ChargeRequested,
     Event,
     InternalEvent,
     OrderCancelled,
     OrderCancelRequested,
     OrderStatusChanged,
     Reason,
+    RefundIssued,
     WireModel,
+    money_text,
 )
 from .db import Conn, first_times, is_transient_db_error, memo_scope, prune_inbox
 from .logging import log_context
-from .topics import ORDERS_STATUS, Topic, dlq_name
+from .topics import ORDERS_STATUS, PAYMENTS_CHARGES, PAYMENTS_REFUNDS, Topic, dlq_name
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +140,48 @@ async def emit_status(conn: Conn, *, order_id: str, store: str,
     await outbox.enqueue(conn, ORDERS_STATUS, f"{store}:{external_order_id}", event)
     # Once per change, labelled with the first (main) reason, so sums by status are right.
     metrics.ORDER_STATUS.labels(status, reasons[0][0] if reasons else "").inc()
+
+
+async def emit_cancelled(conn: Conn, *, order_id: str, store: str, external_order_id: str,
+                         reasons: list[tuple[str, str]], refund_due: Decimal, currency: str,
+                         correlation_id: str | None = None,
+                         causation_id: str | None = None) -> None:
+    """An order is `cancelled` (docs/contract.md): the storefront hears it with the refund due,
+    and the payment system gets the refund request for the money taken (`payments.refunds`,
+    request `cancellation`; none when nothing was taken)."""
+    await emit_status(conn, order_id=order_id, store=store, external_order_id=external_order_id,
+                      status="cancelled", reasons=reasons,
+                      details={"refund_due": money_text(refund_due)},
+                      correlation_id=correlation_id, causation_id=causation_id)
+    await request_refund(conn, order_id=order_id, store=store,
+                         external_order_id=external_order_id, request_id="cancellation",
+                         amount=refund_due, currency=currency,
+                         reason=reasons[0][0] if reasons else "cancelled",
+                         correlation_id=correlation_id, causation_id=causation_id)
+
+
+async def request_refund(conn: Conn, *, order_id: str, store: str, external_order_id: str,
+                         request_id: str, amount: Decimal, currency: str, reason: str,
+                         correlation_id: str | None = None,
+                         causation_id: str | None = None) -> None:
+    """Money owed to the customer goes back: a `payments.refunds` request (nothing for 0)."""
+    if amount <= 0:
+        return
+    await outbox.enqueue(conn, PAYMENTS_REFUNDS, f"{store}:{external_order_id}", RefundIssued(
+        order_id=order_id, store=store, external_order_id=external_order_id,
+        request_id=request_id, amount=amount, currency=currency, reason=reason))
+    metrics.MONEY_REQUESTS.labels("refund", reason).inc()
+
+
+async def request_charge(conn: Conn, *, order_id: str, store: str, external_order_id: str,
+                         charge_id: str, amount: Decimal, currency: str, reason: str) -> None:
+    """Money the customer owes on top: a `payments.charges` request (nothing for 0)."""
+    if amount <= 0:
+        return
+    await outbox.enqueue(conn, PAYMENTS_CHARGES, f"{store}:{external_order_id}", ChargeRequested(
+        order_id=order_id, store=store, external_order_id=external_order_id,
+        charge_id=charge_id, amount=amount, currency=currency, reason=reason))
+    metrics.MONEY_REQUESTS.labels("charge", reason).inc()
 
 
 Handler = Callable[[Ctx, Any], Awaitable[None]]
@@ -764,9 +810,11 @@ async def confirm_cancelled(ctx: Ctx, topic: Topic, request: OrderCancelRequeste
     """The end of a cancellation's hand-off (see `OrderCancelRequested`): the storefront hears
     `cancelled` with the refund due, and the other services hear `{service}.order_cancelled`."""
     store, _, ext = request.order_key.partition(":")
-    await ctx.status(order_id=request.order_id, store=store, external_order_id=ext,
-                     status="cancelled", reasons=[("cancelled_by_customer", request.reason)],
-                     details={"refund_due": f"{request.refund_due:.2f}"})
+    await emit_cancelled(ctx.conn, order_id=request.order_id, store=store, external_order_id=ext,
+                         reasons=[("cancelled_by_customer", request.reason)],
+                         refund_due=request.refund_due, currency=request.currency,
+                         correlation_id=ctx.correlation_id,
+                         causation_id=str(ctx.event.event_id))
     await ctx.publish(topic, request.order_key, OrderCancelled(
         order_id=request.order_id, order_key=request.order_key, reason=request.reason,
         refund_due=request.refund_due, currency=request.currency, confirmed_by=confirmed_by))

@@ -111,6 +111,11 @@ ORDER_STATUS = TransactionalCounter(
     "shopkeeper_order_status_total", "Order status changes published, by status and main reason",
     ["status", "reason"],
 )
+MONEY_REQUESTS = TransactionalCounter(
+    "shopkeeper_payment_requests_total",
+    "Refund and charge requests sent to the payment system (payments.refunds, payments.charges)",
+    ["kind", "reason"],
+)
 CONSUMER_BLOCKED = Gauge(
     "shopkeeper_consumer_blocked",
     "1 while the consumer retries an infrastructure fault (Postgres or Kafka away, disk full,"

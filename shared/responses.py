@@ -72,3 +72,10 @@ class QuarantinedRows(BaseModel):
 
 class Released(BaseModel):
     released: int = Field(description="the outbox row id, queued for publishing again")
+
+
+class FxRate(BaseModel):
+    base: str = Field(examples=["USD"])
+    quote: str = Field(examples=["CNY"])
+    rate: str = Field(examples=["7.1034"], description="one `base` is `rate` `quote`")
+    as_of: Timestamp

@@ -28,7 +28,8 @@ from .db import connect, migrate
 from .http import GuardedH11, HttpGuard, require_admin
 from .logging import setup_logging
 from .messaging import Consumer, Handlers, prune_inbox_forever
-from .responses import Alive, QuarantinedRows, Ready, Released
+from .money import load_rates, rates_json
+from .responses import Alive, FxRate, QuarantinedRows, Ready, Released
 from .retry import jittered, log_before_retry
 from .settings import (
     Settings,
@@ -149,6 +150,7 @@ class Service:
                           summary="Prometheus metrics (text exposition format)",
                           responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
         app.include_router(_outbox_router())
+        app.include_router(_fx_router())
         if self.router is not None:
             app.include_router(self.router)
         app.add_middleware(HttpGuard, open_writes=self.open_writes,
@@ -255,6 +257,19 @@ def _outbox_router() -> APIRouter:
         log.info("outbox row %d of %s released from quarantine by an operator", row_id,
                  runtime.name)
         return {"released": row_id}
+
+    return router
+
+
+def _fx_router() -> APIRouter:
+    """The exchange rates this service knows (shared/fx.py), newest per pair."""
+    router = APIRouter(prefix="/fx", dependencies=[Depends(require_admin)])
+
+    @router.get("/rates", response_model=list[FxRate])
+    async def known_rates(request: Request) -> list[dict[str, str]]:
+        runtime: Runtime = request.app.state.runtime
+        async with runtime.pool.acquire() as conn:
+            return rates_json(await load_rates(conn))
 
     return router
 

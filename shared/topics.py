@@ -51,9 +51,13 @@ AFTERSALES_REQUESTS = Topic(
 RETURNS_RECEIVED = Topic("returns.received", "order key", c.ReturnReceived, "outside", True, 64 * KB)
 CUSTOMER_FEEDBACK = Topic("customer.feedback", "order key", c.FeedbackGiven, "outside", True, 64 * KB)
 CARRIER_TRACKING = Topic("carrier.tracking", "tracking_number", c.TrackingUpdated, "outside", True, 16 * KB)
+# Exchange rates, from the seller's finance system or `POST /fx/rates` on intake.
+FX_RATES = Topic("fx.rates", "base", c.FxRatesPublished, "outside", True, 64 * KB)
 # Public contract: outbound
 ORDERS_STATUS = Topic("orders.status", "order key", c.OrderStatusChanged, "shopkeeper", True)
 PAYMENTS_REFUNDS = Topic("payments.refunds", "order key", c.RefundIssued, "shopkeeper", True)
+# Beyond v1.1: money the customer owes on top (a dearer substitute).
+PAYMENTS_CHARGES = Topic("payments.charges", "order key", c.ChargeRequested, "shopkeeper", True)
 # v1.1 addition: messages to the buyer, in the buyer's language, for the storefront to deliver.
 CUSTOMER_MESSAGES = Topic("customer.messages", "order key", c.CustomerMessage, "console", True)
 

@@ -41,8 +41,15 @@ CONTRACT_VERSION = "1.1.0"
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 KAFKA_BINDING_VERSION = "0.5.0"
 OUTSIDE = "outside"
-# Services that publish inbound topics on behalf of outside systems.
+# Services that publish inbound topics on behalf of outside systems: channels for every platform,
+# intake for the exchange rates an operator enters (POST /fx/rates).
 EDGE_SERVICES = ("channels",)
+EDGE_TOPICS: dict[str, tuple[str, ...]] = {"fx.rates": ("intake",)}
+
+
+def edge_senders(topic: str) -> set[str]:
+    """The services that may publish the inbound `topic` for outside systems."""
+    return set(EDGE_SERVICES) | set(EDGE_TOPICS.get(topic, ()))
 REGENERATE = "python -m tools.contract"
 
 Mode = Literal["validation", "serialization"]
@@ -120,6 +127,15 @@ def _called_name(call: ast.Call) -> str:
     return func.id if isinstance(func, ast.Name) else ""
 
 
+# shared.messaging's helpers and the topics they send whoever calls them.
+HELPERS_SEND: dict[str, tuple[str, ...]] = {
+    "emit_cancelled": (topics.ORDERS_STATUS.name, topics.PAYMENTS_REFUNDS.name),
+    "confirm_cancelled": (topics.ORDERS_STATUS.name, topics.PAYMENTS_REFUNDS.name),
+    "request_refund": (topics.PAYMENTS_REFUNDS.name,),
+    "request_charge": (topics.PAYMENTS_CHARGES.name,),
+}
+
+
 def sent_by_source(sources: Iterable[str]) -> set[str]:
     """The topics a service's source sends: a call with `topics.X` as an argument (publish,
     enqueue, confirm_cancelled, …; not `handlers.on`, which subscribes), and `orders.status` for
@@ -133,6 +149,7 @@ def sent_by_source(sources: Iterable[str]) -> set[str]:
             if name == "emit_status" or (
                     name == "status" and any(k.arg == "status" for k in node.keywords)):
                 sent.add(topics.ORDERS_STATUS.name)
+            sent.update(HELPERS_SEND.get(name or "", ()))
             if name == "on":
                 continue
             for arg in node.args:
@@ -156,7 +173,7 @@ def publishers() -> dict[str, list[str]]:
         if t.producer == OUTSIDE:
             # Outside systems publish it, directly or through the channels service (which turns
             # platforms' webhooks and marketplace polls into the same inbound events).
-            found[t.name] = {OUTSIDE} | (found[t.name] & set(EDGE_SERVICES))
+            found[t.name] = {OUTSIDE} | (found[t.name] & edge_senders(t.name))
         elif t.producer in (*SERVICES, *WEB_APPS):
             found[t.name].add(t.producer)
     return {name: sorted(s) for name, s in found.items()}

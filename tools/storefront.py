@@ -73,7 +73,9 @@ def stock(sku: str, warehouse: str, quantity: int, kind: str = "received") -> di
 def order(store: str, external_id: str, lines: list[tuple[str, int, str]], *,
           country: str = "US", shipping_option: str = "standard", customer_id: str | None = None,
           shipping_fee: str = "4.99", payment_status: str = "paid",
-          promo_codes: list[str] | None = None, discount: str = "0.00") -> dict[str, Any]:
+          promo_codes: list[str] | None = None, discount: str = "0.00",
+          note: str | None = None, gift_message: str | None = None,
+          gift_wrap: bool = False, currency: str = "USD") -> dict[str, Any]:
     # A new buyer per order unless told: tests must not look like one buyer's repeat orders
     # (intake's duplicate detection and fulfillment's merging act on those).
     customer_id = customer_id or f"c-{uuid.uuid4().hex[:10]}"
@@ -88,11 +90,13 @@ def order(store: str, external_id: str, lines: list[tuple[str, int, str]], *,
                      "phone": "+5511999990000"},
         "shipping_address": address,
         "lines": [{"sku": s, "quantity": q, "unit_price": p} for s, q, p in lines],
-        "currency": "USD", "shipping_option": shipping_option,
+        "currency": currency, "shipping_option": shipping_option,
         "totals": {"subtotal": f"{subtotal:.2f}", "discount": discount,
                    "shipping_fee": shipping_fee, "grand_total": f"{grand:.2f}"},
         "payment": {"method": "card", "status": payment_status},
-        "promo_codes": promo_codes or [], "note": None,
+        "promo_codes": promo_codes or [], "note": note,
+        **({"gift_message": gift_message} if gift_message else {}),
+        **({"gift_wrap": True} if gift_wrap else {}),
     }
 
 
@@ -100,6 +104,13 @@ def order_event(store: str, external_id: str, **fields: Any) -> dict[str, Any]:
     """cancel_requested, backorder_decisions, aftersales.requests, returns.received, feedback."""
     return {"event_id": str(uuid.uuid4()), "occurred_at": now_iso(), "store": store,
             "external_order_id": external_id, **fields}
+
+
+def fx_rates(base: str, rates: dict[str, str], as_of: str | None = None) -> dict[str, Any]:
+    """`fx.rates`: one `base` is worth `rates[currency]` of each currency (a finance system's
+    daily rates)."""
+    return {"event_id": str(uuid.uuid4()), "occurred_at": now_iso(), "base": base,
+            "rates": rates, "as_of": as_of or now_iso()}
 
 
 def tracking(carrier: str, number: str, status: str, occurred_at: str | None = None

@@ -8,12 +8,13 @@ import json
 from decimal import Decimal
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from shared.contracts import money_text
 from shared.http import require_admin
 
-from . import handlers, schemas, store
+from . import handlers, metrics, schemas, store
 
 router = APIRouter()
 
@@ -132,13 +133,15 @@ async def grade(store_name: str, ext: str, request_id: str, body: Grading,
 
 class PolicyIn(BaseModel):
     return_window_days: int = Field(ge=0, le=365)
-    refund_without_return_below: Decimal = Field(ge=0, le=100_000)
-    return_shipping_cost: Decimal = Field(ge=0, le=10_000)
-    replacement_without_review_below: Decimal = Field(ge=0, le=100_000)
+    refund_without_return_below: Decimal = Field(ge=0, le=100_000_000)
+    return_shipping_cost: Decimal = Field(ge=0, le=10_000_000)
+    replacement_without_review_below: Decimal = Field(ge=0, le=100_000_000)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description=(
+        "the currency of the three amounts; orders in others convert them (fx.rates)"))
 
 
 POLICY_COLUMNS = ("return_window_days, refund_without_return_below, return_shipping_cost,"
-                  " replacement_without_review_below")
+                  " replacement_without_review_below, currency")
 
 
 @router.get("/policies", dependencies=[Depends(require_admin)],
@@ -155,13 +158,14 @@ async def policies(request: Request) -> dict[str, dict[str, str]]:
 async def set_policy(store_name: str, body: PolicyIn, request: Request) -> dict[str, str]:
     """Set a store's policy; it applies to requests decided from now on."""
     await request.app.state.runtime.pool.execute(
-        f"INSERT INTO policies (store, {POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+        f"INSERT INTO policies (store, {POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
         " ON CONFLICT (store) DO UPDATE SET return_window_days = EXCLUDED.return_window_days,"
         " refund_without_return_below = EXCLUDED.refund_without_return_below,"
         " return_shipping_cost = EXCLUDED.return_shipping_cost,"
-        " replacement_without_review_below = EXCLUDED.replacement_without_review_below",
+        " replacement_without_review_below = EXCLUDED.replacement_without_review_below,"
+        " currency = EXCLUDED.currency",
         store_name, body.return_window_days, body.refund_without_return_below,
-        body.return_shipping_cost, body.replacement_without_review_below)
+        body.return_shipping_cost, body.replacement_without_review_below, body.currency)
     return {"store": store_name, **{k: str(v) for k, v in body.model_dump().items()}}
 
 
@@ -176,19 +180,121 @@ async def refunds(request: Request, store_name: str | None = None,
         " JOIN orders o USING (order_id) LEFT JOIN requests r ON r.order_key = o.order_key AND"
         " r.request_id = f.request_id WHERE $1::text IS NULL OR o.order_key = $1"
         " ORDER BY f.created_at DESC LIMIT 500", key)
-    return [{**_row(r), "amount": f"{r['amount']:.2f}",
+    return [{**_row(r), "amount": money_text(r['amount']),
              "requested_at": r["requested_at"].isoformat() if r["requested_at"] else None}
             for r in rows]
 
 
+Resolution = Literal["resolved", "refunded", "replaced", "no_action", "unreachable"]
+
+
+class Assignment(BaseModel):
+    assignee: str = Field(min_length=1, max_length=64)
+    operator: str = Field(default="operator", max_length=64)
+
+
+class Comment(BaseModel):
+    body: str = Field(min_length=1, max_length=4000)
+    operator: str = Field(default="operator", max_length=64)
+
+
+class Closing(BaseModel):
+    resolution: Resolution
+    note: str = Field(min_length=1, max_length=4000)
+    operator: str = Field(default="operator", max_length=64)
+
+
+class Reopening(BaseModel):
+    note: str = Field(min_length=1, max_length=4000)
+    operator: str = Field(default="operator", max_length=64)
+
+
+def _case(r: Any) -> dict[str, Any]:
+    return {**_row(r), "tags": list(r["tags"]),
+            **{k: r[k].isoformat() if r[k] is not None else None
+               for k in ("updated_at", "closed_at")}}
+
+
 @router.get("/follow-ups", dependencies=[Depends(require_admin)],
             response_model=list[schemas.FollowUp])
-async def follow_ups(request: Request) -> list[dict[str, Any]]:
-    rows = await request.app.state.runtime.pool.fetch(
-        "SELECT u.id, u.order_key, u.rating, u.tags, u.status, u.created_at, f.comment"
-        " FROM follow_ups u JOIN feedback f USING (event_id) WHERE u.status = 'open'"
-        " ORDER BY u.created_at LIMIT 500")
-    return [{**_row(r), "tags": list(r["tags"])} for r in rows]
+async def follow_ups(request: Request,
+                     status: Literal["open", "closed", "all"] = "open",
+                     assignee: str | None = Query(default=None, max_length=64, description=(
+                         "Only this person's cases; empty for the unassigned")),
+                     tag: str | None = Query(default=None, max_length=32),
+                     limit: int = Query(default=500, ge=1, le=5000)) -> list[dict[str, Any]]:
+    """Follow-up cases, oldest first (open ones by default)."""
+    async with request.app.state.runtime.pool.acquire() as conn:
+        rows = await store.follow_ups(conn, None if status == "all" else status, assignee, tag,
+                                      limit)
+    return [_case(r) for r in rows]
+
+
+@router.get("/follow-ups/summary", dependencies=[Depends(require_admin)],
+            response_model=schemas.FollowUpSummary)
+async def follow_up_summary(request: Request) -> dict[str, Any]:
+    """The cases' KPIs: open, unassigned, age of the open ones, closed in the last 7 days."""
+    async with request.app.state.runtime.pool.acquire() as conn:
+        return dict(await store.follow_up_summary(conn))
+
+
+@router.get("/follow-ups/{case_id}", dependencies=[Depends(require_admin)],
+            response_model=schemas.FollowUpDetail)
+async def follow_up_detail(case_id: int, request: Request) -> dict[str, Any]:
+    async with request.app.state.runtime.pool.acquire() as conn:
+        case = await store.follow_up(conn, case_id)
+        if case is None:
+            raise HTTPException(404, f"no follow-up case {case_id}")
+        notes = await store.follow_up_notes(conn, case_id)
+    return {**_case(case), "notes": [_row(n) for n in notes]}
+
+
+async def _step(request: Request, case_id: int, kind: str, author: str, body: str,
+                **fields: Any) -> dict[str, Any]:
+    """One step of a case in one transaction, the case locked; 409 when its state forbids it."""
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+        case = await store.follow_up(conn, case_id, lock=True)
+        if case is None:
+            raise HTTPException(404, f"no follow-up case {case_id}")
+        if kind == "reopened" and case["status"] != "closed":
+            raise HTTPException(409, f"follow-up case {case_id} is open; only a closed case"
+                                " can be reopened")
+        if kind in ("assigned", "closed") and case["status"] != "open":
+            raise HTTPException(409, f"follow-up case {case_id} is closed"
+                                f" ({case['resolution']}); reopen it first")
+        await store.update_follow_up(conn, case_id, kind, author, body, **fields)
+        case = await store.follow_up(conn, case_id)
+        notes = await store.follow_up_notes(conn, case_id)
+    assert case is not None
+    if kind == "closed":  # counted once committed
+        metrics.FOLLOW_UPS_CLOSED.labels(fields["resolution"]).inc()
+    return {**_case(case), "notes": [_row(n) for n in notes]}
+
+
+@router.post("/follow-ups/{case_id}/assign", dependencies=[Depends(require_admin)],
+             response_model=schemas.FollowUpDetail)
+async def assign_follow_up(case_id: int, body: Assignment, request: Request) -> dict[str, Any]:
+    return await _step(request, case_id, "assigned", body.operator,
+                       f"assigned to {body.assignee}", assignee=body.assignee)
+
+
+@router.post("/follow-ups/{case_id}/comments", dependencies=[Depends(require_admin)],
+             response_model=schemas.FollowUpDetail)
+async def comment_follow_up(case_id: int, body: Comment, request: Request) -> dict[str, Any]:
+    return await _step(request, case_id, "comment", body.operator, body.body)
+
+
+@router.post("/follow-ups/{case_id}/close", dependencies=[Depends(require_admin)],
+             response_model=schemas.FollowUpDetail)
+async def close_follow_up(case_id: int, body: Closing, request: Request) -> dict[str, Any]:
+    return await _step(request, case_id, "closed", body.operator,
+                       f"{body.resolution}: {body.note}", resolution=body.resolution)
+
+
+@router.post("/follow-ups/{case_id}/reopen", dependencies=[Depends(require_admin)],
+             response_model=schemas.FollowUpDetail)
+async def reopen_follow_up(case_id: int, body: Reopening, request: Request) -> dict[str, Any]:
+    return await _step(request, case_id, "reopened", body.operator, body.note)
 
 
 @router.get("/feedback/tags", dependencies=[Depends(require_admin)],

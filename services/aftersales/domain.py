@@ -4,10 +4,14 @@ Pure functions; the policy is data per store (aftersales.policies)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
+
+from shared.money import FxRates, in_units
+
+from . import tagging
 
 CENT = Decimal("0.01")
 SELLER_FAULT = frozenset({"damaged", "defective", "wrong_item", "not_as_described"})
@@ -22,6 +26,31 @@ class Policy:
     return_shipping_cost: Decimal = Decimal("5.00")
     # A reship or exchange worth more than this waits for an operator.
     replacement_without_review_below: Decimal = Decimal("200.00")
+    # The currency of the amounts above; an order in another one converts them (`in_currency`).
+    currency: str = "USD"
+
+    def in_currency(self, currency: str, fx: FxRates) -> Policy | None:
+        """The policy with its amounts in `currency` (rounded to its minor unit), or None when
+        no exchange rate links the two: then an operator decides (`FX_MISSING`)."""
+        if currency == self.currency:
+            return self
+        conv = fx.convert(Decimal(1), self.currency, currency)
+        if conv is None:
+            return None
+        return replace(
+            self, currency=currency,
+            refund_without_return_below=in_units(self.refund_without_return_below * conv.rate,
+                                                 currency),
+            return_shipping_cost=in_units(self.return_shipping_cost * conv.rate, currency),
+            replacement_without_review_below=in_units(
+                self.replacement_without_review_below * conv.rate, currency))
+
+
+def fx_missing(policy_currency: str, order_currency: str) -> Decision:
+    return Decision("review", "fx_rate_missing",
+                    f"the store's policy is in {policy_currency} and the order in"
+                    f" {order_currency}, and no exchange rate links them: an operator decides"
+                    " (publish rates on fx.rates to decide such requests automatically)")
 
 
 @dataclass(frozen=True)
@@ -218,29 +247,8 @@ def grade_of(condition: str, reason: str) -> Grade | None:
     return None
 
 
-# Feedback tags, matched as keywords in English and Chinese (comments come from both markets).
-TAGS: dict[str, tuple[str, ...]] = {
-    "damaged": ("damaged", "broken", "cracked", "smashed", "dented", "损坏", "破损", "坏了", "碎",
-                "压坏"),
-    "late": ("late", "slow", "delay", "took forever", "weeks", "慢", "迟", "延误", "晚到",
-             "太久"),
-    "quality": ("quality", "cheap", "flimsy", "poor", "fake", "质量", "做工", "劣质", "假货"),
-    "size": ("size", "too small", "too big", "too large", "tight", "loose", "fit", "尺码", "尺寸",
-             "太小", "太大", "偏小", "偏大"),
-    "wrong_item": ("wrong item", "wrong colour", "wrong color", "not what i ordered",
-                   "different item", "发错", "错了", "不是我买的", "颜色不对"),
-    "missing": ("missing", "incomplete", "not received", "never arrived", "少了", "缺",
-                "没收到", "未收到"),
-    "praise": ("great", "love", "excellent", "perfect", "好评", "喜欢", "满意", "很好",
-               "不错"),
-}
-
-
-def tag_feedback(comment: str | None) -> list[str]:
-    if not comment:
-        return []
-    text = comment.lower()
-    return sorted(tag for tag, words in TAGS.items() if any(w in text for w in words))
+# Feedback tags: services/aftersales/tagging.py (whole words, negation, jieba for Chinese).
+tag_feedback = tagging.tag_feedback
 
 
 FOLLOW_UP_AT_OR_BELOW = 2

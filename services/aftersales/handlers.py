@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from shared import topics
+from shared import fx, topics
 from shared.contracts import (
     AftersalesRequested,
     FeedbackGiven,
@@ -34,6 +34,7 @@ from shared.contracts import (
     SkuQuantity,
     Totals,
     WireModel,
+    money_text,
     utcnow,
 )
 from shared.db import Conn
@@ -45,6 +46,7 @@ from . import domain, metrics, store
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
+fx.subscribe(handlers)  # exchange rates for money thresholds (shared/fx.py)
 ZERO = Decimal("0.00")
 # Replacement order ids are derived from (original order, request): a replay makes the same one.
 REPLACEMENT_NS = uuid.UUID("6a1f2c1e-4f0b-4c55-9a43-2a9f3d0c7b11")
@@ -123,12 +125,13 @@ async def request_received(ctx: Ctx, event: AftersalesRequested) -> None:
     else:
         snap = OrderSnapshot.model_validate_json(order["snapshot"])
         targets = list((event.exchange_for or {}).values())
-        decision = domain.decide(
-            event.kind, event.reason, lines, store.ordered_lines(snap),
-            await store.already_requested(ctx.conn, event.key),
-            await store.non_returnable(ctx.conn, list(lines)), order["delivered_at"], utcnow(),
-            await store.policy(ctx.conn, event.store), event.exchange_for,
-            await store.prices(ctx.conn, targets))
+        policy, own = await _policy(ctx.conn, event.store, snap.currency)
+        decision = domain.fx_missing(own.currency, snap.currency) if policy is None else \
+            domain.decide(
+                event.kind, event.reason, lines, store.ordered_lines(snap),
+                await store.already_requested(ctx.conn, event.key),
+                await store.non_returnable(ctx.conn, list(lines)), order["delivered_at"],
+                utcnow(), policy, event.exchange_for, await store.prices(ctx.conn, targets))
     await store.insert_request(
         ctx.conn, event.key, event.request_id, order["order_id"] if order else None, event.kind,
         event.reason, [ln.model_dump() for ln in event.lines], decision.outcome,
@@ -230,9 +233,9 @@ async def parcel_lost(ctx: Ctx, event: ParcelLost) -> None:
     snap = OrderSnapshot.model_validate_json(order["snapshot"])
     lines = _quantities(event.lines)
     value = domain.line_value(lines, store.ordered_lines(snap))
-    decision = domain.decide_reship("not_received", value,
-                                    await store.policy(ctx.conn, snap.store),
-                                    carrier_confirmed=True)
+    policy, own = await _policy(ctx.conn, snap.store, snap.currency)
+    decision = domain.fx_missing(own.currency, snap.currency) if policy is None else \
+        domain.decide_reship("not_received", value, policy, carrier_confirmed=True)
     claimed = domain.check_lines(lines, store.ordered_lines(snap),
                                  await store.already_requested(ctx.conn, event.order_key))
     if claimed:
@@ -280,9 +283,11 @@ async def cancelled_after_shipping(ctx: Ctx, event: OrderCancelRefused) -> None:
         log.info("order %s cancelled after shipping, but every line is already in a request;"
                  " nothing to open", event.order_key)
         return
-    decision = domain.decide_cancelled_after_shipping(
-        lines, ordered, await store.non_returnable(ctx.conn, list(lines)),
-        order["delivered_at"], utcnow(), await store.policy(ctx.conn, snap.store))
+    policy, own = await _policy(ctx.conn, snap.store, snap.currency)
+    decision = domain.fx_missing(own.currency, snap.currency) if policy is None else \
+        domain.decide_cancelled_after_shipping(
+            lines, ordered, await store.non_returnable(ctx.conn, list(lines)),
+            order["delivered_at"], utcnow(), policy)
     await store.insert_request(
         ctx.conn, event.order_key, CANCEL_REQUEST_ID, order["order_id"], "return",
         "changed_mind", [{"sku": s, "quantity": q} for s, q in lines.items()], decision.outcome,
@@ -452,11 +457,17 @@ async def refund(em: Emitter, order: Any, request: Any, lines: dict[str, int]) -
     snap = OrderSnapshot.model_validate_json(order["snapshot"])
     reason, kind = request["reason"], request["kind"]
     paid_back, shipping_done = await store.refunded_so_far(em.conn, order["order_id"])
-    policy = await store.policy(em.conn, snap.store)
+    policy, own = await _policy(em.conn, snap.store, snap.currency)
+    if policy is None:
+        # Money owed goes out: without a rate the return shipping is not deducted, and said so.
+        log.warning("order %s: no exchange rate from %s to %s to deduct the return shipping"
+                    " cost; refunding without the deduction. Publish rates on fx.rates",
+                    order["order_key"], own.currency, snap.currency)
     t = snap.totals
+    deduction = domain.return_deduction(kind, reason, policy) if policy else Decimal("0")
     amount = domain.refund_amount(lines, store.ordered_lines(snap), t.subtotal, t.discount,
                                   t.shipping_fee, t.grand_total, reason, paid_back, shipping_done,
-                                  domain.return_deduction(kind, reason, policy))
+                                  deduction)
     with_shipping = reason in domain.SELLER_FAULT and not shipping_done
     await issue_refund(em, order, request, amount, with_shipping)
 
@@ -473,11 +484,18 @@ async def issue_refund(em: Emitter, order: Any, request: Any, amount: Decimal,
         order_id=snap.order_id, store=snap.store, external_order_id=snap.external_order_id,
         request_id=request_id, amount=amount, currency=snap.currency, reason=reason))
     await em.status(**_ids(order), status="refunded",
-                    details={"request_id": request_id, "amount": f"{amount:.2f}",
+                    details={"request_id": request_id, "amount": money_text(amount),
                              "currency": snap.currency})
     metrics.REFUNDS.labels(kind, reason).inc()
     metrics.REFUND_AMOUNT.labels(snap.currency).inc(float(amount))
     metrics.TIME_TO_REFUND.observe(max(0.0, (utcnow() - request["created_at"]).total_seconds()))
+
+
+async def _policy(conn: Conn, store_name: str, currency: str
+                  ) -> tuple[domain.Policy | None, domain.Policy]:
+    """The store's policy in the order's currency (None without a rate), and as configured."""
+    own = await store.policy(conn, store_name)
+    return own.in_currency(currency, await fx.rates(conn)), own
 
 
 # --- feedback ---------------------------------------------------------------------------------

@@ -25,3 +25,5 @@ GRADES = TransactionalCounter("shopkeeper_aftersales_returned_units_total", "Ret
 FEEDBACK = TransactionalCounter("shopkeeper_aftersales_feedback_total", "Feedback by rating", ["rating"])
 FEEDBACK_TAGS = TransactionalCounter("shopkeeper_aftersales_feedback_tags_total", "Feedback tags", ["tag"])
 FOLLOW_UPS = TransactionalCounter("shopkeeper_aftersales_follow_ups_total", "Follow-up cases opened")
+FOLLOW_UPS_CLOSED = TransactionalCounter(
+    "shopkeeper_aftersales_follow_ups_closed_total", "Follow-up cases closed", ["resolution"])

@@ -3,6 +3,8 @@ answer."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 from shared.responses import Json, Money, OpenModel, Timestamp
@@ -57,6 +59,7 @@ class Policy(BaseModel):
     refund_without_return_below: Money
     return_shipping_cost: Money
     replacement_without_review_below: Money
+    currency: str = Field(default="USD", examples=["USD"])
 
 
 class StorePolicy(Policy):
@@ -81,9 +84,35 @@ class FollowUp(BaseModel):
     order_key: str
     rating: int = Field(ge=1, le=5)
     tags: list[str]
-    status: str
+    status: Literal["open", "closed"]
     created_at: Timestamp
     comment: str | None = None
+    assignee: str | None = None
+    resolution: str | None = Field(default=None, examples=["refunded"])
+    updated_at: Timestamp | None = None
+    closed_at: Timestamp | None = None
+    closed_by: str | None = None
+    age_seconds: float = Field(description="Open: since it was opened; closed: how long it took")
+
+
+class FollowUpNote(BaseModel):
+    kind: Literal["assigned", "comment", "closed", "reopened"]
+    author: str
+    body: str
+    at: Timestamp
+
+
+class FollowUpDetail(FollowUp):
+    notes: list[FollowUpNote]
+
+
+class FollowUpSummary(BaseModel):
+    open: int
+    unassigned: int
+    oldest_open_seconds: float | None
+    median_open_seconds: float | None
+    closed_last_7_days: int
+    median_seconds_to_close_last_7_days: float | None
 
 
 class TagStats(BaseModel):

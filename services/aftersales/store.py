@@ -71,7 +71,8 @@ async def policy(conn: Conn, store: str) -> Policy:
     if row is None:
         return Policy()
     return Policy(row["return_window_days"], row["refund_without_return_below"],
-                  row["return_shipping_cost"], row["replacement_without_review_below"])
+                  row["return_shipping_cost"], row["replacement_without_review_below"],
+                  row["currency"])
 
 
 async def already_requested(conn: Conn, key: str) -> dict[str, int]:
@@ -204,3 +205,73 @@ async def set_lines(conn: Conn, key: str, request_id: str, lines: list[dict[str,
     """What a request still covers (a returned parcel settled part of it)."""
     await conn.execute("UPDATE requests SET lines = $3::jsonb, updated_at = now() WHERE"
                        " order_key = $1 AND request_id = $2", key, request_id, json.dumps(lines))
+
+
+# --- follow-up cases (docs/aftersales.md "Follow-up cases") ----------------------------------
+FOLLOW_UP_COLUMNS = (
+    "u.id, u.order_key, u.rating, u.tags, u.status, u.assignee, u.resolution, u.created_at,"
+    " u.updated_at, u.closed_at, u.closed_by, f.comment,"
+    " extract(epoch FROM coalesce(u.closed_at, now()) - u.created_at)::float8 AS age_seconds")
+
+
+async def follow_ups(conn: Conn, status: str | None, assignee: str | None, tag: str | None,
+                     limit: int) -> list[asyncpg.Record]:
+    """Cases oldest first; `status` None for all, `assignee` "" for the unassigned."""
+    return list(await conn.fetch(
+        f"SELECT {FOLLOW_UP_COLUMNS} FROM follow_ups u JOIN feedback f USING (event_id)"
+        " WHERE ($1::text IS NULL OR u.status = $1)"
+        " AND ($2::text IS NULL OR u.assignee IS NOT DISTINCT FROM nullif($2, ''))"
+        " AND ($3::text IS NULL OR $3 = ANY (u.tags))"
+        " ORDER BY u.created_at, u.id LIMIT $4", status, assignee, tag, limit))
+
+
+async def follow_up(conn: Conn, case_id: int, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {FOLLOW_UP_COLUMNS} FROM follow_ups u JOIN feedback f USING (event_id)"
+        f" WHERE u.id = $1{' FOR UPDATE OF u' if lock else ''}", case_id)
+
+
+async def follow_up_notes(conn: Conn, case_id: int) -> list[asyncpg.Record]:
+    return list(await conn.fetch("SELECT kind, author, body, at FROM follow_up_notes WHERE"
+                                 " follow_up = $1 ORDER BY id", case_id))
+
+
+async def update_follow_up(conn: Conn, case_id: int, kind: str, author: str, body: str, *,
+                           status: str | None = None, assignee: str | None = None,
+                           resolution: str | None = None) -> None:
+    """One step of a case: its note, and the case's new fields (closing sets resolution and
+    closed_at/by; reopening clears them)."""
+    if kind == "assigned":
+        await conn.execute("UPDATE follow_ups SET assignee = $2, updated_at = now() WHERE"
+                           " id = $1", case_id, assignee)
+    elif kind == "closed":
+        await conn.execute("UPDATE follow_ups SET status = 'closed', resolution = $2,"
+                           " closed_at = now(), closed_by = $3, updated_at = now() WHERE id = $1",
+                           case_id, resolution, author)
+    elif kind == "reopened":
+        await conn.execute("UPDATE follow_ups SET status = 'open', resolution = NULL,"
+                           " closed_at = NULL, closed_by = NULL, updated_at = now() WHERE"
+                           " id = $1", case_id)
+    else:
+        await conn.execute("UPDATE follow_ups SET updated_at = now() WHERE id = $1", case_id)
+    await conn.execute("INSERT INTO follow_up_notes (follow_up, kind, author, body) VALUES"
+                       " ($1, $2, $3, $4)", case_id, kind, author, body)
+
+
+async def follow_up_summary(conn: Conn) -> asyncpg.Record:
+    """The KPIs of the cases: how many are open (and unassigned), how old the open ones are,
+    how many closed in the last 7 days and how long those took."""
+    row = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE status = 'open') AS open,"
+        " count(*) FILTER (WHERE status = 'open' AND assignee IS NULL) AS unassigned,"
+        " extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'open'))::float8"
+        "   AS oldest_open_seconds,"
+        " extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY now() - created_at)"
+        "   FILTER (WHERE status = 'open'))::float8 AS median_open_seconds,"
+        " count(*) FILTER (WHERE closed_at > now() - interval '7 days') AS closed_last_7_days,"
+        " extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY closed_at - created_at)"
+        "   FILTER (WHERE closed_at > now() - interval '7 days'))::float8"
+        "   AS median_seconds_to_close_last_7_days"
+        " FROM follow_ups")
+    assert row is not None
+    return row

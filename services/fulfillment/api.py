@@ -130,7 +130,18 @@ async def _wave(request: Request, wave_id: str) -> dict[str, Any]:
                            "orders": [{"order_key": k, "quantity": q} for k, q in ln.orders]}
                           for ln in lines],
             "orders": [{"order_id": str(p["order_id"]), "order_key": p["order_key"],
-                        **_pick_json(p)} for p in picks]}
+                        **_pick_json(p), **_bench_flags(p["snapshot"])} for p in picks]}
+
+
+def _words(snapshot: str | None) -> OrderSnapshot | None:
+    return OrderSnapshot.model_validate_json(snapshot) if snapshot else None
+
+
+def _bench_flags(snapshot: str | None) -> dict[str, bool]:
+    """What the pick list may say of the customer's words: that there are some, not what."""
+    snap = _words(snapshot)
+    return {"gift_wrap": bool(snap and snap.gift_wrap),
+            "has_note": bool(snap and (snap.note or snap.gift_message))}
 
 
 @router.get("/waves/{wave_id}", response_model=schemas.Wave)
@@ -153,14 +164,38 @@ async def picklist(wave_id: str, request: Request) -> HTMLResponse:
         groups.setdefault(o["group_id"] or o["order_id"], []).append(o["order_key"])
     merged = "".join(f"<li>{' + '.join(e(k) for k in keys)}</li>"
                      for keys in groups.values() if len(keys) > 1)
+    handling = "".join(
+        f"<li>{e(o['order_key'])}: "
+        + ", ".join(x for x in ("gift wrap" if o["gift_wrap"] else "",
+                                "the customer's words are on the packing slip"
+                                if o["has_note"] else "") if x) + "</li>"
+        for o in w["orders"] if o["gift_wrap"] or o["has_note"])
     body = (f"<h1>Pick list {e(wave_id)}</h1><p>{e(w['warehouse'])} · released "
             f"{e(w['released_at'])} · {len(w['orders'])} orders · {len(w['pick_list'])} lines"
             f" (serpentine route: zone, aisle, rack, level)</p>"
             "<table><tr><th>#</th><th>Bin</th><th>SKU</th><th>Qty</th><th>Sort to orders</th>"
             f"<th>Done</th></tr>{rows}</table>"
             + (f"<h2>Pack together (same buyer and address)</h2><ul>{merged}</ul>"
-               if merged else ""))
+               if merged else "")
+            + (f"<h2>Handle with care: the customer asked</h2><ul class=handling>{handling}</ul>"
+               if handling else ""))
     return HTMLResponse(_page(f"Pick list {wave_id}", body))
+
+
+def _customer_words(snap: OrderSnapshot | None) -> str:
+    """The order's note, gift wrap and gift message, as the packer reads them on the slip."""
+    if snap is None:
+        return ""
+    e = html.escape
+    out = ""
+    if snap.gift_wrap:
+        out += "<p class=gift-wrap><strong>Gift wrap this order.</strong></p>"
+    if snap.note:
+        out += f"<p class=note><strong>Note from the customer:</strong> {e(snap.note)}</p>"
+    if snap.gift_message:
+        out += ("<div class=gift-message><strong>Gift message (print or write it on the card"
+                f" in the box):</strong><blockquote>{e(snap.gift_message)}</blockquote></div>")
+    return out
 
 
 def _page(title: str, body: str) -> str:
@@ -229,7 +264,8 @@ async def packing_slip(parcel_id: str, request: Request) -> HTMLResponse:
     ship_to = "<br>".join(e(x) for x in ([a.name, a.line1, a.line2, " ".join(
         filter(None, [a.postal_code, a.city, a.region])), a.country] if a else []) if x)
     sections = "".join(
-        f"<h2>Order {e(o['order_key'])}</h2><table><tr><th>SKU</th><th>Qty</th></tr>"
+        f"<h2>Order {e(o['order_key'])}</h2>" + _customer_words(_words(o["snapshot"]))
+        + "<table><tr><th>SKU</th><th>Qty</th></tr>"
         + "".join(f"<tr><td>{e(ln['sku'])}</td><td>{ln['quantity']}</td></tr>"
                   for ln in json.loads(o["lines"])) + "</table>" for o in orders)
     body = (f"<h1>Packing slip {e(parcel_id)}</h1><p>{e(parcel['warehouse'])} · box "

@@ -70,6 +70,10 @@ class PickListLine(BaseModel):
 class WaveOrder(Pick):
     order_id: str
     order_key: str
+    gift_wrap: bool = Field(default=False, description="the customer asked for gift wrap")
+    has_note: bool = Field(default=False, description=(
+        "the order has a note or a gift message, printed on its packing slip (the text is"
+        " personal data: only the slip, behind the token, shows it)"))
 
 
 class Wave(BaseModel):

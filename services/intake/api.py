@@ -9,16 +9,19 @@ stays in intake's audit.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from shared.contracts import Address
+from shared import topics
+from shared.contracts import Address, FxRatesPublished, money_text, utcnow
 from shared.http import require_admin
-from shared.messaging import emit_status
+from shared.messaging import describe_validation_error, emit_status
+from shared.money import CURRENCY_RE, fits
+from shared.outbox import enqueue
 
 from . import domain, metrics, review, schemas, store
 
@@ -305,3 +308,95 @@ async def order_identities(order_id: uuid.UUID, request: Request) -> dict[str, s
     if payload is None:
         raise HTTPException(404, f"no order {order_id}")
     return domain.identities(store.stored_order(payload))
+
+
+# --- exchange rates and price lists (docs/intake.md "Currencies and price lists") -------------
+
+class FxRatesIn(BaseModel):
+    base: str = Field(pattern=r"^[A-Z]{3}$", examples=["USD"])
+    rates: dict[str, str] = Field(min_length=1, max_length=300, examples=[{"CNY": "7.1034"}],
+                                  description="one `base` is worth this many of each currency")
+    as_of: datetime | None = Field(default=None, description="default: now")
+
+
+@router.post("/fx/rates", dependencies=admin, response_model=schemas.FxPublished,
+             status_code=202)
+async def publish_rates(body: FxRatesIn, request: Request,
+                        who: str = Depends(operator)) -> dict[str, Any]:
+    """Publish exchange rates on `fx.rates` (through intake's outbox) for every service that
+    compares money across currencies; intake's own copy follows from the topic like theirs."""
+    try:
+        event = FxRatesPublished.model_validate(
+            {"base": body.base, "rates": body.rates, "as_of": body.as_of or utcnow()})
+    except ValidationError as exc:
+        raise HTTPException(422, describe_validation_error(exc)) from exc
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+        await enqueue(conn, topics.FX_RATES, event.base, event)
+        await store.audit(conn, None, who, "publish_fx_rates", None,
+                          {"base": event.base, "as_of": event.as_of.isoformat(),
+                           "rates": {k: str(v) for k, v in event.rates.items()}})
+    return {"event_id": str(event.event_id), "base": event.base, "pairs": len(event.rates)}
+
+
+ALWAYS = datetime.min.replace(tzinfo=UTC)  # the valid_from of a price without one
+
+
+class ListPriceIn(BaseModel):
+    sku: str = Field(min_length=1, max_length=64)
+    price: str = Field(pattern=r"^\d{1,12}(\.\d{1,3})?$", examples=["12.50"])
+    valid_from: datetime | None = Field(default=None, description="default: always")
+    valid_to: datetime | None = None
+
+
+class PriceListIn(BaseModel):
+    entries: list[ListPriceIn] = Field(min_length=1, max_length=5000)
+
+
+@router.put("/price-lists/{store_name}/{currency}", dependencies=admin,
+            response_model=list[schemas.ListPrice])
+async def put_price_list(store_name: str, currency: str, body: PriceListIn, request: Request,
+                         who: str = Depends(operator)) -> list[dict[str, Any]]:
+    """Set list prices of a store ('*': every store's default) in a currency; an entry with the
+    same SKU and `valid_from` is replaced. Open holds of the store are reviewed again. Answers
+    the list's entries of the SKUs sent."""
+    if not CURRENCY_RE.match(currency):
+        raise HTTPException(422, f"currency {currency!r} is not a three-letter ISO 4217 code")
+    entries = []
+    for e in body.entries:
+        price = Decimal(e.price)
+        if not fits(price, currency):
+            raise HTTPException(422, f"{e.sku}: {e.price} is finer than {currency} allows")
+        if e.valid_to is not None and e.valid_from is not None and e.valid_to <= e.valid_from:
+            raise HTTPException(422, f"{e.sku}: valid_to must be after valid_from")
+        entries.append({"sku": e.sku, "price": price, "valid_to": e.valid_to,
+                        "valid_from": e.valid_from or ALWAYS})
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+        await store.put_prices(conn, store_name, currency, entries, who)
+        await store.audit(conn, None, who, "put_price_list", None,
+                          {"store": store_name, "currency": currency,
+                           "entries": [{**e.model_dump(mode="json")} for e in body.entries]})
+        await review.rereview_open_holds(conn, trigger="price_list_changed",
+                                         store_name=None if store_name == "*" else store_name)
+        rows = await store.price_list(conn, store_name, currency, None)
+    touched = {e["sku"] for e in entries}
+    return [_list_price(r) for r in rows if r["sku"] in touched]
+
+
+@router.get("/price-lists/{store_name}", dependencies=admin,
+            response_model=list[schemas.ListPrice])
+async def get_price_list(store_name: str, request: Request,
+                         currency: str | None = Query(default=None, pattern=r"^[A-Z]{3}$"),
+                         sku: str | None = Query(default=None, max_length=64)
+                         ) -> list[dict[str, Any]]:
+    rows = await store.price_list(request.app.state.runtime.pool, store_name, currency, sku)
+    return [_list_price(r) for r in rows]
+
+
+def _list_price(r: Any) -> dict[str, Any]:
+    since = r["valid_from"]
+    return {**dict(r), "price": money_text(r["price"]),
+            # asyncpg reads the year-1 sentinel back without its offset
+            "valid_from": None if since.replace(tzinfo=None) == datetime.min
+            else since.isoformat(),
+            "valid_to": r["valid_to"].isoformat() if r["valid_to"] else None,
+            "updated_at": r["updated_at"].isoformat()}

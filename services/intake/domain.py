@@ -19,7 +19,9 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
+from shared import money
 from shared.contracts import OrderLine, OrderPlaced
+from shared.money import CURRENCY_RE, FxRates, Threshold, fits, minor_digits, quantum, show
 
 CENT = Decimal("0.01")
 
@@ -88,6 +90,7 @@ class Policy:
     `*_action` says whether a rule rejects or holds. A window of 0 turns a rule off."""
 
     high_value_threshold: Decimal = Decimal("2000.00")
+    high_value_currency: str = "USD"  # the threshold's currency; orders in others are converted
     high_value_action: Action = "hold"
     duplicate_window_minutes: int = 0
     merge_window_minutes: int = 1440
@@ -95,6 +98,8 @@ class Policy:
     invalid_promo_action: Action = "reject"
     restricted_goods_action: Action = "hold"
     hold_sla_minutes: int = 240
+    # A line priced off the store's price list by more than this is held (`price_mismatch`).
+    price_tolerance_percent: Decimal = Decimal("2.00")
 
     def with_overrides(self, overrides: dict[str, Any]) -> Policy:
         """This policy with some settings replaced; unknown names or bad values are a
@@ -111,9 +116,14 @@ class Policy:
                         raise ValueError("must be true or false")
                     value: Any = raw
                 elif isinstance(current, Decimal):
-                    value = Decimal(str(raw)).quantize(CENT)
-                    if value < 0:
+                    value = Decimal(str(raw))
+                    if not value.is_finite() or value < 0:
                         raise ValueError("must not be negative")
+                    value = value.quantize(Decimal("0.001"))
+                elif name.endswith("_currency"):
+                    if not isinstance(raw, str) or not CURRENCY_RE.match(raw):
+                        raise ValueError("must be a three-letter ISO 4217 code such as USD")
+                    value = raw
                 elif isinstance(current, int):
                     value = int(raw)
                     if value < 0 or value != raw:
@@ -128,8 +138,14 @@ class Policy:
         return replace(self, **values)
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: (str(v) if isinstance(v := getattr(self, f.name), Decimal) else v)
-                for f in fields(self)}
+        return {f.name: (_decimal_text(v) if isinstance(v := getattr(self, f.name), Decimal)
+                         else v) for f in fields(self)}
+
+
+def _decimal_text(value: Decimal) -> str:
+    """"2000.00", "2.50", "0.125": at least two decimals, no trailing zeros beyond."""
+    cents = value.quantize(CENT)
+    return str(cents) if cents == value else str(value.normalize())
 
 
 @dataclass(frozen=True)
@@ -164,6 +180,9 @@ class Context:
     prior: tuple[PriorOrder, ...] = ()
     promo_uses: dict[str, int] = field(default_factory=dict)
     received_at: datetime | None = None
+    fx: FxRates = field(default_factory=FxRates)
+    # The store's list price of each of the order's SKUs in the order's currency, at placing.
+    list_prices: dict[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -204,7 +223,7 @@ def review(order: OrderPlaced, products: dict[str, Product], served: set[str] | 
     hits = _reject_hits(order, products, served)
     hits += _blocked_hits(order, ctx.blocked)
     hits += _restricted_hits(order, products, ctx.refused_attributes, policy)
-    hits += [h for h in _high_value_hits(order, policy) if h.effect == "reject"]
+    hits += [h for h in _high_value_hits(order, policy, ctx.fx) if h.effect == "reject"]
     discount, promo_problem = compute_discount(order, promotions, now, uses=ctx.promo_uses,
                                               products=products)
     if promo_problem:
@@ -243,6 +262,15 @@ def _reject_hits(order: OrderPlaced, products: dict[str, Product],
             hits.append(RuleHit("unit_price", "malformed", "reject",
                                 f"lines[{i}].unit_price must not be negative",
                                 {"line": i, "unit_price": str(line.unit_price)}))
+    finer = [(name, amount) for name, amount in _amounts(order)
+             if not fits(amount, order.currency)]
+    if finer:
+        digits = minor_digits(order.currency)
+        hits.append(RuleHit(
+            "money", "malformed", "reject",
+            f"{', '.join(f'{n} {a}' for n, a in finer[:3])}: {order.currency} amounts have"
+            f" {digits} decimal{'s' if digits != 1 else ''}",
+            {"currency": order.currency, "fields": [n for n, _ in finer]}))
     unknown = sorted({ln.sku for ln in order.lines
                       if ln.sku not in products or not products[ln.sku].active})
     if unknown:
@@ -266,6 +294,16 @@ def _reject_hits(order: OrderPlaced, products: dict[str, Product],
         hits.append(RuleHit("payment", "payment_failed", "reject", "payment.status is failed",
                             {"payment_status": "failed"}))
     return hits
+
+
+def _amounts(order: OrderPlaced) -> list[tuple[str, Decimal]]:
+    t = order.totals
+    out = [(f"totals.{name}", getattr(t, name)) for name in
+           ("subtotal", "discount", "shipping_fee", "tax", "duties", "grand_total")]
+    out += [(f"lines[{i}].unit_price", ln.unit_price) for i, ln in enumerate(order.lines)]
+    out += [(f"lines[{i}].tax", ln.tax) for i, ln in enumerate(order.lines)
+            if ln.tax is not None]
+    return out
 
 
 def address_problems(order: OrderPlaced) -> list[str]:
@@ -411,49 +449,93 @@ def compute_discount(order: OrderPlaced, promotions: dict[str, Promotion], now: 
                               f"promo code {code!r} applies to none of the order's items")
         base = sum((ln.unit_price * ln.quantity for ln in scoped), Decimal("0"))
         if promo.kind == "percent":
-            amount = (base * promo.value / 100).quantize(CENT, ROUND_HALF_UP)
+            amount = (base * promo.value / 100).quantize(quantum(order.currency),
+                                                         ROUND_HALF_UP)
         else:
             amount = promo.value
         discount += min(amount, base)
     return min(discount, subtotal), None
 
 
-def _high_value_hits(order: OrderPlaced, policy: Policy) -> list[RuleHit]:
+def _high_value_hits(order: OrderPlaced, policy: Policy, fx: FxRates) -> list[RuleHit]:
+    """Above the threshold, in the threshold's currency: an order in another currency is
+    converted at the rate intake knows (recorded in the trace); with no rate the check cannot
+    be made and the order is held (`fx_rate_missing`), whatever the rule's action."""
     t = order.totals
-    if t.grand_total <= policy.high_value_threshold:
+    threshold = Threshold.parse({"amount": policy.high_value_threshold,
+                                 "currency": policy.high_value_currency})
+    conv = fx.convert(t.grand_total, order.currency, threshold.currency)
+    inputs: dict[str, Any] = {"grand_total": str(t.grand_total), "currency": order.currency,
+                              "threshold": str(threshold.amount)}
+    if threshold.currency != order.currency:
+        inputs["threshold_currency"] = threshold.currency
+    if conv is None:
+        return [RuleHit("high_value", "fx_rate_missing", "hold",
+                        f"no exchange rate from {order.currency} to {threshold.currency} to"
+                        f" compare the grand total with the review threshold {threshold};"
+                        " publish one on fx.rates (POST /fx/rates on intake)", inputs)]
+    if conv.amount <= threshold.amount:
         return []
+    shown = f"{t.grand_total} {order.currency}"
+    if order.currency != threshold.currency:
+        inputs.update(conv.trace(t.grand_total, order.currency, threshold.currency))
+        shown += f" ({inputs['converted']} at {inputs['rate']})"
     return [RuleHit("high_value", "high_value", policy.high_value_action,
-                    f"grand total {t.grand_total} {order.currency} is above the"
-                    f" review threshold {policy.high_value_threshold}",
-                    {"grand_total": str(t.grand_total), "currency": order.currency,
-                     "threshold": str(policy.high_value_threshold)})]
+                    f"grand total {shown} is above the review threshold {threshold}", inputs)]
+
+
+def _price_hits(order: OrderPlaced, list_prices: dict[str, Decimal],
+                policy: Policy) -> list[RuleHit]:
+    """A line priced off the store's list (in the order's currency, valid when it was placed)
+    by more than the tolerance; lines without a list price are not checked. The list price is
+    before promotions: discounts are checked on their own (`totals.discount`)."""
+    hits = []
+    for ln in order.lines:
+        listed = list_prices.get(ln.sku)
+        if listed is None:
+            continue
+        off = abs(ln.unit_price - listed)
+        allowed = listed * policy.price_tolerance_percent / 100
+        if off <= allowed and not (listed == 0 and off > 0):
+            continue
+        hits.append(RuleHit(
+            "price_list", "price_mismatch", "hold",
+            f"line {ln.sku}: unit price {show(ln.unit_price, order.currency)} is off the list"
+            f" price {show(listed, order.currency)} by more than"
+            f" {_decimal_text(policy.price_tolerance_percent)}%",
+            {"sku": ln.sku, "unit_price": str(ln.unit_price), "expected": str(listed),
+             "currency": order.currency,
+             "tolerance_percent": _decimal_text(policy.price_tolerance_percent)}))
+    return hits
 
 
 def _hold_hits(order: OrderPlaced, discount: Decimal, policy: Policy,
                ctx: Context, now: datetime) -> list[RuleHit]:
     t = order.totals
+    unit = quantum(order.currency)  # the tolerance of every sum: one minor unit
     hits: list[RuleHit] = []
     lines_total = sum((ln.unit_price * ln.quantity for ln in order.lines), Decimal("0"))
-    if abs(lines_total - t.subtotal) > CENT:
+    if abs(lines_total - t.subtotal) > unit:
         hits.append(RuleHit("totals", "amount_mismatch", "hold",
                             f"totals.subtotal {t.subtotal} differs from the lines' sum"
                             f" {lines_total}",
                             {"field": "totals.subtotal", "claimed": str(t.subtotal),
                              "computed": str(lines_total)}))
-    if abs(discount - t.discount) > CENT:
+    if abs(discount - t.discount) > unit:
         hits.append(RuleHit("totals", "amount_mismatch", "hold",
                             f"totals.discount {t.discount} differs from the promotions' {discount}",
                             {"field": "totals.discount", "claimed": str(t.discount),
                              "computed": str(discount), "promo_codes": list(order.promo_codes)}))
     # CONTRACT v1.1: tax and duties (default 0) are part of what the buyer pays.
     expected = t.subtotal - t.discount + t.shipping_fee + t.tax + t.duties
-    if abs(expected - t.grand_total) > CENT:
+    if abs(expected - t.grand_total) > unit:
         hits.append(RuleHit("totals", "amount_mismatch", "hold",
                             f"totals.grand_total {t.grand_total} differs from subtotal - discount"
                             f" + shipping_fee + tax + duties = {expected}",
                             {"field": "totals.grand_total", "claimed": str(t.grand_total),
                              "computed": str(expected)}))
-    hits += [h for h in _high_value_hits(order, policy) if h.effect == "hold"]
+    hits += [h for h in _high_value_hits(order, policy, ctx.fx) if h.effect == "hold"]
+    hits += _price_hits(order, ctx.list_prices, policy)
     if policy.hold_pending_payment and order.payment.status == "pending" \
             and order.payment.method != "cod":
         hits.append(RuleHit("payment_pending", "payment_pending", "hold",
@@ -511,9 +593,7 @@ def merge_candidates(order: OrderPlaced, ctx: Context, policy: Policy, now: date
     return [p.order_id for p in reversed(found)][:MERGE_CAP]
 
 
-def refund_due(grand_total: Decimal, payment_status: str) -> Decimal:
-    """On cancellation, what was taken goes back; nothing was taken for pending or failed."""
-    return grand_total if payment_status in ("paid", "authorized") else Decimal("0.00")
+refund_due = money.refund_due
 
 
 def identify(raw: dict[str, object] | None) -> tuple[str, str] | None:
@@ -539,5 +619,6 @@ def snapshot(order_id: str, order: OrderPlaced, accepted_at: datetime,
         "currency": order.currency, "shipping_option": order.shipping_option,
         "totals": order.totals, "payment_method": order.payment.method,
         "payment_status": order.payment.status, "merge_with": merge_with or [],
+        "note": order.note, "gift_message": order.gift_message, "gift_wrap": order.gift_wrap,
         "ioss_number": order.ioss_number,
     }

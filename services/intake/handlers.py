@@ -6,7 +6,7 @@ import logging
 import uuid
 from typing import Any
 
-from shared import topics
+from shared import fx, topics
 from shared.contracts import (
     CancelRequested,
     CoverageChanged,
@@ -20,12 +20,13 @@ from shared.contracts import (
     utcnow,
 )
 from shared.db import Conn
-from shared.messaging import Ctx, Handlers, RawMessage, emit_status
+from shared.messaging import Ctx, Handlers, RawMessage, emit_cancelled, emit_status
 
 from . import domain, metrics, review, store
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
+fx.subscribe(handlers)  # exchange rates for money thresholds (shared/fx.py)
 
 
 async def reject_malformed(conn: Conn, raw: RawMessage, code: str, message: str) -> bool:
@@ -60,8 +61,9 @@ async def order_placed(ctx: Ctx, order: OrderPlaced) -> None:
         await store.insert_order(ctx.conn, order_id, order, order.store, order.external_order_id,
                                  "cancelled", reasons)
         due = domain.refund_due(order.totals.grand_total, order.payment.status)
-        await ctx.status(**ids, status="cancelled", reasons=reasons,
-                         details={"refund_due": f"{due:.2f}"})
+        await emit_cancelled(ctx.conn, **ids, reasons=reasons, refund_due=due,
+                             currency=order.currency, correlation_id=ctx.correlation_id,
+                             causation_id=str(ctx.event.event_id))
         return
     result, policy = await review.evaluate(ctx.conn, order, order_id, utcnow())
     await store.insert_order(ctx.conn, order_id, order, order.store, order.external_order_id,
@@ -122,9 +124,11 @@ async def cancel_requested(ctx: Ctx, event: CancelRequested) -> None:
         await review.rereview_open_holds(ctx.conn, trigger="order_cancelled",
                                          codes=["suspected_duplicate"],
                                          causation_id=str(event.event_id))
-        await ctx.status(order_id=str(row["order_id"]), store=row["store"],
-                         external_order_id=row["external_order_id"], status="cancelled",
-                         reasons=reasons, details={"refund_due": f"{due:.2f}"})
+        await emit_cancelled(ctx.conn, order_id=str(row["order_id"]), store=row["store"],
+                             external_order_id=row["external_order_id"], reasons=reasons,
+                             refund_due=due, currency=row["currency"],
+                             correlation_id=ctx.correlation_id,
+                             causation_id=str(event.event_id))
         return
     await store.set_status(ctx.conn, row["order_id"], "cancel_requested", [])
     await ctx.publish(topics.INTAKE_ORDER_CANCEL_REQUESTED, key, OrderCancelRequested(

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from shared import topics
+from shared import fx, topics
 from shared.contracts import OrderAccepted, OrderPlaced, OrderSnapshot, utcnow
 from shared.db import Conn
 from shared.messaging import emit_status
@@ -45,6 +45,9 @@ async def evaluate(conn: Conn, order: OrderPlaced, order_id: uuid.UUID | None,
         prior=await store.prior_orders(conn, order, received_at, window),
         promo_uses=await store.promo_uses(conn, order.customer.id, order.promo_codes, order_id),
         received_at=received_at,
+        fx=await fx.rates(conn),
+        list_prices=await store.list_prices(conn, order.store, order.currency,
+                                            [ln.sku for ln in order.lines], order.placed_at),
     )
     result = domain.review(
         order, await store.products_for(conn, [ln.sku for ln in order.lines]),

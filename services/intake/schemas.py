@@ -95,6 +95,8 @@ class StorePolicy(BaseModel):
     """A store's review settings (domain.Policy); `*` is the default of stores without one."""
 
     high_value_threshold: Money = Field(examples=["2000.00"])
+    high_value_currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["USD"], description=(
+        "the threshold's currency; orders in other currencies are converted (fx.rates)"))
     high_value_action: Literal["hold", "reject"]
     duplicate_window_minutes: int = Field(description="0 turns the duplicate check off")
     merge_window_minutes: int
@@ -102,6 +104,25 @@ class StorePolicy(BaseModel):
     invalid_promo_action: Literal["hold", "reject"]
     restricted_goods_action: Literal["hold", "reject"]
     hold_sla_minutes: int
+    price_tolerance_percent: str = Field(examples=["2.00"], description=(
+        "a line priced off the store's price list by more than this is held (price_mismatch)"))
+
+
+class ListPrice(BaseModel):
+    store: str
+    currency: str
+    sku: str
+    price: Money
+    valid_from: Timestamp | None = Field(description="null: valid since always")
+    valid_to: Timestamp | None = Field(description="null: until replaced")
+    updated_by: str | None = None
+    updated_at: Timestamp
+
+
+class FxPublished(BaseModel):
+    event_id: str
+    base: str
+    pairs: int
 
 
 class DryRunResult(BaseModel):

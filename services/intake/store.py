@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -177,9 +178,10 @@ async def record_promo_uses(conn: Conn, codes: list[str], customer_id: str,
         " ON CONFLICT DO NOTHING", [(c.upper(), customer_id, order_id) for c in set(codes)])
 
 
-_POLICY_COLUMNS = ("high_value_threshold", "high_value_action", "duplicate_window_minutes",
-                   "merge_window_minutes", "hold_pending_payment", "invalid_promo_action",
-                   "restricted_goods_action", "hold_sla_minutes")
+_POLICY_COLUMNS = ("high_value_threshold", "high_value_currency", "high_value_action",
+                   "duplicate_window_minutes", "merge_window_minutes", "hold_pending_payment",
+                   "invalid_promo_action", "restricted_goods_action", "hold_sla_minutes",
+                   "price_tolerance_percent")
 
 
 def _policy(row: asyncpg.Record) -> Policy:
@@ -399,3 +401,39 @@ async def holds(pool: asyncpg.Pool, *, reason: str | None = None, store: str | N
              "sla_breached": r["sla_breached_at"] is not None,
              "grand_total": str(r["grand_total"]) if r["grand_total"] is not None else None,
              "currency": r["currency"]} for r in rows]
+
+
+# --- price lists (docs/intake.md "Currencies and price lists") --------------------------------
+async def list_prices(conn: Conn, store: str, currency: str, skus: list[str],
+                      at: datetime) -> dict[str, Decimal]:
+    """The list price of each SKU for `store` in `currency`, valid at `at`; the store's own list
+    wins over the default ('*')."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (sku) sku, price FROM price_lists WHERE store IN ($1, '*')"
+        " AND currency = $2 AND sku = ANY($3::text[]) AND valid_from <= $4"
+        " AND (valid_to IS NULL OR valid_to > $4)"
+        " ORDER BY sku, store = '*', valid_from DESC", store, currency, skus, at)
+    return {r["sku"]: r["price"] for r in rows}
+
+
+async def put_prices(conn: Conn, store: str, currency: str, entries: list[dict[str, Any]],
+                     actor: str) -> int:
+    await conn.execute(
+        "INSERT INTO price_lists (store, currency, sku, price, valid_from, valid_to, updated_by)"
+        " SELECT $1, $2, e.sku, e.price, e.valid_from, e.valid_to, $7 FROM unnest($3::text[],"
+        " $4::numeric[], $5::timestamptz[], $6::timestamptz[]) AS e(sku, price, valid_from,"
+        " valid_to) ON CONFLICT (store, currency, sku, valid_from) DO UPDATE SET"
+        " price = EXCLUDED.price, valid_to = EXCLUDED.valid_to, updated_by = EXCLUDED.updated_by,"
+        " updated_at = now()",
+        store, currency, [e["sku"] for e in entries], [e["price"] for e in entries],
+        [e["valid_from"] for e in entries], [e["valid_to"] for e in entries], actor)
+    return len(entries)
+
+
+async def price_list(conn: Conn | asyncpg.Pool, store: str, currency: str | None,
+                     sku: str | None) -> list[asyncpg.Record]:
+    return list(await conn.fetch(
+        "SELECT store, currency, sku, price, valid_from, valid_to, updated_by, updated_at"
+        " FROM price_lists WHERE store = $1 AND ($2::text IS NULL OR currency = $2)"
+        " AND ($3::text IS NULL OR sku = $3) ORDER BY currency, sku, valid_from LIMIT 5000",
+        store, currency, sku))

@@ -13,6 +13,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from shared.contracts import money_text
 from shared.http import require_admin
 
 from . import schemas, store, tasks
@@ -71,7 +72,7 @@ async def allocation(order_id: uuid.UUID, request: Request) -> dict[str, Any]:
             "allocations": json.loads(r["allocations"]), "short_lines": json.loads(r["short_lines"]),
             "substitutes": json.loads(r["substitutes"]),
             "substitutions": json.loads(r["substitutions"]),
-            "price_difference": (f"{r['price_difference']:.2f}"
+            "price_difference": (money_text(r['price_difference'])
                                  if r["price_difference"] is not None else None),
             "decision": r["decision"], "trace": json.loads(r["trace"])}
 

@@ -29,10 +29,21 @@ from shared.contracts import (
     StockAdjusted,
     StockReserved,
     Totals,
+    money_text,
 )
 from shared.db import Conn
-from shared.messaging import Ctx, Handlers, PoisonMessage, confirm_cancelled, emit_status, forwarded
+from shared.messaging import (
+    Ctx,
+    Handlers,
+    PoisonMessage,
+    confirm_cancelled,
+    emit_status,
+    forwarded,
+    request_charge,
+    request_refund,
+)
 from shared.metrics import TransactionalCounter
+from shared.money import refund_due
 from shared.outbox import enqueue
 
 from . import domain, store
@@ -286,7 +297,8 @@ async def backorder_decision(ctx: Ctx, event: BackorderDecision) -> None:
         BACKORDERS.labels("declined").inc()
         await confirm_cancelled(ctx, topics.INVENTORY_ORDER_CANCELLED, OrderCancelRequested(
             order_id=snap.order_id, order_key=snap.key, reason="backorder declined by customer",
-            refund_due=snap.totals.grand_total, currency=snap.currency,
+            refund_due=refund_due(snap.totals.grand_total, snap.payment_status),
+            currency=snap.currency,
             correlation_id=row["correlation_id"]), "inventory")
         return
     await _substitute(ctx, row, snap, event.substitutions)
@@ -329,7 +341,15 @@ async def _substitute(ctx: Ctx, row: Any, snap: OrderSnapshot, wanted: dict[str,
     BACKORDERS.labels("substituted").inc()
     await _announce_reserved(ctx.conn, substituted_snap, plan, row["correlation_id"],
                              str(ctx.event.event_id),
-                             {"substitutions": wanted, "price_difference": f"{difference:.2f}"})
+                             {"substitutions": wanted, "price_difference": money_text(difference)})
+    # The difference is settled with the payment system when money was taken (a pending
+    # payment is charged the new total by the storefront itself).
+    if refund_due(snap.totals.grand_total, snap.payment_status) > 0:
+        ids = {"order_id": snap.order_id, "store": snap.store,
+               "external_order_id": snap.external_order_id, "currency": snap.currency,
+               "reason": "substitution_price_difference"}
+        await request_refund(ctx.conn, **ids, request_id="substitution", amount=-difference)
+        await request_charge(ctx.conn, **ids, charge_id="substitution", amount=difference)
 
 
 async def release_cancelled(ctx: Ctx, event: OrderCancelled) -> None:

@@ -14,8 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared import outbox, topics
 from shared.contracts import OrderCancelled, OrderSnapshot, StockLow, derived_id
 from shared.db import TRANSIENT_DB_ERRORS, Conn, try_xact_lock
-from shared.messaging import emit_status
+from shared.messaging import emit_cancelled
 from shared.metrics import TransactionalCounter
+from shared.money import refund_due
 from shared.outbox import enqueue
 from shared.service import Runtime
 
@@ -62,14 +63,15 @@ async def expire_backorders(conn: Conn) -> int:
         # A backorder expires once: the cause (and so the ids of what it emits) derives from it.
         causation = str(derived_id("backorder-expired", snap.order_id))
         with outbox.id_scope(causation):
-            await emit_status(conn, order_id=snap.order_id, store=snap.store,
-                              external_order_id=snap.external_order_id, status="cancelled",
-                              reasons=[("backorder_expired", reason)],
-                              details={"refund_due": f"{snap.totals.grand_total:.2f}"},
-                              correlation_id=row["correlation_id"], causation_id=causation)
+            due = refund_due(snap.totals.grand_total, snap.payment_status)
+            await emit_cancelled(conn, order_id=snap.order_id, store=snap.store,
+                                 external_order_id=snap.external_order_id,
+                                 reasons=[("backorder_expired", reason)], refund_due=due,
+                                 currency=snap.currency, correlation_id=row["correlation_id"],
+                                 causation_id=causation)
             await enqueue(conn, topics.INVENTORY_ORDER_CANCELLED, snap.key, OrderCancelled(
                 order_id=snap.order_id, order_key=snap.key, reason=reason,
-                refund_due=snap.totals.grand_total, currency=snap.currency,
+                refund_due=due, currency=snap.currency,
                 confirmed_by="inventory", correlation_id=row["correlation_id"],
                 causation_id=causation))
         BACKORDERS.labels("expired").inc()

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from shared.money import FxRates, Threshold, in_units
+
 # The delivery promise of each shipping option, in days (the slowest acceptable transit).
 PROMISE_DAYS = {"economy": 30, "standard": 12, "express": 5}
 S10_WEIGHTS = (8, 6, 4, 2, 3, 5, 9, 7)
@@ -259,9 +261,10 @@ def coverage(services: Sequence[CarrierService]) -> tuple[list[str], dict[str, l
 EU = frozenset({"AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR",
                 "HU", "IE", "IT", "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI",
                 "SK"})
-# UPU: CN22 up to 300 SDR of contents, CN23 above. We hold the limit in the order's currency at
-# roughly 400 USD; a per-currency table is a known gap (every local-stack store sells in USD).
-CN22_LIMIT = Decimal("400.00")
+# UPU: CN22 up to 300 SDR of contents, CN23 above: held as 400 USD, and a declaration in another
+# currency is converted at the rate logistics knows (fx.rates). Without a rate the parcel gets a
+# CN23, which is accepted for any value.
+CN22_LIMIT = Threshold(Decimal("400.00"), "USD")
 HS_CODE = re.compile(r"^\d{6}(\d{2}){0,2}$")  # HS6 at least; national 8 or 10 digits
 
 
@@ -322,13 +325,13 @@ def ioss_for(destination: str, ioss_number: str | None) -> str | None:
 
 def declaration(lines: Sequence[tuple[str, int]], products: Mapping[str, Product],
                 unit_values: Mapping[str, Decimal], currency: str,
-                ioss_number: str | None = None) -> Declaration:
+                fx: FxRates | None = None, ioss_number: str | None = None) -> Declaration:
     out: list[dict[str, object]] = []
     missing: list[str] = []
     total = Decimal("0")
     for sku, qty in lines:
         p = products.get(sku)
-        value = (unit_values.get(sku, Decimal("0")) * qty).quantize(CENT, ROUND_HALF_UP)
+        value = in_units(unit_values.get(sku, Decimal("0")) * qty, currency)
         total += value
         hs = normal_hs_code(p.hs_code) if p else None
         if p is None:
@@ -342,7 +345,8 @@ def declaration(lines: Sequence[tuple[str, int]], products: Mapping[str, Product
         out.append({"sku": sku, "description": p.name if p else None, "hs_code": hs,
                     "origin_country": p.origin_country if p else None, "quantity": qty,
                     "value": str(value), "net_weight_g": p.weight_g * qty if p else None})
-    form = "CN22" if total <= CN22_LIMIT else "CN23"
+    in_limit = (fx or FxRates()).convert(total, currency, CN22_LIMIT.currency)
+    form = "CN22" if in_limit is not None and in_limit.amount <= CN22_LIMIT.amount else "CN23"
     return Declaration(form, currency, out, total, missing, ioss_number)
 
 

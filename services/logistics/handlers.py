@@ -16,7 +16,7 @@ import asyncpg
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared import topics
+from shared import fx, topics
 from shared.contracts import (
     CarrierScored,
     CoverageChanged,
@@ -44,6 +44,7 @@ from . import domain, metrics, store
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
+fx.subscribe(handlers)  # exchange rates for money thresholds (shared/fx.py)
 
 EXCEPTIONS = {"failed_attempt", "exception", "lost", "returned_to_sender"}
 
@@ -157,7 +158,8 @@ async def check_and_dispatch(conn: Conn, order: asyncpg.Record, snap: OrderSnaps
         if domain.needs_customs(origin, r["country"]):
             customs = domain.declaration(
                 [(ln["sku"], ln["quantity"]) for ln in json.loads(r["lines"])], products,
-                prices, snap.currency, domain.ioss_for(r["country"], snap.ioss_number))
+                prices, snap.currency, await fx.rates(conn),
+                domain.ioss_for(r["country"], snap.ioss_number))
         # Automatic warehouse: the dock scale reads what packing weighed. Manual: only a real
         # dock scan counts, and until there is one the weight is not judged (nor stored).
         label_g = r["label_weight_g"] or r["weight_g"]

@@ -22,31 +22,47 @@ from pydantic import (
     WithJsonSchema,
 )
 
-MONEY_RE = re.compile(r"^-?\d{1,12}(\.\d{1,2})?$")
+MONEY_RE = re.compile(r"^-?\d{1,12}(\.\d{1,3})?$")
 ORDER_REF_RE = r"^[A-Za-z0-9._-]{1,64}$"
+_CENT = Decimal("0.01")
+_MIL = Decimal("0.001")
 
 
 def _parse_money(value: Any) -> Decimal:
     if isinstance(value, Decimal):
-        return value.quantize(Decimal("0.01"))
+        return _exact(value)
     if isinstance(value, bool) or not isinstance(value, str):
         raise ValueError("money must be a decimal string such as \"12.50\", not a number")
     if not MONEY_RE.match(value):
-        raise ValueError(f"money must be a decimal string with at most 2 decimals, got {value!r}")
+        raise ValueError(f"money must be a decimal string with at most 3 decimals, got {value!r}")
     try:
-        return Decimal(value).quantize(Decimal("0.01"))
+        return _exact(Decimal(value))
     except InvalidOperation as exc:  # pragma: no cover - the regex already guards this
         raise ValueError(f"not a decimal: {value!r}") from exc
+
+
+def _exact(value: Decimal) -> Decimal:
+    """Two decimals, or three when the third is not zero (KWD, BHD: docs/contract.md)."""
+    cents = value.quantize(_CENT)
+    return cents if cents == value else value.quantize(_MIL)
+
+
+def money_text(value: Decimal) -> str:
+    """A money amount as the wire writes it: "12.50", "12.345"."""
+    cents = value.quantize(_CENT)
+    return f"{cents:.2f}" if cents == value else f"{value:.3f}"
 
 
 Money = Annotated[
     Decimal,
     BeforeValidator(_parse_money),
-    PlainSerializer(lambda d: f"{d:.2f}", return_type=str, when_used="always"),
+    PlainSerializer(money_text, return_type=str, when_used="always"),
     # What the wire carries, for the published JSON Schemas: a string (a number is refused).
     WithJsonSchema({"type": "string", "pattern": MONEY_RE.pattern, "examples": ["12.50"]}),
 ]
-"""A decimal amount that travels as a string with two decimals."""
+"""A decimal amount that travels as a string: two decimals ("12.50", "5000.00" for JPY), three
+for three-decimal currencies ("12.345" KWD). Which amounts a currency admits is checked where
+the currency is known (`shared.money.fits`)."""
 
 OrderRef = Annotated[str, Field(pattern=ORDER_REF_RE)]
 """`store` and `external_order_id`: 1-64 chars of [A-Za-z0-9._-]."""

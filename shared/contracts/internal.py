@@ -51,6 +51,12 @@ class OrderSnapshot(WireModel):
     # fulfillment may pack together with this one. Optional: empty when there are none.
     merge_with: list[str] = Field(default_factory=list)
 
+    # The customer's words for the bench (fulfillment prints them; optional, older snapshots
+    # have none).
+    note: str | None = None
+    gift_message: str | None = None
+    gift_wrap: bool = False
+
     # aftersales: a replacement order (exchange or reship) names the order it replaces.
     replaces_order_id: str | None = None
     kind: str | None = None

@@ -9,10 +9,11 @@ completeness) belong to the services' domain rules, so that the right code reach
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 from .common import Event, Money, OrderRef, WireModel, order_key
 
@@ -128,6 +129,10 @@ class OrderPlaced(Event):
     payment: Payment
     promo_codes: list[str] = Field(default_factory=list, max_length=10)
     note: str | None = Field(default=None, max_length=2000)
+    # The customer's words for the bench: printed on the packing slip (a gift message goes in
+    # the box), gift wrap flagged on the pick list. Optional, additive.
+    gift_message: str | None = Field(default=None, max_length=500)
+    gift_wrap: bool = False
     # v1.1: the EU import one-stop-shop number (printed on CN23) and the order's channel.
     ioss_number: str | None = Field(default=None, max_length=32)
     channel: Channel | None = None
@@ -245,6 +250,20 @@ class RefundIssued(Event):
     reason: str
 
 
+class ChargeRequested(Event):
+    """`payments.charges`, key: order key. Money the customer owes on top of what was paid (a
+    substitute that costs more), for the payment system to collect; one event per charge,
+    repeated only with the same `event_id`."""
+
+    order_id: str
+    store: str
+    external_order_id: str
+    charge_id: str
+    amount: Money
+    currency: str
+    reason: str
+
+
 class CustomerMessage(Event):
     """`customer.messages`, key: order key. A message to the buyer of an order, already written
     in the buyer's language, for the storefront or channel to deliver (a v1.1 addition: the
@@ -260,3 +279,32 @@ class CustomerMessage(Event):
 
 def money(value: str | int | Decimal) -> Decimal:
     return Decimal(value).quantize(Decimal("0.01"))
+
+
+RATE_RE = r"^\d{1,12}(\.\d{1,12})?$"
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+
+def _parse_rate(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (str, Decimal)):
+        raise ValueError("a rate must be a decimal string such as \"7.1034\", not a number")
+    text = str(value)
+    if not re.match(RATE_RE, text) or Decimal(text) <= 0:
+        raise ValueError(f"a rate must be a positive decimal string, got {text!r}")
+    return Decimal(text)
+
+
+Rate = Annotated[
+    Decimal, BeforeValidator(_parse_rate),
+    PlainSerializer(lambda d: f"{d.normalize():f}", return_type=str, when_used="always"),
+    WithJsonSchema({"type": "string", "pattern": RATE_RE, "examples": ["7.1034"]}),
+]
+
+
+class FxRatesPublished(Event):
+    """`fx.rates`, key: base. One unit of `base` is worth `rates[quote]` units of each quote
+    currency, as of `as_of`; for each pair the newest `as_of` wins."""
+
+    base: Currency
+    rates: dict[Currency, Rate] = Field(min_length=1, max_length=300)
+    as_of: AwareDatetime

@@ -307,6 +307,61 @@ async def test_low_rating_is_tagged_in_chinese_and_opens_a_follow_up(
         return [r for r in rows if r["order_key"] == key]
     rows = await eventually(follow_up, what="follow-up case")
     assert rows[0]["tags"] == ["damaged", "late"] and rows[0]["rating"] == 1
+    assert rows[0]["status"] == "open" and rows[0]["assignee"] is None
+
+
+async def test_a_follow_up_case_is_assigned_commented_closed_and_reopened(
+        storefront: Storefront) -> None:
+    sf = storefront
+    sku = await new_product(sf, stock={"WH-LA": 1}, price="9.00")
+    key, _ = await delivered_order(sf, sku, "9.00")
+    store, ext = key.split(":")
+    await sf.publish("customer.feedback", key, sfm.order_event(
+        store, ext, rating=2, comment="The mug arrived cracked"))
+
+    async def case() -> dict[str, Any] | None:
+        rows = (await http_get("aftersales", "/follow-ups?status=all", auth=True)).json()
+        return next((r for r in rows if r["order_key"] == key), None)
+    cid = (await eventually(case, what="follow-up case"))["id"]
+    unassigned = (await http_get("aftersales", "/follow-ups?assignee=", auth=True)).json()
+    assert cid in [r["id"] for r in unassigned]
+
+    r = await http_post("aftersales", f"/follow-ups/{cid}/assign",
+                        {"assignee": "mei", "operator": "lead"})
+    assert r.status_code == 200, r.text
+    assert r.json()["assignee"] == "mei"
+    mine = (await http_get("aftersales", "/follow-ups?assignee=mei&tag=damaged",
+                           auth=True)).json()
+    assert [row["id"] for row in mine if row["id"] == cid] == [cid]
+    r = await http_post("aftersales", f"/follow-ups/{cid}/comments",
+                        {"body": "called the customer, sending a new mug", "operator": "mei"})
+    assert r.status_code == 200, r.text
+    r = await http_post("aftersales", f"/follow-ups/{cid}/close",
+                        {"resolution": "replaced", "note": "reship sent", "operator": "mei"})
+    closed = r.json()
+    assert r.status_code == 200, r.text
+    assert (closed["status"], closed["resolution"], closed["closed_by"]) == (
+        "closed", "replaced", "mei")
+    assert [n["kind"] for n in closed["notes"]] == ["assigned", "comment", "closed"]
+    assert closed["notes"][0]["body"] == "assigned to mei" and closed["notes"][0]["author"] == "lead"
+
+    # A closed case takes no assignment and no second closing; it can be reopened.
+    r = await http_post("aftersales", f"/follow-ups/{cid}/assign", {"assignee": "li"})
+    assert r.status_code == 409 and "reopen it first" in r.text
+    r = await http_post("aftersales", f"/follow-ups/{cid}/close",
+                        {"resolution": "bogus", "note": "x"})
+    assert r.status_code == 422
+    r = await http_post("aftersales", f"/follow-ups/{cid}/reopen",
+                        {"note": "the new mug broke too", "operator": "mei"})
+    assert r.status_code == 200 and r.json()["status"] == "open"
+    assert r.json()["resolution"] is None and r.json()["closed_at"] is None
+    r = await http_post("aftersales", f"/follow-ups/{cid}/reopen", {"note": "again"})
+    assert r.status_code == 409
+    assert (await http_get("aftersales", "/follow-ups/999999999", auth=True)).status_code == 404
+
+    summary = (await http_get("aftersales", "/follow-ups/summary", auth=True)).json()
+    assert summary["open"] >= 1 and summary["oldest_open_seconds"] >= 0
+    assert summary["closed_last_7_days"] >= 0
 
 
 async def _queued(rid: str) -> bool:

@@ -76,8 +76,10 @@ async def test_staff_pick_scan_weigh_and_pack_a_wave_by_hand(
     # Given two products stocked only in Frankfurt, and two orders from different buyers
     mug = await new_product(sf, stock={"WH-FRA": 10}, weight_g=350)
     lamp = await new_product(sf, stock={"WH-FRA": 10}, weight_g=900, dims=(200, 150, 120))
+    # (the first with the customer's words for the bench: a note, a gift message, gift wrap)
     key1, _ = await place(sf, [(mug, 2, "12.50"), (lamp, 1, "30.00")], country="DE",
-                          customer_id=ref("c"))
+                          customer_id=ref("c"), note="No invoice in the box, please",
+                          gift_message="Alles Gute, Oma! <3", gift_wrap=True)
     key2, _ = await place(sf, [(mug, 1, "12.50")], country="DE", customer_id=ref("c"))
     o1, o2 = await _reserved(sf, key1), await _reserved(sf, key2)
 
@@ -93,9 +95,15 @@ async def test_staff_pick_scan_weigh_and_pack_a_wave_by_hand(
     bins = [Bin(b[0], int(b[1]), int(b[2]), int(b[3]))
             for b in (ln["bin"].split("-") for ln in wave["pick_list"])]
     assert bins == sorted(bins, key=route_key)
-    # And it prints
+    # And it prints, flagging the order to gift wrap and whose words are on its slip (the words
+    # themselves are personal data: the pick list is public, the slip is not)
     page = await http_get("fulfillment", f"/waves/{p1['wave_id']}/picklist.html")
     assert page.status_code == 200 and mug in page.text and key1 in page.text
+    flags = {o["order_key"]: (o["gift_wrap"], o["has_note"]) for o in wave["orders"]}
+    assert flags == {key1: (True, True), key2: (False, False)}
+    assert (f"<li>{key1}: gift wrap, the customer's words are on the packing slip</li>"
+            in page.text) and key2 not in page.text.split("Handle with care")[1]
+    assert "No invoice" not in page.text and "Oma" not in page.text
 
     # When staff scan the lamp for the order that has none: refused as the wrong item
     wrong = await _scan(staff, o2, lamp)
@@ -138,6 +146,10 @@ async def test_staff_pick_scan_weigh_and_pack_a_wave_by_hand(
     await sf.wait_for(key1, "shipped", timeout=60)
     slip = await staff.get(f"/parcels/{parcels[0]}/slip.html")
     assert slip.status_code == 200 and key1 in slip.text and lamp in slip.text
+    # And the slip carries the customer's words to the bench, escaped
+    assert "Gift wrap this order." in slip.text
+    assert "<strong>Note from the customer:</strong> No invoice in the box, please" in slip.text
+    assert "<blockquote>Alles Gute, Oma! &lt;3</blockquote>" in slip.text
     async with httpx.AsyncClient() as anon:
         assert (await anon.get(url("fulfillment", f"/parcels/{parcels[0]}/slip.html"))
                 ).status_code == 401

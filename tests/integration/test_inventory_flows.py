@@ -111,6 +111,11 @@ async def test_backorder_offers_substitutes_and_the_customer_takes_one(storefron
         {"warehouse": "WH-LA", "lines": [{"sku": close, "quantity": 2}]}]
     assert reserved["details"]["substitutions"] == {original: close}
     assert reserved["details"]["price_difference"] == "4.00"
+    # And the payment system is asked for the 4.00 the dearer substitute costs on top
+    charge = value_of(await tail("payments.charges", lambda r: value_of(r)["order_id"] ==
+                                 reserved["order_id"]))
+    assert (charge["charge_id"], charge["amount"], charge["currency"], charge["reason"]) == (
+        "substitution", "4.00", "USD", "substitution_price_difference")
     await sf.wait_for(key, "shipped", timeout=90)
     ledger = (await http_get("inventory", f"/ledger/{close}")).json()["rows"]
     assert [r["kind"] for r in ledger] == ["receipt", "substitution", "commit"]

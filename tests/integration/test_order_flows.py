@@ -14,7 +14,7 @@ from tests.conftest import ref
 from tools import storefront as sfm
 from tools.storefront import Storefront
 
-from .helpers import STORE, eventually, http_get, new_product, place, stock_of, tail
+from .helpers import STORE, eventually, http_get, new_product, place, stock_of, tail, value_of
 
 
 async def test_valid_order_goes_accepted_reserved_packed_shipped_delivered(storefront: Storefront
@@ -188,7 +188,13 @@ async def test_cancel_of_a_reserved_order_releases_stock(storefront: Storefront)
     store, ext = key.split(":")
     await sf.publish("orders.cancel_requested", key, sfm.order_event(store, ext,
                                                                      reason=None))
-    await sf.wait_for(key, "cancelled")
+    cancelled = await sf.wait_for(key, "cancelled")
+    # And the money taken goes back: a refund request for the payment system, once
+    assert cancelled["details"]["refund_due"] == "17.49"
+    refund = value_of(await tail("payments.refunds", lambda r: value_of(r)["order_id"] ==
+                                 cancelled["order_id"]))
+    assert (refund["request_id"], refund["amount"], refund["reason"]) == (
+        "cancellation", "17.49", "cancelled_by_customer")
 
     async def released() -> bool:
         return (await stock_of(sku))["WH-LA"]["reserved"] == 0

@@ -43,6 +43,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         lines=[{"sku": "MUG-01", "quantity": 1, "condition": "resellable"}]),
     topics.CUSTOMER_FEEDBACK.name: sf.order_event(STORE, EXT, rating=4, comment="好用"),
     topics.CARRIER_TRACKING.name: sf.tracking("UPS", "1Z999AA10123456784", "in_transit"),
+    topics.FX_RATES.name: sf.fx_rates("USD", {"CNY": "7.1034", "JPY": "150", "KWD": "0.3071"}),
 }
 INBOUND = [t for t in topics.ALL if t.producer == contract.OUTSIDE]
 
@@ -187,7 +188,7 @@ def test_every_topic_has_its_publishers(asyncapi: dict[str, Any], topic: topics.
     # the public outbound topics are sent by services and read by the outside world
     if topic.producer == contract.OUTSIDE:
         assert contract.OUTSIDE in senders
-        assert senders - {contract.OUTSIDE} <= set(contract.EDGE_SERVICES)
+        assert senders - {contract.OUTSIDE} <= contract.edge_senders(topic.name)
     elif topic.public:
         assert senders and senders <= set(SERVICES) | set(WEB_APPS)
         assert contract.OUTSIDE in _operations(asyncapi, topic.name, "receive")
@@ -202,11 +203,11 @@ def test_publishers_found_in_the_source_agree_with_the_registry() -> None:
                for s in SERVICES}
     for t in topics.ALL:
         senders = {s for s in SERVICES if t.name in scanned[s]}
-        # Then only the edge (channels, for platforms) sends an inbound topic, an internal topic
-        # is sent by its registered producer alone, and every service on the order's path
-        # reports statuses
+        # Then only the edge (channels for platforms, intake for rates) sends an inbound topic,
+        # an internal topic is sent by its registered producer alone, and every service on the
+        # order's path reports statuses
         if t.producer == contract.OUTSIDE:
-            assert senders <= set(contract.EDGE_SERVICES), t.name
+            assert senders <= contract.edge_senders(t.name), t.name
         elif t.producer in SERVICES:
             assert senders == {t.producer}, t.name
     assert {"intake", "inventory", "fulfillment", "logistics", "aftersales"} <= {

@@ -66,13 +66,25 @@ def test_money_accepts_decimal_strings_with_at_most_two_decimals(raw: str, expec
     assert value.as_tuple().exponent == -2
 
 
+@pytest.mark.parametrize(("raw", "expected", "wire"), [
+    ("12.345", "12.345", "12.345"), ("12.340", "12.34", "12.34"), ("0.001", "0.001", "0.001"),
+    ("5000", "5000.00", "5000.00")])
+def test_money_keeps_a_third_decimal_for_three_decimal_currencies(raw: str, expected: str,
+                                                                   wire: str) -> None:
+    # Given an amount of a three-decimal currency (KWD, BHD) or of a zero-decimal one (JPY)
+    value = MONEY.validate_python(raw)
+    # Then it is exact, and written back as it was meant: two decimals unless a third counts
+    assert value == Decimal(expected)
+    assert MONEY.dump_python(value) == wire
+
+
 @pytest.mark.parametrize(
     "raw",
-    [12.5, 3, 0, True, None, "1.234", "abc", "", " 12.50", "12.50 ", "1,50", "1e3", "12.",
+    [12.5, 3, 0, True, None, "1.2345", "abc", "", " 12.50", "12.50 ", "1,50", "1e3", "12.",
      ".50", "+1.00", "NaN", "1234567890123.00"],
 )
 def test_money_rejects_numbers_and_malformed_strings(raw: object) -> None:
-    # Given a float, an int, a bool or a string that is not a 2-decimal amount
+    # Given a float, an int, a bool or a string that is not an amount of at most 3 decimals
     # When it is parsed as money
     # Then it is refused
     with pytest.raises(ValidationError):

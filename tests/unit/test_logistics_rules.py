@@ -279,7 +279,8 @@ def test_the_ioss_number_goes_on_declarations_into_the_eu_only(destination: str,
     # Given an order placed with the seller's IOSS number
     number = ioss_for(destination, "IM2760000001")
     # When its parcel's declaration is drawn up for the destination
-    d = declaration([("MUG", 1)], {"MUG": MUG}, {"MUG": Decimal("12.50")}, "EUR", number)
+    d = declaration([("MUG", 1)], {"MUG": MUG}, {"MUG": Decimal("12.50")}, "EUR",
+                    ioss_number=number)
     # Then the number is on it into the EU, and left off elsewhere
     assert d.ioss_number == printed
     assert d.as_dict().get("ioss_number") == printed

@@ -1,0 +1,34 @@
+"""`fx.rates` for a service that compares money across currencies: its subscription (the rates
+go into the service's own `fx_rates`, shared/migrations/0003_fx_rates.sql) and the rates as a
+handler reads them, once per run (`rates`)."""
+
+from __future__ import annotations
+
+import logging
+
+from .contracts import FxRatesPublished
+from .db import Conn, forget, memoized
+from .messaging import Ctx, Handlers
+from .money import FxRates, load_rates, rates_from_message, store_rates
+from .topics import FX_RATES
+
+log = logging.getLogger(__name__)
+
+MEMO = "fx.rates"
+
+
+def subscribe(handlers: Handlers) -> None:
+    """Keep this service's copy of the exchange rates: newest `as_of` per pair wins."""
+
+    @handlers.on(FX_RATES)
+    async def on_rates(ctx: Ctx, event: FxRatesPublished) -> None:
+        changed = await store_rates(ctx.conn, rates_from_message(event.base, event.rates,
+                                                                 event.as_of))
+        forget(MEMO)
+        log.info("exchange rates from %s as of %s: %d of %d pairs newer than what was known",
+                 event.base, event.as_of.isoformat(), changed, len(event.rates))
+
+
+async def rates(conn: Conn) -> FxRates:
+    """The rates this service knows, read once per run (a handler's unit of work)."""
+    return await memoized(MEMO, lambda: load_rates(conn))
