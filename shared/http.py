@@ -103,7 +103,8 @@ class HttpGuard:
 
     def __init__(self, app: ASGIApp, *, open_writes: tuple[str, ...] = (),
                  max_body_bytes: int | None = None, body_timeout: float | None = None,
-                 writes_per_second: float | None = None) -> None:
+                 writes_per_second: float | None = None,
+                 open_writes_per_second: float | None = None) -> None:
         settings = get_settings()
         self.app = app
         self.open_writes = open_writes
@@ -114,6 +115,11 @@ class HttpGuard:
         rate = writes_per_second if writes_per_second is not None \
             else settings.shopkeeper_http_writes_per_second
         self.limiter = _TokenBucket(rate, max(1.0, rate * 5)) if rate > 0 else None
+        # Open writes may have their own rate: a platform's webhooks come from a few shared
+        # addresses, far above an operator's pace (None: the same limit as other writes).
+        self.open_limiter = self.limiter if open_writes_per_second is None else (
+            _TokenBucket(open_writes_per_second, max(1.0, open_writes_per_second * 5))
+            if open_writes_per_second > 0 else None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,9 +134,10 @@ class HttpGuard:
                 await _answer(send, 401, "missing or wrong bearer token (SHOPKEEPER_ADMIN_TOKEN)",
                               {"www-authenticate": "Bearer"})
                 return
-            if self.limiter is not None:
+            limiter = self.open_limiter if open_path else self.limiter
+            if limiter is not None:
                 client = (scope.get("client") or ("?", 0))[0]
-                wait = self.limiter.take(client)
+                wait = limiter.take(client)
                 if wait > 0:
                     await _answer(send, 429, f"too many writes from {client}; retry later",
                                   {"retry-after": str(max(1, round(wait + 0.5)))})

@@ -82,6 +82,8 @@ class Service:
     open_writes: tuple[str, ...] = ()
     # The HTTP guard's body limit for this service, when not SHOPKEEPER_HTTP_MAX_BODY_BYTES.
     max_body_bytes: int | None = None
+    # The HTTP guard's per-client rate for the open writes, when not the one of every write.
+    open_writes_per_second: float | None = None
 
     def app(self) -> FastAPI:
         settings = get_settings()
@@ -130,8 +132,12 @@ class Service:
                 await pool.close()
                 log.info("%s stopped", self.name)
 
+        # No OpenTelemetry here (metrics are Prometheus'): FastAPI's native telemetry would
+        # otherwise look its providers up in the environment on every request (measured: about
+        # 5% of a channels webhook's CPU).
         app = FastAPI(title=f"Shopkeeper {self.name}", lifespan=lifespan,
                       version=_version(),
+                      telemetry={"tracing": False, "metrics": False, "logs": False},
                       description=f"The operators' HTTP of {self.name} (docs/{self.name}.md)."
                       " Writes and personal data need `Authorization: Bearer"
                       " <SHOPKEEPER_ADMIN_TOKEN>`: press Authorize.")
@@ -148,7 +154,8 @@ class Service:
         if self.router is not None:
             app.include_router(self.router)
         app.add_middleware(HttpGuard, open_writes=self.open_writes,
-                           max_body_bytes=self.max_body_bytes)
+                           max_body_bytes=self.max_body_bytes,
+                           open_writes_per_second=self.open_writes_per_second)
         return app
 
     def run(self) -> None:

@@ -122,7 +122,9 @@ class ChannelDemo:
             sku, price = SKUS[i % len(SKUS)]
             lines = [(sku, 1 + i % 2, price)]
             oid = rng.randint(10**11, 10**12)
-            body = json.dumps(emu_mod.shopify_order(oid, lines)).encode()
+            order = emu_mod.shopify_order(oid, lines)
+            self.emulator.add_shopify_order(order)  # created in the shop, then its webhook
+            body = json.dumps(order).encode()
             r = await client.post(_url(f"/webhooks/shopify/{STORES['shopify']}"), content=body,
                                   headers={"X-Shopify-Topic": "orders/create",
                                            "X-Shopify-Webhook-Id": str(uuid.uuid4()),

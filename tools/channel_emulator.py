@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
+from xml.etree import ElementTree
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -48,6 +49,13 @@ class Emulator:
         self.calls: list[Call] = []
         self.faults: dict[str, list[tuple[int, str | None, dict[str, str]]]] = defaultdict(list)
         self.fulfilled: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        # Shopify orders the shop knows (add_shopify_order): their fulfillment order's line
+        # items, with what is left to fulfill of each.
+        self.shopify_left: dict[str, dict[int, int]] = {}
+        self.shopify_lines: dict[str, dict[int, int]] = {}
+        # Feeds API: documents created (their uploaded content) and feeds submitted, parsed.
+        self.feed_documents: dict[str, bytes | None] = {}
+        self.feeds: list[dict[str, Any]] = []
         self.amazon_orders: dict[str, dict[str, Any]] = {}
         self.amazon_items: dict[str, list[dict[str, Any]]] = {}
         self.token_ttl = 3600
@@ -68,6 +76,16 @@ class Emulator:
     def calls_to(self, fragment: str, method: str | None = None) -> list[Call]:
         return [c for c in list(self.calls) if fragment in c.path
                 and (method is None or c.method == method) and c.status < 300]
+
+    def add_shopify_order(self, order: dict[str, Any]) -> None:
+        """An order created in the shop (before its webhook): its one fulfillment order lists
+        every line item, fulfillable until fulfillments take them."""
+        oid = str(order["id"])
+        with self.lock:
+            if oid not in self.shopify_lines:
+                self.shopify_lines[oid] = {int(li["id"]): int(li["quantity"])
+                                           for li in order.get("line_items") or []}
+                self.shopify_left[oid] = dict(self.shopify_lines[oid])
 
     def add_amazon_order(self, order: dict[str, Any], items: list[dict[str, Any]]) -> None:
         with self.lock:
@@ -147,9 +165,33 @@ class Emulator:
             denied = shopify_auth(request) or emu._fault("fulfillment_orders")
             if denied:
                 return denied
-            status = "closed" if emu.fulfilled.get(oid) else "open"
+            with emu.lock:
+                left = emu.shopify_left.get(oid)
+                if left is None:  # an order the shop was not told of: no line items listed
+                    status = "closed" if emu.fulfilled.get(oid) else "open"
+                    items: list[dict[str, Any]] = []
+                else:
+                    status = "open" if any(left.values()) else "closed"
+                    items = [{"id": li * 10 + 7, "line_item_id": li, "quantity": qty,
+                              "fulfillable_quantity": left[li]}
+                             for li, qty in emu.shopify_lines[oid].items()]
             return JSONResponse({"fulfillment_orders": [
-                {"id": int(oid) * 10 + 1, "order_id": int(oid), "status": status}]})
+                {"id": int(oid) * 10 + 1, "order_id": int(oid), "status": status,
+                 "line_items": items}]})
+
+        @app.get("/admin/api/{version}/orders/{oid}/fulfillments.json")
+        async def fulfillments_of(version: str, oid: str, request: Request) -> Response:
+            denied = shopify_auth(request)
+            if denied:
+                return denied
+            with emu.lock:
+                done = list(emu.fulfilled.get(oid, []))
+            return JSONResponse({"fulfillments": [
+                {"id": n + 1, "order_id": int(oid), "status": "success",
+                 "tracking_company": f["tracking_info"].get("company"),
+                 "tracking_number": f["tracking_info"].get("number"),
+                 "tracking_numbers": [f["tracking_info"].get("number")]}
+                for n, f in enumerate(done)]})
 
         @app.post("/admin/api/{version}/fulfillments.json")
         async def fulfillment_create(version: str, request: Request) -> Response:
@@ -158,11 +200,26 @@ class Emulator:
                 return denied
             body = await request.json()
             f = body["fulfillment"]
-            fo = f["line_items_by_fulfillment_order"][0]["fulfillment_order_id"]
-            oid = str(fo // 10)
-            if emu.fulfilled.get(oid):
-                return JSONResponse({"errors": "fulfillment order is closed"}, 422)
-            emu.fulfilled[oid].append(f)
+            if not isinstance(f.get("tracking_info"), dict):
+                return JSONResponse({"errors": {"tracking_info": "must be an object"}}, 422)
+            with emu.lock:
+                for group in f["line_items_by_fulfillment_order"]:
+                    oid = str(group["fulfillment_order_id"] // 10)
+                    left = emu.shopify_left.get(oid)
+                    if left is None:
+                        if emu.fulfilled.get(oid):
+                            return JSONResponse({"errors": "fulfillment order is closed"}, 422)
+                        continue
+                    asked = group.get("fulfillment_order_line_items")
+                    wanted = ({(i["id"] - 7) // 10: int(i["quantity"]) for i in asked}
+                              if asked else dict(left))
+                    for li, qty in wanted.items():
+                        if li not in left or qty > left[li] or qty <= 0:
+                            return JSONResponse({"errors": f"line item {li}: {qty} is more"
+                                                 " than its fulfillable quantity"}, 422)
+                    for li, qty in wanted.items():
+                        left[li] -= qty
+                emu.fulfilled[oid].append(f)
             return JSONResponse({"fulfillment": {"id": len(emu.calls), "status": "success",
                                                  "tracking_number": f["tracking_info"]["number"]}},
                                 201)
@@ -255,6 +312,65 @@ class Emulator:
         async def confirm_shipment(oid: str, request: Request) -> Response:
             denied = amazon_auth(request) or emu._fault("confirmShipment")
             return denied or Response(status_code=204)
+
+        # Feeds API 2021-06-30: a document (its pre-signed upload URL), the upload, the feed.
+        @app.post("/feeds/2021-06-30/documents")
+        async def create_feed_document(request: Request) -> Response:
+            denied = amazon_auth(request) or emu._fault("createFeedDocument")
+            if denied:
+                return denied
+            spec = await request.json()
+            if not str(spec.get("contentType", "")).startswith("text/xml"):
+                return JSONResponse({"errors": [{"code": "InvalidInput",
+                                                 "message": "contentType"}]}, 400)
+            doc_id = f"amzn1.tortuga.4.na.{uuid.uuid4()}"
+            with emu.lock:
+                emu.feed_documents[doc_id] = None
+            return JSONResponse({"feedDocumentId": doc_id,
+                                 "url": f"{emu.url}/_s3/feed-documents/{doc_id}"}, 201)
+
+        @app.put("/_s3/feed-documents/{doc_id}")
+        async def upload_feed_document(doc_id: str, request: Request) -> Response:
+            denied = emu._fault("uploadFeedDocument")
+            if denied:
+                return denied
+            if request.headers.get("x-amz-access-token"):  # S3 would refuse a foreign header
+                return JSONResponse({"Code": "InvalidArgument"}, 400)
+            with emu.lock:
+                if doc_id not in emu.feed_documents:
+                    return JSONResponse({"Code": "NoSuchUpload"}, 404)
+                emu.feed_documents[doc_id] = await request.body()
+            return Response(status_code=200)
+
+        @app.post("/feeds/2021-06-30/feeds")
+        async def create_feed(request: Request) -> Response:
+            denied = amazon_auth(request) or emu._fault("createFeed")
+            if denied:
+                return denied
+            spec = await request.json()
+            content = emu.feed_documents.get(spec.get("inputFeedDocumentId", ""))
+            if content is None:
+                return JSONResponse({"errors": [{"code": "InvalidInput", "message":
+                                                 "inputFeedDocumentId: nothing uploaded"}]}, 400)
+            root = ElementTree.fromstring(content)
+            feed_id = str(50000 + len(emu.feeds))
+            with emu.lock:
+                emu.feeds.append({"feedId": feed_id, "feedType": spec["feedType"],
+                                  "marketplaceIds": spec["marketplaceIds"], "xml": content,
+                                  "message_type": root.findtext("MessageType"),
+                                  "message": root.find("Message")})
+            return JSONResponse({"feedId": feed_id}, 202)
+
+        @app.get("/feeds/2021-06-30/feeds/{feed_id}")
+        async def get_feed(feed_id: str, request: Request) -> Response:
+            denied = amazon_auth(request)
+            if denied:
+                return denied
+            feed = next((f for f in emu.feeds if f["feedId"] == feed_id), None)
+            if feed is None:
+                return JSONResponse({"errors": [{"code": "NotFound"}]}, 404)
+            return JSONResponse({"feedId": feed_id, "feedType": feed["feedType"],
+                                 "processingStatus": "DONE"})
 
         @app.get("/_emulator/calls")
         async def calls() -> list[dict[str, Any]]:

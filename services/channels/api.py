@@ -4,20 +4,20 @@ the channel's inbox and answered 200 only after that commits."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import time
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from shared.contracts import OrderPlaced
 from shared.http import require_admin
 
-from . import inbox, metrics, store
+from . import inbox, metrics, schemas, store
 from .config import channels_settings
 from .platforms import generic as generic_mod
 from .platforms import probe
@@ -51,8 +51,11 @@ def _pool(request: Request) -> Any:
     return request.app.state.runtime.pool
 
 
-@router.put("/channels/{store_name}", dependencies=[Depends(require_admin)])
-async def put_channel(store_name: str, body: ChannelIn, request: Request) -> JSONResponse:
+@router.put("/channels/{store_name}", dependencies=[Depends(require_admin)],
+            response_model=schemas.ChannelSaved)
+async def put_channel(store_name: str, body: ChannelIn, request: Request,
+                      response: Response) -> dict[str, Any]:
+    """Create (201) or replace (200) a store's channel; secrets are sealed, never returned."""
     if not re.match(STORE_RE, store_name):
         raise HTTPException(422, {"code": "invalid_store",
                                   "message": "store must be 1-64 chars of [A-Za-z0-9._-]"})
@@ -71,31 +74,34 @@ async def put_channel(store_name: str, body: ChannelIn, request: Request) -> JSO
         created = await store.put_channel(conn, store_name, body.platform, body.api_base_url,
                                           secrets, body.sku_map, body.default_currency,
                                           body.options)
-    _configs.pop(store_name, None)
+    _forget(store_name)
     log.info("channel %s (%s) %s", store_name, body.platform, "created" if created else "replaced")
-    return JSONResponse({"store": store_name, "platform": body.platform, "created": created},
-                        status_code=201 if created else 200)
+    response.status_code = 201 if created else 200
+    return {"store": store_name, "platform": body.platform, "created": created}
 
 
-@router.delete("/channels/{store_name}", dependencies=[Depends(require_admin)])
+@router.delete("/channels/{store_name}", dependencies=[Depends(require_admin)],
+               response_model=schemas.ChannelDeleted)
 async def delete_channel(store_name: str, request: Request) -> dict[str, Any]:
     """Stop taking this store's deliveries and polls; its history (deliveries, write-backs)
     stays. Pending write-backs are skipped."""
     async with _pool(request).acquire() as conn:
         if not await store.delete_channel(conn, store_name):
             raise HTTPException(404, f"no channel for store {store_name!r}")
-    _configs.pop(store_name, None)
+    _forget(store_name)
     log.info("channel %s deleted", store_name)
     return {"store": store_name, "deleted": True}
 
 
-@router.get("/channels", dependencies=[Depends(require_admin)])
+@router.get("/channels", dependencies=[Depends(require_admin)],
+            response_model=list[schemas.Channel])
 async def list_channels(request: Request) -> list[dict[str, Any]]:
     async with _pool(request).acquire() as conn:
         return await store.list_channels(conn)
 
 
-@router.get("/channels/{store_name}", dependencies=[Depends(require_admin)])
+@router.get("/channels/{store_name}", dependencies=[Depends(require_admin)],
+            response_model=schemas.ChannelDetail)
 async def channel_detail(store_name: str, request: Request) -> dict[str, Any]:
     async with _pool(request).acquire() as conn:
         rows = [c for c in await store.list_channels(conn) if c["store"] == store_name]
@@ -105,7 +111,8 @@ async def channel_detail(store_name: str, request: Request) -> dict[str, Any]:
                 "writebacks_recent": await store.writebacks_of(conn, store_name)}
 
 
-@router.post("/channels/{store_name}/test", dependencies=[Depends(require_admin)])
+@router.post("/channels/{store_name}/test", dependencies=[Depends(require_admin)],
+             response_model=schemas.ProbeResult)
 async def test_channel(store_name: str, request: Request) -> dict[str, Any]:
     """Decrypt the secrets and reach the platform's API with them (no order is touched)."""
     async with _pool(request).acquire() as conn:
@@ -115,7 +122,8 @@ async def test_channel(store_name: str, request: Request) -> dict[str, Any]:
     return {"store": store_name, "platform": cfg.platform, **await probe(cfg)}
 
 
-@router.post("/channels/{store_name}/writebacks/retry", dependencies=[Depends(require_admin)])
+@router.post("/channels/{store_name}/writebacks/retry", dependencies=[Depends(require_admin)],
+             response_model=schemas.Requeued)
 async def retry_writebacks(store_name: str, request: Request) -> dict[str, Any]:
     async with _pool(request).acquire() as conn:
         return {"store": store_name, "requeued": await store.retry_failed(conn, store_name)}
@@ -139,21 +147,54 @@ async def _body(request: Request) -> bytes:
 
 # Webhooks read their channel's config (and open its secrets) from here, not from Postgres each
 # time: one round trip and one decryption less per delivery. A change made through another
-# instance is seen within CONFIG_TTL seconds; one made through this instance at once.
+# instance is seen within CONFIG_TTL seconds (plus one load); one made through this instance at
+# once. When an entry expires, one load refreshes it while the deliveries arriving meanwhile
+# keep the entry they had: 50 webhooks in flight used to miss together every CONFIG_TTL, and
+# queue 50 loads and decryptions for the pool's connections.
 CONFIG_TTL = 5.0
 _configs: dict[str, tuple[float, ChannelConfig | None]] = {}
+_loading: dict[str, asyncio.Future[ChannelConfig | None]] = {}
+
+
+_changes: dict[str, int] = {}
+
+
+async def _load_channel(request: Request, store_name: str) -> ChannelConfig | None:
+    changes = _changes.get(store_name, 0)
+    async with _pool(request).acquire() as conn:
+        cfg = await store.get_channel(conn, store_name)
+    if _changes.get(store_name, 0) == changes:  # not changed here meanwhile: keep it
+        if len(_configs) > 10_000:
+            _configs.clear()
+        _configs[store_name] = (time.monotonic(), cfg)
+    return cfg
+
+
+def _loaded(store_name: str, future: asyncio.Future[ChannelConfig | None]) -> None:
+    _loading.pop(store_name, None)
+    if not future.cancelled():
+        future.exception()  # seen here: a failed refresh is retried by the next delivery
+
+
+def _forget(store_name: str) -> None:
+    """A channel changed through this instance: its next delivery reads it afresh."""
+    _changes[store_name] = _changes.get(store_name, 0) + 1
+    _configs.pop(store_name, None)
+    _loading.pop(store_name, None)
 
 
 async def _cached_channel(request: Request, store_name: str) -> ChannelConfig | None:
     hit = _configs.get(store_name)
     if hit and time.monotonic() - hit[0] < CONFIG_TTL:
         return hit[1]
-    async with _pool(request).acquire() as conn:
-        cfg = await store.get_channel(conn, store_name)
-    if len(_configs) > 10_000:
-        _configs.clear()
-    _configs[store_name] = (time.monotonic(), cfg)
-    return cfg
+    loading = _loading.get(store_name)
+    if loading is None:
+        loading = _loading[store_name] = asyncio.ensure_future(
+            _load_channel(request, store_name))
+        loading.add_done_callback(lambda f: _loaded(store_name, f))
+    if hit and hit[1] is not None:
+        return hit[1]  # expired: the refresh is under way; this delivery keeps the entry
+    return await asyncio.shield(loading)
 
 
 async def _channel(request: Request, store_name: str, platform: str) -> ChannelConfig:
@@ -188,51 +229,51 @@ def _json(body: bytes) -> Any:
         return None
 
 
-@router.post("/webhooks/shopify/{store_name}")
+async def _platform_webhook(request: Request, store_name: str, module: Any) -> dict[str, Any]:
+    """A platform's signed webhook, the same sequence for each: body (within the limit), the
+    store's channel (404), the signature on the raw bytes (401, nothing stored), the delivery
+    id (400), then the mapping and the commit before the answer. The module says how its
+    platform signs, names deliveries and topics, and pings (platforms/base.py)."""
+    t0 = time.perf_counter()
+    platform = module.PLATFORM
+    body = await _body(request)
+    cfg = await _channel(request, store_name, platform)
+    hook = module.WEBHOOK
+    if module.is_ping(body) and not hook.signed(request.headers):
+        return {"ping": True}  # WooCommerce's test delivery when a webhook is saved: unsigned
+    if not hook.verify(cfg.secret("webhook_secret"), body, request.headers):
+        raise _unauthorized(cfg)
+    if module.is_ping(body):
+        return {"ping": True}
+    delivery = hook.delivery_id(request.headers)
+    if not delivery:
+        raise HTTPException(400, {"code": "no_delivery_id",
+                                  "message": f"{hook.delivery_header} is missing"})
+    topic = hook.topic(request.headers)
+    order = _json(body)
+    inbound, event = inbox.map_delivery(cfg, delivery,
+                                        lambda: module.inbound(cfg, topic, order))
+    out = await _commit(request, cfg, delivery, topic, inbound, event, body)
+    metrics.WEBHOOK_SECONDS.labels(platform).observe(time.perf_counter() - t0)
+    return out
+
+
+@router.post("/webhooks/shopify/{store_name}", response_model=schemas.WebhookAnswer,
+             response_model_exclude_none=True)
 async def shopify_webhook(store_name: str, request: Request) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    body = await _body(request)
-    cfg = await _channel(request, store_name, "shopify")
-    if not shopify_mod.verify(cfg.secret("webhook_secret"), body, request.headers):
-        raise _unauthorized(cfg)
-    delivery = shopify_mod.delivery_id(request.headers)
-    if not delivery:
-        raise HTTPException(400, {"code": "no_delivery_id",
-                                  "message": "X-Shopify-Webhook-Id is missing"})
-    topic = request.headers.get("x-shopify-topic", "")
-    order = _json(body)
-    inbound, event = inbox.map_delivery(cfg, delivery,
-                                        lambda: shopify_mod.inbound(cfg, topic, order))
-    out = await _commit(request, cfg, delivery, topic, inbound, event, body)
-    metrics.WEBHOOK_SECONDS.labels("shopify").observe(time.perf_counter() - t0)
-    return out
+    """Shopify's `orders/create|updated|paid|cancelled` (X-Shopify-Hmac-Sha256)."""
+    return await _platform_webhook(request, store_name, shopify_mod)
 
 
-@router.post("/webhooks/woocommerce/{store_name}")
+@router.post("/webhooks/woocommerce/{store_name}", response_model=schemas.WebhookAnswer,
+             response_model_exclude_none=True)
 async def woocommerce_webhook(store_name: str, request: Request) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    body = await _body(request)
-    cfg = await _channel(request, store_name, "woocommerce")
-    if woo_mod.is_ping(body) and "x-wc-webhook-signature" not in request.headers:
-        return {"ping": True}
-    if not woo_mod.verify(cfg.secret("webhook_secret"), body, request.headers):
-        raise _unauthorized(cfg)
-    if woo_mod.is_ping(body):
-        return {"ping": True}
-    delivery = woo_mod.delivery_id(request.headers)
-    if not delivery:
-        raise HTTPException(400, {"code": "no_delivery_id",
-                                  "message": "X-WC-Webhook-Delivery-ID is missing"})
-    topic = request.headers.get("x-wc-webhook-topic", "")
-    order = _json(body)
-    inbound, event = inbox.map_delivery(cfg, delivery,
-                                        lambda: woo_mod.inbound(cfg, topic, order))
-    out = await _commit(request, cfg, delivery, topic, inbound, event, body)
-    metrics.WEBHOOK_SECONDS.labels("woocommerce").observe(time.perf_counter() - t0)
-    return out
+    """WooCommerce's `order.created|updated` (X-WC-Webhook-Signature); its ping is 200."""
+    return await _platform_webhook(request, store_name, woo_mod)
 
 
-@router.post("/orders/{store_name}")
+@router.post("/orders/{store_name}", response_model=schemas.WebhookAnswer,
+             response_model_exclude_none=True)
 async def generic_order(store_name: str, request: Request) -> dict[str, Any]:
     """Our own `orders.placed` JSON from a custom storefront; 422 with the field for bad input
     (nothing stored: the storefront fixes and re-sends). The event_id deduplicates."""

@@ -14,6 +14,10 @@ class ChannelsSettings(BaseSettings):
 
     # Largest webhook body; more is 413 `too_large` (the HTTP guard and the route both hold it).
     max_body_bytes: int = 2 * 1024 * 1024
+    # Webhooks per second per client address before the HTTP guard answers 429 (bursts of 5x).
+    # A platform sends every store's webhooks from a few addresses: the operators' limit of
+    # SHOPKEEPER_HTTP_WRITES_PER_SECOND (20) would refuse a busy sale. 0: no limit.
+    webhooks_per_second: float = 500.0
     # Tries of a write-back (backoff base ** attempt seconds, at least a 429's Retry-After).
     writeback_max_attempts: int = 10
     writeback_poll_seconds: float = 0.5

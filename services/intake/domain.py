@@ -620,4 +620,5 @@ def snapshot(order_id: str, order: OrderPlaced, accepted_at: datetime,
         "totals": order.totals, "payment_method": order.payment.method,
         "payment_status": order.payment.status, "merge_with": merge_with or [],
         "note": order.note, "gift_message": order.gift_message, "gift_wrap": order.gift_wrap,
+        "ioss_number": order.ioss_number,
     }

@@ -300,20 +300,32 @@ class Declaration:
     lines: list[dict[str, object]]
     total_value: Decimal
     missing: list[str]
+    # The seller's EU import one-stop-shop number: VAT was collected at the sale, so EU customs
+    # releases the parcel without charging the buyer. Only on parcels into the EU.
+    ioss_number: str | None = None
 
     @property
     def complete(self) -> bool:
         return not self.missing
 
     def as_dict(self) -> dict[str, object]:
-        return {"form": self.form, "currency": self.currency, "lines": self.lines,
-                "total_value": str(self.total_value), "missing": self.missing,
-                "category": "sale_of_goods"}
+        out: dict[str, object] = {
+            "form": self.form, "currency": self.currency, "lines": self.lines,
+            "total_value": str(self.total_value), "missing": self.missing,
+            "category": "sale_of_goods"}
+        if self.ioss_number:
+            out["ioss_number"] = self.ioss_number
+        return out
+
+
+def ioss_for(destination: str, ioss_number: str | None) -> str | None:
+    """The order's IOSS number when the parcel enters the EU; elsewhere it means nothing."""
+    return ioss_number if ioss_number and customs_territory(destination) == "EU" else None
 
 
 def declaration(lines: Sequence[tuple[str, int]], products: Mapping[str, Product],
                 unit_values: Mapping[str, Decimal], currency: str,
-                fx: FxRates | None = None) -> Declaration:
+                fx: FxRates | None = None, ioss_number: str | None = None) -> Declaration:
     out: list[dict[str, object]] = []
     missing: list[str] = []
     total = Decimal("0")
@@ -335,7 +347,7 @@ def declaration(lines: Sequence[tuple[str, int]], products: Mapping[str, Product
                     "value": str(value), "net_weight_g": p.weight_g * qty if p else None})
     in_limit = (fx or FxRates()).convert(total, currency, CN22_LIMIT.currency)
     form = "CN22" if in_limit is not None and in_limit.amount <= CN22_LIMIT.amount else "CN23"
-    return Declaration(form, currency, out, total, missing)
+    return Declaration(form, currency, out, total, missing, ioss_number)
 
 
 # --- final check before dispatch --------------------------------------------------------------

@@ -86,10 +86,7 @@ async def order_packed(ctx: Ctx, event: OrderPacked) -> None:
                                 lines=p.lines) for p in event.parcels]
         await ctx.status(order_id=snap.order_id, store=snap.store,
                          external_order_id=snap.external_order_id, status="shipped",
-                         details={"parcels": [{"parcel_id": s.parcel_id, "carrier": s.carrier,
-                                               "service": s.service,
-                                               "tracking_number": s.tracking_number}
-                                              for s in merged]})
+                         details=shipped_details(merged))
         await ctx.publish(topics.LOGISTICS_ORDER_SHIPPED, event.order_key, OrderShipped(
             order_id=snap.order_id, order_key=event.order_key, parcels=merged,
             correlation_id=ctx.correlation_id, causation_id=str(event.event_id)))
@@ -161,7 +158,8 @@ async def check_and_dispatch(conn: Conn, order: asyncpg.Record, snap: OrderSnaps
         if domain.needs_customs(origin, r["country"]):
             customs = domain.declaration(
                 [(ln["sku"], ln["quantity"]) for ln in json.loads(r["lines"])], products,
-                prices, snap.currency, await fx.rates(conn))
+                prices, snap.currency, await fx.rates(conn),
+                domain.ioss_for(r["country"], snap.ioss_number))
         # Automatic warehouse: the dock scale reads what packing weighed. Manual: only a real
         # dock scan counts, and until there is one the weight is not judged (nor stored).
         label_g = r["label_weight_g"] or r["weight_g"]
@@ -198,16 +196,21 @@ async def check_and_dispatch(conn: Conn, order: asyncpg.Record, snap: OrderSnaps
         metrics.PARCELS_SHIPPED.labels(r["carrier"], r["service"]).inc()
         metrics.SHIPPING_COST.labels(r["carrier"], r["service"], r["cost_currency"]).inc(
             float(r["cost"] or 0))
-    await emit_status(conn, **ids, status="shipped",
-                      details={"parcels": [{"parcel_id": s.parcel_id, "carrier": s.carrier,
-                                            "service": s.service,
-                                            "tracking_number": s.tracking_number}
-                                           for s in shipped]},
+    await emit_status(conn, **ids, status="shipped", details=shipped_details(shipped),
                       correlation_id=order["correlation_id"], causation_id=causation_id)
     await enqueue(conn, topics.LOGISTICS_ORDER_SHIPPED, order["order_key"], OrderShipped(
         order_id=snap.order_id, order_key=order["order_key"], parcels=shipped,
         correlation_id=order["correlation_id"], causation_id=causation_id))
     return True
+
+
+def shipped_details(parcels: list[ShippedParcel]) -> dict[str, Any]:
+    """`shipped` on orders.status: every parcel with its carrier, tracking number and (v1.1) the
+    order's lines in it, so a channel can tell its platform which items went in which parcel."""
+    return {"parcels": [{"parcel_id": s.parcel_id, "carrier": s.carrier, "service": s.service,
+                         "tracking_number": s.tracking_number,
+                         "lines": [{"sku": ln.sku, "quantity": ln.quantity} for ln in s.lines]}
+                        for s in parcels]}
 
 
 @handlers.on(topics.CATALOG_PRODUCTS)

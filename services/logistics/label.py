@@ -177,6 +177,10 @@ def render(data: LabelData) -> bytes:
         c.drawString(MARGIN, y, f"{data.customs.get('form')} - customs declaration attached,"
                                 f" value {data.customs.get('total_value')}"
                                 f" {data.customs.get('currency')}")
+        if data.customs.get("ioss_number"):
+            # EU import VAT paid at the sale (IOSS): customs must see the number at once.
+            y -= 9
+            c.drawString(MARGIN, y, latin(f"IOSS {data.customs.get('ioss_number')} - EU VAT paid"))
         lines = data.customs.get("lines")
         for line in (lines if isinstance(lines, list) else [])[:4]:
             y -= 8

@@ -61,6 +61,10 @@ class OrderSnapshot(WireModel):
     replaces_order_id: str | None = None
     kind: str | None = None
 
+    # intake: the order's EU import one-stop-shop number (`orders.placed` v1.1), for logistics'
+    # customs declaration of a parcel into the EU. Optional: absent before it was carried.
+    ioss_number: str | None = Field(default=None, max_length=32)
+
     @property
     def key(self) -> str:
         return f"{self.store}:{self.external_order_id}"

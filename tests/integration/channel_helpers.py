@@ -22,6 +22,8 @@ SECRET = "whsec-test-0123456789"
 
 
 CONFIGURED: list[str] = []
+# The module's emulator: a Shopify order a test delivers is first created in that shop.
+SHOPS: list[Emulator] = []
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,9 @@ def emulator() -> Iterator[Emulator]:
     """The platforms' APIs as a real HTTP server for the module; at its end the stores the
     module configured are deleted (their api_base_url dies with the emulator)."""
     emu = Emulator().start()
+    SHOPS.append(emu)
     yield emu
+    SHOPS.remove(emu)
     token = get_settings().shopkeeper_admin_token
     with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {token}"}) as c:
         for store in CONFIGURED:
@@ -62,6 +66,8 @@ async def configure(store: str, platform: str, emu: Emulator | None, **extra: An
 
 async def shopify_webhook(store: str, order: dict[str, Any], *, topic: str = "orders/create",
                           delivery: str | None = None, secret: str = SECRET) -> httpx.Response:
+    for shop in SHOPS:
+        shop.add_shopify_order(order)
     body = json.dumps(order).encode()
     headers = {"X-Shopify-Topic": topic, "X-Shopify-Webhook-Id": delivery or str(uuid.uuid4()),
                "X-Shopify-Hmac-Sha256": emu_mod.shopify_signature(secret, body),

@@ -13,6 +13,7 @@ from typing import Any
 
 import stack.__main__ as local_stack
 from tests.conftest import ref
+from tools import storefront as sfm
 from tools.channel_emulator import Emulator, amazon_order
 from tools.storefront import Storefront
 
@@ -166,3 +167,62 @@ async def test_the_poller_resumes_from_its_cursor_after_a_kill_9(
     await asyncio.sleep(2)  # another poll or two: nothing new, nothing doubled
     ids = await placed_ids(store)
     assert sorted(ids) == sorted(first + later) and len(ids) == len(set(ids))
+
+
+def feeds_for(emulator: Emulator, oid: str, feed_type: str) -> list[dict[str, Any]]:
+    """Feeds of that type naming the Amazon order (the emulator parsed their XML)."""
+    return [f for f in list(emulator.feeds) if f["feedType"] == feed_type
+            and oid in f["xml"].decode()]
+
+
+async def test_cancellations_and_refunds_go_to_amazon_as_feeds(
+        storefront: Storefront, emulator: Emulator) -> None:
+    sf = storefront
+    # Given an Amazon store with two orders: one of goods out of stock, one that ships
+    market = ref("MKT")
+    idle = await new_product(sf, stock={})
+    sku = await new_product(sf, stock={"WH-LA": 5}, price="20.00")
+    waiting, shipping = order_id(), order_id()
+    emulator.add_amazon_order(*amazon_order(waiting, [(idle, 1, "12.50")], marketplace=market,
+                                            updated=stamp(30)))
+    emulator.add_amazon_order(*amazon_order(shipping, [(sku, 2, "20.00")], marketplace=market,
+                                            updated=stamp(20)))
+    store = await amazon_store(emulator, market)
+
+    # When the buyer cancels the backordered one through Shopkeeper
+    await sf.wait_for(f"{store}:{waiting}", "backordered", timeout=90)
+    await sf.publish("orders.cancel_requested", f"{store}:{waiting}",
+                     sfm.order_event(store, waiting, reason="changed my mind"))
+    await sf.wait_for(f"{store}:{waiting}", "cancelled")
+    # Then Amazon gets an order acknowledgement feed failing its item: a seller's cancellation
+    async def acked() -> list[dict[str, Any]]:
+        return feeds_for(emulator, waiting, "POST_ORDER_ACKNOWLEDGEMENT_DATA")
+    [ack] = await eventually(acked, timeout=60, what="cancellation feed")
+    assert ack["marketplaceIds"] == [market] and ack["message_type"] == "OrderAcknowledgement"
+    message = ack["message"].find("OrderAcknowledgement")
+    assert message.findtext("AmazonOrderID") == waiting
+    assert message.findtext("StatusCode") == "Failure"
+    assert [i.findtext("AmazonOrderItemCode") for i in message.findall("Item")] \
+        == [f"{waiting}-0"]
+    # (the document was uploaded to its pre-signed URL before the feed named it)
+    assert emulator.calls_to("/_s3/feed-documents/", "PUT")
+
+    # When the other order ships and the carrier brings its parcel back (refunded, less shipping)
+    shipped = await sf.wait_for(f"{store}:{shipping}", "shipped", timeout=90)
+    parcel = shipped["details"]["parcels"][0]
+    await sf.publish("carrier.tracking", parcel["tracking_number"],
+                     sfm.tracking(parcel["carrier"], parcel["tracking_number"],
+                                  "returned_to_sender"))
+    refunded = await sf.wait_for(f"{store}:{shipping}", "refunded", timeout=90)
+    # Then Amazon gets an order adjustment feed of that amount on the order's item
+    async def adjusted() -> list[dict[str, Any]]:
+        return feeds_for(emulator, shipping, "POST_PAYMENT_ADJUSTMENT_DATA")
+    [adj] = await eventually(adjusted, timeout=60, what="refund feed")
+    item = adj["message"].find("OrderAdjustment/AdjustedItem")
+    assert item.findtext("AmazonOrderItemCode") == f"{shipping}-0"
+    amounts = {c.findtext("Type"): c.findtext("Amount")
+               for c in item.findall("ItemPriceAdjustments/Component")}
+    assert amounts == {"Principal": refunded["details"]["amount"]}
+    detail = await channel(store)
+    assert sorted((w["action"], w["state"]) for w in detail["writebacks_recent"]) == [
+        ("cancelled", "done"), ("refunded", "done"), ("shipped", "done")]

@@ -166,7 +166,8 @@ def test_amazon_jpy_order_maps_asin_through_sku_map_and_unit_prices() -> None:
     assert order.currency == "JPY" and order.totals.grand_total == Decimal("3300")
     assert grand_total_holds(order)
     assert order.shipping_address.name == "佐藤 花子" and order.shipping_address.country == "JP"
-    assert result.platform_data["items"] == [{"orderItemId": "68828574383266", "quantity": 3}]
+    assert result.platform_data["items"] == [{"orderItemId": "68828574383266", "quantity": 3,
+                                             "sku": "TEA-JP", "price": "3000.00"}]
 
 
 @pytest.mark.parametrize(("status", "outcome"), [("Canceled", "cancel_requested"),
@@ -224,3 +225,103 @@ def test_discount_codes_can_be_kept_from_intake_by_a_channel_option() -> None:
     order = placed(shopify.inbound(c, "orders/create",
                                    fixture("shopify_orders_create_eu.json")).value or {})
     assert order.promo_codes == [] and order.totals.discount == Decimal("6.00")
+
+
+# --- Shopify fulfillments per parcel ------------------------------------------------------------
+FO = [{"id": 71, "status": "open", "line_items": [
+    {"id": 1, "line_item_id": 10, "quantity": 1, "fulfillable_quantity": 1},
+    {"id": 2, "line_item_id": 11, "quantity": 3, "fulfillable_quantity": 3}]}]
+KEPT = {"line_items": [{"id": 10, "quantity": 1, "sku": "MUG"},
+                       {"id": 11, "quantity": 3, "sku": "TEE"}]}
+PARCELS = [{"carrier": "USPS", "tracking_number": "9400A", "lines": [{"sku": "MUG", "quantity": 1},
+                                                                      {"sku": "TEE", "quantity": 1}]},
+           {"carrier": "UPS", "tracking_number": "1ZB", "lines": [{"sku": "TEE", "quantity": 2}]}]
+
+
+def test_each_parcel_is_its_own_fulfillment_with_its_items() -> None:
+    bodies = [b["fulfillment"] for b in shopify.fulfillments(PARCELS, FO, KEPT)]
+    assert [b["tracking_info"]["number"] for b in bodies] == ["9400A", "1ZB"]
+    assert bodies[0]["line_items_by_fulfillment_order"] == [
+        {"fulfillment_order_id": 71, "fulfillment_order_line_items": [
+            {"id": 1, "quantity": 1}, {"id": 2, "quantity": 1}]}]
+    assert bodies[1]["line_items_by_fulfillment_order"] == [
+        {"fulfillment_order_id": 71, "fulfillment_order_line_items": [{"id": 2, "quantity": 2}]}]
+    assert bodies[1]["tracking_info"]["company"] == "UPS"
+
+
+def test_a_repeat_after_a_crash_sends_only_the_parcels_not_fulfilled_yet() -> None:
+    # Given the first parcel's fulfillment went through before the crash
+    left = [{**FO[0], "line_items": [{**FO[0]["line_items"][0], "fulfillable_quantity": 0},
+                                     {**FO[0]["line_items"][1], "fulfillable_quantity": 2}]}]
+    assert shopify.partly_fulfilled(left) and not shopify.partly_fulfilled(FO)
+    # When the write-back runs again, knowing the tracking numbers already on fulfillments
+    bodies = shopify.fulfillments(PARCELS, left, KEPT, frozenset({"9400A"}))
+    # Then only the second parcel is sent, with what is left of its items
+    assert [b["fulfillment"]["tracking_info"]["number"] for b in bodies] == ["1ZB"]
+
+
+def test_without_the_kept_skus_one_fulfillment_takes_all_and_names_every_parcel() -> None:
+    # Given an order kept before line items had their SKU recorded
+    bodies = shopify.fulfillments(PARCELS, FO, {"line_items": [{"id": 10}, {"id": 11}]})
+    [body] = [b["fulfillment"] for b in bodies]
+    assert body["line_items_by_fulfillment_order"] == [{"fulfillment_order_id": 71}]
+    assert body["tracking_info"]["number"] == "9400A" and "UPS 1ZB" in body["message"]
+
+
+# --- Amazon feeds (cancellation, refund) and packages ---------------------------------------------
+ITEMS = [{"orderItemId": "111-1", "quantity": 1, "sku": "MUG", "price": "12.50"},
+         {"orderItemId": "111-2", "quantity": 2, "sku": "TEE", "price": "16.00"}]
+
+
+def test_a_cancellation_is_an_order_acknowledgement_failing_every_item() -> None:
+    from xml.etree import ElementTree
+    root = ElementTree.fromstring(amazon.cancellation_feed("SELLER1", "111-222", "s:111-222",
+                                                           ITEMS))
+    assert root.findtext("MessageType") == "OrderAcknowledgement"
+    assert root.findtext("Header/MerchantIdentifier") == "SELLER1"
+    ack = root.find("Message/OrderAcknowledgement")
+    assert ack is not None and ack.findtext("AmazonOrderID") == "111-222"
+    assert ack.findtext("StatusCode") == "Failure"
+    assert [(i.findtext("AmazonOrderItemCode"), i.findtext("CancelReason"))
+            for i in ack.findall("Item")] == [("111-1", "BuyerCanceled"),
+                                              ("111-2", "BuyerCanceled")]
+
+
+@pytest.mark.parametrize(("amount", "expected"), [
+    ("20.00", [("111-1", [("Principal", "12.50")]), ("111-2", [("Principal", "7.50")])]),
+    ("33.00", [("111-1", [("Principal", "12.50"), ("Shipping", "4.50")]),
+               ("111-2", [("Principal", "16.00")])]),
+])
+def test_a_refund_is_an_order_adjustment_spread_over_the_items(
+        amount: str, expected: list[tuple[str, list[tuple[str, str]]]]) -> None:
+    from xml.etree import ElementTree
+    root = ElementTree.fromstring(amazon.refund_feed("SELLER1", "111-222", Decimal(amount),
+                                                     "USD", ITEMS))
+    assert root.findtext("MessageType") == "OrderAdjustment"
+    adj = root.find("Message/OrderAdjustment")
+    assert adj is not None
+    got = [(i.findtext("AmazonOrderItemCode"),
+            [(c.findtext("Type"), c.findtext("Amount"))
+             for c in i.findall("ItemPriceAdjustments/Component")])
+           for i in adj.findall("AdjustedItem")]
+    assert got == expected
+    assert all(i.findtext("AdjustmentReason") == "CustomerReturn"
+               for i in adj.findall("AdjustedItem"))
+    assert adj.find("AdjustedItem/ItemPriceAdjustments/Component/Amount").get(  # type: ignore[union-attr]
+        "currency") == "USD"
+
+
+def test_a_refund_of_nothing_is_refused() -> None:
+    with pytest.raises(Exception, match="nothing to adjust"):
+        amazon.refund_feed("S", "1", Decimal("0"), "USD", ITEMS)
+
+
+def test_each_parcel_confirms_the_amazon_items_in_it() -> None:
+    parcels = [{"tracking_number": "A", "lines": [{"sku": "TEE", "quantity": 2}]},
+               {"tracking_number": "B", "lines": [{"sku": "MUG", "quantity": 1}]}]
+    assert [(p["tracking_number"], items) for p, items in amazon.packages(parcels, ITEMS)] == [
+        ("A", [{"orderItemId": "111-2", "quantity": 2}]),
+        ("B", [{"orderItemId": "111-1", "quantity": 1}])]
+    # Items kept before their SKU was recorded: all on the first parcel, as before
+    old = [{"orderItemId": "111-1", "quantity": 1}]
+    assert amazon.packages(parcels, old) == [(parcels[0], old)]

@@ -97,3 +97,16 @@ async def test_writes_beyond_the_rate_get_429_with_retry_after_and_reads_do_not(
     assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     assert reads == [200] * 20
+
+
+async def test_open_writes_can_have_their_own_rate() -> None:
+    # Given operators' writes limited to 1/s (burst 5) and open writes (webhooks) to 10/s
+    app, _ = _app(writes_per_second=1.0, open_writes=("/quotes",), open_writes_per_second=10.0)
+    async with _client(app) as c:
+        # When a platform sends 30 webhooks at once, and an operator 7 writes
+        opened = [(await c.post("/quotes", content=b"{}")).status_code for _ in range(30)]
+        admin = [(await c.post("/admin", content=b"{}", headers=TOKEN)).status_code
+                 for _ in range(7)]
+    # Then the webhooks get their burst of 50 and the operator's limit is untouched by them
+    assert opened == [200] * 30
+    assert admin[:5] == [200] * 5 and admin[5:] == [429, 429]

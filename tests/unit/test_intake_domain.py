@@ -600,3 +600,13 @@ def test_snapshot_builds_a_valid_order_snapshot() -> None:
     assert snap.payment_status == "paid"
     assert snap.totals == order.totals
     assert snap.accepted_at == NOW
+
+
+def test_the_snapshot_carries_the_orders_ioss_number_to_logistics() -> None:
+    # Given an EU order placed with the seller's IOSS number, and one without (a v1.0 order)
+    eu = make_order(country="DE")
+    eu = eu.model_copy(update={"ioss_number": "IM2760000001"})
+    # When their snapshots are taken
+    # Then the number travels with the first, and the second has none
+    assert OrderSnapshot(**domain.snapshot("ord-1", eu, NOW)).ioss_number == "IM2760000001"
+    assert OrderSnapshot(**domain.snapshot("ord-2", make_order(), NOW)).ioss_number is None

@@ -63,6 +63,24 @@ def test_the_label_carries_service_weight_addresses_and_customs(tmp_path: Path) 
         assert expected in text, expected
 
 
+def test_a_parcel_into_the_eu_shows_the_ioss_number_on_its_customs_summary(
+        tmp_path: Path) -> None:
+    # Given a parcel from the US to Germany whose declaration carries the order's IOSS number
+    data = replace(DATA, country="DE", customs={**DATA.customs,  # type: ignore[dict-item]
+                                                 "form": "CN23", "ioss_number": "IM2760000001"})
+    source = tmp_path / "label.pdf"
+    source.write_bytes(render(data))
+    # When its text is extracted
+    text = subprocess.run(["pdftotext", "-layout", str(source), "-"], check=True,
+                          capture_output=True, text=True).stdout
+    # Then the customs summary names the form and the IOSS number; a label without one does not
+    assert "CN23" in text and "IOSS IM2760000001" in text
+    source.write_bytes(render(DATA))
+    plain = subprocess.run(["pdftotext", "-layout", str(source), "-"], check=True,
+                           capture_output=True, text=True).stdout
+    assert "IOSS" not in plain
+
+
 @pytest.mark.parametrize(("text", "printed"), [
     ("São Paulo", "São Paulo"), ("Łódź", "Lódz"), ("Straße", "Straße"), ("東京", "??"),
     ("Hà Nội", "Hà Noi"),

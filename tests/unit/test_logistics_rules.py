@@ -24,6 +24,7 @@ from services.logistics.domain import (
     declaration,
     dispatch_problems,
     ineligibility,
+    ioss_for,
     is_remote,
     is_stalled,
     needs_customs,
@@ -269,6 +270,26 @@ def test_above_the_cn22_limit_the_form_is_cn23(price: str, form: str) -> None:
 def test_missing_customs_data_is_named(products: dict[str, Product], missing: list[str]) -> None:
     d = declare([("MUG", 1)], products, {"MUG": "12.50"})
     assert not d.complete and d.missing == missing
+
+
+@pytest.mark.parametrize(("destination", "printed"), [
+    ("DE", "IM2760000001"), ("FR", "IM2760000001"), ("GB", None), ("US", None), ("CH", None)])
+def test_the_ioss_number_goes_on_declarations_into_the_eu_only(destination: str,
+                                                                printed: str | None) -> None:
+    # Given an order placed with the seller's IOSS number
+    number = ioss_for(destination, "IM2760000001")
+    # When its parcel's declaration is drawn up for the destination
+    d = declaration([("MUG", 1)], {"MUG": MUG}, {"MUG": Decimal("12.50")}, "EUR",
+                    ioss_number=number)
+    # Then the number is on it into the EU, and left off elsewhere
+    assert d.ioss_number == printed
+    assert d.as_dict().get("ioss_number") == printed
+    assert d.complete  # the number is never what makes papers incomplete
+
+
+def test_an_order_without_an_ioss_number_declares_none() -> None:
+    assert ioss_for("DE", None) is None
+    assert "ioss_number" not in declare([("MUG", 1)], {"MUG": MUG}, {"MUG": "1.00"}).as_dict()
 
 
 # --- the dock check ---------------------------------------------------------------------------

@@ -6,15 +6,21 @@ refreshed before it lapses and on a 401/403. Rate limits are per operation (toke
 Amazon's documented defaults, overridable by the channel's option `rate_limits`), and a 429
 holds the operation for its Retry-After (or a backoff when Amazon does not say).
 
-Write-back: `shipped` is a shipment confirmation (`confirmShipment`) naming every order item.
-Cancellations and refunds go to Amazon through the Feeds API, which is not built here: they are
-recorded as `skipped` with that reason, for the operator to do in Seller Central."""
+Write-back: `shipped` is a shipment confirmation (`confirmShipment`) per parcel, naming the order
+items in it. Cancellations and refunds go through the Feeds API (2021-06-30): `createFeedDocument`,
+the XML uploaded to the document's pre-signed URL, then `createFeed` with
+`POST_ORDER_ACKNOWLEDGEMENT_DATA` (the order's items with StatusCode Failure and a CancelReason:
+a seller's cancellation) or `POST_PAYMENT_ADJUSTMENT_DATA` (an OrderAdjustment refunding the
+amount across the order's items). Amazon processes a feed later; the job is done once the feed
+is accepted (its feedId is logged)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -29,11 +35,10 @@ from .base import (
     Inbound,
     Job,
     Retry,
-    Skipped,
     Unmappable,
+    all_parcels,
     call,
     customer_id,
-    first_parcel,
     ioss_for,
     lines_subtotal,
     money,
@@ -43,10 +48,18 @@ from .base import (
     total,
 )
 
+log = logging.getLogger(__name__)
 PLATFORM = "amazon"
 # Amazon's documented default rates (requests per second, burst).
 RATES = {"getOrders": (0.0167, 20), "getOrderItems": (0.5, 30), "confirmShipment": (2.0, 10),
-         "token": (1.0, 5)}
+         "createFeedDocument": (0.5, 15), "createFeed": (0.0083, 15),
+         # The document upload goes to S3's pre-signed URL, not to the SP-API: no usage plan.
+         "uploadFeedDocument": (10.0, 10), "token": (1.0, 5)}
+FEEDS = "/feeds/2021-06-30"
+FEED_CONTENT_TYPE = "text/xml; charset=UTF-8"
+# Our reasons, as Amazon's CancelReason / AdjustmentReason values.
+CANCEL_REASON = "BuyerCanceled"
+ADJUSTMENT_REASON = "CustomerReturn"
 
 
 def bucket() -> TokenBucket:
@@ -70,11 +83,20 @@ def inbound(cfg: ChannelConfig, order: dict[str, Any],
             "reason": "cancelled on Amazon"}, order_name=str(oid))
     if status in ("Pending", "PendingAvailability"):
         return Inbound("ignored", str(oid), reason=f"status {status}: not payable yet")
-    return Inbound("placed", str(oid), map_order(cfg, order, items), order_name=str(oid),
+    value = map_order(cfg, order, items)
+    return Inbound("placed", str(oid), value, order_name=str(oid),
                    platform_data={"items": [{"orderItemId": i.get("OrderItemId"),
-                                             "quantity": i.get("QuantityOrdered")}
-                                            for i in items],
-                                  "marketplace_id": order.get("MarketplaceId")})
+                                             "quantity": i.get("QuantityOrdered"),
+                                             "sku": ln["sku"], "price": ln_price(i)}
+                                            for i, ln in zip(items, value["lines"],
+                                                             strict=True)],
+                                  "marketplace_id": order.get("MarketplaceId"),
+                                  "currency": value["currency"]})
+
+
+def ln_price(item: dict[str, Any]) -> str:
+    """An item's ItemPrice (the whole quantity), kept for refunds."""
+    return _amount(item.get("ItemPrice"), "ItemPrice")
 
 
 def map_order(cfg: ChannelConfig, o: dict[str, Any],
@@ -237,23 +259,151 @@ def session(client: httpx.AsyncClient, cfg: ChannelConfig) -> SpApi:
     return s
 
 
+def packages(parcels: list[dict[str, Any]], items: list[dict[str, Any]]
+             ) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each parcel with the order items in it (our SKU -> Amazon's order item, up to its
+    quantity). Items kept before their SKU was recorded: all of them on the first parcel."""
+    if not items or not all(i.get("sku") for i in items) or \
+            not all(p.get("lines") for p in parcels):
+        return [(parcels[0], [{"orderItemId": i["orderItemId"], "quantity": i["quantity"]}
+                              for i in items])]
+    left = [{**i, "left": int(i.get("quantity") or 0)} for i in items]
+    out = []
+    for p in parcels:
+        picked: list[dict[str, Any]] = []
+        for line in p.get("lines") or []:
+            want = int(line.get("quantity") or 0)
+            for i in left:
+                if want <= 0:
+                    break
+                if i["sku"] != line.get("sku") or i["left"] <= 0:
+                    continue
+                take = min(want, i["left"])
+                i["left"] -= take
+                want -= take
+                picked.append({"orderItemId": i["orderItemId"], "quantity": take})
+        if picked:
+            out.append((p, picked))
+    return out
+
+
+def _envelope(message_type: str, merchant: str, body: ET.Element) -> bytes:
+    env = ET.Element("AmazonEnvelope", {
+        "xmlns:xsi": "http://www.w3.org/2001/XMLSchema-instance",
+        "xsi:noNamespaceSchemaLocation": "amzn-envelope.xsd"})
+    header = ET.SubElement(env, "Header")
+    ET.SubElement(header, "DocumentVersion").text = "1.01"
+    ET.SubElement(header, "MerchantIdentifier").text = merchant
+    ET.SubElement(env, "MessageType").text = message_type
+    message = ET.SubElement(env, "Message")
+    ET.SubElement(message, "MessageID").text = "1"
+    message.append(body)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(env, encoding="utf-8")
+
+
+def cancellation_feed(merchant: str, order_id: str, ref: str,
+                      items: list[dict[str, Any]]) -> bytes:
+    """`POST_ORDER_ACKNOWLEDGEMENT_DATA`: StatusCode Failure cancels the order's items."""
+    ack = ET.Element("OrderAcknowledgement")
+    ET.SubElement(ack, "AmazonOrderID").text = order_id
+    ET.SubElement(ack, "MerchantOrderID").text = ref[:64]
+    ET.SubElement(ack, "StatusCode").text = "Failure"
+    for i in items:
+        item = ET.SubElement(ack, "Item")
+        ET.SubElement(item, "AmazonOrderItemCode").text = str(i["orderItemId"])
+        ET.SubElement(item, "CancelReason").text = CANCEL_REASON
+    return _envelope("OrderAcknowledgement", merchant, ack)
+
+
+def refund_feed(merchant: str, order_id: str, amount: Decimal, currency: str,
+                items: list[dict[str, Any]]) -> bytes:
+    """`POST_PAYMENT_ADJUSTMENT_DATA`: the amount refunded across the order's items, each up to
+    its price (Principal); what is left (shipping refunded too) goes on the first item's
+    Shipping component."""
+    if amount <= 0:
+        raise Failed(f"refund of {amount} {currency}: nothing to adjust")
+    adj = ET.Element("OrderAdjustment")
+    ET.SubElement(adj, "AmazonOrderID").text = order_id
+    left = amount
+    shares: list[tuple[dict[str, Any], Decimal]] = []
+    for i in items:
+        share = min(left, Decimal(str(i.get("price") or "0")))
+        if share > 0:
+            shares.append((i, share))
+            left -= share
+    if not shares:  # no prices kept: the whole amount on the first item
+        shares, left = [(items[0], amount)], Decimal("0")
+    for n, (i, share) in enumerate(shares):
+        item = ET.SubElement(adj, "AdjustedItem")
+        ET.SubElement(item, "AmazonOrderItemCode").text = str(i["orderItemId"])
+        ET.SubElement(item, "AdjustmentReason").text = ADJUSTMENT_REASON
+        prices = ET.SubElement(item, "ItemPriceAdjustments")
+        parts = [("Principal", share)] + ([("Shipping", left)] if n == 0 and left > 0 else [])
+        for kind, value in parts:
+            component = ET.SubElement(prices, "Component")
+            ET.SubElement(component, "Type").text = kind
+            ET.SubElement(component, "Amount", {"currency": currency}).text = f"{value:.2f}"
+    return _envelope("OrderAdjustment", merchant, adj)
+
+
+async def submit_feed(api: SpApi, feed_type: str, content: bytes, marketplace: str) -> str:
+    """Feeds API 2021-06-30: a document, its content uploaded, then the feed. The feedId."""
+    doc = (await api.request("createFeedDocument", "POST", f"{FEEDS}/documents", attempts=1,
+                             content=json.dumps({"contentType": FEED_CONTENT_TYPE}))).json()
+    if not doc.get("url") or not doc.get("feedDocumentId"):
+        raise Retry(f"createFeedDocument answered without url/feedDocumentId: {str(doc)[:200]}")
+    # The pre-signed URL carries its own authorisation: no SP-API token on it.
+    await call(api.client, api.buckets["uploadFeedDocument"], PLATFORM, "uploadFeedDocument",
+               "PUT", str(doc["url"]), content=content,
+               headers={"Content-Type": FEED_CONTENT_TYPE})
+    feed = (await api.request("createFeed", "POST", f"{FEEDS}/feeds", attempts=1,
+                              content=json.dumps({"feedType": feed_type,
+                                                  "marketplaceIds": [marketplace],
+                                                  "inputFeedDocumentId":
+                                                      doc["feedDocumentId"]}))).json()
+    if not feed.get("feedId"):
+        raise Retry(f"createFeed answered without feedId: {str(feed)[:200]}")
+    return str(feed["feedId"])
+
+
 async def write_back(client: httpx.AsyncClient, bucket: TokenBucket, cfg: ChannelConfig,
                      job: Job) -> None:
-    if job.action != "shipped":
-        raise Skipped(f"Amazon takes {job.action} orders through the Feeds API, not built here:"
-                      " do it in Seller Central")
-    parcel = first_parcel(job.details)
     items = job.order_data.get("items") or []
-    body = {"marketplaceId": job.order_data.get("marketplace_id")
-            or (cfg.options.get("marketplace_ids") or ["ATVPDKIKX0DER"])[0],
-            "packageDetail": {
-                "packageReferenceId": str(parcel.get("parcel_id") or "1")[:64],
-                "carrierCode": str(parcel.get("carrier") or "Other"),
-                "shippingMethod": str(parcel.get("service") or ""),
-                "trackingNumber": str(parcel.get("tracking_number") or ""),
-                "shipDate": iso(datetime.now(UTC)),
-                "orderItems": [{"orderItemId": i["orderItemId"], "quantity": i["quantity"]}
-                               for i in items]}}
-    await session(client, cfg).request(
-        "confirmShipment", "POST", f"/orders/v0/orders/{job.platform_order_id}"
-        "/shipmentConfirmation", attempts=1, content=json.dumps(body))
+    marketplace = str(job.order_data.get("marketplace_id")
+                      or (cfg.options.get("marketplace_ids") or ["ATVPDKIKX0DER"])[0])
+    api = session(client, cfg)
+    oid = job.platform_order_id
+    if job.action == "cancelled":
+        if job.order_data.get("cancelled_on_platform"):
+            return  # cancelled on Amazon: nothing to tell it
+        if not items:
+            raise Failed(f"order {oid} has no order items kept from the poll to cancel")
+        feed = cancellation_feed(str(cfg.credentials.get("seller_id") or cfg.store), oid,
+                                 job.order_key, items)
+        feed_id = await submit_feed(api, "POST_ORDER_ACKNOWLEDGEMENT_DATA", feed, marketplace)
+        log.info("Amazon order %s cancelled through feed %s", oid, feed_id)
+        return
+    if job.action == "refunded":
+        if not items:
+            raise Failed(f"order {oid} has no order items kept from the poll to refund")
+        amount = Decimal(str(job.details.get("amount") or "0"))
+        currency = str(job.details.get("currency") or job.order_data.get("currency")
+                       or cfg.default_currency)
+        feed = refund_feed(str(cfg.credentials.get("seller_id") or cfg.store), oid, amount,
+                           currency, items)
+        feed_id = await submit_feed(api, "POST_PAYMENT_ADJUSTMENT_DATA", feed, marketplace)
+        log.info("Amazon order %s refunded %s %s through feed %s", oid, amount, currency,
+                 feed_id)
+        return
+    for parcel, picked in packages(all_parcels(job.details), items):
+        body = {"marketplaceId": marketplace,
+                "packageDetail": {
+                    "packageReferenceId": str(parcel.get("parcel_id") or "1")[:64],
+                    "carrierCode": str(parcel.get("carrier") or "Other"),
+                    "shippingMethod": str(parcel.get("service") or ""),
+                    "trackingNumber": str(parcel.get("tracking_number") or ""),
+                    "shipDate": iso(datetime.now(UTC)),
+                    "orderItems": picked}}
+        await api.request("confirmShipment", "POST",
+                          f"/orders/v0/orders/{oid}/shipmentConfirmation", attempts=1,
+                          content=json.dumps(body))

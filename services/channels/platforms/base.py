@@ -2,7 +2,9 @@
 to, the write-back job, and the one way calls go out (rate limit, 429, errors classified).
 
 A platform module (shopify.py, woocommerce.py, amazon.py, generic.py) provides:
-- `verify(secret, body, headers) -> bool` for webhooks (constant-time HMAC on the raw body);
+- for webhooks, `WEBHOOK` (an `HmacWebhook`: signature, delivery id and topic headers, the
+  constant-time HMAC on the raw body) and `is_ping(body)`; api.py's `_platform_webhook` runs
+  the sequence every platform shares;
 - `map_order(cfg, order) -> dict` (an `orders.placed` value without event_id/occurred_at) and
   `inbound(cfg, topic, body) -> Inbound` for its webhook topics (mapping: pure, no I/O);
 - `write_back(client, cfg, job) -> None` raising `Retry` or `Failed` (I/O, through `call`).
@@ -10,8 +12,11 @@ A platform module (shopify.py, woocommerce.py, amazon.py, generic.py) provides:
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
@@ -93,6 +98,36 @@ class Failed(Exception):
 
 class Skipped(Exception):
     """Nothing to write back for this action on this platform (said why)."""
+
+
+# --- webhooks in -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HmacWebhook:
+    """How a platform signs and names its webhooks (Shopify and WooCommerce alike): a base64
+    HMAC-SHA256 of the raw body with the webhook's secret in one header, the delivery id and the
+    topic in others. Header names as the platform documents them (looked up in lower case)."""
+
+    signature_header: str
+    delivery_header: str
+    topic_header: str
+
+    def sign(self, secret: str, body: bytes) -> str:
+        return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+    def signed(self, headers: Mapping[str, str]) -> bool:
+        return self.signature_header.lower() in headers
+
+    def verify(self, secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
+        """Constant-time, on the raw bytes; an empty secret verifies nothing."""
+        given = headers.get(self.signature_header.lower(), "")
+        return bool(secret) and hmac.compare_digest(self.sign(secret, body).encode(),
+                                                    given.encode())
+
+    def delivery_id(self, headers: Mapping[str, str]) -> str | None:
+        return headers.get(self.delivery_header.lower()) or None
+
+    def topic(self, headers: Mapping[str, str]) -> str:
+        return headers.get(self.topic_header.lower(), "")
 
 
 # --- mapping helpers (pure) -------------------------------------------------------------------
@@ -234,11 +269,12 @@ CARRIER_NAMES = {"USPS": "USPS", "UPS": "UPS", "DHL": "DHL Express", "DHLPAKET":
                  "DPOST": "Deutsche Post", "CHINAPOST": "China Post", "YUN": "YunExpress"}
 
 
-def first_parcel(details: dict[str, Any]) -> dict[str, Any]:
-    parcels = details.get("parcels") or []
+def all_parcels(details: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every parcel of a `shipped` status (carrier, service, tracking number, lines)."""
+    parcels = [dict(p) for p in details.get("parcels") or [] if isinstance(p, dict)]
     if not parcels:
         raise Failed("shipped status names no parcel to write back")
-    return dict(parcels[0])
+    return parcels
 
 
 def now() -> float:

@@ -6,11 +6,7 @@ secret; API calls carry `X-Shopify-Access-Token` (credentials.access_token)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -19,12 +15,13 @@ from ..ratelimit import TokenBucket
 from .base import (
     CARRIER_NAMES,
     ChannelConfig,
+    HmacWebhook,
     Inbound,
     Job,
     Unmappable,
+    all_parcels,
     call,
     customer_id,
-    first_parcel,
     forwarded_codes,
     ioss_for,
     join_name,
@@ -46,17 +43,12 @@ FINANCIAL = {"paid": "paid", "partially_paid": "authorized", "authorized": "auth
              "partially_refunded": "paid"}
 
 
-def sign(secret: str, body: bytes) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+WEBHOOK = HmacWebhook("X-Shopify-Hmac-Sha256", "X-Shopify-Webhook-Id", "X-Shopify-Topic")
+sign, verify, delivery_id = WEBHOOK.sign, WEBHOOK.verify, WEBHOOK.delivery_id
 
 
-def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
-    given = headers.get("x-shopify-hmac-sha256", "")
-    return bool(secret) and hmac.compare_digest(sign(secret, body).encode(), given.encode())
-
-
-def delivery_id(headers: Mapping[str, str]) -> str | None:
-    return headers.get("x-shopify-webhook-id") or None
+def is_ping(body: bytes) -> bool:
+    return False  # Shopify sends no test delivery
 
 
 def bucket() -> TokenBucket:
@@ -76,10 +68,14 @@ def inbound(cfg: ChannelConfig, topic: str, order: Any) -> Inbound:
         }, order_name=name)
     if topic not in TOPICS_PLACED:
         return Inbound("ignored", ext, reason=f"topic {topic!r} is not handled")
-    return Inbound("placed", ext, map_order(cfg, order), order_name=name,
+    value = map_order(cfg, order)
+    # Kept for write-back: which of our SKUs each Shopify line item is (map_order keeps the
+    # line items' order), so a parcel's lines become that parcel's fulfillment.
+    return Inbound("placed", ext, value, order_name=name,
                    platform_data={"line_items": [
-                       {"id": li.get("id"), "quantity": li.get("quantity")}
-                       for li in order.get("line_items") or [] if isinstance(li, dict)]})
+                       {"id": li.get("id"), "quantity": li.get("quantity"), "sku": ln["sku"]}
+                       for li, ln in zip(order.get("line_items") or [], value["lines"],
+                                         strict=True)]})
 
 
 def map_order(cfg: ChannelConfig, o: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +143,71 @@ def map_order(cfg: ChannelConfig, o: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- write-back ---------------------------------------------------------------------------------
+def _tracking(parcel: dict[str, Any]) -> dict[str, Any]:
+    carrier = str(parcel.get("carrier") or "")
+    number = str(parcel.get("tracking_number") or "")
+    return {"number": number, "company": CARRIER_NAMES.get(carrier, carrier),
+            "url": tracking_url(carrier, number)}
+
+
+def partly_fulfilled(open_orders: list[dict[str, Any]]) -> bool:
+    return any(int(li.get("fulfillable_quantity", li.get("quantity")) or 0)
+               < int(li.get("quantity") or 0)
+               for f in open_orders for li in f.get("line_items") or [])
+
+
+def fulfillments(parcels: list[dict[str, Any]], open_orders: list[dict[str, Any]],
+                 order_data: dict[str, Any], sent: frozenset[str] = frozenset()
+                 ) -> list[dict[str, Any]]:
+    """The `POST fulfillments.json` bodies for a shipped order: one per parcel, naming the
+    fulfillment order line items in it (our SKU -> Shopify line item -> fulfillment order line
+    item, up to its `fulfillable_quantity`). A parcel whose tracking number is already on a
+    fulfillment (`sent`: a repeat after a crash) is left out. When the items cannot be told
+    apart (an order kept before the SKUs were recorded, or no parcel lines), one fulfillment
+    takes every open fulfillment order, with the first parcel's tracking; the others go in its
+    message."""
+    parcels = [p for p in parcels if str(p.get("tracking_number") or "") not in sent]
+    if not parcels:
+        return []
+    sku_of = {str(li.get("id")): li.get("sku") for li in order_data.get("line_items") or []}
+    remaining = [{"fo": f["id"], "id": li.get("id"), "sku": sku_of.get(str(li.get("line_item_id"))),
+                  "left": int(li.get("fulfillable_quantity", li.get("quantity")) or 0)}
+                 for f in open_orders for li in f.get("line_items") or []]
+    known = bool(remaining) and all(r["sku"] for r in remaining) \
+        and all(p.get("lines") for p in parcels)
+    if not known:
+        body: dict[str, Any] = {
+            "line_items_by_fulfillment_order": [{"fulfillment_order_id": f["id"]}
+                                                for f in open_orders],
+            "tracking_info": _tracking(parcels[0]), "notify_customer": True}
+        if len(parcels) > 1:
+            body["message"] = "Also shipped: " + "; ".join(
+                f"{t['company']} {t['number']}" for t in map(_tracking, parcels[1:]))
+        return [{"fulfillment": body}]
+    out = []
+    for p in parcels:
+        by_fo: dict[Any, list[dict[str, Any]]] = {}
+        for line in p.get("lines") or []:
+            want = int(line.get("quantity") or 0)
+            for r in remaining:
+                if want <= 0:
+                    break
+                if r["sku"] != line.get("sku") or r["left"] <= 0:
+                    continue
+                take = min(want, r["left"])
+                r["left"] -= take
+                want -= take
+                by_fo.setdefault(r["fo"], []).append({"id": r["id"], "quantity": take})
+        if not by_fo:
+            continue  # nothing of this parcel is left to fulfill: done before
+        out.append({"fulfillment": {
+            "line_items_by_fulfillment_order": [
+                {"fulfillment_order_id": fo, "fulfillment_order_line_items": items}
+                for fo, items in by_fo.items()],
+            "tracking_info": _tracking(p), "notify_customer": True}})
+    return out
+
+
 def _api(cfg: ChannelConfig, path: str) -> str:
     version = cfg.options.get("api_version") or DEFAULT_API_VERSION
     return f"{(cfg.api_base_url or '').rstrip('/')}/admin/api/{version}/{path}"
@@ -162,23 +223,25 @@ async def write_back(client: httpx.AsyncClient, bucket: TokenBucket, cfg: Channe
     oid = job.platform_order_id
     h = _headers(cfg)
     if job.action == "shipped":
-        parcel = first_parcel(job.details)
+        parcels = all_parcels(job.details)
         resp = await call(client, bucket, PLATFORM, "fulfillment_orders", "GET",
                           _api(cfg, f"orders/{oid}/fulfillment_orders.json"), headers=h)
         open_orders = [f for f in resp.json().get("fulfillment_orders", [])
                        if f.get("status") in ("open", "in_progress", "scheduled")]
         if not open_orders:
             return  # already fulfilled (a repeat after a crash, or by hand): nothing to do
-        carrier = str(parcel.get("carrier") or "")
-        number = str(parcel.get("tracking_number") or "")
-        body = {"fulfillment": {
-            "line_items_by_fulfillment_order": [{"fulfillment_order_id": f["id"]}
-                                                for f in open_orders],
-            "tracking_info": {"number": number, "company": CARRIER_NAMES.get(carrier, carrier),
-                              "url": tracking_url(carrier, number)},
-            "notify_customer": True}}
-        await call(client, bucket, PLATFORM, "fulfillment_create", "POST",
-                   _api(cfg, "fulfillments.json"), headers=h, content=json.dumps(body))
+        sent: frozenset[str] = frozenset()
+        if partly_fulfilled(open_orders):  # some parcels went before a crash: which ones
+            done = await call(client, bucket, PLATFORM, "fulfillments", "GET",
+                              _api(cfg, f"orders/{oid}/fulfillments.json"), headers=h)
+            sent = frozenset(str(n) for f in done.json().get("fulfillments", [])
+                             for n in f.get("tracking_numbers") or [f.get("tracking_number")]
+                             if n)
+        # One fulfillment per parcel (Shopify: "each fulfillment supports a single tracking
+        # number; for several, create separate fulfillments"), with that parcel's items.
+        for body in fulfillments(parcels, open_orders, job.order_data, sent):
+            await call(client, bucket, PLATFORM, "fulfillment_create", "POST",
+                       _api(cfg, "fulfillments.json"), headers=h, content=json.dumps(body))
     elif job.action == "cancelled":
         if job.order_data.get("cancelled_on_platform"):
             return

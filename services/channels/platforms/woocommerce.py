@@ -6,12 +6,8 @@ webhook's secret; API calls use HTTP basic auth with the consumer key and secret
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import re
-from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -22,12 +18,13 @@ from .base import (
     CARRIER_NAMES,
     CENT,
     ChannelConfig,
+    HmacWebhook,
     Inbound,
     Job,
     Unmappable,
+    all_parcels,
     call,
     customer_id,
-    first_parcel,
     forwarded_codes,
     ioss_for,
     join_name,
@@ -47,22 +44,13 @@ STATUS_PAYMENT = {"processing": "paid", "completed": "paid", "on-hold": "pending
                   "pending": "pending", "failed": "failed", "refunded": "paid"}
 
 
-def sign(secret: str, body: bytes) -> str:
-    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
-
-
-def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
-    given = headers.get("x-wc-webhook-signature", "")
-    return bool(secret) and hmac.compare_digest(sign(secret, body).encode(), given.encode())
+WEBHOOK = HmacWebhook("X-WC-Webhook-Signature", "X-WC-Webhook-Delivery-ID", "X-WC-Webhook-Topic")
+sign, verify, delivery_id = WEBHOOK.sign, WEBHOOK.verify, WEBHOOK.delivery_id
 
 
 def is_ping(body: bytes) -> bool:
     """WooCommerce's test delivery when a webhook is saved: `webhook_id=N`, form-encoded."""
     return bool(PING.match(body.strip()))
-
-
-def delivery_id(headers: Mapping[str, str]) -> str | None:
-    return headers.get("x-wc-webhook-delivery-id") or None
 
 
 def bucket() -> TokenBucket:
@@ -166,8 +154,7 @@ async def write_back(client: httpx.AsyncClient, bucket: TokenBucket, cfg: Channe
     oid = job.platform_order_id
     kw: dict[str, Any] = {"auth": _auth(cfg), "headers": {"Content-Type": "application/json"}}
     if job.action == "shipped":
-        parcel = first_parcel(job.details)
-        parcels = job.details.get("parcels") or [parcel]
+        parcels = all_parcels(job.details)
         notes = []
         for p in parcels:
             carrier = str(p.get("carrier") or "")
