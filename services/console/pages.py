@@ -133,11 +133,14 @@ async def order_detail(store_name: str, ext: str, request: Request,
             if p.get("tracking_number") and p not in parcels:
                 parcels.append(p)
     shipments = await up.get("logistics", f"/shipments/{store_name}/{ext}")
+    decided = await up.get_or_none("intake", f"/orders/{found['order_id']}/decision")
+    words = (decided or {}).get("customer_words") or {}
     shipped_lines: dict[str, int] = {}
     for s in shipments:
         for line in s.get("lines") or []:
             shipped_lines[line["sku"]] = shipped_lines.get(line["sku"], 0) + line["quantity"]
     return render(request, "order.html", user, order=found, parcels=parcels, shipments=shipments,
+                  words=words,
                   cancellable=found["status"] not in FINAL, shipped_lines=shipped_lines,
                   returnable=found["status"] in RETURNABLE, rma_kinds=RMA_KINDS,
                   rma_reasons=RMA_REASONS, flash=_flash(request))

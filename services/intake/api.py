@@ -220,15 +220,18 @@ async def decision(order_id: uuid.UUID, request: Request) -> dict[str, Any]:
     """The order's latest decision with the rules that fired and their inputs, its history, and
     what operators did."""
     pool = request.app.state.runtime.pool
-    row = await pool.fetchrow("SELECT order_id, store, external_order_id, status, reasons"
-                              " FROM orders WHERE order_id = $1", order_id)
+    row = await pool.fetchrow("SELECT order_id, store, external_order_id, status, reasons,"
+                              " payload FROM orders WHERE order_id = $1", order_id)
     if row is None:
         raise HTTPException(404, f"no order {order_id}")
     history = await store.decisions(pool, order_id)
+    placed = store.stored_order(row["payload"])
     return {"order_id": str(order_id), "store": row["store"],
             "external_order_id": row["external_order_id"], "status": row["status"],
             "decision": history[-1] if history else None, "history": history,
-            "audit": await store.audit_of(pool, order_id)}
+            "audit": await store.audit_of(pool, order_id),
+            "customer_words": {"note": placed.note, "gift_message": placed.gift_message,
+                               "gift_wrap": placed.gift_wrap}}
 
 
 @router.post("/rules/dry-run", dependencies=admin, response_model=schemas.DryRunResult)

@@ -89,6 +89,14 @@ class OrderDecision(BaseModel):
     decision: DecisionRecord | None = Field(description="the latest decision")
     history: list[DecisionRecord]
     audit: list[AuditEntry]
+    customer_words: CustomerWords | None = Field(default=None, description=(
+        "the order's note, gift message and gift wrap, for the people who pack it"))
+
+
+class CustomerWords(BaseModel):
+    note: str | None = None
+    gift_message: str | None = None
+    gift_wrap: bool = False
 
 
 class StorePolicy(BaseModel):

@@ -336,6 +336,27 @@ async def test_support_opens_a_refund_request_from_the_order_page(
     await context.close()
 
 
+async def test_the_order_page_shows_the_customers_note_and_gift_message_escaped(
+        storefront: Storefront, browser: Browser, users: Users) -> None:
+    sf = storefront
+    # Given an order with a note, a gift message (with markup in it) and gift wrap
+    sku = await new_product(sf, stock={"WH-LA": 2})
+    key, _ = await place(sf, [(sku, 1, "12.50")], note="Leave it with the neighbour at no. 5",
+                         gift_message="<b>Happy birthday</b>, 生日快乐!", gift_wrap=True)
+    await sf.wait_for(key, "reserved", timeout=60)
+    store, ext = key.split(":")
+    context, page = await new_page(browser)
+    # When a viewer opens the order
+    await sign_in(page, users["viewer"], f"/orders/{store}/{ext}")
+    # Then the customer's words are there, as text
+    await expect(page.locator("#customer-note")).to_have_text(
+        "Leave it with the neighbour at no. 5")
+    await expect(page.locator("#gift-message")).to_have_text("<b>Happy birthday</b>, 生日快乐!")
+    await expect(page.locator("#gift-wrap")).to_be_visible()
+    assert await page.locator("#gift-message b").count() == 0, "the message is not markup"
+    await context.close()
+
+
 # --- backorders -------------------------------------------------------------------------------
 
 async def test_a_manager_asks_a_backordered_buyer_to_wait_and_the_buyer_is_told(
