@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import logging
 import re
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import chain
 from typing import Any, Generic, TypeVar
 
 import asyncpg
@@ -57,6 +58,9 @@ log = logging.getLogger(__name__)
 
 # How long a poll waits for the first record; it returns at once when one is there.
 POLL_MS = 500
+# How long records wait for a partition that is known to hold earlier ones but does not deliver
+# them (its broker away): then they go on without it (`StreamTime`).
+MAX_IDLE_SECONDS = 3.0
 
 E = TypeVar("E", bound=Event)
 
@@ -236,6 +240,96 @@ def _clean(value: Any) -> Any:
     return value
 
 
+class StreamTime:
+    """Records of every partition a consumer holds, handed over in timestamp order (the
+    producer's send time), as Kafka Streams picks the next record by stream time.
+
+    Why: a service's decisions can depend on the order of events across topics (a restock and
+    an order for the same SKU; a shipment and the acceptance that caused it). Read live, records
+    come about in the order they were sent; re-read after a rewind (docs/OPERATIONS.md, restore)
+    a fetch returns whole runs of one partition, then of another. Handing over in timestamp
+    order, and holding back records while a partition that has earlier ones unfetched (it is
+    `behind`) has none buffered, makes a re-read take the decisions the first reading took, and
+    so emit the same events with the same derived ids. Ties go by topic, partition, offset.
+
+    Within a partition records stay in offset order (only heads are compared), so committing
+    the highest offset handed over per partition is exact. A partition that has been behind
+    with nothing buffered for `max_idle` seconds (its broker away) stops holding the others."""
+
+    def __init__(self, max_idle: float = MAX_IDLE_SECONDS) -> None:
+        self.max_idle = max_idle
+        self.buffers: dict[TopicPartition, deque[ConsumerRecord[Any, Any]]] = {}
+        self._waiting_since: dict[TopicPartition, float] = {}
+        self._given_up: set[TopicPartition] = set()
+
+    def add(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        for tp, records in batches.items():
+            buf = self.buffers.setdefault(tp, deque())
+            for record in records:
+                if buf and record.offset <= buf[-1].offset:
+                    buf.clear()  # the partition was reset (a rebalance): its records anew
+                buf.append(record)
+
+    def retain(self, assigned: set[TopicPartition]) -> None:
+        """Drop what is buffered for partitions no longer assigned (their new owner reads them
+        again from the last commit)."""
+        for tp in [tp for tp in self.buffers if tp not in assigned]:
+            del self.buffers[tp]
+        for tp in [tp for tp in self._waiting_since if tp not in assigned]:
+            del self._waiting_since[tp]
+        self._given_up &= assigned
+
+    def first_offset(self, tp: TopicPartition) -> int | None:
+        buf = self.buffers.get(tp)
+        return buf[0].offset if buf else None
+
+    def buffered(self) -> int:
+        return sum(len(b) for b in self.buffers.values())
+
+    def starved(self, behind: set[TopicPartition], now: float) -> set[TopicPartition]:
+        """The partitions records must wait for: behind, nothing buffered, and not yet waited
+        for `max_idle` seconds (after that they are given up on until they deliver again)."""
+        empty = {tp for tp in behind if not self.buffers.get(tp)}
+        for tp in [tp for tp in self._waiting_since if tp not in empty]:
+            del self._waiting_since[tp]
+            self._given_up.discard(tp)
+        out = set()
+        for tp in empty:
+            since = self._waiting_since.setdefault(tp, now)
+            if now - since < self.max_idle:
+                out.add(tp)
+            elif tp not in self._given_up:
+                self._given_up.add(tp)
+                log.info("%s[%d] has earlier records but delivered none for %.0f s; the other"
+                         " partitions go on without it", tp.topic, tp.partition, now - since)
+        return out
+
+    def take(self, behind: set[TopicPartition], limit: int, now: float | None = None
+             ) -> list[ConsumerRecord[Any, Any]]:
+        """Up to `limit` records in timestamp order; none while a partition of `behind` (it has
+        records not fetched yet) is starved. Stops where a partition that is behind runs out of
+        buffered records: its next one may be earlier than the rest."""
+        now = time.monotonic() if now is None else now
+        if self.starved(behind, now):
+            return []
+        heads = [(_order(buf[0]), tp) for tp, buf in self.buffers.items() if buf]
+        heapq.heapify(heads)
+        out: list[ConsumerRecord[Any, Any]] = []
+        while heads and len(out) < limit:
+            _, tp = heapq.heappop(heads)
+            buf = self.buffers[tp]
+            out.append(buf.popleft())
+            if buf:
+                heapq.heappush(heads, (_order(buf[0]), tp))
+            elif tp in behind and tp not in self._given_up:
+                break
+        return out
+
+
+def _order(record: ConsumerRecord[Any, Any]) -> tuple[int, str, int, int]:
+    return (record.timestamp, record.topic, record.partition, record.offset)
+
+
 class Consumer:
     """One aiokafka consumer per instance, in the service's group, over every topic the service
     consumes; its poll loop is ours (docs/messaging.md "Why our own poll loop"): getmany returns
@@ -269,6 +363,7 @@ class Consumer:
         self.lag: dict[str, int] = {}
         # The first offset per partition of the records being handled, until they are committed.
         self._in_flight: dict[TopicPartition, int] = {}
+        self.stream = StreamTime()
         self._lag_task: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self.started = False
@@ -305,14 +400,22 @@ class Consumer:
         self.started = False
 
     async def _run(self) -> None:
-        """Poll, handle, commit, for as long as the instance runs. Handling never raises (faults
-        are retried inside, bad input is rejected or dead-lettered); a failing poll (the broker
-        away) is retried here, and a stalled one is what /readyz's progress check is for."""
+        """Poll, handle, commit, for as long as the instance runs. Records go through
+        `StreamTime`, so they are handed over in timestamp order across partitions (a re-read
+        after a rewind takes the decisions the first reading took). Handling never raises
+        (faults are retried inside, bad input is rejected or dead-lettered); a failing poll (the
+        broker away) is retried here, and a stalled one is what /readyz's progress check is
+        for."""
         assert self.consumer is not None
+        stream = self.stream
+        wanted: set[TopicPartition] = set()
         delay = 0.5
         while True:
+            # Fetch only from the partitions the buffered records wait for; otherwise from all,
+            # without waiting while records are buffered.
+            wait = POLL_MS if wanted or not stream.buffered() else 0
             try:
-                batches = await self.consumer.getmany(timeout_ms=POLL_MS,
+                batches = await self.consumer.getmany(*wanted, timeout_ms=wait,
                                                       max_records=self.batch_size)
                 delay = 0.5
             except asyncio.CancelledError:
@@ -323,9 +426,16 @@ class Consumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            batch = [RawMessage.of(r) for r in chain.from_iterable(batches.values())]
-            if not batch:
+            assigned = set(self.consumer.assignment())
+            stream.retain(assigned)
+            stream.add({tp: rs for tp, rs in batches.items() if tp in assigned})
+            behind = await self._behind(assigned)
+            now = time.monotonic()
+            records = stream.take(behind, self.batch_size, now)
+            wanted = stream.starved(behind, now)
+            if not records:
                 continue
+            batch = [RawMessage.of(r) for r in records]
             self._hand_over(batch)
             if self.batch_size > 1:
                 await self.process_batch(batch)
@@ -334,6 +444,24 @@ class Consumer:
                     await self.process(raw)
             await self._commit_many(batch)
             self.last_progress = time.monotonic()
+
+    async def _behind(self, assigned: set[TopicPartition]) -> set[TopicPartition]:
+        """The partitions with records this consumer has not fetched yet (its fetch position
+        short of the last high-water mark it heard of); those never fetched count as behind."""
+        consumer = self.consumer
+        out: set[TopicPartition] = set()
+        if consumer is None:
+            return out
+        for tp in assigned:
+            try:
+                high = consumer.highwater(tp)
+                if high is None or await asyncio.wait_for(consumer.position(tp), 1.0) < high:
+                    out.add(tp)
+            except (AssertionError, IllegalStateError):
+                continue  # revoked meanwhile: not ours to wait for
+            except (TimeoutError, KafkaError):
+                out.add(tp)  # no position yet (being reset): its records are still to come
+        return out
 
     @property
     def total_lag(self) -> int:
@@ -359,6 +487,8 @@ class Consumer:
                     # offsets are committed (the fetch position moves as soon as a poll hands
                     # them over, so a run stuck on a lock would show no lag and never stall).
                     done = self._in_flight.get(tp)
+                    if done is None:
+                        done = self.stream.first_offset(tp)  # fetched, held back
                     if done is None:
                         done = await asyncio.wait_for(consumer.position(tp), 10)
                     lag[tp.topic] = lag.get(tp.topic, 0) + max(0, ends.get(tp, 0) - done)
