@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 # How long a poll waits for the first record; it returns at once when one is there.
 POLL_MS = 500
+# A consumer with records still to read whose newest handled record is older than this is
+# re-reading the past (after a rewind, a restart after downtime): `Consumer.catching_up`.
+CATCH_UP_SECONDS = 10.0
 # How long records wait for a partition that is known to hold earlier ones but does not deliver
 # them (its broker away): then they go on without it (`StreamTime`).
 MAX_IDLE_SECONDS = 3.0
@@ -364,6 +367,10 @@ class Consumer:
         # The first offset per partition of the records being handled, until they are committed.
         self._in_flight: dict[TopicPartition, int] = {}
         self.stream = StreamTime()
+        # The newest timestamp (ms) handed over, and whether records were left to read at the
+        # last poll: `catching_up`.
+        self.stream_time_ms = 0
+        self._more_to_read = True
         self._lag_task: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self.started = False
@@ -433,8 +440,10 @@ class Consumer:
             now = time.monotonic()
             records = stream.take(behind, self.batch_size, now)
             wanted = stream.starved(behind, now)
+            self._more_to_read = bool(behind) or stream.buffered() > 0
             if not records:
                 continue
+            self.stream_time_ms = max(self.stream_time_ms, max(r.timestamp for r in records))
             batch = [RawMessage.of(r) for r in records]
             self._hand_over(batch)
             if self.batch_size > 1:
@@ -444,6 +453,18 @@ class Consumer:
                     await self.process(raw)
             await self._commit_many(batch)
             self.last_progress = time.monotonic()
+
+    @property
+    def catching_up(self) -> bool:
+        """Re-reading the past: records are left to read and the newest one handled is more
+        than CATCH_UP_SECONDS old (after a rewind or downtime), or the consumer has not polled
+        yet. Work a timer does on the service's state (fulfillment's warehouse pass) waits
+        meanwhile: the state is not the present one, and acting on it would take decisions the
+        first reading of these records did not (docs/OPERATIONS.md, restore)."""
+        if not self.started:
+            return True
+        old = time.time() * 1000 - self.stream_time_ms > CATCH_UP_SECONDS * 1000
+        return self._more_to_read and old
 
     async def _behind(self, assigned: set[TopicPartition]) -> set[TopicPartition]:
         """The partitions with records this consumer has not fetched yet (its fetch position
