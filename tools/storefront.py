@@ -210,5 +210,18 @@ class Storefront:
             seen = [e["status"] for e in self.statuses.get(key, [])]
             raise AssertionError(f"{key}: no {status!r} within {timeout}s; saw {seen}") from None
 
+    def timeline(self, key: str) -> list[dict[str, Any]]:
+        """The order's `orders.status` events as a storefront following the contract applies
+        them: an `event_id` seen before is already handled (docs/contract.md), so a step sent
+        again (a relay retry, a restore's re-read) is left out. `statuses` keeps everything."""
+        seen: set[Any] = set()
+        out = []
+        for e in self.statuses.get(key, []):
+            if e.get("event_id") in seen:
+                continue
+            seen.add(e.get("event_id"))
+            out.append(e)
+        return out
+
     def seen(self, key: str) -> list[str]:
         return [e["status"] for e in self.statuses.get(key, [])]

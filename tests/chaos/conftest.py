@@ -130,8 +130,8 @@ def sold(shop: sf.Storefront, skus: list[str]) -> Counter[str]:
     storefront saw on `orders.status` (every order, continuation orders included)."""
     wanted = set(skus)
     out: Counter[str] = Counter()
-    for statuses in list(shop.statuses.values()):
-        for alloc in holding(statuses):
+    for key in list(shop.statuses):
+        for alloc in holding(shop.timeline(key)):
             for line in alloc["lines"]:
                 if line["sku"] in wanted:
                     out[line["sku"]] += int(line["quantity"])
@@ -267,8 +267,8 @@ async def refill(shop: sf.Storefront, keys: list[str],
     any of them fits), then wait until each of them is reserved again (shipping follows; verify's
     checks see it through) or was cancelled. Returns the backordered orders and those that
     were not refilled."""
-    waiting = [k for k in keys if shop.statuses.get(k)
-               and shop.statuses[k][-1]["status"] == "backordered"]
+    waiting = [k for k in keys if shop.timeline(k)
+               and shop.timeline(k)[-1]["status"] == "backordered"]
     need: Counter[str] = Counter()
     for k in waiting:
         for sku, quantity, _ in lines_of[k]:
@@ -277,8 +277,8 @@ async def refill(shop: sf.Storefront, keys: list[str],
         await ledger.receive(shop, sku, "WH-LA", units)
 
     def unfilled() -> list[str]:  # reserved again after its last backordered, or cancelled
-        return [k for k in waiting if shop.statuses[k][-1]["status"] == "backordered"
-                or (not holding(shop.statuses[k]) and "cancelled" not in shop.seen(k))]
+        return [k for k in waiting if shop.timeline(k)[-1]["status"] == "backordered"
+                or (not holding(shop.timeline(k)) and "cancelled" not in shop.seen(k))]
 
     async def refilled() -> bool:
         return not unfilled()
