@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 # How long a poll waits for the first record; it returns at once when one is there.
 POLL_MS = 500
+# The broker's long poll for a fetch with no data yet (aiokafka's default is 500 ms).
+FETCH_MAX_WAIT_MS = 100
 # A consumer with records still to read whose newest handled record is older than this is
 # re-reading the past (after a rewind, a restart after downtime): `Consumer.catching_up`.
 CATCH_UP_SECONDS = 10.0
@@ -358,6 +360,10 @@ class Consumer:
             "enable_auto_commit": False, "auto_offset_reset": "earliest",
             "session_timeout_ms": 15000, "heartbeat_interval_ms": 3000,
             "max_poll_records": self.batch_size,
+            # aiokafka keeps one fetch in flight per broker, and a partition left out of it (it
+            # had records buffered then) waits for it to come back: a long poll of 500 ms (the
+            # default) would hold the records `StreamTime` keeps waiting for that partition.
+            "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
         }
         if fetch_wait_ms > 0:  # see Service.fetch_wait_ms
             self.options.update(fetch_min_bytes=1024 * 1024, fetch_max_wait_ms=fetch_wait_ms)
@@ -436,7 +442,7 @@ class Consumer:
             assigned = set(self.consumer.assignment())
             stream.retain(assigned)
             stream.add({tp: rs for tp, rs in batches.items() if tp in assigned})
-            behind = await self._behind(assigned)
+            behind = await self._behind(assigned, fresh=stream.buffered() > 0)
             now = time.monotonic()
             records = stream.take(behind, self.batch_size, now)
             wanted = stream.starved(behind, now)
@@ -466,16 +472,29 @@ class Consumer:
         old = time.time() * 1000 - self.stream_time_ms > CATCH_UP_SECONDS * 1000
         return self._more_to_read and old
 
-    async def _behind(self, assigned: set[TopicPartition]) -> set[TopicPartition]:
-        """The partitions with records this consumer has not fetched yet (its fetch position
-        short of the last high-water mark it heard of); those never fetched count as behind."""
+    async def _behind(self, assigned: set[TopicPartition], fresh: bool
+                      ) -> set[TopicPartition]:
+        """The partitions with records this consumer has not fetched yet: its fetch position
+        short of the partition's end. With `fresh` (records are buffered, so the answer decides
+        what goes first) the ends are asked of the broker now: the high-water mark a fetch
+        brought is stale for a partition left out of the fetches since (aiokafka fetches only
+        partitions with nothing buffered), and an order placed before its cancellation was seen
+        after it. Otherwise, or when the broker does not answer within a second, the last
+        high-water mark heard of; a partition never fetched counts as behind."""
         consumer = self.consumer
         out: set[TopicPartition] = set()
         if consumer is None:
             return out
+        ends: dict[TopicPartition, int] = {}
+        if fresh and assigned:
+            with contextlib.suppress(TimeoutError, KafkaError, IllegalStateError,
+                                     AssertionError):
+                ends = await asyncio.wait_for(consumer.end_offsets(list(assigned)), 1.0)
         for tp in assigned:
             try:
-                high = consumer.highwater(tp)
+                high = ends.get(tp)
+                if high is None:
+                    high = consumer.highwater(tp)
                 if high is None or await asyncio.wait_for(consumer.position(tp), 1.0) < high:
                     out.add(tp)
             except (AssertionError, IllegalStateError):
