@@ -403,9 +403,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:  # by folder: a checkout may itself live in a folder named "chaos"
         if item.path.is_relative_to(here) and not item.get_closest_marker("chaos_smoke"):
             item.add_marker(pytest.mark.chaos)
-    # The restore leaves on the topics the events it re-made differently (what it found): a
-    # later replay from offset 0 would apply them. It runs last (stable sort: the rest keep
-    # their order); `make clean` before the next `make chaos` on the same stack.
+    # The restore runs last (stable sort: the rest keep their order): it replaces every
+    # schema with a dump twice and rewinds every group, and the steps it re-sends stay on the
+    # topics (with their first event ids, so a later re-read skips them).
     items.sort(key=lambda item: item.name.startswith("test_restore_from_a_backup"))
 
 
