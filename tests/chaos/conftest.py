@@ -364,8 +364,26 @@ async def returns(shop: sf.Storefront, keys: list[str], ledger: Ledger | None = 
             store, ext, request_id=f"RMA-{ext}", kind="return",
             lines=[{"sku": lines[key]["sku"], "quantity": 1}], reason="changed_mind",
             comment=None, exchange_for=None))
+
+    async def authorized_here(key: str) -> bool:
+        """After-sales' answer to this request (its id in the details): an order cancelled
+        after shipping already has a return of its own authorized (`cancelled_after_shipping`),
+        and this one is then rejected (`lines_not_in_order`): nothing to receive for it."""
+        request_id = f"RMA-{key.split(':')[1]}"
+
+        def answers() -> list[str]:
+            return [e["status"] for e in shop.timeline(key)
+                    if e["status"] in ("return_authorized", "return_rejected")
+                    and isinstance(e.get("details"), dict)
+                    and e["details"].get("request_id") == request_id]
+
+        async def answered() -> bool:
+            return bool(answers())
+        with contextlib.suppress(AssertionError):
+            await eventually(answered, timeout=60, what=f"{request_id} decided")
+        return "return_authorized" in answers()
     authorized = [k for k, ok in zip(delivered, await asyncio.gather(
-        *(reached(k, "return_authorized") for k in delivered)), strict=True) if ok]
+        *(authorized_here(k) for k in delivered)), strict=True) if ok]
     for key in authorized:
         store, ext = key.split(":")
         sku = lines[key]["sku"]
