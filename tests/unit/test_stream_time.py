@@ -94,3 +94,19 @@ def test_a_reset_partition_and_a_revoked_one_are_dropped() -> None:
     stream.retain({STOCK})
     assert stream.first_offset(ACCEPTED) is None
     assert seen(stream.take(set(), 10, now=0)) == [("stock.adjustments", 3)]
+
+
+def test_catching_up_means_records_left_and_the_newest_handled_is_old() -> None:
+    import time
+
+    from shared.messaging import CATCH_UP_SECONDS, Consumer, Handlers
+    consumer = Consumer("fulfillment", "localhost:1", None, None, Handlers())  # type: ignore[arg-type]
+    assert consumer.catching_up  # not polled yet: nothing known
+    consumer.started = True
+    consumer._more_to_read = False
+    assert not consumer.catching_up  # caught up (idle: the newest handled may be old)
+    consumer._more_to_read = True
+    consumer.stream_time_ms = int((time.time() - CATCH_UP_SECONDS - 60) * 1000)
+    assert consumer.catching_up  # re-reading records a minute older than the threshold
+    consumer.stream_time_ms = int(time.time() * 1000)
+    assert not consumer.catching_up  # live, with a little lag
