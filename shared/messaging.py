@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 
 # How long a poll waits for the first record; it returns at once when one is there.
 POLL_MS = 500
+# Records older than this when fetched: the consumer is behind, and which partitions still hold
+# records is asked of the broker rather than taken from the last fetches (`Consumer._behind`).
+FRESH_ENDS_AFTER_MS = 200
 # The broker's long poll for a fetch with no data yet (aiokafka's default is 500 ms).
 FETCH_MAX_WAIT_MS = 100
 # A consumer with records still to read whose newest handled record is older than this is
@@ -368,6 +371,7 @@ class Consumer:
         if fetch_wait_ms > 0:  # see Service.fetch_wait_ms
             self.options.update(fetch_min_bytes=1024 * 1024, fetch_max_wait_ms=fetch_wait_ms)
         self.consumer: AIOKafkaConsumer | None = None
+        self._ends: AIOKafkaConsumer | None = None
         self.last_progress = time.monotonic()
         self.lag: dict[str, int] = {}
         # The first offset per partition of the records being handled, until they are committed.
@@ -395,6 +399,7 @@ class Consumer:
                 await consumer.stop()
             raise
         self.consumer = consumer
+        self._ends = await self._ends_client()
         self.started = True
         self.last_progress = time.monotonic()
         self._loop_task = asyncio.create_task(self._run(), name=f"consume-{self.service}")
@@ -406,11 +411,31 @@ class Consumer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self.consumer is not None:
-            with contextlib.suppress(Exception):
-                await self.consumer.stop()
+        for client in (self.consumer, self._ends):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.stop()
         self.consumer = None
+        self._ends = None
         self.started = False
+
+    async def _ends_client(self) -> AIOKafkaConsumer | None:
+        """A client of its own (no group) to ask partitions' ends with (`_behind`): on the
+        consumer's connection the request would queue behind its fetch, which the broker holds
+        for up to the fetch long poll, and add that to every hop. None if it cannot start (the
+        last high-water marks fetched are used then)."""
+        client = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                  enable_auto_commit=False,
+                                  client_id=f"shopkeeper-{self.service}-ends")
+        try:
+            await client.start()
+        except Exception as exc:
+            log.warning("could not start the client that reads partition ends (%s: %s); records"
+                        " are ordered by the high-water marks fetched", type(exc).__name__, exc)
+            with contextlib.suppress(Exception):
+                await client.stop()
+            return None
+        return client
 
     async def _run(self) -> None:
         """Poll, handle, commit, for as long as the instance runs. Records go through
@@ -442,7 +467,17 @@ class Consumer:
             assigned = set(self.consumer.assignment())
             stream.retain(assigned)
             stream.add({tp: rs for tp, rs in batches.items() if tp in assigned})
-            behind = await self._behind(assigned, fresh=stream.buffered() > 0)
+            if not stream.buffered():
+                # Nothing to hand over, so nothing to order (for `catching_up`: anything left?)
+                wanted = set()
+                self._more_to_read = bool(await self._behind(assigned, fresh=False))
+                continue
+            # The ends are asked of the broker only when the records wait already (the oldest
+            # sent more than FRESH_ENDS_AFTER_MS ago): a round trip per run is nothing then, and
+            # that is when partitions are left out of fetches; live, the fetched marks are new.
+            oldest = min(buf[0].timestamp for buf in stream.buffers.values() if buf)
+            fresh = time.time() * 1000 - oldest > FRESH_ENDS_AFTER_MS
+            behind = await self._behind(assigned, fresh=fresh)
             now = time.monotonic()
             records = stream.take(behind, self.batch_size, now)
             wanted = stream.starved(behind, now)
@@ -479,28 +514,29 @@ class Consumer:
         what goes first) the ends are asked of the broker now: the high-water mark a fetch
         brought is stale for a partition left out of the fetches since (aiokafka fetches only
         partitions with nothing buffered), and an order placed before its cancellation was seen
-        after it. Otherwise, or when the broker does not answer within a second, the last
-        high-water mark heard of; a partition never fetched counts as behind."""
+        after it. They are asked on a connection of their own (`_ends_client`). Otherwise, or
+        when the broker does not answer within a second, the last high-water mark heard of; a
+        partition never fetched counts as behind."""
         consumer = self.consumer
         out: set[TopicPartition] = set()
         if consumer is None:
             return out
         ends: dict[TopicPartition, int] = {}
-        if fresh and assigned:
+        if fresh and assigned and self._ends is not None:
             with contextlib.suppress(TimeoutError, KafkaError, IllegalStateError,
                                      AssertionError):
-                ends = await asyncio.wait_for(consumer.end_offsets(list(assigned)), 1.0)
+                ends = await asyncio.wait_for(self._ends.end_offsets(list(assigned)), 1.0)
         for tp in assigned:
             try:
-                high = ends.get(tp)
-                if high is None:
-                    high = consumer.highwater(tp)
-                if high is None or await asyncio.wait_for(consumer.position(tp), 1.0) < high:
+                if consumer.highwater(tp) is None:
+                    out.add(tp)  # never fetched since assigned: its records are still to come
+                    continue
+                high = ends.get(tp, consumer.highwater(tp))
+                # fetched from, so its position is valid: this returns at once
+                if await consumer.position(tp) < high:
                     out.add(tp)
             except (AssertionError, IllegalStateError):
                 continue  # revoked meanwhile: not ours to wait for
-            except (TimeoutError, KafkaError):
-                out.add(tp)  # no position yet (being reset): its records are still to come
         return out
 
     @property
