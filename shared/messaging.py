@@ -22,17 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import logging
 import re
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from itertools import chain
 from typing import Any, Generic, TypeVar
 
 import asyncpg
@@ -61,6 +62,17 @@ log = logging.getLogger(__name__)
 
 # How long a poll waits for the first record; it returns at once when one is there.
 POLL_MS = 500
+# Records older than this when fetched: the consumer is behind, and which partitions still hold
+# records is asked of the broker rather than taken from the last fetches (`Consumer._behind`).
+FRESH_ENDS_AFTER_MS = 200
+# The broker's long poll for a fetch with no data yet (aiokafka's default is 500 ms).
+FETCH_MAX_WAIT_MS = 100
+# A consumer with records still to read whose newest handled record is older than this is
+# re-reading the past (after a rewind, a restart after downtime): `Consumer.catching_up`.
+CATCH_UP_SECONDS = 10.0
+# How long records wait for a partition that is known to hold earlier ones but does not deliver
+# them (its broker away): then they go on without it (`StreamTime`).
+MAX_IDLE_SECONDS = 3.0
 
 E = TypeVar("E", bound=Event)
 
@@ -336,6 +348,96 @@ def _clean(value: Any) -> Any:
     return value
 
 
+class StreamTime:
+    """Records of every partition a consumer holds, handed over in timestamp order (the
+    producer's send time), as Kafka Streams picks the next record by stream time.
+
+    Why: a service's decisions can depend on the order of events across topics (a restock and
+    an order for the same SKU; a shipment and the acceptance that caused it). Read live, records
+    come about in the order they were sent; re-read after a rewind (docs/OPERATIONS.md, restore)
+    a fetch returns whole runs of one partition, then of another. Handing over in timestamp
+    order, and holding back records while a partition that has earlier ones unfetched (it is
+    `behind`) has none buffered, makes a re-read take the decisions the first reading took, and
+    so emit the same events with the same derived ids. Ties go by topic, partition, offset.
+
+    Within a partition records stay in offset order (only heads are compared), so committing
+    the highest offset handed over per partition is exact. A partition that has been behind
+    with nothing buffered for `max_idle` seconds (its broker away) stops holding the others."""
+
+    def __init__(self, max_idle: float = MAX_IDLE_SECONDS) -> None:
+        self.max_idle = max_idle
+        self.buffers: dict[TopicPartition, deque[ConsumerRecord[Any, Any]]] = {}
+        self._waiting_since: dict[TopicPartition, float] = {}
+        self._given_up: set[TopicPartition] = set()
+
+    def add(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        for tp, records in batches.items():
+            buf = self.buffers.setdefault(tp, deque())
+            for record in records:
+                if buf and record.offset <= buf[-1].offset:
+                    buf.clear()  # the partition was reset (a rebalance): its records anew
+                buf.append(record)
+
+    def retain(self, assigned: set[TopicPartition]) -> None:
+        """Drop what is buffered for partitions no longer assigned (their new owner reads them
+        again from the last commit)."""
+        for tp in [tp for tp in self.buffers if tp not in assigned]:
+            del self.buffers[tp]
+        for tp in [tp for tp in self._waiting_since if tp not in assigned]:
+            del self._waiting_since[tp]
+        self._given_up &= assigned
+
+    def first_offset(self, tp: TopicPartition) -> int | None:
+        buf = self.buffers.get(tp)
+        return buf[0].offset if buf else None
+
+    def buffered(self) -> int:
+        return sum(len(b) for b in self.buffers.values())
+
+    def starved(self, behind: set[TopicPartition], now: float) -> set[TopicPartition]:
+        """The partitions records must wait for: behind, nothing buffered, and not yet waited
+        for `max_idle` seconds (after that they are given up on until they deliver again)."""
+        empty = {tp for tp in behind if not self.buffers.get(tp)}
+        for tp in [tp for tp in self._waiting_since if tp not in empty]:
+            del self._waiting_since[tp]
+            self._given_up.discard(tp)
+        out = set()
+        for tp in empty:
+            since = self._waiting_since.setdefault(tp, now)
+            if now - since < self.max_idle:
+                out.add(tp)
+            elif tp not in self._given_up:
+                self._given_up.add(tp)
+                log.info("%s[%d] has earlier records but delivered none for %.0f s; the other"
+                         " partitions go on without it", tp.topic, tp.partition, now - since)
+        return out
+
+    def take(self, behind: set[TopicPartition], limit: int, now: float | None = None
+             ) -> list[ConsumerRecord[Any, Any]]:
+        """Up to `limit` records in timestamp order; none while a partition of `behind` (it has
+        records not fetched yet) is starved. Stops where a partition that is behind runs out of
+        buffered records: its next one may be earlier than the rest."""
+        now = time.monotonic() if now is None else now
+        if self.starved(behind, now):
+            return []
+        heads = [(_order(buf[0]), tp) for tp, buf in self.buffers.items() if buf]
+        heapq.heapify(heads)
+        out: list[ConsumerRecord[Any, Any]] = []
+        while heads and len(out) < limit:
+            _, tp = heapq.heappop(heads)
+            buf = self.buffers[tp]
+            out.append(buf.popleft())
+            if buf:
+                heapq.heappush(heads, (_order(buf[0]), tp))
+            elif tp in behind and tp not in self._given_up:
+                break
+        return out
+
+
+def _order(record: ConsumerRecord[Any, Any]) -> tuple[int, str, int, int]:
+    return (record.timestamp, record.topic, record.partition, record.offset)
+
+
 class Consumer:
     """One aiokafka consumer per instance, in the service's group, over every topic the service
     consumes; its poll loop is ours (docs/messaging.md "Why our own poll loop"): getmany returns
@@ -361,14 +463,24 @@ class Consumer:
             "enable_auto_commit": False, "auto_offset_reset": "earliest",
             "session_timeout_ms": 15000, "heartbeat_interval_ms": 3000,
             "max_poll_records": self.batch_size,
+            # aiokafka keeps one fetch in flight per broker, and a partition left out of it (it
+            # had records buffered then) waits for it to come back: a long poll of 500 ms (the
+            # default) would hold the records `StreamTime` keeps waiting for that partition.
+            "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
         }
         if fetch_wait_ms > 0:  # see Service.fetch_wait_ms
             self.options.update(fetch_min_bytes=1024 * 1024, fetch_max_wait_ms=fetch_wait_ms)
         self.consumer: AIOKafkaConsumer | None = None
+        self._ends: AIOKafkaConsumer | None = None
         self.last_progress = time.monotonic()
         self.lag: dict[str, int] = {}
         # The first offset per partition of the records being handled, until they are committed.
         self._in_flight: dict[TopicPartition, int] = {}
+        self.stream = StreamTime()
+        # The newest timestamp (ms) handed over, and whether records were left to read at the
+        # last poll: `catching_up`.
+        self.stream_time_ms = 0
+        self._more_to_read = True
         self._lag_task: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self.started = False
@@ -387,6 +499,7 @@ class Consumer:
                 await consumer.stop()
             raise
         self.consumer = consumer
+        self._ends = await self._ends_client()
         self.started = True
         self.last_progress = time.monotonic()
         self._loop_task = asyncio.create_task(self._run(), name=f"consume-{self.service}")
@@ -398,21 +511,49 @@ class Consumer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        if self.consumer is not None:
-            with contextlib.suppress(Exception):
-                await self.consumer.stop()
+        for client in (self.consumer, self._ends):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.stop()
         self.consumer = None
+        self._ends = None
         self.started = False
 
+    async def _ends_client(self) -> AIOKafkaConsumer | None:
+        """A client of its own (no group) to ask partitions' ends with (`_behind`): on the
+        consumer's connection the request would queue behind its fetch, which the broker holds
+        for up to the fetch long poll, and add that to every hop. None if it cannot start (the
+        last high-water marks fetched are used then)."""
+        client = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                  enable_auto_commit=False,
+                                  client_id=f"shopkeeper-{self.service}-ends")
+        try:
+            await client.start()
+        except Exception as exc:
+            log.warning("could not start the client that reads partition ends (%s: %s); records"
+                        " are ordered by the high-water marks fetched", type(exc).__name__, exc)
+            with contextlib.suppress(Exception):
+                await client.stop()
+            return None
+        return client
+
     async def _run(self) -> None:
-        """Poll, handle, commit, for as long as the instance runs. Handling never raises (faults
-        are retried inside, bad input is rejected or dead-lettered); a failing poll (the broker
-        away) is retried here, and a stalled one is what /readyz's progress check is for."""
+        """Poll, handle, commit, for as long as the instance runs. Records go through
+        `StreamTime`, so they are handed over in timestamp order across partitions (a re-read
+        after a rewind takes the decisions the first reading took). Handling never raises
+        (faults are retried inside, bad input is rejected or dead-lettered); a failing poll (the
+        broker away) is retried here, and a stalled one is what /readyz's progress check is
+        for."""
         assert self.consumer is not None
+        stream = self.stream
+        wanted: set[TopicPartition] = set()
         delay = 0.5
         while True:
+            # Fetch only from the partitions the buffered records wait for; otherwise from all,
+            # without waiting while records are buffered.
+            wait = POLL_MS if wanted or not stream.buffered() else 0
             try:
-                batches = await self.consumer.getmany(timeout_ms=POLL_MS,
+                batches = await self.consumer.getmany(*wanted, timeout_ms=wait,
                                                       max_records=self.batch_size)
                 delay = 0.5
             except asyncio.CancelledError:
@@ -423,9 +564,28 @@ class Consumer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            batch = [RawMessage.of(r) for r in chain.from_iterable(batches.values())]
-            if not batch:
+            assigned = set(self.consumer.assignment())
+            stream.retain(assigned)
+            stream.add({tp: rs for tp, rs in batches.items() if tp in assigned})
+            if not stream.buffered():
+                # Nothing to hand over, so nothing to order (for `catching_up`: anything left?)
+                wanted = set()
+                self._more_to_read = bool(await self._behind(assigned, fresh=False))
                 continue
+            # The ends are asked of the broker only when the records wait already (the oldest
+            # sent more than FRESH_ENDS_AFTER_MS ago): a round trip per run is nothing then, and
+            # that is when partitions are left out of fetches; live, the fetched marks are new.
+            oldest = min(buf[0].timestamp for buf in stream.buffers.values() if buf)
+            fresh = time.time() * 1000 - oldest > FRESH_ENDS_AFTER_MS
+            behind = await self._behind(assigned, fresh=fresh)
+            now = time.monotonic()
+            records = stream.take(behind, self.batch_size, now)
+            wanted = stream.starved(behind, now)
+            self._more_to_read = bool(behind) or stream.buffered() > 0
+            if not records:
+                continue
+            self.stream_time_ms = max(self.stream_time_ms, max(r.timestamp for r in records))
+            batch = [RawMessage.of(r) for r in records]
             self._hand_over(batch)
             if self.batch_size > 1:
                 await self.process_batch(batch)
@@ -434,6 +594,50 @@ class Consumer:
                     await self.process(raw)
             await self._commit_many(batch)
             self.last_progress = time.monotonic()
+
+    @property
+    def catching_up(self) -> bool:
+        """Re-reading the past: records are left to read and the newest one handled is more
+        than CATCH_UP_SECONDS old (after a rewind or downtime), or the consumer has not polled
+        yet. Work a timer does on the service's state (fulfillment's warehouse pass) waits
+        meanwhile: the state is not the present one, and acting on it would take decisions the
+        first reading of these records did not (docs/OPERATIONS.md, restore)."""
+        if not self.started:
+            return True
+        old = time.time() * 1000 - self.stream_time_ms > CATCH_UP_SECONDS * 1000
+        return self._more_to_read and old
+
+    async def _behind(self, assigned: set[TopicPartition], fresh: bool
+                      ) -> set[TopicPartition]:
+        """The partitions with records this consumer has not fetched yet: its fetch position
+        short of the partition's end. With `fresh` (records are buffered, so the answer decides
+        what goes first) the ends are asked of the broker now: the high-water mark a fetch
+        brought is stale for a partition left out of the fetches since (aiokafka fetches only
+        partitions with nothing buffered), and an order placed before its cancellation was seen
+        after it. They are asked on a connection of their own (`_ends_client`). Otherwise, or
+        when the broker does not answer within a second, the last high-water mark heard of; a
+        partition never fetched counts as behind."""
+        consumer = self.consumer
+        out: set[TopicPartition] = set()
+        if consumer is None:
+            return out
+        ends: dict[TopicPartition, int] = {}
+        if fresh and assigned and self._ends is not None:
+            with contextlib.suppress(TimeoutError, KafkaError, IllegalStateError,
+                                     AssertionError):
+                ends = await asyncio.wait_for(self._ends.end_offsets(list(assigned)), 1.0)
+        for tp in assigned:
+            try:
+                if consumer.highwater(tp) is None:
+                    out.add(tp)  # never fetched since assigned: its records are still to come
+                    continue
+                high = ends.get(tp, consumer.highwater(tp))
+                # fetched from, so its position is valid: this returns at once
+                if await consumer.position(tp) < high:
+                    out.add(tp)
+            except (AssertionError, IllegalStateError):
+                continue  # revoked meanwhile: not ours to wait for
+        return out
 
     @property
     def total_lag(self) -> int:
@@ -459,6 +663,8 @@ class Consumer:
                     # offsets are committed (the fetch position moves as soon as a poll hands
                     # them over, so a run stuck on a lock would show no lag and never stall).
                     done = self._in_flight.get(tp)
+                    if done is None:
+                        done = self.stream.first_offset(tp)  # fetched, held back
                     if done is None:
                         done = await asyncio.wait_for(consumer.position(tp), 10)
                     lag[tp.topic] = lag.get(tp.topic, 0) + max(0, ends.get(tp, 0) - done)

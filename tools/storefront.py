@@ -211,5 +211,20 @@ class Storefront:
             seen = [e["status"] for e in self.statuses.get(key, [])]
             raise AssertionError(f"{key}: no {status!r} within {timeout}s; saw {seen}") from None
 
+    def timeline(self, key: str) -> list[dict[str, Any]]:
+        """The order's `orders.status` events as a storefront following the contract applies
+        them: an `event_id` seen before is already handled (docs/contract.md), so a step sent
+        again (a relay retry, a restore's re-read) is left out. `statuses` keeps everything."""
+        seen: set[str] = set()
+        out = []
+        for e in self.statuses.get(key, []):
+            event_id = e.get("event_id")
+            if isinstance(event_id, str):  # a bad value (the fuzz scenario's) is kept as it is
+                if event_id in seen:
+                    continue
+                seen.add(event_id)
+            out.append(e)
+        return out
+
     def seen(self, key: str) -> list[str]:
         return [e["status"] for e in self.statuses.get(key, [])]

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -423,6 +424,10 @@ async def _simulate_alone(runtime: Runtime, wave_id: str, cfg: Config,
                       " repeats, look at the wave: GET /waves/%s", wave_id, wave_id)
 
 
+# The longest the wave pass waits for the consumer to catch up before one pass runs anyway.
+WAVES_DEFERRED_SECONDS = 60.0
+
+
 async def start_waves(runtime: Runtime) -> None:
     cfg = config()
     automatic = get_settings().shopkeeper_warehouse_mode == "automatic"
@@ -443,9 +448,35 @@ async def start_waves(runtime: Runtime) -> None:
 
         await asyncio.gather(*(work(w) for w in due))
 
+    deferred_since: list[float] = []
+
+    def deferred() -> bool:
+        """While the consumer re-reads the past (after a restore's rewind, or downtime), the
+        picks waiting are not the present ones: a cancellation still to be re-read may be for
+        an order the pass would pack. Waves wait until it has caught up, for at most
+        WAVES_DEFERRED_SECONDS at a stretch (an overloaded consumer never stops the floor)."""
+        if not runtime.consumer.catching_up:
+            if deferred_since:
+                log.info("waves: the consumer caught up after %.0f s; releasing waves again",
+                         time.monotonic() - deferred_since[0])
+            deferred_since.clear()
+            return False
+        if not deferred_since:
+            deferred_since.append(time.monotonic())
+            log.info("waves: the consumer is re-reading the past; waves wait until it has"
+                     " caught up (at most %.0f s)", WAVES_DEFERRED_SECONDS)
+        if time.monotonic() - deferred_since[0] < WAVES_DEFERRED_SECONDS:
+            return True
+        log.warning("waves: the consumer is still catching up after %.0f s; one pass runs"
+                    " anyway", WAVES_DEFERRED_SECONDS)
+        deferred_since[:] = [time.monotonic()]
+        return False
+
     async def loop() -> None:
         while True:
             await asyncio.sleep(cfg.tick_seconds)
+            if deferred():
+                continue
             try:
                 await one_pass()
             except asyncio.CancelledError:

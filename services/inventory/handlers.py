@@ -189,14 +189,15 @@ async def order_accepted(ctx: Ctx, event: OrderAccepted) -> None:
     plan, trace = await allocate(ctx.conn, order_id, snap, event.event_id, policy)
     if plan is not None:
         await store.insert_order(ctx.conn, snap, order_id, event.order_key, "reserved",
-                                 ctx.correlation_id, _allocations(plan), trace=trace)
+                                 ctx.correlation_id, _allocations(plan), trace=trace,
+                                 at=event.occurred_at)
         await _announce_reserved(ctx.conn, snap, plan, ctx.correlation_id, str(event.event_id))
         return
     if (policy.partial == "ship_available" and snap.kind != "backorder"
             and await _ship_available(ctx, order_id, snap, policy, trace)):
         return
     await store.insert_order(ctx.conn, snap, order_id, event.order_key, "backordered",
-                             ctx.correlation_id)
+                             ctx.correlation_id, at=event.occurred_at)
     BACKORDERS.labels("opened").inc()
     await _backorder(ctx.conn, order_id, snap, policy, trace, ctx.correlation_id,
                      str(event.event_id), ("out_of_stock", "not enough stock to fill the order"))
@@ -259,7 +260,7 @@ async def cancel_requested(ctx: Ctx, event: OrderCancelRequested) -> None:
     row = await store.get_order(ctx.conn, order_id)
     if row is None:  # the cancellation overtook the order: remember, so it is never reserved
         await store.insert_order(ctx.conn, None, order_id, event.order_key, "cancelled",
-                                 ctx.correlation_id)
+                                 ctx.correlation_id, at=event.occurred_at)
     elif row["status"] == "backordered":
         await store.update_order(ctx.conn, order_id, "cancelled")
         BACKORDERS.labels("cancelled").inc()
@@ -445,7 +446,7 @@ def continuation_of(snap: OrderSnapshot, short: list[Line], n: int = 1) -> Order
 
 async def _split_off(conn: Conn, snap: OrderSnapshot, plan: Plan, short: list[Line],
                      policy: store.Policy, correlation_id: str | None, causation_id: str,
-                     why: str) -> OrderSnapshot:
+                     why: str, at: datetime) -> OrderSnapshot:
     """The original order keeps `plan` (what is there) and the customer hears `backordered`
     (the short lines, naming the continuation), then `reserved`; the short lines become a
     continuation order, backordered like any other (restock, decisions, expiry), which later
@@ -471,7 +472,7 @@ async def _split_off(conn: Conn, snap: OrderSnapshot, plan: Plan, short: list[Li
                              {"backordered_lines": short_json, "continuation": link})
     cont_id = uuid.UUID(rest.order_id)
     await store.insert_order(conn, rest, cont_id, rest.key, "backordered", correlation_id,
-                             continues=order_id)
+                             continues=order_id, at=at)
     await emit_status(conn, order_id=rest.order_id, store=rest.store,
                       external_order_id=rest.external_order_id, status="accepted",
                       details={"continues": snap.order_id, "kind": "backorder"},
@@ -502,10 +503,10 @@ async def _ship_available(ctx: Ctx, order_id: uuid.UUID, snap: OrderSnapshot,
         trace.append(f"ship what is there: lost the race for {gone}; the whole order waits")
         return False
     await store.insert_order(ctx.conn, snap, order_id, snap.key, "reserved",
-                             ctx.correlation_id, _allocations(plan))
+                             ctx.correlation_id, _allocations(plan), at=ctx.event.occurred_at)
     await store.add_trace(ctx.conn, order_id, [*trace, *plan.trace])
     await _split_off(ctx.conn, snap, plan, short, policy, ctx.correlation_id,
-                     str(ctx.event.event_id), "not all in stock")
+                     str(ctx.event.event_id), "not all in stock", ctx.event.occurred_at)
     return True
 
 
@@ -551,7 +552,7 @@ async def short_picked(ctx: Ctx, event: ShortPicked) -> None:
         await store.add_trace(ctx.conn, order_id, [*head, *trace])
         await _split_off(ctx.conn, snap, Plan(kept), short, policy, row["correlation_id"],
                          str(event.event_id), f"{missing} x {event.sku} missing in the"
-                         f" warehouse")
+                         f" warehouse", event.occurred_at)
         REALLOCATIONS.labels("continued").inc()
         return
     await store.update_order(ctx.conn, order_id, "reallocating", _allocations(Plan(kept)), short)

@@ -190,16 +190,19 @@ async def insert_order(conn: Conn, snap: OrderSnapshot | None, order_id: uuid.UU
                        allocations: list[dict[str, Any]] | None = None,
                        short: list[Line] | None = None,
                        continues: uuid.UUID | None = None,
-                       trace: list[str] | None = None) -> None:
+                       trace: list[str] | None = None, *, at: datetime) -> None:
     """The order as inventory first sees it (with its allocation trace, in the same round trip
-    as a later `add_trace` would have taken)."""
+    as a later `add_trace` would have taken). `at` is its place in the backorder queue (oldest
+    first): the `occurred_at` of the event that brought it, not this transaction's clock, so
+    the queue comes out the same when the events are handled again (after a restore, several
+    orders in one transaction would all get the same `now()` and be ordered by id)."""
     await conn.execute(
         "INSERT INTO orders (order_id, order_key, status, snapshot, correlation_id, allocations,"
-        " short_lines, store, continues, trace)"
-        " VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $7::jsonb, $8, $9, $10::jsonb)",
+        " short_lines, store, continues, trace, created_at)"
+        " VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $7::jsonb, $8, $9, $10::jsonb, $11)",
         order_id, order_key, status, snap.model_dump_json() if snap else None, correlation_id,
         json.dumps(allocations or []), _lines(short or []), order_key.split(":", 1)[0],
-        continues, json.dumps(trace or []))
+        continues, json.dumps(trace or []), at)
 
 
 async def set_snapshot(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot) -> None:

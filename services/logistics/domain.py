@@ -3,6 +3,7 @@ and why, and tracking numbers. Pure functions; the catalogue itself is data (mig
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -225,6 +226,15 @@ def s10_check_digit(serial: str) -> int:
     total = sum(int(d) * w for d, w in zip(serial, S10_WEIGHTS, strict=True))
     check = 11 - total % 11
     return {10: 0, 11: 5}.get(check, check)
+
+
+def tracking_serial(seed: str, attempt: int = 0) -> int:
+    """A parcel's tracking serial, derived from what it is (its parcel id; a return label's
+    request id) and not drawn from a sequence: handling the same parcel again, after a restore
+    or in another order than the first time, gives it the same number. `attempt` > 0 are the
+    next candidates when a number is taken (see `store.free_tracking_number`)."""
+    digest = hashlib.sha256(f"{seed}#{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
 
 
 def tracking_number(fmt: str, sequence: int) -> str:

@@ -104,8 +104,8 @@ async def order_packed(ctx: Ctx, event: OrderPacked) -> None:
     for p, c in choices:
         number = None
         if c.service is not None:
-            number = domain.tracking_number(c.service.tracking_format,
-                                            await store.next_tracking_sequence(ctx.conn))
+            number = await store.free_tracking_number(ctx.conn, c.service.tracking_format,
+                                                      p.parcel_id)
         await store.insert_shipment(
             ctx.conn, parcel_id=p.parcel_id, order_id=order_id, warehouse=p.warehouse,
             country=snap.shipping_address.country,
@@ -433,8 +433,8 @@ async def return_label_requested(ctx: Ctx, event: ReturnLabelRequested) -> None:
     service = await ctx.conn.fetchrow("SELECT carrier, tracking_format FROM services WHERE"
                                       " code = $1", code)
     assert service is not None, f"returns service {code} missing from the catalogue"
-    number = domain.tracking_number(service["tracking_format"],
-                                    await store.next_tracking_sequence(ctx.conn))
+    number = await store.free_tracking_number(ctx.conn, service["tracking_format"],
+                                              f"return:{event.request_id}")
     log.info("order %s: return %s labelled %s %s", event.order_key, event.request_id, code, number)
     await ctx.publish(topics.LOGISTICS_RETURN_LABEL_ISSUED, event.order_key, ReturnLabelIssued(
         order_id=event.order_id, order_key=event.order_key, request_id=event.request_id,

@@ -14,6 +14,7 @@ import asyncpg
 
 from shared.db import Conn, forget, memoized
 
+from . import domain
 from .domain import CarrierService, Product, Zone, smoothed_score
 
 
@@ -68,8 +69,17 @@ async def _load_services(conn: Conn | asyncpg.Pool) -> list[CarrierService]:
     return out
 
 
-async def next_tracking_sequence(conn: Conn) -> int:
-    return int(await conn.fetchval("SELECT nextval('tracking_seq')"))
+async def free_tracking_number(conn: Conn, fmt: str, seed: str) -> str:
+    """The tracking number of `seed` (a parcel id, a return's request id) in the service's
+    format: the first of its derived candidates (`domain.tracking_serial`) no shipment has.
+    The same seed gives the same number whenever it is handled again (a redelivery, a re-read
+    after a restore), as long as the candidates before it are taken by the same parcels."""
+    for attempt in range(100):
+        number = domain.tracking_number(fmt, domain.tracking_serial(seed, attempt))
+        if not await conn.fetchval("SELECT 1 FROM shipments WHERE tracking_number = $1",
+                                   number):
+            return number
+    raise RuntimeError(f"no free tracking number for {seed} in {fmt} after 100 candidates")
 
 
 async def get_order(conn: Conn, order_id: uuid.UUID) -> asyncpg.Record | None:

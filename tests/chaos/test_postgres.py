@@ -292,14 +292,6 @@ async def rewind_to(service: str, when: float | None) -> None:
         await consumer.stop()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "Found by this scenario (docs/RELIABILITY.md, 'What the suite found'): after the rewind,"
-    " inventory re-reads logistics.order_shipped before intake.order_accepted for the same"
-    " order (different topics, no order between them), ignores the shipment of an order it"
-    " does not know yet, then reserves or backorders the order anew: shipped orders keep their"
-    " stock reserved; parcels re-made after the restore can get other tracking numbers (a"
-    " sequence), so the carrier's updates are dead-lettered as unknown; a cancellation can be"
-    " announced again under another event id. Strict: it fails the suite once it passes."))
 async def test_restore_from_a_backup_taken_mid_run(storefront: Storefront) -> None:
     """Back up every schema a third into the load, take the rest of the orders, then restore
     as docs/OPERATIONS.md says: stop the services, pg_restore, rewind every consumer group to

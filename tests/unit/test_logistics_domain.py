@@ -22,6 +22,7 @@ from services.logistics.domain import (
     is_valid_s10,
     s10_check_digit,
     tracking_number,
+    tracking_serial,
 )
 
 BASE = CarrierService(
@@ -423,3 +424,15 @@ def test_a_destination_restriction_binds_every_service_serving_it() -> None:
     spec = ParcelSpec("WH-LA", "AU", 1_000, (200, 150, 100), ("powder",))
     assert ineligibility(services[0], spec) == "may not carry powder goods to AU"
     assert ineligibility(services[0], replace(spec, country="US")) is None
+
+
+def test_a_parcels_tracking_number_is_derived_from_its_id() -> None:
+    # Given a parcel id (a restore re-reads its `packed` and makes its shipment again)
+    # When its tracking number is made twice, in any order among other parcels
+    first = [tracking_number("s10:LX:DE", tracking_serial(p)) for p in ("P-a-1", "P-b-1")]
+    again = [tracking_number("s10:LX:DE", tracking_serial(p)) for p in ("P-b-1", "P-a-1")]
+    # Then each parcel gets the same number, a valid one, and other parcels (or the next
+    # candidate of the same parcel, taken when its first is used) get others
+    assert first == again[::-1]
+    assert all(is_valid_s10(n) for n in first) and first[0] != first[1]
+    assert tracking_serial("P-a-1", 1) != tracking_serial("P-a-1")

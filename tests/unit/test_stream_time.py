@@ -1,0 +1,112 @@
+"""`shared.messaging.StreamTime`: records of several partitions are handed over in timestamp
+order, and held back while a partition that has earlier ones unfetched has none buffered (what
+makes a re-read after a restore take the decisions the first reading took)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+
+from shared.messaging import StreamTime
+
+ACCEPTED = TopicPartition("intake.order_accepted", 0)
+STOCK = TopicPartition("stock.adjustments", 3)
+SHIPPED = TopicPartition("logistics.order_shipped", 1)
+
+
+def rec(tp: TopicPartition, offset: int, ts: int) -> ConsumerRecord[Any, Any]:
+    return ConsumerRecord(tp.topic, tp.partition, offset, ts, 0, None, b"{}", None, 0, 2, [])
+
+
+def seen(records: list[ConsumerRecord[Any, Any]]) -> list[tuple[str, int]]:
+    return [(r.topic, r.offset) for r in records]
+
+
+def test_records_of_several_partitions_come_in_timestamp_order() -> None:
+    stream = StreamTime()
+    # as a fetch after a rewind returns them: a run of one partition, then of another
+    stream.add({STOCK: [rec(STOCK, 0, 100), rec(STOCK, 1, 300)],
+                ACCEPTED: [rec(ACCEPTED, 7, 50), rec(ACCEPTED, 8, 200), rec(ACCEPTED, 9, 400)]})
+    out = stream.take(set(), 10, now=0)
+    assert seen(out) == [("intake.order_accepted", 7), ("stock.adjustments", 0),
+                         ("intake.order_accepted", 8), ("stock.adjustments", 1),
+                         ("intake.order_accepted", 9)]
+    assert stream.buffered() == 0
+
+
+def test_equal_timestamps_go_by_topic_partition_offset() -> None:
+    stream = StreamTime()
+    stream.add({STOCK: [rec(STOCK, 4, 100)], ACCEPTED: [rec(ACCEPTED, 9, 100)]})
+    assert seen(stream.take(set(), 10, now=0)) == [("intake.order_accepted", 9),
+                                                    ("stock.adjustments", 4)]
+
+
+def test_nothing_is_handed_over_while_a_partition_behind_has_nothing_buffered() -> None:
+    stream = StreamTime(max_idle=3.0)
+    stream.add({SHIPPED: [rec(SHIPPED, 0, 500)]})
+    # the order's acceptance (earlier) is on a partition not fetched yet: the shipment waits
+    assert stream.take({ACCEPTED}, 10, now=0) == []
+    assert stream.starved({ACCEPTED}, now=1) == {ACCEPTED}
+    stream.add({ACCEPTED: [rec(ACCEPTED, 0, 100)]})
+    assert seen(stream.take(set(), 10, now=1)) == [("intake.order_accepted", 0),
+                                                   ("logistics.order_shipped", 0)]
+
+
+def test_the_merge_stops_where_a_partition_behind_runs_out() -> None:
+    stream = StreamTime()
+    stream.add({ACCEPTED: [rec(ACCEPTED, 0, 100)],
+                SHIPPED: [rec(SHIPPED, 0, 150), rec(SHIPPED, 1, 900)]})
+    # ACCEPTED has more after offset 0 (behind): its next record may come before 150
+    out = stream.take({ACCEPTED}, 10, now=0)
+    assert seen(out) == [("intake.order_accepted", 0)]
+    assert stream.first_offset(SHIPPED) == 0
+    assert stream.starved({ACCEPTED}, now=0) == {ACCEPTED}
+
+
+def test_a_partition_that_delivers_nothing_stops_holding_the_others_after_max_idle() -> None:
+    stream = StreamTime(max_idle=3.0)
+    stream.add({SHIPPED: [rec(SHIPPED, 0, 500)]})
+    assert stream.take({ACCEPTED}, 10, now=10.0) == []
+    assert stream.take({ACCEPTED}, 10, now=12.0) == []
+    assert seen(stream.take({ACCEPTED}, 10, now=13.5)) == [("logistics.order_shipped", 0)]
+    # given up on until it delivers again; then it holds the others once more
+    stream.add({SHIPPED: [rec(SHIPPED, 1, 600)]})
+    assert seen(stream.take({ACCEPTED}, 10, now=14.0)) == [("logistics.order_shipped", 1)]
+    stream.add({ACCEPTED: [rec(ACCEPTED, 0, 100)]})
+    stream.take(set(), 10, now=15.0)
+    stream.add({SHIPPED: [rec(SHIPPED, 2, 700)]})
+    assert stream.take({ACCEPTED}, 10, now=15.5) == []
+
+
+def test_the_limit_and_partition_order_are_kept() -> None:
+    stream = StreamTime()
+    stream.add({STOCK: [rec(STOCK, o, 10 * o) for o in range(5)]})
+    assert [r.offset for r in stream.take(set(), 3, now=0)] == [0, 1, 2]
+    assert [r.offset for r in stream.take(set(), 3, now=0)] == [3, 4]
+
+
+def test_a_reset_partition_and_a_revoked_one_are_dropped() -> None:
+    stream = StreamTime()
+    stream.add({STOCK: [rec(STOCK, 5, 10), rec(STOCK, 6, 20)], ACCEPTED: [rec(ACCEPTED, 1, 5)]})
+    stream.add({STOCK: [rec(STOCK, 3, 1)]})  # re-read from an earlier commit after a rebalance
+    assert stream.first_offset(STOCK) == 3 and stream.buffered() == 2
+    stream.retain({STOCK})
+    assert stream.first_offset(ACCEPTED) is None
+    assert seen(stream.take(set(), 10, now=0)) == [("stock.adjustments", 3)]
+
+
+def test_catching_up_means_records_left_and_the_newest_handled_is_old() -> None:
+    import time
+
+    from shared.messaging import CATCH_UP_SECONDS, Consumer, Handlers
+    consumer = Consumer("fulfillment", "localhost:1", None, None, Handlers())  # type: ignore[arg-type]
+    assert consumer.catching_up  # not polled yet: nothing known
+    consumer.started = True
+    consumer._more_to_read = False
+    assert not consumer.catching_up  # caught up (idle: the newest handled may be old)
+    consumer._more_to_read = True
+    consumer.stream_time_ms = int((time.time() - CATCH_UP_SECONDS - 60) * 1000)
+    assert consumer.catching_up  # re-reading records a minute older than the threshold
+    consumer.stream_time_ms = int(time.time() * 1000)
+    assert not consumer.catching_up  # live, with a little lag
