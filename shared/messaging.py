@@ -56,6 +56,7 @@ from .contracts import (
 )
 from .db import Conn, first_times, is_transient_db_error, memo_scope, prune_inbox
 from .logging import log_context
+from .retry import Backoff
 from .topics import ORDERS_STATUS, PAYMENTS_CHARGES, PAYMENTS_REFUNDS, Topic, dlq_name
 
 log = logging.getLogger(__name__)
@@ -547,7 +548,7 @@ class Consumer:
         assert self.consumer is not None
         stream = self.stream
         wanted: set[TopicPartition] = set()
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)  # full jitter (shared/retry.py)
         while True:
             # Fetch only from the partitions the buffered records wait for; otherwise from all,
             # without waiting while records are buffered.
@@ -555,14 +556,14 @@ class Consumer:
             try:
                 batches = await self.consumer.getmany(*wanted, timeout_ms=wait,
                                                       max_records=self.batch_size)
-                delay = 0.5
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except KafkaError as exc:
+                delay = backoff.next()
                 log.warning("poll of %s failed (%s: %s); retrying in %.1fs", self.service,
                             type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
                 continue
             assigned = set(self.consumer.assignment())
             stream.retain(assigned)
@@ -746,7 +747,7 @@ class Consumer:
         message never takes the others down and each key keeps its order."""
         if not run:
             return
-        delay = 0.1
+        backoff = Backoff(0.1, 10.0)
         while True:
             outcomes: list[tuple[str, str, float]] = []
             try:
@@ -789,13 +790,13 @@ class Consumer:
                         await self.process(raw)
                     return
                 self._fault(exc)
+                delay = backoff.next()
                 log.warning("infrastructure fault handling a batch of %d from %s: %s; retrying"
                             " in %.1fs without committing (nothing goes to the DLQ for this)",
                             len(run), run[0][0].topic, exc, delay)
                 if isinstance(exc, KafkaError):
                     await self.producer.reset()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
         self._fault(None)
         for topic, outcome, seconds in outcomes:
             metrics.HANDLER_SECONDS.labels(topic).observe(seconds)
@@ -835,9 +836,10 @@ class Consumer:
         """Handle one message to an outcome; never raises except on cancellation."""
         sub = self.handlers.subscriptions[raw.topic]
         attempts = 0
-        delay = 0.1
+        backoff = Backoff(0.1, 10.0)
         while True:
             started = time.perf_counter()
+            delay = 0.0
             try:
                 outcome = await self._handle_once(sub, raw)
                 self._fault(None)
@@ -850,6 +852,7 @@ class Consumer:
                 await self._dead_letter(raw, exc)
                 return "dlq"
             except Exception as exc:
+                delay = backoff.next()
                 if is_transient(exc):
                     self._fault(exc)
                     metrics.HANDLER_RETRIES.labels(raw.topic, "transient").inc()
@@ -868,10 +871,10 @@ class Consumer:
                                   dlq_name(raw.topic), raw.topic, exc_info=exc)
                         await self._dead_letter(raw, exc)
                         return "dlq"
-                    log.warning("handler of %s failed (attempt %d of %d): %s", raw.topic,
-                                attempts, self.max_attempts, exc, exc_info=exc)
+                    log.warning("handler of %s failed (attempt %d of %d): %s; again in %.1fs",
+                                raw.topic, attempts, self.max_attempts, exc, delay,
+                                exc_info=exc)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
 
     async def _handle_once(self, sub: Subscription[Any], raw: RawMessage) -> str:
         try:
@@ -931,7 +934,7 @@ class Consumer:
         value, headers = fit_dead_letter(key, raw.value or b"", headers)
         if value is not raw.value and raw.value is not None:
             metrics.DLQ_TRUNCATED.labels(raw.topic).inc()
-        delay = 0.2
+        backoff = Backoff(0.2, 10.0)
         while True:
             try:
                 await self.producer.send(dlq_name(raw.topic), key, value, headers)
@@ -943,10 +946,11 @@ class Consumer:
                     log.warning("%s refused a dead letter (%s); sending a %d-byte prefix",
                                 dlq_name(raw.topic), kexc, len(value))
                     continue
-                log.warning("could not write to %s (%s); retrying", dlq_name(raw.topic), kexc)
+                delay = backoff.next()
+                log.warning("could not write to %s (%s); retrying in %.1fs", dlq_name(raw.topic),
+                            kexc, delay)
                 await self.producer.reset()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
         metrics.DLQ_TOTAL.labels(raw.topic).inc()
         log.warning("sent %s[%d]@%d to %s: %s", raw.topic, raw.partition, raw.offset,
                     dlq_name(raw.topic), error[:500])

@@ -41,10 +41,12 @@ from aiokafka.errors import (
     RecordTooLargeError,
     UnsupportedForMessageFormatError,
 )
+from tenacity import AsyncRetrying, RetryCallState, retry_if_not_exception_type, stop_never
 
 from . import metrics
 from .contracts import Event, WireModel, derived_id
 from .db import TRANSIENT_DB_ERRORS, Conn
+from .retry import jittered
 from .topics import Topic
 
 log = logging.getLogger(__name__)
@@ -281,22 +283,24 @@ class OutboxRelay:
                 await self._task
 
     async def _run(self) -> None:
-        delay = 0.5
-        while True:
-            try:
+        """Lead for as long as the instance runs: whatever interrupts leading (Postgres or Kafka
+        away, the lock's connection dropped) is logged and leading starts again after a jittered
+        wait (shared/retry.py), so relays of many instances do not come back in lockstep."""
+        async for attempt in AsyncRetrying(
+                retry=retry_if_not_exception_type(asyncio.CancelledError), stop=stop_never,
+                wait=jittered(0.5, 10.0), before_sleep=self._interrupted):
+            with attempt:
                 await self._lead()
-                delay = 0.5
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # transient or not, the relay must come back
-                self.is_leader = False
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("outbox relay of %s interrupted: %s; retrying in %.1fs",
-                            self.schema, self.last_error, delay)
-                if isinstance(exc, KafkaError):
-                    await self.producer.reset()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+
+    async def _interrupted(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        self.is_leader = False
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        log.warning("outbox relay of %s interrupted: %s; retrying in %.1fs",
+                    self.schema, self.last_error, wait)
+        if isinstance(exc, KafkaError):
+            await self.producer.reset()
 
     async def _lead(self) -> None:
         # A dedicated connection: the advisory lock and LISTEN live as long as it does.
