@@ -346,8 +346,8 @@ async def test_the_order_page_shows_the_customers_note_and_gift_message_escaped(
     await sf.wait_for(key, "reserved", timeout=60)
     store, ext = key.split(":")
     context, page = await new_page(browser)
-    # When a viewer opens the order
-    await sign_in(page, users["viewer"], f"/orders/{store}/{ext}")
+    # When support opens the order (the viewer's account is locked by the lockout test above)
+    await sign_in(page, users["support"], f"/orders/{store}/{ext}")
     # Then the customer's words are there, as text
     await expect(page.locator("#customer-note")).to_have_text(
         "Leave it with the neighbour at no. 5")
