@@ -160,11 +160,11 @@ _memo: contextvars.ContextVar[dict[Hashable, Any] | None] = contextvars.ContextV
 
 
 @contextlib.contextmanager
-def memo_scope() -> Iterator[None]:
+def memo_scope(uow: Any = None) -> Iterator[None]:
     """A unit of work (a consumer's run of events, a warehouse pass: one transaction) in which
     `memoized` reads reference data (box sizes, the carrier catalogue) once instead of once per
     event. Outside a scope `memoized` always loads."""
-    token = _memo.set({})
+    token = _memo.set(uow._memo if uow is not None else {})
     try:
         yield
     finally:

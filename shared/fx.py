@@ -8,9 +8,10 @@ import logging
 
 from .contracts import FxRatesPublished
 from .db import Conn, forget, memoized
-from .messaging import Ctx, Handlers
+from .messaging import Handlers
 from .money import FxRates, load_rates, rates_from_message, store_rates
 from .topics import FX_RATES
+from .uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +22,18 @@ def subscribe(handlers: Handlers) -> None:
     """Keep this service's copy of the exchange rates: newest `as_of` per pair wins."""
 
     @handlers.on(FX_RATES)
-    async def on_rates(ctx: Ctx, event: FxRatesPublished) -> None:
-        changed = await store_rates(ctx.conn, rates_from_message(event.base, event.rates,
-                                                                 event.as_of))
-        forget(MEMO)
-        log.info("exchange rates from %s as of %s: %d of %d pairs newer than what was known",
-                 event.base, event.as_of.isoformat(), changed, len(event.rates))
+    async def on_rates(uow: UnitOfWork, events: list[FxRatesPublished]) -> None:
+        for event in uow.each(events):
+            changed = await store_rates(uow.conn, rates_from_message(event.base, event.rates,
+                                                                     event.as_of))
+            log.info("exchange rates from %s as of %s: %d of %d pairs newer than what was"
+                     " known", event.base, event.as_of.isoformat(), changed, len(event.rates))
+        uow.forget(MEMO)
+        forget(MEMO)  # the legacy memo (per-event handlers), the same dict in a consumer run
 
 
-async def rates(conn: Conn) -> FxRates:
-    """The rates this service knows, read once per run (a handler's unit of work)."""
-    return await memoized(MEMO, lambda: load_rates(conn))
+async def rates(source: UnitOfWork | Conn) -> FxRates:
+    """The rates this service knows, read once per unit of work."""
+    if isinstance(source, UnitOfWork):
+        return await source.memo(MEMO, lambda: load_rates(source.conn))
+    return await memoized(MEMO, lambda: load_rates(source))

@@ -30,7 +30,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -58,6 +58,7 @@ from .db import Conn, first_times, is_transient_db_error, memo_scope, prune_inbo
 from .logging import log_context
 from .retry import Backoff
 from .topics import ORDERS_STATUS, PAYMENTS_CHARGES, PAYMENTS_REFUNDS, Topic, dlq_name
+from .uow import UnitOfWork, cut
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,6 @@ MAX_IDLE_SECONDS = 3.0
 
 E = TypeVar("E", bound=Event)
 
-# Reasons quote what a sender wrote (a promo code, a note); quoted text is cut to this length.
-QUOTE_CHARS = 200
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -99,75 +98,25 @@ def clamp_future(event: E, now: datetime, max_skew: timedelta) -> E:
     return event.model_copy(update={"occurred_at": now})
 
 
-def cut(text: str, limit: int = QUOTE_CHARS) -> str:
-    """`text` quoted back to a sender, cut with an ellipsis at `limit` characters."""
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
 
-T = TypeVar("T")
-BeforeCommit = Callable[[], Awaitable[None]]
-
-
-class Run:
-    """The unit of work of one consumer transaction: a run of events handled together, or one
-    message handled alone (a run of one). Handlers reach it as `ctx.run`; it is the seed of issue
-    18's UnitOfWork (docs/messaging.md "A run and its before-commit hooks").
-
-    A handler that would otherwise do the same work once per event (re-read and re-write the
-    same rows) collects what it needs on the run and does the work once, in a hook called before
-    commit, in the same transaction: `collect(name, factory, flush)`. Hooks run in the order they
-    were registered, after the last event's handler and before the run's outbox rows are
-    inserted (so a hook may publish); a hook registered by a hook runs too. If a hook fails the
-    whole run rolls back and is handled again like any failing run (retried whole for a transient
-    fault, else message by message, each a run of one with its own hooks), so a hook must be a
-    function of what the run's handlers collected, nothing else."""
-
-    def __init__(self, conn: Conn, first_event: str) -> None:
-        self.conn = conn
-        self.first_event = first_event
-        self._hooks: dict[str, BeforeCommit] = {}
-        self._collected: dict[str, Any] = {}
-
-    def before_commit(self, name: str, hook: BeforeCommit) -> None:
-        """Call `hook()` once before this run commits. `name` is the hook's identity in the run:
-        registering the same name again keeps the first hook."""
-        self._hooks.setdefault(name, hook)
-
-    def collect(self, name: str, factory: Callable[[], T],
-                flush: Callable[[T], Awaitable[None]]) -> T:
-        """The run's collection called `name`, made by `factory()` on first use; `flush(it)` is
-        called once before commit (a `before_commit` hook of the same name)."""
-        if name not in self._collected:
-            value = self._collected[name] = factory()
-            self.before_commit(name, lambda: flush(value))
-        collected: T = self._collected[name]
-        return collected
-
-    async def finish(self) -> None:
-        """Run the hooks (the consumer calls this once, before the outbox flush). Events a hook
-        publishes get ids derived from the run's first event and the hook's name."""
-        done: set[str] = set()
-        while len(done) < len(self._hooks):
-            for name, hook in list(self._hooks.items()):
-                if name in done:
-                    continue
-                done.add(name)
-                with outbox.id_scope(f"{self.first_event}/before-commit/{name}"):
-                    await hook()
+# --- legacy, per-event handlers (removed once every service takes runs) -----------------------
+# `Run` is the UnitOfWork (shared/uow.py); a per-event handler gets a `Ctx` view of it.
+Run = UnitOfWork
 
 
 @dataclass
 class Ctx:
-    """What a handler gets besides its event: the transaction, the run it is part of (`run`:
-    hooks before commit), and ways to emit events."""
+    """What a per-event handler gets besides its event (legacy shape: handlers take runs,
+    `@handlers.on(topic)`, docs/messaging.md)."""
 
     conn: Conn
     topic: str
     key: str | None
     event: Event
     service: str
-    run: Run
+    run: UnitOfWork
 
     @property
     def correlation_id(self) -> str:
@@ -191,7 +140,6 @@ class Ctx:
                           external_order_id=external_order_id, status=status, reasons=reasons,
                           details=details, correlation_id=self.correlation_id,
                           causation_id=str(self.event.event_id))
-
 
 async def emit_status(conn: Conn, *, order_id: str, store: str,
                       external_order_id: str, status: str,
@@ -251,11 +199,15 @@ async def request_charge(conn: Conn, *, order_id: str, store: str, external_orde
     metrics.MONEY_REQUESTS.labels("charge", reason).inc()
 
 
+RunHandler = Callable[[UnitOfWork, list[Any]], Awaitable[None]]
+"""`(uow, events)`: the consecutive events of one topic in a run, duplicates removed, in order."""
 Handler = Callable[[Ctx, Any], Awaitable[None]]
-InvalidHandler = Callable[[Conn, "RawMessage", str, str], Awaitable[bool]]
-"""`(conn, raw, code, message)` for a value that cannot be handled (`malformed`: it breaks the
+"""Legacy: `(ctx, event)`, one event at a time."""
+InvalidHandler = Callable[[UnitOfWork, "RawMessage", str, str], Awaitable[bool]]
+"""`(uow, raw, code, message)` for a value that cannot be handled (`malformed`: it breaks the
 contract, `too_large`: over the topic's size limit); True when it took care of it (e.g. rejected
-the order the value names), False to send the value to the DLQ."""
+the order the value names), False to send the value to the DLQ. Events it publishes are caused
+by the record's coordinates (`topic/partition/offset`)."""
 
 
 @dataclass(frozen=True)
@@ -284,20 +236,35 @@ class RawMessage:
 @dataclass
 class Subscription(Generic[E]):
     topic: Topic
-    handler: Handler
+    handler: RunHandler | Handler
     on_invalid: InvalidHandler | None = None
+    takes_runs: bool = True
 
 
 @dataclass
 class Handlers:
-    """A service's subscriptions, declared in its handlers.py with `@handlers.on(topic)`."""
+    """A service's subscriptions, declared in its handlers.py with `@handlers.on(topic)`:
+
+        @handlers.on(topics.ORDERS_PLACED)
+        async def order_placed(uow: UnitOfWork, events: list[OrderPlaced]) -> None: ...
+
+    A handler gets the consecutive events of its topic in a run (a run of one when a message is
+    handled alone: the same code path), duplicates already removed by the inbox."""
 
     subscriptions: dict[str, Subscription[Any]] = field(default_factory=dict)
 
     def on(self, topic: Topic, *, on_invalid: InvalidHandler | None = None
-           ) -> Callable[[Handler], Handler]:
+           ) -> Callable[[RunHandler], RunHandler]:
+        def register(fn: RunHandler) -> RunHandler:
+            self.subscriptions[topic.name] = Subscription(topic, fn, on_invalid, True)
+            return fn
+        return register
+
+    def legacy(self, topic: Topic, *, on_invalid: InvalidHandler | None = None
+               ) -> Callable[[Handler], Handler]:
+        """A per-event handler `(ctx, event)` (the shape before runs; being removed)."""
         def register(fn: Handler) -> Handler:
-            self.subscriptions[topic.name] = Subscription(topic, fn, on_invalid)
+            self.subscriptions[topic.name] = Subscription(topic, fn, on_invalid, False)
             return fn
         return register
 
@@ -749,25 +716,8 @@ class Consumer:
             return
         backoff = Backoff(0.1, 10.0)
         while True:
-            outcomes: list[tuple[str, str, float]] = []
             try:
-                with metrics.deferred() as updates:  # business metrics count what committed
-                    async with self.pool.acquire() as conn, conn.transaction():
-                        # Round trips dominate a small handler's cost: the run's inbox rows go
-                        # in one statement first, its outbox rows in one statement last.
-                        fresh = await first_times(conn, [(e.event_id, r.topic) for r, e in run])
-                        unit = Run(conn, str(run[0][1].event_id))
-                        with outbox.buffered(conn), memo_scope():
-                            for raw, event in run:
-                                started = time.perf_counter()
-                                first = event.event_id in fresh
-                                fresh.discard(event.event_id)  # the same id twice: once
-                                outcome = await self._apply(unit, raw, event, first)
-                                outcomes.append((raw.topic, outcome,
-                                                 time.perf_counter() - started))
-                            await unit.finish()
-                            await outbox.flush_buffer()
-                metrics.apply(updates)
+                outcomes = await self._transact(run)
                 break
             except asyncio.CancelledError:
                 raise
@@ -798,29 +748,60 @@ class Consumer:
                     await self.producer.reset()
                 await asyncio.sleep(delay)
         self._fault(None)
-        for topic, outcome, seconds in outcomes:
+        for topic, outcome, count, seconds in outcomes:
             metrics.HANDLER_SECONDS.labels(topic).observe(seconds)
-            metrics.EVENTS_CONSUMED.labels(topic, outcome).inc()
+            metrics.EVENTS_CONSUMED.labels(topic, outcome).inc(count)
 
-    async def _apply(self, unit: Run, raw: RawMessage, event: Event, first: bool) -> str:
-        """The handler, in the run's transaction, unless the inbox (`first_times`, run by the
-        caller) says the event was handled before. The events it emits get ids derived from
-        this one (`outbox.id_scope`), so handling it again emits the same ids. The caller calls
-        `unit.finish()` after the run's last event."""
+    async def _transact(self, run: list[tuple[RawMessage, Event]]
+                        ) -> list[tuple[str, str, int, float]]:
+        """The run in one unit of work: its inbox rows in one statement first (an id seen
+        before, or twice in the run, is a duplicate: only its first occurrence is handled), then
+        each segment of consecutive events of one topic to that topic's handler, then the
+        before-commit hooks and the outbox rows in one statement, commit, after-commit hooks.
+        Returns `(topic, outcome, count, seconds)` per segment and outcome."""
+        outcomes: list[tuple[str, str, int, float]] = []
+        async with self.pool.acquire() as conn:
+            uow = UnitOfWork(conn, self.service, hook_cause=str(run[0][1].event_id))
+            async with conn.transaction():
+                fresh = await first_times(conn, [(e.event_id, r.topic) for r, e in run])
+                with _legacy(uow):
+                    for topic, segment in _segments(run):
+                        events: list[Event] = []
+                        for _, event in segment:
+                            if event.event_id in fresh:
+                                fresh.discard(event.event_id)  # the same id twice: once
+                                events.append(event)
+                        if len(events) < len(segment):
+                            outcomes.append((topic, "duplicate", len(segment) - len(events),
+                                             0.0))
+                        if not events:
+                            continue
+                        started = time.perf_counter()
+                        await self._call(uow, segment, events)
+                        outcomes.append((topic, "ok", len(events),
+                                         time.perf_counter() - started))
+                    await uow.finish()
+            uow.committed()
+        return outcomes
+
+    async def _call(self, uow: UnitOfWork, segment: list[tuple[RawMessage, Event]],
+                    events: list[Event]) -> None:
+        raw = segment[0][0]
         sub = self.handlers.subscriptions[raw.topic]
-        ids: dict[str, Any] = {"event_id": event.event_id, "topic": raw.topic}
-        for name in ("order_id", "correlation_id"):
-            if getattr(event, name, None):
-                ids[name] = getattr(event, name)
-        if raw.key:
-            ids["key"] = raw.key.decode(errors="replace")
-        with log_context(**ids):
-            if not first:
-                return "duplicate"
-            with outbox.id_scope(str(event.event_id)):
-                await sub.handler(Ctx(unit.conn, raw.topic, ids.get("key"), event, self.service,
-                                      unit), event)
-        return "ok"
+        with log_context(topic=raw.topic):
+            if sub.takes_runs:
+                handler: RunHandler = sub.handler  # type: ignore[assignment]
+                await handler(uow, events)
+                return
+            legacy: Handler = sub.handler  # type: ignore[assignment]
+            keys = {e.event_id: r.key for r, e in segment}
+            for event in uow.each(events):
+                key = keys.get(event.event_id)
+                with outbox.id_scope(str(event.event_id)), log_context(
+                        key=key.decode(errors="replace") if key else None):
+                    await legacy(Ctx(uow.conn, raw.topic,
+                                     key.decode(errors="replace") if key else None, event,
+                                     self.service, uow), event)
 
     async def _commit_many(self, batch: list[RawMessage]) -> None:
         consumer = self.consumer
@@ -881,28 +862,23 @@ class Consumer:
             event = self.decode(raw)
         except Refused as refused:
             if sub.on_invalid is not None:
-                with metrics.deferred() as updates:
-                    async with self.pool.acquire() as conn, conn.transaction():
-                        # A refused value has no event id of its own to derive ids from: its
-                        # coordinates in the log stand in (the same record, the same ids).
-                        with outbox.id_scope(f"{raw.topic}/{raw.partition}/{raw.offset}"):
-                            taken = await sub.on_invalid(conn, raw, refused.code,
+                # A refused value has no event id of its own to derive ids from: its
+                # coordinates in the log stand in (the same record, the same ids).
+                where = f"{raw.topic}/{raw.partition}/{raw.offset}"
+                async with self.pool.acquire() as conn:
+                    uow = UnitOfWork(conn, self.service, cause=where)
+                    async with conn.transaction():
+                        with _legacy(uow), outbox.id_scope(where):
+                            taken = await sub.on_invalid(uow, raw, refused.code,
                                                          refused.message)
-                metrics.apply(updates)
+                            await uow.finish()
+                    uow.committed()
                 if taken:
                     return "rejected"
             await self._dead_letter(raw, refused)
             return "dlq"
-        with metrics.deferred() as updates:
-            async with self.pool.acquire() as conn, conn.transaction():
-                fresh = await first_times(conn, [(event.event_id, raw.topic)])
-                unit = Run(conn, str(event.event_id))
-                with outbox.buffered(conn):
-                    outcome = await self._apply(unit, raw, event, event.event_id in fresh)
-                    await unit.finish()
-                    await outbox.flush_buffer()
-        metrics.apply(updates)
-        return outcome
+        outcomes = await self._transact([(raw, event)])
+        return outcomes[0][1] if outcomes else "ok"
 
     async def _dead_letter(self, raw: RawMessage, exc: BaseException) -> None:
         """Send the raw value to `{topic}.dlq` with the contract's headers. A dead letter always
@@ -1065,6 +1041,29 @@ def _describe(exc: ValidationError) -> str:
 
 
 describe_validation_error = _describe
+
+
+def _segments(run: list[tuple[RawMessage, Event]]
+              ) -> Iterator[tuple[str, list[tuple[RawMessage, Event]]]]:
+    """The run cut where the topic changes: each handler gets its topic's consecutive events, so
+    events of different topics are handled in the order they were handed over."""
+    segment: list[tuple[RawMessage, Event]] = []
+    for item in run:
+        if segment and item[0].topic != segment[0][0].topic:
+            yield segment[0][0].topic, segment
+            segment = []
+        segment.append(item)
+    if segment:
+        yield segment[0][0].topic, segment
+
+
+@contextlib.contextmanager
+def _legacy(uow: UnitOfWork) -> Iterator[None]:
+    """While per-event handlers remain: `outbox.enqueue`, `memoized` and the transactional
+    metrics of the old shape write into `uow` (its outbox rows, its memo, its after-commit
+    hooks), so both shapes share one ordered outbox and one commit."""
+    with outbox.buffered(uow.conn, uow), memo_scope(uow), metrics.deferred(uow):
+        yield
 
 
 def parse_uuid(value: Any) -> uuid.UUID | None:

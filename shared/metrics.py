@@ -31,9 +31,10 @@ def _later(fn: Callable[[], None]) -> None:
 
 
 @contextlib.contextmanager
-def deferred() -> Iterator[list[Callable[[], None]]]:
-    """Collect metric updates; the caller runs the returned list after its commit succeeds."""
-    updates: list[Callable[[], None]] = []
+def deferred(uow: Any = None) -> Iterator[list[Callable[[], None]]]:
+    """Collect metric updates; the caller runs the returned list after its commit succeeds
+    (with a unit of work: they join its after-commit hooks)."""
+    updates: list[Callable[[], None]] = uow._after if uow is not None else []
     token = _pending.set(updates)
     try:
         yield updates

@@ -107,9 +107,11 @@ INSERT_QUARANTINED = (
 
 
 class _Buffer:
-    def __init__(self, conn: Conn) -> None:
+    def __init__(self, conn: Conn, rows: list[tuple[str, str | None, bytes, str]] | None = None
+                 ) -> None:
         self.conn = conn
-        self.rows: list[tuple[str, str | None, bytes, str]] = []
+        self.rows: list[tuple[str, str | None, bytes, str]] = [] if rows is None else rows
+        self.owned = rows is None
 
 
 class _IdScope:
@@ -172,11 +174,11 @@ async def enqueue(conn: Conn, topic: Topic | str, key: str | None,
 
 
 @contextlib.contextmanager
-def buffered(conn: Conn) -> Iterator[None]:
+def buffered(conn: Conn, uow: Any = None) -> Iterator[None]:
     """Collect the outbox rows that handlers write on `conn` and insert them with one
     `flush_buffer` (one round trip for a run of events instead of one per row). The caller must
     flush before its transaction commits: rows left unflushed are dropped with the block."""
-    token = _buffer.set(_Buffer(conn))
+    token = _buffer.set(_Buffer(conn, uow._rows if uow is not None else None))
     try:
         yield
     finally:
@@ -186,7 +188,7 @@ def buffered(conn: Conn) -> Iterator[None]:
 async def flush_buffer() -> int:
     """Insert the rows `buffered` collected, in the order they were enqueued (ids follow it)."""
     buf = _buffer.get()
-    if buf is None or not buf.rows:
+    if buf is None or not buf.rows or not buf.owned:  # a unit of work's rows: it flushes them
         return 0
     rows, buf.rows = buf.rows, []
     if len(rows) == 1:

@@ -133,6 +133,10 @@ HELPERS_SEND: dict[str, tuple[str, ...]] = {
     "confirm_cancelled": (topics.ORDERS_STATUS.name, topics.PAYMENTS_REFUNDS.name),
     "request_refund": (topics.PAYMENTS_REFUNDS.name,),
     "request_charge": (topics.PAYMENTS_CHARGES.name,),
+    # shared.uow.UnitOfWork's
+    "cancelled": (topics.ORDERS_STATUS.name, topics.PAYMENTS_REFUNDS.name),
+    "refund": (topics.PAYMENTS_REFUNDS.name,),
+    "charge": (topics.PAYMENTS_CHARGES.name,),
 }
 
 
@@ -149,8 +153,10 @@ def sent_by_source(sources: Iterable[str]) -> set[str]:
             if name == "emit_status" or (
                     name == "status" and any(k.arg == "status" for k in node.keywords)):
                 sent.add(topics.ORDERS_STATUS.name)
-            sent.update(HELPERS_SEND.get(name or "", ()))
-            if name == "on":
+            if node.keywords or name not in ("cancelled", "refund", "charge"):
+                # (`future.cancelled()` is not the unit of work's)
+                sent.update(HELPERS_SEND.get(name or "", ()))
+            if name in ("on", "legacy"):
                 continue
             for arg in node.args:
                 constant = _topic_constant(arg)

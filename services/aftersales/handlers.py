@@ -88,23 +88,23 @@ class OperatorEmitter:
 
 # --- what aftersales learns of orders and products ------------------------------------------
 
-@handlers.on(topics.INTAKE_ORDER_ACCEPTED)
+@handlers.legacy(topics.INTAKE_ORDER_ACCEPTED)
 async def order_accepted(ctx: Ctx, event: OrderAccepted) -> None:
     await store.upsert_order(ctx.conn, event.order, ctx.correlation_id)
 
 
-@handlers.on(topics.LOGISTICS_ORDER_SHIPPED)
+@handlers.legacy(topics.LOGISTICS_ORDER_SHIPPED)
 async def order_shipped(ctx: Ctx, event: OrderShipped) -> None:
     await store.set_parcels(ctx.conn, uuid.UUID(event.order_id),
                             [p.model_dump() for p in event.parcels])
 
 
-@handlers.on(topics.LOGISTICS_ORDER_DELIVERED)
+@handlers.legacy(topics.LOGISTICS_ORDER_DELIVERED)
 async def order_delivered(ctx: Ctx, event: OrderDelivered) -> None:
     await store.set_delivered(ctx.conn, uuid.UUID(event.order_id), event.delivered_at)
 
 
-@handlers.on(topics.CATALOG_PRODUCTS)
+@handlers.legacy(topics.CATALOG_PRODUCTS)
 async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
     await store.upsert_product(ctx.conn, event.sku, event.returnable, event.occurred_at,
                                event.price, event.active)
@@ -112,7 +112,7 @@ async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
 
 # --- requests ---------------------------------------------------------------------------------
 
-@handlers.on(topics.AFTERSALES_REQUESTS)
+@handlers.legacy(topics.AFTERSALES_REQUESTS)
 async def request_received(ctx: Ctx, event: AftersalesRequested) -> None:
     if await store.get_request(ctx.conn, event.key, event.request_id):
         log.info("request %s of %s received again; nothing to do", event.request_id, event.key)
@@ -178,7 +178,7 @@ async def _request_label(em: Emitter, order: Any, request_id: str, lines: dict[s
         correlation_id=order["correlation_id"]))
 
 
-@handlers.on(topics.LOGISTICS_RETURN_LABEL_ISSUED)
+@handlers.legacy(topics.LOGISTICS_RETURN_LABEL_ISSUED)
 async def return_label_issued(ctx: Ctx, event: ReturnLabelIssued) -> None:
     await store.set_return_label(ctx.conn, event.order_key, event.request_id, {
         "carrier": event.carrier, "service": event.service,
@@ -220,7 +220,7 @@ async def order_replacement(em: Emitter, order: Any, request_id: str, kind: str,
              snap.key)
 
 
-@handlers.on(topics.LOGISTICS_PARCEL_LOST)
+@handlers.legacy(topics.LOGISTICS_PARCEL_LOST)
 async def parcel_lost(ctx: Ctx, event: ParcelLost) -> None:
     """The carrier lost a parcel: reship its lines without waiting for the customer to ask."""
     request_id = f"lost-{event.parcel_id}"
@@ -261,7 +261,7 @@ async def parcel_lost(ctx: Ctx, event: ParcelLost) -> None:
 CANCEL_REQUEST_ID = "cancel-after-shipping"
 
 
-@handlers.on(topics.INTAKE_ORDER_CANCEL_REFUSED)
+@handlers.legacy(topics.INTAKE_ORDER_CANCEL_REFUSED)
 async def cancelled_after_shipping(ctx: Ctx, event: OrderCancelRefused) -> None:
     """A cancellation that came after the parcels left becomes a `changed_mind` return of what
     is left of the order (request `cancel-after-shipping`), decided by the store's policy like
@@ -307,7 +307,7 @@ async def cancelled_after_shipping(ctx: Ctx, event: OrderCancelRefused) -> None:
                                                             CANCEL_REQUEST_ID))
 
 
-@handlers.on(topics.LOGISTICS_PARCEL_RETURNED)
+@handlers.legacy(topics.LOGISTICS_PARCEL_RETURNED)
 async def parcel_returned(ctx: Ctx, event: ParcelReturned) -> None:
     """Refused at the door or undeliverable: the parcel is back at the warehouse, unopened. It
     is a request of its own (`returned-{parcel_id}`, a `return` for reason `other`, source
@@ -396,7 +396,7 @@ async def _settle_open_returns(conn: Conn, key: str, request_id: str,
 
 # --- returns ----------------------------------------------------------------------------------
 
-@handlers.on(topics.RETURNS_RECEIVED)
+@handlers.legacy(topics.RETURNS_RECEIVED)
 async def return_received(ctx: Ctx, event: ReturnReceived) -> None:
     request = await store.get_request(ctx.conn, event.key, event.request_id)
     expected = request is not None and request["kind"] in ("return", "exchange") and \
@@ -500,7 +500,7 @@ async def _policy(conn: Conn, store_name: str, currency: str
 
 # --- feedback ---------------------------------------------------------------------------------
 
-@handlers.on(topics.CUSTOMER_FEEDBACK)
+@handlers.legacy(topics.CUSTOMER_FEEDBACK)
 async def feedback(ctx: Ctx, event: FeedbackGiven) -> None:
     tags = domain.tag_feedback(event.comment)
     if not await store.insert_feedback(ctx.conn, event.event_id, event.key, event.rating,

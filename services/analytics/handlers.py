@@ -21,8 +21,8 @@ from shared.contracts import (
     RefundIssued,
     TrackingUpdated,
 )
-from shared.db import Conn
 from shared.messaging import Ctx, Handlers, RawMessage
+from shared.uow import UnitOfWork
 
 from . import store
 from .jobs import analytics_settings
@@ -54,7 +54,7 @@ async def _fold(ctx: Ctx, key: str | None, fact: store.StoredFact) -> None:
     pending.setdefault(key, []).append(fact)
 
 
-async def skip_invalid(conn: Conn, raw: RawMessage, code: str, message: str) -> bool:
+async def skip_invalid(uow: UnitOfWork, raw: RawMessage, code: str, message: str) -> bool:
     """Inbound values that break the contract are the owning service's to reject or dead-letter
     (intake rejects a malformed order); analytics only reads, so it skips them, with a log."""
     log.info("analytics skips an invalid %s value at partition %d offset %d: %s", raw.topic,
@@ -72,7 +72,7 @@ def _placed_body(*, store_name: str, ext: str, customer_id: str, country: str, p
             "shipping_option": shipping_option}
 
 
-@handlers.on(topics.ORDERS_PLACED, on_invalid=skip_invalid)
+@handlers.legacy(topics.ORDERS_PLACED, on_invalid=skip_invalid)
 async def order_placed(ctx: Ctx, e: OrderPlaced) -> None:
     body = _placed_body(
         store_name=e.store, ext=e.external_order_id, customer_id=e.customer.id,
@@ -84,7 +84,7 @@ async def order_placed(ctx: Ctx, e: OrderPlaced) -> None:
         store.stored("placed", e.event_id, e.occurred_at, body))
 
 
-@handlers.on(topics.INTAKE_ORDER_ACCEPTED)
+@handlers.legacy(topics.INTAKE_ORDER_ACCEPTED)
 async def order_accepted(ctx: Ctx, e: OrderAccepted) -> None:
     """The accepted snapshot is the order as reviewed; it also names our order id."""
     s: OrderSnapshot = e.order
@@ -98,13 +98,13 @@ async def order_accepted(ctx: Ctx, e: OrderAccepted) -> None:
         store.stored("placed", e.event_id, e.occurred_at, body))
 
 
-@handlers.on(topics.ORDERS_STATUS)
+@handlers.legacy(topics.ORDERS_STATUS)
 async def status_changed(ctx: Ctx, e: OrderStatusChanged) -> None:
     await _fold(ctx, await store.record_status(ctx.conn, e),
                 store.stored("status", e.event_id, e.occurred_at, store.status_body(e)))
 
 
-@handlers.on(topics.LOGISTICS_ORDER_SHIPPED)
+@handlers.legacy(topics.LOGISTICS_ORDER_SHIPPED)
 async def order_shipped(ctx: Ctx, e: OrderShipped) -> None:
     body = {"parcels": [p.model_dump(mode="json") for p in e.parcels]}
     fresh = await store.record_fact(ctx.conn, e.event_id, "shipped", e.occurred_at, body,
@@ -115,7 +115,7 @@ async def order_shipped(ctx: Ctx, e: OrderShipped) -> None:
     await _fold(ctx, fresh, store.stored("shipped", e.event_id, e.occurred_at, body))
 
 
-@handlers.on(topics.CARRIER_TRACKING, on_invalid=skip_invalid)
+@handlers.legacy(topics.CARRIER_TRACKING, on_invalid=skip_invalid)
 async def tracking_updated(ctx: Ctx, e: TrackingUpdated) -> None:
     body = {"carrier": e.carrier, "status": e.status}
     await _fold(ctx, await store.record_fact(ctx.conn, e.event_id, "tracked", e.occurred_at, body,
@@ -123,7 +123,7 @@ async def tracking_updated(ctx: Ctx, e: TrackingUpdated) -> None:
                 store.stored("tracked", e.event_id, e.occurred_at, body, e.tracking_number))
 
 
-@handlers.on(topics.AFTERSALES_REQUESTS, on_invalid=skip_invalid)
+@handlers.legacy(topics.AFTERSALES_REQUESTS, on_invalid=skip_invalid)
 async def request_received(ctx: Ctx, e: AftersalesRequested) -> None:
     body = {"request_id": e.request_id, "kind": e.kind, "reason": e.reason,
             "lines": [ln.model_dump(mode="json") for ln in e.lines]}
@@ -132,7 +132,7 @@ async def request_received(ctx: Ctx, e: AftersalesRequested) -> None:
                 store.stored("requested", e.event_id, e.occurred_at, body))
 
 
-@handlers.on(topics.PAYMENTS_REFUNDS)
+@handlers.legacy(topics.PAYMENTS_REFUNDS)
 async def refund_issued(ctx: Ctx, e: RefundIssued) -> None:
     await store.record_refund(ctx.conn, e)
     key = f"{e.store}:{e.external_order_id}"
@@ -143,7 +143,7 @@ async def refund_issued(ctx: Ctx, e: RefundIssued) -> None:
                 store.stored("refunded", e.event_id, e.occurred_at, body))
 
 
-@handlers.on(topics.CUSTOMER_FEEDBACK, on_invalid=skip_invalid)
+@handlers.legacy(topics.CUSTOMER_FEEDBACK, on_invalid=skip_invalid)
 async def feedback_given(ctx: Ctx, e: FeedbackGiven) -> None:
     await store.record_feedback(ctx.conn, e)
     body = {"rating": e.rating}

@@ -15,7 +15,7 @@ handlers = Handlers()
 ACTIONS = {"shipped", "cancelled", "refunded"}
 
 
-@handlers.on(topics.ORDERS_STATUS)
+@handlers.legacy(topics.ORDERS_STATUS)
 async def on_status(ctx: Ctx, event: OrderStatusChanged) -> None:
     if event.status not in ACTIONS:
         return

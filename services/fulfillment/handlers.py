@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 handlers = Handlers()
 
 
-@handlers.on(topics.INVENTORY_STOCK_RESERVED)
+@handlers.legacy(topics.INVENTORY_STOCK_RESERVED)
 async def stock_reserved(ctx: Ctx, event: StockReserved) -> None:
     """The order joins the next wave of each warehouse it was allocated to. A second reservation
     of an order found short (inventory's answer to `fulfillment.short_picked`) re-picks the
@@ -54,7 +54,7 @@ async def stock_reserved(ctx: Ctx, event: StockReserved) -> None:
         log.info("order %s already in fulfillment as %s", event.order_key, existing["status"])
 
 
-@handlers.on(topics.INVENTORY_ORDER_CANCEL_FORWARDED)
+@handlers.legacy(topics.INVENTORY_ORDER_CANCEL_FORWARDED)
 async def cancel_forwarded(ctx: Ctx, event: OrderCancelRequested) -> None:
     """Before packing, the work stops here (the picked goods go back to their bins); after, the
     parcels are logistics' and so is the cancellation."""
@@ -78,7 +78,7 @@ async def cancel_forwarded(ctx: Ctx, event: OrderCancelRequested) -> None:
     await confirm_cancelled(ctx, topics.FULFILLMENT_ORDER_CANCELLED, event, "fulfillment")
 
 
-@handlers.on(topics.CATALOG_PRODUCTS)
+@handlers.legacy(topics.CATALOG_PRODUCTS)
 async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
     await store.upsert_product(ctx.conn, event)
     await store.seed_bin(ctx.conn, event.sku)

@@ -19,8 +19,8 @@ from shared.contracts import (
     order_id_for,
     utcnow,
 )
-from shared.db import Conn
 from shared.messaging import Ctx, Handlers, RawMessage, emit_cancelled, emit_status
+from shared.uow import UnitOfWork
 
 from . import domain, metrics, review, store
 
@@ -29,9 +29,10 @@ handlers = Handlers()
 fx.subscribe(handlers)  # exchange rates for money thresholds (shared/fx.py)
 
 
-async def reject_malformed(conn: Conn, raw: RawMessage, code: str, message: str) -> bool:
+async def reject_malformed(uow: UnitOfWork, raw: RawMessage, code: str, message: str) -> bool:
     """An `orders.placed` value that breaks the contract (`malformed`) or is over the size limit
     (`too_large`) but names its order: the order is `rejected` with that code."""
+    conn = uow.conn
     ident = domain.identify(raw.json())
     if ident is None:
         return False
@@ -46,7 +47,7 @@ async def reject_malformed(conn: Conn, raw: RawMessage, code: str, message: str)
     return True
 
 
-@handlers.on(topics.ORDERS_PLACED, on_invalid=reject_malformed)
+@handlers.legacy(topics.ORDERS_PLACED, on_invalid=reject_malformed)
 async def order_placed(ctx: Ctx, order: OrderPlaced) -> None:
     row = await store.find_order(ctx.conn, order.store, order.external_order_id)
     if row is not None:
@@ -95,7 +96,7 @@ def _content(order: OrderPlaced) -> dict[str, Any]:
 accept = review.accept  # kept for callers of the earlier API
 
 
-@handlers.on(topics.ORDERS_CANCEL_REQUESTED)
+@handlers.legacy(topics.ORDERS_CANCEL_REQUESTED)
 async def cancel_requested(ctx: Ctx, event: CancelRequested) -> None:
     """Held orders are cancelled here; accepted ones are handed down the chain, and the service
     holding the order confirms (or, once shipped, refuses)."""
@@ -147,10 +148,10 @@ async def _cancelled(ctx: Ctx, event: OrderCancelled) -> None:
 
 for _topic in (topics.INVENTORY_ORDER_CANCELLED, topics.FULFILLMENT_ORDER_CANCELLED,
                topics.LOGISTICS_ORDER_CANCELLED):
-    handlers.on(_topic)(_cancelled)
+    handlers.legacy(_topic)(_cancelled)
 
 
-@handlers.on(topics.LOGISTICS_ORDER_CANCEL_REFUSED)
+@handlers.legacy(topics.LOGISTICS_ORDER_CANCEL_REFUSED)
 async def cancel_refused(ctx: Ctx, event: OrderCancelRefused) -> None:
     """The parcels were with the carrier before the cancellation reached them: the order stays
     shipped, and the cancellation goes to aftersales as a return (refused at the door, or sent
@@ -162,12 +163,12 @@ async def cancel_refused(ctx: Ctx, event: OrderCancelRefused) -> None:
         customer_reason=event.customer_reason))
 
 
-@handlers.on(topics.CATALOG_PRODUCTS)
+@handlers.legacy(topics.CATALOG_PRODUCTS)
 async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
     await store.upsert_product(ctx.conn, event)
 
 
-@handlers.on(topics.LOGISTICS_COVERAGE_CHANGED)
+@handlers.legacy(topics.LOGISTICS_COVERAGE_CHANGED)
 async def coverage_changed(ctx: Ctx, event: CoverageChanged) -> None:
     await store.set_coverage(ctx.conn, event)
     # Holds for restricted goods clear when a carrier starts taking them there.
@@ -176,6 +177,6 @@ async def coverage_changed(ctx: Ctx, event: CoverageChanged) -> None:
                                      causation_id=str(event.event_id))
 
 
-@handlers.on(topics.LOGISTICS_ORDER_SHIPPED)
+@handlers.legacy(topics.LOGISTICS_ORDER_SHIPPED)
 async def order_shipped(ctx: Ctx, event: OrderShipped) -> None:
     await store.mark_shipped(ctx.conn, uuid.UUID(event.order_id))

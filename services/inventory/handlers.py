@@ -177,7 +177,7 @@ async def refresh_eta(conn: Conn, sku: str) -> int:
     return changed
 
 
-@handlers.on(topics.INTAKE_ORDER_ACCEPTED)
+@handlers.legacy(topics.INTAKE_ORDER_ACCEPTED)
 async def order_accepted(ctx: Ctx, event: OrderAccepted) -> None:
     order_id = uuid.UUID(event.order_id)
     existing = await store.get_order(ctx.conn, order_id)
@@ -226,7 +226,7 @@ async def refill_backorders(conn: Conn, skus: list[str], causation_id: uuid.UUID
     return filled
 
 
-@handlers.on(topics.STOCK_ADJUSTMENTS)
+@handlers.legacy(topics.STOCK_ADJUSTMENTS)
 async def stock_adjusted(ctx: Ctx, event: StockAdjusted) -> None:
     if not await store.warehouse_exists(ctx.conn, event.warehouse):
         raise PoisonMessage(f"unknown warehouse {event.warehouse!r} for {event.sku}; add it to"
@@ -242,7 +242,7 @@ async def stock_adjusted(ctx: Ctx, event: StockAdjusted) -> None:
         await refill_backorders(ctx.conn, [event.sku], event.event_id)
 
 
-@handlers.on(topics.AFTERSALES_RETURN_RESTOCKED)
+@handlers.legacy(topics.AFTERSALES_RETURN_RESTOCKED)
 async def return_restocked(ctx: Ctx, event: ReturnRestocked) -> None:
     await store.lock_refill(ctx.conn)
     for ln in sorted(event.lines, key=lambda x: x.sku):
@@ -252,7 +252,7 @@ async def return_restocked(ctx: Ctx, event: ReturnRestocked) -> None:
     await refill_backorders(ctx.conn, sorted({ln.sku for ln in event.lines}), event.event_id)
 
 
-@handlers.on(topics.INTAKE_ORDER_CANCEL_REQUESTED)
+@handlers.legacy(topics.INTAKE_ORDER_CANCEL_REQUESTED)
 async def cancel_requested(ctx: Ctx, event: OrderCancelRequested) -> None:
     """Confirm while the order is still ours (unknown, backordered); once reserved it has moved
     on to fulfillment, so the request follows it there."""
@@ -273,7 +273,7 @@ async def cancel_requested(ctx: Ctx, event: OrderCancelRequested) -> None:
     await confirm_cancelled(ctx, topics.INVENTORY_ORDER_CANCELLED, event, "inventory")
 
 
-@handlers.on(topics.ORDERS_BACKORDER_DECISIONS)
+@handlers.legacy(topics.ORDERS_BACKORDER_DECISIONS)
 async def backorder_decision(ctx: Ctx, event: BackorderDecision) -> None:
     """The customer's answer to `backordered`: wait (stay in the queue), substitute (reserve
     the substitutes, record the price difference) or cancel (confirmed here, as for a
@@ -399,10 +399,10 @@ async def _cancel_continuations(ctx: Ctx, order_id: uuid.UUID) -> None:
 
 
 for _topic in (topics.FULFILLMENT_ORDER_CANCELLED, topics.LOGISTICS_ORDER_CANCELLED):
-    handlers.on(_topic)(release_cancelled)
+    handlers.legacy(_topic)(release_cancelled)
 
 
-@handlers.on(topics.LOGISTICS_ORDER_SHIPPED)
+@handlers.legacy(topics.LOGISTICS_ORDER_SHIPPED)
 async def order_shipped(ctx: Ctx, event: OrderShipped) -> None:
     order_id = uuid.UUID(event.order_id)
     row = await store.get_order(ctx.conn, order_id)
@@ -415,7 +415,7 @@ async def order_shipped(ctx: Ctx, event: OrderShipped) -> None:
     await store.update_order(ctx.conn, order_id, "committed")
 
 
-@handlers.on(topics.CATALOG_PRODUCTS)
+@handlers.legacy(topics.CATALOG_PRODUCTS)
 async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
     await store.upsert_product(ctx.conn, event)
 
@@ -511,7 +511,7 @@ async def _ship_available(ctx: Ctx, order_id: uuid.UUID, snap: OrderSnapshot,
 
 
 # --- short picks ------------------------------------------------------------------------------
-@handlers.on(topics.FULFILLMENT_SHORT_PICKED)
+@handlers.legacy(topics.FULFILLMENT_SHORT_PICKED)
 async def short_picked(ctx: Ctx, event: ShortPicked) -> None:
     """The bin held fewer units than the order was given. Those units are written off (they are
     not there, so on_hand must not say they are); the rest of the allocation stays; the missing
@@ -643,7 +643,7 @@ async def _short_decision(ctx: Ctx, row: Any, decision: str) -> None:
 
 
 # --- graded returns ---------------------------------------------------------------------------
-@handlers.on(topics.AFTERSALES_RETURN_GRADED)
+@handlers.legacy(topics.AFTERSALES_RETURN_GRADED)
 async def return_graded(ctx: Ctx, event: ReturnGraded) -> None:
     """`refurbish`: the units enter the refurbished stock state of the warehouse (not sellable
     as new, so no backorder is refilled); `scrap`: a write-off row, no balance moves (the goods
@@ -660,4 +660,4 @@ async def return_graded(ctx: Ctx, event: ReturnGraded) -> None:
 
 
 # aftersales: replacement orders (exchange, reship) are reserved like any accepted order.
-handlers.on(topics.AFTERSALES_REPLACEMENT_ORDERED)(order_accepted)
+handlers.legacy(topics.AFTERSALES_REPLACEMENT_ORDERED)(order_accepted)

@@ -49,7 +49,7 @@ fx.subscribe(handlers)  # exchange rates for money thresholds (shared/fx.py)
 EXCEPTIONS = {"failed_attempt", "exception", "lost", "returned_to_sender"}
 
 
-@handlers.on(topics.FULFILLMENT_ORDER_PACKED)
+@handlers.legacy(topics.FULFILLMENT_ORDER_PACKED)
 async def order_packed(ctx: Ctx, event: OrderPacked) -> None:
     """Choose a service for each parcel (with its trace), give it a tracking number and a label,
     draw up customs papers when it crosses a border, then the final check at the dock: all
@@ -213,7 +213,7 @@ def shipped_details(parcels: list[ShippedParcel]) -> dict[str, Any]:
                         for s in parcels]}
 
 
-@handlers.on(topics.CATALOG_PRODUCTS)
+@handlers.legacy(topics.CATALOG_PRODUCTS)
 async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
     """Keep what customs declarations need; new data may complete a held parcel's papers, so
     orders waiting on this SKU are checked again."""
@@ -231,7 +231,7 @@ async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
                      event.sku)
 
 
-@handlers.on(topics.ANALYTICS_CARRIER_SCORES)
+@handlers.legacy(topics.ANALYTICS_CARRIER_SCORES)
 async def carrier_score(ctx: Ctx, event: CarrierScored) -> None:
     """Analytics scores a service per destination country; selection works per zone, so the
     score goes to every zone of that service that covers the country."""
@@ -240,7 +240,7 @@ async def carrier_score(ctx: Ctx, event: CarrierScored) -> None:
                                         Decimal(str(event.on_time_rate)), event.samples)
 
 
-@handlers.on(topics.FULFILLMENT_ORDER_CANCEL_FORWARDED)
+@handlers.legacy(topics.FULFILLMENT_ORDER_CANCEL_FORWARDED)
 async def cancel_forwarded(ctx: Ctx, event: OrderCancelRequested) -> None:
     """The last word on a cancellation: honoured until the parcels are handed to a carrier."""
     order_id = uuid.UUID(event.order_id)
@@ -263,7 +263,7 @@ async def cancel_forwarded(ctx: Ctx, event: OrderCancelRequested) -> None:
     await confirm_cancelled(ctx, topics.LOGISTICS_ORDER_CANCELLED, event, "logistics")
 
 
-@handlers.on(topics.CARRIER_TRACKING)
+@handlers.legacy(topics.CARRIER_TRACKING)
 async def tracking_updated(ctx: Ctx, event: TrackingUpdated) -> None:
     shipment = await store.shipment_by_tracking(ctx.conn, event.tracking_number)
     if shipment is None:
@@ -422,7 +422,7 @@ RETURN_SERVICES = {"WH-LA": "USPS-GA", "WH-FRA": "DHL-PAKET"}
 RETURN_SERVICE_ABROAD = "DHL-EXP"
 
 
-@handlers.on(topics.AFTERSALES_RETURN_LABEL_REQUESTED)
+@handlers.legacy(topics.AFTERSALES_RETURN_LABEL_REQUESTED)
 async def return_label_requested(ctx: Ctx, event: ReturnLabelRequested) -> None:
     country = await ctx.conn.fetchval("SELECT country FROM warehouses WHERE code = $1",
                                       event.warehouse)

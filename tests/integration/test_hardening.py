@@ -19,8 +19,9 @@ from aiokafka import AIOKafkaProducer
 from shared import outbox, topics
 from shared.contracts import OrderStatusChanged
 from shared.db import prune_inbox
-from shared.messaging import QUOTE_CHARS, longest_retention_ms
+from shared.messaging import longest_retention_ms
 from shared.settings import get_settings, service_database_url
+from shared.uow import QUOTE_CHARS
 from tests.conftest import BOOTSTRAP, ROOT
 from tools import storefront as sfm
 from tools.storefront import Storefront

@@ -22,14 +22,13 @@ from aiokafka.errors import (
 from shared import metrics, outbox, topics
 from shared.contracts import OrderStatusChanged, ProductUpserted, derived_id, order_id_for
 from shared.messaging import (
-    QUOTE_CHARS,
     clamp_future,
-    cut,
     fit_dead_letter,
     is_transient,
     storable,
 )
 from shared.settings import Settings, check_credentials
+from shared.uow import QUOTE_CHARS, cut
 
 
 # --- text Postgres cannot store ----------------------------------------------------------------

@@ -1,0 +1,290 @@
+"""The unit of work: what one transaction of any entry point holds (docs/messaging.md "The unit of
+work").
+
+Every entry point opens one: the consumer per run of events, an HTTP request that changes state,
+a background job's pass. It holds
+
+- the connection and its transaction (`uow.conn`);
+- the outbox buffer: `uow.publish` / `uow.status` (and `cancelled`, `refund`, `charge`) are the
+  only ways to emit an event; the rows go in with one statement before commit, in the order they
+  were published;
+- the cause of what is being emitted (`uow.caused_by(event)`, `uow.each(events)`): emitted events
+  get ids derived from their cause, topic, key and rank (handling the same event again emits the
+  same ids, so the inboxes downstream drop the repeat), and carry its correlation and causation
+  ids;
+- a per-run memo of reference data (`uow.memo`, `uow.forget`);
+- before-commit hooks (`uow.collect`, `uow.before_commit`: work done once per run, in the same
+  transaction) and after-commit hooks (`uow.after_commit`, `uow.count`, `uow.observe`: business
+  metrics, log lines, wake-ups; a run that is rolled back and retried counts once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Iterator
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import asyncpg
+
+from . import metrics, outbox
+from .contracts import (
+    ChargeRequested,
+    Event,
+    InternalEvent,
+    OrderStatusChanged,
+    Reason,
+    RefundIssued,
+    WireModel,
+    derived_id,
+    money_text,
+)
+from .db import Conn
+from .logging import log_context
+from .topics import ORDERS_STATUS, PAYMENTS_CHARGES, PAYMENTS_REFUNDS, Topic
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+E = TypeVar("E", bound=Event)
+Hook = Callable[[], Awaitable[None]]
+
+# Reasons quote what a sender wrote (a promo code, a note); quoted text is cut to this length.
+QUOTE_CHARS = 200
+
+
+def cut(text: str, limit: int = QUOTE_CHARS) -> str:
+    """`text` quoted back to a sender, cut with an ellipsis at `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+class UnitOfWork:
+    """One transaction's work (module docstring). Open one with `UnitOfWork.begin(pool, ...)`
+    (acquires a connection) or `UnitOfWork.transaction(conn, ...)` (on a connection the caller
+    holds, e.g. one with a session lock); the consumer opens one per run."""
+
+    def __init__(self, conn: Conn, service: str, *, cause: str | None = None,
+                 correlation_id: str | None = None, hook_cause: str | None = None) -> None:
+        self.conn = conn
+        self.service = service
+        self._cause = cause
+        self._correlation = correlation_id
+        self._causation: str | None = None
+        self._hook_cause = hook_cause or cause
+        self._ranks: dict[tuple[str, str, str | None], int] = {}
+        self._rows: list[tuple[str, str | None, bytes, str]] = []
+        self._memo: dict[Hashable, Any] = {}
+        self._hooks: dict[str, Hook] = {}
+        self._collected: dict[str, Any] = {}
+        self._after: list[Callable[[], None]] = []
+
+    # --- opening and closing ----------------------------------------------------------------
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def begin(cls, pool: asyncpg.Pool, service: str, *, cause: str | None = None,
+                    correlation_id: str | None = None) -> AsyncIterator[UnitOfWork]:
+        """A connection from `pool` and a transaction on it; commits when the block ends
+        (before-commit hooks and the outbox flush first, after-commit hooks after)."""
+        async with pool.acquire() as conn, cls.transaction(
+                conn, service, cause=cause, correlation_id=correlation_id) as uow:
+            yield uow
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def transaction(cls, conn: Conn, service: str, *, cause: str | None = None,
+                          correlation_id: str | None = None,
+                          hook_cause: str | None = None) -> AsyncIterator[UnitOfWork]:
+        """A transaction on `conn`, which must not be in one already (after-commit hooks must
+        follow the real commit, not a savepoint's)."""
+        if conn.is_in_transaction():
+            raise RuntimeError("a unit of work needs a connection outside any transaction")
+        uow = cls(conn, service, cause=cause, correlation_id=correlation_id,
+                  hook_cause=hook_cause)
+        async with conn.transaction():
+            yield uow
+            await uow.finish()
+        uow.committed()
+
+    async def finish(self) -> None:
+        """Before commit: run the before-commit hooks (in the order registered; a hook may
+        register another), then insert the outbox rows in one statement."""
+        done: set[str] = set()
+        while len(done) < len(self._hooks):
+            for name, hook in list(self._hooks.items()):
+                if name in done:
+                    continue
+                done.add(name)
+                with self.caused_by(f"{self._hook_cause}/before-commit/{name}"):
+                    await hook()
+        rows, self._rows = self._rows, []
+        if len(rows) == 1:
+            await self.conn.execute(outbox.INSERT, *rows[0])
+        elif rows:
+            await self.conn.execute(outbox.INSERT_MANY,
+                                    *(list(col) for col in zip(*rows, strict=True)))
+
+    def committed(self) -> None:
+        """After commit: the after-commit hooks, in order; one that fails is logged, not
+        raised (the transaction stands)."""
+        hooks, self._after = self._after, []
+        for fn in hooks:
+            try:
+                fn()
+            except Exception:
+                log.exception("an after-commit hook failed; the transaction is committed")
+
+    # --- cause: ids and tracing of what is emitted ------------------------------------------
+    @contextlib.contextmanager
+    def caused_by(self, cause: Event | str) -> Iterator[None]:
+        """Events published inside are caused by `cause`: an event handled (its id, correlation
+        and the log context of its order), or a deterministic step of a job ("pack:<order>")."""
+        saved = (self._cause, self._correlation, self._causation)
+        if isinstance(cause, str):
+            self._cause, self._causation = cause, None
+            ids: dict[str, Any] = {}
+        else:
+            self._cause = self._causation = str(cause.event_id)
+            corr = getattr(cause, "correlation_id", None)
+            self._correlation = str(corr or cause.event_id)
+            ids = {"event_id": cause.event_id}
+            for name in ("order_id", "order_key"):
+                if getattr(cause, name, None):
+                    ids[name] = getattr(cause, name)
+        try:
+            with log_context(**ids):
+                yield
+        finally:
+            self._cause, self._correlation, self._causation = saved
+
+    def each(self, events: Iterable[E]) -> Iterator[E]:
+        """The events one by one, each the cause of what is published while it is current."""
+        for event in events:
+            with self.caused_by(event):
+                yield event
+
+    @property
+    def correlation_id(self) -> str | None:
+        return self._correlation
+
+    @property
+    def causation_id(self) -> str | None:
+        return self._causation
+
+    # --- emitting ---------------------------------------------------------------------------
+    async def publish(self, topic: Topic | str, key: str | None, event: WireModel,
+                      headers: dict[str, str] | None = None) -> None:
+        """Write an event to the outbox, in this transaction (inserted before commit). Fills the
+        tracing ids of an internal event and derives its id from the current cause."""
+        if isinstance(event, InternalEvent):
+            event = event.model_copy(update={
+                "correlation_id": event.correlation_id or self._correlation,
+                "causation_id": event.causation_id or self._causation,
+            })
+        if self._cause is not None and isinstance(event, Event):
+            slot = (self._cause, str(topic), key)
+            rank = self._ranks.get(slot, 0)
+            self._ranks[slot] = rank + 1
+            event = event.model_copy(update={"event_id": derived_id(*slot, rank)})
+        row = (str(topic), key, event.model_dump_json().encode(), json.dumps(headers or {}))
+        size = outbox.record_size(key, row[2], headers)
+        if size > outbox.MAX_RECORD_BYTES:
+            error = (f"record of {size} bytes is over the {outbox.MAX_RECORD_BYTES}-byte limit;"
+                     " not published")
+            log.error("outbox row for %s key %s quarantined at insert: %s. Inspect it with"
+                      " `shopkeeper outbox quarantined`", topic, key, error)
+            await self.conn.execute(outbox.INSERT_QUARANTINED, *row, error)
+            return
+        self._rows.append(row)
+
+    async def status(self, *, order_id: str, store: str, external_order_id: str, status: str,
+                     reasons: list[tuple[str, str]] | None = None,
+                     details: dict[str, Any] | None = None) -> None:
+        """An `orders.status` change for the storefront (docs/contract.md); counted once per
+        change after commit, labelled with the first (main) reason."""
+        await self.publish(ORDERS_STATUS, f"{store}:{external_order_id}", OrderStatusChanged(
+            order_id=order_id, store=store, external_order_id=external_order_id, status=status,
+            reasons=[Reason(code=c, message=cut(m)) for c, m in (reasons or [])],
+            details=details or {}, correlation_id=self._correlation,
+            causation_id=self._causation))
+        self.count(metrics.ORDER_STATUS, status, reasons[0][0] if reasons else "")
+
+    async def cancelled(self, *, order_id: str, store: str, external_order_id: str,
+                        reasons: list[tuple[str, str]], refund_due: Decimal,
+                        currency: str) -> None:
+        """An order is `cancelled` (docs/contract.md): the storefront hears it with the refund
+        due, and the payment system gets the refund request for the money taken
+        (`payments.refunds`, request `cancellation`; none when nothing was taken)."""
+        await self.status(order_id=order_id, store=store, external_order_id=external_order_id,
+                          status="cancelled", reasons=reasons,
+                          details={"refund_due": money_text(refund_due)})
+        await self.refund(order_id=order_id, store=store, external_order_id=external_order_id,
+                          request_id="cancellation", amount=refund_due, currency=currency,
+                          reason=reasons[0][0] if reasons else "cancelled")
+
+    async def refund(self, *, order_id: str, store: str, external_order_id: str,
+                     request_id: str, amount: Decimal, currency: str, reason: str) -> None:
+        """Money owed to the customer goes back: a `payments.refunds` request (nothing for 0)."""
+        if amount <= 0:
+            return
+        await self.publish(PAYMENTS_REFUNDS, f"{store}:{external_order_id}", RefundIssued(
+            order_id=order_id, store=store, external_order_id=external_order_id,
+            request_id=request_id, amount=amount, currency=currency, reason=reason))
+        self.count(metrics.MONEY_REQUESTS, "refund", reason)
+
+    async def charge(self, *, order_id: str, store: str, external_order_id: str,
+                     charge_id: str, amount: Decimal, currency: str, reason: str) -> None:
+        """Money the customer owes on top: a `payments.charges` request (nothing for 0)."""
+        if amount <= 0:
+            return
+        await self.publish(PAYMENTS_CHARGES, f"{store}:{external_order_id}", ChargeRequested(
+            order_id=order_id, store=store, external_order_id=external_order_id,
+            charge_id=charge_id, amount=amount, currency=currency, reason=reason))
+        self.count(metrics.MONEY_REQUESTS, "charge", reason)
+
+    # --- reference data read once per unit of work ------------------------------------------
+    async def memo(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+        """`load()` once per unit of work for `key` (box sizes, the carrier catalogue). Keys are
+        a name or a tuple starting with it; a writer of that data calls `forget(name)`."""
+        if key not in self._memo:
+            self._memo[key] = await load()
+        value: T = self._memo[key]
+        return value
+
+    def forget(self, name: str) -> None:
+        for k in [k for k in self._memo
+                  if k == name or (isinstance(k, tuple) and k[:1] == (name,))]:
+            del self._memo[k]
+
+    # --- hooks ------------------------------------------------------------------------------
+    def before_commit(self, name: str, hook: Hook) -> None:
+        """Call `hook()` once before commit, after the handlers (the first hook registered under
+        `name` is kept). Events it publishes are caused by the run's first event and `name`. A
+        failing hook fails the run like a handler would, so a hook must be a function of what
+        the handlers collected, nothing else."""
+        self._hooks.setdefault(name, hook)
+
+    def collect(self, name: str, factory: Callable[[], T],
+                flush: Callable[[T], Awaitable[None]]) -> T:
+        """The collection called `name`, made by `factory()` on first use; `flush(it)` runs
+        once before commit (a `before_commit` hook of the same name)."""
+        if name not in self._collected:
+            value = self._collected[name] = factory()
+            self.before_commit(name, lambda: flush(value))
+        collected: T = self._collected[name]
+        return collected
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Call `fn()` once the transaction has committed (never if it rolls back)."""
+        self._after.append(fn)
+
+    def count(self, counter: Any, *labels: str, amount: float = 1) -> None:
+        """`counter.labels(*labels).inc(amount)` after commit (a prometheus Counter)."""
+        target = counter.labels(*labels) if labels else counter
+        self.after_commit(lambda: target.inc(amount))
+
+    def observe(self, histogram: Any, value: float, *labels: str) -> None:
+        """`histogram.labels(*labels).observe(value)` after commit."""
+        target = histogram.labels(*labels) if labels else histogram
+        self.after_commit(lambda: target.observe(value))
