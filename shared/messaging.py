@@ -1088,6 +1088,22 @@ async def confirm_cancelled(ctx: Ctx, topic: Topic, request: OrderCancelRequeste
         refund_due=request.refund_due, currency=request.currency, confirmed_by=confirmed_by))
 
 
+async def confirm_cancellation(uow: UnitOfWork, topic: Topic, request: OrderCancelRequested,
+                               confirmed_by: str) -> None:
+    """The end of a cancellation's hand-off (see `OrderCancelRequested`), caused by `request`:
+    the storefront hears `cancelled` with the refund due (and the payment system the refund
+    request), and the other services hear `{service}.order_cancelled`."""
+    store, _, ext = request.order_key.partition(":")
+    with uow.caused_by(request):
+        await uow.cancelled(order_id=request.order_id, store=store, external_order_id=ext,
+                            reasons=[("cancelled_by_customer", request.reason)],
+                            refund_due=request.refund_due, currency=request.currency)
+        await uow.publish(topic, request.order_key, OrderCancelled(
+            order_id=request.order_id, order_key=request.order_key, reason=request.reason,
+            refund_due=request.refund_due, currency=request.currency,
+            confirmed_by=confirmed_by))
+
+
 def forwarded(request: OrderCancelRequested) -> OrderCancelRequested:
     """The same cancellation handed on: a new event (its own id) caused by the one received."""
     return OrderCancelRequested(order_id=request.order_id, order_key=request.order_key,

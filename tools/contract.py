@@ -131,6 +131,7 @@ def _called_name(call: ast.Call) -> str:
 HELPERS_SEND: dict[str, tuple[str, ...]] = {
     "emit_cancelled": (topics.ORDERS_STATUS.name, topics.PAYMENTS_REFUNDS.name),
     "confirm_cancelled": (topics.ORDERS_STATUS.name, topics.PAYMENTS_REFUNDS.name),
+    "confirm_cancellation": (topics.ORDERS_STATUS.name, topics.PAYMENTS_REFUNDS.name),
     "request_refund": (topics.PAYMENTS_REFUNDS.name,),
     "request_charge": (topics.PAYMENTS_CHARGES.name,),
     # shared.uow.UnitOfWork's
