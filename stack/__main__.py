@@ -349,7 +349,10 @@ def start_postgres() -> None:
     if os.geteuid() == 0:
         shutil.chown(pglog, "postgres", "postgres")
     subprocess.run(as_postgres([pg_bin("pg_ctl"), "-D", str(PG_DATA), "-l", str(pglog), "-w",
-                                "-t", "60", "-o", f"-p {port}", "start"]),
+                                "-t", "60", "-o",
+                                # pg_stat_statements: `make bench` counts SQL statements per order
+                                f"-p {port} -c shared_preload_libraries=pg_stat_statements",
+                                "start"]),
                    check=True, stdout=subprocess.DEVNULL)
     say(f"started PostgreSQL on 127.0.0.1:{port}")
 

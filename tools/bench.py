@@ -7,7 +7,9 @@
 3. Shopkeeper's sustained throughput: orders published at rising rates until the shipped count
    stops keeping up (automatic warehouse), in orders per second placed -> shipped;
 4. latency at half that rate: p50, p95, p99 of placed -> accepted, -> reserved, -> shipped;
-5. CPU seconds per 1,000 orders and peak memory per service (from /proc);
+5. CPU seconds per 1,000 orders and peak memory per service, and the CPU of Postgres and Kafka
+   (from /proc), and SQL statements per order (pg_stat_statements), over the throughput steps;
+   latency at a fixed 45 orders/s, three runs (`--latency-runs`);
 6. scaling: the throughput step repeated with a second instance of every service
    (`--scaling`).
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -59,6 +62,9 @@ class Result:
     cpu_s_per_1000_orders: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: dict[str, float] = field(default_factory=dict)
     scaling: dict[str, float] = field(default_factory=dict)
+    infra_cpu_s_per_1000_orders: dict[str, float] = field(default_factory=dict)
+    statements_per_order: dict[str, float] = field(default_factory=dict)
+    fixed_rate_latency: list[dict[str, Any]] = field(default_factory=list)
 
 
 def machine() -> dict[str, Any]:
@@ -257,6 +263,67 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def cpu_seconds_with_children(pid: int) -> float:
+    """A process's CPU, its reaped children's (cutime, cstime) and its live children's: Postgres'
+    backends are children of the postmaster."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError):
+        return 0.0
+    children = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            rest = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if rest[1] == str(pid):
+            children += (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+    return own + children
+
+
+def infra_cpu() -> dict[str, float]:
+    """CPU seconds so far of the local stack's Postgres (postmaster and backends) and Kafka."""
+    out = {"postgres": 0.0, "kafka": 0.0}
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        out["postgres"] = cpu_seconds_with_children(
+            int((local_stack.PG_DATA / "postmaster.pid").read_text().split()[0]))
+    for f in RUN.glob("kafka*.pid"):
+        try:
+            out["kafka"] += cpu_seconds_with_children(int(f.read_text()))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+STATEMENTS = (
+    "SELECT coalesce(sum(calls), 0)::bigint AS all_calls, coalesce(sum(calls) FILTER (WHERE query"
+    " !~* '^\\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|START)'), 0)::bigint AS data_calls"
+    " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
+    " WHERE datname = current_database())")
+
+
+async def statements(admin_url: str, reset: bool = False) -> tuple[int, int] | None:
+    """Statements executed so far in the shop's database (every transaction-control statement,
+    and the others), from pg_stat_statements; None when the extension is not loaded."""
+    try:
+        conn = await asyncpg.connect(admin_url)
+    except (OSError, asyncpg.PostgresError):
+        return None
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        if reset:
+            await conn.execute("SELECT pg_stat_statements_reset()")
+            return 0, 0
+        row = await conn.fetchrow(STATEMENTS)
+        return (int(row["all_calls"]), int(row["data_calls"])) if row else (0, 0)
+    except asyncpg.PostgresError as exc:
+        print(f"[bench] no statement counts: {exc} (pg_stat_statements not preloaded?)")
+        return None
+    finally:
+        await conn.close()
+
+
 def peak_rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -303,6 +370,8 @@ async def run(args: argparse.Namespace) -> Result:
         await bench.step(args.warmup_rate, args.warmup_seconds)  # warm-up, not reported
         pids = service_pids()
         cpu0 = {s: sum(cpu_seconds(p) for p in ps) for s, ps in pids.items()}
+        infra0 = infra_cpu()
+        counting = await statements(settings.database_url, reset=True) is not None
         orders0 = bench.n
         best = 0.0
         for rate in args.rates:
@@ -324,6 +393,17 @@ async def run(args: argparse.Namespace) -> Result:
             for s, ps in pids.items()}
         result.peak_rss_mb = {s: round(max(peak_rss_mb(p) for p in ps), 1)
                               for s, ps in pids.items()}
+        infra1 = infra_cpu()
+        result.infra_cpu_s_per_1000_orders = {
+            k: round(1000 * (infra1[k] - infra0[k]) / done, 2) for k in infra1}
+        counted = await statements(settings.database_url) if counting else None
+        if counted is not None:
+            result.statements_per_order = {"all": round(counted[0] / done, 1),
+                                           "without_transaction_control":
+                                               round(counted[1] / done, 1)}
+        print(f"[bench] CPU s per 1,000 orders: services {result.cpu_s_per_1000_orders},"
+              f" infrastructure {result.infra_cpu_s_per_1000_orders}; SQL statements per order"
+              f" {result.statements_per_order or 'not counted'}", flush=True)
         half = max(5.0, best / 2)
         # Latency at steady state, not in the aftermath of the overload step: every consumer
         # caught up (analytics last) before the first order is timed.
@@ -333,6 +413,14 @@ async def run(args: argparse.Namespace) -> Result:
         result.latency_rate = half
         result.latency_ms = bench.latencies(keys)
         print(f"[bench] latency at {half}/s: {result.latency_ms}", flush=True)
+        for _ in range(args.latency_runs):
+            await settle()
+            keys = await bench.publish_at(args.latency_rate, args.latency_seconds)
+            await bench.until_shipped(keys)
+            result.fixed_rate_latency.append({"rate": args.latency_rate,
+                                              **bench.latencies(keys)})
+            print(f"[bench] latency at {args.latency_rate}/s: {result.fixed_rate_latency[-1]}",
+                  flush=True)
         if args.scaling and result.steps:
             result.scaling = await scaling(bench, result.steps[-1]["rate"], args.step_seconds)
     return result
@@ -420,6 +508,25 @@ def markdown(r: Result, baseline: dict[str, Any] | None = None) -> str:
     for name in SERVICES:
         lines.append(f"| {name} | {r.cpu_s_per_1000_orders.get(name, '')} |"
                      f" {r.peak_rss_mb.get(name, '')} |")
+    total = sum(r.cpu_s_per_1000_orders.values()) + sum(r.infra_cpu_s_per_1000_orders.values())
+    lines += ["", f"| Postgres | {r.infra_cpu_s_per_1000_orders.get('postgres', '')} | |",
+              f"| Kafka | {r.infra_cpu_s_per_1000_orders.get('kafka', '')} | |", "",
+              f"CPU per order, all services + Postgres + Kafka: **{total:.1f} ms** (over the"
+              " throughput steps, load generator excluded)."]
+    if r.statements_per_order:
+        lines += ["", "SQL statements per order (pg_stat_statements over the throughput steps):"
+                  f" **{r.statements_per_order['all']}**, of which"
+                  f" {r.statements_per_order['without_transaction_control']} are not BEGIN/COMMIT."]
+    if r.fixed_rate_latency:
+        lines += ["", "Latency at a fixed rate, repeated (ms, placed -> status):", "",
+                  "| run | rate | accepted p99 | reserved p50 | reserved p99 | shipped p99 |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for i, run_ in enumerate(r.fixed_rate_latency, 1):
+            def p(status: str, q: str, run_: dict[str, Any] = run_) -> Any:
+                return run_.get(status, {}).get(q, "")
+            lines.append(f"| {i} | {run_['rate']} | {p('accepted', 'p99')} |"
+                         f" {p('reserved', 'p50')} | {p('reserved', 'p99')} |"
+                         f" {p('shipped', 'p99')} |")
     if r.scaling:
         lines += ["", f"Scaling at {r.scaling['rate']} orders/s offered: one instance of each"
                   f" service {r.scaling['one_instance']} orders/s, two instances"
@@ -483,6 +590,9 @@ def main() -> None:
     parser.add_argument("--warmup-rate", type=float, default=20)
     parser.add_argument("--warmup-seconds", type=float, default=5)
     parser.add_argument("--latency-seconds", type=float, default=30)
+    parser.add_argument("--latency-rate", type=float, default=45,
+                        help="the fixed rate of the repeated latency runs (orders/s)")
+    parser.add_argument("--latency-runs", type=int, default=3)
     parser.add_argument("--kafka-messages", type=int, default=50_000)
     parser.add_argument("--pg-seconds", type=float, default=10)
     parser.add_argument("--scaling", action="store_true")

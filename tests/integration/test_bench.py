@@ -18,6 +18,7 @@ async def test_bench_smoke_reports_every_figure(stack: None, tmp_path: Path) -> 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tools.bench", "--rates", "10", "--step-seconds", "3",
         "--warmup-seconds", "1", "--latency-seconds", "2", "--kafka-messages", "2000",
+        "--latency-runs", "1", "--latency-rate", "5",
         "--pg-seconds", "1", "--json", str(out), "--markdown", str(tmp_path / "bench.md"),
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         env=dict(os.environ))
@@ -29,6 +30,11 @@ async def test_bench_smoke_reports_every_figure(stack: None, tmp_path: Path) -> 
     assert result["steps"][0]["shipped"] == 30
     assert set(result["latency_ms"]) == {"accepted", "reserved", "shipped"}
     assert set(result["cpu_s_per_1000_orders"]) == set(SERVICES)
+    assert set(result["infra_cpu_s_per_1000_orders"]) == {"postgres", "kafka"}
+    assert result["infra_cpu_s_per_1000_orders"]["postgres"] > 0
+    assert result["statements_per_order"]["all"] > 0  # pg_stat_statements is preloaded
+    assert len(result["fixed_rate_latency"]) == 1
+    assert "reserved" in result["fixed_rate_latency"][0]
     text_md = (tmp_path / "bench.md").read_text()
     assert "| rate offered" in text_md
     assert "## Before and after the optimisation" in text_md  # against docs/bench-baseline.json
