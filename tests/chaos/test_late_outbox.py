@@ -2,7 +2,7 @@
 for its key (shared/outbox.py promises id order per key).
 
 Under load, a transaction in intake's schema writes an `orders.status` row for key K the way a
-handler does (`shared.outbox.enqueue`) and stays open. Meanwhile rows for another key and a
+handler does (`UnitOfWork.publish`) and stays open. Meanwhile rows for another key and a
 later row for K commit. The other key's rows are published while the late transaction is open
 (the relay does not stall behind it); once it commits, its row is published, and the storefront
 sees K's rows in id order: the late one first."""
@@ -16,10 +16,10 @@ import uuid
 import asyncpg
 import pytest
 
-from shared import outbox
 from shared.contracts import OrderStatusChanged
 from shared.settings import get_settings
 from shared.topics import ORDERS_STATUS
+from shared.uow import UnitOfWork
 from tests.integration.helpers import eventually
 from tools.storefront import Storefront
 
@@ -48,10 +48,13 @@ async def late_outbox_row(shop: Storefront, hold_seconds: float
     try:
         tx = late.transaction()
         await tx.start()
-        await outbox.enqueue(late, ORDERS_STATUS, k, row(k_ext, 1))
-        await outbox.enqueue(quick, ORDERS_STATUS, other, row(other_ext, 1))  # autocommit
-        await outbox.enqueue(quick, ORDERS_STATUS, k, row(k_ext, 2))
-        await outbox.enqueue(quick, ORDERS_STATUS, other, row(other_ext, 2))
+        held = UnitOfWork(late, "intake")  # the late transaction's unit of work
+        await held.publish(ORDERS_STATUS, k, row(k_ext, 1))
+        await held.finish()  # its row is inserted; the transaction stays open
+        for key, r in ((other, row(other_ext, 1)), (k, row(k_ext, 2)),
+                       (other, row(other_ext, 2))):
+            async with UnitOfWork.transaction(quick, "intake") as uow:  # each commits at once
+                await uow.publish(ORDERS_STATUS, key, r)
 
         async def others_out() -> bool:
             return len(shop.statuses.get(other, [])) >= 2

@@ -16,12 +16,12 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from shared import outbox, topics
+from shared import topics
 from shared.contracts import OrderStatusChanged
 from shared.db import prune_inbox
 from shared.messaging import longest_retention_ms
 from shared.settings import get_settings, service_database_url
-from shared.uow import QUOTE_CHARS
+from shared.uow import QUOTE_CHARS, UnitOfWork
 from tests.conftest import BOOTSTRAP, ROOT
 from tools import storefront as sfm
 from tools.storefront import Storefront
@@ -243,7 +243,7 @@ async def test_an_event_too_large_to_publish_is_written_quarantined(stack: None)
         await tr.start()
         try:
             key = f"{STORE}:{ref('huge')}"
-            await outbox.enqueue(conn, topics.ORDERS_STATUS, key, OrderStatusChanged(
+            await UnitOfWork(conn, "intake").publish(topics.ORDERS_STATUS, key, OrderStatusChanged(
                 order_id="o", store=STORE, external_order_id="x", status="rejected",
                 reasons=[], details={"blob": "x" * 1_100_000}))
             row = await conn.fetchrow("SELECT quarantined_at, error FROM outbox WHERE key = $1",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from decimal import Decimal
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg

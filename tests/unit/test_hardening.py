@@ -7,7 +7,6 @@ credentials. No I/O: the same rules on the real stack are in tests/integration/t
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -19,8 +18,8 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
-from shared import metrics, outbox, topics
-from shared.contracts import OrderStatusChanged, ProductUpserted, derived_id, order_id_for
+from shared import outbox, topics
+from shared.contracts import ProductUpserted, order_id_for
 from shared.messaging import (
     clamp_future,
     fit_dead_letter,
@@ -137,30 +136,6 @@ def test_an_orders_id_is_a_function_of_its_key() -> None:
     assert order_id_for("shop-us-1", "1001").version == 5
 
 
-def _status(order_id: str) -> OrderStatusChanged:
-    return OrderStatusChanged(order_id=order_id, store="s", external_order_id="e",
-                              status="accepted")
-
-
-def test_events_enqueued_in_a_scope_get_the_same_ids_when_handled_again() -> None:
-    def handle() -> list[uuid.UUID]:
-        with outbox.id_scope("cause-1"):
-            events = [outbox._with_derived_id("orders.status", "s:e", _status("o")),
-                      outbox._with_derived_id("orders.status", "s:e", _status("o")),
-                      outbox._with_derived_id("intake.order_accepted", "s:e", _status("o"))]
-        return [e.event_id for e in events]  # type: ignore[attr-defined]
-
-    first, again = handle(), handle()
-    assert first == again
-    assert len(set(first)) == 3  # two events of one key and topic still differ (their rank)
-    assert first[0] == derived_id("cause-1", "orders.status", "s:e", 0)
-
-
-def test_outside_a_scope_an_event_keeps_its_own_id() -> None:
-    event = _status("o")
-    assert outbox._with_derived_id("orders.status", "s:e", event) is event
-
-
 # --- dead letters that fit ---------------------------------------------------------------------
 HEADERS = [("x-error", b"malformed: not JSON"), ("x-original-topic", b"orders.placed")]
 
@@ -192,22 +167,6 @@ def test_huge_foreign_headers_are_dropped_but_ours_stay() -> None:
     value, out = fit_dead_letter(None, b"v" * 10, headers)
     assert value == b"v" * 10
     assert [k for k, _ in out] == ["x-error", "x-original-topic"]
-
-
-# --- metrics count what committed ----------------------------------------------------------------
-def test_business_metrics_inside_a_transaction_wait_for_its_commit() -> None:
-    counter = metrics.TransactionalCounter("shopkeeper_test_deferred_total", "test", ["k"])
-    child = counter._target.labels("a")
-    with metrics.deferred():  # a run that rolls back: its updates are never applied
-        counter.labels("a").inc()
-    assert child._value.get() == 0
-    with metrics.deferred() as committed:
-        counter.labels("a").inc(2)
-    assert child._value.get() == 0  # not before the commit
-    metrics.apply(committed)
-    assert child._value.get() == 2
-    counter.labels("a").inc()  # outside a transaction: at once
-    assert child._value.get() == 3
 
 
 # --- credentials -------------------------------------------------------------------------------
