@@ -46,3 +46,18 @@ def test_bench_markdown_keeps_the_notes_written_under_its_mark(tmp_path: Path) -
     doc.write_text(f"# old figures\n{NOTES_MARK}\nwhy the figures are what they are\n")
     write_markdown(doc, "# new figures\n")
     assert doc.read_text() == f"# new figures\n\n{NOTES_MARK}\nwhy the figures are what they are\n"
+
+
+async def test_the_consumer_comparison_reports_both_consumers(stack: None) -> None:
+    """`python -m tools.bench_consumer` (FastStream's subscriber against our poll loop, the
+    measurement behind docs/messaging.md) runs and prints its table; no timing is asserted."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tools.bench_consumer", "--records", "300",
+        "--latency-records", "20", "--rate", "20", "--idle-seconds", "1",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env=dict(os.environ))
+    text, _ = await asyncio.wait_for(proc.communicate(), 300)
+    out = text.decode()
+    assert proc.returncode == 0, out[-3000:]
+    rows = [line for line in out.splitlines() if line.startswith(("| faststream", "| ours"))]
+    assert len(rows) == 2 and all(len(r.split("|")) == 7 for r in rows)
