@@ -137,12 +137,17 @@ class UnitOfWork:
 
     # --- cause: ids and tracing of what is emitted ------------------------------------------
     @contextlib.contextmanager
-    def caused_by(self, cause: Event | str) -> Iterator[None]:
+    def caused_by(self, cause: Event | str, *, correlation_id: str | None = None
+                  ) -> Iterator[None]:
         """Events published inside are caused by `cause`: an event handled (its id, correlation
-        and the log context of its order), or a deterministic step of a job ("pack:<order>")."""
+        and the log context of its order), or a deterministic step of a job ("pack:<order>"),
+        which keeps the unit's correlation id unless given one (a job that spans orders stamps
+        each order's own: `caused_by(f"packed/{order}", correlation_id=row["correlation_id"])`)."""
         saved = (self._cause, self._correlation, self._causation)
         if isinstance(cause, str):
             self._cause, self._causation = cause, None
+            if correlation_id is not None:
+                self._correlation = correlation_id
             ids: dict[str, Any] = {}
         else:
             self._cause = self._causation = str(cause.event_id)
