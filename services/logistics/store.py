@@ -344,6 +344,9 @@ async def orders_for_update(conn: Conn, order_ids: list[uuid.UUID]
     return {r["order_id"]: r for r in rows}
 
 
+PER_ROUND = 4  # candidates per seed asked in one statement
+
+
 async def free_tracking_numbers(conn: Conn, wanted: list[tuple[str, str]]) -> list[str]:
     """`free_tracking_number` for many (format, seed) at once, in order, each also avoiding
     the numbers given to those before it: a round of `PER_ROUND` candidates per seed in one
@@ -370,9 +373,6 @@ async def free_tracking_numbers(conn: Conn, wanted: list[tuple[str, str]]) -> li
         raise RuntimeError(f"no free tracking number for {missing[0][1]} in {missing[0][0]}"
                            " after 100 candidates")
     return [n for n in out if n is not None]
-
-
-PER_ROUND = 4
 
 
 async def insert_orders(conn: Conn, rows: list[tuple[uuid.UUID, str, str, int, str | None,
