@@ -21,7 +21,9 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from shared.contracts import OrderSnapshot
+from shared.db import Conn
 from shared.http import require_admin
+from shared.uow import UnitOfWork
 
 from . import domain, schemas, store, warehouse
 
@@ -56,15 +58,17 @@ class PackBody(BaseModel):
 
 
 @asynccontextmanager
-async def _tx(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+async def _tx(request: Request) -> AsyncIterator[UnitOfWork]:
+    """A warehouse step's unit of work: no cause, as an operator's action is new each time
+    (an order's `packed` is still caused by `packed/<order>`, warehouse._finish)."""
+    async with UnitOfWork.begin(request.app.state.runtime.pool, "fulfillment") as uow:
         try:
-            yield conn
+            yield uow
         except warehouse.NotReady as exc:
             raise HTTPException(409, str(exc)) from exc
 
 
-async def _pick(conn: asyncpg.Connection, order_id: uuid.UUID, wh: str | None) -> asyncpg.Record:
+async def _pick(conn: Conn, order_id: uuid.UUID, wh: str | None) -> asyncpg.Record:
     picks = [p for p in await store.order_picks(conn, order_id) if p["status"] != "cancelled"]
     if wh is not None:
         picks = [p for p in picks if p["warehouse"] == wh]
@@ -209,17 +213,17 @@ def _page(title: str, body: str) -> str:
 @router.post("/orders/{order_id}/scan", dependencies=admin, response_model=schemas.ScanResult,
              response_model_exclude_unset=True)
 async def scan(order_id: uuid.UUID, body: ScanBody, request: Request) -> dict[str, Any]:
-    async with _tx(request) as conn:
-        pick = await _pick(conn, order_id, body.warehouse)
-        return {"order_id": str(order_id), **await warehouse.scan(conn, pick, body.code)}
+    async with _tx(request) as uow:
+        pick = await _pick(uow.conn, order_id, body.warehouse)
+        return {"order_id": str(order_id), **await warehouse.scan(uow, pick, body.code)}
 
 
 @router.post("/orders/{order_id}/short", dependencies=admin,
              response_model=schemas.ShortPicked)
 async def short(order_id: uuid.UUID, body: ShortBody, request: Request) -> dict[str, Any]:
-    async with _tx(request) as conn:
-        pick = await _pick(conn, order_id, body.warehouse)
-        await warehouse.short_pick(conn, pick, body.sku, body.missing, None)
+    async with _tx(request) as uow:
+        pick = await _pick(uow.conn, order_id, body.warehouse)
+        await warehouse.short_pick(uow, pick, body.sku, body.missing)
     return {"order_id": str(order_id), "status": "short_picked"}
 
 
@@ -227,27 +231,27 @@ async def short(order_id: uuid.UUID, body: ShortBody, request: Request) -> dict[
              response_model=schemas.WeighResult)
 async def weigh(order_id: uuid.UUID, body: WeighBody, request: Request) -> dict[str, Any]:
     """Weighs the parcel(s) the order goes in: with a merged order, the whole parcel."""
-    async with _tx(request) as conn:
-        pick = await _pick(conn, order_id, body.warehouse)
-        return await warehouse.weigh(conn, pick["wave_id"], pick["group_id"], body.weight_g,
-                                     warehouse.config(), None)
+    async with _tx(request) as uow:
+        pick = await _pick(uow.conn, order_id, body.warehouse)
+        return await warehouse.weigh(uow, pick["wave_id"], pick["group_id"], body.weight_g,
+                                     warehouse.config())
 
 
 @router.post("/orders/{order_id}/qc-fail", dependencies=admin, response_model=schemas.QcHold)
 async def qc_fail(order_id: uuid.UUID, body: QcBody, request: Request) -> dict[str, Any]:
-    async with _tx(request) as conn:
-        pick = await _pick(conn, order_id, body.warehouse)
-        held = await warehouse.qc_fail(conn, pick["wave_id"], pick["group_id"], body.code,
-                                       body.message, None)
+    async with _tx(request) as uow:
+        pick = await _pick(uow.conn, order_id, body.warehouse)
+        held = await warehouse.qc_fail(uow, pick["wave_id"], pick["group_id"], body.code,
+                                       body.message)
     return {"on_hold": held, "reason": body.code}
 
 
 @router.post("/orders/{order_id}/pack", dependencies=admin, response_model=schemas.Packed)
 async def pack_order(order_id: uuid.UUID, request: Request,
                      body: PackBody | None = None) -> dict[str, Any]:
-    async with _tx(request) as conn:
-        pick = await _pick(conn, order_id, body.warehouse if body else None)
-        parcels = await warehouse.pack(conn, pick["wave_id"], pick["group_id"], None)
+    async with _tx(request) as uow:
+        pick = await _pick(uow.conn, order_id, body.warehouse if body else None)
+        parcels = await warehouse.pack(uow, pick["wave_id"], pick["group_id"])
     return {"order_id": str(order_id), "parcels": parcels}
 
 

@@ -263,3 +263,91 @@ def simulated_weight(expected_g: int, rng: random.Random, error_rate: float) -> 
         delta = max(round(expected_g * 0.1), 50)
         return expected_g + (delta if rng.random() < 0.5 else -delta)
     return expected_g
+
+
+# --- reserved orders arrive -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Reserved:
+    """One `inventory.stock_reserved` as the floor needs it: the order, where its units were
+    reserved (`allocations`: [{"warehouse", "lines": [{"sku", "quantity"}]}]) and what decides
+    whether it may share a parcel (buyer, address, shipping option)."""
+
+    order_id: str
+    order_key: str
+    allocations: Sequence[Mapping[str, object]]
+    customer_id: str
+    address: Mapping[str, str | None]
+    shipping_option: str
+
+
+@dataclass(frozen=True)
+class NewPick:
+    """One order's part in one warehouse, to wait for that warehouse's next wave."""
+
+    order_id: str
+    warehouse: str
+    lines: object  # the allocation's lines, as reserved
+    express: bool
+    merge_key: str
+
+
+@dataclass
+class ReservedPlan:
+    """What a run of reservations does to the floor (`plan_reserved`)."""
+
+    new: list[Reserved] = field(default_factory=list)           # orders to insert
+    reallocated: list[Reserved] = field(default_factory=list)   # short-picked, re-allocated
+    dropped: list[tuple[str, str]] = field(default_factory=list)  # picks (order, warehouse) out
+    picks: list[NewPick] = field(default_factory=list)          # in arrival order
+    # Per reservation, for the log: ("new", ""), ("reallocated", warehouses re-picked) or
+    # ("ignored", the order's status).
+    outcomes: list[tuple[str, str]] = field(default_factory=list)
+
+
+def picks_for(order: Reserved, only: set[str] | None = None) -> list[NewPick]:
+    """One pick per warehouse of the allocation (or of those in `only`). An order split across
+    warehouses is never merged: its parcels already travel apart."""
+    out = []
+    for alloc in order.allocations:
+        warehouse = str(alloc["warehouse"])
+        if only is not None and warehouse not in only:
+            continue
+        key = (merge_key(order.customer_id, order.address, order.shipping_option, warehouse)
+               if len(order.allocations) == 1 else f"order:{order.order_id}")
+        out.append(NewPick(order.order_id, warehouse, alloc["lines"],
+                           order.shipping_option == "express", key))
+    return out
+
+
+def plan_reserved(orders: Sequence[Reserved], status: Mapping[str, str],
+                  picks: Mapping[str, Mapping[str, str]]) -> ReservedPlan:
+    """A run of reservations, in order, against the orders' `status` and, for those found
+    short, their `picks` (warehouse -> pick status). A new order joins the next wave of each
+    warehouse it was allocated to. A second reservation of an order found short (inventory's
+    answer to `fulfillment.short_picked`) re-picks the parts that were short and any warehouse
+    new to the allocation; a warehouse whose whole part was short and moved elsewhere drops out
+    (or the order would wait for it forever). Any other reservation of a known order changes
+    nothing. An order reserved twice in the run sees what the first reservation did."""
+    plan = ReservedPlan()
+    now = dict(status)
+    for order in orders:
+        current = now.get(order.order_id)
+        if current is None:
+            plan.new.append(order)
+            plan.picks += picks_for(order)
+            plan.outcomes.append(("new", ""))
+        elif current == "short_picked":
+            had = picks.get(order.order_id, {})
+            allocated = {str(a["warehouse"]) for a in order.allocations}
+            again = {w for w in allocated if had.get(w, "short") == "short"}
+            plan.dropped += [(order.order_id, w) for w in sorted(had)
+                             if had[w] == "short" and w not in allocated]
+            plan.reallocated.append(order)
+            plan.picks += picks_for(order, again)
+            plan.outcomes.append(("reallocated", ", ".join(sorted(again)) or "no warehouse"))
+        else:
+            plan.outcomes.append(("ignored", current))
+            continue
+        now[order.order_id] = "awaiting_pick"
+    return plan

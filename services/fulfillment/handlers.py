@@ -3,6 +3,9 @@
 A reserved order waits for its warehouse's next wave (warehouse.py releases waves in the
 background). In automatic mode (the local stack's default) picking, scanning and weighing are
 simulated; in manual mode warehouse staff do them over HTTP (api.py).
+
+Each handler takes a run of its topic's events in one unit of work (docs/messaging.md).
+`inventory.stock_reserved` is the hot path: a constant number of statements per run.
 """
 
 from __future__ import annotations
@@ -16,69 +19,86 @@ from shared.contracts import (
     ProductUpserted,
     StockReserved,
 )
-from shared.messaging import Ctx, Handlers, confirm_cancelled, forwarded
+from shared.messaging import Handlers, confirm_cancellation, forwarded
+from shared.uow import UnitOfWork
 
-from . import store, warehouse
+from . import domain, store
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
 
 
-@handlers.legacy(topics.INVENTORY_STOCK_RESERVED)
-async def stock_reserved(ctx: Ctx, event: StockReserved) -> None:
-    """The order joins the next wave of each warehouse it was allocated to. A second reservation
-    of an order found short (inventory's answer to `fulfillment.short_picked`) re-picks the
-    parts that were short and any warehouse new to the allocation."""
-    order_id = uuid.UUID(event.order_id)
-    allocations = [a.model_dump() for a in event.allocations]
-    existing = await store.get_order(ctx.conn, order_id)
-    if existing is None:
-        await store.insert_order(ctx.conn, order_id, event.order_key, "awaiting_pick",
-                                 event.order, allocations, ctx.correlation_id)
-        await warehouse.enqueue_picks(ctx.conn, order_id, event.order, allocations)
-    elif existing["status"] == "short_picked":
-        picks = {p["warehouse"]: p["status"] for p in await store.order_picks(ctx.conn, order_id)}
-        again = {a["warehouse"] for a in allocations
-                 if picks.get(a["warehouse"], "short") == "short"}
-        # A warehouse whose whole part was short and moved elsewhere has nothing left to pick:
-        # its pick drops out, or the order would wait for it forever.
-        for wh in sorted(w for w, st in picks.items()
-                         if st == "short" and w not in {a["warehouse"] for a in allocations}):
-            await store.set_pick(ctx.conn, order_id, wh, status="cancelled")
-        await store.set_allocations(ctx.conn, order_id, allocations)
-        await warehouse.enqueue_picks(ctx.conn, order_id, event.order, allocations, again)
-        await store.set_status(ctx.conn, order_id, "awaiting_pick")
-        log.info("order %s re-allocated after a short pick: re-picking in %s", event.order_key,
-                 ", ".join(sorted(again)) or "no warehouse")
-    else:
-        log.info("order %s already in fulfillment as %s", event.order_key, existing["status"])
+@handlers.on(topics.INVENTORY_STOCK_RESERVED)
+async def stock_reserved(uow: UnitOfWork, events: list[StockReserved]) -> None:
+    """Each order joins the next wave of each warehouse it was allocated to. A second
+    reservation of an order found short (inventory's answer to `fulfillment.short_picked`)
+    re-picks the parts that were short and any warehouse new to the allocation
+    (`domain.plan_reserved`).
+
+    Statements per run, whatever its size: the orders' state (1, locked in order_id order), the
+    picks of those found short (at most 1), then at most one each to insert the new orders,
+    re-allocate the short ones, drop the picks left with nothing, and insert the picks."""
+    ids = sorted({uuid.UUID(e.order_id) for e in events})
+    status = await store.order_statuses(uow.conn, ids)
+    short = sorted(uuid.UUID(i) for i, s in status.items() if s == "short_picked")
+    picks = await store.pick_statuses(uow.conn, short) if short else {}
+    reserved = [domain.Reserved(
+        e.order_id, e.order_key, [a.model_dump() for a in e.allocations], e.order.customer_id,
+        e.order.shipping_address.model_dump(), e.order.shipping_option) for e in events]
+    plan = domain.plan_reserved(reserved, status, picks)
+
+    event_of = {id(r): e for r, e in zip(reserved, events, strict=True)}
+    if plan.new:
+        await store.insert_reserved(uow.conn, [
+            (o, event_of[id(o)].order.model_dump_json(),
+             str(event_of[id(o)].correlation_id or event_of[id(o)].event_id))
+            for o in plan.new])
+    if plan.reallocated:
+        await store.reallocate(uow.conn, plan.reallocated)
+    if plan.dropped:
+        await store.drop_picks(uow.conn, plan.dropped)
+    if plan.picks:
+        await store.insert_picks(uow.conn, plan.picks)
+
+    for event, (outcome, detail) in zip(uow.each(events), plan.outcomes, strict=True):
+        if outcome == "reallocated":
+            log.info("order %s re-allocated after a short pick: re-picking in %s",
+                     event.order_key, detail)
+        elif outcome == "ignored":
+            log.info("order %s already in fulfillment as %s", event.order_key, detail)
+    if plan.new:
+        log.info("%d reserved orders wait for their waves", len(plan.new))
 
 
-@handlers.legacy(topics.INVENTORY_ORDER_CANCEL_FORWARDED)
-async def cancel_forwarded(ctx: Ctx, event: OrderCancelRequested) -> None:
+@handlers.on(topics.INVENTORY_ORDER_CANCEL_FORWARDED)
+async def cancel_forwarded(uow: UnitOfWork, events: list[OrderCancelRequested]) -> None:
     """Before packing, the work stops here (the picked goods go back to their bins); after, the
-    parcels are logistics' and so is the cancellation."""
-    order_id = uuid.UUID(event.order_id)
-    row = await store.get_order(ctx.conn, order_id)
-    if row is None:  # overtook the reservation: never start work on it
-        await store.insert_order(ctx.conn, order_id, event.order_key, "cancelled", None, [],
-                                 ctx.correlation_id)
-    elif row["status"] in ("awaiting_pick", "picking", "short_picked", "on_hold"):
-        await store.set_status(ctx.conn, order_id, "cancelled")
-        for wave_id in await store.cancel_picks(ctx.conn, order_id):
-            await store.close_wave_if_done(ctx.conn, wave_id)
-        log.info("order %s cancelled before packing; picking stopped, goods back to their bins",
-                 event.order_key)
-    elif row["status"] == "cancelled":
-        return
-    else:
-        await ctx.publish(topics.FULFILLMENT_ORDER_CANCEL_FORWARDED, event.order_key,
-                          forwarded(event))
-        return
-    await confirm_cancelled(ctx, topics.FULFILLMENT_ORDER_CANCELLED, event, "fulfillment")
+    parcels are logistics' and so is the cancellation. Rare: one event at a time."""
+    for event in uow.each(events):
+        order_id = uuid.UUID(event.order_id)
+        row = await store.get_order(uow.conn, order_id)
+        if row is None:  # overtook the reservation: never start work on it
+            await store.insert_order(uow.conn, order_id, event.order_key, "cancelled", None, [],
+                                     str(event.correlation_id or event.event_id))
+        elif row["status"] in ("awaiting_pick", "picking", "short_picked", "on_hold"):
+            await store.set_status(uow.conn, order_id, "cancelled")
+            for wave_id in await store.cancel_picks(uow.conn, order_id):
+                await store.close_wave_if_done(uow.conn, wave_id)
+            log.info("order %s cancelled before packing; picking stopped, goods back to their"
+                     " bins", event.order_key)
+        elif row["status"] == "cancelled":
+            continue
+        else:
+            await uow.publish(topics.FULFILLMENT_ORDER_CANCEL_FORWARDED, event.order_key,
+                              forwarded(event))
+            continue
+        await confirm_cancellation(uow, topics.FULFILLMENT_ORDER_CANCELLED, event, "fulfillment")
 
 
-@handlers.legacy(topics.CATALOG_PRODUCTS)
-async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
-    await store.upsert_product(ctx.conn, event)
-    await store.seed_bin(ctx.conn, event.sku)
+@handlers.on(topics.CATALOG_PRODUCTS)
+async def product_upserted(uow: UnitOfWork, events: list[ProductUpserted]) -> None:
+    """Weights, sizes and attributes for packing; a new SKU gets its seed bin."""
+    for event in uow.each(events):
+        await store.upsert_product(uow.conn, event)
+        await store.seed_bin(uow.conn, event.sku)
+    uow.forget(store.PRODUCTS)

@@ -9,14 +9,19 @@ from typing import Any
 import asyncpg
 
 from shared.contracts import OrderSnapshot, ProductUpserted
-from shared.db import Conn, forget, memoized, xact_lock
+from shared.db import Conn, xact_lock
+from shared.uow import UnitOfWork
 
-from .domain import DEFAULT_DIMS, DEFAULT_WEIGHT_G, Bin, Box, Item
+from .domain import DEFAULT_DIMS, DEFAULT_WEIGHT_G, Bin, Box, Item, NewPick, Reserved
 from .domain import seed_bin as seed_bin_for
+
+# Reference data read once per unit of work (`uow.memo`); its writers forget it.
+PRODUCTS = "fulfillment.products"
+BOXES = "fulfillment.boxes"
 
 
 async def upsert_product(conn: Conn, p: ProductUpserted) -> None:
-    forget("fulfillment.products")
+    """Newest product data wins. The caller forgets the `PRODUCTS` memo."""
     await conn.execute(
         "INSERT INTO products (sku, weight_g, dims, attributes, occurred_at)"
         " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (sku) DO UPDATE SET weight_g = EXCLUDED.weight_g,"
@@ -26,10 +31,11 @@ async def upsert_product(conn: Conn, p: ProductUpserted) -> None:
         p.occurred_at)
 
 
-async def items(conn: Conn, lines: list[tuple[str, int]]) -> list[Item]:
-    """One Item per unit, with the catalogue's weight and size (defaults when unknown)."""
+async def items(uow: UnitOfWork, lines: list[tuple[str, int]]) -> list[Item]:
+    """One Item per unit, with the catalogue's weight and size (defaults when unknown); the
+    products of a set of SKUs are read once per unit of work."""
     skus = sorted({sku for sku, _ in lines})
-    rows = await memoized(("fulfillment.products", tuple(skus)), lambda: conn.fetch(
+    rows = await uow.memo((PRODUCTS, tuple(skus)), lambda: uow.conn.fetch(
         "SELECT * FROM products WHERE sku = ANY($1::text[])", skus))
     known = {r["sku"]: r for r in rows}
     out = []
@@ -41,14 +47,85 @@ async def items(conn: Conn, lines: list[tuple[str, int]]) -> list[Item]:
     return out
 
 
-async def boxes(conn: Conn) -> list[Box]:
-    rows = await memoized("fulfillment.boxes", lambda: conn.fetch("SELECT * FROM boxes"))
+async def boxes(uow: UnitOfWork) -> list[Box]:
+    """The box catalogue, read once per unit of work."""
+    rows = await uow.memo(BOXES, lambda: uow.conn.fetch("SELECT * FROM boxes ORDER BY code"))
     return [Box(r["code"], (r["inner_l"], r["inner_w"], r["inner_h"]), r["tare_g"],
                 r["max_weight_g"]) for r in rows]
 
 
 async def get_order(conn: Conn, order_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM orders WHERE order_id = $1 FOR UPDATE", order_id)
+
+
+# --- a run of reservations (handlers.stock_reserved): one statement each ----------------------
+
+async def order_statuses(conn: Conn, order_ids: list[uuid.UUID]) -> dict[str, str]:
+    """The orders of a run that fulfillment knows, locked in order_id order (two instances
+    never lock them in opposite orders): order_id -> status."""
+    rows = await conn.fetch("SELECT order_id, status FROM orders WHERE order_id = ANY($1::uuid[])"
+                            " ORDER BY order_id FOR UPDATE", order_ids)
+    return {str(r["order_id"]): r["status"] for r in rows}
+
+
+async def pick_statuses(conn: Conn, order_ids: list[uuid.UUID]) -> dict[str, dict[str, str]]:
+    """The picks of these orders, locked: order_id -> warehouse -> status."""
+    rows = await conn.fetch("SELECT order_id, warehouse, status FROM picks"
+                            " WHERE order_id = ANY($1::uuid[]) ORDER BY order_id, warehouse"
+                            " FOR UPDATE", order_ids)
+    out: dict[str, dict[str, str]] = {}
+    for r in rows:
+        out.setdefault(str(r["order_id"]), {})[r["warehouse"]] = r["status"]
+    return out
+
+
+async def insert_reserved(conn: Conn, orders: list[tuple[Reserved, str, str | None]]) -> None:
+    """New orders (order, snapshot JSON, correlation id), `awaiting_pick`."""
+    await conn.execute(
+        "INSERT INTO orders (order_id, order_key, status, snapshot, allocations, correlation_id)"
+        " SELECT id, key, 'awaiting_pick', snap::jsonb, alloc::jsonb, corr"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])"
+        " AS v(id, key, snap, alloc, corr)",
+        [uuid.UUID(o.order_id) for o, _, _ in orders], [o.order_key for o, _, _ in orders],
+        [snap for _, snap, _ in orders],
+        [json.dumps(list(o.allocations)) for o, _, _ in orders], [c for _, _, c in orders])
+
+
+async def reallocate(conn: Conn, orders: list[Reserved]) -> None:
+    """Short-picked orders re-allocated by inventory: their new allocation, `awaiting_pick`.
+    (An order re-allocated twice in a run: the last allocation stands, as one by one.)"""
+    last = {o.order_id: o for o in orders}
+    await conn.execute(
+        "UPDATE orders o SET allocations = v.alloc::jsonb, status = 'awaiting_pick',"
+        " updated_at = now() FROM unnest($1::uuid[], $2::text[]) AS v(id, alloc)"
+        " WHERE o.order_id = v.id",
+        [uuid.UUID(i) for i in last], [json.dumps(list(o.allocations)) for o in last.values()])
+
+
+async def drop_picks(conn: Conn, picks: list[tuple[str, str]]) -> None:
+    """Picks (order, warehouse) with nothing left to pick: `cancelled`."""
+    await conn.execute(
+        "UPDATE picks p SET status = 'cancelled' FROM unnest($1::uuid[], $2::text[])"
+        " AS v(id, wh) WHERE p.order_id = v.id AND p.warehouse = v.wh",
+        [uuid.UUID(o) for o, _ in picks], [w for _, w in picks])
+
+
+async def insert_picks(conn: Conn, picks: list[NewPick]) -> None:
+    """Picks waiting for their warehouse's next wave, in arrival order (`seq`: waves take the
+    oldest first). A pick again (after a short pick) starts over."""
+    last = {(p.order_id, p.warehouse): p for p in picks}  # one row per key in one INSERT
+    rows = list(last.values())
+    await conn.execute(
+        "INSERT INTO picks (order_id, warehouse, lines, express, merge_key, status)"
+        " SELECT id, wh, lines::jsonb, express, mkey, 'waiting'"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::boolean[], $5::text[])"
+        " WITH ORDINALITY AS v(id, wh, lines, express, mkey, n) ORDER BY n"
+        " ON CONFLICT (order_id, warehouse) DO UPDATE SET lines = EXCLUDED.lines,"
+        " status = 'waiting', wave_id = NULL, group_id = NULL, scanned = '{}',"
+        " expected_g = NULL, measured_g = NULL",
+        [uuid.UUID(p.order_id) for p in rows], [p.warehouse for p in rows],
+        [json.dumps(p.lines) for p in rows], [p.express for p in rows],
+        [p.merge_key for p in rows])
 
 
 async def insert_order(conn: Conn, order_id: uuid.UUID, key: str, status: str,

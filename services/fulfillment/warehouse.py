@@ -4,6 +4,9 @@ mode, the local stack's default), so both modes run the same rules and write the
 
 Waves are released by one background task per instance (`start_waves`); it takes a Postgres
 advisory lock for each pass, so with several instances only one releases and simulates at a time.
+Every step works in a unit of work (shared/uow.py): the pass's, one per simulated wave (caused by
+the wave, so a wave worked again emits the same ids), or an HTTP request's (no cause: an operator's
+action is new each time). An order's `packed` is caused by `packed/<order>` whoever packs it.
 """
 
 from __future__ import annotations
@@ -23,13 +26,20 @@ from typing import Any
 import asyncpg
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared import outbox, topics
-from shared.contracts import OrderPacked, OrderSnapshot, Parcel, ShortPicked
-from shared.db import TRANSIENT_DB_ERRORS, Conn, memo_scope, try_xact_lock
-from shared.messaging import emit_status
-from shared.outbox import enqueue
+from shared import metrics as shared_metrics
+from shared import topics
+from shared.contracts import (
+    OrderPacked,
+    OrderSnapshot,
+    OrderStatusChanged,
+    Parcel,
+    Reason,
+    ShortPicked,
+)
+from shared.db import TRANSIENT_DB_ERRORS, Conn, try_xact_lock
 from shared.service import Runtime
 from shared.settings import get_settings
+from shared.uow import UnitOfWork, cut
 
 from . import domain, metrics, store
 
@@ -107,26 +117,10 @@ def _expected(pick: asyncpg.Record) -> dict[str, int]:
     return out
 
 
-# --- orders arrive ----------------------------------------------------------------------------
-
-async def enqueue_picks(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot,
-                        allocations: list[dict[str, Any]], only: set[str] | None = None) -> None:
-    """One pick per warehouse of the allocation, waiting for that warehouse's next wave."""
-    address = snap.shipping_address.model_dump()
-    for alloc in allocations:
-        if only is not None and alloc["warehouse"] not in only:
-            continue
-        # An order split across warehouses is never merged: its parcels already travel apart.
-        key = (domain.merge_key(snap.customer_id, address, snap.shipping_option,
-                                alloc["warehouse"])
-               if len(allocations) == 1 else f"order:{order_id}")
-        await store.insert_pick(conn, order_id, alloc["warehouse"], alloc["lines"],
-                                snap.shipping_option == "express", key)
-
-
 # --- waves ------------------------------------------------------------------------------------
 
-async def release_waves(conn: Conn, cfg: Config) -> list[str]:
+async def release_waves(uow: UnitOfWork, cfg: Config) -> list[str]:
+    conn = uow.conn
     released = []
     for s in await store.waiting_summary(conn):
         if not domain.wave_due(s["waiting"], s["oldest_s"], cfg.wave_size, cfg.wave_seconds):
@@ -135,13 +129,13 @@ async def release_waves(conn: Conn, cfg: Config) -> list[str]:
         rows = {str(r["order_id"]): r for r in await store.waiting_picks(conn, warehouse)}
         # A backlog is released in as many full waves as it fills, the rest in one more.
         while rows:
-            released.append(await _release_one(conn, cfg, warehouse, rows))
+            released.append(await _release_one(uow, cfg, warehouse, rows))
             if len(rows) < cfg.wave_size:
                 break
     return released
 
 
-async def _release_one(conn: Conn, cfg: Config, warehouse: str,
+async def _release_one(uow: UnitOfWork, cfg: Config, warehouse: str,
                        rows: dict[str, asyncpg.Record]) -> str:
     """One wave from `rows` (the warehouse's waiting picks), which loses those it takes."""
     chosen = domain.wave_selection(
@@ -152,12 +146,12 @@ async def _release_one(conn: Conn, cfg: Config, warehouse: str,
          for w in chosen])
     lines = domain.pick_list([(w.order_id, _lines(rows[w.order_id])) for w in chosen], {})
     wave_id = f"W-{warehouse}-{uuid.uuid4().hex[:10]}"
-    await store.insert_wave(conn, wave_id, warehouse, len(chosen),
+    await store.insert_wave(uow.conn, wave_id, warehouse, len(chosen),
                             cfg.pick_seconds_per_line * len(lines))
-    await store.assign_picks(conn, warehouse, wave_id,
+    await store.assign_picks(uow.conn, warehouse, wave_id,
                              [(uuid.UUID(w.order_id), groups[w.order_id]) for w in chosen])
-    metrics.WAVE_SIZE.labels(warehouse).observe(len(chosen))
-    metrics.LINES_PICKED.labels(warehouse).inc(len(lines))
+    uow.observe(metrics.WAVE_SIZE, len(chosen), warehouse)
+    uow.count(metrics.LINES_PICKED, warehouse, amount=len(lines))
     log.info("wave %s released in %s: %d orders (%d express), %d pick lines, %d parcels"
              " to pack", wave_id, warehouse, len(chosen), sum(w.express for w in chosen),
              len(lines), len(set(groups.values())))
@@ -175,16 +169,17 @@ async def wave_pick_list(conn: Conn, wave_id: str) -> list[domain.PickLine]:
 
 # --- scan-to-verify and short picks -----------------------------------------------------------
 
-async def scan(conn: Conn, pick: asyncpg.Record, code: str) -> dict[str, Any]:
+async def scan(uow: UnitOfWork, pick: asyncpg.Record, code: str) -> dict[str, Any]:
     """Until the parcel is packed every scan is checked (one more unit after the last is an
     over-scan); a scan completes the pick only while it is being picked (not on QC hold)."""
     if pick["status"] not in ("picking", "verified", "weighed", "on_hold"):
         raise NotReady(f"order {pick['order_id']} in {pick['warehouse']} is {pick['status']}")
     expected = _expected(pick)
     scanned: dict[str, int] = json.loads(pick["scanned"])
-    result = domain.verify_scan(code, expected, scanned, await store.gtins(conn, list(expected)))
+    result = domain.verify_scan(code, expected, scanned,
+                                await store.gtins(uow.conn, list(expected)))
     if result.refused:
-        metrics.SCANS_REFUSED.labels(result.refused).inc()
+        uow.count(metrics.SCANS_REFUSED, result.refused)
         log.info("scan refused for order %s: %s", pick["order_id"], result.refused)
         return {"accepted": False, "reason": result.refused, "sku": result.sku,
                 "remaining": domain.remaining(expected, scanned)}
@@ -192,37 +187,50 @@ async def scan(conn: Conn, pick: asyncpg.Record, code: str) -> dict[str, Any]:
     scanned[result.sku] = scanned.get(result.sku, 0) + 1
     left = domain.remaining(expected, scanned)
     status = pick["status"] if left or pick["status"] != "picking" else "verified"
-    await store.set_pick(conn, pick["order_id"], pick["warehouse"], scanned=scanned,
+    await store.set_pick(uow.conn, pick["order_id"], pick["warehouse"], scanned=scanned,
                          status=status)
-    metrics.UNITS_VERIFIED.labels(pick["warehouse"]).inc()
+    uow.count(metrics.UNITS_VERIFIED, pick["warehouse"])
     return {"accepted": True, "reason": None, "sku": result.sku, "remaining": left,
             "verified": not left}
 
 
-async def short_pick(conn: Conn, pick: asyncpg.Record, sku: str, missing: int,
-                     causation_id: str | None) -> None:
+async def short_pick(uow: UnitOfWork, pick: asyncpg.Record, sku: str, missing: int) -> None:
     """The bin holds fewer than reserved: the order leaves the wave and waits for inventory to
     re-allocate (contract in ShortPicked); the rest of its merge group goes on without it."""
     if pick["status"] != "picking":
         raise NotReady(f"order {pick['order_id']} in {pick['warehouse']} is {pick['status']}")
-    order = await store.get_order(conn, pick["order_id"])
+    order = await store.get_order(uow.conn, pick["order_id"])
     assert order is not None
-    await store.set_pick(conn, pick["order_id"], pick["warehouse"], status="short")
-    await store.set_status(conn, pick["order_id"], "short_picked")
-    await enqueue(conn, topics.FULFILLMENT_SHORT_PICKED, order["order_key"], ShortPicked(
+    await store.set_pick(uow.conn, pick["order_id"], pick["warehouse"], status="short")
+    await store.set_status(uow.conn, pick["order_id"], "short_picked")
+    await uow.publish(topics.FULFILLMENT_SHORT_PICKED, order["order_key"], ShortPicked(
         order_id=str(pick["order_id"]), order_key=order["order_key"], sku=sku,
-        warehouse=pick["warehouse"], missing=missing, correlation_id=order["correlation_id"],
-        causation_id=causation_id))
-    metrics.SHORT_PICKS.labels(pick["warehouse"]).inc()
+        warehouse=pick["warehouse"], missing=missing, correlation_id=order["correlation_id"]))
+    uow.count(metrics.SHORT_PICKS, pick["warehouse"])
     log.warning("order %s short-picked in %s: %s missing %d; asked inventory to re-allocate",
                 order["order_key"], pick["warehouse"], sku, missing)
 
 
+async def order_status(uow: UnitOfWork, snap: OrderSnapshot, correlation_id: str | None,
+                       status: str, *, reasons: list[tuple[str, str]] | None = None,
+                       details: dict[str, Any] | None = None) -> None:
+    """`uow.status` for one order, with that order's own correlation id: a unit of work of the
+    floor (a wave, a request) spans orders of many customers, so its cause carries none.
+    (Local until `UnitOfWork.caused_by` takes a correlation id: see the conversion's notes.)"""
+    await uow.publish(topics.ORDERS_STATUS, f"{snap.store}:{snap.external_order_id}",
+                      OrderStatusChanged(
+        order_id=snap.order_id, store=snap.store, external_order_id=snap.external_order_id,
+        status=status, reasons=[Reason(code=c, message=cut(m)) for c, m in (reasons or [])],
+        details=details or {}, correlation_id=correlation_id or uow.correlation_id,
+        causation_id=uow.causation_id))
+    uow.count(shared_metrics.ORDER_STATUS, status, reasons[0][0] if reasons else "")
+
+
 # --- weigh check, QC and packing --------------------------------------------------------------
 
-async def _plan(conn: Conn, picks: list[asyncpg.Record]) -> list[domain.PackedBox]:
-    units = await store.items(conn, [line for p in picks for line in _lines(p)])
-    return domain.choose_boxes(units, await store.boxes(conn))
+async def _plan(uow: UnitOfWork, picks: list[asyncpg.Record]) -> list[domain.PackedBox]:
+    units = await store.items(uow, [line for p in picks for line in _lines(p)])
+    return domain.choose_boxes(units, await store.boxes(uow))
 
 
 async def _group(conn: Conn, wave_id: str, group_id: str, ready: set[str]
@@ -236,59 +244,55 @@ async def _group(conn: Conn, wave_id: str, group_id: str, ready: set[str]
     return picks
 
 
-async def weigh(conn: Conn, wave_id: str, group_id: str,
-                measured: int | Callable[[int], int], cfg: Config,
-                causation_id: str | None) -> dict[str, Any]:
+async def weigh(uow: UnitOfWork, wave_id: str, group_id: str,
+                measured: int | Callable[[int], int], cfg: Config) -> dict[str, Any]:
     """Expected = the items plus the tare of the boxes chosen for them. Outside the tolerance the
     parcel goes on QC hold (no label); a later weighing inside it releases the hold."""
-    picks = await _group(conn, wave_id, group_id, {"verified", "weighed", "on_hold"})
+    picks = await _group(uow.conn, wave_id, group_id, {"verified", "weighed", "on_hold"})
     unscanned = [p["order_key"] for p in picks
                  if domain.remaining(_expected(p), json.loads(p["scanned"]))]
     if unscanned:  # held during picking: the units are still to be scanned
         raise NotReady("not every unit is scanned: " + ", ".join(unscanned))
-    expected = sum(pb.weight_g for pb in await _plan(conn, picks))
+    expected = sum(pb.weight_g for pb in await _plan(uow, picks))
     measured_g = measured(expected) if callable(measured) else measured
     ok = domain.weight_ok(expected, measured_g, cfg.tolerance_pct, cfg.tolerance_min_g)
     tolerance = domain.weight_tolerance_g(expected, cfg.tolerance_pct, cfg.tolerance_min_g)
     for p in picks:
-        await store.set_pick(conn, p["order_id"], p["warehouse"], expected_g=expected,
+        await store.set_pick(uow.conn, p["order_id"], p["warehouse"], expected_g=expected,
                              measured_g=measured_g, status="weighed" if ok else "on_hold")
     if not ok:
-        metrics.WEIGH_CHECK_FAILURES.labels(picks[0]["warehouse"]).inc()
-        await _hold(conn, picks, "qc_weight",
-                    f"weighed {measured_g} g, expected {expected} g ± {tolerance} g",
-                    causation_id)
+        uow.count(metrics.WEIGH_CHECK_FAILURES, picks[0]["warehouse"])
+        await _hold(uow, picks, "qc_weight",
+                    f"weighed {measured_g} g, expected {expected} g ± {tolerance} g")
     return {"ok": ok, "expected_g": expected, "measured_g": measured_g, "tolerance_g": tolerance,
             "orders": [str(p["order_id"]) for p in picks]}
 
 
-async def qc_fail(conn: Conn, wave_id: str, group_id: str, code: str, message: str,
-                  causation_id: str | None) -> list[str]:
-    picks = await _group(conn, wave_id, group_id, {"picking", "verified", "weighed", "on_hold"})
+async def qc_fail(uow: UnitOfWork, wave_id: str, group_id: str, code: str,
+                  message: str) -> list[str]:
+    picks = await _group(uow.conn, wave_id, group_id,
+                         {"picking", "verified", "weighed", "on_hold"})
     for p in picks:
-        await store.set_pick(conn, p["order_id"], p["warehouse"], status="on_hold")
-    await _hold(conn, picks, code, message, causation_id)
+        await store.set_pick(uow.conn, p["order_id"], p["warehouse"], status="on_hold")
+    await _hold(uow, picks, code, message)
     return [str(p["order_id"]) for p in picks]
 
 
-async def _hold(conn: Conn, picks: list[asyncpg.Record], code: str, message: str,
-                causation_id: str | None) -> None:
-    metrics.QC_FAILURES.labels(code).inc()
+async def _hold(uow: UnitOfWork, picks: list[asyncpg.Record], code: str, message: str) -> None:
+    uow.count(metrics.QC_FAILURES, code)
     for p in picks:
         snap = OrderSnapshot.model_validate_json(p["snapshot"])
-        await store.set_status(conn, p["order_id"], "on_hold")
-        await emit_status(conn, order_id=snap.order_id, store=snap.store,
-                          external_order_id=snap.external_order_id, status="on_hold",
-                          reasons=[(code, message)],
-                          details={"warehouse": p["warehouse"], "wave_id": p["wave_id"]},
-                          correlation_id=p["correlation_id"], causation_id=causation_id)
+        await store.set_status(uow.conn, p["order_id"], "on_hold")
+        await order_status(uow, snap, p["correlation_id"], "on_hold", reasons=[(code, message)],
+                           details={"warehouse": p["warehouse"], "wave_id": p["wave_id"]})
         log.warning("order %s on QC hold in %s: %s (%s)", p["order_key"], p["warehouse"],
                     code, message)
 
 
-async def pack(conn: Conn, wave_id: str, group_id: str, causation_id: str | None) -> list[str]:
+async def pack(uow: UnitOfWork, wave_id: str, group_id: str) -> list[str]:
     """Box the group's units (one buyer's orders when merged), link every parcel to the orders
     whose units it carries, and announce `packed` for each order whose every pick is packed."""
+    conn = uow.conn
     picks = await _group(conn, wave_id, group_id, {"weighed"})
     lead: uuid.UUID = picks[0]["order_id"]
     warehouse = picks[0]["warehouse"]
@@ -296,7 +300,7 @@ async def pack(conn: Conn, wave_id: str, group_id: str, causation_id: str | None
     n = await store.next_parcel_number(conn, lead)
     owed = {p["order_id"]: Counter(_expected(p)) for p in picks}
     parcel_ids = []
-    for packed in await _plan(conn, picks):
+    for packed in await _plan(uow, picks):
         parcel_id = f"{prefix}{n}"
         n += 1
         counts = Counter(i.sku for i in packed.items)
@@ -316,9 +320,9 @@ async def pack(conn: Conn, wave_id: str, group_id: str, causation_id: str | None
         for order_id in owed:
             await store.link_parcel(conn, parcel_id, order_id,
                                     _as_lines(share.get(order_id, Counter())), wave_id)
-        metrics.PARCELS_PACKED.labels(packed.box.code).inc()
+        uow.count(metrics.PARCELS_PACKED, packed.box.code)
         if len(share) > 1:
-            metrics.MERGED_PARCELS.labels(warehouse).inc()
+            uow.count(metrics.MERGED_PARCELS, warehouse)
         parcel_ids.append(parcel_id)
     for p in picks:
         await store.set_pick(conn, p["order_id"], p["warehouse"], status="packed")
@@ -326,7 +330,7 @@ async def pack(conn: Conn, wave_id: str, group_id: str, causation_id: str | None
         # (a cancelled pick of a live order is a warehouse dropped after a short pick)
         if all(q["status"] in ("packed", "cancelled")
                for q in await store.order_picks(conn, p["order_id"])):
-            await _finish(conn, p["order_id"], causation_id)
+            await _finish(uow, p["order_id"])
     await store.close_wave_if_done(conn, wave_id)
     return parcel_ids
 
@@ -335,10 +339,11 @@ def _as_lines(counts: Counter[str]) -> list[dict[str, Any]]:
     return [{"sku": sku, "quantity": q} for sku, q in sorted(counts.items()) if q]
 
 
-async def _finish(conn: Conn, order_id: uuid.UUID, causation_id: str | None) -> None:
+async def _finish(uow: UnitOfWork, order_id: uuid.UUID) -> None:
     """Every pick of the order is packed: `packed`, and the parcels for logistics. A merged
     parcel appears in each of its orders' events with the same parcel_id and weight, and with
     that order's own lines and value (inventory commits, and customs declares, per order)."""
+    conn = uow.conn
     row = await store.get_order(conn, order_id)
     assert row is not None
     snap = OrderSnapshot.model_validate_json(row["snapshot"])
@@ -346,9 +351,9 @@ async def _finish(conn: Conn, order_id: uuid.UUID, causation_id: str | None) -> 
     parcels = []
     for r in await store.parcels_of_order(conn, order_id):
         own = json.loads(r["own_lines"])
-        items = await store.items(conn, [(ln["sku"], ln["quantity"]) for ln in json.loads(
+        items = await store.items(uow, [(ln["sku"], ln["quantity"]) for ln in json.loads(
             r["lines"])])
-        box = next((b for b in await store.boxes(conn) if b.code == r["box"]), None)
+        box = next((b for b in await store.boxes(uow) if b.code == r["box"]), None)
         dims = domain.outer_dims(box) if box else {"l": 0, "w": 0, "h": 0}
         parcels.append(Parcel(
             parcel_id=r["parcel_id"], warehouse=r["warehouse"], box=r["box"],
@@ -361,58 +366,56 @@ async def _finish(conn: Conn, order_id: uuid.UUID, causation_id: str | None) -> 
                             "weight_g": p.weight_g} for p in parcels]}
     # An order is packed once: its events' ids derive from that, whichever pass (or person)
     # packed it, so a pass repeated after a restore from backup emits the same ids.
-    with outbox.id_scope(f"packed/{order_id}"):
-        await emit_status(conn, order_id=snap.order_id, store=snap.store,
-                          external_order_id=snap.external_order_id, status="packed",
-                          details=details, correlation_id=row["correlation_id"],
-                          causation_id=causation_id)
-        await enqueue(conn, topics.FULFILLMENT_ORDER_PACKED, snap.key, OrderPacked(
+    with uow.caused_by(f"packed/{order_id}"):
+        await order_status(uow, snap, row["correlation_id"], "packed", details=details)
+        await uow.publish(topics.FULFILLMENT_ORDER_PACKED, snap.key, OrderPacked(
             order_id=snap.order_id, order_key=snap.key, order=snap, parcels=parcels,
-            correlation_id=row["correlation_id"], causation_id=causation_id))
+            correlation_id=row["correlation_id"]))
 
 
 # --- automatic mode ---------------------------------------------------------------------------
 
-async def simulate_wave(conn: Conn, wave_id: str, cfg: Config, rng: random.Random) -> None:
+async def simulate_wave(uow: UnitOfWork, wave_id: str, cfg: Config,
+                        rng: random.Random) -> None:
     """The simulated pickers work a wave through: scans (with refused ones at the error rate),
     short picks, the scale, packing. A group put on QC hold waits for an operator."""
+    conn = uow.conn
     verified = []
     for p in await store.wave_picks(conn, wave_id):
         if p["status"] != "picking":
             continue
         sim = domain.simulate_pick(_lines(p), rng, cfg.scan_error_rate, cfg.short_pick_rate)
-        for _ in range(sim.wrong_scans):
-            metrics.SCANS_REFUSED.labels("wrong_item").inc()
+        if sim.wrong_scans:
+            uow.count(metrics.SCANS_REFUSED, "wrong_item", amount=sim.wrong_scans)
         if sim.short:
-            await short_pick(conn, p, sim.short[0], sim.short[1], None)
+            await short_pick(uow, p, sim.short[0], sim.short[1])
             continue
         verified.append((p["order_id"], p["warehouse"], _expected(p)))
-        metrics.UNITS_VERIFIED.labels(p["warehouse"]).inc(sum(_expected(p).values()))
+        uow.count(metrics.UNITS_VERIFIED, p["warehouse"], amount=sum(_expected(p).values()))
     if verified:
         await store.set_picks_verified(conn, verified)
     groups = dict.fromkeys(p["group_id"] for p in await store.wave_picks(conn, wave_id)
                            if p["status"] == "verified")
     for group_id in groups:
-        result = await weigh(conn, wave_id, group_id,
+        result = await weigh(uow, wave_id, group_id,
                              lambda e: domain.simulated_weight(e, rng, cfg.weigh_error_rate),
-                             cfg, None)
+                             cfg)
         if result["ok"]:
-            await pack(conn, wave_id, group_id, None)
+            await pack(uow, wave_id, group_id)
     await store.close_wave_if_done(conn, wave_id)
 
 
 async def _simulate_alone(runtime: Runtime, wave_id: str, cfg: Config,
                           rng: random.Random) -> None:
-    """One due wave in its own transaction, its outbox rows in one statement at the end. The
-    wave's lock keeps a second instance (or an overlapping pass) off it; the work re-reads the
-    picks after taking it, so a wave finished meanwhile has nothing left to do."""
+    """One due wave in its own unit of work (its outbox rows in one statement at the end),
+    caused by the wave: worked again after a rollback, it emits the same ids. The wave's lock
+    keeps a second instance (or an overlapping pass) off it; the work re-reads the picks after
+    taking it, so a wave finished meanwhile has nothing left to do."""
     try:
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            if not await try_xact_lock(conn, f"{WAVE_LOCK}:{wave_id}"):
+        async with UnitOfWork.begin(runtime.pool, "fulfillment", cause=f"wave:{wave_id}") as uow:
+            if not await try_xact_lock(uow.conn, f"{WAVE_LOCK}:{wave_id}"):
                 return
-            with memo_scope(), outbox.buffered(conn):
-                await simulate_wave(conn, wave_id, cfg, rng)
-                await outbox.flush_buffer()
+            await simulate_wave(uow, wave_id, cfg, rng)
     except asyncio.CancelledError:
         raise
     except TRANSIENT_DB_ERRORS as exc:
@@ -434,12 +437,12 @@ async def start_waves(runtime: Runtime) -> None:
     rng = random.Random(FulfillmentSettings().seed)
 
     async def one_pass() -> None:
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            if not await try_xact_lock(conn, WAVE_LOCK):
+        # Releasing publishes nothing: no cause needed.
+        async with UnitOfWork.begin(runtime.pool, "fulfillment") as uow:
+            if not await try_xact_lock(uow.conn, WAVE_LOCK):
                 return
-            with memo_scope():
-                await release_waves(conn, cfg)
-                due = await store.due_waves(conn) if automatic else []
+            await release_waves(uow, cfg)
+            due = await store.due_waves(uow.conn) if automatic else []
         workers = asyncio.Semaphore(max(1, cfg.parallel_waves))
 
         async def work(wave_id: str) -> None:

@@ -16,9 +16,10 @@ from pydantic import BaseModel, Field
 from shared.contracts import OrderSnapshot
 from shared.contracts.public import Attribute, ShippingOption
 from shared.http import require_admin
+from shared.uow import UnitOfWork
 
 from . import domain, label, schemas, store
-from .handlers import check_and_dispatch, enqueue_coverage, flag_stalled
+from .handlers import check_and_dispatch, flag_stalled, publish_coverage_in
 
 router = APIRouter()
 # A shipping quote is a read that takes a body: storefronts ask it at checkout, no token.
@@ -42,7 +43,7 @@ async def quote(q: QuoteRequest, request: Request) -> dict[str, Any]:
     surcharges, transit days, on-time score, and why it lost or could not take it."""
     spec = domain.ParcelSpec(q.warehouse, q.country, q.weight_g, q.dims_mm, tuple(q.attributes),
                              q.postal_code)
-    choice = domain.choose(await store.services(request.app.state.runtime.pool), spec,
+    choice = domain.choose(await store.load_services(request.app.state.runtime.pool), spec,
                            q.shipping_option)
     return {"service": choice.service.code if choice.service else None,
             "cost": str(choice.cost) if choice.cost is not None else None,
@@ -133,8 +134,9 @@ async def dock_scan(parcel_id: str, scan: DockScan, request: Request) -> dict[st
     """The dock scale's reading of a parcel not yet handed over: the final check runs again
     with it (weight against the label, address, customs). All parcels of the order pass ->
     shipped; else the parcel stays held and the answer says why."""
-    pool = request.app.state.runtime.pool
-    async with pool.acquire() as conn, conn.transaction():
+    # An operator's action: no cause (what it emits is new each time).
+    async with UnitOfWork.begin(request.app.state.runtime.pool, "logistics") as uow:
+        conn = uow.conn
         row = await conn.fetchrow("SELECT order_id FROM shipments WHERE parcel_id = $1",
                                   parcel_id)
         if row is None:
@@ -146,9 +148,10 @@ async def dock_scan(parcel_id: str, scan: DockScan, request: Request) -> dict[st
         await conn.execute("UPDATE shipments SET measured_weight_g = $2 WHERE parcel_id = $1",
                            parcel_id, scan.measured_weight_g)
         shipped = await check_and_dispatch(
-            conn, order, OrderSnapshot.model_validate_json(order["snapshot"]), None)
+            uow, order, OrderSnapshot.model_validate_json(order["snapshot"]))
         after = await conn.fetchrow("SELECT status, hold_reasons FROM shipments"
                                     " WHERE parcel_id = $1", parcel_id)
+        assert after is not None
     return {"parcel_id": parcel_id, "order_shipped": shipped, "status": after["status"],
             "hold_reasons": json.loads(after["hold_reasons"])}
 
@@ -172,9 +175,9 @@ async def put_restriction(country: str, attribute: Attribute, body: Restriction,
     intake holds (or rejects) such orders from now on."""
     if not re.fullmatch(r"[A-Z]{2}", country):
         raise HTTPException(422, "country must be ISO 3166-1 alpha-2, upper case")
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-        await store.set_restriction(conn, country, attribute, body.note)
-        await enqueue_coverage(conn)
+    async with UnitOfWork.begin(request.app.state.runtime.pool, "logistics") as uow:
+        await store.set_restriction(uow.conn, country, attribute, body.note)
+        await publish_coverage_in(uow)
     return {"country": country, "attribute": attribute, "note": body.note}
 
 
@@ -183,8 +186,8 @@ async def put_restriction(country: str, attribute: Attribute, body: Restriction,
 async def delete_restriction(country: str, attribute: str, request: Request) -> dict[str, Any]:
     """Lift a restriction (a permit came through, the rule changed); coverage is published
     again and intake releases the holds it had caused."""
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-        if not await store.drop_restriction(conn, country, attribute):
+    async with UnitOfWork.begin(request.app.state.runtime.pool, "logistics") as uow:
+        if not await store.drop_restriction(uow.conn, country, attribute):
             raise HTTPException(404, "no such restriction")
-        await enqueue_coverage(conn)
+        await publish_coverage_in(uow)
     return {"country": country, "attribute": attribute, "lifted": True}

@@ -4,10 +4,12 @@ carrier tracking to the door, and tell intake which countries and goods can be s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -17,28 +19,33 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import fx, topics
+from shared import metrics as shared_metrics
 from shared.contracts import (
     CarrierScored,
     CoverageChanged,
+    Event,
     OrderCancelRefused,
     OrderCancelRequested,
     OrderDelivered,
     OrderPacked,
     OrderShipped,
     OrderSnapshot,
+    OrderStatusChanged,
+    Parcel,
     ParcelLost,
     ParcelReturned,
     ProductUpserted,
+    Reason,
     ReturnLabelIssued,
     ReturnLabelRequested,
     ShippedParcel,
     TrackingUpdated,
 )
-from shared.db import Conn, try_xact_lock
-from shared.messaging import Ctx, Handlers, PoisonMessage, confirm_cancelled, emit_status
-from shared.outbox import enqueue
+from shared.db import try_xact_lock
+from shared.messaging import Handlers, PoisonMessage, confirm_cancellation
 from shared.service import Runtime
 from shared.settings import get_settings
+from shared.uow import UnitOfWork, cut
 
 from . import domain, metrics, store
 
@@ -48,160 +55,270 @@ fx.subscribe(handlers)  # exchange rates for money thresholds (shared/fx.py)
 
 EXCEPTIONS = {"failed_attempt", "exception", "lost", "returned_to_sender"}
 
+# An order as `dispatch` needs it: a row of `orders`, or the same fields of one just inserted.
+OrderRow = Mapping[str, Any] | asyncpg.Record
 
-@handlers.legacy(topics.FULFILLMENT_ORDER_PACKED)
-async def order_packed(ctx: Ctx, event: OrderPacked) -> None:
+
+@handlers.on(topics.FULFILLMENT_ORDER_PACKED)
+async def order_packed(uow: UnitOfWork, events: list[OrderPacked]) -> None:
     """Choose a service for each parcel (with its trace), give it a tracking number and a label,
     draw up customs papers when it crosses a border, then the final check at the dock: all
     parcels pass -> `shipped`; any is held -> the order waits for an operator (or for the
-    missing product data) with the reasons."""
-    order_id = uuid.UUID(event.order_id)
-    existing = await store.get_order(ctx.conn, order_id)
-    if existing is not None:
-        if existing["status"] == "cancelled":
+    missing product data) with the reasons.
+
+    The hot path: a constant number of statements per run (`_ship`), in parts of the run where
+    no order and no parcel comes twice (a merged parcel's second order must see the shipment
+    its first order made: almost always one part)."""
+    for part in _apart(events):
+        await _ship(uow, part)
+
+
+def _apart(events: list[OrderPacked]) -> list[list[OrderPacked]]:
+    """The run cut, keeping its order, where an order or a parcel comes again."""
+    parts: list[list[OrderPacked]] = [[]]
+    seen: set[str] = set()
+    for e in events:
+        names = {f"order:{e.order_id}", *(f"parcel:{p.parcel_id}" for p in e.parcels)}
+        if seen & names:
+            parts.append([])
+            seen = set()
+        parts[-1].append(e)
+        seen |= names
+    return [p for p in parts if p]
+
+
+async def _ship(uow: UnitOfWork, events: list[OrderPacked]) -> None:
+    """A part of a run of packed orders, no order nor parcel twice in it. Statements: the
+    orders (1, locked), the shipments their parcels already have (1, locked), the catalogue
+    (once per unit of work), tracking numbers (1), the orders and the shipments inserted (1
+    each), the merged orders linked and shipped (2, when any), then the dock check of the
+    orders whose every parcel found a service (`dispatch`: a constant number too)."""
+    conn = uow.conn
+    known = await store.orders_for_update(conn, sorted({uuid.UUID(e.order_id) for e in events}))
+    fresh = []
+    for event in uow.each(events):
+        existing = known.get(uuid.UUID(event.order_id))
+        if existing is None:
+            fresh.append(event)
+        elif existing["status"] == "cancelled":
             log.warning("order %s was cancelled; its %d packed parcels are not shipped. Unpack"
                         " and return the goods to stock", event.order_key, len(event.parcels))
+    if not fresh:
         return
     # fulfillment: a merged parcel (one buyer's orders packed together) comes once per order,
     # with the same parcel_ids. The first order's shipments carry it; a later order ships with
     # their carrier and tracking number once they are handed over (its own lines, so inventory
     # commits per order). Known gap: if those shipments are still held, it waits unannounced.
-    shared = await store.shipments_by_parcels(ctx.conn, [p.parcel_id for p in event.parcels])
-    if shared and len(shared) == len(event.parcels):
-        snap = event.order
-        await store.insert_order(ctx.conn, order_id, event.order_key, "waiting",
-                                 len(event.parcels), ctx.correlation_id, snap.model_dump_json())
-        await store.link_parcels(ctx.conn, order_id,
-                                 {p.parcel_id: [ln.model_dump() for ln in p.lines]
-                                  for p in event.parcels})
-        if any(r["status"] == "held" for r in shared.values()):
-            log.warning("order %s shares held parcels %s; it ships with them", event.order_key,
-                        ", ".join(sorted(shared)))
-            return
-        await store.set_order_status(ctx.conn, order_id, "shipped")
-        merged = [ShippedParcel(parcel_id=p.parcel_id, warehouse=p.warehouse,
-                                carrier=shared[p.parcel_id]["carrier"],
-                                service=shared[p.parcel_id]["service"],
-                                tracking_number=shared[p.parcel_id]["tracking_number"],
-                                lines=p.lines) for p in event.parcels]
-        await ctx.status(order_id=snap.order_id, store=snap.store,
-                         external_order_id=snap.external_order_id, status="shipped",
-                         details=shipped_details(merged))
-        await ctx.publish(topics.LOGISTICS_ORDER_SHIPPED, event.order_key, OrderShipped(
-            order_id=snap.order_id, order_key=event.order_key, parcels=merged,
-            correlation_id=ctx.correlation_id, causation_id=str(event.event_id)))
-        return
-    snap = event.order
-    catalogue = await store.services(ctx.conn)
-    choices = []
-    for p in event.parcels:
-        spec = domain.ParcelSpec(p.warehouse, snap.shipping_address.country, p.weight_g,
-                                 (p.dims_mm["l"], p.dims_mm["w"], p.dims_mm["h"]),
-                                 tuple(p.attributes), snap.shipping_address.postal_code)
-        choices.append((p, domain.choose(catalogue, spec, snap.shipping_option)))
-    await store.insert_order(ctx.conn, order_id, event.order_key, "waiting", len(event.parcels),
-                             ctx.correlation_id, snap.model_dump_json())
-    for p, c in choices:
-        number = None
-        if c.service is not None:
-            number = await store.free_tracking_number(ctx.conn, c.service.tracking_format,
-                                                      p.parcel_id)
-        await store.insert_shipment(
-            ctx.conn, parcel_id=p.parcel_id, order_id=order_id, warehouse=p.warehouse,
-            country=snap.shipping_address.country,
-            carrier=c.service.carrier if c.service else None,
-            service=c.service.code if c.service else None, tracking_number=number,
-            weight_g=p.weight_g, chargeable_g=c.chargeable_g, cost=c.cost,
-            lines=[ln.model_dump() for ln in p.lines], trace=c.trace,
-            zone=c.rate.zone if c.rate else None,
-            transit_max=c.rate.transit_max if c.rate else None,
-            declared_value=p.declared_value, customs=None,
-            hold_reasons=[] if c.service else [{"code": "no_eligible_service",
-                                                "message": c.reason or ""}])
-    waiting = [(p, c) for p, c in choices if c.service is None]
-    if waiting:
-        why = "; ".join(f"{p.parcel_id}: {c.reason}" for p, c in waiting)
-        log.warning("order %s waits for an operator: %s", event.order_key, why)
-        metrics.PARCELS_HELD.labels("no_eligible_service").inc(len(waiting))
-        await ctx.status(order_id=snap.order_id, store=snap.store,
-                         external_order_id=snap.external_order_id, status="delivery_exception",
-                         reasons=[("no_eligible_service", why)],
-                         details={"tracking_number": None, "reason": "no_eligible_service"})
-        return
-    row = await store.get_order(ctx.conn, order_id)
-    assert row is not None
-    await check_and_dispatch(ctx.conn, row, snap, str(event.event_id))
+    shared = await store.shipments_by_parcels(
+        conn, sorted({p.parcel_id for e in fresh for p in e.parcels}))
+    merged = [e for e in fresh
+              if e.parcels and all(p.parcel_id in shared for p in e.parcels)]
+    leaders = [e for e in fresh if e not in merged]
+
+    catalogue = await store.services(uow) if leaders else []
+    choices: list[tuple[OrderPacked, list[tuple[Parcel, domain.Choice]]]] = []
+    for e in leaders:
+        snap = e.order
+        choices.append((e, [(p, domain.choose(catalogue, domain.ParcelSpec(
+            p.warehouse, snap.shipping_address.country, p.weight_g,
+            (p.dims_mm["l"], p.dims_mm["w"], p.dims_mm["h"]), tuple(p.attributes),
+            snap.shipping_address.postal_code), snap.shipping_option)) for p in e.parcels]))
+    chosen = [(p, c) for _, pcs in choices for p, c in pcs if c.service is not None]
+    numbers = dict(zip(
+        (p.parcel_id for p, _ in chosen),
+        await store.free_tracking_numbers(conn, [(c.service.tracking_format, p.parcel_id)
+                                                 for p, c in chosen if c.service]) if chosen
+        else [], strict=True))
+
+    await store.insert_orders(conn, [
+        (uuid.UUID(e.order_id), e.order_key, "waiting", len(e.parcels),
+         str(e.correlation_id or e.event_id), e.order.model_dump_json()) for e in fresh])
+    shipments = [{
+        "parcel_id": p.parcel_id, "order_id": uuid.UUID(e.order_id), "warehouse": p.warehouse,
+        "country": e.order.shipping_address.country,
+        "carrier": c.service.carrier if c.service else None,
+        "service": c.service.code if c.service else None,
+        "tracking_number": numbers.get(p.parcel_id), "weight_g": p.weight_g,
+        "chargeable_g": c.chargeable_g, "cost": c.cost,
+        "lines": [ln.model_dump() for ln in p.lines], "trace": c.trace,
+        "zone": c.rate.zone if c.rate else None,
+        "transit_max": c.rate.transit_max if c.rate else None,
+        "declared_value": p.declared_value, "customs": None,
+        "hold_reasons": [] if c.service else [{"code": "no_eligible_service",
+                                               "message": c.reason or ""}]}
+        for e, pcs in choices for p, c in pcs]
+    if shipments:
+        await store.insert_shipments(conn, shipments)
+
+    if merged:
+        await store.link_parcels_many(conn, [
+            (p.parcel_id, uuid.UUID(e.order_id), [ln.model_dump() for ln in p.lines])
+            for e in merged for p in e.parcels])
+        ready = [e for e in merged
+                 if not any(shared[p.parcel_id]["status"] == "held" for p in e.parcels)]
+        if ready:
+            await store.set_orders_status(conn, [uuid.UUID(e.order_id) for e in ready],
+                                          "shipped")
+        for event in uow.each(merged):
+            if event not in ready:
+                log.warning("order %s shares held parcels %s; it ships with them",
+                            event.order_key, ", ".join(sorted(p.parcel_id
+                                                              for p in event.parcels)))
+                continue
+            snap = event.order
+            parcels = [ShippedParcel(parcel_id=p.parcel_id, warehouse=p.warehouse,
+                                     carrier=shared[p.parcel_id]["carrier"],
+                                     service=shared[p.parcel_id]["service"],
+                                     tracking_number=shared[p.parcel_id]["tracking_number"],
+                                     lines=p.lines) for p in event.parcels]
+            await uow.status(order_id=snap.order_id, store=snap.store,
+                             external_order_id=snap.external_order_id, status="shipped",
+                             details=shipped_details(parcels))
+            await uow.publish(topics.LOGISTICS_ORDER_SHIPPED, event.order_key, OrderShipped(
+                order_id=snap.order_id, order_key=event.order_key, parcels=parcels))
+
+    complete = []
+    for event, pcs in choices:
+        waiting = [(p, c) for p, c in pcs if c.service is None]
+        if not waiting:
+            complete.append(event)
+            continue
+        with uow.caused_by(event):
+            snap = event.order
+            why = "; ".join(f"{p.parcel_id}: {c.reason}" for p, c in waiting)
+            log.warning("order %s waits for an operator: %s", event.order_key, why)
+            uow.count(metrics.PARCELS_HELD, "no_eligible_service", amount=len(waiting))
+            await uow.status(order_id=snap.order_id, store=snap.store,
+                             external_order_id=snap.external_order_id,
+                             status="delivery_exception",
+                             reasons=[("no_eligible_service", why)],
+                             details={"tracking_number": None, "reason": "no_eligible_service"})
+    if complete:
+        await dispatch(uow, [({"order_id": uuid.UUID(e.order_id), "order_key": e.order_key,
+                               "correlation_id": str(e.correlation_id or e.event_id)},
+                              e.order, e) for e in complete])
 
 
-async def check_and_dispatch(conn: Conn, order: asyncpg.Record, snap: OrderSnapshot,
-                             causation_id: str | None) -> bool:
-    """The final check of every parcel of a waiting order (weight at the dock against the label,
-    address, customs); all pass -> hand them over and announce `shipped`. Held parcels keep
-    their reasons; `on_hold` is announced when the reasons change (a re-check that fails the
-    same way says nothing new). With SHOPKEEPER_WAREHOUSE_MODE=manual a parcel also waits for
-    its dock scan (POST /parcels/{id}/dock-scan). True when shipped."""
-    rows = await store.shipments_of_order(conn, order["order_id"])
-    if any(r["service"] is None for r in rows):
-        return False
-    before = {(r["parcel_id"], h["code"]) for r in rows for h in json.loads(r["hold_reasons"])}
+async def check_and_dispatch(uow: UnitOfWork, order: OrderRow, snap: OrderSnapshot,
+                             cause: Event | None = None) -> bool:
+    """`dispatch` for one waiting order (a dock scan, new product data). True when shipped."""
+    return (await dispatch(uow, [(order, snap, cause)]))[0]
+
+
+async def dispatch(uow: UnitOfWork,
+                   orders: list[tuple[OrderRow, OrderSnapshot, Event | None]]
+                   ) -> list[bool]:
+    """The final check of every parcel of waiting orders (order row, snapshot, the event that
+    caused the check or None for an operator's), in a constant number of statements: weight
+    at the dock against the label, address, customs; all pass -> hand them over and announce
+    `shipped`. Held parcels keep their reasons; `on_hold` is announced when the reasons change
+    (a re-check that fails the same way says nothing new). With SHOPKEEPER_WAREHOUSE_MODE=manual
+    a parcel also waits for its dock scan (POST /parcels/{id}/dock-scan). True per order
+    shipped."""
+    conn = uow.conn
+    of: dict[uuid.UUID, list[asyncpg.Record]] = {}
+    for r in await store.shipments_of_orders(conn, sorted({o["order_id"] for o, _, _ in orders})):
+        of.setdefault(r["order_id"], []).append(r)
     manual = get_settings().shopkeeper_warehouse_mode == "manual"
-    unscanned = [r["parcel_id"] for r in rows if manual and r["measured_weight_g"] is None]
-    houses = await store.warehouses(conn)
-    products = await store.products(conn, {ln["sku"] for r in rows
-                                           for ln in json.loads(r["lines"])})
-    prices = {ln.sku: ln.unit_price for ln in reversed(snap.lines)}
-    address = snap.shipping_address.model_dump()
-    held: list[tuple[str, str, str]] = []
-    for r in rows:
-        origin = houses[r["warehouse"]]["country"] if r["warehouse"] in houses else "??"
-        customs = None
-        if domain.needs_customs(origin, r["country"]):
-            customs = domain.declaration(
-                [(ln["sku"], ln["quantity"]) for ln in json.loads(r["lines"])], products,
-                prices, snap.currency, await fx.rates(conn),
-                domain.ioss_for(r["country"], snap.ioss_number))
-        # Automatic warehouse: the dock scale reads what packing weighed. Manual: only a real
-        # dock scan counts, and until there is one the weight is not judged (nor stored).
-        label_g = r["label_weight_g"] or r["weight_g"]
-        reading = r["measured_weight_g"] if manual else (r["measured_weight_g"] or r["weight_g"])
-        problems = domain.dispatch_problems(label_g, reading if reading is not None else label_g,
-                                            address, customs)
-        await store.set_checked(conn, r["parcel_id"], customs.as_dict() if customs else None,
-                                [{"code": c, "message": m} for c, m in problems], reading)
-        held += [(r["parcel_id"], c, m) for c, m in problems]
-    ids: dict[str, Any] = {"order_id": snap.order_id, "store": snap.store,
-                           "external_order_id": snap.external_order_id}
-    if held:
-        log.warning("order %s held at the dock: %s", order["order_key"],
-                    ", ".join(f"{pid} {code}" for pid, code, _ in held))
-        if {(pid, code) for pid, code, _ in held} != before:
-            for _, code, _ in held:
-                metrics.PARCELS_HELD.labels(code).inc()
-            await emit_status(conn, **ids, status="on_hold",
-                              reasons=[(code, f"{pid}: {msg}") for pid, code, msg in held],
-                              details={"parcels": sorted({pid for pid, _, _ in held})},
-                              correlation_id=order["correlation_id"], causation_id=causation_id)
-        return False
-    if unscanned:
-        log.info("order %s waits for the dock scan of %s", order["order_key"],
-                 ", ".join(unscanned))
-        return False
-    await store.mark_shipped(conn, order["order_id"])
-    await store.set_order_status(conn, order["order_id"], "shipped")
-    shipped = [ShippedParcel(parcel_id=r["parcel_id"], warehouse=r["warehouse"],
-                             carrier=r["carrier"], service=r["service"],
-                             tracking_number=r["tracking_number"],
-                             lines=json.loads(r["lines"])) for r in rows]
-    for r in rows:
-        metrics.PARCELS_SHIPPED.labels(r["carrier"], r["service"]).inc()
-        metrics.SHIPPING_COST.labels(r["carrier"], r["service"], r["cost_currency"]).inc(
-            float(r["cost"] or 0))
-    await emit_status(conn, **ids, status="shipped", details=shipped_details(shipped),
-                      correlation_id=order["correlation_id"], causation_id=causation_id)
-    await enqueue(conn, topics.LOGISTICS_ORDER_SHIPPED, order["order_key"], OrderShipped(
-        order_id=snap.order_id, order_key=order["order_key"], parcels=shipped,
-        correlation_id=order["correlation_id"], causation_id=causation_id))
-    return True
+    houses = await store.warehouses(uow)
+    products = await store.products(conn, sorted({ln["sku"] for rows in of.values()
+                                                  for r in rows
+                                                  for ln in json.loads(r["lines"])}))
+    checked: list[tuple[str, dict[str, Any] | None, list[dict[str, str]], int | None]] = []
+    verdicts: list[tuple[str, list[tuple[str, str, str]], set[tuple[str, str]], list[str]]] = []
+    for order, snap, _ in orders:
+        rows = of.get(order["order_id"], [])
+        if any(r["service"] is None for r in rows):
+            verdicts.append(("unchosen", [], set(), []))
+            continue
+        before = {(r["parcel_id"], h["code"]) for r in rows
+                  for h in json.loads(r["hold_reasons"])}
+        unscanned = [r["parcel_id"] for r in rows if manual and r["measured_weight_g"] is None]
+        prices = {ln.sku: ln.unit_price for ln in reversed(snap.lines)}
+        address = snap.shipping_address.model_dump()
+        held: list[tuple[str, str, str]] = []
+        for r in rows:
+            origin = houses[r["warehouse"]]["country"] if r["warehouse"] in houses else "??"
+            customs = None
+            if domain.needs_customs(origin, r["country"]):
+                customs = domain.declaration(
+                    [(ln["sku"], ln["quantity"]) for ln in json.loads(r["lines"])], products,
+                    prices, snap.currency, await fx.rates(uow),
+                    domain.ioss_for(r["country"], snap.ioss_number))
+            # Automatic warehouse: the dock scale reads what packing weighed. Manual: only a
+            # real dock scan counts, and until there is one the weight is not judged (nor
+            # stored).
+            label_g = r["label_weight_g"] or r["weight_g"]
+            reading = (r["measured_weight_g"] if manual
+                       else (r["measured_weight_g"] or r["weight_g"]))
+            problems = domain.dispatch_problems(
+                label_g, reading if reading is not None else label_g, address, customs)
+            checked.append((r["parcel_id"], customs.as_dict() if customs else None,
+                            [{"code": c, "message": m} for c, m in problems], reading))
+            held += [(r["parcel_id"], c, m) for c, m in problems]
+        verdicts.append(("held" if held else "unscanned" if unscanned else "shipped", held,
+                         before, unscanned))
+    if checked:
+        await store.set_checked_many(conn, checked)
+    shipped = [o["order_id"] for (o, _, _), (v, _, _, _) in zip(orders, verdicts, strict=True)
+               if v == "shipped"]
+    if shipped:
+        await store.mark_shipped_many(conn, shipped)
+        await store.set_orders_status(conn, shipped, "shipped")
+
+    for (order, snap, cause), (verdict, held, before, unscanned) in zip(orders, verdicts,
+                                                                         strict=True):
+        with uow.caused_by(cause) if cause is not None else contextlib.nullcontext():
+            if verdict == "held":
+                log.warning("order %s held at the dock: %s", order["order_key"],
+                            ", ".join(f"{pid} {code}" for pid, code, _ in held))
+                if {(pid, code) for pid, code, _ in held} != before:
+                    for _, code, _ in held:
+                        uow.count(metrics.PARCELS_HELD, code)
+                    await order_status(
+                        uow, snap, order["correlation_id"], "on_hold",
+                        reasons=[(code, f"{pid}: {msg}") for pid, code, msg in held],
+                        details={"parcels": sorted({pid for pid, _, _ in held})})
+            elif verdict == "unscanned":
+                log.info("order %s waits for the dock scan of %s", order["order_key"],
+                         ", ".join(unscanned))
+            elif verdict == "shipped":
+                rows = of[order["order_id"]]
+                parcels = [ShippedParcel(parcel_id=r["parcel_id"], warehouse=r["warehouse"],
+                                         carrier=r["carrier"], service=r["service"],
+                                         tracking_number=r["tracking_number"],
+                                         lines=json.loads(r["lines"])) for r in rows]
+                for r in rows:
+                    uow.count(metrics.PARCELS_SHIPPED, r["carrier"], r["service"])
+                    uow.count(metrics.SHIPPING_COST, r["carrier"], r["service"],
+                              r["cost_currency"], amount=float(r["cost"] or 0))
+                await order_status(uow, snap, order["correlation_id"], "shipped",
+                                   details=shipped_details(parcels))
+                await uow.publish(topics.LOGISTICS_ORDER_SHIPPED, order["order_key"],
+                                  OrderShipped(order_id=snap.order_id,
+                                               order_key=order["order_key"], parcels=parcels,
+                                               correlation_id=order["correlation_id"]))
+    return [v == "shipped" for v, _, _, _ in verdicts]
+
+
+async def order_status(uow: UnitOfWork, snap: OrderSnapshot | OrderRow,
+                       correlation_id: str | None, status: str, *,
+                       reasons: list[tuple[str, str]] | None = None,
+                       details: dict[str, Any] | None = None) -> None:
+    """`uow.status` for one order, with that order's own correlation id: its cause may be
+    another order's event (new product data releasing several orders), a watchdog pass or an
+    operator. (Local until `UnitOfWork.caused_by` takes a correlation id.)"""
+    if isinstance(snap, OrderSnapshot):
+        order_id, store_name, ext = snap.order_id, snap.store, snap.external_order_id
+    else:
+        order_id, store_name, ext = (str(snap["order_id"]), snap["store"],
+                                     snap["external_order_id"])
+    await uow.publish(topics.ORDERS_STATUS, f"{store_name}:{ext}", OrderStatusChanged(
+        order_id=order_id, store=store_name, external_order_id=ext, status=status,
+        reasons=[Reason(code=c, message=cut(m)) for c, m in (reasons or [])],
+        details=details or {}, correlation_id=correlation_id or uow.correlation_id,
+        causation_id=uow.causation_id))
+    uow.count(shared_metrics.ORDER_STATUS, status, reasons[0][0] if reasons else "")
 
 
 def shipped_details(parcels: list[ShippedParcel]) -> dict[str, Any]:
@@ -213,62 +330,73 @@ def shipped_details(parcels: list[ShippedParcel]) -> dict[str, Any]:
                         for s in parcels]}
 
 
-@handlers.legacy(topics.CATALOG_PRODUCTS)
-async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
+@handlers.on(topics.CATALOG_PRODUCTS)
+async def product_upserted(uow: UnitOfWork, events: list[ProductUpserted]) -> None:
     """Keep what customs declarations need; new data may complete a held parcel's papers, so
-    orders waiting on this SKU are checked again."""
-    product = domain.Product(event.sku, event.name, event.hs_code, event.origin_country,
-                             event.weight_g)
-    if not await store.upsert_product(ctx.conn, product, event.occurred_at):
-        return
-    for order_id in await store.orders_held_for(ctx.conn, event.sku):
-        order = await store.get_order(ctx.conn, order_id)
-        if order is None or order["status"] != "waiting" or order["snapshot"] is None:
+    orders waiting on this SKU are checked again. Rare: one event at a time."""
+    for event in uow.each(events):
+        product = domain.Product(event.sku, event.name, event.hs_code, event.origin_country,
+                                 event.weight_g)
+        if not await store.upsert_product(uow.conn, product, event.occurred_at):
             continue
-        snap = OrderSnapshot.model_validate_json(order["snapshot"])
-        if await check_and_dispatch(ctx.conn, order, snap, str(event.event_id)):
-            log.info("order %s released: product %s completed its papers", order["order_key"],
-                     event.sku)
+        for order_id in await store.orders_held_for(uow.conn, event.sku):
+            order = await store.get_order(uow.conn, order_id)
+            if order is None or order["status"] != "waiting" or order["snapshot"] is None:
+                continue
+            snap = OrderSnapshot.model_validate_json(order["snapshot"])
+            if await check_and_dispatch(uow, order, snap, event):
+                log.info("order %s released: product %s completed its papers",
+                         order["order_key"], event.sku)
 
 
-@handlers.legacy(topics.ANALYTICS_CARRIER_SCORES)
-async def carrier_score(ctx: Ctx, event: CarrierScored) -> None:
+@handlers.on(topics.ANALYTICS_CARRIER_SCORES)
+async def carrier_score(uow: UnitOfWork, events: list[CarrierScored]) -> None:
     """Analytics scores a service per destination country; selection works per zone, so the
     score goes to every zone of that service that covers the country."""
-    for zone in await store.zones_of(ctx.conn, event.service, event.country):
-        await store.set_analytics_score(ctx.conn, event.service, zone,
-                                        Decimal(str(event.on_time_rate)), event.samples)
+    for event in uow.each(events):
+        for zone in await store.zones_of(uow.conn, event.service, event.country):
+            await store.set_analytics_score(uow.conn, event.service, zone,
+                                            Decimal(str(event.on_time_rate)), event.samples)
+    uow.forget(store.CATALOGUE)
 
 
-@handlers.legacy(topics.FULFILLMENT_ORDER_CANCEL_FORWARDED)
-async def cancel_forwarded(ctx: Ctx, event: OrderCancelRequested) -> None:
+@handlers.on(topics.FULFILLMENT_ORDER_CANCEL_FORWARDED)
+async def cancel_forwarded(uow: UnitOfWork, events: list[OrderCancelRequested]) -> None:
     """The last word on a cancellation: honoured until the parcels are handed to a carrier."""
-    order_id = uuid.UUID(event.order_id)
-    row = await store.get_order(ctx.conn, order_id)
-    if row is None:  # overtook the packed parcels: they will not ship
-        await store.insert_order(ctx.conn, order_id, event.order_key, "cancelled", 0,
-                                 ctx.correlation_id)
-    elif row["status"] == "waiting":
-        await store.set_order_status(ctx.conn, order_id, "cancelled")
-    elif row["status"] == "cancelled":
-        return
-    else:
-        log.info("cancel of %s refused: already %s; offer a return instead", event.order_key,
-                 row["status"])
-        await ctx.publish(topics.LOGISTICS_ORDER_CANCEL_REFUSED, event.order_key,
-                          OrderCancelRefused(order_id=event.order_id, order_key=event.order_key,
-                                             reason=f"the order has {row['status']}",
-                                             customer_reason=event.reason))
-        return
-    await confirm_cancelled(ctx, topics.LOGISTICS_ORDER_CANCELLED, event, "logistics")
+    for event in uow.each(events):
+        order_id = uuid.UUID(event.order_id)
+        row = await store.get_order(uow.conn, order_id)
+        if row is None:  # overtook the packed parcels: they will not ship
+            await store.insert_order(uow.conn, order_id, event.order_key, "cancelled", 0,
+                                     str(event.correlation_id or event.event_id))
+        elif row["status"] == "waiting":
+            await store.set_order_status(uow.conn, order_id, "cancelled")
+        elif row["status"] == "cancelled":
+            continue
+        else:
+            log.info("cancel of %s refused: already %s; offer a return instead",
+                     event.order_key, row["status"])
+            await uow.publish(topics.LOGISTICS_ORDER_CANCEL_REFUSED, event.order_key,
+                              OrderCancelRefused(order_id=event.order_id,
+                                                 order_key=event.order_key,
+                                                 reason=f"the order has {row['status']}",
+                                                 customer_reason=event.reason))
+            continue
+        await confirm_cancellation(uow, topics.LOGISTICS_ORDER_CANCELLED, event, "logistics")
 
 
-@handlers.legacy(topics.CARRIER_TRACKING)
-async def tracking_updated(ctx: Ctx, event: TrackingUpdated) -> None:
-    shipment = await store.shipment_by_tracking(ctx.conn, event.tracking_number)
+@handlers.on(topics.CARRIER_TRACKING)
+async def tracking_updated(uow: UnitOfWork, events: list[TrackingUpdated]) -> None:
+    """Carrier scans, one at a time (each may deliver, or lose, the orders of a parcel)."""
+    for event in uow.each(events):
+        await _track(uow, event)
+
+
+async def _track(uow: UnitOfWork, event: TrackingUpdated) -> None:
+    shipment = await store.shipment_by_tracking(uow.conn, event.tracking_number)
     if shipment is None:
         raise PoisonMessage(f"unknown tracking number {event.tracking_number} ({event.carrier})")
-    await store.record_tracking(ctx.conn, event.event_id, event.tracking_number, event.status,
+    await store.record_tracking(uow.conn, event.event_id, event.tracking_number, event.status,
                                 event.occurred_at, event.location, event.description)
     if shipment["shipped_at"] is None:
         log.warning("tracking %s: %s for a parcel not handed over yet; kept in history only",
@@ -283,33 +411,34 @@ async def tracking_updated(ctx: Ctx, event: TrackingUpdated) -> None:
     if event.status == "delivered" and first_time_as:
         punctual = domain.on_time(shipment["shipped_at"], event.occurred_at,
                                   shipment["transit_max"] or 0)
-        await store.record_delivery_score(ctx.conn, shipment["service"], shipment["zone"] or "-",
-                                          punctual)
-        metrics.PARCELS_DELIVERED.labels(shipment["carrier"], shipment["service"],
-                                         str(punctual).lower()).inc()
-    await store.update_shipment(ctx.conn, shipment["parcel_id"], event.status, event.occurred_at,
-                                punctual)
-    for order in await store.orders_of_parcel(ctx.conn, shipment["parcel_id"],
+        await store.record_delivery_score(uow.conn, shipment["service"],
+                                          shipment["zone"] or "-", punctual)
+        uow.forget(store.CATALOGUE)
+        uow.count(metrics.PARCELS_DELIVERED, shipment["carrier"], shipment["service"],
+                  str(punctual).lower())
+    await store.update_shipment(uow.conn, shipment["parcel_id"], event.status,
+                                event.occurred_at, punctual)
+    for order in await store.orders_of_parcel(uow.conn, shipment["parcel_id"],
                                               shipment["order_id"]):
-        await _track_order(ctx, order, shipment, event, first_time_as)
+        await _track_order(uow, order, shipment, event, first_time_as)
 
 
-async def _track_order(ctx: Ctx, order: Any, shipment: Any, event: TrackingUpdated,
+async def _track_order(uow: UnitOfWork, order: Any, shipment: Any, event: TrackingUpdated,
                        first_time_as: bool) -> None:
     """What a scan of one of its parcels means for an order (a merged parcel has several)."""
     ids = {"order_id": str(order["order_id"]), "store": order["store"],
            "external_order_id": order["external_order_id"]}
     if event.status == "delivered":
         if order["status"] != "delivered" and \
-                await store.undelivered_count(ctx.conn, order["order_id"]) == 0:
-            await store.set_order_status(ctx.conn, order["order_id"], "delivered")
-            await ctx.status(**ids, status="delivered")
-            await ctx.publish(topics.LOGISTICS_ORDER_DELIVERED, order["order_key"], OrderDelivered(
+                await store.undelivered_count(uow.conn, order["order_id"]) == 0:
+            await store.set_order_status(uow.conn, order["order_id"], "delivered")
+            await uow.status(**ids, status="delivered")
+            await uow.publish(topics.LOGISTICS_ORDER_DELIVERED, order["order_key"], OrderDelivered(
                 order_id=ids["order_id"], order_key=order["order_key"],
                 delivered_at=event.occurred_at, correlation_id=order["correlation_id"]))
     elif event.status in EXCEPTIONS:
-        metrics.EXCEPTIONS.labels(shipment["carrier"], event.status).inc()
-        await ctx.status(**ids, status="delivery_exception",
+        uow.count(metrics.EXCEPTIONS, shipment["carrier"], event.status)
+        await uow.status(**ids, status="delivery_exception",
                          reasons=[(event.status, event.description or event.status)],
                          details={"tracking_number": event.tracking_number,
                                   "reason": event.status})
@@ -319,7 +448,7 @@ async def _track_order(ctx: Ctx, order: Any, shipment: Any, event: TrackingUpdat
         if event.status == "lost" and first_time_as and lines:
             log.warning("order %s: parcel %s lost by %s; asking aftersales for a reship",
                         order["order_key"], shipment["parcel_id"], shipment["carrier"])
-            await ctx.publish(topics.LOGISTICS_PARCEL_LOST, order["order_key"], ParcelLost(
+            await uow.publish(topics.LOGISTICS_PARCEL_LOST, order["order_key"], ParcelLost(
                 order_id=ids["order_id"], order_key=order["order_key"],
                 parcel_id=shipment["parcel_id"], tracking_number=event.tracking_number,
                 carrier=shipment["carrier"], lines=lines,
@@ -329,7 +458,7 @@ async def _track_order(ctx: Ctx, order: Any, shipment: Any, event: TrackingUpdat
             log.warning("order %s: parcel %s back at %s (returned to sender by %s); aftersales"
                         " restocks and refunds", order["order_key"], shipment["parcel_id"],
                         shipment["warehouse"], shipment["carrier"])
-            await ctx.publish(topics.LOGISTICS_PARCEL_RETURNED, order["order_key"],
+            await uow.publish(topics.LOGISTICS_PARCEL_RETURNED, order["order_key"],
                               ParcelReturned(
                 order_id=ids["order_id"], order_key=order["order_key"],
                 parcel_id=shipment["parcel_id"], tracking_number=event.tracking_number,
@@ -342,7 +471,8 @@ async def flag_stalled(pool: asyncpg.Pool, now: datetime) -> list[str]:
     become `delivery_exception` / `stalled`, once per silence (a later scan and a new silence
     flag again). Under an advisory lock, so one instance runs it at a time; returns the parcels
     flagged. `now` is the caller's clock (tests and replays pass their own)."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with UnitOfWork.begin(pool, "logistics") as uow:
+        conn = uow.conn
         if not await try_xact_lock(conn, "logistics:watchdog"):
             return []
         flagged = []
@@ -354,14 +484,14 @@ async def flag_stalled(pool: asyncpg.Pool, now: datetime) -> list[str]:
             assert order is not None  # shipments reference orders
             days = (now - r["last_scan"]).days
             await store.mark_stalled(conn, r["parcel_id"], r["last_scan"])
-            await emit_status(
-                conn, order_id=str(order["order_id"]), store=order["store"],
-                external_order_id=order["external_order_id"], status="delivery_exception",
-                reasons=[("stalled", f"no carrier scan for {days} days (limit"
-                                     f" {r['stall_days']} for {r['service']})")],
-                details={"tracking_number": r["tracking_number"], "reason": "stalled"},
-                correlation_id=order["correlation_id"])
-            metrics.EXCEPTIONS.labels(r["carrier"], "stalled").inc()
+            # Once per silence: flagged again (a pass repeated) it has the same id.
+            with uow.caused_by(f"stalled/{r['parcel_id']}/{r['last_scan'].isoformat()}"):
+                await order_status(
+                    uow, order, order["correlation_id"], "delivery_exception",
+                    reasons=[("stalled", f"no carrier scan for {days} days (limit"
+                                         f" {r['stall_days']} for {r['service']})")],
+                    details={"tracking_number": r["tracking_number"], "reason": "stalled"})
+            uow.count(metrics.EXCEPTIONS, r["carrier"], "stalled")
             log.warning("order %s: parcel %s stalled, last scan %s", order["order_key"],
                         r["parcel_id"], r["last_scan"].isoformat())
             flagged.append(r["parcel_id"])
@@ -396,17 +526,20 @@ async def start_watchdog(runtime: Runtime) -> None:
 async def publish_coverage(runtime: Runtime) -> None:
     """At start: what we can ship, for intake. Published on every start (cheap, and a fresh
     intake can always learn it even after the topic's retention); consumers keep the newest."""
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        countries = await enqueue_coverage(conn)
+    # No cause: each start's coverage is a new event (a fresh intake must hear it).
+    async with UnitOfWork.begin(runtime.pool, "logistics") as uow:
+        countries = await publish_coverage_in(uow)
     log.info("published coverage: %d countries", len(countries))
 
 
-async def enqueue_coverage(conn: Conn) -> list[str]:
-    """Coverage as the catalogue stands in this transaction (at start, and after an operator
-    changes a destination restriction); returns the countries served."""
-    countries, refused = domain.coverage(await store.services(conn))
+async def publish_coverage_in(uow: UnitOfWork) -> list[str]:
+    """Coverage as the catalogue stands in this unit of work (at start, and after an operator
+    changes a destination restriction: the catalogue memo is read again); returns the
+    countries served."""
+    uow.forget(store.CATALOGUE)
+    countries, refused = domain.coverage(await store.services(uow))
     digest = hashlib.sha256(json.dumps([countries, refused]).encode()).hexdigest()[:12]
-    await enqueue(conn, topics.LOGISTICS_COVERAGE_CHANGED, "coverage", CoverageChanged(
+    await uow.publish(topics.LOGISTICS_COVERAGE_CHANGED, "coverage", CoverageChanged(
         countries=countries, refused_attributes=refused, correlation_id=digest))
     return countries
 
@@ -422,21 +555,27 @@ RETURN_SERVICES = {"WH-LA": "USPS-GA", "WH-FRA": "DHL-PAKET"}
 RETURN_SERVICE_ABROAD = "DHL-EXP"
 
 
-@handlers.legacy(topics.AFTERSALES_RETURN_LABEL_REQUESTED)
-async def return_label_requested(ctx: Ctx, event: ReturnLabelRequested) -> None:
-    country = await ctx.conn.fetchval("SELECT country FROM warehouses WHERE code = $1",
+@handlers.on(topics.AFTERSALES_RETURN_LABEL_REQUESTED)
+async def return_label_requested(uow: UnitOfWork, events: list[ReturnLabelRequested]) -> None:
+    """A return label per request, one at a time."""
+    for event in uow.each(events):
+        await _return_label(uow, event)
+
+
+async def _return_label(uow: UnitOfWork, event: ReturnLabelRequested) -> None:
+    country = await uow.conn.fetchval("SELECT country FROM warehouses WHERE code = $1",
                                       event.warehouse)
     if country is None:
         raise PoisonMessage(f"return {event.request_id}: unknown warehouse {event.warehouse!r}")
     domestic = event.from_address.country == country and event.warehouse in RETURN_SERVICES
     code = RETURN_SERVICES[event.warehouse] if domestic else RETURN_SERVICE_ABROAD
-    service = await ctx.conn.fetchrow("SELECT carrier, tracking_format FROM services WHERE"
+    service = await uow.conn.fetchrow("SELECT carrier, tracking_format FROM services WHERE"
                                       " code = $1", code)
     assert service is not None, f"returns service {code} missing from the catalogue"
-    number = await store.free_tracking_number(ctx.conn, service["tracking_format"],
+    number = await store.free_tracking_number(uow.conn, service["tracking_format"],
                                               f"return:{event.request_id}")
     log.info("order %s: return %s labelled %s %s", event.order_key, event.request_id, code, number)
-    await ctx.publish(topics.LOGISTICS_RETURN_LABEL_ISSUED, event.order_key, ReturnLabelIssued(
+    await uow.publish(topics.LOGISTICS_RETURN_LABEL_ISSUED, event.order_key, ReturnLabelIssued(
         order_id=event.order_id, order_key=event.order_key, request_id=event.request_id,
         warehouse=event.warehouse, carrier=service["carrier"], service=code,
         tracking_number=number))

@@ -12,20 +12,26 @@ from typing import Any
 
 import asyncpg
 
-from shared.db import Conn, forget, memoized
+from shared.db import Conn
+from shared.uow import UnitOfWork
 
 from . import domain
 from .domain import CarrierService, Product, Zone, smoothed_score
 
+# Reference data read once per unit of work (`uow.memo`): the carrier catalogue with its rate
+# cards and scores (whoever writes scores or restrictions forgets it), and the warehouses.
+CATALOGUE = "logistics.catalogue"
+WAREHOUSES = "logistics.warehouses"
 
-async def services(conn: Conn | asyncpg.Pool) -> list[CarrierService]:
+
+async def services(uow: UnitOfWork) -> list[CarrierService]:
     """The active catalogue with zones, remote areas and on-time scores per zone. A score comes
     from whichever source has more deliveries behind it: our own history, or analytics'.
-    Read once per unit of work (shared.db.memo_scope); the score writers below forget it."""
-    return await memoized("logistics.catalogue", lambda: _load_services(conn))
+    Read once per unit of work; the writers of scores and restrictions forget it."""
+    return await uow.memo(CATALOGUE, lambda: load_services(uow.conn))
 
 
-async def _load_services(conn: Conn | asyncpg.Pool) -> list[CarrierService]:
+async def load_services(conn: Conn | asyncpg.Pool) -> list[CarrierService]:
     rows = await conn.fetch(
         "SELECT s.*, c.on_time_score FROM services s JOIN carriers c ON c.code = s.carrier"
         " WHERE s.active ORDER BY s.code")
@@ -101,43 +107,12 @@ async def set_order_status(conn: Conn, order_id: uuid.UUID, status: str) -> None
                        order_id, status)
 
 
-async def insert_shipment(conn: Conn, **f: Any) -> None:
-    """A parcel with its choice; `held` (with reasons) until it passes the check at the dock."""
-    await conn.execute(
-        "INSERT INTO shipments (parcel_id, order_id, warehouse, country, carrier, service,"
-        " tracking_number, status, weight_g, chargeable_g, cost, lines, trace, zone, transit_max,"
-        " declared_value, customs, hold_reasons, label_weight_g)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, 'held', $8, $9, $10, $11::jsonb, $12::jsonb, $13,"
-        " $14, $15, $16::jsonb, $17::jsonb, $8)",
-        f["parcel_id"], f["order_id"], f["warehouse"], f["country"], f["carrier"], f["service"],
-        f["tracking_number"], f["weight_g"], f["chargeable_g"], f["cost"],
-        json.dumps(f["lines"]), json.dumps(f["trace"]), f["zone"], f["transit_max"],
-        f["declared_value"], json.dumps(f["customs"]) if f["customs"] else None,
-        json.dumps(f["hold_reasons"]))
 
 
-async def shipments_of_order(conn: Conn, order_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT * FROM shipments WHERE order_id = $1 ORDER BY parcel_id FOR UPDATE", order_id)
 
 
-async def set_checked(conn: Conn, parcel_id: str, customs: dict[str, Any] | None,
-                      reasons: list[dict[str, str]], measured_weight_g: int | None) -> None:
-    await conn.execute(
-        "UPDATE shipments SET customs = $2::jsonb, hold_reasons = $3::jsonb,"
-        " measured_weight_g = $4 WHERE parcel_id = $1",
-        parcel_id, json.dumps(customs) if customs else None, json.dumps(reasons),
-        measured_weight_g)
-
-
-async def mark_shipped(conn: Conn, order_id: uuid.UUID) -> None:
-    await conn.execute(
-        "UPDATE shipments SET status = 'shipped', shipped_at = now(), hold_reasons = '[]'"
-        " WHERE order_id = $1 AND status = 'held'", order_id)
-
-
-async def warehouses(conn: Conn | asyncpg.Pool) -> dict[str, asyncpg.Record]:
-    rows = await memoized("logistics.warehouses", lambda: conn.fetch("SELECT * FROM warehouses"))
+async def warehouses(uow: UnitOfWork) -> dict[str, asyncpg.Record]:
+    rows = await uow.memo(WAREHOUSES, lambda: uow.conn.fetch("SELECT * FROM warehouses"))
     return {r["code"]: r for r in rows}
 
 
@@ -177,7 +152,7 @@ async def get_shipment(conn: Conn | asyncpg.Pool, parcel_id: str) -> asyncpg.Rec
 
 
 async def record_delivery_score(conn: Conn, service: str, zone: str, on_time: bool) -> None:
-    forget("logistics.catalogue")
+    """One delivery in the service's history (the caller forgets the `CATALOGUE` memo)."""
     await conn.execute(
         "INSERT INTO carrier_scores (service, zone, source, delivered, on_time)"
         " VALUES ($1, $2, 'history', 1, $3::int) ON CONFLICT (service, zone, source) DO UPDATE"
@@ -194,7 +169,7 @@ async def zones_of(conn: Conn, service: str, country: str) -> list[str]:
 
 async def set_analytics_score(conn: Conn, service: str, zone: str, rate: Decimal,
                               samples: int) -> None:
-    forget("logistics.catalogue")
+    """Analytics' on-time rate (the caller forgets the `CATALOGUE` memo)."""
     await conn.execute(
         "INSERT INTO carrier_scores (service, zone, source, delivered, on_time, rate)"
         " VALUES ($1, $2, 'analytics', $3::int, round($3::int * $4::numeric), $4::numeric)"
@@ -355,5 +330,125 @@ async def parcel_exceptions(pool: asyncpg.Pool, kinds: set[str], limit: int
 async def shipments_by_parcels(conn: Conn, parcel_ids: list[str]) -> dict[str, asyncpg.Record]:
     """fulfillment's merged parcels: shipments another order already holds, by parcel_id."""
     rows = await conn.fetch("SELECT * FROM shipments WHERE parcel_id = ANY($1::text[])"
-                            " FOR UPDATE", parcel_ids)
+                            " ORDER BY parcel_id FOR UPDATE", parcel_ids)
     return {r["parcel_id"]: r for r in rows}
+
+
+# --- a run of packed orders (handlers.order_packed): one statement each ----------------------
+
+async def orders_for_update(conn: Conn, order_ids: list[uuid.UUID]
+                            ) -> dict[uuid.UUID, asyncpg.Record]:
+    """The orders of a run logistics knows, locked in order_id order."""
+    rows = await conn.fetch("SELECT * FROM orders WHERE order_id = ANY($1::uuid[])"
+                            " ORDER BY order_id FOR UPDATE", order_ids)
+    return {r["order_id"]: r for r in rows}
+
+
+PER_ROUND = 4  # candidates per seed asked in one statement
+
+
+async def free_tracking_numbers(conn: Conn, wanted: list[tuple[str, str]]) -> list[str]:
+    """`free_tracking_number` for many (format, seed) at once, in order, each also avoiding
+    the numbers given to those before it: a round of `PER_ROUND` candidates per seed in one
+    statement (one round unless a seed's first candidates are all taken)."""
+    out: list[str | None] = [None] * len(wanted)
+    given: set[str] = set()
+    for first in range(0, 100, PER_ROUND):
+        todo = [i for i, n in enumerate(out) if n is None]
+        if not todo:
+            break
+        candidates = {i: [domain.tracking_number(wanted[i][0],
+                                                 domain.tracking_serial(wanted[i][1], a))
+                          for a in range(first, first + PER_ROUND)] for i in todo}
+        taken = {r["tracking_number"] for r in await conn.fetch(
+            "SELECT tracking_number FROM shipments WHERE tracking_number = ANY($1::text[])",
+            [n for ns in candidates.values() for n in ns])}
+        for i in todo:
+            number = next((n for n in candidates[i] if n not in taken and n not in given), None)
+            if number is not None:
+                given.add(number)
+                out[i] = number
+    missing = [wanted[i] for i, n in enumerate(out) if n is None]
+    if missing:
+        raise RuntimeError(f"no free tracking number for {missing[0][1]} in {missing[0][0]}"
+                           " after 100 candidates")
+    return [n for n in out if n is not None]
+
+
+async def insert_orders(conn: Conn, rows: list[tuple[uuid.UUID, str, str, int, str | None,
+                                                     str | None]]) -> None:
+    """Orders (order_id, key, status, parcel count, correlation id, snapshot JSON)."""
+    await conn.execute(
+        "INSERT INTO orders (order_id, order_key, store, external_order_id, status, parcel_count,"
+        " correlation_id, snapshot) SELECT id, key, split_part(key, ':', 1),"
+        " substr(key, length(split_part(key, ':', 1)) + 2), st, n, corr, snap::jsonb"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[])"
+        " AS v(id, key, st, n, corr, snap)",
+        *(list(col) for col in zip(*rows, strict=True)))
+
+
+SHIPMENT_COLUMNS = ("parcel_id", "order_id", "warehouse", "country", "carrier", "service",
+                    "tracking_number", "weight_g", "chargeable_g", "cost", "lines", "trace",
+                    "zone", "transit_max", "declared_value", "customs", "hold_reasons")
+
+
+async def insert_shipments(conn: Conn, shipments: list[dict[str, Any]]) -> None:
+    """Parcels with their choice (as `insert_shipment`), in one statement."""
+    def col(name: str) -> list[Any]:
+        if name in ("lines", "trace", "hold_reasons"):
+            return [json.dumps(f[name]) for f in shipments]
+        if name == "customs":
+            return [json.dumps(f[name]) if f[name] else None for f in shipments]
+        return [f[name] for f in shipments]
+    await conn.execute(
+        "INSERT INTO shipments (parcel_id, order_id, warehouse, country, carrier, service,"
+        " tracking_number, status, weight_g, chargeable_g, cost, lines, trace, zone, transit_max,"
+        " declared_value, customs, hold_reasons, label_weight_g)"
+        " SELECT pid, oid, wh, country, carrier, service, tn, 'held', w, cw, cost, lines::jsonb,"
+        " trace::jsonb, zone, tmax, dv, customs::jsonb, hold::jsonb, w"
+        " FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],"
+        " $7::text[], $8::int[], $9::int[], $10::numeric[], $11::text[], $12::text[], $13::text[],"
+        " $14::int[], $15::numeric[], $16::text[], $17::text[]) WITH ORDINALITY"
+        " AS v(pid, oid, wh, country, carrier, service, tn, w, cw, cost, lines, trace, zone,"
+        " tmax, dv, customs, hold, n) ORDER BY n",
+        *(col(c) for c in SHIPMENT_COLUMNS))
+
+
+async def link_parcels_many(conn: Conn, rows: list[tuple[str, uuid.UUID, list[Any]]]) -> None:
+    """Merged parcels' other orders (parcel, order, its own lines in it)."""
+    await conn.execute(
+        "INSERT INTO parcel_orders (parcel_id, order_id, lines) SELECT pid, oid, lines::jsonb"
+        " FROM unnest($1::text[], $2::uuid[], $3::text[]) AS v(pid, oid, lines)"
+        " ON CONFLICT DO NOTHING",
+        [p for p, _, _ in rows], [o for _, o, _ in rows], [json.dumps(ln) for _, _, ln in rows])
+
+
+async def set_orders_status(conn: Conn, order_ids: list[uuid.UUID], status: str) -> None:
+    await conn.execute("UPDATE orders SET status = $2, updated_at = now()"
+                       " WHERE order_id = ANY($1::uuid[])", order_ids, status)
+
+
+async def shipments_of_orders(conn: Conn, order_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    """The shipments of these orders, locked, by order then parcel."""
+    return await conn.fetch(
+        "SELECT * FROM shipments WHERE order_id = ANY($1::uuid[]) ORDER BY order_id, parcel_id"
+        " FOR UPDATE", order_ids)
+
+
+async def set_checked_many(conn: Conn, rows: list[tuple[str, dict[str, Any] | None,
+                                                        list[dict[str, str]], int | None]]
+                           ) -> None:
+    """`set_checked` for many parcels (parcel, customs, hold reasons, dock reading)."""
+    await conn.execute(
+        "UPDATE shipments s SET customs = v.customs::jsonb, hold_reasons = v.reasons::jsonb,"
+        " measured_weight_g = v.measured FROM unnest($1::text[], $2::text[], $3::text[],"
+        " $4::int[]) AS v(pid, customs, reasons, measured) WHERE s.parcel_id = v.pid",
+        [p for p, _, _, _ in rows],
+        [json.dumps(c) if c else None for _, c, _, _ in rows],
+        [json.dumps(r) for _, _, r, _ in rows], [m for _, _, _, m in rows])
+
+
+async def mark_shipped_many(conn: Conn, order_ids: list[uuid.UUID]) -> None:
+    await conn.execute(
+        "UPDATE shipments SET status = 'shipped', shipped_at = now(), hold_reasons = '[]'"
+        " WHERE order_id = ANY($1::uuid[]) AND status = 'held'", order_ids)

@@ -15,6 +15,7 @@ import pytest
 from services.logistics import handlers
 from shared.contracts import OrderSnapshot
 from shared.settings import Settings, service_database_url
+from shared.uow import UnitOfWork
 
 SNAP = {
     "store": "shop-test-1", "customer_id": "c-1",
@@ -57,7 +58,12 @@ async def test_manual_mode_waits_for_the_dock_scan_then_judges_its_weight(
 
         async def check() -> bool:
             order = await conn.fetchrow("SELECT * FROM orders WHERE order_id = $1", order_id)
-            return await handlers.check_and_dispatch(conn, order, snap, None)
+            # A unit of work on the test's transaction (rolled back at the end): its outbox
+            # rows are written when it finishes.
+            uow = UnitOfWork(conn, "logistics")
+            shipped = await handlers.check_and_dispatch(uow, order, snap)
+            await uow.finish()
+            return shipped
 
         async def parcel() -> asyncpg.Record:
             return await conn.fetchrow("SELECT * FROM shipments WHERE order_id = $1", order_id)
