@@ -205,13 +205,16 @@ class UnitOfWork:
 
     async def status(self, *, order_id: str, store: str, external_order_id: str, status: str,
                      reasons: list[tuple[str, str]] | None = None,
-                     details: dict[str, Any] | None = None) -> None:
+                     details: dict[str, Any] | None = None,
+                     correlation_id: str | None = None) -> None:
         """An `orders.status` change for the storefront (docs/contract.md); counted once per
-        change after commit, labelled with the first (main) reason."""
+        change after commit, labelled with the first (main) reason. `correlation_id`: the
+        order's own, when the cause is not the order's (a wave, a watchdog pass spanning
+        orders); else the cause's."""
         await self.publish(ORDERS_STATUS, f"{store}:{external_order_id}", OrderStatusChanged(
             order_id=order_id, store=store, external_order_id=external_order_id, status=status,
             reasons=[Reason(code=c, message=cut(m)) for c, m in (reasons or [])],
-            details=details or {}, correlation_id=self._correlation,
+            details=details or {}, correlation_id=correlation_id or self._correlation,
             causation_id=self._causation))
         self.count(metrics.ORDER_STATUS, status, reasons[0][0] if reasons else "")
 

@@ -26,20 +26,17 @@ from typing import Any
 import asyncpg
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared import metrics as shared_metrics
 from shared import topics
 from shared.contracts import (
     OrderPacked,
     OrderSnapshot,
-    OrderStatusChanged,
     Parcel,
-    Reason,
     ShortPicked,
 )
 from shared.db import TRANSIENT_DB_ERRORS, Conn, try_xact_lock
 from shared.service import Runtime
 from shared.settings import get_settings
-from shared.uow import UnitOfWork, cut
+from shared.uow import UnitOfWork
 
 from . import domain, metrics, store
 
@@ -215,15 +212,10 @@ async def order_status(uow: UnitOfWork, snap: OrderSnapshot, correlation_id: str
                        status: str, *, reasons: list[tuple[str, str]] | None = None,
                        details: dict[str, Any] | None = None) -> None:
     """`uow.status` for one order, with that order's own correlation id: a unit of work of the
-    floor (a wave, a request) spans orders of many customers, so its cause carries none.
-    (Local until `UnitOfWork.caused_by` takes a correlation id: see the conversion's notes.)"""
-    await uow.publish(topics.ORDERS_STATUS, f"{snap.store}:{snap.external_order_id}",
-                      OrderStatusChanged(
-        order_id=snap.order_id, store=snap.store, external_order_id=snap.external_order_id,
-        status=status, reasons=[Reason(code=c, message=cut(m)) for c, m in (reasons or [])],
-        details=details or {}, correlation_id=correlation_id or uow.correlation_id,
-        causation_id=uow.causation_id))
-    uow.count(shared_metrics.ORDER_STATUS, status, reasons[0][0] if reasons else "")
+    floor (a wave, a request) spans orders of many customers, so its cause carries none."""
+    await uow.status(order_id=snap.order_id, store=snap.store,
+                     external_order_id=snap.external_order_id, status=status, reasons=reasons,
+                     details=details, correlation_id=correlation_id)
 
 
 # --- weigh check, QC and packing --------------------------------------------------------------

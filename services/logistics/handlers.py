@@ -19,7 +19,6 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import fx, topics
-from shared import metrics as shared_metrics
 from shared.contracts import (
     CarrierScored,
     CoverageChanged,
@@ -30,12 +29,10 @@ from shared.contracts import (
     OrderPacked,
     OrderShipped,
     OrderSnapshot,
-    OrderStatusChanged,
     Parcel,
     ParcelLost,
     ParcelReturned,
     ProductUpserted,
-    Reason,
     ReturnLabelIssued,
     ReturnLabelRequested,
     ShippedParcel,
@@ -45,7 +42,7 @@ from shared.db import try_xact_lock
 from shared.messaging import Handlers, PoisonMessage, confirm_cancellation
 from shared.service import Runtime
 from shared.settings import get_settings
-from shared.uow import UnitOfWork, cut
+from shared.uow import UnitOfWork
 
 from . import domain, metrics, store
 
@@ -307,18 +304,14 @@ async def order_status(uow: UnitOfWork, snap: OrderSnapshot | OrderRow,
                        details: dict[str, Any] | None = None) -> None:
     """`uow.status` for one order, with that order's own correlation id: its cause may be
     another order's event (new product data releasing several orders), a watchdog pass or an
-    operator. (Local until `UnitOfWork.caused_by` takes a correlation id.)"""
+    operator."""
     if isinstance(snap, OrderSnapshot):
         order_id, store_name, ext = snap.order_id, snap.store, snap.external_order_id
     else:
         order_id, store_name, ext = (str(snap["order_id"]), snap["store"],
                                      snap["external_order_id"])
-    await uow.publish(topics.ORDERS_STATUS, f"{store_name}:{ext}", OrderStatusChanged(
-        order_id=order_id, store=store_name, external_order_id=ext, status=status,
-        reasons=[Reason(code=c, message=cut(m)) for c, m in (reasons or [])],
-        details=details or {}, correlation_id=correlation_id or uow.correlation_id,
-        causation_id=uow.causation_id))
-    uow.count(shared_metrics.ORDER_STATUS, status, reasons[0][0] if reasons else "")
+    await uow.status(order_id=order_id, store=store_name, external_order_id=ext, status=status,
+                     reasons=reasons, details=details, correlation_id=correlation_id)
 
 
 def shipped_details(parcels: list[ShippedParcel]) -> dict[str, Any]:
