@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from services.inventory import handlers
+from services.inventory import handlers, tasks
 from services.inventory.handlers import order_accepted
 from shared.contracts import (
     Address,
@@ -21,6 +21,7 @@ from shared.contracts import (
     OrderSnapshot,
     StockAdjusted,
     Totals,
+    derived_id,
 )
 from shared.topics import INTAKE_ORDER_ACCEPTED, INTAKE_ORDER_CANCEL_REQUESTED, STOCK_ADJUSTMENTS
 from shared.uow import UnitOfWork
@@ -241,3 +242,29 @@ async def test_a_restock_refills_the_oldest_backorders_first(service_db: Any) ->
         received = StockAdjusted(sku="A", warehouse="WH-LA", kind="received", quantity=2)
         published = await db.run(handlers.stock_adjusted, [received], STOCK_ADJUSTMENTS.name)
         assert [statuses(published, e.order_key) for e in run] == [["reserved"], ["reserved"], []]
+
+
+async def test_an_expired_backorder_is_cancelled_with_ids_derived_from_its_expiry(
+        service_db: Any) -> None:
+    """Given a backorder older than its store's limit, when the tick expires it, then the
+    storefront hears `cancelled` with the refund due, the payment system the refund request and
+    the other services `inventory.order_cancelled`, each with the id the expiry derives (so an
+    expiry repeated after a crash emits the same events), on the order's trace."""
+    async with service_db("inventory") as db:
+        order = accepted("s", "old", [("A", 1)])
+        await db.run(order_accepted, [order], INTAKE_ORDER_ACCEPTED.name)
+        await db.pool.execute("UPDATE store_policies SET backorder_limit_s = 1")
+        before = await db.pool.fetchval("SELECT max(id) FROM outbox")
+        async with UnitOfWork.begin(db.pool, "inventory") as uow:
+            assert await tasks.expire_backorders(uow) == 1
+        published = await db.published(after=before)
+        assert [(p.topic, p.key) for p in published] == [
+            ("orders.status", "s:old"), ("payments.refunds", "s:old"),
+            ("inventory.order_cancelled", "s:old")]
+        cause = str(derived_id("backorder-expired", order.order_id))
+        assert [p.value["event_id"] for p in published] == [
+            str(derived_id(cause, p.topic, p.key, 0)) for p in published]
+        status = published[0].value
+        assert (status["status"], status["details"]["refund_due"]) == ("cancelled", "10.00")
+        assert status["correlation_id"] == str(order.event_id)
+        assert await db.pool.fetchval("SELECT status FROM orders") == "cancelled"
