@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from shared.contracts import money_text
 from shared.http import require_admin
+from shared.uow import UnitOfWork
 
 from . import schemas, store, tasks
 from .handlers import refresh_eta
@@ -115,13 +116,14 @@ class ExpectedReceiptIn(BaseModel):
              response_model=schemas.ExpectedReceipt)
 async def expect_receipt(body: ExpectedReceiptIn, request: Request) -> dict[str, Any]:
     """Purchasing announces goods on the way: backorders of the SKU get a restock ETA."""
-    async with _pool(request).acquire() as conn, conn.transaction():
-        if not await store.warehouse_exists(conn, body.warehouse):
+    # An operator's action: no cause, so what it emits has ids of its own.
+    async with UnitOfWork.begin(_pool(request), "inventory") as uow:
+        if not await store.warehouse_exists(uow.conn, body.warehouse):
             raise HTTPException(422, f"unknown warehouse {body.warehouse}")
-        await store.lock_refill(conn)
-        rid = await store.expect_receipt(conn, body.sku, body.warehouse, body.quantity,
+        await store.lock_refill(uow.conn)
+        rid = await store.expect_receipt(uow.conn, body.sku, body.warehouse, body.quantity,
                                          body.eta, body.reference)
-        updated = await refresh_eta(conn, body.sku)
+        updated = await refresh_eta(uow, body.sku)
     return {"id": rid, **body.model_dump(mode="json"), "backorders_updated": updated}
 
 

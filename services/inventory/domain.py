@@ -172,6 +172,65 @@ def choose_plan(lines: Sequence[Line], destination: str,
     return plans
 
 
+# --- a run of accepted orders, decided one after another -------------------------------------
+@dataclass
+class Decision:
+    """What to do with one accepted order, decided against the availability the orders before
+    it in the run left (`decide_order`).
+
+    - `reserved`: `plan` is reserved whole;
+    - `partial` ("ship what is there"): `plan` is reserved now, `short` (the lines it lacks)
+      becomes a continuation order, backordered with `backorder` (its own short lines);
+    - `backordered`: nothing is reserved, `backorder` is what is short.
+    `seen` is the availability this order saw once decided (for the substitutes on offer)."""
+
+    outcome: str
+    plan: Plan | None
+    trace: list[str]
+    short: list[Line] = field(default_factory=list)
+    backorder: list[Line] = field(default_factory=list)
+    seen: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def take(available: dict[str, dict[str, int]], plan: Plan) -> None:
+    """Reserve `plan` in the working availability `available` (in place). A plan that asks for
+    more than is there is a bug in the caller: the CHECKs of the stock table would refuse it."""
+    for wh, lines in plan.allocations.items():
+        for ln in lines:
+            left = available.get(wh, {}).get(ln.sku, 0) - ln.quantity
+            if left < 0:
+                raise Refused(f"plan takes {ln.quantity} x {ln.sku} in {wh}; only"
+                              f" {left + ln.quantity} left")
+            available[wh][ln.sku] = left
+
+
+def decide_order(lines: Sequence[Line], destination: str, available: dict[str, dict[str, int]],
+                 priorities: Mapping[str, Sequence[str]], split_allowed: bool,
+                 split_penalty: float, ship_available: bool) -> Decision:
+    """One accepted order against the working availability, which it updates in place for the
+    next order of the run (so a run decides exactly as its orders handled one by one, oldest
+    first, never overselling): the best plan (`choose_plan`), else with `ship_available` what is
+    there now and the rest as a continuation, else a backorder. The stock rows of every SKU are
+    locked by the caller, so the best plan is the one reserved (no race left to lose)."""
+    plans = choose_plan(lines, destination, available, priorities, split_allowed, split_penalty)
+    if plans:
+        plan = plans[0]
+        take(available, plan)
+        return Decision("reserved", plan, [*plan.trace, f"reserved {sorted(plan.allocations)}"])
+    trace = ["no single warehouse can fill every line"
+             + ("; no split can either" if split_allowed
+                else "; the store does not allow split shipments"), "backorder"]
+    if ship_available:
+        partial, short = partial_plan(lines, destination, available, priorities, split_allowed)
+        if partial.allocations and short:
+            take(available, partial)
+            seen = {wh: dict(s) for wh, s in available.items()}
+            return Decision("partial", partial, [*trace, *partial.trace], short,
+                            short_lines(short, available), seen)
+    seen = {wh: dict(s) for wh, s in available.items()}
+    return Decision("backordered", None, trace, [], short_lines(lines, available), seen)
+
+
 # --- short picks: re-allocating the missing units ---------------------------------------------
 Allocation = dict[str, list[Line]]
 

@@ -2,18 +2,25 @@
 or with the store's "ship what is there" policy, the available part now and the rest as a
 linked continuation order), refill backorders on restock (oldest first), the customer's
 backorder decisions, re-allocate short picks, refurbished and scrapped returns, release on
-cancellation, commit on dispatch."""
+cancellation, commit on dispatch.
+
+Every handler takes a run of events in one unit of work (docs/messaging.md). The hot path,
+`order_accepted`, handles its run with a constant number of statements (see its docstring);
+the others go event by event (`uow.each`), each event the cause of what it emits."""
 
 from __future__ import annotations
 
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from shared import topics
+from prometheus_client import Counter
+
+from shared import metrics, topics
 from shared.contracts import (
     BackorderDecision,
     OrderAccepted,
@@ -22,7 +29,9 @@ from shared.contracts import (
     OrderLine,
     OrderShipped,
     OrderSnapshot,
+    OrderStatusChanged,
     ProductUpserted,
+    Reason,
     ReturnGraded,
     ReturnRestocked,
     ShortPicked,
@@ -31,34 +40,23 @@ from shared.contracts import (
     Totals,
     money_text,
 )
-from shared.db import Conn
-from shared.messaging import (
-    Ctx,
-    Handlers,
-    PoisonMessage,
-    confirm_cancelled,
-    emit_status,
-    forwarded,
-    request_charge,
-    request_refund,
-)
-from shared.metrics import TransactionalCounter
+from shared.messaging import Handlers, PoisonMessage, confirm_cancellation, forwarded
 from shared.money import refund_due
-from shared.outbox import enqueue
+from shared.uow import UnitOfWork, cut
 
 from . import domain, store
-from .domain import Line, Plan
+from .domain import Decision, ExpectedReceipt, Line, Plan
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
 
-BACKORDERS = TransactionalCounter("shopkeeper_inventory_backorders_total",
+BACKORDERS = Counter("shopkeeper_inventory_backorders_total",
                      "Backorders opened and how they ended", ["outcome"])
 
 
 # A continuation order's id is derived from the original's, so a redelivery makes the same one.
 CONTINUATION_NS = uuid.UUID("5d3f6c1e-8a4b-4f0e-9c61-2b7e0d9a4c11")
-REALLOCATIONS = TransactionalCounter("shopkeeper_inventory_short_picks_total",
+REALLOCATIONS = Counter("shopkeeper_inventory_short_picks_total",
                         "Short picks by how inventory answered", ["outcome"])
 
 
@@ -71,15 +69,290 @@ def _parse_allocations(raw: str) -> dict[str, list[Line]]:
             for a in json.loads(raw)}
 
 
-async def allocate(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot, event_id: uuid.UUID,
-                   policy: store.Policy, substituted: frozenset[str] = frozenset()
-                   ) -> tuple[Plan | None, list[str]]:
-    """Try the plans best first, each in a savepoint, so a lost race just moves on. Returns the
-    plan reserved (or None) and the trace that explains the choice."""
+# --- reference data, read once per unit of work -----------------------------------------------
+async def _policies(uow: UnitOfWork, stores: list[str]) -> dict[str, store.Policy]:
+    names = tuple(sorted(set(stores)))
+    return await uow.memo(("inventory.policies", names),
+                          lambda: store.policies(uow.conn, list(names)))
+
+
+async def _policy(uow: UnitOfWork, store_name: str) -> store.Policy:
+    return (await _policies(uow, [store_name]))[store_name]
+
+
+async def _priorities(uow: UnitOfWork) -> dict[str, list[str]]:
+    return await uow.memo("inventory.priorities", lambda: store.priorities(uow.conn))
+
+
+async def _warehouses(uow: UnitOfWork) -> list[str]:
+    return await uow.memo("inventory.warehouses", lambda: store.warehouses(uow.conn))
+
+
+# --- emitting ---------------------------------------------------------------------------------
+async def _status(uow: UnitOfWork, snap: OrderSnapshot, status: str, *,
+                  reasons: list[tuple[str, str]] | None = None,
+                  details: dict[str, Any] | None = None, correlation_id: str | None = None,
+                  causation_id: str | None = None) -> None:
+    """`uow.status` for the order `snap`. With `correlation_id` (the order's own, kept on its
+    row), the change joins the order's trace when what caused it is not one of the order's
+    events (a restock, the original order's cancellation, an operator, a timer); the event's
+    id still derives from the current cause. (`uow.status` always takes the cause's
+    correlation; this is the same event with the order's.)"""
+    if correlation_id is None and causation_id is None:
+        await uow.status(order_id=snap.order_id, store=snap.store,
+                         external_order_id=snap.external_order_id, status=status,
+                         reasons=reasons, details=details)
+        return
+    await uow.publish(topics.ORDERS_STATUS, f"{snap.store}:{snap.external_order_id}",
+                      OrderStatusChanged(
+                          order_id=snap.order_id, store=snap.store,
+                          external_order_id=snap.external_order_id, status=status,
+                          reasons=[Reason(code=c, message=cut(m)) for c, m in reasons or []],
+                          details=details or {},
+                          correlation_id=correlation_id or uow.correlation_id,
+                          causation_id=causation_id or uow.causation_id))
+    uow.count(metrics.ORDER_STATUS, status, reasons[0][0] if reasons else "")
+
+
+async def cancelled_status(uow: UnitOfWork, snap: OrderSnapshot, reasons: list[tuple[str, str]],
+                           due: Decimal, *, correlation_id: str | None = None,
+                           causation_id: str | None = None) -> None:
+    """`uow.cancelled` for the order `snap` (the storefront hears `cancelled` with the refund
+    due, the payment system the refund request), on the order's trace as in `_status`."""
+    await _status(uow, snap, "cancelled", reasons=reasons,
+                  details={"refund_due": money_text(due)}, correlation_id=correlation_id,
+                  causation_id=causation_id)
+    await uow.refund(order_id=snap.order_id, store=snap.store,
+                     external_order_id=snap.external_order_id, request_id="cancellation",
+                     amount=due, currency=snap.currency,
+                     reason=reasons[0][0] if reasons else "cancelled")
+
+
+def _allocations(plan: Plan) -> list[dict[str, Any]]:
+    return [{"warehouse": wh, "lines": [{"sku": ln.sku, "quantity": ln.quantity} for ln in lines]}
+            for wh, lines in sorted(plan.allocations.items())]
+
+
+async def _announce_reserved(uow: UnitOfWork, snap: OrderSnapshot, plan: Plan,
+                             correlation_id: str | None = None,
+                             extra: dict[str, Any] | None = None) -> None:
+    """The customer hears `reserved`, fulfillment gets `inventory.stock_reserved`."""
+    allocations = _allocations(plan)
+    await _status(uow, snap, "reserved", details={"allocations": allocations, **(extra or {})},
+                  correlation_id=correlation_id)
+    await uow.publish(topics.INVENTORY_STOCK_RESERVED, snap.key, StockReserved(
+        order_id=snap.order_id, order_key=snap.key, order=snap, allocations=allocations,
+        correlation_id=correlation_id))
+
+
+def _backorder_details(short: list[Line], offers: dict[str, list[str]],
+                       eta: datetime | None) -> dict[str, Any]:
+    return {"short_lines": [{"sku": s.sku, "quantity": s.quantity} for s in short],
+            "substitutes": offers,
+            "restock_eta": eta.isoformat().replace("+00:00", "Z") if eta else None}
+
+
+# --- the hot path: a run of accepted orders ---------------------------------------------------
+@dataclass
+class _Waiting:
+    """A backorder the run opens (a whole order, or the continuation of one shipping what is
+    there): its place in the queue, what is short, and what its customer is offered."""
+
+    order_id: uuid.UUID
+    at: datetime
+    short: list[Line]
+    seen: dict[str, dict[str, int]]
+    price_band: Decimal
+    offers: dict[str, list[str]]
+    eta: datetime | None = None
+
+
+@handlers.on(topics.INTAKE_ORDER_ACCEPTED)
+async def order_accepted(uow: UnitOfWork, events: list[OrderAccepted]) -> None:
+    """Reserve a run of accepted orders, oldest first, exactly as if handled one by one, in a
+    constant number of statements whatever the run's size:
+
+    1. the orders inventory already knows, locked (one query; a repeat is ignored);
+    2. the stores' policies, the warehouses and their priorities (once per unit of work);
+    3. the stock rows of every SKU of the run, locked in SKU order (one query: two instances
+       reserving the same hot SKUs queue on the first row instead of deadlocking);
+    4. each order decided in the pure domain, in the order of the events, against what the
+       orders before it left (`domain.decide_order`): reserved, partly reserved with a
+       continuation order ("ship what is there"), or backordered;
+    5. for the backorders, if any: the short SKUs' products, their categories' substitutes,
+       the expected receipts and the queue ahead of each (four queries);
+    6. the reservations (one UPDATE of the balances, one INSERT of ledger rows) and the orders
+       (one INSERT), all with unnest;
+    7. per order, inside `uow.each`, what its customer and fulfillment hear.
+    The rows are locked before the plans are made, so the best plan is the one reserved: no
+    savepoint per plan, no race left to lose (the CHECKs of the stock table still guard)."""
+    conn = uow.conn
+    known = await store.known_orders(conn, sorted({uuid.UUID(e.order_id) for e in events}))
+    policies = await _policies(uow, [e.order.store for e in events])
+    priorities = await _priorities(uow)
+    skus = sorted({ln.sku for e in events for ln in e.order.lines})
+    available = await store.lock_stock(conn, skus, await _warehouses(uow))
+
+    # 4. Decide, in the order of the events.
+    decisions: list[Decision | None] = []
+    for e in events:
+        order_id = uuid.UUID(e.order_id)
+        if order_id in known:
+            decisions.append(None)
+            continue
+        snap, policy = e.order, policies[e.order.store]
+        decision = domain.decide_order(
+            _lines_of(snap), snap.shipping_address.country, available, priorities,
+            policy.split_allowed, policy.split_penalty,
+            ship_available=policy.partial == "ship_available" and snap.kind != "backorder")
+        decisions.append(decision)
+        known[order_id] = "backordered" if decision.outcome == "backordered" else "reserved"
+
+    # What the rows and the events say: the snapshots as they ship, the continuations.
+    reservations: list[store.Reservation] = []
+    rows: list[store.NewOrder] = []
+    waiting: list[_Waiting] = []
+    shipping: dict[int, OrderSnapshot] = {}
+    rests: dict[int, OrderSnapshot] = {}
+    for i, (e, d) in enumerate(zip(events, decisions, strict=True)):
+        if d is None:
+            continue
+        order_id, snap = uuid.UUID(e.order_id), e.order
+        correlation = str(e.correlation_id or e.event_id)
+        band = policies[snap.store].substitute_price_band
+        if d.plan is not None:
+            for wh, lines in sorted(d.plan.allocations.items()):
+                reservations += [store.Reservation(order_id, wh, ln.sku, ln.quantity, e.event_id)
+                                 for ln in sorted(lines, key=lambda x: x.sku)]
+        if d.outcome == "reserved":
+            assert d.plan is not None
+            rows.append(store.NewOrder(order_id, e.order_key, "reserved", snap, correlation,
+                                       e.occurred_at, _allocations(d.plan), trace=d.trace))
+        elif d.outcome == "partial":
+            assert d.plan is not None
+            # A new order has no continuation yet: this is its first.
+            rest = rests[i] = continuation_of(snap, d.short, 1)
+            now_lines = [ln for lines_ in d.plan.allocations.values() for ln in lines_]
+            ships = shipping[i] = snap.model_copy(
+                update={"lines": _priced(snap, domain.merge_lines(now_lines))})
+            rows.append(store.NewOrder(
+                order_id, snap.key, "reserved", ships, correlation, e.occurred_at,
+                _allocations(d.plan), trace=[*d.trace, f"not all in stock; ship what is there,"
+                                             f" the rest is {rest.key}"]))
+            cont = _Waiting(uuid.UUID(rest.order_id), e.occurred_at, d.backorder, d.seen, band,
+                            {})
+            waiting.append(cont)
+            rows.append(store.NewOrder(cont.order_id, rest.key, "backordered", rest, correlation,
+                                       e.occurred_at, short=d.backorder,
+                                       continues=order_id, trace=[f"continues {snap.key}"]))
+        else:
+            waiting.append(_Waiting(order_id, e.occurred_at, d.backorder, d.seen, band, {}))
+            rows.append(store.NewOrder(order_id, e.order_key, "backordered", snap, correlation,
+                                       e.occurred_at, short=d.backorder, trace=d.trace))
+
+    # 5. What the backorders' customers are offered, and when the goods are expected.
+    if waiting:
+        await _offers_and_etas(uow, waiting, set(skus))
+        facts = {w.order_id: w for w in waiting}
+        for row in rows:
+            fact = facts.get(row.order_id)
+            if fact is not None:
+                row.substitutes, row.restock_eta = fact.offers, fact.eta
+
+    # 6. Write.
+    await store.reserve_all(conn, reservations)
+    await store.insert_orders(conn, rows)
+
+    # 7. Tell, per order, in the order of the events.
+    by_id = {w.order_id: w for w in waiting}
+    for i, e in enumerate(uow.each(events)):
+        d = decisions[i]
+        if d is None:
+            log.info("order %s already known to inventory as %s; ignored", e.order_key,
+                     known[uuid.UUID(e.order_id)])
+            continue
+        snap = e.order
+        if d.outcome == "reserved":
+            assert d.plan is not None
+            await _announce_reserved(uow, snap, d.plan)
+        elif d.outcome == "partial":
+            assert d.plan is not None
+            rest, ships = rests[i], shipping[i]
+            cont = by_id[uuid.UUID(rest.order_id)]
+            link = {"order_id": rest.order_id, "external_order_id": rest.external_order_id}
+            short_json = [{"sku": ln.sku, "quantity": ln.quantity} for ln in d.short]
+            await _status(uow, snap, "backordered", reasons=[(
+                "partially_backordered", f"not all in stock: what is in stock ships now; the"
+                f" rest follows as {rest.key}")], details={
+                "short_lines": short_json, "substitutes": {}, "restock_eta": None,
+                "continuation": link})
+            await _announce_reserved(uow, ships, d.plan, extra={
+                "backordered_lines": short_json, "continuation": link})
+            await _status(uow, rest, "accepted",
+                          details={"continues": snap.order_id, "kind": "backorder"})
+            uow.count(BACKORDERS, "opened")
+            uow.count(BACKORDERS, "partial")
+            await _status(uow, rest, "backordered", reasons=[
+                ("out_of_stock", f"the part of {snap.key} not in stock")],
+                details=_backorder_details(cont.short, cont.offers, cont.eta))
+            log.info("order %s: ships what is there; %s waits for the rest", snap.key, rest.key)
+        else:
+            w = by_id[uuid.UUID(e.order_id)]
+            uow.count(BACKORDERS, "opened")
+            await _status(uow, snap, "backordered",
+                          reasons=[("out_of_stock", "not enough stock to fill the order")],
+                          details=_backorder_details(w.short, w.offers, w.eta))
+            log.info("order %s backordered: short %s", e.order_key,
+                     [(s.sku, s.quantity) for s in w.short])
+
+
+async def _offers_and_etas(uow: UnitOfWork, waiting: list[_Waiting], locked: set[str]) -> None:
+    """The substitutes on offer and the restock ETA of each backorder the run opens, in four
+    queries for the whole run, each as the backorder would have seen them opened alone: the
+    stock its predecessors in the run left (`seen`, for the SKUs the run locked), and the queue
+    ahead of it including the run's earlier backorders (restock serves the oldest first)."""
+    conn = uow.conn
+    short_skus = sorted({ln.sku for w in waiting for ln in w.short})
+    known = await store.products(conn, short_skus)
+    categories = sorted({p.category for p in known.values()})
+    candidates = await store.substitute_candidates_of(conn, categories) if categories else {}
+    expected: list[ExpectedReceipt] = await store.expected_receipts(conn, short_skus)
+    ahead = await store.waiting_ahead_of(conn, short_skus, [(w.at, w.order_id) for w in waiting])
+    for k, w in enumerate(waiting):
+        for ln in w.short:
+            original = known.get(ln.sku)
+            if original is None:
+                continue
+            found, best = candidates[original.category]
+            in_stock = {sku: (max((s[sku] for s in w.seen.values() if sku in s), default=0)
+                              if sku in locked else q) for sku, q in best.items()}
+            offers = domain.substitutes(original, found, in_stock, ln.quantity, w.price_band)
+            if offers:
+                w.offers[ln.sku] = offers
+        queue = dict(ahead[k])
+        for before in waiting[:k]:  # the run's earlier backorders, where they are older
+            if (before.at, before.order_id) < (w.at, w.order_id):
+                for ln in before.short:
+                    queue[ln.sku] = queue.get(ln.sku, 0) + ln.quantity
+        w.eta = domain.restock_eta(w.short, expected, queue)
+
+
+# aftersales: replacement orders (exchange, reship) are reserved like any accepted order.
+handlers.on(topics.AFTERSALES_REPLACEMENT_ORDERED)(order_accepted)
+
+
+# --- one order at a time: refills, substitutions, re-allocations ------------------------------
+async def allocate(uow: UnitOfWork, order_id: uuid.UUID, snap: OrderSnapshot,
+                   event_id: uuid.UUID, policy: store.Policy,
+                   substituted: frozenset[str] = frozenset()) -> tuple[Plan | None, list[str]]:
+    """Try the plans best first, each in a savepoint, so a lost race just moves on (these
+    paths read the stock without locking it first: a run of accepted orders may take it
+    meanwhile). Returns the plan reserved (or None) and the trace that explains the choice."""
+    conn = uow.conn
     lines = _lines_of(snap)
     available = await store.available(conn, sorted({ln.sku for ln in lines}))
     plans = domain.choose_plan(lines, snap.shipping_address.country, available,
-                               await store.priorities(conn), policy.split_allowed,
+                               await _priorities(uow), policy.split_allowed,
                                policy.split_penalty)
     trace: list[str] = []
     for plan in plans:
@@ -97,29 +370,11 @@ async def allocate(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot, event_i
     return None, [*trace, "backorder"]
 
 
-def _allocations(plan: Plan) -> list[dict[str, Any]]:
-    return [{"warehouse": wh, "lines": [{"sku": ln.sku, "quantity": ln.quantity} for ln in lines]}
-            for wh, lines in sorted(plan.allocations.items())]
-
-
-async def _announce_reserved(conn: Conn, snap: OrderSnapshot, plan: Plan,
-                             correlation_id: str | None, causation_id: str,
-                             extra: dict[str, Any] | None = None) -> None:
-    allocations = _allocations(plan)
-    await emit_status(conn, order_id=snap.order_id, store=snap.store,
-                      external_order_id=snap.external_order_id, status="reserved",
-                      details={"allocations": allocations, **(extra or {})},
-                      correlation_id=correlation_id, causation_id=causation_id)
-    await enqueue(conn, topics.INVENTORY_STOCK_RESERVED, snap.key, StockReserved(
-        order_id=snap.order_id, order_key=snap.key, order=snap,
-        allocations=allocations,
-        correlation_id=correlation_id, causation_id=causation_id))
-
-
-async def _backorder(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot, policy: store.Policy,
-                     trace: list[str], correlation_id: str | None, causation_id: str,
-                     reason: tuple[str, str]) -> None:
+async def _backorder(uow: UnitOfWork, order_id: uuid.UUID, snap: OrderSnapshot,
+                     policy: store.Policy, trace: list[str], reason: tuple[str, str],
+                     correlation_id: str | None = None) -> None:
     """Record what is short, the substitutes on offer and the restock ETA; tell the customer."""
+    conn = uow.conn
     lines = _lines_of(snap)
     short = domain.short_lines(lines, await store.available(conn, [ln.sku for ln in lines]))
     known = await store.products(conn, [ln.sku for ln in short])
@@ -137,23 +392,15 @@ async def _backorder(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot, polic
     eta = domain.restock_eta(short, await store.expected_receipts(conn, skus),
                              await store.waiting_ahead(conn, skus, order_id))
     await store.set_backorder(conn, order_id, short, offers, eta, trace)
-    await emit_status(conn, order_id=snap.order_id, store=snap.store,
-                      external_order_id=snap.external_order_id, status="backordered",
-                      reasons=[reason], details=_backorder_details(short, offers, eta),
-                      correlation_id=correlation_id, causation_id=causation_id)
+    await _status(uow, snap, "backordered", reasons=[reason],
+                  details=_backorder_details(short, offers, eta), correlation_id=correlation_id)
 
 
-def _backorder_details(short: list[Line], offers: dict[str, list[str]],
-                       eta: datetime | None) -> dict[str, Any]:
-    return {"short_lines": [{"sku": s.sku, "quantity": s.quantity} for s in short],
-            "substitutes": offers,
-            "restock_eta": eta.isoformat().replace("+00:00", "Z") if eta else None}
-
-
-async def refresh_eta(conn: Conn, sku: str) -> int:
+async def refresh_eta(uow: UnitOfWork, sku: str) -> int:
     """A receipt was announced: waiting orders for the SKU may now have a restock ETA (or an
     earlier one); the customer hears `backordered` again with it. Oldest first, so each order's
     ETA counts what the older ones take. Caller holds `store.lock_refill`."""
+    conn = uow.conn
     expected = await store.expected_receipts(conn, [sku])
     changed = 0
     for row in await store.backordered(conn, [sku], limit=5000):
@@ -168,156 +415,143 @@ async def refresh_eta(conn: Conn, sku: str) -> int:
         offers = json.loads(row["substitutes"])
         await store.set_backorder(conn, row["order_id"], short, offers, eta,
                                   [f"restock expected for {sku}: eta {eta}"])
-        await emit_status(conn, order_id=snap.order_id, store=snap.store,
-                          external_order_id=snap.external_order_id, status="backordered",
-                          reasons=[("restock_expected", f"a receipt of {sku} is on the way")],
-                          details=_backorder_details(short, offers, eta),
-                          correlation_id=row["correlation_id"], causation_id=None)
+        await _status(uow, snap, "backordered",
+                      reasons=[("restock_expected", f"a receipt of {sku} is on the way")],
+                      details=_backorder_details(short, offers, eta),
+                      correlation_id=row["correlation_id"])
         changed += 1
     return changed
 
 
-@handlers.legacy(topics.INTAKE_ORDER_ACCEPTED)
-async def order_accepted(ctx: Ctx, event: OrderAccepted) -> None:
-    order_id = uuid.UUID(event.order_id)
-    existing = await store.get_order(ctx.conn, order_id)
-    if existing is not None:
-        log.info("order %s already known to inventory as %s", event.order_key, existing["status"])
-        return
-    snap = event.order
-    policy = await store.policy(ctx.conn, snap.store)
-    plan, trace = await allocate(ctx.conn, order_id, snap, event.event_id, policy)
-    if plan is not None:
-        await store.insert_order(ctx.conn, snap, order_id, event.order_key, "reserved",
-                                 ctx.correlation_id, _allocations(plan), trace=trace,
-                                 at=event.occurred_at)
-        await _announce_reserved(ctx.conn, snap, plan, ctx.correlation_id, str(event.event_id))
-        return
-    if (policy.partial == "ship_available" and snap.kind != "backorder"
-            and await _ship_available(ctx, order_id, snap, policy, trace)):
-        return
-    await store.insert_order(ctx.conn, snap, order_id, event.order_key, "backordered",
-                             ctx.correlation_id, at=event.occurred_at)
-    BACKORDERS.labels("opened").inc()
-    await _backorder(ctx.conn, order_id, snap, policy, trace, ctx.correlation_id,
-                     str(event.event_id), ("out_of_stock", "not enough stock to fill the order"))
-
-
-async def refill_backorders(conn: Conn, skus: list[str], causation_id: uuid.UUID) -> int:
-    """Reserve waiting orders for `skus` that the stock now covers, oldest first. The caller
+async def refill_backorders(uow: UnitOfWork, skus: list[str], event_id: uuid.UUID) -> int:
+    """Reserve waiting orders for `skus` that the stock now covers, oldest first; `event_id`
+    (the restock, return or release that freed the stock) is the current cause. The caller
     took `store.lock_refill` before touching any stock row."""
+    conn = uow.conn
     filled = 0
     for row in await store.backordered(conn, skus, reallocating=True):
         snap = OrderSnapshot.model_validate_json(row["snapshot"])
-        policy = await store.policy(conn, snap.store)
+        policy = await _policy(uow, snap.store)
         if row["status"] == "reallocating":
-            filled += await _refill_short(conn, row, snap, policy, causation_id)
+            filled += await _refill_short(uow, row, snap, policy, event_id)
             continue
-        plan, trace = await allocate(conn, row["order_id"], snap, causation_id, policy)
+        plan, trace = await allocate(uow, row["order_id"], snap, event_id, policy)
         if plan is None:
             continue
         await store.update_order(conn, row["order_id"], "reserved", _allocations(plan), [])
         await store.add_trace(conn, row["order_id"], ["restocked:", *trace])
-        await _announce_reserved(conn, snap, plan, row["correlation_id"], str(causation_id))
-        BACKORDERS.labels("restocked").inc()
+        await _announce_reserved(uow, snap, plan, row["correlation_id"])
+        uow.count(BACKORDERS, "restocked")
         filled += 1
     if filled:
         log.info("restock of %s filled %d backordered orders", skus, filled)
     return filled
 
 
-@handlers.legacy(topics.STOCK_ADJUSTMENTS)
-async def stock_adjusted(ctx: Ctx, event: StockAdjusted) -> None:
-    if not await store.warehouse_exists(ctx.conn, event.warehouse):
-        raise PoisonMessage(f"unknown warehouse {event.warehouse!r} for {event.sku}; add it to"
-                            " inventory.warehouses, then replay the DLQ")
-    await store.lock_refill(ctx.conn)
-    drift = await store.adjust(ctx.conn, event)
-    if drift:
-        log.warning("stock %s@%s: %s of %d leaves %d reserved units not on hand; count again",
-                    event.sku, event.warehouse, event.kind, event.quantity, drift)
-    if event.kind == "received":
-        await store.close_expected(ctx.conn, event)
-    if event.kind in ("received", "counted"):
-        await refill_backorders(ctx.conn, [event.sku], event.event_id)
+@handlers.on(topics.STOCK_ADJUSTMENTS)
+async def stock_adjusted(uow: UnitOfWork, events: list[StockAdjusted]) -> None:
+    conn = uow.conn
+    for event in uow.each(events):
+        if not await store.warehouse_exists(conn, event.warehouse):
+            raise PoisonMessage(f"unknown warehouse {event.warehouse!r} for {event.sku}; add it"
+                                " to inventory.warehouses, then replay the DLQ")
+        await store.lock_refill(conn)
+        drift = await store.adjust(conn, event)
+        if drift:
+            log.warning("stock %s@%s: %s of %d leaves %d reserved units not on hand; count"
+                        " again", event.sku, event.warehouse, event.kind, event.quantity, drift)
+        if event.kind == "received":
+            await store.close_expected(conn, event)
+        if event.kind in ("received", "counted"):
+            await refill_backorders(uow, [event.sku], event.event_id)
 
 
-@handlers.legacy(topics.AFTERSALES_RETURN_RESTOCKED)
-async def return_restocked(ctx: Ctx, event: ReturnRestocked) -> None:
-    await store.lock_refill(ctx.conn)
-    for ln in sorted(event.lines, key=lambda x: x.sku):
-        await store.add_on_hand(ctx.conn, ln.sku, event.warehouse, ln.quantity, "return",
-                                f"return {event.request_id}", event.event_id,
-                                uuid.UUID(event.order_id))
-    await refill_backorders(ctx.conn, sorted({ln.sku for ln in event.lines}), event.event_id)
+@handlers.on(topics.AFTERSALES_RETURN_RESTOCKED)
+async def return_restocked(uow: UnitOfWork, events: list[ReturnRestocked]) -> None:
+    conn = uow.conn
+    for event in uow.each(events):
+        await store.lock_refill(conn)
+        for ln in sorted(event.lines, key=lambda x: x.sku):
+            await store.add_on_hand(conn, ln.sku, event.warehouse, ln.quantity, "return",
+                                    f"return {event.request_id}", event.event_id,
+                                    uuid.UUID(event.order_id))
+        await refill_backorders(uow, sorted({ln.sku for ln in event.lines}), event.event_id)
 
 
-@handlers.legacy(topics.INTAKE_ORDER_CANCEL_REQUESTED)
-async def cancel_requested(ctx: Ctx, event: OrderCancelRequested) -> None:
+@handlers.on(topics.INTAKE_ORDER_CANCEL_REQUESTED)
+async def cancel_requested(uow: UnitOfWork, events: list[OrderCancelRequested]) -> None:
     """Confirm while the order is still ours (unknown, backordered); once reserved it has moved
     on to fulfillment, so the request follows it there."""
-    order_id = uuid.UUID(event.order_id)
-    row = await store.get_order(ctx.conn, order_id)
-    if row is None:  # the cancellation overtook the order: remember, so it is never reserved
-        await store.insert_order(ctx.conn, None, order_id, event.order_key, "cancelled",
-                                 ctx.correlation_id, at=event.occurred_at)
-    elif row["status"] == "backordered":
-        await store.update_order(ctx.conn, order_id, "cancelled")
-        BACKORDERS.labels("cancelled").inc()
-    elif row["status"] == "cancelled":
-        return
-    else:
-        await ctx.publish(topics.INVENTORY_ORDER_CANCEL_FORWARDED, event.order_key,
-                          forwarded(event))
-        return
-    await confirm_cancelled(ctx, topics.INVENTORY_ORDER_CANCELLED, event, "inventory")
+    conn = uow.conn
+    for event in uow.each(events):
+        order_id = uuid.UUID(event.order_id)
+        row = await store.get_order(conn, order_id)
+        if row is None:  # the cancellation overtook the order: remember, so it is never reserved
+            await store.insert_order(conn, None, order_id, event.order_key, "cancelled",
+                                     uow.correlation_id, at=event.occurred_at)
+        elif row["status"] == "backordered":
+            await store.update_order(conn, order_id, "cancelled")
+            uow.count(BACKORDERS, "cancelled")
+        elif row["status"] == "cancelled":
+            continue
+        else:
+            await uow.publish(topics.INVENTORY_ORDER_CANCEL_FORWARDED, event.order_key,
+                              forwarded(event))
+            continue
+        await confirm_cancellation(uow, topics.INVENTORY_ORDER_CANCELLED, event, "inventory")
 
 
-@handlers.legacy(topics.ORDERS_BACKORDER_DECISIONS)
-async def backorder_decision(ctx: Ctx, event: BackorderDecision) -> None:
+@handlers.on(topics.ORDERS_BACKORDER_DECISIONS)
+async def backorder_decision(uow: UnitOfWork, events: list[BackorderDecision]) -> None:
     """The customer's answer to `backordered`: wait (stay in the queue), substitute (reserve
     the substitutes, record the price difference) or cancel (confirmed here, as for a
     cancellation of a backordered order: docs/cancellation.md)."""
-    await store.lock_refill(ctx.conn)
-    row = await store.order_by_key(ctx.conn, event.key)
-    if row is not None and row["status"] == "reallocating" and event.decision != "substitute":
-        await _short_decision(ctx, row, event.decision)
-        return
-    if row is None or row["status"] != "backordered" or row["snapshot"] is None:
-        log.warning("backorder decision %s for %s, which inventory has as %s; ignored",
-                    event.decision, event.key, row["status"] if row else "unknown")
-        return
-    snap = OrderSnapshot.model_validate_json(row["snapshot"])
-    order_id = row["order_id"]
-    if event.decision == "wait":
-        await store.set_decision(ctx.conn, order_id, "wait")
-        return
-    if event.decision == "cancel":
-        await store.set_decision(ctx.conn, order_id, "cancel")
-        await store.update_order(ctx.conn, order_id, "cancelled")
-        BACKORDERS.labels("declined").inc()
-        await confirm_cancelled(ctx, topics.INVENTORY_ORDER_CANCELLED, OrderCancelRequested(
-            order_id=snap.order_id, order_key=snap.key, reason="backorder declined by customer",
-            refund_due=refund_due(snap.totals.grand_total, snap.payment_status),
-            currency=snap.currency,
-            correlation_id=row["correlation_id"]), "inventory")
-        return
-    await _substitute(ctx, row, snap, event.substitutions)
+    conn = uow.conn
+    for event in uow.each(events):
+        await store.lock_refill(conn)
+        row = await store.order_by_key(conn, event.key)
+        if row is not None and row["status"] == "reallocating" and event.decision != "substitute":
+            await _short_decision(uow, row, event)
+            continue
+        if row is None or row["status"] != "backordered" or row["snapshot"] is None:
+            log.warning("backorder decision %s for %s, which inventory has as %s; ignored",
+                        event.decision, event.key, row["status"] if row else "unknown")
+            continue
+        snap = OrderSnapshot.model_validate_json(row["snapshot"])
+        order_id = row["order_id"]
+        if event.decision == "wait":
+            await store.set_decision(conn, order_id, "wait")
+            continue
+        if event.decision == "cancel":
+            await store.set_decision(conn, order_id, "cancel")
+            await store.update_order(conn, order_id, "cancelled")
+            uow.count(BACKORDERS, "declined")
+            # The request stands for the decision (its id and trace), so what the confirmation
+            # emits is caused by the decision and derives its ids from it.
+            await confirm_cancellation(uow, topics.INVENTORY_ORDER_CANCELLED, OrderCancelRequested(
+                event_id=event.event_id, order_id=snap.order_id, order_key=snap.key,
+                reason="backorder declined by customer",
+                refund_due=refund_due(snap.totals.grand_total, snap.payment_status),
+                currency=snap.currency, correlation_id=uow.correlation_id), "inventory")
+            continue
+        await _substitute(uow, row, snap, event)
 
 
-async def _substitute(ctx: Ctx, row: Any, snap: OrderSnapshot, wanted: dict[str, str]) -> None:
+async def _substitute(uow: UnitOfWork, row: Any, snap: OrderSnapshot,
+                      event: BackorderDecision) -> None:
+    conn = uow.conn
+    wanted = event.substitutions
     order_id = row["order_id"]
     offered: dict[str, list[str]] = json.loads(row["substitutes"])
-    policy = await store.policy(ctx.conn, snap.store)
+    policy = await _policy(uow, snap.store)
     invalid = {s: sub for s, sub in wanted.items() if sub not in offered.get(s, [])}
     if not wanted or invalid:
-        await store.add_trace(ctx.conn, order_id, [f"substitution refused: {invalid or 'none'}"])
-        await _backorder(ctx.conn, order_id, snap, policy, [], row["correlation_id"],
-                         str(ctx.event.event_id),
+        await store.add_trace(conn, order_id, [f"substitution refused: {invalid or 'none'}"])
+        await _backorder(uow, order_id, snap, policy, [],
                          ("substitute_not_offered", f"not among the substitutes offered: {invalid}"
-                          if invalid else "no substitution named"))
+                          if invalid else "no substitution named"), row["correlation_id"])
         return
-    prices = await store.products(ctx.conn, sorted(wanted.values()))
+    prices = await store.products(conn, sorted(wanted.values()))
     quantities: dict[str, int] = {}
     paid: dict[str, Decimal] = {}
     for ln in snap.lines:
@@ -325,23 +559,21 @@ async def _substitute(ctx: Ctx, row: Any, snap: OrderSnapshot, wanted: dict[str,
         paid.setdefault(ln.sku, ln.unit_price)
     new_lines = [ln.model_copy(update={"sku": wanted.get(ln.sku, ln.sku)}) for ln in snap.lines]
     substituted_snap = snap.model_copy(update={"lines": new_lines})
-    plan, trace = await allocate(ctx.conn, order_id, substituted_snap, ctx.event.event_id, policy,
+    plan, trace = await allocate(uow, order_id, substituted_snap, event.event_id, policy,
                                  frozenset(wanted.values()))
     if plan is None:
-        await _backorder(ctx.conn, order_id, snap, policy, ["substitution:", *trace],
-                         row["correlation_id"], str(ctx.event.event_id),
-                         ("substitute_unavailable", "the substitute is no longer in stock"))
+        await _backorder(uow, order_id, snap, policy, ["substitution:", *trace],
+                         ("substitute_unavailable", "the substitute is no longer in stock"),
+                         row["correlation_id"])
         return
     difference = domain.price_difference(
         paid, {s: p.price for s, p in prices.items()}, wanted, quantities)
-    await store.set_decision(ctx.conn, order_id, "substitute", wanted, difference)
-    await store.update_order(ctx.conn, order_id, "reserved", _allocations(plan), [])
-    await ctx.conn.execute("UPDATE orders SET snapshot = $2::jsonb WHERE order_id = $1",
-                           order_id, substituted_snap.model_dump_json())
-    await store.add_trace(ctx.conn, order_id, ["substitution:", *trace])
-    BACKORDERS.labels("substituted").inc()
-    await _announce_reserved(ctx.conn, substituted_snap, plan, row["correlation_id"],
-                             str(ctx.event.event_id),
+    await store.set_decision(conn, order_id, "substitute", wanted, difference)
+    await store.update_order(conn, order_id, "reserved", _allocations(plan), [])
+    await store.set_snapshot(conn, order_id, substituted_snap)
+    await store.add_trace(conn, order_id, ["substitution:", *trace])
+    uow.count(BACKORDERS, "substituted")
+    await _announce_reserved(uow, substituted_snap, plan, row["correlation_id"],
                              {"substitutions": wanted, "price_difference": money_text(difference)})
     # The difference is settled with the payment system when money was taken (a pending
     # payment is charged the new total by the storefront itself).
@@ -349,75 +581,77 @@ async def _substitute(ctx: Ctx, row: Any, snap: OrderSnapshot, wanted: dict[str,
         ids = {"order_id": snap.order_id, "store": snap.store,
                "external_order_id": snap.external_order_id, "currency": snap.currency,
                "reason": "substitution_price_difference"}
-        await request_refund(ctx.conn, **ids, request_id="substitution", amount=-difference)
-        await request_charge(ctx.conn, **ids, charge_id="substitution", amount=difference)
+        await uow.refund(**ids, request_id="substitution", amount=-difference)
+        await uow.charge(**ids, charge_id="substitution", amount=difference)
 
 
-async def release_cancelled(ctx: Ctx, event: OrderCancelled) -> None:
+async def release_cancelled(uow: UnitOfWork, events: list[OrderCancelled]) -> None:
     """Fulfillment or logistics confirmed a cancellation: the reserved goods are free again."""
-    await store.lock_refill(ctx.conn)
-    order_id = uuid.UUID(event.order_id)
-    row = await store.get_order(ctx.conn, order_id)
-    if row is None or row["status"] not in ("reserved", "reallocating"):
-        return
-    allocations = json.loads(row["allocations"])
-    await store.release(ctx.conn, order_id, allocations, event.event_id)
-    await store.update_order(ctx.conn, order_id, "cancelled")
-    await _cancel_continuations(ctx, order_id)
-    skus = sorted({ln["sku"] for a in allocations for ln in a["lines"]})
-    await refill_backorders(ctx.conn, skus, event.event_id)
+    conn = uow.conn
+    for event in uow.each(events):
+        await store.lock_refill(conn)
+        order_id = uuid.UUID(event.order_id)
+        row = await store.get_order(conn, order_id)
+        if row is None or row["status"] not in ("reserved", "reallocating"):
+            continue
+        allocations = json.loads(row["allocations"])
+        await store.release(conn, order_id, allocations, event.event_id)
+        await store.update_order(conn, order_id, "cancelled")
+        await _cancel_continuations(uow, order_id)
+        skus = sorted({ln["sku"] for a in allocations for ln in a["lines"]})
+        await refill_backorders(uow, skus, event.event_id)
 
 
-async def _cancel_continuations(ctx: Ctx, order_id: uuid.UUID) -> None:
+async def _cancel_continuations(uow: UnitOfWork, order_id: uuid.UUID) -> None:
     """The original order's cancellation is confirmed (its refund covers every line), so the
     parts still to come are cancelled too, with nothing more due: a waiting one here, one
     already reserved wherever it is now (the hand-off of docs/cancellation.md)."""
-    for row in await store.continuations(ctx.conn, order_id):
+    for row in await store.continuations(uow.conn, order_id):
         if row["status"] not in ("backordered", "reserved", "reallocating"):
             continue
         snap = OrderSnapshot.model_validate_json(row["snapshot"])
         request = OrderCancelRequested(
             order_id=snap.order_id, order_key=snap.key, reason="the order it continues was"
             " cancelled", refund_due=Decimal("0.00"), currency=snap.currency,
-            correlation_id=row["correlation_id"], causation_id=str(ctx.event.event_id))
+            correlation_id=row["correlation_id"])
         if row["status"] == "backordered":
-            await store.update_order(ctx.conn, row["order_id"], "cancelled")
-            BACKORDERS.labels("cancelled").inc()
-            await emit_status(ctx.conn, order_id=snap.order_id, store=snap.store,
-                              external_order_id=snap.external_order_id, status="cancelled",
-                              reasons=[("original_cancelled", request.reason)],
-                              details={"refund_due": "0.00"},
-                              correlation_id=row["correlation_id"],
-                              causation_id=str(ctx.event.event_id))
-            await enqueue(ctx.conn, topics.INVENTORY_ORDER_CANCELLED, snap.key, OrderCancelled(
+            await store.update_order(uow.conn, row["order_id"], "cancelled")
+            uow.count(BACKORDERS, "cancelled")
+            await _status(uow, snap, "cancelled",
+                          reasons=[("original_cancelled", request.reason)],
+                          details={"refund_due": "0.00"}, correlation_id=row["correlation_id"])
+            await uow.publish(topics.INVENTORY_ORDER_CANCELLED, snap.key, OrderCancelled(
                 order_id=snap.order_id, order_key=snap.key, reason=request.reason,
                 refund_due=Decimal("0.00"), currency=snap.currency, confirmed_by="inventory",
-                correlation_id=row["correlation_id"], causation_id=str(ctx.event.event_id)))
+                correlation_id=row["correlation_id"]))
         else:
-            await ctx.publish(topics.INVENTORY_ORDER_CANCEL_FORWARDED, snap.key, request)
+            await uow.publish(topics.INVENTORY_ORDER_CANCEL_FORWARDED, snap.key, request)
         log.info("order %s cancelled: its continuation %s follows", order_id, snap.key)
 
 
 for _topic in (topics.FULFILLMENT_ORDER_CANCELLED, topics.LOGISTICS_ORDER_CANCELLED):
-    handlers.legacy(_topic)(release_cancelled)
+    handlers.on(_topic)(release_cancelled)
 
 
-@handlers.legacy(topics.LOGISTICS_ORDER_SHIPPED)
-async def order_shipped(ctx: Ctx, event: OrderShipped) -> None:
-    order_id = uuid.UUID(event.order_id)
-    row = await store.get_order(ctx.conn, order_id)
-    if row is None or row["status"] != "reserved":
-        log.warning("order %s shipped but inventory has it as %s; nothing committed",
-                    event.order_key, row["status"] if row else "unknown")
-        return
-    shipped = [(p.warehouse, ln.sku, ln.quantity) for p in event.parcels for ln in p.lines]
-    await store.commit_shipped(ctx.conn, order_id, shipped, event.event_id)
-    await store.update_order(ctx.conn, order_id, "committed")
+@handlers.on(topics.LOGISTICS_ORDER_SHIPPED)
+async def order_shipped(uow: UnitOfWork, events: list[OrderShipped]) -> None:
+    conn = uow.conn
+    for event in uow.each(events):
+        order_id = uuid.UUID(event.order_id)
+        row = await store.get_order(conn, order_id)
+        if row is None or row["status"] != "reserved":
+            log.warning("order %s shipped but inventory has it as %s; nothing committed",
+                        event.order_key, row["status"] if row else "unknown")
+            continue
+        shipped = [(p.warehouse, ln.sku, ln.quantity) for p in event.parcels for ln in p.lines]
+        await store.commit_shipped(conn, order_id, shipped, event.event_id)
+        await store.update_order(conn, order_id, "committed")
 
 
-@handlers.legacy(topics.CATALOG_PRODUCTS)
-async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
-    await store.upsert_product(ctx.conn, event)
+@handlers.on(topics.CATALOG_PRODUCTS)
+async def product_upserted(uow: UnitOfWork, events: list[ProductUpserted]) -> None:
+    for event in uow.each(events):
+        await store.upsert_product(uow.conn, event)
 
 
 # --- "ship what is there, backorder the rest" -------------------------------------------------
@@ -444,13 +678,15 @@ def continuation_of(snap: OrderSnapshot, short: list[Line], n: int = 1) -> Order
         "replaces_order_id": snap.order_id, "kind": "backorder"})
 
 
-async def _split_off(conn: Conn, snap: OrderSnapshot, plan: Plan, short: list[Line],
-                     policy: store.Policy, correlation_id: str | None, causation_id: str,
-                     why: str, at: datetime) -> OrderSnapshot:
+async def _split_off(uow: UnitOfWork, snap: OrderSnapshot, plan: Plan, short: list[Line],
+                     policy: store.Policy, correlation_id: str | None, why: str,
+                     at: datetime) -> OrderSnapshot:
     """The original order keeps `plan` (what is there) and the customer hears `backordered`
     (the short lines, naming the continuation), then `reserved`; the short lines become a
     continuation order, backordered like any other (restock, decisions, expiry), which later
-    goes through fulfillment and logistics on its own. Returns the original as it now ships."""
+    goes through fulfillment and logistics on its own. Returns the original as it now ships.
+    (A short pick's path; a run of accepted orders does the same in `order_accepted`.)"""
+    conn = uow.conn
     order_id = uuid.UUID(snap.order_id)
     n = await store.continuation_count(conn, order_id) + 1
     rest = continuation_of(snap, short, n)
@@ -460,68 +696,46 @@ async def _split_off(conn: Conn, snap: OrderSnapshot, plan: Plan, short: list[Li
     short_json = [{"sku": ln.sku, "quantity": ln.quantity} for ln in short]
     await store.set_snapshot(conn, order_id, shipping)
     await store.add_trace(conn, order_id, [f"{why}; ship what is there, the rest is {rest.key}"])
-    await emit_status(conn, order_id=snap.order_id, store=snap.store,
-                      external_order_id=snap.external_order_id, status="backordered",
-                      reasons=[("partially_backordered",
-                                f"{why}: what is in stock ships now; the rest follows as"
-                                f" {rest.key}")],
-                      details={"short_lines": short_json, "substitutes": {},
-                               "restock_eta": None, "continuation": link},
-                      correlation_id=correlation_id, causation_id=causation_id)
-    await _announce_reserved(conn, shipping, plan, correlation_id, causation_id,
+    await _status(uow, snap, "backordered",
+                  reasons=[("partially_backordered",
+                            f"{why}: what is in stock ships now; the rest follows as"
+                            f" {rest.key}")],
+                  details={"short_lines": short_json, "substitutes": {},
+                           "restock_eta": None, "continuation": link},
+                  correlation_id=correlation_id)
+    await _announce_reserved(uow, shipping, plan, correlation_id,
                              {"backordered_lines": short_json, "continuation": link})
     cont_id = uuid.UUID(rest.order_id)
     await store.insert_order(conn, rest, cont_id, rest.key, "backordered", correlation_id,
                              continues=order_id, at=at)
-    await emit_status(conn, order_id=rest.order_id, store=rest.store,
-                      external_order_id=rest.external_order_id, status="accepted",
-                      details={"continues": snap.order_id, "kind": "backorder"},
-                      correlation_id=correlation_id, causation_id=causation_id)
-    BACKORDERS.labels("opened").inc()
-    BACKORDERS.labels("partial").inc()
-    await _backorder(conn, cont_id, rest, policy, [f"continues {snap.key}"], correlation_id,
-                     causation_id, ("out_of_stock", f"the part of {snap.key} not in stock"))
+    await _status(uow, rest, "accepted", details={"continues": snap.order_id, "kind": "backorder"},
+                  correlation_id=correlation_id)
+    uow.count(BACKORDERS, "opened")
+    uow.count(BACKORDERS, "partial")
+    await _backorder(uow, cont_id, rest, policy, [f"continues {snap.key}"],
+                     ("out_of_stock", f"the part of {snap.key} not in stock"), correlation_id)
     log.info("order %s: ships what is there; %s waits for the rest", snap.key, rest.key)
     return shipping
 
 
-async def _ship_available(ctx: Ctx, order_id: uuid.UUID, snap: OrderSnapshot,
-                          policy: store.Policy, trace: list[str]) -> bool:
-    """Reserve what is there under the original order and open a continuation order for the
-    rest. False (the whole order is backordered as usual) when nothing is there, or when the
-    stock went to another order meanwhile."""
-    lines = _lines_of(snap)
-    available = await store.available(ctx.conn, sorted({ln.sku for ln in lines}))
-    plan, short = domain.partial_plan(lines, snap.shipping_address.country, available,
-                                      await store.priorities(ctx.conn), policy.split_allowed)
-    if not plan.allocations or not short:
-        return False
-    try:
-        async with ctx.conn.transaction():
-            await store.reserve(ctx.conn, order_id, plan, ctx.event.event_id)
-    except store.StockGone as gone:
-        trace.append(f"ship what is there: lost the race for {gone}; the whole order waits")
-        return False
-    await store.insert_order(ctx.conn, snap, order_id, snap.key, "reserved",
-                             ctx.correlation_id, _allocations(plan), at=ctx.event.occurred_at)
-    await store.add_trace(ctx.conn, order_id, [*trace, *plan.trace])
-    await _split_off(ctx.conn, snap, plan, short, policy, ctx.correlation_id,
-                     str(ctx.event.event_id), "not all in stock", ctx.event.occurred_at)
-    return True
-
-
 # --- short picks ------------------------------------------------------------------------------
-@handlers.legacy(topics.FULFILLMENT_SHORT_PICKED)
-async def short_picked(ctx: Ctx, event: ShortPicked) -> None:
+@handlers.on(topics.FULFILLMENT_SHORT_PICKED)
+async def short_picked(uow: UnitOfWork, events: list[ShortPicked]) -> None:
     """The bin held fewer units than the order was given. Those units are written off (they are
     not there, so on_hand must not say they are); the rest of the allocation stays; the missing
     units are reserved where the source selection finds them (never in a warehouse that holds
     another part of the order), and fulfillment hears a new `inventory.stock_reserved` with the
     whole allocation. Nowhere to take them from: the order waits (`reallocating`, the customer
     hears `backordered` with the short lines) with the rest still reserved, until a restock."""
-    await store.lock_refill(ctx.conn)
+    for event in uow.each(events):
+        await _short_picked(uow, event)
+
+
+async def _short_picked(uow: UnitOfWork, event: ShortPicked) -> None:
+    conn = uow.conn
+    await store.lock_refill(conn)
     order_id = uuid.UUID(event.order_id)
-    row = await store.get_order(ctx.conn, order_id)
+    row = await store.get_order(conn, order_id)
     if row is None or row["status"] != "reserved" or row["snapshot"] is None:
         log.warning("order %s short-picked but inventory has it as %s; ignored",
                     event.order_key, row["status"] if row else "unknown")
@@ -532,56 +746,55 @@ async def short_picked(ctx: Ctx, event: ShortPicked) -> None:
         log.warning("order %s short-picked %s in %s, which it does not hold there; ignored",
                     event.order_key, event.sku, event.warehouse)
         return
-    await store.write_off_short(ctx.conn, event.sku, event.warehouse, missing, order_id,
+    await store.write_off_short(conn, event.sku, event.warehouse, missing, order_id,
                                 event.event_id, f"short pick of {event.order_key}")
     kept = domain.take_out(allocation, event.warehouse, event.sku, missing)
     snap = OrderSnapshot.model_validate_json(row["snapshot"])
-    policy = await store.policy(ctx.conn, snap.store)
+    policy = await _policy(uow, snap.store)
     head = [f"short pick: {missing} x {event.sku} not in {event.warehouse}; written off"]
-    plan, trace = await _reallocate(ctx.conn, order_id, snap, kept, [Line(event.sku, missing)],
+    plan, trace = await _reallocate(uow, order_id, snap, kept, [Line(event.sku, missing)],
                                     event.warehouse, policy, event.event_id, restocked=False)
     if plan is not None:
-        await _reallocated(ctx.conn, row, snap, kept, plan, [*head, *trace], str(event.event_id))
-        REALLOCATIONS.labels("reallocated").inc()
+        await _reallocated(uow, row, snap, kept, plan, [*head, *trace])
+        uow.count(REALLOCATIONS, "reallocated")
         return
     short = [Line(event.sku, missing)]
     if policy.partial == "ship_available" and kept:
         # The store ships what is there: the rest of the order goes on, the missing units
         # become a continuation order.
-        await store.update_order(ctx.conn, order_id, "reserved", _allocations(Plan(kept)), [])
-        await store.add_trace(ctx.conn, order_id, [*head, *trace])
-        await _split_off(ctx.conn, snap, Plan(kept), short, policy, row["correlation_id"],
-                         str(event.event_id), f"{missing} x {event.sku} missing in the"
-                         f" warehouse", event.occurred_at)
-        REALLOCATIONS.labels("continued").inc()
+        await store.update_order(conn, order_id, "reserved", _allocations(Plan(kept)), [])
+        await store.add_trace(conn, order_id, [*head, *trace])
+        await _split_off(uow, snap, Plan(kept), short, policy, row["correlation_id"],
+                         f"{missing} x {event.sku} missing in the warehouse", event.occurred_at)
+        uow.count(REALLOCATIONS, "continued")
         return
-    await store.update_order(ctx.conn, order_id, "reallocating", _allocations(Plan(kept)), short)
-    await store.set_short_warehouse(ctx.conn, order_id, event.warehouse)
-    await store.add_trace(ctx.conn, order_id, [*head, *trace])
+    await store.update_order(conn, order_id, "reallocating", _allocations(Plan(kept)), short)
+    await store.set_short_warehouse(conn, order_id, event.warehouse)
+    await store.add_trace(conn, order_id, [*head, *trace])
     skus = [event.sku]
-    eta = domain.restock_eta(short, await store.expected_receipts(ctx.conn, skus),
-                             await store.waiting_ahead(ctx.conn, skus, order_id))
-    await store.set_backorder(ctx.conn, order_id, short, {}, eta, [])
-    await emit_status(ctx.conn, order_id=snap.order_id, store=snap.store,
-                      external_order_id=snap.external_order_id, status="backordered",
-                      reasons=[("short_picked", f"{missing} x {event.sku} missing in the"
-                                " warehouse; the order waits for a restock")],
-                      details=_backorder_details(short, {}, eta),
-                      correlation_id=row["correlation_id"], causation_id=str(event.event_id))
-    REALLOCATIONS.labels("backordered").inc()
-    BACKORDERS.labels("opened").inc()
+    eta = domain.restock_eta(short, await store.expected_receipts(conn, skus),
+                             await store.waiting_ahead(conn, skus, order_id))
+    await store.set_backorder(conn, order_id, short, {}, eta, [])
+    await _status(uow, snap, "backordered",
+                  reasons=[("short_picked", f"{missing} x {event.sku} missing in the"
+                            " warehouse; the order waits for a restock")],
+                  details=_backorder_details(short, {}, eta),
+                  correlation_id=row["correlation_id"])
+    uow.count(REALLOCATIONS, "backordered")
+    uow.count(BACKORDERS, "opened")
 
 
-async def _reallocate(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot,
+async def _reallocate(uow: UnitOfWork, order_id: uuid.UUID, snap: OrderSnapshot,
                       kept: dict[str, list[Line]], missing: list[Line], short_warehouse: str,
                       policy: store.Policy, event_id: uuid.UUID, restocked: bool
                       ) -> tuple[Plan | None, list[str]]:
     """Reserve the missing units among the allowed warehouses, best plan first."""
+    conn = uow.conn
     available = await store.available(conn, sorted({ln.sku for ln in missing}))
     candidates = domain.reallocation_candidates(sorted(available), kept, short_warehouse,
                                                 policy.split_allowed, restocked)
     plans = domain.reallocation_plans(missing, snap.shipping_address.country, available,
-                                      candidates, await store.priorities(conn),
+                                      candidates, await _priorities(uow),
                                       policy.split_penalty)
     trace = [f"missing units may come from {candidates or 'nowhere'}"
              + ("" if policy.split_allowed else " (the store does not allow split shipments)")]
@@ -595,69 +808,66 @@ async def _reallocate(conn: Conn, order_id: uuid.UUID, snap: OrderSnapshot,
     return None, [*trace, "nowhere to take them from: the order waits for a restock"]
 
 
-async def _reallocated(conn: Conn, row: Any, snap: OrderSnapshot, kept: dict[str, list[Line]],
-                       plan: Plan, trace: list[str], causation_id: str) -> None:
+async def _reallocated(uow: UnitOfWork, row: Any, snap: OrderSnapshot,
+                       kept: dict[str, list[Line]], plan: Plan, trace: list[str]) -> None:
     """The whole allocation (what was kept + the re-reserved units) goes to fulfillment again."""
     whole = Plan(domain.combine(kept, plan.allocations), plan.trace)
-    await store.update_order(conn, row["order_id"], "reserved", _allocations(whole), [])
-    await store.add_trace(conn, row["order_id"], trace)
-    await enqueue(conn, topics.INVENTORY_STOCK_RESERVED, snap.key, StockReserved(
+    await store.update_order(uow.conn, row["order_id"], "reserved", _allocations(whole), [])
+    await store.add_trace(uow.conn, row["order_id"], trace)
+    await uow.publish(topics.INVENTORY_STOCK_RESERVED, snap.key, StockReserved(
         order_id=snap.order_id, order_key=snap.key, order=snap, allocations=_allocations(whole),
-        correlation_id=row["correlation_id"], causation_id=causation_id))
+        correlation_id=row["correlation_id"]))
     log.info("order %s re-allocated after a short pick: %s", snap.key, _allocations(whole))
 
 
-async def _refill_short(conn: Conn, row: Any, snap: OrderSnapshot, policy: store.Policy,
-                        causation_id: uuid.UUID) -> int:
+async def _refill_short(uow: UnitOfWork, row: Any, snap: OrderSnapshot, policy: store.Policy,
+                        event_id: uuid.UUID) -> int:
     """A restock may cover a short-picked order's missing units (the short warehouse counts
     again now). The customer heard `backordered`, so hears `reserved` again."""
     kept = _parse_allocations(row["allocations"])
     missing = [Line(x["sku"], x["quantity"]) for x in json.loads(row["short_lines"])]
-    plan, trace = await _reallocate(conn, row["order_id"], snap, kept, missing,
-                                    row["short_warehouse"], policy, causation_id, restocked=True)
+    plan, trace = await _reallocate(uow, row["order_id"], snap, kept, missing,
+                                    row["short_warehouse"], policy, event_id, restocked=True)
     if plan is None:
         return 0
-    await _reallocated(conn, row, snap, kept, plan, ["restocked:", *trace], str(causation_id))
+    await _reallocated(uow, row, snap, kept, plan, ["restocked:", *trace])
     whole = domain.combine(kept, plan.allocations)
-    await emit_status(conn, order_id=snap.order_id, store=snap.store,
-                      external_order_id=snap.external_order_id, status="reserved",
-                      details={"allocations": _allocations(Plan(whole))},
-                      correlation_id=row["correlation_id"], causation_id=str(causation_id))
-    BACKORDERS.labels("restocked").inc()
-    REALLOCATIONS.labels("restocked").inc()
+    await _status(uow, snap, "reserved", details={"allocations": _allocations(Plan(whole))},
+                  correlation_id=row["correlation_id"])
+    uow.count(BACKORDERS, "restocked")
+    uow.count(REALLOCATIONS, "restocked")
     return 1
 
 
-async def _short_decision(ctx: Ctx, row: Any, decision: str) -> None:
+async def _short_decision(uow: UnitOfWork, row: Any, event: BackorderDecision) -> None:
     """A short-picked order waits in fulfillment, so `cancel` goes there (as any cancellation
     of a reserved order; the reservation is released on its confirmation); `wait` is noted.
     Substitutes are not offered for a short pick (the rest of the order is picked already)."""
-    await store.set_decision(ctx.conn, row["order_id"], decision)
-    if decision != "cancel":
+    await store.set_decision(uow.conn, row["order_id"], event.decision)
+    if event.decision != "cancel":
         return
     snap = OrderSnapshot.model_validate_json(row["snapshot"])
-    await ctx.publish(topics.INVENTORY_ORDER_CANCEL_FORWARDED, snap.key, OrderCancelRequested(
+    await uow.publish(topics.INVENTORY_ORDER_CANCEL_FORWARDED, snap.key, OrderCancelRequested(
         order_id=snap.order_id, order_key=snap.key, reason="backorder declined by customer",
         refund_due=snap.totals.grand_total, currency=snap.currency,
-        correlation_id=row["correlation_id"], causation_id=str(ctx.event.event_id)))
+        correlation_id=row["correlation_id"]))
 
 
 # --- graded returns ---------------------------------------------------------------------------
-@handlers.legacy(topics.AFTERSALES_RETURN_GRADED)
-async def return_graded(ctx: Ctx, event: ReturnGraded) -> None:
+@handlers.on(topics.AFTERSALES_RETURN_GRADED)
+async def return_graded(uow: UnitOfWork, events: list[ReturnGraded]) -> None:
     """`refurbish`: the units enter the refurbished stock state of the warehouse (not sellable
     as new, so no backorder is refilled); `scrap`: a write-off row, no balance moves (the goods
     never re-entered stock)."""
-    if not await store.warehouse_exists(ctx.conn, event.warehouse):
-        raise PoisonMessage(f"unknown warehouse {event.warehouse!r} for return"
-                            f" {event.request_id}; add it to inventory.warehouses, then replay")
-    for ln in sorted(event.lines, key=lambda x: x.sku):
-        await store.return_graded(ctx.conn, ln.sku, event.warehouse, event.grade, ln.quantity,
-                                  uuid.UUID(event.order_id), event.event_id,
-                                  f"{event.grade} {event.request_id}")
-    log.info("order %s: return %s graded %s in %s", event.order_key, event.request_id,
-             event.grade, event.warehouse)
-
-
-# aftersales: replacement orders (exchange, reship) are reserved like any accepted order.
-handlers.legacy(topics.AFTERSALES_REPLACEMENT_ORDERED)(order_accepted)
+    conn = uow.conn
+    for event in uow.each(events):
+        if not await store.warehouse_exists(conn, event.warehouse):
+            raise PoisonMessage(f"unknown warehouse {event.warehouse!r} for return"
+                                f" {event.request_id}; add it to inventory.warehouses, then"
+                                " replay")
+        for ln in sorted(event.lines, key=lambda x: x.sku):
+            await store.return_graded(conn, ln.sku, event.warehouse, event.grade, ln.quantity,
+                                      uuid.UUID(event.order_id), event.event_id,
+                                      f"{event.grade} {event.request_id}")
+        log.info("order %s: return %s graded %s in %s", event.order_key, event.request_id,
+                 event.grade, event.warehouse)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from shared.contracts import OrderSnapshot, ProductUpserted, StockAdjusted
-from shared.db import Conn, forget, memoized, xact_lock
+from shared.db import Conn, xact_lock
 
 from . import domain
 from .domain import Balance, ExpectedReceipt, Line, Plan, Product, correction
@@ -51,12 +51,155 @@ async def available(conn: Conn, skus: list[str]) -> dict[str, dict[str, int]]:
 
 
 async def priorities(conn: Conn) -> dict[str, list[str]]:
-    """Warehouse order per destination, read once per run of events (shared.db.memoized)."""
-    rows = await memoized("inventory.priorities", lambda: conn.fetch(
-        "SELECT destination, warehouse FROM warehouse_priority ORDER BY destination, rank"))
+    """Warehouse order per destination (handlers read it once per run: `uow.memo`)."""
+    rows = await conn.fetch(
+        "SELECT destination, warehouse FROM warehouse_priority ORDER BY destination, rank")
     out: dict[str, list[str]] = {}
     for r in rows:
         out.setdefault(r["destination"], []).append(r["warehouse"])
+    return out
+
+
+async def warehouses(conn: Conn) -> list[str]:
+    """Every warehouse's code (handlers read it once per run: `uow.memo`)."""
+    return [r["code"] for r in await conn.fetch("SELECT code FROM warehouses ORDER BY code")]
+
+
+# --- a run of accepted orders: one statement per step, whatever the run's size ----------------
+async def known_orders(conn: Conn, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The status of those of `order_ids` inventory already has, locked (in id order)."""
+    rows = await conn.fetch("SELECT order_id, status FROM orders WHERE order_id = ANY($1::uuid[])"
+                            " ORDER BY order_id FOR UPDATE", order_ids)
+    return {r["order_id"]: r["status"] for r in rows}
+
+
+async def lock_stock(conn: Conn, skus: list[str], all_warehouses: list[str]
+                     ) -> dict[str, dict[str, int]]:
+    """Lock the stock rows of `skus` in SKU order (every instance takes them in the same order,
+    so two runs reserving the same hot SKUs wait for each other instead of deadlocking) and
+    return `{warehouse: {sku: on_hand - reserved}}` for every warehouse, as `available` does.
+    Held until commit: what is decided against it is still true when it is written."""
+    rows = await conn.fetch(
+        "SELECT sku, warehouse, on_hand - reserved AS available FROM stock"
+        " WHERE sku = ANY($1::text[]) ORDER BY sku, warehouse FOR UPDATE", skus)
+    out: dict[str, dict[str, int]] = {w: {} for w in all_warehouses}
+    for r in rows:
+        if r["warehouse"] in out:  # as `available`: only the warehouses inventory knows
+            out[r["warehouse"]][r["sku"]] = r["available"]
+    return out
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """One line of a plan to reserve: `quantity` of `sku` in `warehouse` for `order_id`."""
+
+    order_id: uuid.UUID
+    warehouse: str
+    sku: str
+    quantity: int
+    event_id: uuid.UUID
+    kind: str = "reserve"
+
+
+async def reserve_all(conn: Conn, reservations: list[Reservation]) -> None:
+    """Reserve every line of the run's plans: one UPDATE of the balances (the quantities summed
+    per row) and one INSERT of the ledger rows, in the order given. The plans were decided
+    against rows the caller locked (`lock_stock`), so they fit; the CHECKs still guard (a run
+    that would oversell fails whole and is handled again message by message)."""
+    if not reservations:
+        return
+    total: dict[tuple[str, str], int] = {}
+    for r in reservations:
+        total[(r.sku, r.warehouse)] = total.get((r.sku, r.warehouse), 0) + r.quantity
+    keys = sorted(total)
+    updated = await conn.fetchval(
+        "WITH u AS (UPDATE stock s SET reserved = s.reserved + x.q"
+        " FROM unnest($1::text[], $2::text[], $3::int[]) AS x(sku, warehouse, q)"
+        " WHERE s.sku = x.sku AND s.warehouse = x.warehouse RETURNING 1) SELECT count(*) FROM u",
+        [k[0] for k in keys], [k[1] for k in keys], [total[k] for k in keys])
+    if updated != len(keys):
+        raise StockGone(f"{len(keys) - updated} of the run's stock rows are gone")
+    await conn.execute(
+        "INSERT INTO ledger (sku, warehouse, kind, on_hand_delta, reserved_delta, order_id,"
+        " event_id) SELECT x.sku, x.warehouse, x.kind, 0, x.q, x.order_id, x.event_id"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::uuid[], $6::uuid[])"
+        " WITH ORDINALITY AS x(sku, warehouse, kind, q, order_id, event_id, n) ORDER BY x.n",
+        [r.sku for r in reservations], [r.warehouse for r in reservations],
+        [r.kind for r in reservations], [r.quantity for r in reservations],
+        [r.order_id for r in reservations], [r.event_id for r in reservations])
+
+
+@dataclass
+class NewOrder:
+    """An order row as the run writes it (`insert_orders`)."""
+
+    order_id: uuid.UUID
+    order_key: str
+    status: str
+    snapshot: OrderSnapshot
+    correlation_id: str | None
+    at: datetime
+    allocations: list[dict[str, Any]] = field(default_factory=list)
+    short: list[Line] = field(default_factory=list)
+    substitutes: dict[str, list[str]] = field(default_factory=dict)
+    restock_eta: datetime | None = None
+    continues: uuid.UUID | None = None
+    trace: list[str] = field(default_factory=list)
+
+
+async def insert_orders(conn: Conn, orders: list[NewOrder]) -> None:
+    """The run's new orders in one statement, in the order given (see `insert_order` for `at`)."""
+    if not orders:
+        return
+    await conn.execute(
+        "INSERT INTO orders (order_id, order_key, status, snapshot, correlation_id, allocations,"
+        " short_lines, substitutes, restock_eta, store, continues, trace, created_at)"
+        " SELECT x.order_id, x.order_key, x.status, x.snapshot::jsonb, x.correlation_id,"
+        " x.allocations::jsonb, x.short_lines::jsonb, x.substitutes::jsonb, x.restock_eta,"
+        " split_part(x.order_key, ':', 1), x.continues, x.trace::jsonb, x.at"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+        " $7::text[], $8::text[], $9::timestamptz[], $10::uuid[], $11::text[],"
+        " $12::timestamptz[]) WITH ORDINALITY AS x(order_id, order_key, status, snapshot,"
+        " correlation_id, allocations, short_lines, substitutes, restock_eta, continues, trace,"
+        " at, n) ORDER BY x.n",
+        [o.order_id for o in orders], [o.order_key for o in orders],
+        [o.status for o in orders], [o.snapshot.model_dump_json() for o in orders],
+        [o.correlation_id for o in orders], [json.dumps(o.allocations) for o in orders],
+        [_lines(o.short) for o in orders], [json.dumps(o.substitutes) for o in orders],
+        [o.restock_eta for o in orders], [o.continues for o in orders],
+        [json.dumps(o.trace) for o in orders], [o.at for o in orders])
+
+
+async def substitute_candidates_of(conn: Conn, categories: list[str]
+                                   ) -> dict[str, tuple[list[Product], dict[str, int]]]:
+    """`substitute_candidates` for several categories in one query."""
+    rows = await conn.fetch(
+        "SELECT * FROM (SELECT p.*, coalesce((SELECT max(s.on_hand - s.reserved) FROM stock s"
+        " WHERE s.sku = p.sku), 0) AS best,"
+        " row_number() OVER (PARTITION BY p.category) AS n FROM products p"
+        " WHERE p.category = ANY($1::text[]) AND p.active) c WHERE n <= 200", categories)
+    out: dict[str, tuple[list[Product], dict[str, int]]] = {c: ([], {}) for c in categories}
+    for r in rows:
+        found, best = out[r["category"]]
+        found.append(_product(r))
+        best[r["sku"]] = r["best"]
+    return out
+
+
+async def waiting_ahead_of(conn: Conn, skus: list[str],
+                           places: list[tuple[datetime, uuid.UUID]]) -> list[dict[str, int]]:
+    """`waiting_ahead` for several places in the queue at once (an order's `created_at` and id,
+    the order need not be written yet): per place, the short units of the backorders before it."""
+    rows = await conn.fetch(
+        "SELECT p.n, l->>'sku' AS sku, sum((l->>'quantity')::int) AS q"
+        " FROM unnest($2::timestamptz[], $3::uuid[]) WITH ORDINALITY AS p(at, order_id, n)"
+        " JOIN orders o ON o.status = 'backordered' AND (o.created_at, o.order_id) <"
+        " (p.at, p.order_id), jsonb_array_elements(o.short_lines) l"
+        " WHERE l->>'sku' = ANY($1::text[]) GROUP BY 1, 2",
+        skus, [p[0] for p in places], [p[1] for p in places])
+    out: list[dict[str, int]] = [{} for _ in places]
+    for r in rows:
+        out[r["n"] - 1][r["sku"]] = int(r["q"])
     return out
 
 
@@ -297,19 +440,27 @@ class Policy:
     substitute_price_band: Decimal
 
 
-async def policy(conn: Conn, store: str) -> Policy:
-    """A store's policy (or the '*' default), read once per run of events per store."""
-    row = await memoized(("inventory.policy", store), lambda: conn.fetchrow(
-        "SELECT * FROM store_policies WHERE store IN ($1, '*') ORDER BY store = '*' LIMIT 1",
-        store))
-    assert row is not None, "the '*' policy row is created by migration 0002"
+def _policy(row: asyncpg.Record) -> Policy:
     return Policy(row["split_allowed"], float(row["split_penalty"]), row["partial"],
                   row["backorder_limit_s"], row["substitute_price_band"])
 
 
+async def policy(conn: Conn, store: str) -> Policy:
+    """A store's policy (or the '*' default)."""
+    return (await policies(conn, [store]))[store]
+
+
+async def policies(conn: Conn, stores: list[str]) -> dict[str, Policy]:
+    """Each store's policy (or the '*' default), in one query."""
+    rows = await conn.fetch("SELECT * FROM store_policies WHERE store = ANY($1::text[])"
+                            " OR store = '*'", stores)
+    by_store = {r["store"]: _policy(r) for r in rows}
+    assert "*" in by_store, "the '*' policy row is created by migration 0002"
+    return {s: by_store.get(s, by_store["*"]) for s in stores}
+
+
 async def set_policy(conn: Conn, store: str, values: dict[str, Any]) -> None:
     default = await policy(conn, store)
-    forget("inventory.policy")
     merged = {**default.__dict__, **values}
     await conn.execute(
         "INSERT INTO store_policies (store, split_allowed, split_penalty, partial,"

@@ -8,20 +8,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared import outbox, topics
+from shared import topics
 from shared.contracts import OrderCancelled, OrderSnapshot, StockLow, derived_id
 from shared.db import TRANSIENT_DB_ERRORS, Conn, try_xact_lock
-from shared.messaging import emit_cancelled
-from shared.metrics import TransactionalCounter
 from shared.money import refund_due
-from shared.outbox import enqueue
 from shared.service import Runtime
+from shared.uow import UnitOfWork
 
 from . import domain, store
-from .handlers import BACKORDERS
+from .handlers import BACKORDERS, cancelled_status
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +45,13 @@ DEFAULT_LEAD_TIME_DAYS = SETTINGS.lead_time_days
 
 LOW_STOCK_SKUS = Gauge("shopkeeper_inventory_low_stock_skus",
                        "SKUs whose days of cover are below their lead time")
-STOCK_LOW_EVENTS = TransactionalCounter("shopkeeper_inventory_stock_low_total",
+STOCK_LOW_EVENTS = Counter("shopkeeper_inventory_stock_low_total",
                            "inventory.stock_low events raised, by direction", ["low"])
 
 
-async def expire_backorders(conn: Conn) -> int:
+async def expire_backorders(uow: UnitOfWork) -> int:
     """Cancel backorders older than their store's limit, with the full refund due."""
+    conn = uow.conn
     await store.lock_refill(conn)
     expired = await store.expired_backorders(conn)
     for row in expired:
@@ -62,19 +61,16 @@ async def expire_backorders(conn: Conn) -> int:
         reason = "backorder not restocked within the store's limit"
         # A backorder expires once: the cause (and so the ids of what it emits) derives from it.
         causation = str(derived_id("backorder-expired", snap.order_id))
-        with outbox.id_scope(causation):
+        with uow.caused_by(causation):
             due = refund_due(snap.totals.grand_total, snap.payment_status)
-            await emit_cancelled(conn, order_id=snap.order_id, store=snap.store,
-                                 external_order_id=snap.external_order_id,
-                                 reasons=[("backorder_expired", reason)], refund_due=due,
-                                 currency=snap.currency, correlation_id=row["correlation_id"],
-                                 causation_id=causation)
-            await enqueue(conn, topics.INVENTORY_ORDER_CANCELLED, snap.key, OrderCancelled(
+            await cancelled_status(uow, snap, [("backorder_expired", reason)], due,
+                                   correlation_id=row["correlation_id"], causation_id=causation)
+            await uow.publish(topics.INVENTORY_ORDER_CANCELLED, snap.key, OrderCancelled(
                 order_id=snap.order_id, order_key=snap.key, reason=reason,
                 refund_due=due, currency=snap.currency,
                 confirmed_by="inventory", correlation_id=row["correlation_id"],
                 causation_id=causation))
-        BACKORDERS.labels("expired").inc()
+        uow.count(BACKORDERS, "expired")
         log.info("order %s: backorder expired, cancelled with refund due", snap.order_id)
     return len(expired)
 
@@ -88,30 +84,33 @@ async def reorder_hints(conn: Conn, skus: list[str] | None = None) -> list[domai
             for sku, (avail, s7, s30) in sales.items()]
 
 
-async def check_low_stock(conn: Conn) -> int:
-    """Publish `inventory.stock_low` for every SKU whose state changed."""
+async def check_low_stock(uow: UnitOfWork) -> int:
+    """Publish `inventory.stock_low` for every SKU whose state changed (no cause: a scan is
+    not repeated, each event keeps an id of its own)."""
+    conn = uow.conn
     hints = await reorder_hints(conn)
     waiting = await store.waiting_units(conn)
     changed = 0
     for h in hints:
         if await store.flip_low(conn, h.sku, h.low):
             changed += 1
-            STOCK_LOW_EVENTS.labels(str(h.low).lower()).inc()
-            await enqueue(conn, topics.INVENTORY_STOCK_LOW, h.sku, StockLow(
+            uow.count(STOCK_LOW_EVENTS, str(h.low).lower())
+            await uow.publish(topics.INVENTORY_STOCK_LOW, h.sku, StockLow(
                 sku=h.sku, low=h.low, available=h.available, velocity_7d=h.velocity_7d,
                 velocity_30d=h.velocity_30d, days_of_cover=h.days_of_cover,
                 lead_time_days=h.lead_time_days, backordered_units=waiting.get(h.sku, 0)))
-    LOW_STOCK_SKUS.set(sum(1 for h in hints if h.low))
+    low = sum(1 for h in hints if h.low)
+    uow.after_commit(lambda: LOW_STOCK_SKUS.set(low))
     return changed
 
 
 async def tick(runtime: Runtime, low_stock: bool) -> None:
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        if not await try_xact_lock(conn, "inventory:tick"):
+    async with UnitOfWork.begin(runtime.pool, "inventory") as uow:
+        if not await try_xact_lock(uow.conn, "inventory:tick"):
             return  # another instance is on it
-        await expire_backorders(conn)
+        await expire_backorders(uow)
         if low_stock:
-            await check_low_stock(conn)
+            await check_low_stock(uow)
 
 
 async def run(runtime: Runtime) -> None:

@@ -1,0 +1,270 @@
+"""Inventory's run handlers against Postgres alone (tests/handlers/conftest.py): the hot path,
+`intake.order_accepted`, decides a run exactly as its orders handled one by one (oldest first,
+no oversell, the same events with the same ids), in a constant number of statements."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from services.inventory import handlers, tasks
+from services.inventory.handlers import order_accepted
+from shared.contracts import (
+    Address,
+    OrderAccepted,
+    OrderCancelRequested,
+    OrderLine,
+    OrderSnapshot,
+    StockAdjusted,
+    Totals,
+    derived_id,
+)
+from shared.topics import INTAKE_ORDER_ACCEPTED, INTAKE_ORDER_CANCEL_REQUESTED, STOCK_ADJUSTMENTS
+from shared.uow import UnitOfWork
+
+from .conftest import Published, ServiceDb
+
+INTROSPECTION = re.compile(r"pg_catalog|pg_type|set_config\('jit'|current_setting\('jit'")
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def accepted(store: str, ext: str, lines: list[tuple[str, int]], *, country: str = "US",
+             minute: int = 0) -> OrderAccepted:
+    at = T0 + timedelta(minutes=minute)
+    order_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{store}:{ext}"))
+    total = sum((Decimal("10.00") * q for _, q in lines), Decimal("0.00"))
+    snap = OrderSnapshot(
+        order_id=order_id, store=store, external_order_id=ext, customer_id="c", placed_at=at,
+        accepted_at=at, shipping_address=Address(name="N", line1="L", city="C",
+                                                 postal_code="1", country=country),
+        lines=[OrderLine(sku=s, quantity=q, unit_price=Decimal("10.00")) for s, q in lines],
+        currency="USD", shipping_option="standard",
+        totals=Totals(subtotal=total, discount=Decimal("0.00"), shipping_fee=Decimal("0.00"),
+                      grand_total=total),
+        payment_method="card", payment_status="paid")
+    return OrderAccepted(order_id=order_id, order_key=snap.key, order=snap,
+                         event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"accepted:{store}:{ext}"),
+                         occurred_at=at)
+
+
+async def stock(db: ServiceDb, rows: list[tuple[str, str, int]]) -> None:
+    """On-hand stock, with the receipts in the ledger (so it reconciles)."""
+    for sku, warehouse, qty in rows:
+        await db.pool.execute("INSERT INTO stock (sku, warehouse, on_hand) VALUES ($1, $2, $3)",
+                              sku, warehouse, qty)
+        await db.pool.execute("INSERT INTO ledger (sku, warehouse, kind, on_hand_delta,"
+                              " reserved_delta) VALUES ($1, $2, 'receipt', $3, 0)",
+                              sku, warehouse, qty)
+
+
+async def products(db: ServiceDb, rows: list[tuple[str, str, str]]) -> None:
+    for sku, category, price in rows:
+        await db.pool.execute("INSERT INTO products (sku, category, price, attributes, active,"
+                              " occurred_at) VALUES ($1, $2, $3, '{}', true, now())",
+                              sku, category, Decimal(price))
+
+
+def statuses(published: list[Published], key: str) -> list[str]:
+    return [p.value["status"] for p in published
+            if p.topic == "orders.status" and p.key == key]
+
+
+def comparable(published: list[Published]) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """What was published, without the emission time (a clock reading)."""
+    return [(p.topic, p.key, {k: v for k, v in p.value.items() if k != "occurred_at"})
+            for p in published]
+
+
+async def state(db: ServiceDb) -> list[tuple[Any, ...]]:
+    orders = await db.pool.fetch(
+        "SELECT order_id, order_key, status, snapshot, correlation_id, allocations, short_lines,"
+        " substitutes, restock_eta, continues, trace, created_at FROM orders ORDER BY order_id")
+    balances = await db.pool.fetch("SELECT sku, warehouse, on_hand, reserved FROM stock"
+                                   " ORDER BY sku, warehouse")
+    ledger = await db.pool.fetch("SELECT sku, warehouse, kind, reserved_delta, order_id, event_id"
+                                 " FROM ledger ORDER BY id")
+    return [tuple(r) for r in [*orders, *balances, *ledger]]
+
+
+def counting(into: list[str]) -> Callable[[UnitOfWork, list[Any]], Awaitable[None]]:
+    """`order_accepted`, recording the statements it sends."""
+    async def handler(uow: UnitOfWork, events: list[Any]) -> None:
+        def log(query: Any) -> None:
+            if not INTROSPECTION.search(query.query):  # asyncpg's own, once per new type
+                into.append(query.query)
+        uow.conn.add_query_logger(log)
+        try:
+            await order_accepted(uow, events)
+        finally:
+            uow.conn.remove_query_logger(log)
+    return handler
+
+
+async def test_a_run_for_scarce_stock_reserves_the_oldest_and_backorders_the_rest(
+        service_db: Any) -> None:
+    """Given 3 units of A in WH-LA and a run of five orders of one A each, when the run is
+    handled, then the first three (in the run's order) are reserved, the last two backordered,
+    the stock is reserved to the last unit and the ledger says so; handling the run again
+    emits nothing."""
+    async with service_db("inventory") as db:
+        await stock(db, [("A", "WH-LA", 3)])
+        run = [accepted("s", f"o{i}", [("A", 1)], minute=i) for i in range(5)]
+        published = await db.run(order_accepted, run, INTAKE_ORDER_ACCEPTED.name)
+        assert [statuses(published, e.order_key) for e in run] == [
+            ["reserved"], ["reserved"], ["reserved"], ["backordered"], ["backordered"]]
+        assert [p.key for p in published if p.topic == "inventory.stock_reserved"] == [
+            "s:o0", "s:o1", "s:o2"]
+        row = await db.pool.fetchrow("SELECT on_hand, reserved FROM stock WHERE sku = 'A'")
+        assert (row["on_hand"], row["reserved"]) == (3, 3)
+        assert await db.pool.fetchval("SELECT sum(reserved_delta) FROM ledger WHERE kind ="
+                                      " 'reserve'") == 3
+        queue = await db.pool.fetch("SELECT order_key FROM orders WHERE status = 'backordered'"
+                                    " ORDER BY created_at, order_id")
+        assert [r["order_key"] for r in queue] == ["s:o3", "s:o4"]
+        assert await db.run(order_accepted, run, INTAKE_ORDER_ACCEPTED.name) == []
+
+
+async def test_a_run_is_decided_exactly_as_its_orders_one_by_one(service_db: Any) -> None:
+    """Given the same stock, products, expected receipts and store policies in two schemas, and
+    a run mixing single-warehouse orders, a split, an order shipping what is there (with its
+    continuation), backorders with substitutes and a restock ETA that counts the older
+    backorders of the run, and a repeat of an order, when one schema handles the run at once
+    and the other one event per run, then both publish the same events with the same ids, in
+    the same order, and hold the same orders, balances and ledger."""
+    run = [
+        accepted("s", "a1", [("A", 2)], minute=0),
+        accepted("s", "a2", [("A", 2), ("B", 1)], minute=1),   # WH-SZ has both
+        accepted("part", "p1", [("A", 3), ("C", 1)], minute=2),  # ships what is there
+        accepted("s", "a3", [("A", 1)], minute=3),
+        accepted("s", "a4", [("A", 2)], minute=4),               # backordered behind p1-B1
+        accepted("s", "a5", [("B", 1), ("C", 1)], minute=5),     # p1 took the last C
+        accepted("s", "a6", [("E", 1), ("F", 1)], minute=7),     # split WH-LA + WH-SZ
+
+        accepted("s", "a1", [("A", 2)], minute=0),               # the same order again
+        accepted("s", "d1", [("D", 1)], country="DE", minute=6),
+    ]
+    run[6] = run[6].model_copy(update={"event_id": uuid.uuid4()})  # a re-send, new id
+    outcomes = []
+    for at_once in (True, False):
+        async with service_db("inventory") as db:
+            await stock(db, [("A", "WH-LA", 3), ("A", "WH-SZ", 2), ("B", "WH-SZ", 2),
+                             ("C", "WH-LA", 1), ("E", "WH-LA", 4), ("D", "WH-FRA", 1),
+                             ("F", "WH-SZ", 1)])
+            await products(db, [("A", "mugs", "10.00"), ("E", "mugs", "11.00"),
+                                ("B", "pens", "3.00"), ("C", "caps", "8.00")])
+            await db.pool.execute("INSERT INTO store_policies (store, partial) VALUES"
+                                  " ('part', 'ship_available')")
+            await db.pool.execute("INSERT INTO expected_receipts (sku, warehouse, quantity, eta)"
+                                  " VALUES ('A', 'WH-LA', 3, $1), ('A', 'WH-LA', 10, $2)",
+                                  T0 + timedelta(days=3), T0 + timedelta(days=9))
+            published: list[Published] = []
+            if at_once:
+                published = await db.run(order_accepted, run, INTAKE_ORDER_ACCEPTED.name)
+            else:
+                for e in run:
+                    published += await db.run(order_accepted, [e], INTAKE_ORDER_ACCEPTED.name)
+            outcomes.append((comparable(published), await state(db)))
+    assert outcomes[0][0] == outcomes[1][0]
+    assert outcomes[0][1] == outcomes[1][1]
+    published_, _ = outcomes[0]
+    by_key: dict[str | None, list[str]] = {}
+    for topic, key, value in published_:
+        if topic == "orders.status":
+            by_key.setdefault(key, []).append(value["status"])
+    assert by_key == {
+        "s:a1": ["reserved"], "s:a2": ["reserved"],
+        "part:p1": ["backordered", "reserved"], "part:p1-B1": ["accepted", "backordered"],
+        "s:a3": ["backordered"], "s:a4": ["backordered"], "s:a5": ["backordered"],
+        "s:d1": ["reserved"], "s:a6": ["reserved"]}
+    details = {key: value["details"] for topic, key, value in published_
+               if topic == "orders.status" and value["status"] == "backordered"}
+    # Older backorders are served first: p1-B1 (2 A) and a3 (1 A) wait ahead of a4 (2 A),
+    # so a4 needs 5 of the receipts (3 on day 3, 10 on day 9).
+    assert details["part:p1-B1"]["restock_eta"] == "2026-12-04T09:00:00Z"
+    assert details["s:a3"]["restock_eta"] == "2026-12-04T09:00:00Z"
+    assert details["s:a4"]["restock_eta"] == "2026-12-10T09:00:00Z"
+    assert details["s:a4"]["substitutes"] == {"A": ["E"]}
+
+
+async def test_the_hot_path_sends_the_same_statements_for_a_run_of_2_and_of_40(
+        service_db: Any) -> None:
+    """Given stock for every order, when a run of 2 and then a run of 40 accepted orders are
+    handled, then the handler sends as many statements for both (the outbox rows go in with
+    one more, at commit); so do two runs that open backorders."""
+    async with service_db("inventory") as db:
+        await stock(db, [(f"S{i}", "WH-LA", 5) for i in range(40)] + [("HOT", "WH-SZ", 100)])
+        small: list[str] = []
+        large: list[str] = []
+        await db.run(counting(small), [accepted("s", f"x{i}", [(f"S{i}", 1)]) for i in range(2)],
+                     INTAKE_ORDER_ACCEPTED.name)
+        await db.run(counting(large), [accepted("s", f"y{i}", [(f"S{i}", 2), ("HOT", 1)])
+                                       for i in range(40)], INTAKE_ORDER_ACCEPTED.name)
+        assert len(small) == len(large), (small, large)
+        assert any("FOR UPDATE" in q and "ORDER BY sku, warehouse" in q for q in large)
+        small_bo: list[str] = []
+        large_bo: list[str] = []
+        await db.run(counting(small_bo), [accepted("s", f"z{i}", [("NONE", 1)])
+                                          for i in range(2)], INTAKE_ORDER_ACCEPTED.name)
+        await db.run(counting(large_bo), [accepted("s", f"w{i}", [("NONE", 1), (f"S{i}", 9)])
+                                          for i in range(40)], INTAKE_ORDER_ACCEPTED.name)
+        # The memo (policies, priorities, warehouses) is per unit of work: each run reads it.
+        assert len(small_bo) == len(large_bo), (small_bo, large_bo)
+        assert len(large) <= 8 and len(large_bo) <= 12
+
+
+async def test_an_order_cancelled_before_it_arrives_is_never_reserved(service_db: Any) -> None:
+    """Given a cancellation handled before its order, when the order comes in a run with
+    another, then only the other is reserved."""
+    async with service_db("inventory") as db:
+        await stock(db, [("A", "WH-LA", 5)])
+        first, second = accepted("s", "c1", [("A", 1)]), accepted("s", "c2", [("A", 1)])
+        cancel = OrderCancelRequested(order_id=first.order_id, order_key=first.order_key,
+                                      reason="changed my mind", refund_due=Decimal("10.00"),
+                                      currency="USD")
+        confirmed = await db.run(handlers.cancel_requested, [cancel],
+                                 INTAKE_ORDER_CANCEL_REQUESTED.name)
+        assert statuses(confirmed, "s:c1") == ["cancelled"]
+        published = await db.run(order_accepted, [first, second], INTAKE_ORDER_ACCEPTED.name)
+        assert statuses(published, "s:c1") == [] and statuses(published, "s:c2") == ["reserved"]
+
+
+async def test_a_restock_refills_the_oldest_backorders_first(service_db: Any) -> None:
+    """Given three backorders of A opened by one run, when 2 units are received, then the two
+    oldest are reserved and the third still waits."""
+    async with service_db("inventory") as db:
+        await stock(db, [("A", "WH-LA", 0)])
+        run = [accepted("s", f"r{i}", [("A", 1)], minute=i) for i in range(3)]
+        await db.run(order_accepted, run, INTAKE_ORDER_ACCEPTED.name)
+        received = StockAdjusted(sku="A", warehouse="WH-LA", kind="received", quantity=2)
+        published = await db.run(handlers.stock_adjusted, [received], STOCK_ADJUSTMENTS.name)
+        assert [statuses(published, e.order_key) for e in run] == [["reserved"], ["reserved"], []]
+
+
+async def test_an_expired_backorder_is_cancelled_with_ids_derived_from_its_expiry(
+        service_db: Any) -> None:
+    """Given a backorder older than its store's limit, when the tick expires it, then the
+    storefront hears `cancelled` with the refund due, the payment system the refund request and
+    the other services `inventory.order_cancelled`, each with the id the expiry derives (so an
+    expiry repeated after a crash emits the same events), on the order's trace."""
+    async with service_db("inventory") as db:
+        order = accepted("s", "old", [("A", 1)])
+        await db.run(order_accepted, [order], INTAKE_ORDER_ACCEPTED.name)
+        await db.pool.execute("UPDATE store_policies SET backorder_limit_s = 1")
+        before = await db.pool.fetchval("SELECT max(id) FROM outbox")
+        async with UnitOfWork.begin(db.pool, "inventory") as uow:
+            assert await tasks.expire_backorders(uow) == 1
+        published = await db.published(after=before)
+        assert [(p.topic, p.key) for p in published] == [
+            ("orders.status", "s:old"), ("payments.refunds", "s:old"),
+            ("inventory.order_cancelled", "s:old")]
+        cause = str(derived_id("backorder-expired", order.order_id))
+        assert [p.value["event_id"] for p in published] == [
+            str(derived_id(cause, p.topic, p.key, 0)) for p in published]
+        status = published[0].value
+        assert (status["status"], status["details"]["refund_due"]) == ("cancelled", "10.00")
+        assert status["correlation_id"] == str(order.event_id)
+        assert await db.pool.fetchval("SELECT status FROM orders") == "cancelled"
