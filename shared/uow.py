@@ -206,27 +206,31 @@ class UnitOfWork:
     async def status(self, *, order_id: str, store: str, external_order_id: str, status: str,
                      reasons: list[tuple[str, str]] | None = None,
                      details: dict[str, Any] | None = None,
-                     correlation_id: str | None = None) -> None:
+                     correlation_id: str | None = None,
+                     causation_id: str | None = None) -> None:
         """An `orders.status` change for the storefront (docs/contract.md); counted once per
         change after commit, labelled with the first (main) reason. `correlation_id`: the
-        order's own, when the cause is not the order's (a wave, a watchdog pass spanning
-        orders); else the cause's."""
+        order's own, when the cause is not one of the order's events (a wave, a restock, a
+        timer spanning orders); else the cause's. `causation_id` likewise (a timer's derived
+        step id)."""
         await self.publish(ORDERS_STATUS, f"{store}:{external_order_id}", OrderStatusChanged(
             order_id=order_id, store=store, external_order_id=external_order_id, status=status,
             reasons=[Reason(code=c, message=cut(m)) for c, m in (reasons or [])],
             details=details or {}, correlation_id=correlation_id or self._correlation,
-            causation_id=self._causation))
+            causation_id=causation_id or self._causation))
         self.count(metrics.ORDER_STATUS, status, reasons[0][0] if reasons else "")
 
     async def cancelled(self, *, order_id: str, store: str, external_order_id: str,
                         reasons: list[tuple[str, str]], refund_due: Decimal,
-                        currency: str) -> None:
+                        currency: str, correlation_id: str | None = None,
+                        causation_id: str | None = None) -> None:
         """An order is `cancelled` (docs/contract.md): the storefront hears it with the refund
         due, and the payment system gets the refund request for the money taken
         (`payments.refunds`, request `cancellation`; none when nothing was taken)."""
         await self.status(order_id=order_id, store=store, external_order_id=external_order_id,
                           status="cancelled", reasons=reasons,
-                          details={"refund_due": money_text(refund_due)})
+                          details={"refund_due": money_text(refund_due)},
+                          correlation_id=correlation_id, causation_id=causation_id)
         await self.refund(order_id=order_id, store=store, external_order_id=external_order_id,
                           request_id="cancellation", amount=refund_due, currency=currency,
                           reason=reasons[0][0] if reasons else "cancelled")

@@ -20,7 +20,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from shared import metrics, topics
+from shared import topics
 from shared.contracts import (
     BackorderDecision,
     OrderAccepted,
@@ -29,9 +29,7 @@ from shared.contracts import (
     OrderLine,
     OrderShipped,
     OrderSnapshot,
-    OrderStatusChanged,
     ProductUpserted,
-    Reason,
     ReturnGraded,
     ReturnRestocked,
     ShortPicked,
@@ -42,7 +40,7 @@ from shared.contracts import (
 )
 from shared.messaging import Handlers, PoisonMessage, confirm_cancellation, forwarded
 from shared.money import refund_due
-from shared.uow import UnitOfWork, cut
+from shared.uow import UnitOfWork
 
 from . import domain, store
 from .domain import Decision, ExpectedReceipt, Line, Plan
@@ -96,22 +94,10 @@ async def _status(uow: UnitOfWork, snap: OrderSnapshot, status: str, *,
     """`uow.status` for the order `snap`. With `correlation_id` (the order's own, kept on its
     row), the change joins the order's trace when what caused it is not one of the order's
     events (a restock, the original order's cancellation, an operator, a timer); the event's
-    id still derives from the current cause. (`uow.status` always takes the cause's
-    correlation; this is the same event with the order's.)"""
-    if correlation_id is None and causation_id is None:
-        await uow.status(order_id=snap.order_id, store=snap.store,
-                         external_order_id=snap.external_order_id, status=status,
-                         reasons=reasons, details=details)
-        return
-    await uow.publish(topics.ORDERS_STATUS, f"{snap.store}:{snap.external_order_id}",
-                      OrderStatusChanged(
-                          order_id=snap.order_id, store=snap.store,
-                          external_order_id=snap.external_order_id, status=status,
-                          reasons=[Reason(code=c, message=cut(m)) for c, m in reasons or []],
-                          details=details or {},
-                          correlation_id=correlation_id or uow.correlation_id,
-                          causation_id=causation_id or uow.causation_id))
-    uow.count(metrics.ORDER_STATUS, status, reasons[0][0] if reasons else "")
+    id still derives from the current cause."""
+    await uow.status(order_id=snap.order_id, store=snap.store,
+                     external_order_id=snap.external_order_id, status=status, reasons=reasons,
+                     details=details, correlation_id=correlation_id, causation_id=causation_id)
 
 
 async def cancelled_status(uow: UnitOfWork, snap: OrderSnapshot, reasons: list[tuple[str, str]],
@@ -119,13 +105,10 @@ async def cancelled_status(uow: UnitOfWork, snap: OrderSnapshot, reasons: list[t
                            causation_id: str | None = None) -> None:
     """`uow.cancelled` for the order `snap` (the storefront hears `cancelled` with the refund
     due, the payment system the refund request), on the order's trace as in `_status`."""
-    await _status(uow, snap, "cancelled", reasons=reasons,
-                  details={"refund_due": money_text(due)}, correlation_id=correlation_id,
-                  causation_id=causation_id)
-    await uow.refund(order_id=snap.order_id, store=snap.store,
-                     external_order_id=snap.external_order_id, request_id="cancellation",
-                     amount=due, currency=snap.currency,
-                     reason=reasons[0][0] if reasons else "cancelled")
+    await uow.cancelled(order_id=snap.order_id, store=snap.store,
+                        external_order_id=snap.external_order_id, reasons=reasons,
+                        refund_due=due, currency=snap.currency, correlation_id=correlation_id,
+                        causation_id=causation_id)
 
 
 def _allocations(plan: Plan) -> list[dict[str, Any]]:
