@@ -152,3 +152,25 @@ async def test_a_malformed_order_that_names_itself_is_rejected(service_db: Any) 
         out = await db.published()
         assert [(p.key, p.value["status"], p.value["reasons"][0]["code"]) for p in out] == [
             ("h-shop:m-1", "rejected", "malformed")]
+
+
+async def test_a_held_order_re_sent_changed_in_the_same_run_is_reviewed_again(
+        service_db: Any) -> None:
+    """Given a store that holds orders with payment pending, when one run holds an order and
+    then its re-send, now paid, then the re-send is reviewed again against the order the run
+    wrote: the hold is released and the order handed on, after its `on_hold`."""
+    async with service_db("intake") as db:
+        await with_product(db)
+        await db.pool.execute("INSERT INTO store_policies (store, high_value_threshold,"
+                              " hold_pending_payment) VALUES ('h-shop', 2000, true)")
+        pending = placed("p-1", payment_status="pending", customer_id="c-p")
+        paid = OrderPlaced.model_validate({**pending.model_dump(mode="json"),
+                                           "event_id": str(uuid.uuid4()),
+                                           "payment": {"method": "card", "status": "paid"}})
+        out = await db.run(handlers.order_placed, [pending, paid], "orders.placed")
+        assert [(p.topic, p.value.get("status"),
+                 [r["code"] for r in p.value.get("reasons", [])]) for p in out] == [
+            ("orders.status", "on_hold", ["payment_pending"]),
+            ("orders.status", "accepted", ["hold_released"]),
+            ("intake.order_accepted", None, [])]
+        assert await db.pool.fetchval("SELECT resolution FROM holds") == "released"
