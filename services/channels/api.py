@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from shared.contracts import OrderPlaced
 from shared.http import require_admin
+from shared.uow import UnitOfWork
 
 from . import inbox, metrics, schemas, store
 from .config import channels_settings
@@ -216,8 +217,8 @@ def _unauthorized(cfg: ChannelConfig) -> HTTPException:
 
 async def _commit(request: Request, cfg: ChannelConfig, delivery_id: str, topic: str,
                   inbound: Inbound, event: Any, body: bytes) -> dict[str, Any]:
-    async with _pool(request).acquire() as conn, conn.transaction():
-        first = await inbox.accept(conn, cfg, delivery_id, topic, inbound, event, body)
+    async with UnitOfWork.begin(_pool(request), "channels") as uow:
+        first = await inbox.accept(uow, cfg, delivery_id, topic, inbound, event, body)
     return {"delivery_id": delivery_id, "duplicate": not first, "outcome": inbound.outcome,
             **({"reason": inbound.reason} if inbound.reason else {})}
 

@@ -1,6 +1,7 @@
 """A delivery into the channel's inbox: recorded (deduplicated on the platform's delivery id)
-and turned into `orders.placed` / `orders.cancel_requested` outbox rows, in one transaction.
-Webhooks answer 200 only after it commits; the outbox relay publishes when Kafka is there."""
+and turned into `orders.placed` / `orders.cancel_requested` outbox rows, in one unit of work
+(`UnitOfWork.begin` by the webhook or the poll). Webhooks answer 200 only after it commits; the
+outbox relay publishes when Kafka is there."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared import outbox, topics
+from shared import topics
 from shared.contracts import CancelRequested, OrderPlaced, order_key, utcnow
-from shared.db import Conn
+from shared.uow import UnitOfWork
 
 from . import metrics, store
 from .platforms.base import ChannelConfig, Inbound, Unmappable
@@ -50,23 +51,26 @@ def map_delivery(cfg: ChannelConfig, delivery_id: str,
         return Inbound("unmappable", reason=f"{type(exc).__name__}: {reason}"), None
 
 
-async def accept(conn: Conn, cfg: ChannelConfig, delivery_id: str, topic: str,
+async def accept(uow: UnitOfWork, cfg: ChannelConfig, delivery_id: str, topic: str,
                  inbound: Inbound, event: Any, body: bytes | None) -> bool:
-    """In the caller's transaction. False: this delivery was seen before (nothing done)."""
+    """In the caller's unit of work. False: this delivery was seen before (nothing done).
+    The unit of work has no cause: the events keep the ids derived from the delivery (the same
+    delivery always makes the same event). Counted once it commits."""
+    conn = uow.conn
     ext = inbound.external_order_id
     first = await store.record_delivery(
         conn, cfg.store, delivery_id, cfg.platform, topic, ext, inbound.outcome, inbound.reason,
         body if inbound.outcome == "unmappable" else None)
     if not first:
-        metrics.DELIVERIES.labels(cfg.platform, "duplicate").inc()
+        uow.count(metrics.DELIVERIES, cfg.platform, "duplicate")
         return False
-    metrics.DELIVERIES.labels(cfg.platform, inbound.outcome).inc()
+    uow.count(metrics.DELIVERIES, cfg.platform, inbound.outcome)
     if inbound.outcome == "placed":
         assert isinstance(event, OrderPlaced)
-        await outbox.enqueue(conn, topics.ORDERS_PLACED, event.key, event)
+        await uow.publish(topics.ORDERS_PLACED, event.key, event)
     elif inbound.outcome == "cancel_requested":
         assert isinstance(event, CancelRequested)
-        await outbox.enqueue(conn, topics.ORDERS_CANCEL_REQUESTED, event.key, event)
+        await uow.publish(topics.ORDERS_CANCEL_REQUESTED, event.key, event)
     elif inbound.outcome == "unmappable":
         log.warning("%s delivery %s for store %s cannot become an order: %s; kept in deliveries"
                     " (GET /channels/%s) - fix the mapping (e.g. sku_map) and have the platform"

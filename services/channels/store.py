@@ -7,7 +7,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from shared.db import Conn, memoized
+from shared.db import Conn
+from shared.uow import UnitOfWork
 
 from . import crypto
 from .platforms.base import ChannelConfig
@@ -52,11 +53,13 @@ async def channels_of(conn: Conn, platform: str) -> list[ChannelConfig]:
         "SELECT * FROM channels WHERE platform = $1 ORDER BY store", platform)]
 
 
-async def platform_of(conn: Conn, store: str) -> str | None:
-    async def load() -> str | None:
-        value = await conn.fetchval("SELECT platform FROM channels WHERE store = $1", store)
-        return str(value) if value is not None else None
-    return await memoized(("channels.platform", store), load)
+async def platforms_of(uow: UnitOfWork, stores: list[str]) -> dict[str, str]:
+    """The platform of each of `stores` that has a channel, read once per unit of work."""
+    async def load() -> dict[str, str]:
+        rows = await uow.conn.fetch(
+            "SELECT store, platform FROM channels WHERE store = ANY($1::text[])", stores)
+        return {r["store"]: str(r["platform"]) for r in rows}
+    return await uow.memo(("channels.platform", tuple(sorted(stores))), load)
 
 
 async def list_channels(conn: Conn) -> list[dict[str, Any]]:
@@ -120,12 +123,19 @@ async def remember_order(conn: Conn, order_key: str, store: str, platform_order_
         order_key, store, platform_order_id, order_name, json.dumps(data), cancelled)
 
 
-async def enqueue_writeback(conn: Conn, store: str, order_key: str, action: str, ref: str,
-                            payload: dict[str, Any]) -> bool:
-    return bool(await conn.fetchval(
+async def enqueue_writebacks(conn: Conn, jobs: list[tuple[str, str, str, str, dict[str, Any]]]
+                             ) -> None:
+    """Write-back jobs `(store, order_key, action, ref, payload)` in one statement, in this
+    order; a job already there (the same order, action and ref) is left as it is."""
+    if not jobs:
+        return
+    await conn.execute(
         "INSERT INTO writebacks (store, order_key, action, ref, payload)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT DO NOTHING RETURNING true",
-        store, order_key, action, ref, json.dumps(payload)))
+        " SELECT j.store, j.order_key, j.action, j.ref, j.payload::jsonb FROM unnest($1::text[],"
+        " $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY"
+        " AS j(store, order_key, action, ref, payload, n) ORDER BY j.n ON CONFLICT DO NOTHING",
+        [j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs], [j[3] for j in jobs],
+        [json.dumps(j[4]) for j in jobs])
 
 
 async def claim_due(conn: Conn) -> Any:

@@ -17,6 +17,7 @@ import httpx
 from shared.db import TRANSIENT_DB_ERRORS
 from shared.logging import log_context
 from shared.service import Runtime
+from shared.uow import UnitOfWork
 
 from . import crypto, inbox, metrics, store
 from .config import channels_settings
@@ -260,8 +261,8 @@ async def _poll(runtime: Runtime, client: httpx.AsyncClient, cfg: ChannelConfig)
                     items = await api.items(oid)
                 inbound, event = inbox.map_delivery(
                     cfg, delivery, functools.partial(amazon.inbound, cfg, order, items))
-                async with runtime.pool.acquire() as conn, conn.transaction():
-                    await inbox.accept(conn, cfg, delivery, "getOrders", inbound, event,
+                async with UnitOfWork.begin(runtime.pool, "channels") as uow:
+                    await inbox.accept(uow, cfg, delivery, "getOrders", inbound, event,
                                        json.dumps({"order": order, "items": items}).encode())
                 seen += 1
                 if updated:

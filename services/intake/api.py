@@ -19,9 +19,9 @@ from pydantic import BaseModel, Field, ValidationError
 from shared import topics
 from shared.contracts import Address, FxRatesPublished, money_text, utcnow
 from shared.http import require_admin
-from shared.messaging import describe_validation_error, emit_status
+from shared.messaging import describe_validation_error
 from shared.money import CURRENCY_RE, fits
-from shared.outbox import enqueue
+from shared.uow import UnitOfWork
 
 from . import domain, metrics, review, schemas, store
 
@@ -81,10 +81,9 @@ async def catalog_product(sku: str, request: Request) -> dict[str, Any]:
 async def coverage(request: Request) -> dict[str, Any]:
     """What intake knows of logistics' coverage (logistics.coverage_changed): the countries it
     serves and, per country, goods no service takes there (the restricted-goods rule's input)."""
-    pool = request.app.state.runtime.pool
-    countries = await store.served_countries(pool)
-    return {"countries": sorted(countries) if countries is not None else None,
-            "refused_attributes": await store.refused_attributes(pool)}
+    found = await store.load_coverage(request.app.state.runtime.pool)
+    return {"countries": sorted(found.served) if found.served is not None else None,
+            "refused_attributes": found.refused_attributes}
 
 
 # --- holds ------------------------------------------------------------------------------------
@@ -103,17 +102,18 @@ async def list_holds(request: Request, reason: str | None = None, store_name: st
 async def approve(order_id: uuid.UUID, request: Request, decision: Decision | None = None,
                   who: str = Depends(operator)) -> dict[str, str]:
     note = decision.note if decision else None
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-        row = await _held(conn, order_id)
+    async with UnitOfWork.begin(_pool(request), "intake") as uow:
+        row = await _held(uow.conn, order_id)
         order = store.stored_order(row["payload"])
-        await _close(conn, order_id, row, "accepted", "approved", who, note)
-        await emit_status(conn, order_id=str(order_id), store=order.store,
-                          external_order_id=order.external_order_id, status="accepted",
-                          reasons=[("approved_by_operator", "released from hold by an operator")],
-                          correlation_id=str(order.event_id))
+        await _close(uow, order_id, row, "accepted", "approved", who, note)
+        await review.status(uow, order_id=str(order_id), store=order.store,
+                            external_order_id=order.external_order_id, status="accepted",
+                            reasons=[("approved_by_operator",
+                                      "released from hold by an operator")],
+                            correlation_id=str(order.event_id))
         # Merge candidates as of now: orders may have shipped or arrived while this one waited.
-        now, _ = await review.evaluate(conn, order, order_id, row["received_at"])
-        await review.accept(conn, order_id, order, str(order.event_id), None, now.merge_with)
+        now, _ = await review.evaluate(uow, order, order_id, row["received_at"])
+        await review.accept(uow, order_id, order, str(order.event_id), now.merge_with)
     return {"order_id": str(order_id), "status": "accepted"}
 
 
@@ -122,15 +122,15 @@ async def approve(order_id: uuid.UUID, request: Request, decision: Decision | No
 async def reject(order_id: uuid.UUID, decision: Decision, request: Request,
                  who: str = Depends(operator)) -> dict[str, str]:
     reason = decision.reason or "rejected by an operator after review"
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-        row = await _held(conn, order_id)
+    async with UnitOfWork.begin(_pool(request), "intake") as uow:
+        row = await _held(uow.conn, order_id)
         reasons = [("rejected_by_operator", reason)]
-        await _close(conn, order_id, row, "rejected", "rejected", who, decision.note,
+        await _close(uow, order_id, row, "rejected", "rejected", who, decision.note,
                      reasons=reasons)
-        await emit_status(conn, order_id=str(order_id), store=row["store"],
-                          external_order_id=row["external_order_id"], status="rejected",
-                          reasons=reasons)
-        await review.rereview_open_holds(conn, trigger="order_rejected",
+        await uow.status(order_id=str(order_id), store=row["store"],
+                         external_order_id=row["external_order_id"], status="rejected",
+                         reasons=reasons)
+        await review.rereview_open_holds(uow, trigger="order_rejected",
                                          codes=["suspected_duplicate"])
     return {"order_id": str(order_id), "status": "rejected"}
 
@@ -138,10 +138,10 @@ async def reject(order_id: uuid.UUID, decision: Decision, request: Request,
 @router.post("/holds/{order_id}/claim", dependencies=admin, response_model=schemas.Claimed)
 async def claim(order_id: uuid.UUID, request: Request, who: str = Depends(operator)
                 ) -> dict[str, str]:
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-        await _held(conn, order_id)
-        await store.claim_hold(conn, order_id, who)
-        await store.audit(conn, order_id, who, "claim", None)
+    async with UnitOfWork.begin(_pool(request), "intake") as uow:
+        await _held(uow.conn, order_id)
+        await store.claim_hold(uow.conn, order_id, who)
+        await store.audit(uow.conn, order_id, who, "claim", None)
     return {"order_id": str(order_id), "owner": who}
 
 
@@ -151,15 +151,15 @@ async def correct_address(order_id: uuid.UUID, body: AddressCorrection, request:
                           who: str = Depends(operator)) -> dict[str, Any]:
     """Correct the shipping address of a held order and review it again: released when nothing
     else holds it."""
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-        row = await _held(conn, order_id)
+    async with UnitOfWork.begin(_pool(request), "intake") as uow:
+        row = await _held(uow.conn, order_id)
         old = store.stored_order(row["payload"])
         corrected = old.model_copy(update={"shipping_address": body.shipping_address})
-        await store.audit(conn, order_id, who, "correct_address", body.note,
+        await store.audit(uow.conn, order_id, who, "correct_address", body.note,
                           {"country": body.shipping_address.country})
-        status = await review.rereview(conn, order_id, trigger="address_corrected", by=who,
+        status = await review.rereview(uow, order_id, trigger="address_corrected", by=who,
                                        order=corrected, correlation_id=str(old.event_id))
-        after = await store.get_order(conn, order_id)
+        after = await store.get_order(uow.conn, order_id)
     assert after is not None
     return {"order_id": str(order_id), "status": status,
             "reasons": [{"code": c, "message": m}
@@ -175,14 +175,19 @@ async def _held(conn: Any, order_id: uuid.UUID) -> Any:
     return row
 
 
-async def _close(conn: Any, order_id: uuid.UUID, row: Any, status: str, resolution: str,
+def _pool(request: Request) -> Any:
+    return request.app.state.runtime.pool
+
+
+async def _close(uow: UnitOfWork, order_id: uuid.UUID, row: Any, status: str, resolution: str,
                  who: str, note: str | None, reasons: list[tuple[str, str]] | None = None) -> None:
+    conn = uow.conn
     held = review.stored_reasons(row["reasons"])
     await store.set_status(conn, order_id, status, reasons or [])
     closed = await store.close_hold(conn, order_id, resolution, who)
     if closed is not None:
-        metrics.HOLD_AGE.labels(resolution).observe(closed["age_seconds"])
-    metrics.DECISIONS.labels(status, reasons[0][0] if reasons else "approved_by_operator").inc()
+        uow.observe(metrics.HOLD_AGE, closed["age_seconds"], resolution)
+    uow.count(metrics.DECISIONS, status, reasons[0][0] if reasons else "approved_by_operator")
     rule = {"rule": "operator", "code": f"{resolution}_by_operator", "effect": status,
             "message": f"{resolution} by {who}", "inputs": {
                 "operator": who, "note": note, "held_for": [c for c, _ in held]}}
@@ -256,17 +261,17 @@ async def put_policy(store_name: str, overrides: dict[str, Any], request: Reques
                      who: str = Depends(operator)) -> dict[str, Any]:
     """Change some of a store's settings ('*' is the default); the rest stay as they are (or as
     the default's, for a store that had none). Open holds of the store are reviewed again."""
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-        found = await store.policies(conn)
+    async with UnitOfWork.begin(_pool(request), "intake") as uow:
+        found = await store.policies(uow.conn)
         try:
             new = found.get(store_name, found["*"]).with_overrides(overrides)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
-        await store.put_policy(conn, store_name, new, who)
-        await store.audit(conn, None, who, "put_policy", None,
+        await store.put_policy(uow, store_name, new, who)
+        await store.audit(uow.conn, None, who, "put_policy", None,
                           {"store": store_name, "changes": {k: str(v) for k, v in
                                                             overrides.items()}})
-        await review.rereview_open_holds(conn, trigger="policy_changed",
+        await review.rereview_open_holds(uow, trigger="policy_changed",
                                          store_name=None if store_name == "*" else store_name)
     return new.as_dict()
 
@@ -285,10 +290,10 @@ async def put_promotion(code: str, body: PromotionIn, request: Request,
                              body.ends_at, body.active, frozenset(body.scope_skus),
                              frozenset(body.scope_categories), body.stackable,
                              body.per_customer_limit)
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-        await store.upsert_promotion(conn, promo)
-        await store.audit(conn, None, who, "put_promotion", None, {"code": promo.code})
-        await review.rereview_open_holds(conn, trigger="promotion_changed",
+    async with UnitOfWork.begin(_pool(request), "intake") as uow:
+        await store.upsert_promotion(uow.conn, promo)
+        await store.audit(uow.conn, None, who, "put_promotion", None, {"code": promo.code})
+        await review.rereview_open_holds(uow, trigger="promotion_changed",
                                          codes=["invalid_promo", "amount_mismatch"])
     return store.promotion_dict(promo)
 
@@ -304,9 +309,9 @@ async def add_blocked(body: BlockIn, request: Request, who: str = Depends(operat
     """Block a customer by id, email, phone or address (the address as `domain.address_key`
     prints it, or any order's via `GET /orders/{order_id}/identities`)."""
     value = domain.normalise_identity(body.kind, body.value)
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-        await store.block(conn, body.kind, value, body.action, body.note, who)
-        await store.audit(conn, None, who, "block", body.note, {"kind": body.kind})
+    async with UnitOfWork.begin(_pool(request), "intake") as uow:
+        await store.block(uow.conn, body.kind, value, body.action, body.note, who)
+        await store.audit(uow.conn, None, who, "block", body.note, {"kind": body.kind})
     return {"kind": body.kind, "action": body.action}
 
 
@@ -314,10 +319,10 @@ async def add_blocked(body: BlockIn, request: Request, who: str = Depends(operat
 async def remove_blocked(body: BlockIn, request: Request, who: str = Depends(operator)
                          ) -> dict[str, Any]:
     value = domain.normalise_identity(body.kind, body.value)
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-        removed = await store.unblock(conn, body.kind, value)
-        await store.audit(conn, None, who, "unblock", body.note, {"kind": body.kind})
-        await review.rereview_open_holds(conn, trigger="customer_unblocked",
+    async with UnitOfWork.begin(_pool(request), "intake") as uow:
+        removed = await store.unblock(uow.conn, body.kind, value)
+        await store.audit(uow.conn, None, who, "unblock", body.note, {"kind": body.kind})
+        await review.rereview_open_holds(uow, trigger="customer_unblocked",
                                          codes=["blocked_customer"])
     return {"removed": removed}
 
@@ -354,9 +359,9 @@ async def publish_rates(body: FxRatesIn, request: Request,
             {"base": body.base, "rates": body.rates, "as_of": body.as_of or utcnow()})
     except ValidationError as exc:
         raise HTTPException(422, describe_validation_error(exc)) from exc
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-        await enqueue(conn, topics.FX_RATES, event.base, event)
-        await store.audit(conn, None, who, "publish_fx_rates", None,
+    async with UnitOfWork.begin(_pool(request), "intake") as uow:
+        await uow.publish(topics.FX_RATES, event.base, event)
+        await store.audit(uow.conn, None, who, "publish_fx_rates", None,
                           {"base": event.base, "as_of": event.as_of.isoformat(),
                            "rates": {k: str(v) for k, v in event.rates.items()}})
     return {"event_id": str(event.event_id), "base": event.base, "pairs": len(event.rates)}
@@ -394,14 +399,14 @@ async def put_price_list(store_name: str, currency: str, body: PriceListIn, requ
             raise HTTPException(422, f"{e.sku}: valid_to must be after valid_from")
         entries.append({"sku": e.sku, "price": price, "valid_to": e.valid_to,
                         "valid_from": e.valid_from or ALWAYS})
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-        await store.put_prices(conn, store_name, currency, entries, who)
-        await store.audit(conn, None, who, "put_price_list", None,
+    async with UnitOfWork.begin(_pool(request), "intake") as uow:
+        await store.put_prices(uow.conn, store_name, currency, entries, who)
+        await store.audit(uow.conn, None, who, "put_price_list", None,
                           {"store": store_name, "currency": currency,
                            "entries": [{**e.model_dump(mode="json")} for e in body.entries]})
-        await review.rereview_open_holds(conn, trigger="price_list_changed",
+        await review.rereview_open_holds(uow, trigger="price_list_changed",
                                          store_name=None if store_name == "*" else store_name)
-        rows = await store.price_list(conn, store_name, currency, None)
+        rows = await store.price_list(uow.conn, store_name, currency, None)
     touched = {e["sku"] for e in entries}
     return [_list_price(r) for r in rows if r["sku"] in touched]
 

@@ -622,3 +622,39 @@ def snapshot(order_id: str, order: OrderPlaced, accepted_at: datetime,
         "note": order.note, "gift_message": order.gift_message, "gift_wrap": order.gift_wrap,
         "ioss_number": order.ioss_number,
     }
+
+
+@dataclass
+class RunSoFar:
+    """The orders of a run decided before the current one. The run's reads are made once, at
+    its start, so they do not see these orders: `context` adds them where the database would
+    have had them had each order been handled in its own transaction (as prior orders for the
+    duplicate and merge checks, and as promo code uses), so a run decides as one-by-one would."""
+
+    received_at: datetime
+    prior: dict[str, list[PriorOrder]] = field(default_factory=dict)
+    promo_uses: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def context(self, order: OrderPlaced, ctx: Context) -> Context:
+        addr = address_key(order)
+        earlier = tuple(p for p in self.prior.get(order.store, [])
+                        if p.external_order_id != order.external_order_id
+                        and (p.customer_id == order.customer.id or p.address_key == addr))
+        uses = dict(ctx.promo_uses)
+        for code in {c.upper() for c in order.promo_codes}:
+            n = self.promo_uses.get((order.customer.id, code), 0)
+            if n:
+                uses[code] = uses.get(code, 0) + n
+        if not earlier and uses == ctx.promo_uses:
+            return ctx
+        return replace(ctx, prior=ctx.prior + earlier, promo_uses=uses)
+
+    def add(self, order_id: str, order: OrderPlaced, status: str) -> None:
+        """`order` was decided `status` (accepted, on_hold, rejected, cancelled)."""
+        self.prior.setdefault(order.store, []).append(PriorOrder(
+            order_id, order.external_order_id, order.customer.id, address_key(order),
+            items_key(order), self.received_at, status))
+        if status == "accepted":
+            for code in {c.upper() for c in order.promo_codes}:
+                key = (order.customer.id, code)
+                self.promo_uses[key] = self.promo_uses.get(key, 0) + 1

@@ -1,10 +1,18 @@
-"""Intake's subscribers: parse -> domain -> store -> emit."""
+"""Intake's subscribers: runs of events -> domain -> store -> emit (docs/messaging.md).
+
+The hot path is `orders.placed`: a run of orders is reviewed with a constant number of
+statements whatever its length (see `order_placed`). The other subscriptions are rarer and take
+their events one by one (`uow.each`).
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
+
+import asyncpg
 
 from shared import fx, topics
 from shared.contracts import (
@@ -19,7 +27,7 @@ from shared.contracts import (
     order_id_for,
     utcnow,
 )
-from shared.messaging import Ctx, Handlers, RawMessage, emit_cancelled, emit_status
+from shared.messaging import Handlers, RawMessage
 from shared.uow import UnitOfWork
 
 from . import domain, metrics, review, store
@@ -32,151 +40,232 @@ fx.subscribe(handlers)  # exchange rates for money thresholds (shared/fx.py)
 async def reject_malformed(uow: UnitOfWork, raw: RawMessage, code: str, message: str) -> bool:
     """An `orders.placed` value that breaks the contract (`malformed`) or is over the size limit
     (`too_large`) but names its order: the order is `rejected` with that code."""
-    conn = uow.conn
     ident = domain.identify(raw.json())
     if ident is None:
         return False
     shop, ext = ident
     reasons = [(code, message)]
     order_id = order_id_for(shop, ext)
-    if await store.insert_order(conn, order_id, None, shop, ext, "rejected", reasons):
-        metrics.DECISIONS.labels("rejected", code).inc()
-        await emit_status(conn, order_id=str(order_id), store=shop, external_order_id=ext,
-                          status="rejected", reasons=reasons)
+    if await store.insert_order(uow.conn, order_id, None, shop, ext, "rejected", reasons):
+        uow.count(metrics.DECISIONS, "rejected", code)
+        await uow.status(order_id=str(order_id), store=shop, external_order_id=ext,
+                         status="rejected", reasons=reasons)
         log.info("order %s:%s rejected as %s: %s", shop, ext, code, message[:300])
     return True
 
 
-@handlers.legacy(topics.ORDERS_PLACED, on_invalid=reject_malformed)
-async def order_placed(ctx: Ctx, order: OrderPlaced) -> None:
-    row = await store.find_order(ctx.conn, order.store, order.external_order_id)
-    if row is not None:
-        await _received_again(ctx, order, row)
-        return
-    order_id = order_id_for(order.store, order.external_order_id)
-    ids: dict[str, Any] = {"order_id": str(order_id), "store": order.store,
-           "external_order_id": order.external_order_id}
-    early = await store.take_early_cancel(ctx.conn, order.store, order.external_order_id)
-    if early is not None:  # the customer cancelled before the order reached us
-        reasons = [("cancelled_by_customer", early or "cancelled before the order arrived")]
-        await store.insert_order(ctx.conn, order_id, order, order.store, order.external_order_id,
-                                 "cancelled", reasons)
-        due = domain.refund_due(order.totals.grand_total, order.payment.status)
-        await emit_cancelled(ctx.conn, **ids, reasons=reasons, refund_due=due,
-                             currency=order.currency, correlation_id=ctx.correlation_id,
-                             causation_id=str(ctx.event.event_id))
-        return
-    result, policy = await review.evaluate(ctx.conn, order, order_id, utcnow())
-    await store.insert_order(ctx.conn, order_id, order, order.store, order.external_order_id,
-                             result.status, result.reasons)
-    await review.apply(ctx.conn, order_id, order, None, [], result, policy, trigger="placed",
-                       correlation_id=ctx.correlation_id, causation_id=str(order.event_id))
+# --- orders.placed: the hot path ----------------------------------------------------------------
+
+@dataclass
+class _Writes:
+    """The rows a run of new orders writes, each kind in one statement (`flush`)."""
+
+    orders: list[tuple[Any, ...]] = field(default_factory=list)
+    decisions: list[tuple[uuid.UUID, str, str, list[tuple[str, str]], list[dict[str, Any]],
+                          dict[str, Any]]] = field(default_factory=list)
+    holds: list[tuple[uuid.UUID, str, list[tuple[str, str]], int]] = field(default_factory=list)
+    promo_uses: list[tuple[str, str, uuid.UUID]] = field(default_factory=list)
+
+    async def flush(self, conn: Any) -> None:
+        await store.insert_orders(conn, self.orders)
+        await store.insert_decisions(conn, self.decisions)
+        await store.open_holds(conn, self.holds)
+        await store.record_promo_uses(conn, self.promo_uses)
+        self.orders, self.decisions, self.holds, self.promo_uses = [], [], [], []
 
 
-async def _received_again(ctx: Ctx, order: OrderPlaced, row: Any) -> None:
+@handlers.on(topics.ORDERS_PLACED, on_invalid=reject_malformed)
+async def order_placed(uow: UnitOfWork, orders: list[OrderPlaced]) -> None:
+    """Review a run of orders. Statements per run, whatever its length: the orders already held
+    (1, locked in key order), early cancellations taken (1), policies, coverage and rates (the
+    unit of work's memo: at most 3 per run), catalogue, promotions, promo uses, block list,
+    prior orders and list prices (6, `review.gather`), then orders, decisions, holds and promo
+    uses written (4), and the outbox rows (1, by the unit of work). Decisions are the domain's
+    (`domain.review`), in the order of the run: a later order of the run sees the earlier ones
+    (`domain.RunSoFar`) as if each had been handled alone. A re-sent order that changed while
+    held is the exception: it is reviewed again on its own (`_received_again`)."""
+    conn = uow.conn
+    now = utcnow()
+    keys = list(dict.fromkeys((o.store, o.external_order_id) for o in orders))
+    known: dict[tuple[str, str], Any] = dict(await store.find_orders(conn, keys))
+    early = await store.take_early_cancels(conn, [k for k in keys if k not in known])
+    # The first occurrence of each order not held yet is reviewed with what the run read.
+    firsts: dict[tuple[str, str], OrderPlaced] = {}
+    for o in orders:
+        if (o.store, o.external_order_id) not in known:
+            firsts.setdefault((o.store, o.external_order_id), o)
+    candidates = [review.Candidate(o, order_id_for(*k), now, await store.policy(uow, o.store))
+                  for k, o in firsts.items() if k not in early]
+    index = {(c.order.store, c.order.external_order_id): i for i, c in enumerate(candidates)}
+    inputs = await review.gather(uow, candidates)
+    so_far = domain.RunSoFar(received_at=now)
+    writes = _Writes()
+    decided: dict[tuple[str, str], tuple[OrderPlaced, str]] = {}  # this run's new orders
+    for order in uow.each(orders):
+        key = (order.store, order.external_order_id)
+        if key in decided or key in known:
+            if await _received_again(uow, order, known.get(key), decided.get(key), writes):
+                # Rare: reviewed again on its own; a later re-send compares with the row now.
+                # (Later orders of the run still see it as first decided, in `so_far`.)
+                known[key] = await store.find_order(conn, *key)
+                decided.pop(key, None)
+            continue
+        order_id = order_id_for(*key)
+        ids: dict[str, Any] = {"order_id": str(order_id), "store": order.store,
+                               "external_order_id": order.external_order_id}
+        if key in early:  # the customer cancelled before the order reached us
+            reasons = [("cancelled_by_customer",
+                        early[key] or "cancelled before the order arrived")]
+            writes.orders.append(store.order_row(order_id, order, *key, "cancelled", reasons))
+            so_far.add(str(order_id), order, "cancelled")
+            decided[key] = (order, "cancelled")
+            log.info("order %s arrived cancelled: the customer cancelled it before", order.key)
+            await uow.cancelled(**ids, reasons=reasons, currency=order.currency,
+                                refund_due=domain.refund_due(order.totals.grand_total,
+                                                             order.payment.status))
+            continue
+        i = index[key]
+        candidate = candidates[i]
+        result = inputs.review(i, candidate, now, so_far.context(order, inputs.contexts[i]))
+        writes.orders.append(store.order_row(order_id, order, *key, result.status,
+                                             result.reasons))
+        writes.decisions.append((order_id, "placed", result.status, result.reasons,
+                                 [h.as_dict() for h in result.fired],
+                                 candidate.policy.as_dict()))
+        if result.status == "on_hold":
+            writes.holds.append((order_id, order.store, result.reasons,
+                                 candidate.policy.hold_sla_minutes * 60))
+        elif result.status == "accepted":
+            writes.promo_uses += review.promo_uses(order_id, order)
+        so_far.add(str(order_id), order, result.status)
+        decided[key] = (order, result.status)
+        await review.announce(uow, order_id, order, result)
+    await writes.flush(conn)
+
+
+async def _received_again(uow: UnitOfWork, order: OrderPlaced, row: asyncpg.Record | None,
+                          new: tuple[OrderPlaced, str] | None, writes: _Writes) -> bool:
     """A storefront re-sends an order when it changes (payment now paid, address corrected): a
     held order is updated and reviewed again; it never becomes a second order. Retries of the
-    same content, and changes to an order already decided, change nothing."""
-    same = row["payload"] is not None and _content(store.stored_order(
-        row["payload"])) == _content(order)
-    if row["status"] != "on_hold" or same:
+    same content, and changes to an order already decided, change nothing. `row` is the order
+    as held before the run, `new` the order as this run decided it. True when it was reviewed
+    again (the run's writes so far are flushed first: the re-review reads them)."""
+    if new is not None:
+        held, status = new
+        same = _content(held) == _content(order)
+    else:
+        assert row is not None
+        status = row["status"]
+        same = row["payload"] is not None and _content(store.stored_order(
+            row["payload"])) == _content(order)
+    if status != "on_hold" or same:
         log.info("order %s received again (event %s) while %s; nothing to do", order.key,
-                 order.event_id, row["status"])
-        return
-    status = await review.rereview(ctx.conn, row["order_id"], trigger="order_resent",
-                                   order=order, causation_id=str(order.event_id))
-    log.info("held order %s re-sent (event %s): reviewed again, now %s", row["order_id"],
-             order.event_id, status)
+                 order.event_id, status)
+        return False
+    await writes.flush(uow.conn)
+    order_id = row["order_id"] if row is not None else order_id_for(order.store,
+                                                                   order.external_order_id)
+    after = await review.rereview(uow, order_id, trigger="order_resent", order=order)
+    log.info("held order %s re-sent (event %s): reviewed again, now %s", order_id,
+             order.event_id, after)
+    return True
 
 
 def _content(order: OrderPlaced) -> dict[str, Any]:
     return order.model_dump(mode="json", exclude={"event_id", "occurred_at"})
 
 
-accept = review.accept  # kept for callers of the earlier API
+# --- cancellations and the rest: per event ------------------------------------------------------
 
-
-@handlers.legacy(topics.ORDERS_CANCEL_REQUESTED)
-async def cancel_requested(ctx: Ctx, event: CancelRequested) -> None:
+@handlers.on(topics.ORDERS_CANCEL_REQUESTED)
+async def cancel_requested(uow: UnitOfWork, events: list[CancelRequested]) -> None:
     """Held orders are cancelled here; accepted ones are handed down the chain, and the service
-    holding the order confirms (or, once shipped, refuses)."""
-    row = await store.find_order(ctx.conn, event.store, event.external_order_id)
-    reason = event.reason or "cancelled by the customer"
-    if row is None:
-        await store.remember_early_cancel(ctx.conn, event.store, event.external_order_id, reason)
-        return
-    key = event.key
-    if row["status"] in ("rejected", "cancelled", "cancel_requested"):
-        log.info("cancel of %s ignored: the order is %s", key, row["status"])
-        return
-    if row["shipped"]:
-        log.info("cancel of %s refused: the order has shipped; aftersales opens a return", key)
-        await ctx.publish(topics.INTAKE_ORDER_CANCEL_REFUSED, key, OrderCancelRefused(
-            order_id=str(row["order_id"]), order_key=key, reason="the order has shipped",
-            customer_reason=reason))
-        return
-    due = domain.refund_due(row["grand_total"], row["payment_status"])
-    if row["status"] == "on_hold":
-        reasons = [("cancelled_by_customer", reason)]
-        await store.set_status(ctx.conn, row["order_id"], "cancelled", reasons)
-        closed = await store.close_hold(ctx.conn, row["order_id"], "cancelled", "customer")
-        if closed is not None:
-            metrics.HOLD_AGE.labels("cancelled").observe(closed["age_seconds"])
-        await review.rereview_open_holds(ctx.conn, trigger="order_cancelled",
-                                         codes=["suspected_duplicate"],
-                                         causation_id=str(event.event_id))
-        await emit_cancelled(ctx.conn, order_id=str(row["order_id"]), store=row["store"],
-                             external_order_id=row["external_order_id"], reasons=reasons,
-                             refund_due=due, currency=row["currency"],
-                             correlation_id=ctx.correlation_id,
-                             causation_id=str(event.event_id))
-        return
-    await store.set_status(ctx.conn, row["order_id"], "cancel_requested", [])
-    await ctx.publish(topics.INTAKE_ORDER_CANCEL_REQUESTED, key, OrderCancelRequested(
-        order_id=str(row["order_id"]), order_key=key, reason=reason, refund_due=due,
-        currency=row["currency"]))
+    holding the order confirms (or, once shipped, refuses). One event at a time."""
+    conn = uow.conn
+    for event in uow.each(events):
+        row = await store.find_order(conn, event.store, event.external_order_id)
+        reason = event.reason or "cancelled by the customer"
+        if row is None:
+            await store.remember_early_cancel(conn, event.store, event.external_order_id,
+                                              reason)
+            log.info("cancel of %s kept: the order has not arrived yet; it arrives cancelled",
+                     event.key)
+            continue
+        key = event.key
+        if row["status"] in ("rejected", "cancelled", "cancel_requested"):
+            log.info("cancel of %s ignored: the order is %s", key, row["status"])
+            continue
+        if row["shipped"]:
+            log.info("cancel of %s refused: the order has shipped; aftersales opens a return",
+                     key)
+            await uow.publish(topics.INTAKE_ORDER_CANCEL_REFUSED, key, OrderCancelRefused(
+                order_id=str(row["order_id"]), order_key=key, reason="the order has shipped",
+                customer_reason=reason))
+            continue
+        due = domain.refund_due(row["grand_total"], row["payment_status"])
+        if row["status"] == "on_hold":
+            reasons = [("cancelled_by_customer", reason)]
+            await store.set_status(conn, row["order_id"], "cancelled", reasons)
+            closed = await store.close_hold(conn, row["order_id"], "cancelled", "customer")
+            if closed is not None:
+                uow.observe(metrics.HOLD_AGE, closed["age_seconds"], "cancelled")
+            await review.rereview_open_holds(uow, trigger="order_cancelled",
+                                             codes=["suspected_duplicate"])
+            await uow.cancelled(order_id=str(row["order_id"]), store=row["store"],
+                                external_order_id=row["external_order_id"], reasons=reasons,
+                                refund_due=due, currency=row["currency"])
+            continue
+        await store.set_status(conn, row["order_id"], "cancel_requested", [])
+        await uow.publish(topics.INTAKE_ORDER_CANCEL_REQUESTED, key, OrderCancelRequested(
+            order_id=str(row["order_id"]), order_key=key, reason=reason, refund_due=due,
+            currency=row["currency"]))
 
 
-async def _cancelled(ctx: Ctx, event: OrderCancelled) -> None:
-    await store.set_status(ctx.conn, uuid.UUID(event.order_id), "cancelled",
-                           [("cancelled_by_customer", event.reason)])
-    # A hold naming this order as the original of a suspected duplicate may clear now.
-    await review.rereview_open_holds(ctx.conn, trigger="order_cancelled",
-                                     codes=["suspected_duplicate"],
-                                     causation_id=str(event.event_id))
+async def cancelled(uow: UnitOfWork, events: list[OrderCancelled]) -> None:
+    """A service down the chain confirmed a cancellation."""
+    for event in uow.each(events):
+        await store.set_status(uow.conn, uuid.UUID(event.order_id), "cancelled",
+                               [("cancelled_by_customer", event.reason)])
+        # A hold naming this order as the original of a suspected duplicate may clear now.
+        await review.rereview_open_holds(uow, trigger="order_cancelled",
+                                         codes=["suspected_duplicate"])
 
 
 for _topic in (topics.INVENTORY_ORDER_CANCELLED, topics.FULFILLMENT_ORDER_CANCELLED,
                topics.LOGISTICS_ORDER_CANCELLED):
-    handlers.legacy(_topic)(_cancelled)
+    handlers.on(_topic)(cancelled)
 
 
-@handlers.legacy(topics.LOGISTICS_ORDER_CANCEL_REFUSED)
-async def cancel_refused(ctx: Ctx, event: OrderCancelRefused) -> None:
+@handlers.on(topics.LOGISTICS_ORDER_CANCEL_REFUSED)
+async def cancel_refused(uow: UnitOfWork, events: list[OrderCancelRefused]) -> None:
     """The parcels were with the carrier before the cancellation reached them: the order stays
     shipped, and the cancellation goes to aftersales as a return (refused at the door, or sent
     back with a label), like one intake refuses itself (docs/cancellation.md)."""
-    await store.set_status(ctx.conn, uuid.UUID(event.order_id), "accepted", [])
-    await store.mark_shipped(ctx.conn, uuid.UUID(event.order_id))
-    await ctx.publish(topics.INTAKE_ORDER_CANCEL_REFUSED, event.order_key, OrderCancelRefused(
-        order_id=event.order_id, order_key=event.order_key, reason=event.reason,
-        customer_reason=event.customer_reason))
+    for event in uow.each(events):
+        await store.set_status(uow.conn, uuid.UUID(event.order_id), "accepted", [])
+        await store.mark_shipped(uow.conn, uuid.UUID(event.order_id))
+        await uow.publish(topics.INTAKE_ORDER_CANCEL_REFUSED, event.order_key,
+                          OrderCancelRefused(order_id=event.order_id, order_key=event.order_key,
+                                             reason=event.reason,
+                                             customer_reason=event.customer_reason))
 
 
-@handlers.legacy(topics.CATALOG_PRODUCTS)
-async def product_upserted(ctx: Ctx, event: ProductUpserted) -> None:
-    await store.upsert_product(ctx.conn, event)
+@handlers.on(topics.CATALOG_PRODUCTS)
+async def product_upserted(uow: UnitOfWork, events: list[ProductUpserted]) -> None:
+    for event in uow.each(events):
+        await store.upsert_product(uow.conn, event)
 
 
-@handlers.legacy(topics.LOGISTICS_COVERAGE_CHANGED)
-async def coverage_changed(ctx: Ctx, event: CoverageChanged) -> None:
-    await store.set_coverage(ctx.conn, event)
-    # Holds for restricted goods clear when a carrier starts taking them there.
-    await review.rereview_open_holds(ctx.conn, trigger="coverage_changed",
-                                     codes=["restricted_goods"],
-                                     causation_id=str(event.event_id))
+@handlers.on(topics.LOGISTICS_COVERAGE_CHANGED)
+async def coverage_changed(uow: UnitOfWork, events: list[CoverageChanged]) -> None:
+    for event in uow.each(events):
+        await store.set_coverage(uow, event)
+        # Holds for restricted goods clear when a carrier starts taking them there.
+        await review.rereview_open_holds(uow, trigger="coverage_changed",
+                                         codes=["restricted_goods"])
 
 
-@handlers.legacy(topics.LOGISTICS_ORDER_SHIPPED)
-async def order_shipped(ctx: Ctx, event: OrderShipped) -> None:
-    await store.mark_shipped(ctx.conn, uuid.UUID(event.order_id))
+@handlers.on(topics.LOGISTICS_ORDER_SHIPPED)
+async def order_shipped(uow: UnitOfWork, events: list[OrderShipped]) -> None:
+    for event in uow.each(events):
+        await store.mark_shipped(uow.conn, uuid.UUID(event.order_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -11,7 +12,8 @@ from typing import Any
 import asyncpg
 
 from shared.contracts import CoverageChanged, OrderPlaced, ProductUpserted
-from shared.db import Conn, forget, memoized
+from shared.db import Conn
+from shared.uow import UnitOfWork
 
 from . import domain
 from .domain import BlockedEntry, Policy, PriorOrder, Product, Promotion
@@ -38,6 +40,20 @@ async def find_order(conn: Conn, store: str, ext: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT * FROM orders WHERE store = $1 AND external_order_id = $2 FOR UPDATE", store, ext
     )
+
+
+async def find_orders(conn: Conn, keys: list[tuple[str, str]]
+                      ) -> dict[tuple[str, str], asyncpg.Record]:
+    """The orders intake holds among `keys` ((store, external_order_id)), in one statement,
+    locked in key order (two runs lock the same orders in the same order: no deadlock)."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        "SELECT o.* FROM orders o JOIN unnest($1::text[], $2::text[]) AS k(store, ext)"
+        " ON o.store = k.store AND o.external_order_id = k.ext"
+        " ORDER BY o.store, o.external_order_id FOR UPDATE OF o",
+        [k[0] for k in keys], [k[1] for k in keys])
+    return {(r["store"], r["external_order_id"]): r for r in rows}
 
 
 async def get_order(conn: Conn, order_id: uuid.UUID) -> asyncpg.Record | None:
@@ -73,6 +89,37 @@ async def mark_shipped(conn: Conn, order_id: uuid.UUID) -> None:
                        order_id)
 
 
+def order_row(order_id: uuid.UUID, order: OrderPlaced | None, store: str, ext: str, status: str,
+              reasons: list[tuple[str, str]]) -> tuple[Any, ...]:
+    """One row for `insert_orders`, in its column order."""
+    return (order_id, store, ext, order.customer.id if order else None, status,
+            _reasons(reasons), order.model_dump_json() if order else None,
+            order.totals.grand_total if order else None, order.currency if order else None,
+            order.payment.status if order else None,
+            domain.address_key(order) if order else None,
+            domain.items_key(order) if order else None)
+
+
+async def insert_orders(conn: Conn, rows: list[tuple[Any, ...]]) -> set[uuid.UUID]:
+    """Insert many orders (rows from `order_row`) in one statement, once per (store,
+    external_order_id); returns the ids inserted (an order already there is left as it is)."""
+    if not rows:
+        return set()
+    cols = list(zip(*rows, strict=True))
+    inserted = await conn.fetch(
+        "INSERT INTO orders (order_id, store, external_order_id, customer_id, status, reasons,"
+        " payload, grand_total, currency, payment_status, address_key, items_key)"
+        " SELECT o.order_id, o.store, o.ext, o.customer_id, o.status, o.reasons::jsonb,"
+        " o.payload::jsonb, o.grand_total, o.currency, o.payment_status, o.address_key,"
+        " o.items_key FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::text[], $7::text[], $8::numeric[], $9::text[], $10::text[], $11::text[],"
+        " $12::text[]) WITH ORDINALITY AS o(order_id, store, ext, customer_id, status, reasons,"
+        " payload, grand_total, currency, payment_status, address_key, items_key, n)"
+        " ORDER BY o.n ON CONFLICT (store, external_order_id) DO NOTHING RETURNING order_id",
+        *(list(c) for c in cols))
+    return {r["order_id"] for r in inserted}
+
+
 def _reasons(reasons: list[tuple[str, str]]) -> str:
     return json.dumps([{"code": c, "message": m} for c, m in reasons])
 
@@ -98,9 +145,9 @@ async def get_product(conn: Conn | asyncpg.Pool, sku: str) -> asyncpg.Record | N
     return await conn.fetchrow("SELECT * FROM products WHERE sku = $1", sku)
 
 
-async def set_coverage(conn: Conn, c: CoverageChanged) -> None:
-    forget("intake.coverage")
-    await conn.execute(
+async def set_coverage(uow: UnitOfWork, c: CoverageChanged) -> None:
+    uow.forget(COVERAGE)
+    await uow.conn.execute(
         "INSERT INTO coverage (id, countries, refused_attributes, occurred_at)"
         " VALUES (1, $1, $2::jsonb, $3) ON CONFLICT (id) DO UPDATE SET"
         " countries = EXCLUDED.countries, refused_attributes = EXCLUDED.refused_attributes,"
@@ -109,15 +156,29 @@ async def set_coverage(conn: Conn, c: CoverageChanged) -> None:
     )
 
 
-async def _coverage(conn: Conn) -> asyncpg.Record | None:
-    """Logistics' coverage, read once per run of events (shared.db.memoized)."""
-    return await memoized("intake.coverage", lambda: conn.fetchrow(
-        "SELECT countries, refused_attributes FROM coverage WHERE id = 1"))
+COVERAGE = "intake.coverage"  # memo key of logistics' coverage (uow.memo)
+POLICIES = "intake.policy"    # memo key of the store policies
 
 
-async def served_countries(conn: Conn) -> set[str] | None:
-    row = await _coverage(conn)
-    return set(row["countries"]) if row is not None else None
+@dataclass(frozen=True)
+class Coverage:
+    """What intake knows of logistics' coverage: the countries served (None: not heard yet) and,
+    per country, the attributes of goods no carrier takes there."""
+
+    served: set[str] | None
+    refused_attributes: dict[str, list[str]]
+
+
+async def load_coverage(conn: Conn | asyncpg.Pool) -> Coverage:
+    row = await conn.fetchrow("SELECT countries, refused_attributes FROM coverage WHERE id = 1")
+    return Coverage(set(row["countries"]) if row is not None else None,
+                    json.loads(row["refused_attributes"])
+                    if row and row["refused_attributes"] else {})
+
+
+async def coverage(uow: UnitOfWork) -> Coverage:
+    """Logistics' coverage, read once per unit of work."""
+    return await uow.memo(COVERAGE, lambda: load_coverage(uow.conn))
 
 
 async def promotions(conn: Conn, codes: list[str]) -> dict[str, Promotion]:
@@ -160,24 +221,6 @@ async def upsert_promotion(conn: Conn, p: Promotion) -> None:
         sorted(p.scope_skus), sorted(p.scope_categories), p.stackable, p.per_customer_limit)
 
 
-async def promo_uses(conn: Conn, customer_id: str, codes: list[str],
-                     exclude: uuid.UUID | None) -> dict[str, int]:
-    if not codes:
-        return {}
-    rows = await conn.fetch(
-        "SELECT code, count(*) AS n FROM promo_uses WHERE code = ANY($1::text[])"
-        " AND customer_id = $2 AND order_id IS DISTINCT FROM $3 GROUP BY code",
-        [c.upper() for c in codes], customer_id, exclude)
-    return {r["code"]: r["n"] for r in rows}
-
-
-async def record_promo_uses(conn: Conn, codes: list[str], customer_id: str,
-                            order_id: uuid.UUID) -> None:
-    await conn.executemany(
-        "INSERT INTO promo_uses (code, customer_id, order_id) VALUES ($1, $2, $3)"
-        " ON CONFLICT DO NOTHING", [(c.upper(), customer_id, order_id) for c in set(codes)])
-
-
 _POLICY_COLUMNS = ("high_value_threshold", "high_value_currency", "high_value_action",
                    "duplicate_window_minutes", "merge_window_minutes", "hold_pending_payment",
                    "invalid_promo_action", "restricted_goods_action", "hold_sla_minutes",
@@ -188,11 +231,11 @@ def _policy(row: asyncpg.Record) -> Policy:
     return Policy(**{c: row[c] for c in _POLICY_COLUMNS})
 
 
-async def policy(conn: Conn, store: str) -> Policy:
-    row = await memoized(("intake.policy", store), lambda: conn.fetchrow(
-        "SELECT * FROM store_policies WHERE store IN ($1, '*') ORDER BY store = '*' LIMIT 1",
-        store))
-    return _policy(row) if row else Policy()
+async def policy(uow: UnitOfWork, store: str) -> Policy:
+    """The store's policy (its own, else the default '*'), the policies read once per unit of
+    work."""
+    found = await uow.memo(POLICIES, lambda: policies(uow.conn))
+    return found.get(store, found["*"])
 
 
 async def policies(conn: Conn | asyncpg.Pool) -> dict[str, Policy]:
@@ -203,30 +246,16 @@ async def policies(conn: Conn | asyncpg.Pool) -> dict[str, Policy]:
     return found
 
 
-async def put_policy(conn: Conn, store: str, p: Policy, actor: str) -> None:
+async def put_policy(uow: UnitOfWork, store: str, p: Policy, actor: str) -> None:
     cols = ", ".join(_POLICY_COLUMNS)
     params = ", ".join(f"${i + 2}" for i in range(len(_POLICY_COLUMNS)))
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _POLICY_COLUMNS)
     n = len(_POLICY_COLUMNS) + 2
-    forget("intake.policy")
-    await conn.execute(
+    uow.forget(POLICIES)
+    await uow.conn.execute(
         f"INSERT INTO store_policies (store, {cols}, updated_by) VALUES ($1, {params}, ${n})"
         f" ON CONFLICT (store) DO UPDATE SET {updates}, updated_by = EXCLUDED.updated_by,"
         " updated_at = now()", store, *[getattr(p, c) for c in _POLICY_COLUMNS], actor)
-
-
-async def refused_attributes(conn: Conn) -> dict[str, list[str]]:
-    row = await _coverage(conn)
-    return json.loads(row["refused_attributes"]) if row and row["refused_attributes"] else {}
-
-
-async def blocked(conn: Conn, identities: dict[str, str]) -> tuple[BlockedEntry, ...]:
-    """The block-list entries matching any of an order's identities (domain.identities)."""
-    rows = await conn.fetch(
-        "SELECT b.kind, b.value, b.action FROM blocked_customers b"
-        " JOIN unnest($1::text[], $2::text[]) AS i(kind, value) USING (kind, value)",
-        list(identities), list(identities.values()))
-    return tuple(BlockedEntry(r["kind"], r["value"], r["action"]) for r in rows)
 
 
 async def block(conn: Conn, kind: str, value: str, action: str, note: str | None,
@@ -247,24 +276,6 @@ async def unblock(conn: Conn, kind: str, value: str) -> bool:
 async def blocked_list(conn: Conn | asyncpg.Pool) -> list[dict[str, Any]]:
     rows = await conn.fetch("SELECT * FROM blocked_customers ORDER BY created_at")
     return [{**dict(r), "created_at": r["created_at"].isoformat()} for r in rows]
-
-
-async def prior_orders(conn: Conn | asyncpg.Pool, order: OrderPlaced, before: datetime,
-                       window_minutes: int) -> tuple[PriorOrder, ...]:
-    """Orders of the same store received in the window before `before`, from the same customer
-    or to the same address: what duplicate and merge checks compare with."""
-    if window_minutes <= 0:
-        return ()
-    rows = await conn.fetch(
-        "SELECT order_id, external_order_id, customer_id, address_key, items_key, received_at,"
-        " status, shipped FROM orders WHERE store = $1 AND external_order_id <> $2"
-        " AND received_at BETWEEN $3 AND $4 AND (customer_id = $5 OR address_key = $6)"
-        " ORDER BY received_at DESC LIMIT 200",
-        order.store, order.external_order_id, before - timedelta(minutes=window_minutes), before,
-        order.customer.id, domain.address_key(order))
-    return tuple(PriorOrder(str(r["order_id"]), r["external_order_id"], r["customer_id"],
-                            r["address_key"], r["items_key"], r["received_at"], r["status"],
-                            r["shipped"]) for r in rows)
 
 
 async def update_payload(conn: Conn, order_id: uuid.UUID, order: OrderPlaced) -> None:
@@ -375,13 +386,6 @@ async def remember_early_cancel(conn: Conn, store: str, ext: str,
         " ON CONFLICT DO NOTHING", store, ext, reason)
 
 
-async def take_early_cancel(conn: Conn, store: str, ext: str) -> str | None:
-    row = await conn.fetchrow(
-        "DELETE FROM early_cancellations WHERE store = $1 AND external_order_id = $2"
-        " RETURNING coalesce(reason, '') AS reason", store, ext)
-    return row["reason"] if row else None
-
-
 async def holds(pool: asyncpg.Pool, *, reason: str | None = None, store: str | None = None,
                 min_age_seconds: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """Open holds, oldest first, filtered by reason code, store and minimum age."""
@@ -404,18 +408,6 @@ async def holds(pool: asyncpg.Pool, *, reason: str | None = None, store: str | N
 
 
 # --- price lists (docs/intake.md "Currencies and price lists") --------------------------------
-async def list_prices(conn: Conn, store: str, currency: str, skus: list[str],
-                      at: datetime) -> dict[str, Decimal]:
-    """The list price of each SKU for `store` in `currency`, valid at `at`; the store's own list
-    wins over the default ('*')."""
-    rows = await conn.fetch(
-        "SELECT DISTINCT ON (sku) sku, price FROM price_lists WHERE store IN ($1, '*')"
-        " AND currency = $2 AND sku = ANY($3::text[]) AND valid_from <= $4"
-        " AND (valid_to IS NULL OR valid_to > $4)"
-        " ORDER BY sku, store = '*', valid_from DESC", store, currency, skus, at)
-    return {r["sku"]: r["price"] for r in rows}
-
-
 async def put_prices(conn: Conn, store: str, currency: str, entries: list[dict[str, Any]],
                      actor: str) -> int:
     await conn.execute(
@@ -458,3 +450,156 @@ async def find_by_customer(pool: asyncpg.Pool, *, email: str | None, phone: str 
              "received_at": r["received_at"].isoformat(),
              "grand_total": str(r["grand_total"]) if r["grand_total"] is not None else None}
             for r in rows]
+
+
+# --- what review reads and writes for a run of orders, a constant number of statements --------
+# Each reader takes the orders of a run (or one, or a dry run's hundred) and answers per order by
+# its index in the list; `review.gather` puts the answers together.
+
+async def promo_uses_many(conn: Conn, wanted: list[tuple[int, str, list[str], uuid.UUID | None]]
+                          ) -> dict[int, dict[str, int]]:
+    """For each `(i, customer_id, codes, order_id)`: how often the customer used each code on
+    orders other than `order_id`."""
+    wanted = [w for w in wanted if w[2]]
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        "SELECT c.i, u.code, count(*) AS n FROM unnest($1::int[], $2::text[], $3::uuid[])"
+        " AS c(i, customer_id, exclude) JOIN promo_uses u ON u.customer_id = c.customer_id"
+        " AND u.order_id IS DISTINCT FROM c.exclude WHERE u.code = ANY($4::text[])"
+        " GROUP BY c.i, u.code",
+        [w[0] for w in wanted], [w[1] for w in wanted], [w[3] for w in wanted],
+        sorted({c.upper() for w in wanted for c in w[2]}))
+    found: dict[int, dict[str, int]] = {}
+    codes = {w[0]: {c.upper() for c in w[2]} for w in wanted}
+    for r in rows:
+        if r["code"] in codes[r["i"]]:
+            found.setdefault(r["i"], {})[r["code"]] = r["n"]
+    return found
+
+
+async def record_promo_uses(conn: Conn, uses: list[tuple[str, str, uuid.UUID]]) -> None:
+    """Count promo codes as used: `(code, customer_id, order_id)`, one statement."""
+    if not uses:
+        return
+    await conn.execute(
+        "INSERT INTO promo_uses (code, customer_id, order_id)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[]) ON CONFLICT DO NOTHING",
+        [u[0].upper() for u in uses], [u[1] for u in uses], [u[2] for u in uses])
+
+
+async def blocked_many(conn: Conn, identities: list[dict[str, str]]
+                       ) -> list[tuple[BlockedEntry, ...]]:
+    """Per order, the block-list entries matching any of its identities (domain.identities)."""
+    pairs = sorted({(k, v) for ids in identities for k, v in ids.items()})
+    if not pairs:
+        return [() for _ in identities]
+    rows = await conn.fetch(
+        "SELECT b.kind, b.value, b.action FROM blocked_customers b"
+        " JOIN unnest($1::text[], $2::text[]) AS i(kind, value) USING (kind, value)",
+        [p[0] for p in pairs], [p[1] for p in pairs])
+    entries = [BlockedEntry(r["kind"], r["value"], r["action"]) for r in rows]
+    return [tuple(e for e in entries if ids.get(e.kind) == e.value) for ids in identities]
+
+
+async def prior_orders_many(conn: Conn | asyncpg.Pool,
+                            wanted: list[tuple[int, OrderPlaced, datetime, int]]
+                            ) -> dict[int, tuple[PriorOrder, ...]]:
+    """For each `(i, order, before, window_minutes)`: orders of the same store received in the
+    window before `before`, from the same customer or to the same address (at most 200, newest
+    first): what duplicate and merge checks compare with."""
+    wanted = [w for w in wanted if w[3] > 0]
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        "SELECT c.i, o.* FROM unnest($1::int[], $2::text[], $3::text[], $4::timestamptz[],"
+        " $5::timestamptz[], $6::text[], $7::text[]) AS c(i, store, ext, since, until,"
+        " customer_id, address_key) CROSS JOIN LATERAL (SELECT order_id, external_order_id,"
+        " customer_id, address_key, items_key, received_at, status, shipped FROM orders"
+        " WHERE store = c.store AND external_order_id <> c.ext"
+        " AND received_at BETWEEN c.since AND c.until"
+        " AND (customer_id = c.customer_id OR address_key = c.address_key)"
+        " ORDER BY received_at DESC LIMIT 200) AS o ORDER BY c.i, o.received_at DESC",
+        [w[0] for w in wanted], [w[1].store for w in wanted],
+        [w[1].external_order_id for w in wanted],
+        [w[2] - timedelta(minutes=w[3]) for w in wanted], [w[2] for w in wanted],
+        [w[1].customer.id for w in wanted], [domain.address_key(w[1]) for w in wanted])
+    found: dict[int, list[PriorOrder]] = {}
+    for r in rows:
+        found.setdefault(r["i"], []).append(PriorOrder(
+            str(r["order_id"]), r["external_order_id"], r["customer_id"], r["address_key"],
+            r["items_key"], r["received_at"], r["status"], r["shipped"]))
+    return {i: tuple(p) for i, p in found.items()}
+
+
+async def list_prices_many(conn: Conn, orders: list[OrderPlaced]) -> list[dict[str, Decimal]]:
+    """Per order, the list price of each of its SKUs for its store in its currency, valid when
+    it was placed; the store's own list wins over the default ('*')."""
+    wanted = sorted({(i, ln.sku) for i, o in enumerate(orders) for ln in o.lines})
+    found: list[dict[str, Decimal]] = [{} for _ in orders]
+    if not wanted:
+        return found
+    rows = await conn.fetch(
+        "SELECT c.i, c.sku, p.price FROM unnest($1::int[], $2::text[], $3::text[], $4::text[],"
+        " $5::timestamptz[]) AS c(i, store, currency, sku, at) CROSS JOIN LATERAL"
+        " (SELECT price FROM price_lists WHERE store IN (c.store, '*')"
+        " AND currency = c.currency AND sku = c.sku AND valid_from <= c.at"
+        " AND (valid_to IS NULL OR valid_to > c.at)"
+        " ORDER BY store = '*', valid_from DESC LIMIT 1) AS p",
+        [i for i, _ in wanted], [orders[i].store for i, _ in wanted],
+        [orders[i].currency for i, _ in wanted], [sku for _, sku in wanted],
+        [orders[i].placed_at for i, _ in wanted])
+    for r in rows:
+        found[r["i"]][r["sku"]] = r["price"]
+    return found
+
+
+async def take_early_cancels(conn: Conn, keys: list[tuple[str, str]]
+                             ) -> dict[tuple[str, str], str]:
+    """The cancellations that arrived before these orders (store, external_order_id), taken
+    (deleted) in one statement: the reason given ('' for none) per order key."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        "DELETE FROM early_cancellations e USING unnest($1::text[], $2::text[]) AS k(store, ext)"
+        " WHERE e.store = k.store AND e.external_order_id = k.ext"
+        " RETURNING e.store, e.external_order_id, coalesce(e.reason, '') AS reason",
+        [k[0] for k in keys], [k[1] for k in keys])
+    return {(r["store"], r["external_order_id"]): r["reason"] for r in rows}
+
+
+async def insert_decisions(conn: Conn, rows: list[tuple[uuid.UUID, str, str,
+                                                        list[tuple[str, str]],
+                                                        list[dict[str, Any]],
+                                                        dict[str, Any]]]) -> None:
+    """Record decisions `(order_id, trigger, status, reasons, rules, policy)`, in this order,
+    in one statement."""
+    if not rows:
+        return
+    await conn.execute(
+        "INSERT INTO decisions (order_id, trigger, status, reasons, rules, policy)"
+        " SELECT d.order_id, d.trigger, d.status, d.reasons::jsonb, d.rules::jsonb,"
+        " d.policy::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
+        " $5::text[], $6::text[]) WITH ORDINALITY AS d(order_id, trigger, status, reasons,"
+        " rules, policy, n) ORDER BY d.n",
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+        [_reasons(r[3]) for r in rows], [json.dumps(r[4]) for r in rows],
+        [json.dumps(r[5]) for r in rows])
+
+
+async def open_holds(conn: Conn, holds: list[tuple[uuid.UUID, str, list[tuple[str, str]], int]]
+                     ) -> None:
+    """Open holds `(order_id, store, reasons, sla_seconds)` of orders that have none open, in
+    one statement (the orders of a run: each once)."""
+    if not holds:
+        return
+    await conn.execute(
+        "INSERT INTO holds (order_id, store, codes, reasons, sla_seconds)"
+        " SELECT h.order_id, h.store, ARRAY(SELECT jsonb_array_elements_text(h.codes::jsonb)),"
+        " h.reasons::jsonb, h.sla FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
+        " $5::int[]) AS h(order_id, store, codes, reasons, sla)"
+        " ON CONFLICT (order_id) WHERE closed_at IS NULL DO UPDATE SET"
+        " codes = EXCLUDED.codes, reasons = EXCLUDED.reasons",
+        [h[0] for h in holds], [h[1] for h in holds],
+        [json.dumps(sorted({c for c, _ in h[2]})) for h in holds],
+        [_reasons(h[2]) for h in holds], [h[3] for h in holds])

@@ -1,0 +1,60 @@
+"""Channels' run handler and inbox (services/channels/handlers.py, inbox.py) against Postgres
+alone: status changes become write-back jobs in a constant number of statements; a delivery
+becomes an `orders.placed` with the id derived from the delivery, once."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from services.channels import handlers, inbox
+from services.channels.platforms.base import ChannelConfig, Inbound
+from shared.contracts import OrderPlaced, OrderStatusChanged
+from shared.uow import UnitOfWork
+from tools.storefront import order as order_payload
+
+
+def status(store: str, ext: str, value: str, **details: Any) -> OrderStatusChanged:
+    return OrderStatusChanged(order_id=str(uuid.uuid4()), store=store, external_order_id=ext,
+                              status=value, details=details)
+
+
+async def test_a_run_of_status_changes_queues_the_write_backs_of_platform_stores(
+        service_db: Any) -> None:
+    """Given a Shopify store and a generic one, when a run of status changes comes (shipped,
+    accepted, refunded twice by two requests, the same shipped again under another id, and a
+    generic store's cancellation), then one job per order, action and request is queued for the
+    Shopify store only, in the order of the run, and nothing is published."""
+    async with service_db("channels") as db:
+        await db.pool.execute(
+            "INSERT INTO channels (store, platform, secrets) VALUES ('h-shopify', 'shopify', ''),"
+            " ('h-generic', 'generic', '')")
+        events = [status("h-shopify", "1", "shipped"), status("h-shopify", "2", "accepted"),
+                  status("h-shopify", "1", "refunded", request_id="r-1"),
+                  status("h-shopify", "1", "refunded", request_id="r-2"),
+                  status("h-shopify", "1", "shipped"), status("h-generic", "9", "cancelled"),
+                  status("h-other", "3", "shipped")]
+        assert await db.run(handlers.on_status, events, "orders.status") == []
+        rows = await db.pool.fetch("SELECT order_key, action, ref FROM writebacks ORDER BY id")
+        assert [tuple(r) for r in rows] == [("h-shopify:1", "shipped", ""),
+                                            ("h-shopify:1", "refunded", "r-1"),
+                                            ("h-shopify:1", "refunded", "r-2")]
+
+
+async def test_a_delivery_is_published_once_with_the_id_it_derives(service_db: Any) -> None:
+    """Given a generic store's order delivery, when it is accepted twice (the platform re-sent
+    it), then `orders.placed` is published once, with the event's own id, and the second time
+    is answered as a duplicate."""
+    cfg = ChannelConfig("h-generic", "generic", None, {}, {})
+    event = OrderPlaced.model_validate(order_payload("h-generic", "g-1", [("MUG", 1, "12.50")]))
+    inbound = Inbound("placed", "g-1")
+    async with service_db("channels") as db:
+        firsts = []
+        for _ in range(2):
+            async with UnitOfWork.begin(db.pool, "channels") as uow:
+                firsts.append(await inbox.accept(uow, cfg, str(event.event_id),
+                                                 "orders.placed", inbound, event, b"{}"))
+        assert firsts == [True, False]
+        out = await db.published()
+        assert [(p.topic, p.key, p.value["event_id"]) for p in out] == [
+            ("orders.placed", "h-generic:g-1", str(event.event_id))]
