@@ -19,16 +19,13 @@ from typing import Any
 import asyncpg
 
 from shared import fx, topics
-from shared import metrics as shared_metrics
 from shared.contracts import (
     OrderAccepted,
     OrderPlaced,
     OrderSnapshot,
-    OrderStatusChanged,
-    Reason,
     utcnow,
 )
-from shared.uow import UnitOfWork, cut
+from shared.uow import UnitOfWork
 
 from . import domain, metrics, store
 from .domain import Policy, Product, Promotion, Review
@@ -115,17 +112,9 @@ async def status(uow: UnitOfWork, *, order_id: str, store: str, external_order_i
                  status: str, reasons: list[tuple[str, str]],
                  correlation_id: str | None) -> None:
     """An `orders.status` change correlated with `correlation_id` (the event intake holds the
-    order from) rather than with what caused it (a re-review's trigger, an operator), as
-    `uow.status` would; the causation is the unit of work's current cause."""
-    if correlation_id is None:
-        await uow.status(order_id=order_id, store=store, external_order_id=external_order_id,
-                         status=status, reasons=reasons)
-        return
-    await uow.publish(topics.ORDERS_STATUS, f"{store}:{external_order_id}", OrderStatusChanged(
-        order_id=order_id, store=store, external_order_id=external_order_id, status=status,
-        reasons=[Reason(code=c, message=cut(m)) for c, m in reasons],
-        correlation_id=correlation_id, causation_id=uow.causation_id))
-    uow.count(shared_metrics.ORDER_STATUS, status, reasons[0][0] if reasons else "")
+    order from) rather than with what caused it (a re-review's trigger, an operator)."""
+    await uow.status(order_id=order_id, store=store, external_order_id=external_order_id,
+                     status=status, reasons=reasons, correlation_id=correlation_id)
 
 
 async def announce(uow: UnitOfWork, order_id: uuid.UUID, order: OrderPlaced, result: Review, *,
