@@ -146,11 +146,10 @@ async def order_shipped(uow: UnitOfWork, events: list[OrderShipped]) -> None:
         facts.append((store.fact_row(e.event_id, "shipped", e.occurred_at, body,
                                      order_key=e.order_key),
                       store.stored("shipped", e.event_id, e.occurred_at, body)))
-    fresh = await store.record_facts(uow.conn, [row for row, _ in facts])
+    await _record(uow, facts)
     await store.index_parcels(uow.conn, [
         (p.tracking_number, e.order_key, p.parcel_id, p.carrier, p.warehouse)
         for e in events for p in e.parcels])
-    _fold(uow, fresh, [(row[0], fact) for row, fact in facts])
 
 
 @handlers.on(topics.CARRIER_TRACKING, on_invalid=skip_invalid)
