@@ -4,7 +4,9 @@ follow-up cases and feedback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -13,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from shared.contracts import money_text
 from shared.http import require_admin
+from shared.uow import UnitOfWork
 
 from . import handlers, metrics, schemas, store
 
@@ -42,6 +45,19 @@ def _row(r: Any) -> dict[str, Any]:
     if out.get("order_id") is not None:
         out["order_id"] = str(out["order_id"])
     return out
+
+
+@contextlib.asynccontextmanager
+async def _operator(request: Request, key: str) -> AsyncIterator[UnitOfWork]:
+    """An operator's decision on order `key` in one unit of work. No consumed event causes it
+    (the events keep the ids they are built with); what it emits joins the order's trace: the
+    correlation id of its first event, read before the transaction (it never changes once the
+    order is known; None for an order aftersales has not heard of, which the caller refuses)."""
+    pool = request.app.state.runtime.pool
+    correlation = await pool.fetchval("SELECT correlation_id FROM orders WHERE order_key = $1",
+                                      key)
+    async with UnitOfWork.begin(pool, "aftersales", correlation_id=correlation) as uow:
+        yield uow
 
 
 @router.get("/requests/review", dependencies=[Depends(require_admin)],
@@ -79,7 +95,8 @@ async def request_detail(store_name: str, ext: str, request_id: str,
 async def decide(store_name: str, ext: str, request_id: str, body: Decision,
                  request: Request) -> dict[str, Any]:
     key = f"{store_name}:{ext}"
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+    async with _operator(request, key) as uow:
+        conn = uow.conn
         req = await store.get_request(conn, key, request_id)
         if req is None:
             raise HTTPException(404, f"no request {request_id} on {key}")
@@ -91,14 +108,13 @@ async def decide(store_name: str, ext: str, request_id: str, body: Decision,
         if req["order_id"] is None:
             await conn.execute("UPDATE requests SET order_id = $3 WHERE order_key = $1 AND"
                                " request_id = $2", key, request_id, order["order_id"])
-        em = handlers.OperatorEmitter(conn, order["correlation_id"])
         approved = body.decision == "approve"
         status = "authorized" if approved else "rejected"
         await store.set_request_status(conn, key, request_id, status, body.note, body.operator)
         code = "approved_by_operator" if approved else "rejected_by_operator"
-        await handlers.announce_decision(em, order, request_id, approved, code, body.note)
+        await handlers.announce_decision(uow, order, request_id, approved, code, body.note)
         if approved:
-            await handlers.carry_out(em, order, await store.get_request(conn, key, request_id))
+            await handlers.carry_out(uow, order, await store.get_request(conn, key, request_id))
         final = await store.get_request(conn, key, request_id)
     assert final is not None
     return {"request_id": request_id, "status": final["status"]}
@@ -111,7 +127,8 @@ async def grade(store_name: str, ext: str, request_id: str, body: Grading,
     """Grade goods waiting in inspection (all returned lines get the one grade), then settle:
     restock or set aside, and refund a return."""
     key = f"{store_name}:{ext}"
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+    async with _operator(request, key) as uow:
+        conn = uow.conn
         req = await store.get_request(conn, key, request_id)
         if req is None:
             raise HTTPException(404, f"no request {request_id} on {key}")
@@ -124,8 +141,7 @@ async def grade(store_name: str, ext: str, request_id: str, body: Grading,
         returned = json.loads(req["returned_lines"])
         graded: list[tuple[str, int, str | None]] = [
             (ln["sku"], ln["quantity"], body.grade) for ln in returned]
-        await handlers.settle_return(handlers.OperatorEmitter(conn, order["correlation_id"]),
-                                     order, req, graded)
+        await handlers.settle_return(uow, order, req, graded)
         final = await store.get_request(conn, key, request_id)
     assert final is not None
     return {"request_id": request_id, "status": final["status"], "grade": body.grade}

@@ -23,33 +23,66 @@ async def upsert_order(conn: Conn, snap: OrderSnapshot,
         uuid.UUID(snap.order_id), snap.key, snap.model_dump_json(), correlation_id)
 
 
+# --- the hot path: every order's acceptance, shipment and delivery, a run in one statement ----
+# Each takes the whole run's rows (at most one per order: the handler keeps the one that wins)
+# and locks the orders' rows in order_id order, so two runs never wait on each other in a circle.
+
+async def insert_orders(conn: Conn, rows: list[tuple[uuid.UUID, str, str, str | None]]
+                        ) -> None:
+    """Accepted orders `(order_id, order_key, snapshot JSON, correlation_id)`: the first
+    version of an order stays (a re-sent acceptance changes nothing)."""
+    await conn.execute(
+        "INSERT INTO orders (order_id, order_key, snapshot, correlation_id)"
+        " SELECT u.order_id, u.order_key, u.snapshot::jsonb, u.correlation_id"
+        " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])"
+        " AS u(order_id, order_key, snapshot, correlation_id)"
+        " ORDER BY u.order_id ON CONFLICT (order_id) DO NOTHING",
+        *(list(col) for col in zip(*rows, strict=True)))
+
+
+async def set_parcels(conn: Conn, rows: list[tuple[uuid.UUID, str]]) -> None:
+    """The parcels `(order_id, parcels JSON)` each order left in (the last shipment wins)."""
+    await conn.execute(
+        "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS u(order_id, parcels)),"
+        " locked AS (SELECT o.order_id FROM orders o JOIN u USING (order_id)"
+        "  ORDER BY o.order_id FOR UPDATE OF o)"
+        " UPDATE orders o SET parcels = u.parcels::jsonb FROM u JOIN locked USING (order_id)"
+        " WHERE o.order_id = u.order_id",
+        *(list(col) for col in zip(*rows, strict=True)))
+
+
+async def set_delivered(conn: Conn, rows: list[tuple[uuid.UUID, Any]]) -> None:
+    """When each order `(order_id, delivered_at)` was delivered (the return window starts)."""
+    await conn.execute(
+        "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[])"
+        "  AS u(order_id, delivered_at)),"
+        " locked AS (SELECT o.order_id FROM orders o JOIN u USING (order_id)"
+        "  ORDER BY o.order_id FOR UPDATE OF o)"
+        " UPDATE orders o SET delivered_at = u.delivered_at FROM u JOIN locked USING (order_id)"
+        " WHERE o.order_id = u.order_id",
+        *(list(col) for col in zip(*rows, strict=True)))
+
+
+async def upsert_products(conn: Conn,
+                          rows: list[tuple[str, bool, Any, Decimal | None, bool]]) -> None:
+    """Catalogue updates `(sku, returnable, occurred_at, price, active)`, one per SKU: the
+    newest `occurred_at` wins over what is stored."""
+    await conn.execute(
+        "INSERT INTO products (sku, returnable, occurred_at, price, active)"
+        " SELECT * FROM unnest($1::text[], $2::boolean[], $3::timestamptz[], $4::numeric[],"
+        " $5::boolean[]) AS u(sku, returnable, occurred_at, price, active) ORDER BY u.sku"
+        " ON CONFLICT (sku) DO UPDATE SET returnable = EXCLUDED.returnable,"
+        " occurred_at = EXCLUDED.occurred_at, price = EXCLUDED.price, active = EXCLUDED.active"
+        " WHERE products.occurred_at <= EXCLUDED.occurred_at",
+        *(list(col) for col in zip(*rows, strict=True)))
+
+
 async def order_by_key(conn: Conn, key: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM orders WHERE order_key = $1 FOR UPDATE", key)
 
 
-async def set_parcels(conn: Conn, order_id: uuid.UUID,
-                      parcels: list[dict[str, Any]]) -> None:
-    await conn.execute("UPDATE orders SET parcels = $2::jsonb WHERE order_id = $1", order_id,
-                       json.dumps(parcels))
-
-
-async def set_delivered(conn: Conn, order_id: uuid.UUID, at: Any) -> None:
-    await conn.execute("UPDATE orders SET delivered_at = $2 WHERE order_id = $1", order_id, at)
-
-
 def ordered_lines(snap: OrderSnapshot) -> list[OrderedLine]:
     return [OrderedLine(ln.sku, ln.quantity, ln.unit_price) for ln in snap.lines]
-
-
-async def upsert_product(conn: Conn, sku: str, returnable: bool, at: Any,
-                         price: Decimal | None = None, active: bool = True) -> None:
-    await conn.execute(
-        "INSERT INTO products (sku, returnable, occurred_at, price, active)"
-        " VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (sku) DO UPDATE SET returnable = EXCLUDED.returnable,"
-        " occurred_at = EXCLUDED.occurred_at, price = EXCLUDED.price, active = EXCLUDED.active"
-        " WHERE products.occurred_at <= EXCLUDED.occurred_at",
-        sku, returnable, at, price, active)
 
 
 async def prices(conn: Conn, skus: list[str]) -> dict[str, Decimal]:

@@ -1,12 +1,14 @@
-"""Analytics' subscribers: the read model. Each event is kept once (inbox and `facts` by
-event_id); the orders with first-time facts are folded once per consumer run (in `occurred_at`
-order, never arrival order, so late events count as if they had come on time) and the change of
-their contributions goes into the rollups, in the run's transaction (store.fold_orders,
-rollups.py)."""
+"""Analytics' subscribers: the read model. Each handler takes a run of its topic's events and
+stores them with one statement per table (store.py, unnest arrays); each event is kept once
+(inbox and `facts` by event_id). The orders with first-time facts are collected on the unit of
+work and folded once per run, before commit (in `occurred_at` order, never arrival order, so late
+events count as if they had come on time), and the change of their contributions goes into the
+rollups in the run's transaction (store.fold_orders, rollups.py)."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from shared import topics
@@ -21,7 +23,7 @@ from shared.contracts import (
     RefundIssued,
     TrackingUpdated,
 )
-from shared.messaging import Ctx, Handlers, RawMessage
+from shared.messaging import Handlers, RawMessage
 from shared.uow import UnitOfWork
 
 from . import store
@@ -38,20 +40,32 @@ def _sla_hours() -> float:
 Pending = dict[str, list[store.StoredFact]]
 
 
-async def _fold(ctx: Ctx, key: str | None, fact: store.StoredFact) -> None:
-    """A first-time fact goes to its order's pending facts on the run (nothing for a repeated
-    fact, or a carrier scan of a parcel not shipped yet: the shipment folds it in). Before the
-    run commits, each order touched is folded once with all of its new facts and the run's
-    rollup changes are written at once (store.fold_orders, in the run's transaction)."""
-    if key is None:
+def _fold(uow: UnitOfWork, fresh: dict[uuid.UUID, str],
+          facts: list[tuple[uuid.UUID, store.StoredFact]]) -> None:
+    """The run's first-time facts (`fresh`: their order's key by event id) go to their orders'
+    pending facts on the unit of work, in run order (nothing for a repeated fact, or a carrier
+    scan of a parcel not shipped yet: the shipment folds it in). Before the run commits, each
+    order touched is folded once with all of its new facts and the run's rollup changes are
+    written at once (store.fold_orders, in the run's transaction)."""
+    if not fresh:
         return
-    conn = ctx.conn
+    conn = uow.conn
 
     async def fold(pending: Pending) -> None:
         await store.fold_orders(conn, pending, _sla_hours())
 
-    pending: Pending = ctx.run.collect("analytics.fold", dict, fold)
-    pending.setdefault(key, []).append(fact)
+    pending: Pending = uow.collect("analytics.fold", dict, fold)
+    for event_id, fact in facts:
+        key = fresh.get(event_id)
+        if key is not None:
+            pending.setdefault(key, []).append(fact)
+
+
+async def _record(uow: UnitOfWork,
+                  facts: list[tuple[store.FactRow, store.StoredFact]]) -> None:
+    """The run's facts in one statement, the first-time ones folded before commit."""
+    fresh = await store.record_facts(uow.conn, [row for row, _ in facts])
+    _fold(uow, fresh, [(row[0], fact) for row, fact in facts])
 
 
 async def skip_invalid(uow: UnitOfWork, raw: RawMessage, code: str, message: str) -> bool:
@@ -72,81 +86,114 @@ def _placed_body(*, store_name: str, ext: str, customer_id: str, country: str, p
             "shipping_option": shipping_option}
 
 
-@handlers.legacy(topics.ORDERS_PLACED, on_invalid=skip_invalid)
-async def order_placed(ctx: Ctx, e: OrderPlaced) -> None:
-    body = _placed_body(
+PlacedOrder = tuple[uuid.UUID, Any, dict[str, Any], store.IndexRow]
+
+
+async def _orders(uow: UnitOfWork, orders: list[PlacedOrder]) -> None:
+    """Placed or accepted orders `(event_id, occurred_at, body, index row)`: their facts and
+    what they say of the order in the index, one statement each."""
+    await store.index_orders(uow.conn, [index for _, _, _, index in orders])
+    await _record(uow, [(store.fact_row(eid, "placed", at, body, order_key=index[0]),
+                         store.stored("placed", eid, at, body))
+                        for eid, at, body, index in orders])
+
+
+@handlers.on(topics.ORDERS_PLACED, on_invalid=skip_invalid)
+async def order_placed(uow: UnitOfWork, events: list[OrderPlaced]) -> None:
+    orders: list[PlacedOrder] = [(e.event_id, e.occurred_at, _placed_body(
         store_name=e.store, ext=e.external_order_id, customer_id=e.customer.id,
         country=e.shipping_address.country, placed_at=e.placed_at, lines=e.lines,
-        grand_total=e.totals.grand_total, currency=e.currency, shipping_option=e.shipping_option)
-    await _fold(ctx, await store.record_order_fact(
-        ctx.conn, e.event_id, e.occurred_at, body, key=e.key, customer_id=e.customer.id,
-        country=e.shipping_address.country, placed_at=e.placed_at),
-        store.stored("placed", e.event_id, e.occurred_at, body))
+        grand_total=e.totals.grand_total, currency=e.currency, shipping_option=e.shipping_option),
+        (e.key, None, e.customer.id, e.shipping_address.country, e.placed_at, e.occurred_at))
+        for e in events]
+    await _orders(uow, orders)
 
 
-@handlers.legacy(topics.INTAKE_ORDER_ACCEPTED)
-async def order_accepted(ctx: Ctx, e: OrderAccepted) -> None:
+@handlers.on(topics.INTAKE_ORDER_ACCEPTED)
+async def order_accepted(uow: UnitOfWork, events: list[OrderAccepted]) -> None:
     """The accepted snapshot is the order as reviewed; it also names our order id."""
-    s: OrderSnapshot = e.order
-    body = _placed_body(
-        store_name=s.store, ext=s.external_order_id, customer_id=s.customer_id,
-        country=s.shipping_address.country, placed_at=s.placed_at, lines=s.lines,
-        grand_total=s.totals.grand_total, currency=s.currency, shipping_option=s.shipping_option)
-    await _fold(ctx, await store.record_order_fact(
-        ctx.conn, e.event_id, e.occurred_at, body, key=e.order_key, order_id=e.order_id,
-        customer_id=s.customer_id, country=s.shipping_address.country, placed_at=s.placed_at),
-        store.stored("placed", e.event_id, e.occurred_at, body))
+    orders: list[PlacedOrder] = []
+    for e in events:
+        s: OrderSnapshot = e.order
+        body = _placed_body(
+            store_name=s.store, ext=s.external_order_id, customer_id=s.customer_id,
+            country=s.shipping_address.country, placed_at=s.placed_at, lines=s.lines,
+            grand_total=s.totals.grand_total, currency=s.currency,
+            shipping_option=s.shipping_option)
+        orders.append((e.event_id, e.occurred_at, body, (
+            e.order_key, e.order_id, s.customer_id, s.shipping_address.country, s.placed_at,
+            e.occurred_at)))
+    await _orders(uow, orders)
 
 
-@handlers.legacy(topics.ORDERS_STATUS)
-async def status_changed(ctx: Ctx, e: OrderStatusChanged) -> None:
-    await _fold(ctx, await store.record_status(ctx.conn, e),
-                store.stored("status", e.event_id, e.occurred_at, store.status_body(e)))
+@handlers.on(topics.ORDERS_STATUS)
+async def status_changed(uow: UnitOfWork, events: list[OrderStatusChanged]) -> None:
+    """The hot path: the timeline, current status, facts and index of a whole run in one
+    statement."""
+    fresh = await store.record_statuses(uow.conn, events)
+    _fold(uow, fresh, [(e.event_id, store.stored("status", e.event_id, e.occurred_at,
+                                                 store.status_body(e))) for e in events])
 
 
-@handlers.legacy(topics.LOGISTICS_ORDER_SHIPPED)
-async def order_shipped(ctx: Ctx, e: OrderShipped) -> None:
-    body = {"parcels": [p.model_dump(mode="json") for p in e.parcels]}
-    fresh = await store.record_fact(ctx.conn, e.event_id, "shipped", e.occurred_at, body,
-                                    order_key=e.order_key)
-    for p in e.parcels:
-        await store.index_parcel(ctx.conn, p.tracking_number, e.order_key, p.parcel_id, p.carrier,
-                                  p.warehouse)
-    await _fold(ctx, fresh, store.stored("shipped", e.event_id, e.occurred_at, body))
+@handlers.on(topics.LOGISTICS_ORDER_SHIPPED)
+async def order_shipped(uow: UnitOfWork, events: list[OrderShipped]) -> None:
+    """The shipments' facts, and which order each tracking number belongs to (for the carrier
+    scans to come). The facts go first, as one event at a time: a scan stored before its
+    shipment is found by the fold through the shipment's parcels."""
+    facts = []
+    for e in events:
+        body = {"parcels": [p.model_dump(mode="json") for p in e.parcels]}
+        facts.append((store.fact_row(e.event_id, "shipped", e.occurred_at, body,
+                                     order_key=e.order_key),
+                      store.stored("shipped", e.event_id, e.occurred_at, body)))
+    await _record(uow, facts)
+    await store.index_parcels(uow.conn, [
+        (p.tracking_number, e.order_key, p.parcel_id, p.carrier, p.warehouse)
+        for e in events for p in e.parcels])
 
 
-@handlers.legacy(topics.CARRIER_TRACKING, on_invalid=skip_invalid)
-async def tracking_updated(ctx: Ctx, e: TrackingUpdated) -> None:
-    body = {"carrier": e.carrier, "status": e.status}
-    await _fold(ctx, await store.record_fact(ctx.conn, e.event_id, "tracked", e.occurred_at, body,
-                                             tracking_number=e.tracking_number),
-                store.stored("tracked", e.event_id, e.occurred_at, body, e.tracking_number))
+@handlers.on(topics.CARRIER_TRACKING, on_invalid=skip_invalid)
+async def tracking_updated(uow: UnitOfWork, events: list[TrackingUpdated]) -> None:
+    """Carrier scans name only the tracking number: each belongs to its parcel's order."""
+    facts = []
+    for e in events:
+        body = {"carrier": e.carrier, "status": e.status}
+        facts.append((store.fact_row(e.event_id, "tracked", e.occurred_at, body,
+                                     tracking_number=e.tracking_number),
+                      store.stored("tracked", e.event_id, e.occurred_at, body,
+                                   e.tracking_number)))
+    await _record(uow, facts)
 
 
-@handlers.legacy(topics.AFTERSALES_REQUESTS, on_invalid=skip_invalid)
-async def request_received(ctx: Ctx, e: AftersalesRequested) -> None:
-    body = {"request_id": e.request_id, "kind": e.kind, "reason": e.reason,
-            "lines": [ln.model_dump(mode="json") for ln in e.lines]}
-    await _fold(ctx, await store.record_fact(ctx.conn, e.event_id, "requested", e.occurred_at,
-                                             body, order_key=e.key),
-                store.stored("requested", e.event_id, e.occurred_at, body))
+@handlers.on(topics.AFTERSALES_REQUESTS, on_invalid=skip_invalid)
+async def request_received(uow: UnitOfWork, events: list[AftersalesRequested]) -> None:
+    facts = []
+    for e in events:
+        body = {"request_id": e.request_id, "kind": e.kind, "reason": e.reason,
+                "lines": [ln.model_dump(mode="json") for ln in e.lines]}
+        facts.append((store.fact_row(e.event_id, "requested", e.occurred_at, body,
+                                     order_key=e.key),
+                      store.stored("requested", e.event_id, e.occurred_at, body)))
+    await _record(uow, facts)
 
 
-@handlers.legacy(topics.PAYMENTS_REFUNDS)
-async def refund_issued(ctx: Ctx, e: RefundIssued) -> None:
-    await store.record_refund(ctx.conn, e)
-    key = f"{e.store}:{e.external_order_id}"
-    body = {"request_id": e.request_id, "amount": f"{e.amount:.2f}", "currency": e.currency,
-            "reason": e.reason}
-    await _fold(ctx, await store.record_fact(ctx.conn, e.event_id, "refunded", e.occurred_at,
-                                             body, order_key=key),
-                store.stored("refunded", e.event_id, e.occurred_at, body))
+@handlers.on(topics.PAYMENTS_REFUNDS)
+async def refund_issued(uow: UnitOfWork, events: list[RefundIssued]) -> None:
+    await store.record_refunds(uow.conn, events)
+    facts = []
+    for e in events:
+        body = {"request_id": e.request_id, "amount": f"{e.amount:.2f}", "currency": e.currency,
+                "reason": e.reason}
+        facts.append((store.fact_row(e.event_id, "refunded", e.occurred_at, body,
+                                     order_key=f"{e.store}:{e.external_order_id}"),
+                      store.stored("refunded", e.event_id, e.occurred_at, body)))
+    await _record(uow, facts)
 
 
-@handlers.legacy(topics.CUSTOMER_FEEDBACK, on_invalid=skip_invalid)
-async def feedback_given(ctx: Ctx, e: FeedbackGiven) -> None:
-    await store.record_feedback(ctx.conn, e)
-    body = {"rating": e.rating}
-    await _fold(ctx, await store.record_fact(ctx.conn, e.event_id, "rated", e.occurred_at,
-                                             body, order_key=e.key),
-                store.stored("rated", e.event_id, e.occurred_at, body))
+@handlers.on(topics.CUSTOMER_FEEDBACK, on_invalid=skip_invalid)
+async def feedback_given(uow: UnitOfWork, events: list[FeedbackGiven]) -> None:
+    await store.record_feedback(uow.conn, events)
+    await _record(uow, [(store.fact_row(e.event_id, "rated", e.occurred_at,
+                                        {"rating": e.rating}, order_key=e.key),
+                         store.stored("rated", e.event_id, e.occurred_at, {"rating": e.rating}))
+                        for e in events])

@@ -22,10 +22,11 @@ from prometheus_client import Gauge
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared import outbox, topics
+from shared import topics
 from shared.contracts import CarrierScored, ReorderHinted, utcnow
 from shared.db import try_xact_lock
 from shared.service import Runtime
+from shared.uow import UnitOfWork
 
 from . import reports, store
 
@@ -91,7 +92,10 @@ async def publish_feedback(runtime: Runtime, settings: AnalyticsSettings) -> int
     Skipped (0) while another instance holds the lock."""
     now = utcnow()
     sent = 0
-    async with runtime.pool.acquire() as conn, conn.transaction():
+    # One unit of work per pass; no cause: what goes out is decided by the digests recorded in
+    # the same transaction (a pass repeated after a rollback publishes what changed, once).
+    async with UnitOfWork.begin(runtime.pool, "analytics") as uow:
+        conn = uow.conn
         if not await try_xact_lock(conn, "analytics:feedback"):
             return 0
         window = settings.feedback_window_days
@@ -99,14 +103,13 @@ async def publish_feedback(runtime: Runtime, settings: AnalyticsSettings) -> int
         for s in await reports.carrier_scores(conn, since):
             key = f"{s['carrier']}/{s['service']}/{s['country']}"
             if await store.changed(conn, topics.ANALYTICS_CARRIER_SCORES.name, key, _digest(s)):
-                await outbox.enqueue(conn, topics.ANALYTICS_CARRIER_SCORES, s["carrier"],
-                                     CarrierScored(**s, window_days=window))
+                await uow.publish(topics.ANALYTICS_CARRIER_SCORES, s["carrier"],
+                                  CarrierScored(**s, window_days=window))
                 sent += 1
         for h in await reports.reorder_hints(conn, now):
             if await store.changed(conn, topics.ANALYTICS_REORDER_HINTS.name, h["sku"],
                                    _digest(h)):
-                await outbox.enqueue(conn, topics.ANALYTICS_REORDER_HINTS, h["sku"],
-                                     ReorderHinted(**h))
+                await uow.publish(topics.ANALYTICS_REORDER_HINTS, h["sku"], ReorderHinted(**h))
                 sent += 1
     if sent:
         log.info("published %d carrier scores and reorder hints", sent)

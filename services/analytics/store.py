@@ -20,44 +20,95 @@ from . import domain, rollups
 log = logging.getLogger(__name__)
 
 
-def _fresh(key_sql: str) -> str:
-    return f" SELECT (SELECT count(*) FROM f) AS fresh, {key_sql} AS key"
+# --- a run's events, one statement per table -------------------------------------------------
+# Each handler stores its run with these (handlers.py); each returns the first-time facts' order
+# keys by event id, which the run folds once before commit (fold_orders). A fact stored before
+# (the same event re-sent past the inbox's memory) is not returned, nor a carrier scan of a
+# parcel not shipped yet: the shipment folds it in.
+
+FactRow = tuple[uuid.UUID, str, "str | None", "str | None", datetime, str]
+"""`(event_id, kind, order_key, tracking_number, occurred_at, body JSON)`."""
 
 
-def _recorded(row: asyncpg.Record | None) -> str | None:
-    """The order a first-time fact belongs to (None: the fact was stored before, or it is a
-    carrier scan of a parcel not shipped yet, which the shipment folds in)."""
-    if row is None or not row["fresh"]:
-        return None
-    key: str = row["key"]
-    return key
+async def record_facts(conn: Conn, rows: list[FactRow]) -> dict[uuid.UUID, str]:
+    """The run's facts in one statement; a carrier scan belongs to the order of its parcel."""
+    if not rows:
+        return {}
+    fresh = await conn.fetch(
+        "WITH f AS (INSERT INTO facts (event_id, kind, order_key, tracking_number, occurred_at,"
+        " body) SELECT u.event_id, u.kind, u.order_key, u.tracking_number, u.occurred_at,"
+        " u.body::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
+        " $5::timestamptz[], $6::text[])"
+        " AS u(event_id, kind, order_key, tracking_number, occurred_at, body)"
+        " ON CONFLICT DO NOTHING RETURNING event_id, order_key, tracking_number)"
+        " SELECT f.event_id, coalesce(f.order_key, p.order_key) AS key FROM f"
+        " LEFT JOIN parcel_index p ON f.order_key IS NULL"
+        " AND p.tracking_number = f.tracking_number",
+        *(list(col) for col in zip(*rows, strict=True)))
+    return {r["event_id"]: r["key"] for r in fresh if r["key"] is not None}
 
 
-async def record_status(conn: Conn, e: OrderStatusChanged) -> str | None:
-    """The timeline row, the order's current status (the newest `occurred_at` wins), the fact and
-    the index, in one statement: orders.status is most of analytics' traffic. The order's key
-    when the fact is new."""
-    key = f"{e.store}:{e.external_order_id}"
-    reasons = json.dumps([r.model_dump() for r in e.reasons])
-    return _recorded(await conn.fetchrow(
-        "WITH t AS (INSERT INTO timeline (event_id, order_key, status, occurred_at, reasons,"
-        "  details) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb) ON CONFLICT DO NOTHING),"
+def fact_row(event_id: uuid.UUID, kind: str, at: datetime, body: dict[str, Any], *,
+             order_key: str | None = None, tracking_number: str | None = None) -> FactRow:
+    return (event_id, kind, order_key, tracking_number, at, json.dumps(body, default=str))
+
+
+async def record_statuses(conn: Conn, events: list[OrderStatusChanged]) -> dict[uuid.UUID, str]:
+    """A run of `orders.status` (most of analytics' traffic) in one statement: the timeline
+    rows, each order's current status (the newest `occurred_at` wins; on a tie the later event,
+    as one at a time), the facts, and the index (the first order id seen, the earliest time)."""
+    if not events:
+        return {}
+    per_key: dict[str, list[Any]] = {}
+    for e in events:
+        key = f"{e.store}:{e.external_order_id}"
+        row = per_key.get(key)
+        if row is None:
+            per_key[key] = [key, e.order_id, e.store, e.external_order_id, e.status,
+                            e.occurred_at, e.occurred_at]
+            continue
+        if e.occurred_at >= row[5]:
+            row[4], row[5] = e.status, e.occurred_at
+        row[6] = min(row[6], e.occurred_at)
+    orders = [tuple(r) for _, r in sorted(per_key.items())]
+    fresh = await conn.fetch(
+        "WITH e AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[],"
+        "  $5::text[], $6::text[]) AS e(event_id, order_key, status, occurred_at, reasons,"
+        "  details)),"
+        " k AS (SELECT * FROM unnest($7::text[], $8::text[], $9::text[], $10::text[],"
+        "  $11::text[], $12::timestamptz[], $13::timestamptz[]) AS k(order_key, order_id, store,"
+        "  external_order_id, status, status_at, first_seen)),"
+        " t AS (INSERT INTO timeline (event_id, order_key, status, occurred_at, reasons, details)"
+        "  SELECT event_id, order_key, status, occurred_at, reasons::jsonb, details::jsonb FROM e"
+        "  ON CONFLICT DO NOTHING),"
         " o AS (INSERT INTO orders (order_key, order_id, store, external_order_id, status,"
-        "  status_at, first_seen) VALUES ($2, $7, $8, $9, $3, $4, $4)"
+        "  status_at, first_seen) SELECT * FROM k ORDER BY order_key"
         "  ON CONFLICT (order_key) DO UPDATE SET"
         "  status = CASE WHEN EXCLUDED.status_at >= orders.status_at THEN EXCLUDED.status"
         "  ELSE orders.status END,"
         "  status_at = greatest(orders.status_at, EXCLUDED.status_at),"
         "  first_seen = least(orders.first_seen, EXCLUDED.first_seen)),"
         " f AS (INSERT INTO facts (event_id, kind, order_key, occurred_at, body)"
-        "  VALUES ($1, 'status', $2, $4, jsonb_build_object('status', $3::text,"
-        "  'reasons', $5::jsonb)) ON CONFLICT DO NOTHING RETURNING 1),"
+        "  SELECT event_id, 'status', order_key, occurred_at, jsonb_build_object('status',"
+        "  status, 'reasons', reasons::jsonb) FROM e ON CONFLICT DO NOTHING"
+        "  RETURNING event_id, order_key),"
         " x AS (INSERT INTO order_index AS x (order_key, store, external_order_id, order_id,"
-        " seen_at) VALUES ($2, $8, $9, $7, $4) ON CONFLICT (order_key) DO UPDATE SET"
-        " order_id = coalesce(x.order_id, EXCLUDED.order_id),"
-        " seen_at = least(x.seen_at, EXCLUDED.seen_at))" + _fresh("$2::text"),
-        e.event_id, key, e.status, e.occurred_at, reasons, json.dumps(e.details, default=str),
-        e.order_id, e.store, e.external_order_id))
+        "  seen_at) SELECT order_key, store, external_order_id, order_id, first_seen FROM k"
+        "  ORDER BY order_key ON CONFLICT (order_key) DO UPDATE SET"
+        "  order_id = coalesce(x.order_id, EXCLUDED.order_id),"
+        "  seen_at = least(x.seen_at, EXCLUDED.seen_at))"
+        " SELECT event_id, order_key FROM f",
+        [e.event_id for e in events], [f"{e.store}:{e.external_order_id}" for e in events],
+        [e.status for e in events], [e.occurred_at for e in events],
+        [json.dumps([r.model_dump() for r in e.reasons]) for e in events],
+        [json.dumps(e.details, default=str) for e in events],
+        *(list(col) for col in zip(*orders, strict=True)))
+    return {r["event_id"]: r["order_key"] for r in fresh}
+
+
+async def record_status(conn: Conn, e: OrderStatusChanged) -> str | None:
+    """One status change (`record_statuses` of one): the order's key when the fact is new."""
+    return (await record_statuses(conn, [e])).get(e.event_id)
 
 
 def status_body(e: OrderStatusChanged) -> dict[str, Any]:
@@ -65,16 +116,25 @@ def status_body(e: OrderStatusChanged) -> dict[str, Any]:
     return {"status": e.status, "reasons": [r.model_dump() for r in e.reasons]}
 
 
-async def record_refund(conn: Conn, e: RefundIssued) -> None:
-    await conn.execute("INSERT INTO refunds VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                       " ON CONFLICT DO NOTHING",
-                       e.event_id, f"{e.store}:{e.external_order_id}", e.request_id, e.amount,
-                       e.currency, e.occurred_at, e.reason)
+async def record_refunds(conn: Conn, events: list[RefundIssued]) -> None:
+    """A run's refunds, one statement (each event once)."""
+    await conn.execute(
+        "INSERT INTO refunds (event_id, order_key, request_id, amount, currency, occurred_at,"
+        " reason) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::numeric[],"
+        " $5::text[], $6::timestamptz[], $7::text[]) ON CONFLICT DO NOTHING",
+        [e.event_id for e in events], [f"{e.store}:{e.external_order_id}" for e in events],
+        [e.request_id for e in events], [e.amount for e in events],
+        [e.currency for e in events], [e.occurred_at for e in events],
+        [e.reason for e in events])
 
 
-async def record_feedback(conn: Conn, e: FeedbackGiven) -> None:
-    await conn.execute("INSERT INTO feedback VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                       e.event_id, e.key, e.rating, e.occurred_at)
+async def record_feedback(conn: Conn, events: list[FeedbackGiven]) -> None:
+    """A run's ratings, one statement (each event once)."""
+    await conn.execute(
+        "INSERT INTO feedback (event_id, order_key, rating, occurred_at) SELECT * FROM"
+        " unnest($1::uuid[], $2::text[], $3::int[], $4::timestamptz[]) ON CONFLICT DO NOTHING",
+        [e.event_id for e in events], [e.key for e in events], [e.rating for e in events],
+        [e.occurred_at for e in events])
 
 
 async def timeline(pool: asyncpg.Pool, key: str) -> dict[str, Any] | None:
@@ -109,44 +169,75 @@ async def reason_counts(pool: asyncpg.Pool, status: str) -> dict[str, int]:
 async def record_fact(conn: Conn, event_id: uuid.UUID, kind: str, at: datetime,
                       body: dict[str, Any], *, order_key: str | None = None,
                       tracking_number: str | None = None) -> str | None:
-    """The order's key when the fact is new; a carrier scan belongs to the order of its
-    parcel."""
-    return _recorded(await conn.fetchrow(
-        "WITH f AS (INSERT INTO facts (event_id, kind, order_key, tracking_number, occurred_at,"
-        " body) VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING RETURNING 1)"
-        + _fresh("coalesce($3::text, (SELECT order_key FROM parcel_index"
-                 " WHERE tracking_number = $4))"),
-        event_id, kind, order_key, tracking_number, at, json.dumps(body, default=str)))
+    """One fact (`record_facts` of one): the order's key when the fact is new."""
+    return (await record_facts(conn, [fact_row(event_id, kind, at, body, order_key=order_key,
+                                               tracking_number=tracking_number)])).get(event_id)
+
+
+IndexRow = tuple[str, "str | None", "str | None", "str | None", "datetime | None", datetime]
+"""`(order_key, order_id, customer_id, country, placed_at, seen_at)` of a placed or accepted
+order."""
+
+
+async def index_orders(conn: Conn, rows: list[IndexRow]) -> None:
+    """What the run's placed and accepted orders say of them, in the index: the first value
+    seen of each field stays (a re-sent order keeps its first version, as intake does), and the
+    earliest time seen. One statement, one row per order (merged here in run order)."""
+    merged: dict[str, list[Any]] = {}
+    for key, *fields, seen_at in rows:
+        row = merged.get(key)
+        if row is None:
+            merged[key] = [*fields, seen_at]
+            continue
+        for i, value in enumerate(fields):
+            if row[i] is None:
+                row[i] = value
+        row[-1] = min(row[-1], seen_at)
+    keys = sorted(merged)
+    await conn.execute(
+        "INSERT INTO order_index AS o (order_key, store, external_order_id, order_id,"
+        " customer_id, country, placed_at, seen_at)"
+        " SELECT k, split_part(k, ':', 1), substr(k, length(split_part(k, ':', 1)) + 2),"
+        " order_id, customer_id, country, placed_at, seen_at"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],"
+        " $6::timestamptz[]) AS u(k, order_id, customer_id, country, placed_at, seen_at)"
+        " ORDER BY k ON CONFLICT (order_key) DO UPDATE SET"
+        " order_id = coalesce(o.order_id, EXCLUDED.order_id),"
+        " customer_id = coalesce(o.customer_id, EXCLUDED.customer_id),"
+        " country = coalesce(o.country, EXCLUDED.country),"
+        " placed_at = coalesce(o.placed_at, EXCLUDED.placed_at),"
+        " seen_at = least(o.seen_at, EXCLUDED.seen_at)",
+        keys, *([merged[k][i] for k in keys] for i in range(5)))
 
 
 async def record_order_fact(conn: Conn, event_id: uuid.UUID, at: datetime,
                             body: dict[str, Any], *, key: str, order_id: str | None = None,
                             customer_id: str | None = None, country: str | None = None,
                             placed_at: datetime | None = None) -> str | None:
-    """A placed or accepted order: the fact, and what is known of the order in the index, where
-    the first value seen of each field stays (a re-sent order keeps its first version, as intake
-    does). One statement; the order's key when the fact is new."""
-    store_name, _, ext = key.partition(":")
-    return _recorded(await conn.fetchrow(
-        "WITH f AS (INSERT INTO facts (event_id, kind, order_key, occurred_at, body)"
-        "  VALUES ($1, 'placed', $2, $3, $4::jsonb) ON CONFLICT DO NOTHING RETURNING 1),"
-        " i AS (INSERT INTO order_index AS o (order_key, store, external_order_id, order_id,"
-        " customer_id, country, placed_at, seen_at) VALUES ($2, $5, $6, $7, $8, $9, $10, $3)"
-        " ON CONFLICT (order_key) DO UPDATE SET"
-        " order_id = coalesce(o.order_id, EXCLUDED.order_id),"
-        " customer_id = coalesce(o.customer_id, EXCLUDED.customer_id),"
-        " country = coalesce(o.country, EXCLUDED.country),"
-        " placed_at = coalesce(o.placed_at, EXCLUDED.placed_at),"
-        " seen_at = least(o.seen_at, EXCLUDED.seen_at))" + _fresh("$2::text"),
-        event_id, key, at, json.dumps(body, default=str), store_name, ext, order_id, customer_id,
-        country, placed_at))
+    """One placed or accepted order: the fact and the index (`record_facts` and `index_orders`
+    of one); the order's key when the fact is new."""
+    fresh = await record_facts(conn, [fact_row(event_id, "placed", at, body, order_key=key)])
+    await index_orders(conn, [(key, order_id, customer_id, country, placed_at, at)])
+    return fresh.get(event_id)
+
+
+ParcelRow = tuple[str, str, str, str, str]
+"""`(tracking_number, order_key, parcel_id, carrier, warehouse)`."""
+
+
+async def index_parcels(conn: Conn, rows: list[ParcelRow]) -> None:
+    """Which order each tracking number belongs to (the first shipment naming it stays)."""
+    if rows:
+        await conn.execute(
+            "INSERT INTO parcel_index (tracking_number, order_key, parcel_id, carrier,"
+            " warehouse) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+            " $5::text[]) AS u(t, k, p, c, w) ORDER BY t ON CONFLICT DO NOTHING",
+            *(list(col) for col in zip(*rows, strict=True)))
 
 
 async def index_parcel(conn: Conn, tracking_number: str, key: str, parcel_id: str,
                        carrier: str, warehouse: str) -> None:
-    await conn.execute("INSERT INTO parcel_index VALUES ($1, $2, $3, $4, $5)"
-                       " ON CONFLICT DO NOTHING", tracking_number, key, parcel_id, carrier,
-                       warehouse)
+    await index_parcels(conn, [(tracking_number, key, parcel_id, carrier, warehouse)])
 
 
 async def filter_options(pool: asyncpg.Pool) -> dict[str, list[str]]:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from shared import dlq, outbox
+from shared import dlq, outbox, topics
 from shared.contracts import (
     AftersalesRequested,
     BackorderDecision,
@@ -26,6 +26,7 @@ from shared.contracts import (
 from shared.dlq import REPLAY_GROUP, REPLAYED_FROM
 from shared.settings import SERVICES
 from shared.topics import ALL as ALL_TOPICS
+from shared.uow import UnitOfWork
 
 from . import auth, i18n, roles, store
 from .config import console_settings
@@ -700,12 +701,14 @@ async def backorder_decide(store_name: str, ext: str, request: Request,
                               body=buyer(f"msg.backorder.{decision}.body", **values))
     event = BackorderDecision(store=store_name, external_order_id=ext, decision=decision,
                               substitutions=subs)
-    # One transaction: the audit row and both events in the console's outbox (the relay
+    # One unit of work: the audit row and both events in the console's outbox (the relay
     # publishes them in this order, on the order's key). Kafka away now: they wait, none lost.
-    async with pool(request).acquire() as conn, conn.transaction():
-        await outbox.enqueue(conn, "orders.backorder_decisions", key, event)
-        await outbox.enqueue(conn, "customer.messages", key, message)
-        await audit(request, user, f"backorders.{decision}", key, "requested", conn=conn,
+    # An operator's action has no cause: the events keep the ids built here, which the audit
+    # row records.
+    async with UnitOfWork.begin(pool(request), "console") as uow:
+        await uow.publish(topics.ORDERS_BACKORDER_DECISIONS, key, event)
+        await uow.publish(topics.CUSTOMER_MESSAGES, key, message)
+        await audit(request, user, f"backorders.{decision}", key, "requested", conn=uow.conn,
                     after={"substitutions": subs, "event_id": str(event.event_id),
                            "message": {"language": message.language,
                                        "subject": message.subject,
