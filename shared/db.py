@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Hashable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -152,40 +149,3 @@ async def prune_inbox(conn: Conn, older_than_days: float) -> int:
         "DELETE FROM inbox WHERE received_at < now() - make_interval(secs => $1)",
         older_than_days * 86400)
     return int(result.split()[-1])
-
-
-# --- reference data read once per unit of work ------------------------------------------------
-_memo: contextvars.ContextVar[dict[Hashable, Any] | None] = contextvars.ContextVar(
-    "db_memo", default=None)
-
-
-@contextlib.contextmanager
-def memo_scope(uow: Any = None) -> Iterator[None]:
-    """A unit of work (a consumer's run of events, a warehouse pass: one transaction) in which
-    `memoized` reads reference data (box sizes, the carrier catalogue) once instead of once per
-    event. Outside a scope `memoized` always loads."""
-    token = _memo.set(uow._memo if uow is not None else {})
-    try:
-        yield
-    finally:
-        _memo.reset(token)
-
-
-async def memoized(key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
-    memo = _memo.get()
-    if memo is None:
-        return await load()
-    if key not in memo:
-        memo[key] = await load()
-    return memo[key]
-
-
-def forget(name: str) -> None:
-    """A writer changed the data called `name`: later reads in this unit of work load it again.
-    Memo keys are `name` or tuples starting with it, e.g. ("fulfillment.products", skus); every
-    store function that writes memoized data calls this."""
-    memo = _memo.get()
-    if memo is None:
-        return
-    for k in [k for k in memo if k == name or (isinstance(k, tuple) and k[:1] == (name,))]:
-        del memo[k]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 
 from .contracts import FxRatesPublished
-from .db import Conn, forget, memoized
 from .messaging import Handlers
 from .money import FxRates, load_rates, rates_from_message, store_rates
 from .topics import FX_RATES
@@ -29,11 +28,8 @@ def subscribe(handlers: Handlers) -> None:
             log.info("exchange rates from %s as of %s: %d of %d pairs newer than what was"
                      " known", event.base, event.as_of.isoformat(), changed, len(event.rates))
         uow.forget(MEMO)
-        forget(MEMO)  # the legacy memo (per-event handlers), the same dict in a consumer run
 
 
-async def rates(source: UnitOfWork | Conn) -> FxRates:
+async def rates(uow: UnitOfWork) -> FxRates:
     """The rates this service knows, read once per unit of work."""
-    if isinstance(source, UnitOfWork):
-        return await source.memo(MEMO, lambda: load_rates(source.conn))
-    return await memoized(MEMO, lambda: load_rates(source))
+    return await uow.memo(MEMO, lambda: load_rates(uow.conn))

@@ -33,7 +33,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 import asyncpg
@@ -43,22 +42,15 @@ from pydantic import ValidationError
 
 from . import metrics, outbox
 from .contracts import (
-    ChargeRequested,
     Event,
-    InternalEvent,
     OrderCancelled,
     OrderCancelRequested,
-    OrderStatusChanged,
-    Reason,
-    RefundIssued,
-    WireModel,
-    money_text,
 )
-from .db import Conn, first_times, is_transient_db_error, memo_scope, prune_inbox
+from .db import first_times, is_transient_db_error, prune_inbox
 from .logging import log_context
 from .retry import Backoff
-from .topics import ORDERS_STATUS, PAYMENTS_CHARGES, PAYMENTS_REFUNDS, Topic, dlq_name
-from .uow import UnitOfWork, cut
+from .topics import Topic, dlq_name
+from .uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -101,108 +93,8 @@ def clamp_future(event: E, now: datetime, max_skew: timedelta) -> E:
 
 
 
-# --- legacy, per-event handlers (removed once every service takes runs) -----------------------
-# `Run` is the UnitOfWork (shared/uow.py); a per-event handler gets a `Ctx` view of it.
-Run = UnitOfWork
-
-
-@dataclass
-class Ctx:
-    """What a per-event handler gets besides its event (legacy shape: handlers take runs,
-    `@handlers.on(topic)`, docs/messaging.md)."""
-
-    conn: Conn
-    topic: str
-    key: str | None
-    event: Event
-    service: str
-    run: UnitOfWork
-
-    @property
-    def correlation_id(self) -> str:
-        corr = getattr(self.event, "correlation_id", None)
-        return str(corr or self.event.event_id)
-
-    async def publish(self, topic: Topic, key: str | None, event: WireModel) -> None:
-        """Write an event to the outbox, in this transaction; fills tracing ids."""
-        if isinstance(event, InternalEvent):
-            event = event.model_copy(update={
-                "correlation_id": event.correlation_id or self.correlation_id,
-                "causation_id": event.causation_id or str(self.event.event_id),
-            })
-        await outbox.enqueue(self.conn, topic, key, event)
-
-    async def status(self, *, order_id: str, store: str, external_order_id: str, status: str,
-                     reasons: list[tuple[str, str]] | None = None,
-                     details: dict[str, Any] | None = None) -> None:
-        """Publish an `orders.status` change for the storefront (docs/contract.md)."""
-        await emit_status(self.conn, order_id=order_id, store=store,
-                          external_order_id=external_order_id, status=status, reasons=reasons,
-                          details=details, correlation_id=self.correlation_id,
-                          causation_id=str(self.event.event_id))
-
-async def emit_status(conn: Conn, *, order_id: str, store: str,
-                      external_order_id: str, status: str,
-                      reasons: list[tuple[str, str]] | None = None,
-                      details: dict[str, Any] | None = None, correlation_id: str | None = None,
-                      causation_id: str | None = None) -> None:
-    event = OrderStatusChanged(
-        order_id=order_id, store=store, external_order_id=external_order_id,
-        status=status,
-        reasons=[Reason(code=c, message=cut(m)) for c, m in (reasons or [])],
-        details=details or {}, correlation_id=correlation_id, causation_id=causation_id,
-    )
-    await outbox.enqueue(conn, ORDERS_STATUS, f"{store}:{external_order_id}", event)
-    # Once per change, labelled with the first (main) reason, so sums by status are right.
-    metrics.ORDER_STATUS.labels(status, reasons[0][0] if reasons else "").inc()
-
-
-async def emit_cancelled(conn: Conn, *, order_id: str, store: str, external_order_id: str,
-                         reasons: list[tuple[str, str]], refund_due: Decimal, currency: str,
-                         correlation_id: str | None = None,
-                         causation_id: str | None = None) -> None:
-    """An order is `cancelled` (docs/contract.md): the storefront hears it with the refund due,
-    and the payment system gets the refund request for the money taken (`payments.refunds`,
-    request `cancellation`; none when nothing was taken)."""
-    await emit_status(conn, order_id=order_id, store=store, external_order_id=external_order_id,
-                      status="cancelled", reasons=reasons,
-                      details={"refund_due": money_text(refund_due)},
-                      correlation_id=correlation_id, causation_id=causation_id)
-    await request_refund(conn, order_id=order_id, store=store,
-                         external_order_id=external_order_id, request_id="cancellation",
-                         amount=refund_due, currency=currency,
-                         reason=reasons[0][0] if reasons else "cancelled",
-                         correlation_id=correlation_id, causation_id=causation_id)
-
-
-async def request_refund(conn: Conn, *, order_id: str, store: str, external_order_id: str,
-                         request_id: str, amount: Decimal, currency: str, reason: str,
-                         correlation_id: str | None = None,
-                         causation_id: str | None = None) -> None:
-    """Money owed to the customer goes back: a `payments.refunds` request (nothing for 0)."""
-    if amount <= 0:
-        return
-    await outbox.enqueue(conn, PAYMENTS_REFUNDS, f"{store}:{external_order_id}", RefundIssued(
-        order_id=order_id, store=store, external_order_id=external_order_id,
-        request_id=request_id, amount=amount, currency=currency, reason=reason))
-    metrics.MONEY_REQUESTS.labels("refund", reason).inc()
-
-
-async def request_charge(conn: Conn, *, order_id: str, store: str, external_order_id: str,
-                         charge_id: str, amount: Decimal, currency: str, reason: str) -> None:
-    """Money the customer owes on top: a `payments.charges` request (nothing for 0)."""
-    if amount <= 0:
-        return
-    await outbox.enqueue(conn, PAYMENTS_CHARGES, f"{store}:{external_order_id}", ChargeRequested(
-        order_id=order_id, store=store, external_order_id=external_order_id,
-        charge_id=charge_id, amount=amount, currency=currency, reason=reason))
-    metrics.MONEY_REQUESTS.labels("charge", reason).inc()
-
-
 RunHandler = Callable[[UnitOfWork, list[Any]], Awaitable[None]]
 """`(uow, events)`: the consecutive events of one topic in a run, duplicates removed, in order."""
-Handler = Callable[[Ctx, Any], Awaitable[None]]
-"""Legacy: `(ctx, event)`, one event at a time."""
 InvalidHandler = Callable[[UnitOfWork, "RawMessage", str, str], Awaitable[bool]]
 """`(uow, raw, code, message)` for a value that cannot be handled (`malformed`: it breaks the
 contract, `too_large`: over the topic's size limit); True when it took care of it (e.g. rejected
@@ -236,9 +128,8 @@ class RawMessage:
 @dataclass
 class Subscription(Generic[E]):
     topic: Topic
-    handler: RunHandler | Handler
+    handler: RunHandler
     on_invalid: InvalidHandler | None = None
-    takes_runs: bool = True
 
 
 @dataclass
@@ -256,15 +147,7 @@ class Handlers:
     def on(self, topic: Topic, *, on_invalid: InvalidHandler | None = None
            ) -> Callable[[RunHandler], RunHandler]:
         def register(fn: RunHandler) -> RunHandler:
-            self.subscriptions[topic.name] = Subscription(topic, fn, on_invalid, True)
-            return fn
-        return register
-
-    def legacy(self, topic: Topic, *, on_invalid: InvalidHandler | None = None
-               ) -> Callable[[Handler], Handler]:
-        """A per-event handler `(ctx, event)` (the shape before runs; being removed)."""
-        def register(fn: Handler) -> Handler:
-            self.subscriptions[topic.name] = Subscription(topic, fn, on_invalid, False)
+            self.subscriptions[topic.name] = Subscription(topic, fn, on_invalid)
             return fn
         return register
 
@@ -764,44 +647,30 @@ class Consumer:
             uow = UnitOfWork(conn, self.service, hook_cause=str(run[0][1].event_id))
             async with conn.transaction():
                 fresh = await first_times(conn, [(e.event_id, r.topic) for r, e in run])
-                with _legacy(uow):
-                    for topic, segment in _segments(run):
-                        events: list[Event] = []
-                        for _, event in segment:
-                            if event.event_id in fresh:
-                                fresh.discard(event.event_id)  # the same id twice: once
-                                events.append(event)
-                        if len(events) < len(segment):
-                            outcomes.append((topic, "duplicate", len(segment) - len(events),
-                                             0.0))
-                        if not events:
-                            continue
-                        started = time.perf_counter()
-                        await self._call(uow, segment, events)
-                        outcomes.append((topic, "ok", len(events),
-                                         time.perf_counter() - started))
-                    await uow.finish()
+                for topic, segment in _segments(run):
+                    events: list[Event] = []
+                    for _, event in segment:
+                        if event.event_id in fresh:
+                            fresh.discard(event.event_id)  # the same id twice: once
+                            events.append(event)
+                    if len(events) < len(segment):
+                        outcomes.append((topic, "duplicate", len(segment) - len(events),
+                                         0.0))
+                    if not events:
+                        continue
+                    started = time.perf_counter()
+                    await self._call(uow, segment, events)
+                    outcomes.append((topic, "ok", len(events),
+                                     time.perf_counter() - started))
+                await uow.finish()
             uow.committed()
         return outcomes
 
     async def _call(self, uow: UnitOfWork, segment: list[tuple[RawMessage, Event]],
                     events: list[Event]) -> None:
-        raw = segment[0][0]
-        sub = self.handlers.subscriptions[raw.topic]
-        with log_context(topic=raw.topic):
-            if sub.takes_runs:
-                handler: RunHandler = sub.handler  # type: ignore[assignment]
-                await handler(uow, events)
-                return
-            legacy: Handler = sub.handler  # type: ignore[assignment]
-            keys = {e.event_id: r.key for r, e in segment}
-            for event in uow.each(events):
-                key = keys.get(event.event_id)
-                with outbox.id_scope(str(event.event_id)), log_context(
-                        key=key.decode(errors="replace") if key else None):
-                    await legacy(Ctx(uow.conn, raw.topic,
-                                     key.decode(errors="replace") if key else None, event,
-                                     self.service, uow), event)
+        topic = segment[0][0].topic
+        with log_context(topic=topic):
+            await self.handlers.subscriptions[topic].handler(uow, events)
 
     async def _commit_many(self, batch: list[RawMessage]) -> None:
         consumer = self.consumer
@@ -868,10 +737,8 @@ class Consumer:
                 async with self.pool.acquire() as conn:
                     uow = UnitOfWork(conn, self.service, cause=where)
                     async with conn.transaction():
-                        with _legacy(uow), outbox.id_scope(where):
-                            taken = await sub.on_invalid(uow, raw, refused.code,
-                                                         refused.message)
-                            await uow.finish()
+                        taken = await sub.on_invalid(uow, raw, refused.code, refused.message)
+                        await uow.finish()
                     uow.committed()
                 if taken:
                     return "rejected"
@@ -1057,35 +924,11 @@ def _segments(run: list[tuple[RawMessage, Event]]
         yield segment[0][0].topic, segment
 
 
-@contextlib.contextmanager
-def _legacy(uow: UnitOfWork) -> Iterator[None]:
-    """While per-event handlers remain: `outbox.enqueue`, `memoized` and the transactional
-    metrics of the old shape write into `uow` (its outbox rows, its memo, its after-commit
-    hooks), so both shapes share one ordered outbox and one commit."""
-    with outbox.buffered(uow.conn, uow), memo_scope(uow), metrics.deferred(uow):
-        yield
-
-
 def parse_uuid(value: Any) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(value))
     except (ValueError, TypeError):
         return None
-
-
-async def confirm_cancelled(ctx: Ctx, topic: Topic, request: OrderCancelRequested,
-                            confirmed_by: str) -> None:
-    """The end of a cancellation's hand-off (see `OrderCancelRequested`): the storefront hears
-    `cancelled` with the refund due, and the other services hear `{service}.order_cancelled`."""
-    store, _, ext = request.order_key.partition(":")
-    await emit_cancelled(ctx.conn, order_id=request.order_id, store=store, external_order_id=ext,
-                         reasons=[("cancelled_by_customer", request.reason)],
-                         refund_due=request.refund_due, currency=request.currency,
-                         correlation_id=ctx.correlation_id,
-                         causation_id=str(ctx.event.event_id))
-    await ctx.publish(topic, request.order_key, OrderCancelled(
-        order_id=request.order_id, order_key=request.order_key, reason=request.reason,
-        refund_due=request.refund_due, currency=request.currency, confirmed_by=confirmed_by))
 
 
 async def confirm_cancellation(uow: UnitOfWork, topic: Topic, request: OrderCancelRequested,

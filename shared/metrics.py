@@ -6,81 +6,10 @@ One process per instance, so the default registry is the service's; Prometheus a
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
-
 from prometheus_client import Counter, Gauge, Histogram
 
-# --- business metrics count what committed -------------------------------------------------
-# A handler's counters are bumped inside its transaction; a run that rolls back and is retried
-# would count twice. Inside `deferred()` (opened by the consumer around each transaction) the
-# bumps are kept and applied only after the commit; outside one (an HTTP request, a timer) they
-# apply at once.
-_pending: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
-    "metrics_pending", default=None)
-
-
-def _later(fn: Callable[[], None]) -> None:
-    pending = _pending.get()
-    if pending is None:
-        fn()
-    else:
-        pending.append(fn)
-
-
-@contextlib.contextmanager
-def deferred(uow: Any = None) -> Iterator[list[Callable[[], None]]]:
-    """Collect metric updates; the caller runs the returned list after its commit succeeds
-    (with a unit of work: they join its after-commit hooks)."""
-    updates: list[Callable[[], None]] = uow._after if uow is not None else []
-    token = _pending.set(updates)
-    try:
-        yield updates
-    finally:
-        _pending.reset(token)
-
-
-def apply(updates: list[Callable[[], None]]) -> None:
-    for fn in updates:
-        fn()
-    updates.clear()
-
-
-class _Deferred:
-    def __init__(self, target: Any) -> None:
-        self._target = target
-
-    def inc(self, amount: float = 1) -> None:
-        _later(lambda: self._target.inc(amount))
-
-    def observe(self, value: float) -> None:
-        _later(lambda: self._target.observe(value))
-
-
-class TransactionalCounter(_Deferred):
-    """A Counter whose increments inside `deferred()` wait for the commit."""
-
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> None:
-        super().__init__(Counter(name, documentation, labelnames))
-
-    def labels(self, *values: str) -> _Deferred:
-        return _Deferred(self._target.labels(*values))
-
-
-class TransactionalHistogram(_Deferred):
-    """A Histogram whose observations inside `deferred()` wait for the commit."""
-
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (),
-                 buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS) -> None:
-        super().__init__(Histogram(name, documentation, labelnames, buckets=buckets))
-
-    def labels(self, *values: str) -> _Deferred:
-        return _Deferred(self._target.labels(*values))
-
-
-
+# Business metrics count what committed: a handler bumps them through its unit of work
+# (`uow.count`, `uow.observe`: after-commit hooks), so a run rolled back and retried counts once.
 EVENTS_CONSUMED = Counter(
     "shopkeeper_events_consumed_total",
     "Events handled, by topic and outcome (ok, duplicate, rejected, dlq)",
@@ -91,7 +20,7 @@ EVENTS_PUBLISHED = Counter(
 )
 HANDLER_SECONDS = Histogram(
     "shopkeeper_handler_seconds",
-    "Time to handle one event, transaction included",
+    "Time a handler took for its events of one run (one observation per handler call)",
     ["topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
@@ -108,11 +37,11 @@ CONSUMER_STALLED = Gauge(
     "shopkeeper_consumer_stalled", "1 when the consumer has lag and makes no progress"
 )
 DLQ_TOTAL = Counter("shopkeeper_dlq_total", "Messages sent to a dead-letter topic", ["topic"])
-ORDER_STATUS = TransactionalCounter(
+ORDER_STATUS = Counter(
     "shopkeeper_order_status_total", "Order status changes published, by status and main reason",
     ["status", "reason"],
 )
-MONEY_REQUESTS = TransactionalCounter(
+MONEY_REQUESTS = Counter(
     "shopkeeper_payment_requests_total",
     "Refund and charge requests sent to the payment system (payments.refunds, payments.charges)",
     ["kind", "reason"],

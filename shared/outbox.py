@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import json
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -44,10 +42,8 @@ from aiokafka.errors import (
 from tenacity import AsyncRetrying, RetryCallState, retry_if_not_exception_type, stop_never
 
 from . import metrics
-from .contracts import Event, WireModel, derived_id
 from .db import TRANSIENT_DB_ERRORS, Conn
 from .retry import jittered
-from .topics import Topic
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +62,7 @@ INSERT = (
 
 # Many rows in one statement: every bucket's shared lock first (the aggregate reads them all
 # before the join yields a row, and the sort takes every row before the first id is drawn),
-# then ids in enqueue order (ORDER BY the ordinality); the statement-level NOTIFY fires once.
+# then ids in publish order (ORDER BY the ordinality); the statement-level NOTIFY fires once.
 INSERT_MANY = (
     "WITH held AS MATERIALIZED (SELECT count(pg_advisory_xact_lock_shared("
     "hashtext(current_schema()), b)) AS locked FROM (SELECT DISTINCT outbox_bucket(k)"
@@ -104,99 +100,6 @@ INSERT_QUARANTINED = (
     "INSERT INTO outbox (topic, key, value, headers, quarantined_at, error)"
     " VALUES ($1, $2, $3, $4::jsonb, now(), $5)"
 )
-
-
-class _Buffer:
-    def __init__(self, conn: Conn, rows: list[tuple[str, str | None, bytes, str]] | None = None
-                 ) -> None:
-        self.conn = conn
-        self.rows: list[tuple[str, str | None, bytes, str]] = [] if rows is None else rows
-        self.owned = rows is None
-
-
-class _IdScope:
-    def __init__(self, cause: str) -> None:
-        self.cause = cause
-        self.counts: dict[tuple[str, str | None], int] = {}
-
-
-_id_scope: contextvars.ContextVar[_IdScope | None] = contextvars.ContextVar("outbox_id_scope",
-                                                                           default=None)
-
-
-@contextlib.contextmanager
-def id_scope(cause: str) -> Iterator[None]:
-    """Events enqueued inside get ids derived from `cause` (the event being handled, or a timer's
-    deterministic step such as "pack:<order_id>"), the topic, the key and their rank: the same
-    handling, repeated, enqueues the same ids, so the inboxes downstream drop the repeat. Outside
-    a scope an event keeps the id it was built with."""
-    token = _id_scope.set(_IdScope(cause))
-    try:
-        yield
-    finally:
-        _id_scope.reset(token)
-
-
-def _with_derived_id(topic: Topic | str, key: str | None, event: WireModel) -> WireModel:
-    scope = _id_scope.get()
-    if scope is None or not isinstance(event, Event):
-        return event
-    slot = (str(topic), key)
-    rank = scope.counts.get(slot, 0)
-    scope.counts[slot] = rank + 1
-    return event.model_copy(update={"event_id": derived_id(scope.cause, *slot, rank)})
-
-
-_buffer: contextvars.ContextVar[_Buffer | None] = contextvars.ContextVar("outbox_buffer",
-                                                                        default=None)
-
-
-async def enqueue(conn: Conn, topic: Topic | str, key: str | None,
-                  event: WireModel, headers: dict[str, str] | None = None) -> None:
-    """Write an event to the outbox in the caller's transaction (or, inside `buffered(conn)`,
-    keep it for that block's `flush_buffer`, still in the same transaction). Either way the
-    key's bucket is share-locked before the row gets its id, until commit (module docstring)."""
-    event = _with_derived_id(topic, key, event)
-    row = (str(topic), key, event.model_dump_json().encode(), json.dumps(headers or {}))
-    size = record_size(key, row[2], headers)
-    if size > MAX_RECORD_BYTES:
-        error = (f"record of {size} bytes is over the {MAX_RECORD_BYTES}-byte limit; not"
-                 " published")
-        log.error("outbox row for %s key %s quarantined at insert: %s. Inspect it with"
-                  " `shopkeeper outbox quarantined`", topic, key, error)
-        await conn.execute(INSERT_QUARANTINED, *row, error)
-        return
-    buf = _buffer.get()
-    if buf is not None and buf.conn is conn:
-        buf.rows.append(row)
-    else:
-        await conn.execute(INSERT, *row)
-
-
-@contextlib.contextmanager
-def buffered(conn: Conn, uow: Any = None) -> Iterator[None]:
-    """Collect the outbox rows that handlers write on `conn` and insert them with one
-    `flush_buffer` (one round trip for a run of events instead of one per row). The caller must
-    flush before its transaction commits: rows left unflushed are dropped with the block."""
-    token = _buffer.set(_Buffer(conn, uow._rows if uow is not None else None))
-    try:
-        yield
-    finally:
-        _buffer.reset(token)
-
-
-async def flush_buffer() -> int:
-    """Insert the rows `buffered` collected, in the order they were enqueued (ids follow it)."""
-    buf = _buffer.get()
-    if buf is None or not buf.rows or not buf.owned:  # a unit of work's rows: it flushes them
-        return 0
-    rows, buf.rows = buf.rows, []
-    if len(rows) == 1:
-        await buf.conn.execute(INSERT, *rows[0])
-    else:
-        await buf.conn.execute(
-            INSERT_MANY, *(list(col) for col in zip(*rows, strict=True)))
-    return len(rows)
 
 
 def new_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
