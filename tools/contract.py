@@ -4,9 +4,10 @@
   dead-letter topic), with its Kafka key and its message; an operation for every publisher and
   every subscriber. Subscribers are read from each service's handlers registry
   (`services/<name>/handlers.py`, `handlers.subscriptions`). Publishers: the outside world for the
-  inbound topics; for the others, the services whose code sends the topic (`ctx.publish(topics.X,
-  …)`, `enqueue(conn, topics.X, …)`, and the status helpers for `orders.status`), found by reading
-  their source, and the topic's registered producer.
+  inbound topics; for the others, the services whose code sends the topic (`uow.publish(topics.X,
+  …)`, and the unit of work's helpers: `uow.status` for `orders.status`, `uow.cancelled`,
+  `uow.refund`, `uow.charge`, `confirm_cancellation`), found by reading their source, and the
+  topic's registered producer.
 - `docs/schemas/<topic>.json`: a JSON Schema (Draft 2020-12) per topic from its pydantic model:
   validation mode for what Shopkeeper accepts from outside, serialization mode for what it sends.
 
@@ -127,14 +128,10 @@ def _called_name(call: ast.Call) -> str:
     return func.id if isinstance(func, ast.Name) else ""
 
 
-# shared.messaging's helpers and the topics they send whoever calls them.
+# The unit of work's helpers (shared/uow.py) and shared.messaging's, and the topics they send
+# whoever calls them.
 HELPERS_SEND: dict[str, tuple[str, ...]] = {
-    "emit_cancelled": (topics.ORDERS_STATUS.name, topics.PAYMENTS_REFUNDS.name),
-    "confirm_cancelled": (topics.ORDERS_STATUS.name, topics.PAYMENTS_REFUNDS.name),
     "confirm_cancellation": (topics.ORDERS_STATUS.name, topics.PAYMENTS_REFUNDS.name),
-    "request_refund": (topics.PAYMENTS_REFUNDS.name,),
-    "request_charge": (topics.PAYMENTS_CHARGES.name,),
-    # shared.uow.UnitOfWork's
     "cancelled": (topics.ORDERS_STATUS.name, topics.PAYMENTS_REFUNDS.name),
     "refund": (topics.PAYMENTS_REFUNDS.name,),
     "charge": (topics.PAYMENTS_CHARGES.name,),
@@ -143,21 +140,20 @@ HELPERS_SEND: dict[str, tuple[str, ...]] = {
 
 def sent_by_source(sources: Iterable[str]) -> set[str]:
     """The topics a service's source sends: a call with `topics.X` as an argument (publish,
-    enqueue, confirm_cancelled, …; not `handlers.on`, which subscribes), and `orders.status` for
-    a call of the status helpers (`emit_status(…)`, `ctx.status(…, status=…)`)."""
+    confirm_cancellation, …; not `handlers.on`, which subscribes), `orders.status` for a call of
+    `uow.status(…, status=…)`, and the helpers' topics (`HELPERS_SEND`)."""
     sent: set[str] = set()
     for source in sources:
         for node in ast.walk(ast.parse(source)):
             if not isinstance(node, ast.Call):
                 continue
             name = _called_name(node)
-            if name == "emit_status" or (
-                    name == "status" and any(k.arg == "status" for k in node.keywords)):
+            if name == "status" and any(k.arg == "status" for k in node.keywords):
                 sent.add(topics.ORDERS_STATUS.name)
             if node.keywords or name not in ("cancelled", "refund", "charge"):
                 # (`future.cancelled()` is not the unit of work's)
                 sent.update(HELPERS_SEND.get(name or "", ()))
-            if name in ("on", "legacy"):
+            if name == "on":
                 continue
             for arg in node.args:
                 constant = _topic_constant(arg)
