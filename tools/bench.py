@@ -475,16 +475,33 @@ async def settle(timeout: float = 120.0) -> None:
     await asyncio.sleep(5)
 
 
+async def deadlocks(admin_url: str) -> int:
+    """Deadlocks Postgres detected so far in the shop's database (pg_stat_database)."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        return int(await conn.fetchval(
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()") or 0)
+    finally:
+        await conn.close()
+
+
 async def scaling(bench: Bench, rate: float, seconds: float) -> dict[str, float]:
-    """Throughput at one offered rate with one, then two instances of each service."""
+    """Throughput at one offered rate with one, then two instances of each service (the
+    workload's 20 SKUs are hot: every order of a step reserves from them), and the deadlocks
+    Postgres detected during each."""
+    url = get_settings().database_url
+    d0 = await deadlocks(url)
     one = (await bench.step(rate, seconds))["throughput"]
+    d1 = await deadlocks(url)
     extra = await asyncio.to_thread(second_instances)
     await asyncio.sleep(15)  # join the groups, rebalance
     try:
         two = (await bench.step(rate, seconds))["throughput"]
     finally:
         await asyncio.to_thread(stop_all, extra)
-    return {"rate": rate, "one_instance": one, "two_instances": two}
+    d2 = await deadlocks(url)
+    return {"rate": rate, "one_instance": one, "two_instances": two,
+            "deadlocks_one_instance": d1 - d0, "deadlocks_two_instances": d2 - d1}
 
 
 def second_instances() -> list[subprocess.Popen[bytes]]:
@@ -568,7 +585,9 @@ def markdown(r: Result, baseline: dict[str, Any] | None = None) -> str:
     if r.scaling:
         lines += ["", f"Scaling at {r.scaling['rate']} orders/s offered: one instance of each"
                   f" service {r.scaling['one_instance']} orders/s, two instances"
-                  f" {r.scaling['two_instances']} orders/s."]
+                  f" {r.scaling['two_instances']} orders/s; deadlocks detected by Postgres:"
+                  f" {r.scaling.get('deadlocks_one_instance', 'n/a')} with one,"
+                  f" {r.scaling.get('deadlocks_two_instances', 'n/a')} with two."]
     if baseline:
         lines += ["", *comparison(baseline, asdict(r))]
     return "\n".join(lines) + "\n"
