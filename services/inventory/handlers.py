@@ -618,17 +618,28 @@ for _topic in (topics.FULFILLMENT_ORDER_CANCELLED, topics.LOGISTICS_ORDER_CANCEL
 
 @handlers.on(topics.LOGISTICS_ORDER_SHIPPED)
 async def order_shipped(uow: UnitOfWork, events: list[OrderShipped]) -> None:
+    """A run of shipped orders commits its stock in four statements whatever its size: the
+    orders locked in id order, the stock rows in SKU order (as reserving locks them: no deadlock
+    between a run of reservations and a run of shipments, or two instances), one UPDATE of the
+    balances and one INSERT of the ledger (`store.commit_all`), one UPDATE of the orders."""
     conn = uow.conn
+    status = await store.known_orders(conn, sorted({uuid.UUID(e.order_id) for e in events}))
+    shipped: list[store.Reservation] = []
+    committed: list[uuid.UUID] = []
     for event in uow.each(events):
         order_id = uuid.UUID(event.order_id)
-        row = await store.get_order(conn, order_id)
-        if row is None or row["status"] != "reserved":
+        if status.get(order_id) != "reserved":
             log.warning("order %s shipped but inventory has it as %s; nothing committed",
-                        event.order_key, row["status"] if row else "unknown")
+                        event.order_key, status.get(order_id, "unknown"))
             continue
-        shipped = [(p.warehouse, ln.sku, ln.quantity) for p in event.parcels for ln in p.lines]
-        await store.commit_shipped(conn, order_id, shipped, event.event_id)
-        await store.update_order(conn, order_id, "committed")
+        status[order_id] = "committed"  # shipped twice in the run: committed once
+        committed.append(order_id)
+        shipped += [store.Reservation(order_id, p.warehouse, ln.sku, ln.quantity,
+                                      event.event_id, "commit")
+                    for p in event.parcels for ln in p.lines]
+    await store.commit_all(conn, shipped)
+    if committed:
+        await store.set_orders_status(conn, committed, "committed")
 
 
 @handlers.on(topics.CATALOG_PRODUCTS)

@@ -232,14 +232,39 @@ async def release(conn: Conn, order_id: uuid.UUID, allocations: list[dict[str, A
                           order_id, event_id)
 
 
-async def commit_shipped(conn: Conn, order_id: uuid.UUID,
-                         shipped: list[tuple[str, str, int]], event_id: uuid.UUID) -> None:
-    """Goods left the building: on_hand and reserved both go down."""
-    for warehouse, sku, qty in sorted(shipped):
-        await conn.execute(
-            "UPDATE stock SET on_hand = on_hand - $3, reserved = reserved - $3"
-            " WHERE sku = $1 AND warehouse = $2", sku, warehouse, qty)
-        await _ledger(conn, sku, warehouse, "commit", -qty, -qty, order_id, event_id)
+async def commit_all(conn: Conn, shipped: list[Reservation]) -> None:
+    """Goods left the building, for a run of shipped orders: on_hand and reserved both go down.
+    The rows are locked first in SKU order, as reserving locks them (two instances, or a run of
+    reservations and a run of shipments, never lock in opposite orders); then one UPDATE of the
+    balances (quantities summed per row) and one INSERT of the ledger rows, in the order given."""
+    if not shipped:
+        return
+    total: dict[tuple[str, str], int] = {}
+    for r in shipped:
+        total[(r.sku, r.warehouse)] = total.get((r.sku, r.warehouse), 0) + r.quantity
+    keys = sorted(total)
+    await conn.execute(
+        "SELECT 1 FROM stock s JOIN unnest($1::text[], $2::text[]) AS x(sku, warehouse)"
+        " USING (sku, warehouse) ORDER BY s.sku, s.warehouse FOR UPDATE OF s",
+        [k[0] for k in keys], [k[1] for k in keys])
+    await conn.execute(
+        "UPDATE stock s SET on_hand = s.on_hand - x.q, reserved = s.reserved - x.q"
+        " FROM unnest($1::text[], $2::text[], $3::int[]) AS x(sku, warehouse, q)"
+        " WHERE s.sku = x.sku AND s.warehouse = x.warehouse",
+        [k[0] for k in keys], [k[1] for k in keys], [total[k] for k in keys])
+    await conn.execute(
+        "INSERT INTO ledger (sku, warehouse, kind, on_hand_delta, reserved_delta, order_id,"
+        " event_id) SELECT x.sku, x.warehouse, 'commit', -x.q, -x.q, x.order_id, x.event_id"
+        " FROM unnest($1::text[], $2::text[], $3::int[], $4::uuid[], $5::uuid[])"
+        " WITH ORDINALITY AS x(sku, warehouse, q, order_id, event_id, n) ORDER BY x.n",
+        [r.sku for r in shipped], [r.warehouse for r in shipped],
+        [r.quantity for r in shipped], [r.order_id for r in shipped],
+        [r.event_id for r in shipped])
+
+
+async def set_orders_status(conn: Conn, order_ids: list[uuid.UUID], status: str) -> None:
+    await conn.execute("UPDATE orders SET status = $2, updated_at = now()"
+                       " WHERE order_id = ANY($1::uuid[])", order_ids, status)
 
 
 async def add_on_hand(conn: Conn, sku: str, warehouse: str, qty: int, kind: str,

@@ -30,7 +30,7 @@ async def test_a_run_of_rates_keeps_the_newest_per_pair_and_the_next_read_sees_i
 
         async def handle_then_read(uow: UnitOfWork, events: list[Any]) -> None:
             await fx.rates(uow)  # memoized before the handler: must be forgotten by it
-            await handler(uow, events)  # type: ignore[arg-type]
+            await handler(uow, events)
             rates = await fx.rates(uow)
             conversion = rates.convert(Decimal("100"), "EUR", "USD")
             assert conversion is not None

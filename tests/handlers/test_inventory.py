@@ -18,12 +18,20 @@ from shared.contracts import (
     OrderAccepted,
     OrderCancelRequested,
     OrderLine,
+    OrderShipped,
     OrderSnapshot,
+    ShippedParcel,
+    SkuQuantity,
     StockAdjusted,
     Totals,
     derived_id,
 )
-from shared.topics import INTAKE_ORDER_ACCEPTED, INTAKE_ORDER_CANCEL_REQUESTED, STOCK_ADJUSTMENTS
+from shared.topics import (
+    INTAKE_ORDER_ACCEPTED,
+    INTAKE_ORDER_CANCEL_REQUESTED,
+    LOGISTICS_ORDER_SHIPPED,
+    STOCK_ADJUSTMENTS,
+)
 from shared.uow import UnitOfWork
 
 from .conftest import Published, ServiceDb
@@ -90,15 +98,16 @@ async def state(db: ServiceDb) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in [*orders, *balances, *ledger]]
 
 
-def counting(into: list[str]) -> Callable[[UnitOfWork, list[Any]], Awaitable[None]]:
-    """`order_accepted`, recording the statements it sends."""
+def counting(into: list[str], handler_fn: Callable[[UnitOfWork, list[Any]], Awaitable[None]]
+             = order_accepted) -> Callable[[UnitOfWork, list[Any]], Awaitable[None]]:
+    """`handler_fn` (`order_accepted` by default), recording the statements it sends."""
     async def handler(uow: UnitOfWork, events: list[Any]) -> None:
         def log(query: Any) -> None:
             if not INTROSPECTION.search(query.query):  # asyncpg's own, once per new type
                 into.append(query.query)
         uow.conn.add_query_logger(log)
         try:
-            await order_accepted(uow, events)
+            await handler_fn(uow, events)
         finally:
             uow.conn.remove_query_logger(log)
     return handler
@@ -268,3 +277,38 @@ async def test_an_expired_backorder_is_cancelled_with_ids_derived_from_its_expir
         assert (status["status"], status["details"]["refund_due"]) == ("cancelled", "10.00")
         assert status["correlation_id"] == str(order.event_id)
         assert await db.pool.fetchval("SELECT status FROM orders") == "cancelled"
+
+
+def shipped(event: OrderAccepted, warehouse: str = "WH-LA") -> OrderShipped:
+    return OrderShipped(order_id=event.order_id, order_key=event.order_key, parcels=[
+        ShippedParcel(parcel_id=f"p-{event.order_id}", warehouse=warehouse, carrier="ups",
+                      service="ground", tracking_number=f"T{event.order_id[:8]}",
+                      lines=[SkuQuantity(sku=ln.sku, quantity=ln.quantity)
+                             for ln in event.order.lines])])
+
+
+async def test_a_run_of_shipments_commits_stock_in_the_same_statements_whatever_its_size(
+        service_db: Any) -> None:
+    """Given reserved orders, when a run of 1 and then a run of 5 of their shipments (one of
+    them twice) are handled, then on_hand and reserved went down by what shipped, once per
+    order, each order is committed, the ledger reconciles, and both runs sent the same
+    statements."""
+    async with service_db("inventory") as db:
+        await stock(db, [("A", "WH-LA", 20), ("B", "WH-LA", 20)])
+        orders = [accepted("s", f"o{i}", [("A", 1), ("B", 2)], minute=i) for i in range(6)]
+        await db.run(order_accepted, orders, INTAKE_ORDER_ACCEPTED.name)
+        one: list[str] = []
+        many: list[str] = []
+        await db.run(counting(one, handlers.order_shipped), [shipped(orders[0])],
+                     LOGISTICS_ORDER_SHIPPED.name)
+        again = shipped(orders[1])
+        await db.run(counting(many, handlers.order_shipped),
+                     [again, *(shipped(o) for o in orders[2:]), again.model_copy(
+                         update={"event_id": uuid.uuid4()})], LOGISTICS_ORDER_SHIPPED.name)
+        assert one == many and len(one) == 5
+        rows = {r["sku"]: (r["on_hand"], r["reserved"]) for r in await db.pool.fetch(
+            "SELECT sku, on_hand, reserved FROM stock")}
+        assert rows == {"A": (14, 0), "B": (8, 0)}
+        assert {r["status"] for r in await db.pool.fetch("SELECT status FROM orders")} == {
+            "committed"}
+        assert await db.pool.fetchval("SELECT count(*) FROM ledger WHERE kind = 'commit'") == 12

@@ -61,3 +61,17 @@ async def test_the_consumer_comparison_reports_both_consumers(stack: None) -> No
     assert proc.returncode == 0, out[-3000:]
     rows = [line for line in out.splitlines() if line.startswith(("| faststream", "| ours"))]
     assert len(rows) == 2 and all(len(r.split("|")) == 7 for r in rows)
+
+
+async def test_the_fixed_load_prints_cpu_per_order_and_latencies(stack: None) -> None:
+    """`python -m tools.bench_load` (the A/B protocol of docs/BENCHMARKS.md) ships its orders
+    and prints both lines; no timing is asserted."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tools.bench_load", "--rate", "5", "--seconds", "2",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env=dict(os.environ))
+    text, _ = await asyncio.wait_for(proc.communicate(), 300)
+    out = text.decode()
+    assert proc.returncode == 0, out[-3000:]
+    assert "[bench-load] 10 orders at 5.0/s; CPU ms per order: total" in out
+    assert "'reserved': {'p50'" in out

@@ -110,8 +110,10 @@ async def test_any_sequence_on_postgres_matches_the_model_and_the_ledger(
                     for w, q in lines:
                         model[w] = domain.apply(model[w], domain.release(model[w], q))
                 else:
-                    await store.commit_shipped(conn, uuid.uuid4(),
-                                               [(w, sku, q) for w, q in lines], uuid.uuid4())
+                    order_id, event_id = uuid.uuid4(), uuid.uuid4()
+                    await store.commit_all(conn, [
+                        store.Reservation(order_id, w, sku, q, event_id, "commit")
+                        for w, q in lines])
                     for w, q in lines:
                         model[w] = domain.apply(model[w], domain.commit(model[w], q))
             got = await _balances(conn, sku)

@@ -1,0 +1,46 @@
+"""One fixed load, measured: `python -m tools.bench_load --rate 45 --seconds 25`.
+
+Publishes single-line orders at `rate` for `seconds` through the bench storefront (20 SKUs, the
+automatic warehouse), waits for every order to ship, then prints the CPU per order of every
+service, Postgres and Kafka over that window and the latencies placed -> accepted, reserved,
+shipped. The A/B protocol of docs/BENCHMARKS.md "Before and after the unit of work": run it on
+two checkouts, each with its own stack (`SHOPKEEPER_PORT_OFFSET`), one after the other."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from shared.settings import get_settings
+
+from . import bench as b
+
+
+async def run(rate: float, seconds: float) -> None:
+    async with b.TimedStorefront(get_settings().kafka_bootstrap_servers) as shop:
+        bench = b.Bench(shop, await b.prepare_catalogue(shop, 20, 1_000_000))
+        pids = b.service_pids()
+        services0 = {k: sum(b.cpu_seconds(x) for x in v) for k, v in pids.items()}
+        infra0 = b.infra_cpu()
+        keys = await bench.publish_at(rate, seconds)
+        await bench.until_shipped(keys)
+        infra1 = b.infra_cpu()
+        services1 = {k: sum(b.cpu_seconds(x) for x in v) for k, v in pids.items()}
+        n = max(1, len(keys))
+        per = {k: round(1000 * (services1[k] - services0[k]) / n, 1) for k in services0}
+        per.update({k: round(1000 * (infra1[k] - infra0[k]) / n, 1) for k in infra0})
+        print(f"[bench-load] {len(keys)} orders at {rate}/s; CPU ms per order: total"
+              f" {sum(per.values()):.1f}, {per}")
+        print(f"[bench-load] latency ms: {bench.latencies(keys)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench_load")
+    parser.add_argument("--rate", type=float, default=45)
+    parser.add_argument("--seconds", type=float, default=25)
+    args = parser.parse_args()
+    asyncio.run(run(args.rate, args.seconds))
+
+
+if __name__ == "__main__":
+    main()
