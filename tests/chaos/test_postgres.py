@@ -259,9 +259,24 @@ def pg_dump(path: Path) -> None:
 
 
 def pg_restore(path: Path) -> None:
-    subprocess.run([local_stack.pg_bin("pg_restore"), f"--dbname={get_settings().database_url}",
-                    "--clean", "--if-exists", "--single-transaction", "--exit-on-error",
-                    str(path)], check=True, capture_output=True)
+    """As docs/OPERATIONS.md restores: the schemas dropped and the dump's SQL replayed in one
+    transaction (`pg_restore --clean` cannot drop the constraints of analytics' monthly
+    partitions: "cannot drop inherited constraint")."""
+    psql = subprocess.Popen([local_stack.pg_bin("psql"), get_settings().database_url,
+                             "--single-transaction", "--quiet", "-v", "ON_ERROR_STOP=1",
+                             "--file=-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    assert psql.stdin is not None and psql.stderr is not None
+    try:
+        psql.stdin.write(f"DROP SCHEMA IF EXISTS {', '.join(SERVICES)} CASCADE;\n".encode())
+        psql.stdin.flush()  # before pg_restore writes to the same pipe
+        subprocess.run([local_stack.pg_bin("pg_restore"), "--file=-", str(path)],
+                       stdout=psql.stdin, check=True)
+    finally:
+        psql.stdin.close()
+    error = psql.stderr.read().decode(errors="replace")
+    if psql.wait() != 0:
+        raise RuntimeError(f"restoring {path} failed: {error[-2000:]}")
 
 
 async def rewind_to(service: str, when: float | None) -> None:
