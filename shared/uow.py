@@ -137,17 +137,14 @@ class UnitOfWork:
 
     # --- cause: ids and tracing of what is emitted ------------------------------------------
     @contextlib.contextmanager
-    def caused_by(self, cause: Event | str, *, correlation_id: str | None = None
-                  ) -> Iterator[None]:
+    def caused_by(self, cause: Event | str) -> Iterator[None]:
         """Events published inside are caused by `cause`: an event handled (its id, correlation
         and the log context of its order), or a deterministic step of a job ("pack:<order>"),
-        which keeps the unit's correlation id unless given one (a job that spans orders stamps
-        each order's own: `caused_by(f"packed/{order}", correlation_id=row["correlation_id"])`)."""
+        which keeps the unit's correlation id (a job spanning orders gives each order's own to
+        `status(correlation_id=...)`)."""
         saved = (self._cause, self._correlation, self._causation)
         if isinstance(cause, str):
             self._cause, self._causation = cause, None
-            if correlation_id is not None:
-                self._correlation = correlation_id
             ids: dict[str, Any] = {}
         else:
             self._cause = self._causation = str(cause.event_id)
@@ -238,22 +235,23 @@ class UnitOfWork:
     async def refund(self, *, order_id: str, store: str, external_order_id: str,
                      request_id: str, amount: Decimal, currency: str, reason: str) -> None:
         """Money owed to the customer goes back: a `payments.refunds` request (nothing for 0)."""
-        if amount <= 0:
-            return
-        await self.publish(PAYMENTS_REFUNDS, f"{store}:{external_order_id}", RefundIssued(
+        await self._money_request("refund", PAYMENTS_REFUNDS, amount, RefundIssued(
             order_id=order_id, store=store, external_order_id=external_order_id,
             request_id=request_id, amount=amount, currency=currency, reason=reason))
-        self.count(metrics.MONEY_REQUESTS, "refund", reason)
 
     async def charge(self, *, order_id: str, store: str, external_order_id: str,
                      charge_id: str, amount: Decimal, currency: str, reason: str) -> None:
         """Money the customer owes on top: a `payments.charges` request (nothing for 0)."""
-        if amount <= 0:
-            return
-        await self.publish(PAYMENTS_CHARGES, f"{store}:{external_order_id}", ChargeRequested(
+        await self._money_request("charge", PAYMENTS_CHARGES, amount, ChargeRequested(
             order_id=order_id, store=store, external_order_id=external_order_id,
             charge_id=charge_id, amount=amount, currency=currency, reason=reason))
-        self.count(metrics.MONEY_REQUESTS, "charge", reason)
+
+    async def _money_request(self, kind: str, topic: Topic, amount: Decimal,
+                             request: RefundIssued | ChargeRequested) -> None:
+        if amount <= 0:
+            return
+        await self.publish(topic, f"{request.store}:{request.external_order_id}", request)
+        self.count(metrics.MONEY_REQUESTS, kind, request.reason)
 
     # --- reference data read once per unit of work ------------------------------------------
     async def memo(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:

@@ -40,27 +40,27 @@ async def insert_orders(conn: Conn, rows: list[tuple[uuid.UUID, str, str, str | 
         *(list(col) for col in zip(*rows, strict=True)))
 
 
-async def set_parcels(conn: Conn, rows: list[tuple[uuid.UUID, str]]) -> None:
-    """The parcels `(order_id, parcels JSON)` each order left in (the last shipment wins)."""
+async def _set_locked(conn: Conn, column: str, array_type: str, value: str,
+                      rows: list[tuple[uuid.UUID, Any]]) -> None:
+    """`column` := `value` (SQL over `u.v`) for each order `(order_id, v)`, one row per order,
+    the orders locked in id order first (two runs never lock them in opposite orders)."""
     await conn.execute(
-        "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[]) AS u(order_id, parcels)),"
+        f"WITH u AS (SELECT * FROM unnest($1::uuid[], $2::{array_type}[]) AS u(order_id, v)),"
         " locked AS (SELECT o.order_id FROM orders o JOIN u USING (order_id)"
         "  ORDER BY o.order_id FOR UPDATE OF o)"
-        " UPDATE orders o SET parcels = u.parcels::jsonb FROM u JOIN locked USING (order_id)"
-        " WHERE o.order_id = u.order_id",
+        f" UPDATE orders o SET {column} = {value}"
+        " FROM u JOIN locked USING (order_id) WHERE o.order_id = u.order_id",
         *(list(col) for col in zip(*rows, strict=True)))
+
+
+async def set_parcels(conn: Conn, rows: list[tuple[uuid.UUID, str]]) -> None:
+    """The parcels `(order_id, parcels JSON)` each order left in (the last shipment wins)."""
+    await _set_locked(conn, "parcels", "text", "u.v::jsonb", rows)
 
 
 async def set_delivered(conn: Conn, rows: list[tuple[uuid.UUID, Any]]) -> None:
     """When each order `(order_id, delivered_at)` was delivered (the return window starts)."""
-    await conn.execute(
-        "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[])"
-        "  AS u(order_id, delivered_at)),"
-        " locked AS (SELECT o.order_id FROM orders o JOIN u USING (order_id)"
-        "  ORDER BY o.order_id FOR UPDATE OF o)"
-        " UPDATE orders o SET delivered_at = u.delivered_at FROM u JOIN locked USING (order_id)"
-        " WHERE o.order_id = u.order_id",
-        *(list(col) for col in zip(*rows, strict=True)))
+    await _set_locked(conn, "delivered_at", "timestamptz", "u.v", rows)
 
 
 async def upsert_products(conn: Conn,

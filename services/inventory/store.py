@@ -101,6 +101,28 @@ class Reservation:
     kind: str = "reserve"
 
 
+def _summed(rows: list[Reservation]) -> tuple[list[str], list[str], list[int]]:
+    """The rows' quantities summed per stock row, in (sku, warehouse) order: columns for unnest."""
+    total: dict[tuple[str, str], int] = {}
+    for r in rows:
+        total[(r.sku, r.warehouse)] = total.get((r.sku, r.warehouse), 0) + r.quantity
+    keys = sorted(total)
+    return [k[0] for k in keys], [k[1] for k in keys], [total[k] for k in keys]
+
+
+async def _ledger_many(conn: Conn, rows: list[Reservation], on_hand: int, reserved: int) -> None:
+    """One ledger row per reservation line, in the order given: `on_hand` and `reserved` are
+    the signs (-1, 0, 1) of its quantity in each delta."""
+    await conn.execute(
+        "INSERT INTO ledger (sku, warehouse, kind, on_hand_delta, reserved_delta, order_id,"
+        " event_id) SELECT x.sku, x.warehouse, x.kind, $7 * x.q, $8 * x.q, x.order_id, x.event_id"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::uuid[], $6::uuid[])"
+        " WITH ORDINALITY AS x(sku, warehouse, kind, q, order_id, event_id, n) ORDER BY x.n",
+        [r.sku for r in rows], [r.warehouse for r in rows], [r.kind for r in rows],
+        [r.quantity for r in rows], [r.order_id for r in rows], [r.event_id for r in rows],
+        on_hand, reserved)
+
+
 async def reserve_all(conn: Conn, reservations: list[Reservation]) -> None:
     """Reserve every line of the run's plans: one UPDATE of the balances (the quantities summed
     per row) and one INSERT of the ledger rows, in the order given. The plans were decided
@@ -108,25 +130,15 @@ async def reserve_all(conn: Conn, reservations: list[Reservation]) -> None:
     that would oversell fails whole and is handled again message by message)."""
     if not reservations:
         return
-    total: dict[tuple[str, str], int] = {}
-    for r in reservations:
-        total[(r.sku, r.warehouse)] = total.get((r.sku, r.warehouse), 0) + r.quantity
-    keys = sorted(total)
+    skus, warehouses, quantities = _summed(reservations)
     updated = await conn.fetchval(
         "WITH u AS (UPDATE stock s SET reserved = s.reserved + x.q"
         " FROM unnest($1::text[], $2::text[], $3::int[]) AS x(sku, warehouse, q)"
         " WHERE s.sku = x.sku AND s.warehouse = x.warehouse RETURNING 1) SELECT count(*) FROM u",
-        [k[0] for k in keys], [k[1] for k in keys], [total[k] for k in keys])
-    if updated != len(keys):
-        raise StockGone(f"{len(keys) - updated} of the run's stock rows are gone")
-    await conn.execute(
-        "INSERT INTO ledger (sku, warehouse, kind, on_hand_delta, reserved_delta, order_id,"
-        " event_id) SELECT x.sku, x.warehouse, x.kind, 0, x.q, x.order_id, x.event_id"
-        " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::uuid[], $6::uuid[])"
-        " WITH ORDINALITY AS x(sku, warehouse, kind, q, order_id, event_id, n) ORDER BY x.n",
-        [r.sku for r in reservations], [r.warehouse for r in reservations],
-        [r.kind for r in reservations], [r.quantity for r in reservations],
-        [r.order_id for r in reservations], [r.event_id for r in reservations])
+        skus, warehouses, quantities)
+    if updated != len(skus):
+        raise StockGone(f"{len(skus) - updated} of the run's stock rows are gone")
+    await _ledger_many(conn, reservations, 0, 1)
 
 
 @dataclass
@@ -239,27 +251,15 @@ async def commit_all(conn: Conn, shipped: list[Reservation]) -> None:
     balances (quantities summed per row) and one INSERT of the ledger rows, in the order given."""
     if not shipped:
         return
-    total: dict[tuple[str, str], int] = {}
-    for r in shipped:
-        total[(r.sku, r.warehouse)] = total.get((r.sku, r.warehouse), 0) + r.quantity
-    keys = sorted(total)
+    skus, warehouses, quantities = _summed(shipped)
     await conn.execute(
         "SELECT 1 FROM stock s JOIN unnest($1::text[], $2::text[]) AS x(sku, warehouse)"
-        " USING (sku, warehouse) ORDER BY s.sku, s.warehouse FOR UPDATE OF s",
-        [k[0] for k in keys], [k[1] for k in keys])
+        " USING (sku, warehouse) ORDER BY s.sku, s.warehouse FOR UPDATE OF s", skus, warehouses)
     await conn.execute(
         "UPDATE stock s SET on_hand = s.on_hand - x.q, reserved = s.reserved - x.q"
         " FROM unnest($1::text[], $2::text[], $3::int[]) AS x(sku, warehouse, q)"
-        " WHERE s.sku = x.sku AND s.warehouse = x.warehouse",
-        [k[0] for k in keys], [k[1] for k in keys], [total[k] for k in keys])
-    await conn.execute(
-        "INSERT INTO ledger (sku, warehouse, kind, on_hand_delta, reserved_delta, order_id,"
-        " event_id) SELECT x.sku, x.warehouse, 'commit', -x.q, -x.q, x.order_id, x.event_id"
-        " FROM unnest($1::text[], $2::text[], $3::int[], $4::uuid[], $5::uuid[])"
-        " WITH ORDINALITY AS x(sku, warehouse, q, order_id, event_id, n) ORDER BY x.n",
-        [r.sku for r in shipped], [r.warehouse for r in shipped],
-        [r.quantity for r in shipped], [r.order_id for r in shipped],
-        [r.event_id for r in shipped])
+        " WHERE s.sku = x.sku AND s.warehouse = x.warehouse", skus, warehouses, quantities)
+    await _ledger_many(conn, shipped, -1, -1)
 
 
 async def set_orders_status(conn: Conn, order_ids: list[uuid.UUID], status: str) -> None:

@@ -102,15 +102,3 @@ async def test_business_metrics_count_after_the_commit_only() -> None:
     u.committed()  # hooks run once
     assert child._value.get() == 2
 
-
-async def test_a_job_s_cause_can_carry_the_order_s_correlation_id() -> None:
-    """A job spanning orders stamps each order's own correlation id on what it publishes for
-    it; outside that block the unit's own correlation id is back."""
-    conn = Recorder()
-    u = UnitOfWork(conn, "test", correlation_id="the-job")
-    with u.caused_by("packed/o1", correlation_id="order-1"):
-        await u.status(order_id="o1", store="s", external_order_id="e", status="packed")
-    assert u.correlation_id == "the-job"
-    await u.finish()
-    (_statement, *columns), = conn.executed
-    assert json.loads(columns[2])["correlation_id"] == "order-1"
