@@ -96,6 +96,8 @@ LOGISTICS_ORDER_SHIPPED = Topic(
 LOGISTICS_ORDER_DELIVERED = Topic(
     "logistics.order_delivered", "order key", c.OrderDelivered, "logistics", False
 )
+# Every owner of shop setup (shared/setup.py): one entry changed, for the services keeping a copy.
+SETUP_CHANGED = Topic("setup.changed", "{kind}:{key}", c.SetupChanged, "shopkeeper", False, 256 * KB)
 LOGISTICS_COVERAGE_CHANGED = Topic(
     "logistics.coverage_changed", "'coverage'", c.CoverageChanged, "logistics", False
 )

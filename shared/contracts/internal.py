@@ -11,7 +11,7 @@ service's tables and never depends on the arrival order of two different topics.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -296,3 +296,17 @@ class ParcelReturned(OrderEvent):
     carrier: str
     warehouse: str
     lines: list[SkuQuantity]
+
+
+class SetupChanged(InternalEvent):
+    """`setup.changed`, key `{kind}:{key}`: one entry of a shop's setup (a warehouse, a carrier
+    service, a seller, ...) created, replaced (`data`: the whole entry as its owner's API
+    returns it) or deleted (`data` null), by `changed_by` through `owner`'s API (shared/setup.py).
+    Services that keep a copy of a kind follow it; the rest ignore it."""
+
+    event_type: Literal["setup.changed"] = "setup.changed"
+    owner: str
+    kind: str
+    key: str
+    data: dict[str, Any] | None
+    changed_by: str

@@ -1,0 +1,302 @@
+"""A shop's setup as data, changed through the API of the service that owns it (docs/setup.md).
+
+Warehouses, carrier services, zones, rate cards, boxes, sellers and store policies used to be
+rows written by SQL migrations. Each kind now has one owning service, which declares it as a
+`Kind` (its section name in the setup file, the model of one entry, how to read all entries and
+how to save one) and gets, from `router(kinds)`, the same authenticated API as every other owner:
+
+    GET    /setup                      every section this service owns
+    PUT    /setup?dry_run=true         a plan for the sections given (created/updated/unchanged)
+    PUT    /setup                      the same, applied in one transaction
+    GET    /setup/{section}            one section
+    GET    /setup/{section}/{key}      one entry
+    PUT    /setup/{section}/{key}      create or replace one entry
+    DELETE /setup/{section}/{key}      remove one (only kinds that allow it; others deactivate)
+    GET    /setup/audit                who changed what, before and after
+
+Every change that changes something, and only such a change, is written to the service's
+`setup_audit` table (shared/migrations/0004_setup.sql) and published on `setup.changed` in the
+same transaction (through the outbox), so services that keep a copy (logistics' warehouses,
+analytics' sellers) follow it with `follow(handlers, {section: handler})`. Applying the same
+file twice changes nothing and publishes nothing.
+
+`shopkeeper setup export|import` (tools/setup_file.py) reads and writes the whole shop as one
+YAML file through these routes, owner by owner.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from pydantic import BaseModel, ValidationError
+
+from .contracts import SetupChanged
+from .http import require_admin
+from .messaging import Handlers
+from .topics import SETUP_CHANGED
+from .uow import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Entry = BaseModel
+KEY = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9_.:*-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of setup entry a service owns.
+
+    `load(conn)` returns every entry as `{key: {field: value}}` with the model's field names
+    (it is validated through `model`, so rows may carry Decimals, arrays, etc.).
+    `save(uow, key, entry)` creates or replaces one entry in the service's tables (in the
+    unit of work: the audit row and the event are written with it).
+    `delete(uow, key)`, when given, removes one; kinds referenced by history (warehouses,
+    services, boxes) have none and are deactivated with `active: false` instead.
+    `changed(uow, keys)`, when given, runs once per request after the entries of this kind
+    changed (re-review holds, republish coverage, ...)."""
+
+    section: str
+    model: type[Entry]
+    load: Callable[[Conn], Awaitable[dict[str, dict[str, Any]]]]
+    save: Callable[[UnitOfWork, str, Any], Awaitable[None]]
+    delete: Callable[[UnitOfWork, str], Awaitable[None]] | None = None
+    changed: Callable[[UnitOfWork, list[str]], Awaitable[None]] | None = None
+    doc: str = ""
+
+
+class SetupInvalid(Exception):
+    """Entries that do not validate: `problems` are `{"at": "section.key.field", "error": ...}`."""
+
+    def __init__(self, problems: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{p['at']}: {p['error']}" for p in problems))
+        self.problems = problems
+
+
+def _dump(entry: Entry) -> dict[str, Any]:
+    return entry.model_dump(mode="json")
+
+
+async def current(conn: Conn, kind: Kind) -> dict[str, Entry]:
+    """Every entry of `kind` as its model (so that 5.5 and 5.50 compare equal)."""
+    return {k: kind.model.model_validate(v) for k, v in (await kind.load(conn)).items()}
+
+
+def parse(kinds: Sequence[Kind], sections: dict[str, Any]) -> dict[str, dict[str, Entry]]:
+    """Validate the sections given (unknown sections, bad keys and bad fields are all reported
+    together, each with where it is)."""
+    by_name = {k.section: k for k in kinds}
+    problems: list[dict[str, str]] = []
+    parsed: dict[str, dict[str, Entry]] = {}
+    for section, entries in sections.items():
+        kind = by_name.get(section)
+        if kind is None:
+            problems.append({"at": section, "error": "not a section this service owns"
+                             f" (it owns: {', '.join(by_name) or 'none'})"})
+            continue
+        if not isinstance(entries, dict):
+            problems.append({"at": section, "error": "must be a mapping of key to entry"})
+            continue
+        parsed[section] = {}
+        for key, raw in entries.items():
+            key = str(key)
+            if not KEY.match(key):
+                problems.append({"at": f"{section}.{key}", "error": "a key is 1-64 letters, digits"
+                                 " or _.:*- (and does not start with a punctuation mark)"})
+                continue
+            try:
+                parsed[section][key] = kind.model.model_validate(raw)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    where = ".".join(str(p) for p in err["loc"])
+                    problems.append({"at": f"{section}.{key}" + (f".{where}" if where else ""),
+                                     "error": err["msg"]})
+    if problems:
+        raise SetupInvalid(problems)
+    return parsed
+
+
+def _diff(before: Entry | None, after: Entry | None) -> dict[str, list[Any]]:
+    old = before.model_dump() if before is not None else {}
+    new = after.model_dump() if after is not None else {}
+    jold = _dump(before) if before is not None else {}
+    jnew = _dump(after) if after is not None else {}
+    return {f: [jold.get(f), jnew.get(f)] for f in sorted(set(old) | set(new))
+            if old.get(f) != new.get(f)}
+
+
+async def apply(uow: UnitOfWork, kinds: Sequence[Kind], sections: dict[str, Any], *,
+                changed_by: str, dry_run: bool) -> dict[str, Any]:
+    """Plan (and unless `dry_run`, apply) the entries given: each is created or replaced as a
+    whole; entries not named are left as they are (nothing is deleted by a file)."""
+    parsed = parse(kinds, sections)
+    changes: list[dict[str, Any]] = []
+    unchanged = 0
+    for kind in kinds:  # the owner's order: warehouses before the priorities that name them
+        wanted = parsed.get(kind.section)
+        if not wanted:
+            continue
+        have = await current(uow.conn, kind)
+        touched: list[str] = []
+        for key, entry in wanted.items():
+            before = have.get(key)
+            if before is not None and before == entry:
+                unchanged += 1
+                continue
+            changes.append({"section": kind.section, "key": key,
+                            "action": "updated" if before is not None else "created",
+                            "fields": _diff(before, entry)})
+            if not dry_run:
+                await kind.save(uow, key, entry)
+                await record(uow, kind.section, key, before, entry, changed_by)
+                touched.append(key)
+        if touched and kind.changed is not None:
+            await kind.changed(uow, touched)
+    return {"service": uow.service, "dry_run": dry_run, "changes": changes,
+            "unchanged": unchanged}
+
+
+async def remove(uow: UnitOfWork, kind: Kind, key: str, *, changed_by: str) -> bool:
+    """Delete one entry of a kind that allows it; False when there was none."""
+    if kind.delete is None:
+        raise HTTPException(405, f"{kind.section} entries are not deleted (history refers to"
+                            " them): set `active: false` instead")
+    before = (await current(uow.conn, kind)).get(key)
+    if before is None:
+        return False
+    await kind.delete(uow, key)
+    await record(uow, kind.section, key, before, None, changed_by)
+    if kind.changed is not None:
+        await kind.changed(uow, [key])
+    return True
+
+
+async def record(uow: UnitOfWork, section: str, key: str, before: Entry | None,
+                 after: Entry | None, changed_by: str) -> None:
+    """The audit row and the `setup.changed` event of one change, in the unit of work."""
+    event = SetupChanged(owner=uow.service, kind=section, key=key,
+                         data=_dump(after) if after is not None else None,
+                         changed_by=changed_by)
+    await uow.publish(SETUP_CHANGED, f"{section}:{key}", event)
+    await uow.conn.execute(
+        "INSERT INTO setup_audit (section, key, action, before, after, changed_by, event_id)"
+        " VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7)",
+        section, key, "deleted" if after is None else "updated" if before else "created",
+        json.dumps(_dump(before)) if before is not None else None,
+        json.dumps(_dump(after)) if after is not None else None, changed_by, event.event_id)
+    log.info("setup %s %s %s by %s", section, key,
+             "deleted" if after is None else "changed", changed_by)
+
+
+# --- the copies other services keep -------------------------------------------------------------
+CopyHandler = Callable[[UnitOfWork, list[SetupChanged]], Awaitable[None]]
+
+
+def follow(handlers: Handlers, sections: dict[str, CopyHandler]) -> None:
+    """Subscribe to `setup.changed` and hand each section's changes, in order, to its handler
+    (the others are ignored). A handler upserts (or deletes, `data is None`) its copy."""
+
+    @handlers.on(SETUP_CHANGED)
+    async def on_setup_changed(uow: UnitOfWork, events: list[SetupChanged]) -> None:
+        for section, handler in sections.items():
+            mine = [e for e in events if e.kind == section]
+            if mine:
+                await handler(uow, mine)
+
+
+# --- the API ------------------------------------------------------------------------------------
+def operator(x_operator: str | None = Header(default=None, max_length=100)) -> str:
+    """Who made the change, for the audit: the `X-Operator` header (the console and the CLI
+    send it), else "operator"."""
+    return (x_operator or "").strip() or "operator"
+
+
+def router(service: str, kinds: Sequence[Kind]) -> APIRouter:
+    """The setup API of one owning service (module docstring)."""
+    by_name = {k.section: k for k in kinds}
+    api = APIRouter(prefix="/setup", tags=["setup"], dependencies=[Depends(require_admin)])
+
+    def pool(request: Request) -> asyncpg.Pool:
+        return request.app.state.runtime.pool
+
+    def kind_of(section: str) -> Kind:
+        if section not in by_name:
+            raise HTTPException(404, f"{service} owns no setup section {section!r} (it owns:"
+                                f" {', '.join(by_name)}; see docs/setup.md)")
+        return by_name[section]
+
+    async def run(request: Request, sections: dict[str, Any], who: str, dry_run: bool
+                  ) -> dict[str, Any]:
+        try:
+            async with UnitOfWork.begin(pool(request), service) as uow:
+                plan = await apply(uow, kinds, sections, changed_by=who, dry_run=dry_run)
+                if dry_run:
+                    # a plan is read-only: nothing saved, audited or published
+                    return plan
+        except SetupInvalid as exc:
+            raise HTTPException(422, {"reason": "invalid_setup", "problems": exc.problems}
+                                ) from exc
+        return plan
+
+    @api.get("", summary="Every setup section this service owns")
+    async def get_all(request: Request) -> dict[str, dict[str, Any]]:
+        async with pool(request).acquire() as conn:
+            return {k.section: {key: _dump(e) for key, e in sorted((await current(conn, k))
+                                                                    .items())} for k in kinds}
+
+    @api.put("", summary="Plan (dry_run=true) or apply sections of the setup file")
+    async def put_all(request: Request, body: dict[str, Any],
+                      dry_run: bool = Query(False, description="plan only: change nothing"),
+                      who: str = Depends(operator)) -> dict[str, Any]:
+        return await run(request, body, who, dry_run)
+
+    @api.get("/audit", summary="Setup changes, newest first")
+    async def audit(request: Request, section: str | None = None, key: str | None = None,
+                    limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+        rows = await pool(request).fetch(
+            "SELECT id, section, key, action, before, after, changed_by, changed_at, event_id"
+            " FROM setup_audit WHERE ($1::text IS NULL OR section = $1)"
+            " AND ($2::text IS NULL OR key = $2) ORDER BY id DESC LIMIT $3", section, key, limit)
+        return [{**dict(r), "before": json.loads(r["before"]) if r["before"] else None,
+                 "after": json.loads(r["after"]) if r["after"] else None,
+                 "changed_at": r["changed_at"].isoformat(), "event_id": str(r["event_id"])}
+                for r in rows]
+
+    @api.get("/{section}", summary="One setup section")
+    async def get_section(section: str, request: Request) -> dict[str, Any]:
+        kind = kind_of(section)
+        async with pool(request).acquire() as conn:
+            return {key: _dump(e) for key, e in sorted((await current(conn, kind)).items())}
+
+    @api.get("/{section}/{key}", summary="One setup entry")
+    async def get_entry(section: str, key: str, request: Request) -> dict[str, Any]:
+        kind = kind_of(section)
+        async with pool(request).acquire() as conn:
+            entry = (await current(conn, kind)).get(key)
+        if entry is None:
+            raise HTTPException(404, f"no {section} entry {key!r} in {service}")
+        return _dump(entry)
+
+    @api.put("/{section}/{key}", summary="Create or replace one setup entry")
+    async def put_entry(section: str, key: str, body: dict[str, Any], request: Request,
+                        who: str = Depends(operator)) -> dict[str, Any]:
+        kind_of(section)
+        return await run(request, {section: {key: body}}, who, dry_run=False)
+
+    @api.delete("/{section}/{key}", summary="Delete one setup entry (kinds that allow it)")
+    async def delete_entry(section: str, key: str, request: Request,
+                           who: str = Depends(operator)) -> dict[str, Any]:
+        kind = kind_of(section)
+        async with UnitOfWork.begin(pool(request), service) as uow:
+            if not await remove(uow, kind, key, changed_by=who):
+                raise HTTPException(404, f"no {section} entry {key!r} in {service}")
+        return {"deleted": f"{section}/{key}"}
+
+    return api
