@@ -144,6 +144,157 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+# --- setup ------------------------------------------------------------------------------------
+setup_app = typer.Typer(no_args_is_help=True, help="The shop's setup as one YAML file"
+                        " (docs/setup.md): warehouses, carriers, boxes, sellers, policies.")
+app.add_typer(setup_app, name="setup")
+
+
+async def setup_call(service: str, method: str, path: str, body: Any) -> Any:
+    """One owner's /setup route for tools/setup_file.py; its refusals become SetupError."""
+    from tools import setup_file
+
+    settings = get_settings()
+    headers = {"Authorization": f"Bearer {settings.shopkeeper_admin_token}",
+               "X-Operator": _operator()}
+    try:
+        async with httpx.AsyncClient(timeout=60) as client:
+            r = await client.request(method, _url(service, path), headers=headers, json=body)
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach {service} at {_url(service, '')} ({type(exc).__name__});"
+                       " is the stack up? (`make up`)") from None
+    if r.status_code == 401:
+        raise CliError(f"{service} refused the admin token: set SHOPKEEPER_ADMIN_TOKEN")
+    if r.status_code != 200:
+        try:
+            detail = r.json().get("detail")
+        except ValueError:
+            detail = r.text[:200]
+        raise setup_file.problems_of(service, r.status_code, detail)
+    return r.json()
+
+
+def _operator() -> str:
+    """Who is changing the setup, for the owners' audit logs: SHOPKEEPER_OPERATOR, else the
+    login name."""
+    import getpass
+    import os
+
+    try:
+        return os.environ.get("SHOPKEEPER_OPERATOR") or f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@contextlib.contextmanager
+def _setup_errors() -> Any:
+    """A refused or unreadable setup file: the message and one line per problem, exit 1."""
+    from tools.setup_file import SetupError
+
+    try:
+        yield
+    except SetupError as exc:
+        if _state["json"]:
+            sys.stderr.write(json.dumps({"error": str(exc), "problems": exc.problems}) + "\n")
+            raise typer.Exit(1) from None
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        for line in exc.problems:
+            console.print(f"  - {line}", highlight=False, markup=False)
+        raise typer.Exit(1) from None
+
+
+def _setup_run(coro: Coroutine[Any, Any, Any]) -> Any:
+    with _setup_errors():
+        return run(coro)
+
+
+def _show_plans(plans: list[dict[str, Any]], applied: bool) -> None:
+    rows = [{"service": p["service"], "section": c["section"], "key": c["key"],
+             "action": c["action"], "fields": ", ".join(c["fields"])}
+            for p in plans for c in p["changes"]]
+
+    def render() -> None:
+        if rows:
+            table("applied" if applied else "would change (dry run)", rows,
+                  ["service", "section", "key", "action", "fields"])
+        for p in plans:
+            if p.get("waiting"):
+                console.print(f"{p['service']}: planned after the changes above are applied"
+                              f" ({p['waiting']})", highlight=False)
+        unchanged = sum(p["unchanged"] for p in plans)
+        console.print(f"{len(rows)} change(s), {unchanged} entr(ies) unchanged."
+                      + ("" if applied or not rows else
+                         " Nothing was changed: add --apply to apply."), highlight=False)
+    show({"applied": applied, "plans": plans}, render)
+
+
+@setup_app.command("export")
+def setup_export(output: str = typer.Option("-", "--output", "-o",
+                                            help="file to write (default: standard output)")
+                 ) -> None:
+    """Write the running shop's whole setup as one YAML file."""
+    from pathlib import Path
+
+    from tools import setup_file
+
+    doc = _setup_run(setup_file.export(setup_call))
+    text = setup_file.dump(doc)
+    if output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(output).write_text(text, encoding="utf-8")
+        counts = ", ".join(f"{len(v)} {k}" for k, v in doc.items() if isinstance(v, dict))
+        errors.print(f"wrote {output}: {counts}", highlight=False)
+
+
+@setup_app.command("import")
+def setup_import(file: str = typer.Argument(..., help="the setup YAML file"),
+                 apply: bool = typer.Option(False, "--apply",
+                                            help="apply it (default: only show the plan)")
+                 ) -> None:
+    """Validate a setup file and show what it would change; with --apply, change it. Entries
+    the file does not name are left as they are."""
+    from pathlib import Path
+
+    from tools import setup_file
+
+    with _setup_errors():
+        doc = setup_file.read(Path(file))
+    if apply:
+        _show_plans(_setup_run(setup_file.apply(setup_call, doc)), applied=True)
+    else:
+        _show_plans(_setup_run(setup_file.plan(setup_call, doc)), applied=False)
+
+
+@setup_app.command("audit")
+def setup_audit(section: str = typer.Option(None, help="one section, e.g. warehouses"),
+                key: str = typer.Option(None, help="one entry's key"),
+                limit: int = typer.Option(50, min=1, max=1000)) -> None:
+    """Who changed the setup, when, and what (every owner's audit log, newest first)."""
+    from urllib.parse import urlencode
+
+    from tools import setup_file
+
+    owners = ([setup_file.SECTIONS[section]] if section in setup_file.SECTIONS
+              else list(setup_file.OWNERS))
+    query = urlencode({k: v for k, v in {"section": section, "key": key, "limit": limit}.items()
+                       if v is not None})
+
+    async def gather() -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for owner in owners:
+            rows += [{**r, "service": owner}
+                     for r in await setup_call(owner, "GET", f"/setup/audit?{query}", None)]
+        return sorted(rows, key=lambda r: r["changed_at"], reverse=True)[:limit]
+
+    rows = _setup_run(gather())
+    show(rows, lambda: table("setup changes", [
+        {**r, "fields": ", ".join(sorted(k for k in set(r["before"] or {}) | set(r["after"] or {})
+                                         if (r["before"] or {}).get(k) != (r["after"] or {}).get(k)))}
+        for r in rows], ["changed_at", "service", "section", "key", "action", "changed_by",
+                         "fields"]))
+
+
 # --- orders -----------------------------------------------------------------------------------
 @app.command()
 def order(store: str, external_id: str) -> None:
