@@ -85,6 +85,11 @@ STORES: list[tuple[str, list[tuple[str, int]]]] = [
                       ("JP", 10)]),
 ]
 STORE_WEIGHTS = [45, 25, 20, 10]
+# The stores that sell in another currency than USD, and the rate the simulated finance system
+# publishes on `fx.rates` (setup/demo.yaml: aliexpress-1 belongs to a seller in China whose
+# base currency is CNY; the others to a seller in the US).
+STORE_CURRENCY = {"aliexpress-1": "CNY"}
+FX_USD = {"CNY": "7.1000", "EUR": "0.9200", "GBP": "0.7900", "JPY": "151.00"}
 WAREHOUSES = ("WH-LA", "WH-SZ", "WH-FRA")
 # on_hold is an expected end here: besides the review rules, protein powder to Australia is
 # held as restricted_goods (logistics bars powder goods to AU: docs/review-rules.md).
@@ -140,6 +145,8 @@ def plan(seed: int, orders: int, rate: float, days: int, run_id: str,
         actions.append(Action(at, topic, key, value, kind))
         kinds[kind] += 1
 
+    # the day's exchange rates first: intake converts its USD thresholds for CNY orders
+    add(0, "fx.rates", "USD", sf.fx_rates("USD", FX_USD, _iso(now)), "fx")
     for sku, name, category, price, weight, dims, attrs in CATALOGUE:
         add(0, "catalog.products", sku, sf.product(sku, price, category=category, weight_g=weight,
                                                    dims=dims, attributes=attrs, name=name),
@@ -195,14 +202,19 @@ def plan(seed: int, orders: int, rate: float, days: int, run_id: str,
 def _order(rng: random.Random, store: str, ext: str, lines: list[tuple[str, int, str]],
            country: str, option: str, customer: str, placed_at: datetime) -> dict[str, Any]:
     fee = {"economy": "0.00", "standard": "4.99", "express": "14.99"}[option]
+    currency = STORE_CURRENCY.get(store, "USD")
+    if currency != "USD":  # the store prices in its own currency
+        rate = Decimal(FX_USD[currency])
+        lines = [(sku, q, f"{Decimal(p) * rate:.2f}") for sku, q, p in lines]
+        fee = f"{Decimal(fee) * rate:.2f}"
     payload = sf.order(store, ext, lines, country=country, shipping_option=option,
-                       customer_id=customer, shipping_fee=fee)
+                       customer_id=customer, shipping_fee=fee, currency=currency)
     if rng.random() < 0.08:  # a promotion, with the discount the store computed
         subtotal = Decimal(payload["totals"]["subtotal"])
         discount = (subtotal / 10).quantize(Decimal("0.01"))
         payload = sf.order(store, ext, lines, country=country, shipping_option=option,
                            customer_id=customer, shipping_fee=fee, promo_codes=["WELCOME10"],
-                           discount=f"{discount:.2f}")
+                           discount=f"{discount:.2f}", currency=currency)
     payload["placed_at"] = _iso(placed_at)
     payload["payment"]["method"] = rng.choices(["card", "paypal", "cod", "bank_transfer"],
                                                [60, 25, 10, 5])[0]

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from tools.simulator import Reactor, plan
+from tools.simulator import CATALOGUE, Reactor, plan
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -69,3 +69,22 @@ def test_carrier_scans_are_in_the_simulated_past_and_in_order() -> None:
         times = [s.value["occurred_at"] for s in scans]
         assert times == sorted(times) and len(set(times)) == len(times)
         assert all(t < NOW.isoformat().replace("+00:00", "Z") for t in times)
+
+
+def test_a_store_of_the_cny_seller_prices_in_cny_after_the_days_rates() -> None:
+    from decimal import Decimal
+
+    p = plan(seed=3, orders=400, rate=100, days=30, run_id="cny", now=NOW)
+    assert p.actions[0].kind == "fx" and p.actions[0].value["rates"]["CNY"] == "7.1000"
+    placed = [a.value for a in p.actions if a.kind == "order"]
+    cny = [o for o in placed if o["store"] == "aliexpress-1"]
+    assert cny and all(o["currency"] == "CNY" for o in cny)
+    assert {o["currency"] for o in placed if o["store"] != "aliexpress-1"} == {"USD"}
+    for o in cny:  # the amounts are the catalogue's USD prices converted, and add up
+        t = o["totals"]
+        assert Decimal(t["grand_total"]) == (Decimal(t["subtotal"]) - Decimal(t["discount"])
+                                             + Decimal(t["shipping_fee"]))
+        prices = {s[0]: Decimal(s[3]) for s in CATALOGUE}
+        for line in o["lines"]:
+            assert Decimal(line["unit_price"]) == (prices[line["sku"]] * Decimal("7.1")
+                                                   ).quantize(Decimal("0.01"))
