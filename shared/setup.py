@@ -31,11 +31,11 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
 
 from .contracts import SetupChanged
 from .http import require_admin
@@ -69,6 +69,9 @@ class Kind:
     save: Callable[[UnitOfWork, str, Any], Awaitable[None]]
     delete: Callable[[UnitOfWork, str], Awaitable[None]] | None = None
     changed: Callable[[UnitOfWork, list[str]], Awaitable[None]] | None = None
+    # Rules across entries (a store named by two sellers): given every entry as it would be
+    # after the request, the problems (`{"at": ..., "error": ...}`). Runs in plans too.
+    check: Callable[[Conn, dict[str, Any]], Awaitable[list[dict[str, str]]]] | None = None
     doc: str = ""
 
 
@@ -137,6 +140,13 @@ async def apply(uow: UnitOfWork, kinds: Sequence[Kind], sections: dict[str, Any]
     """Plan (and unless `dry_run`, apply) the entries given: each is created or replaced as a
     whole; entries not named are left as they are (nothing is deleted by a file)."""
     parsed = parse(kinds, sections)
+    problems: list[dict[str, str]] = []
+    for kind in kinds:
+        if kind.check is not None and parsed.get(kind.section):
+            after = {**(await current(uow.conn, kind)), **parsed[kind.section]}
+            problems += await kind.check(uow.conn, after)
+    if problems:
+        raise SetupInvalid(problems)
     changes: list[dict[str, Any]] = []
     unchanged = 0
     for kind in kinds:  # the owner's order: warehouses before the priorities that name them
@@ -218,46 +228,75 @@ def operator(x_operator: str | None = Header(default=None, max_length=100)) -> s
     return (x_operator or "").strip() or "operator"
 
 
+class SetupChange(BaseModel):
+    section: str
+    key: str
+    action: Literal["created", "updated"]
+    fields: dict[str, list[Any]] = Field(description="field -> [before, after], as JSON")
+
+
+class SetupPlan(BaseModel):
+    service: str
+    dry_run: bool
+    changes: list[SetupChange]
+    unchanged: int
+
+
+class SetupAuditRow(BaseModel):
+    id: int
+    section: str
+    key: str
+    action: Literal["created", "updated", "deleted"]
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    changed_by: str
+    changed_at: str = Field(json_schema_extra={"format": "date-time"})
+    event_id: str
+
+
+class SetupDeleted(BaseModel):
+    deleted: str = Field(examples=["zones/WH-LA"])
+
+
 def router(service: str, kinds: Sequence[Kind]) -> APIRouter:
-    """The setup API of one owning service (module docstring)."""
-    by_name = {k.section: k for k in kinds}
+    """The setup API of one owning service (module docstring): typed routes per kind, so the
+    service's OpenAPI document describes every entry."""
     api = APIRouter(prefix="/setup", tags=["setup"], dependencies=[Depends(require_admin)])
+    everything = create_model(f"{service.capitalize()}Setup", **{  # type: ignore[call-overload]
+        k.section: (dict[str, k.model],  # type: ignore[name-defined]
+                    Field(default_factory=dict, description=k.doc))
+        for k in kinds})
+    invalid: dict[int | str, dict[str, Any]] = {422: {
+        "description": "entries that do not validate: `detail.problems`, each with where it is"
+                       " (`section.key.field`)"}}
 
     def pool(request: Request) -> asyncpg.Pool:
         return request.app.state.runtime.pool
-
-    def kind_of(section: str) -> Kind:
-        if section not in by_name:
-            raise HTTPException(404, f"{service} owns no setup section {section!r} (it owns:"
-                                f" {', '.join(by_name)}; see docs/setup.md)")
-        return by_name[section]
 
     async def run(request: Request, sections: dict[str, Any], who: str, dry_run: bool
                   ) -> dict[str, Any]:
         try:
             async with UnitOfWork.begin(pool(request), service) as uow:
-                plan = await apply(uow, kinds, sections, changed_by=who, dry_run=dry_run)
-                if dry_run:
-                    # a plan is read-only: nothing saved, audited or published
-                    return plan
+                # a plan is read-only: nothing is saved, audited or published
+                return await apply(uow, kinds, sections, changed_by=who, dry_run=dry_run)
         except SetupInvalid as exc:
             raise HTTPException(422, {"reason": "invalid_setup", "problems": exc.problems}
                                 ) from exc
-        return plan
 
-    @api.get("", summary="Every setup section this service owns")
+    @api.get("", response_model=everything, summary="Every setup section this service owns")
     async def get_all(request: Request) -> dict[str, dict[str, Any]]:
         async with pool(request).acquire() as conn:
             return {k.section: {key: _dump(e) for key, e in sorted((await current(conn, k))
                                                                     .items())} for k in kinds}
 
-    @api.put("", summary="Plan (dry_run=true) or apply sections of the setup file")
+    @api.put("", response_model=SetupPlan, responses=invalid,
+             summary="Plan (dry_run=true) or apply sections of the setup file")
     async def put_all(request: Request, body: dict[str, Any],
                       dry_run: bool = Query(False, description="plan only: change nothing"),
                       who: str = Depends(operator)) -> dict[str, Any]:
         return await run(request, body, who, dry_run)
 
-    @api.get("/audit", summary="Setup changes, newest first")
+    @api.get("/audit", response_model=list[SetupAuditRow], summary="Setup changes, newest first")
     async def audit(request: Request, section: str | None = None, key: str | None = None,
                     limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
         rows = await pool(request).fetch(
@@ -269,34 +308,48 @@ def router(service: str, kinds: Sequence[Kind]) -> APIRouter:
                  "changed_at": r["changed_at"].isoformat(), "event_id": str(r["event_id"])}
                 for r in rows]
 
-    @api.get("/{section}", summary="One setup section")
-    async def get_section(section: str, request: Request) -> dict[str, Any]:
-        kind = kind_of(section)
+    for kind in kinds:
+        _kind_routes(api, service, kind, pool, run, invalid)
+    return api
+
+
+def _kind_routes(api: APIRouter, service: str, kind: Kind,
+                 pool: Callable[[Request], asyncpg.Pool],
+                 run: Callable[..., Awaitable[dict[str, Any]]],
+                 invalid: dict[int | str, dict[str, Any]]) -> None:
+    """GET/PUT/DELETE of one kind's section and entries, typed by its model."""
+    section = kind.section
+
+    async def get_section(request: Request) -> dict[str, Any]:
         async with pool(request).acquire() as conn:
             return {key: _dump(e) for key, e in sorted((await current(conn, kind)).items())}
 
-    @api.get("/{section}/{key}", summary="One setup entry")
-    async def get_entry(section: str, key: str, request: Request) -> dict[str, Any]:
-        kind = kind_of(section)
+    async def get_entry(key: str, request: Request) -> dict[str, Any]:
         async with pool(request).acquire() as conn:
             entry = (await current(conn, kind)).get(key)
         if entry is None:
             raise HTTPException(404, f"no {section} entry {key!r} in {service}")
         return _dump(entry)
 
-    @api.put("/{section}/{key}", summary="Create or replace one setup entry")
-    async def put_entry(section: str, key: str, body: dict[str, Any], request: Request,
+    async def put_entry(key: str, body: dict[str, Any], request: Request,
                         who: str = Depends(operator)) -> dict[str, Any]:
-        kind_of(section)
-        return await run(request, {section: {key: body}}, who, dry_run=False)
+        return await run(request, {section: {key: body}}, who, False)
 
-    @api.delete("/{section}/{key}", summary="Delete one setup entry (kinds that allow it)")
-    async def delete_entry(section: str, key: str, request: Request,
-                           who: str = Depends(operator)) -> dict[str, Any]:
-        kind = kind_of(section)
+    async def delete_entry(key: str, request: Request, who: str = Depends(operator)
+                           ) -> dict[str, Any]:
         async with UnitOfWork.begin(pool(request), service) as uow:
             if not await remove(uow, kind, key, changed_by=who):
                 raise HTTPException(404, f"no {section} entry {key!r} in {service}")
         return {"deleted": f"{section}/{key}"}
 
-    return api
+    api.add_api_route(f"/{section}", get_section, methods=["GET"],
+                      response_model=dict[str, kind.model],  # type: ignore[name-defined]
+                      summary=f"Every {section} entry" + (f": {kind.doc}" if kind.doc else ""))
+    api.add_api_route(f"/{section}/{{key}}", get_entry, methods=["GET"],
+                      response_model=kind.model, summary=f"One {section} entry")
+    api.add_api_route(f"/{section}/{{key}}", put_entry, methods=["PUT"],
+                      response_model=SetupPlan, responses=invalid,
+                      summary=f"Create or replace one {section} entry")
+    # (a kind without `delete` answers 405 with what to do instead: shared `remove`)
+    api.add_api_route(f"/{section}/{{key}}", delete_entry, methods=["DELETE"],
+                      response_model=SetupDeleted, summary=f"Delete one {section} entry")

@@ -148,6 +148,10 @@ def sent_by_source(sources: Iterable[str]) -> set[str]:
             if not isinstance(node, ast.Call):
                 continue
             name = _called_name(node)
+            if (name == "router" and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "setup"):
+                # an owner of shop setup: its /setup API publishes every change (shared/setup.py)
+                sent.add(topics.SETUP_CHANGED.name)
             if name == "status" and any(k.arg == "status" for k in node.keywords):
                 sent.add(topics.ORDERS_STATUS.name)
             if node.keywords or name not in ("cancelled", "refund", "charge"):

@@ -436,6 +436,86 @@ async def returns_grade(store_name: str, ext: str, request_id: str, request: Req
     return _back("/returns", ok="returns.graded")
 
 
+# --- follow-up cases (aftersales) --------------------------------------------------------------
+# Unhappy feedback opens a case (aftersales); support works it here: assign, comment, close with
+# a resolution, reopen. Each step is aftersales' (which keeps the notes); the console audits it.
+CASE_RESOLUTIONS = ("resolved", "refunded", "replaced", "no_action", "unreachable")
+CASE_STATUSES = ("open", "closed", "all")
+
+
+@router.get("/cases")
+async def cases(request: Request, user: User = Depends(viewer("cases.view")),
+                status: str = "open", mine: bool = False) -> Response:
+    status = status if status in CASE_STATUSES else "open"
+    params: dict[str, Any] = {"status": status, "limit": 500}
+    if mine:
+        params["assignee"] = user.username
+    up = upstream(request)
+    found, summary = await asyncio.gather(up.get("aftersales", "/follow-ups", **params),
+                                          up.get("aftersales", "/follow-ups/summary"))
+    return render(request, "cases.html", user, cases=found, summary=summary, status=status,
+                  mine=mine, statuses=CASE_STATUSES, flash=_flash(request))
+
+
+@router.get("/cases/{case_id}")
+async def case_detail(case_id: int, request: Request, user: User = Depends(viewer("cases.view"))
+                      ) -> Response:
+    found = await upstream(request).get("aftersales", f"/follow-ups/{case_id}")
+    people = [u["username"] for u in await store.users(pool(request))
+              if u["role"] in ("admin", "manager", "support")]
+    return render(request, "case.html", user, case=found, people=people,
+                  resolutions=CASE_RESOLUTIONS, flash=_flash(request))
+
+
+async def _case_step(request: Request, user: User, case_id: int, step: str, body: dict[str, Any]
+                     ) -> Response:
+    """One step of a case through aftersales, audited with the status before and after; a step
+    the case's state forbids (aftersales answers 409) comes back as a message, not an error page."""
+    path = f"/follow-ups/{case_id}"
+    up = upstream(request)
+    before = await up.get_or_none("aftersales", path)
+    try:
+        after = await up.call("aftersales", "POST", f"{path}/{step}",
+                              body={**body, "operator": user.username})
+    except UpstreamError as exc:
+        if exc.status != 409:
+            raise
+        await audit(request, user, f"cases.{step}", f"case:{case_id}", "refused",
+                    detail=exc.detail)
+        return _back(f"/cases/{case_id}", err="cases.refused")
+    await audit(request, user, f"cases.{step}", f"case:{case_id}", "ok",
+                before={k: before.get(k) for k in ("status", "assignee")} if before else None,
+                after={k: after.get(k) for k in ("status", "assignee", "resolution")},
+                detail=body.get("body") or body.get("note") or body.get("assignee"))
+    return _back(f"/cases/{case_id}", ok=f"cases.{step}_done")
+
+
+@router.post("/cases/{case_id}/assign")
+async def case_assign(case_id: int, request: Request, user: User = Depends(actor("cases.work")),
+                      assignee: str = Form(min_length=1, max_length=64)) -> Response:
+    return await _case_step(request, user, case_id, "assign", {"assignee": assignee.strip()})
+
+
+@router.post("/cases/{case_id}/comments")
+async def case_comment(case_id: int, request: Request, user: User = Depends(actor("cases.work")),
+                       body: str = Form(min_length=1, max_length=4000)) -> Response:
+    return await _case_step(request, user, case_id, "comments", {"body": body})
+
+
+@router.post("/cases/{case_id}/close")
+async def case_close(case_id: int, request: Request, user: User = Depends(actor("cases.work")),
+                     resolution: str = Form(pattern="^(" + "|".join(CASE_RESOLUTIONS) + ")$"),
+                     note: str = Form(min_length=1, max_length=4000)) -> Response:
+    return await _case_step(request, user, case_id, "close",
+                            {"resolution": resolution, "note": note})
+
+
+@router.post("/cases/{case_id}/reopen")
+async def case_reopen(case_id: int, request: Request, user: User = Depends(actor("cases.work")),
+                      note: str = Form(min_length=1, max_length=4000)) -> Response:
+    return await _case_step(request, user, case_id, "reopen", {"note": note})
+
+
 @router.get("/returns/receive")
 async def returns_receive_form(request: Request, user: User = Depends(viewer("returns.view")),
                                store_name: str = "", ext: str = "", request_id: str = ""

@@ -26,6 +26,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "rules.view": frozenset({"manager", "viewer"}),
     "dashboard.view": EVERYONE,
     "audit.view": frozenset({"manager"}),
+    "cases.view": frozenset({"manager", "support", "viewer"}),
     # acting
     "orders.cancel": frozenset({"manager"}),
     "review.decide": frozenset({"manager"}),
@@ -39,6 +40,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "exceptions.release": frozenset({"manager"}),  # a quarantined outbox row back in line
     "stock.adjust": frozenset({"manager", "warehouse"}),
     "backorders.decide": frozenset({"manager"}),
+    # follow-up cases from unhappy feedback: assign, comment, close, reopen
+    "cases.work": frozenset({"manager", "support"}),
     "rules.edit": frozenset(),
     "users.manage": frozenset(),
 }

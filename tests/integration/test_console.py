@@ -436,7 +436,7 @@ async def test_a_dead_letter_is_inspected_and_replayed_after_its_cause_is_fixed(
 # --- 中文 ---------------------------------------------------------------------------------------
 
 PAGES = ["/orders", "/review", "/warehouse", "/returns", "/returns/receive", "/exceptions",
-         "/stock", "/backorders", "/rules", "/dashboard", "/users", "/audit", "/me"]
+         "/stock", "/backorders", "/rules", "/dashboard", "/users", "/audit", "/me", "/cases"]
 
 
 async def test_switching_to_chinese_leaves_no_english_on_any_page(

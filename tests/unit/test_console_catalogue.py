@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from services.console.i18n import LANGUAGES, Translator, buyer_language, catalogue, negotiate
-from services.console.pages import SEARCHES
+from services.aftersales.tagging import TAGS
+from services.console.pages import CASE_RESOLUTIONS, CASE_STATUSES, SEARCHES
 
 CONSOLE = Path(__file__).resolve().parents[2] / "services" / "console"
 TEMPLATES = sorted((CONSOLE / "templates").glob("*.html"))
@@ -34,7 +35,12 @@ def _dynamic_keys() -> set[str]:
     return ({f"role.{r}" for r in ROLES} | {f"lang.{lang}" for lang in LANGUAGES}
             | {f"orders.by.{b}" for b in SEARCHES}
             | {f"station.refused.{s}" for s in ("scan", "weigh", "pack")}
-            | {f"exceptions.kind.{k}" for k in ("exception", "lost", "stalled")})
+            | {f"exceptions.kind.{k}" for k in ("exception", "lost", "stalled")}
+            | {f"cases.status.{s}" for s in CASE_STATUSES}
+            | {f"cases.resolution.{r}" for r in CASE_RESOLUTIONS}
+            | {f"cases.note_kind.{k}" for k in ("assigned", "comment", "closed", "reopened")}
+            | {f"cases.{step}_done" for step in ("assign", "comments", "close", "reopen")}
+            | {f"feedback_tag.{tag}" for tag in TAGS})
 
 
 def test_every_key_used_is_in_both_languages() -> None:
