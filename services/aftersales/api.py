@@ -13,13 +13,15 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from shared import setup
 from shared.contracts import money_text
 from shared.http import require_admin
 from shared.uow import UnitOfWork
 
-from . import handlers, metrics, schemas, store
+from . import handlers, kinds, metrics, schemas, store
 
 router = APIRouter()
+router.include_router(setup.router("aftersales", kinds.KINDS))
 
 
 class Decision(BaseModel):
@@ -156,8 +158,7 @@ class PolicyIn(BaseModel):
         "the currency of the three amounts; orders in others convert them (fx.rates)"))
 
 
-POLICY_COLUMNS = ("return_window_days, refund_without_return_below, return_shipping_cost,"
-                  " replacement_without_review_below, currency")
+POLICY_COLUMNS = ", ".join(kinds.COLUMNS)
 
 
 @router.get("/policies", dependencies=[Depends(require_admin)],
@@ -171,18 +172,19 @@ async def policies(request: Request) -> dict[str, dict[str, str]]:
 
 @router.put("/policies/{store_name}", dependencies=[Depends(require_admin)],
             response_model=schemas.StorePolicy)
-async def set_policy(store_name: str, body: PolicyIn, request: Request) -> dict[str, str]:
-    """Set a store's policy; it applies to requests decided from now on."""
-    await request.app.state.runtime.pool.execute(
-        f"INSERT INTO policies (store, {POLICY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
-        " ON CONFLICT (store) DO UPDATE SET return_window_days = EXCLUDED.return_window_days,"
-        " refund_without_return_below = EXCLUDED.refund_without_return_below,"
-        " return_shipping_cost = EXCLUDED.return_shipping_cost,"
-        " replacement_without_review_below = EXCLUDED.replacement_without_review_below,"
-        " currency = EXCLUDED.currency",
-        store_name, body.return_window_days, body.refund_without_return_below,
-        body.return_shipping_cost, body.replacement_without_review_below, body.currency)
-    return {"store": store_name, **{k: str(v) for k, v in body.model_dump().items()}}
+async def set_policy(store_name: str, body: PolicyIn, request: Request,
+                     who: str = Depends(setup.operator)) -> dict[str, str]:
+    """Set a store's policy; it applies to requests decided from now on. Saved like
+    `PUT /setup/aftersales_policies/{store}`: audited in `GET /setup/audit` (who: the
+    `X-Operator` header) and published on `setup.changed`."""
+    entry = body.model_dump()
+    async with UnitOfWork.begin(request.app.state.runtime.pool, "aftersales") as uow:
+        try:
+            await setup.apply(uow, kinds.KINDS, {"aftersales_policies": {store_name: entry}},
+                              changed_by=who, dry_run=False)
+        except setup.SetupInvalid as exc:
+            raise HTTPException(422, str(exc)) from exc
+    return {"store": store_name, **{k: str(v) for k, v in entry.items()}}
 
 
 @router.get("/refunds", dependencies=[Depends(require_admin)], response_model=list[schemas.Refund])

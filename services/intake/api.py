@@ -9,6 +9,7 @@ stays in intake's audit.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -16,16 +17,17 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 
-from shared import topics
+from shared import setup, topics
 from shared.contracts import Address, FxRatesPublished, money_text, utcnow
 from shared.http import require_admin
 from shared.messaging import describe_validation_error
 from shared.money import CURRENCY_RE, fits
 from shared.uow import UnitOfWork
 
-from . import domain, metrics, review, schemas, store
+from . import domain, kinds, metrics, review, schemas, store
 
 router = APIRouter()
+router.include_router(setup.router("intake", kinds.KINDS))
 admin = [Depends(require_admin)]
 
 
@@ -260,20 +262,37 @@ async def get_policies(request: Request) -> dict[str, Any]:
 async def put_policy(store_name: str, overrides: dict[str, Any], request: Request,
                      who: str = Depends(operator)) -> dict[str, Any]:
     """Change some of a store's settings ('*' is the default); the rest stay as they are (or as
-    the default's, for a store that had none). Open holds of the store are reviewed again."""
+    the default's, for a store that had none). Open holds of the store are reviewed again.
+    The whole entry is then saved like `PUT /setup/review_policies/{store}`: audited in
+    `GET /setup/audit` and published on `setup.changed`."""
     async with UnitOfWork.begin(_pool(request), "intake") as uow:
         found = await store.policies(uow.conn)
         try:
             new = found.get(store_name, found["*"]).with_overrides(overrides)
-        except ValueError as exc:
+            # the setup model's bounds and decimals; a percent rounds to hundredths as its
+            # column always did
+            entry = kinds.ReviewPolicy.of(replace(
+                new, price_tolerance_percent=new.price_tolerance_percent.quantize(domain.CENT)))
+        except ValueError as exc:  # pydantic's ValidationError is one
             raise HTTPException(422, str(exc)) from exc
-        await store.put_policy(uow, store_name, new, who)
+        try:
+            await setup.apply(uow, kinds.KINDS, {"review_policies": {
+                store_name: entry.model_dump(mode="json")}}, changed_by=who, dry_run=False)
+        except setup.SetupInvalid as exc:
+            raise HTTPException(422, str(exc)) from exc
         await store.audit(uow.conn, None, who, "put_policy", None,
                           {"store": store_name, "changes": {k: str(v) for k, v in
                                                             overrides.items()}})
-        await review.rereview_open_holds(uow, trigger="policy_changed",
-                                         store_name=None if store_name == "*" else store_name)
-    return new.as_dict()
+    return entry.policy().as_dict()
+
+
+@router.get("/stores/{store_name}/seller", dependencies=admin, response_model=schemas.StoreSeller)
+async def store_seller(store_name: str, request: Request) -> dict[str, Any]:
+    """The seller a store belongs to (setup section `sellers`); 404 when no seller names it."""
+    found = await kinds.seller_of(_pool(request), store_name)
+    if found is None:
+        raise HTTPException(404, f"no seller names store {store_name!r} (setup section sellers)")
+    return found
 
 
 @router.get("/promotions", dependencies=admin, response_model=list[schemas.Promotion])

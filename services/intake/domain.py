@@ -138,11 +138,11 @@ class Policy:
         return replace(self, **values)
 
     def as_dict(self) -> dict[str, Any]:
-        return {f.name: (_decimal_text(v) if isinstance(v := getattr(self, f.name), Decimal)
+        return {f.name: (decimal_text(v) if isinstance(v := getattr(self, f.name), Decimal)
                          else v) for f in fields(self)}
 
 
-def _decimal_text(value: Decimal) -> str:
+def decimal_text(value: Decimal) -> str:
     """"2000.00", "2.50", "0.125": at least two decimals, no trailing zeros beyond."""
     cents = value.quantize(CENT)
     return str(cents) if cents == value else str(value.normalize())
@@ -502,10 +502,10 @@ def _price_hits(order: OrderPlaced, list_prices: dict[str, Decimal],
             "price_list", "price_mismatch", "hold",
             f"line {ln.sku}: unit price {show(ln.unit_price, order.currency)} is off the list"
             f" price {show(listed, order.currency)} by more than"
-            f" {_decimal_text(policy.price_tolerance_percent)}%",
+            f" {decimal_text(policy.price_tolerance_percent)}%",
             {"sku": ln.sku, "unit_price": str(ln.unit_price), "expected": str(listed),
              "currency": order.currency,
-             "tolerance_percent": _decimal_text(policy.price_tolerance_percent)}))
+             "tolerance_percent": decimal_text(policy.price_tolerance_percent)}))
     return hits
 
 

@@ -116,6 +116,15 @@ class StorePolicy(BaseModel):
         "a line priced off the store's price list by more than this is held (price_mismatch)"))
 
 
+class StoreSeller(BaseModel):
+    """The seller a store belongs to (setup section `sellers`)."""
+
+    seller: str = Field(examples=["acme-us"])
+    name: str = Field(examples=["Acme US"])
+    base_currency: str = Field(examples=["USD"])
+    stores: list[str] = Field(examples=[["acme-shop", "acme-outlet"]])
+
+
 class ListPrice(BaseModel):
     store: str
     currency: str

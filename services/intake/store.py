@@ -221,14 +221,14 @@ async def upsert_promotion(conn: Conn, p: Promotion) -> None:
         sorted(p.scope_skus), sorted(p.scope_categories), p.stackable, p.per_customer_limit)
 
 
-_POLICY_COLUMNS = ("high_value_threshold", "high_value_currency", "high_value_action",
+POLICY_COLUMNS = ("high_value_threshold", "high_value_currency", "high_value_action",
                    "duplicate_window_minutes", "merge_window_minutes", "hold_pending_payment",
                    "invalid_promo_action", "restricted_goods_action", "hold_sla_minutes",
                    "price_tolerance_percent")
 
 
 def _policy(row: asyncpg.Record) -> Policy:
-    return Policy(**{c: row[c] for c in _POLICY_COLUMNS})
+    return Policy(**{c: row[c] for c in POLICY_COLUMNS})
 
 
 async def policy(uow: UnitOfWork, store: str) -> Policy:
@@ -246,16 +246,17 @@ async def policies(conn: Conn | asyncpg.Pool) -> dict[str, Policy]:
     return found
 
 
-async def put_policy(uow: UnitOfWork, store: str, p: Policy, actor: str) -> None:
-    cols = ", ".join(_POLICY_COLUMNS)
-    params = ", ".join(f"${i + 2}" for i in range(len(_POLICY_COLUMNS)))
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in _POLICY_COLUMNS)
-    n = len(_POLICY_COLUMNS) + 2
+async def put_policy(uow: UnitOfWork, store: str, p: Policy) -> None:
+    """Create or replace a store's policy (the setup kind `review_policies`, kinds.py; who
+    changed it is in `setup_audit`)."""
+    cols = ", ".join(POLICY_COLUMNS)
+    params = ", ".join(f"${i + 2}" for i in range(len(POLICY_COLUMNS)))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in POLICY_COLUMNS)
     uow.forget(POLICIES)
     await uow.conn.execute(
-        f"INSERT INTO store_policies (store, {cols}, updated_by) VALUES ($1, {params}, ${n})"
-        f" ON CONFLICT (store) DO UPDATE SET {updates}, updated_by = EXCLUDED.updated_by,"
-        " updated_at = now()", store, *[getattr(p, c) for c in _POLICY_COLUMNS], actor)
+        f"INSERT INTO store_policies (store, {cols}) VALUES ($1, {params})"
+        f" ON CONFLICT (store) DO UPDATE SET {updates}, updated_at = now()",
+        store, *[getattr(p, c) for c in POLICY_COLUMNS])
 
 
 async def block(conn: Conn, kind: str, value: str, action: str, note: str | None,

@@ -1,0 +1,205 @@
+"""The setup intake owns (shared/setup.py, docs/intake.md "Setup"):
+
+- `review_policies`: each store's review settings (`domain.Policy`), key a store or `*` (the
+  default of stores without their own). Changing one re-reviews the open holds it may decide.
+- `sellers`: who sells through which stores and the currency their books are kept in
+  (analytics keeps a copy and reports in it). A store belongs to at most one seller.
+
+Both are served by `GET/PUT/DELETE /setup/...` (mounted in api.py) and published on
+`setup.changed`; `PUT /policies/{store}` (partial overrides) goes through the same path.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from fastapi import HTTPException
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictBool,
+    field_validator,
+)
+
+from shared import setup
+from shared.contracts import Money
+from shared.contracts.common import ORDER_REF_RE
+from shared.db import Conn
+from shared.uow import UnitOfWork
+
+from . import domain, review, store
+
+
+def _number_as_text(value: Any) -> Any:
+    """A setup file may write an amount as a number (`2000` or `2000.00` in YAML): read it as
+    the decimal text it shows, then as money (at most 3 decimals)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+Amount = Annotated[Money, BeforeValidator(_number_as_text), Field(ge=0, le=Decimal("1e12"))]
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description=(
+    "a three-letter ISO 4217 code in capitals, such as USD"))]
+Minutes = Annotated[int, Field(ge=0, le=527_040, description="minutes (at most 366 days)")]
+Percent = Annotated[Decimal, Field(ge=0, le=Decimal("9999.99"), decimal_places=2),
+                    PlainSerializer(domain.decimal_text, return_type=str, when_used="json")]
+StoreName = Annotated[str, Field(pattern=ORDER_REF_RE, description=(
+    "a store as orders name it: 1-64 letters, digits or ._-"))]
+
+
+# --- review_policies ------------------------------------------------------------------------------
+
+class ReviewPolicy(BaseModel):
+    """One store's review settings (`domain.Policy`); `*` serves every store without its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    high_value_threshold: Amount = Field(description=(
+        "an order worth this much or more (in high_value_currency) fires `high_value`"))
+    high_value_currency: Currency = Field(description=(
+        "the threshold's currency; orders in other currencies are converted (fx.rates)"))
+    high_value_action: Literal["hold", "reject"] = Field(description="what `high_value` does")
+    duplicate_window_minutes: Minutes = Field(description=(
+        "an order like one of the same customer this recent is held as a suspected duplicate;"
+        " 0 turns the check off"))
+    merge_window_minutes: Minutes = Field(description=(
+        "orders of one buyer to one address this close are offered as merge candidates; 0: off"))
+    hold_pending_payment: StrictBool = Field(description="hold orders whose payment is pending")
+    invalid_promo_action: Literal["hold", "reject"] = Field(description=(
+        "what an invalid promotion code does"))
+    restricted_goods_action: Literal["hold", "reject"] = Field(description=(
+        "what goods no carrier takes to the destination do"))
+    hold_sla_minutes: int = Field(gt=0, le=527_040, description=(
+        "how long a hold may wait for an operator before it is overdue"))
+    price_tolerance_percent: Percent = Field(description=(
+        "a line priced off the store's price list by more than this is held (price_mismatch)"))
+
+    @classmethod
+    def of(cls, policy: domain.Policy) -> ReviewPolicy:
+        return cls.model_validate(policy.as_dict())
+
+    def policy(self) -> domain.Policy:
+        return domain.Policy(**self.model_dump())
+
+
+async def load_review_policies(conn: Conn) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch(f"SELECT store, {', '.join(store.POLICY_COLUMNS)}"
+                            " FROM store_policies")
+    return {r["store"]: {c: r[c] for c in store.POLICY_COLUMNS} for r in rows}
+
+
+async def save_review_policy(uow: UnitOfWork, key: str, entry: ReviewPolicy) -> None:
+    await store.put_policy(uow, key, entry.policy())
+
+
+async def delete_review_policy(uow: UnitOfWork, key: str) -> None:
+    if key == "*":
+        raise HTTPException(409, "review_policies.*: the default policy serves every store"
+                            " without its own and cannot be deleted; change it instead")
+    uow.forget(store.POLICIES)
+    await uow.conn.execute("DELETE FROM store_policies WHERE store = $1", key)
+
+
+async def review_policies_changed(uow: UnitOfWork, keys: list[str]) -> None:
+    """Open holds are reviewed again with the new settings: the store's own, or every store's
+    when the default changed (as `PUT /policies/{store}` always did)."""
+    for shop in [None] if "*" in keys else sorted(keys):
+        await review.rereview_open_holds(uow, trigger="policy_changed", store_name=shop)
+
+
+# --- sellers --------------------------------------------------------------------------------------
+
+class Seller(BaseModel):
+    """A seller (key: its id, e.g. `acme-us`): its name, the currency its books are kept in and
+    the stores it sells through. A store belongs to at most one seller."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, description="the seller's name, for people")
+    base_currency: Currency = Field(description=(
+        "the currency the seller's books are kept in; analytics reports revenue, refunds and"
+        " averages in it as well as per currency"))
+    stores: list[StoreName] = Field(default_factory=list, max_length=1000, description=(
+        "the stores the seller sells through (each named by at most one seller)"))
+
+    @field_validator("stores")
+    @classmethod
+    def _distinct_sorted(cls, stores: list[str]) -> list[str]:
+        """Kept sorted, so that the same stores in another order are the same entry."""
+        twice = sorted({s for s in stores if stores.count(s) > 1})
+        if twice:
+            raise ValueError(f"stores named more than once: {', '.join(twice)}")
+        return sorted(stores)
+
+
+async def load_sellers(conn: Conn | asyncpg.Pool) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT s.seller_id, s.name, s.base_currency,"
+        " coalesce(array_agg(t.store ORDER BY t.store) FILTER (WHERE t.store IS NOT NULL), '{}')"
+        " AS stores FROM sellers s LEFT JOIN seller_stores t USING (seller_id)"
+        " GROUP BY s.seller_id")
+    return {r["seller_id"]: {"name": r["name"], "base_currency": r["base_currency"],
+                             "stores": list(r["stores"])} for r in rows}
+
+
+async def save_seller(uow: UnitOfWork, key: str, entry: Seller) -> None:
+    await uow.conn.execute(
+        "INSERT INTO sellers (seller_id, name, base_currency) VALUES ($1, $2, $3)"
+        " ON CONFLICT (seller_id) DO UPDATE SET name = EXCLUDED.name,"
+        " base_currency = EXCLUDED.base_currency, updated_at = now()",
+        key, entry.name, entry.base_currency)
+    await uow.conn.execute("DELETE FROM seller_stores WHERE seller_id = $1", key)
+    await uow.conn.execute(
+        "INSERT INTO seller_stores (store, seller_id) SELECT unnest($1::text[]), $2",
+        entry.stores, key)
+
+
+async def delete_seller(uow: UnitOfWork, key: str) -> None:
+    await uow.conn.execute("DELETE FROM sellers WHERE seller_id = $1", key)  # cascades
+
+
+async def sellers_changed(uow: UnitOfWork, keys: list[str]) -> None:
+    """A store belongs to at most one seller: checked once every entry of the request is saved
+    (so one request may move a store between sellers), before it commits. A store left with two
+    sellers fails the whole request (422, nothing saved or published), naming both."""
+    rows = await uow.conn.fetch(
+        "SELECT store, array_agg(seller_id ORDER BY seller_id) AS sellers FROM seller_stores"
+        " WHERE store IN (SELECT store FROM seller_stores WHERE seller_id = ANY($1::text[]))"
+        " GROUP BY store HAVING count(*) > 1 ORDER BY store", keys)
+    problems = []
+    for r in rows:
+        mine = [s for s in r["sellers"] if s in keys] or r["sellers"]
+        for seller in mine:
+            others = [s for s in r["sellers"] if s != seller]
+            problems.append({
+                "at": f"sellers.{seller}.stores",
+                "error": f"store {r['store']!r} is also named by seller {others[0]!r}: a store"
+                         f" belongs to at most one seller; remove it from {others[0]!r} or"
+                         f" from {seller!r}"})
+    if problems:
+        raise setup.SetupInvalid(problems)
+
+
+async def seller_of(conn: Conn | asyncpg.Pool, shop: str) -> dict[str, Any] | None:
+    """The seller `shop` belongs to, with its id; None when no seller names it."""
+    row = await conn.fetchrow("SELECT seller_id FROM seller_stores WHERE store = $1", shop)
+    if row is None:
+        return None
+    entry = (await load_sellers(conn)).get(row["seller_id"])
+    return {"seller": row["seller_id"], **entry} if entry is not None else None
+
+
+KINDS = [
+    setup.Kind("review_policies", ReviewPolicy, load_review_policies, save_review_policy,
+               delete=delete_review_policy, changed=review_policies_changed,
+               doc="each store's review settings; `*` is the default of stores without one"),
+    setup.Kind("sellers", Seller, load_sellers, save_seller, delete=delete_seller,
+               changed=sellers_changed,
+               doc="sellers: name, base currency and the stores each sells through"),
+]
