@@ -26,7 +26,15 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import HTTPException
-from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+    field_validator,
+    model_validator,
+)
 
 from shared.contracts.public import Attribute
 from shared.setup import Conn, Kind, SetupInvalid
@@ -37,8 +45,10 @@ from .handlers import publish_coverage_in
 
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
 WarehouseCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-ZoneCode = Annotated[str, Field(pattern=r"^[A-Za-z0-9]{1,8}$",
-                                description="a zone of the charts: D (domestic), 1 to 5, ...")]
+# Zones are names: `1` written unquoted in a YAML file is the zone "1".
+ZoneCode = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) else v),
+                     Field(pattern=r"^[A-Za-z0-9]{1,8}$",
+                           description="a zone of the charts: D (domestic), 1 to 5, ...")]
 Price = Annotated[Decimal, Field(ge=0, max_digits=10, decimal_places=2)]
 Days = Annotated[int, Field(ge=0, le=365)]
 STRICT = ConfigDict(extra="forbid")
