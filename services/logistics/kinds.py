@@ -320,7 +320,9 @@ async def derive_service_zones(uow: UnitOfWork) -> None:
     """The destination zones of every service that follows the charts, made again from the
     charts of its origins for the countries it serves (as migration 0002 made them): after a
     chart, a service's origins or destinations, or a rate card changed. The catalogue memo is
-    forgotten."""
+    forgotten. Two setup requests re-make them one after the other (a transaction-scoped lock),
+    never interleaved."""
+    await uow.conn.execute("SELECT pg_advisory_xact_lock(hashtext('logistics.service_zones'))")
     await uow.conn.execute(
         "DELETE FROM service_zones sz USING services s WHERE sz.service = s.code"
         " AND NOT s.own_zones")
