@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from shared import setup
 from shared.contracts import OrderSnapshot
 from shared.contracts.public import Attribute, ShippingOption
 from shared.http import require_admin
@@ -20,8 +21,11 @@ from shared.uow import UnitOfWork
 
 from . import domain, label, schemas, store
 from .handlers import check_and_dispatch, flag_stalled, publish_coverage_in
+from .kinds import KINDS
 
 router = APIRouter()
+# Setup owned here (kinds.py): carriers, carrier_services, zones, rate_cards.
+router.include_router(setup.router("logistics", KINDS))
 # A shipping quote is a read that takes a body: storefronts ask it at checkout, no token.
 OPEN_WRITES = ("/quotes",)
 
@@ -43,11 +47,25 @@ async def quote(q: QuoteRequest, request: Request) -> dict[str, Any]:
     surcharges, transit days, on-time score, and why it lost or could not take it."""
     spec = domain.ParcelSpec(q.warehouse, q.country, q.weight_g, q.dims_mm, tuple(q.attributes),
                              q.postal_code)
-    choice = domain.choose(await store.load_services(request.app.state.runtime.pool), spec,
-                           q.shipping_option)
-    return {"service": choice.service.code if choice.service else None,
-            "cost": str(choice.cost) if choice.cost is not None else None,
-            "chargeable_g": choice.chargeable_g, "reason": choice.reason, "trace": choice.trace}
+    pool = request.app.state.runtime.pool
+    choice = domain.choose(await store.load_services(pool), spec, q.shipping_option)
+    answer: dict[str, Any] = {
+        "service": choice.service.code if choice.service else None,
+        "cost": str(choice.cost) if choice.cost is not None else None,
+        "chargeable_g": choice.chargeable_g, "reason": choice.reason, "trace": choice.trace}
+    # When it would leave (the warehouse's local date, cut-off and working days) and, per
+    # eligible service, when it would arrive. Unknown warehouse: neither.
+    wh = await store.warehouse(pool, q.warehouse)
+    day = (domain.ships_on(datetime.now(UTC), wh["timezone"], wh["cutoff"], wh["working_days"])
+           if wh is not None else None)
+    if day is not None:
+        answer["ships_on"] = day.isoformat()
+        for entry in choice.trace:
+            if entry.get("eligible"):
+                days: list[int] = entry["transit_days"]  # type: ignore[assignment]
+                entry["estimated_delivery"] = [
+                    d.isoformat() for d in domain.estimated_delivery(day, days[0], days[1])]
+    return answer
 
 
 @router.get("/shipments/{store_name}/{external_order_id}", dependencies=[Depends(require_admin)],

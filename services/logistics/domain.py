@@ -8,8 +8,9 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 from shared.money import FxRates, Threshold, in_units
 
@@ -427,3 +428,31 @@ def smoothed_score(on_time_count: int, delivered: int, prior: Decimal) -> Decima
     with two deliveries, both on time, should not outrank one with 0.95 over thousands."""
     rate = (Decimal(on_time_count) + prior * SCORE_PRIOR_WEIGHT) / (delivered + SCORE_PRIOR_WEIGHT)
     return rate.quantize(Decimal("0.001"), ROUND_HALF_UP)
+
+
+# --- ship dates: the warehouse's time zone, cut-off and working days ---------------------------
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def ships_on(now: datetime, timezone: str, cutoff: str, working_days: Sequence[str]
+             ) -> date | None:
+    """The day a parcel packed now leaves the warehouse: today (the warehouse's local date) when
+    today is a working day and it is before the local cut-off ("HH:MM"), else the next working
+    day. None when the warehouse has no working day at all."""
+    local = now.astimezone(ZoneInfo(timezone))
+    hours, minutes = (int(x) for x in cutoff.split(":"))
+    day = local.date()
+    if local.time() >= time(hours, minutes):
+        day += timedelta(days=1)
+    for _ in range(7):
+        if WEEKDAYS[day.weekday()] in working_days:
+            return day
+        day += timedelta(days=1)
+    return None
+
+
+def estimated_delivery(ship_day: date, transit_min: int, transit_max: int) -> tuple[date, date]:
+    """Earliest and latest delivery: the ship day plus the transit days (calendar days, as the
+    on-time check counts them)."""
+    return ship_day + timedelta(days=transit_min), ship_day + timedelta(days=transit_max)

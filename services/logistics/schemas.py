@@ -25,6 +25,9 @@ class TraceEntry(OpenModel):
     on_time_score: str | None = None
     chosen: str | None = Field(default=None, examples=["cheapest meeting the promise for standard"])
     why: str | None = Field(default=None, examples=["lost on cost to DHL-PAKET"])
+    estimated_delivery: list[str] | None = Field(
+        default=None, examples=[["2026-03-04", "2026-03-06"]],
+        description="quotes: earliest and latest delivery date, ships_on plus the transit days")
 
 
 class Quote(BaseModel):
@@ -33,6 +36,10 @@ class Quote(BaseModel):
     chargeable_g: int | None = Field(description="max(actual, volumetric) grams")
     reason: str | None = Field(description="why no service takes it")
     trace: list[TraceEntry]
+    ships_on: str | None = Field(
+        default=None, examples=["2026-03-02"],
+        description="the day it would leave the warehouse: its local date when today is a"
+                    " working day before the cut-off, else its next working day")
 
 
 class Shipment(OpenModel):

@@ -116,6 +116,26 @@ async def warehouses(uow: UnitOfWork) -> dict[str, asyncpg.Record]:
     return {r["code"]: r for r in rows}
 
 
+async def upsert_warehouse(conn: Conn, code: str, name: str, country: str, line1: str,
+                           city: str, region: str | None, postal_code: str, timezone: str,
+                           cutoff: str, working_days: list[str], active: bool) -> None:
+    """logistics' copy of one of inventory's warehouses (handlers.warehouses_changed)."""
+    await conn.execute(
+        "INSERT INTO warehouses (code, name, country, line1, city, region, postal_code, timezone,"
+        " cutoff, working_days, active) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        " ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, country = EXCLUDED.country,"
+        " line1 = EXCLUDED.line1, city = EXCLUDED.city, region = EXCLUDED.region,"
+        " postal_code = EXCLUDED.postal_code, timezone = EXCLUDED.timezone,"
+        " cutoff = EXCLUDED.cutoff, working_days = EXCLUDED.working_days,"
+        " active = EXCLUDED.active",
+        code, name, country, line1, city, region, postal_code, timezone, cutoff, working_days,
+        active)
+
+
+async def warehouse(conn: Conn | asyncpg.Pool, code: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM warehouses WHERE code = $1", code)
+
+
 async def upsert_product(conn: Conn, p: Product, occurred_at: datetime) -> bool:
     """Newest product data wins (a late re-send of an old version changes nothing)."""
     return await conn.fetchval(
