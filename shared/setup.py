@@ -70,8 +70,9 @@ class Kind:
     delete: Callable[[UnitOfWork, str], Awaitable[None]] | None = None
     changed: Callable[[UnitOfWork, list[str]], Awaitable[None]] | None = None
     # Rules across entries (a store named by two sellers): given every entry as it would be
-    # after the request, the problems (`{"at": ..., "error": ...}`). Runs in plans too.
-    check: Callable[[Conn, dict[str, Any]], Awaitable[list[dict[str, str]]]] | None = None
+    # after the request and the keys the request names, the problems (`{"at": ..., "error":
+    # ...}`). Runs in plans too.
+    check: Callable[[Conn, dict[str, Any], set[str]], Awaitable[list[dict[str, str]]]] | None = None
     doc: str = ""
 
 
@@ -144,7 +145,7 @@ async def apply(uow: UnitOfWork, kinds: Sequence[Kind], sections: dict[str, Any]
     for kind in kinds:
         if kind.check is not None and parsed.get(kind.section):
             after = {**(await current(uow.conn, kind)), **parsed[kind.section]}
-            problems += await kind.check(uow.conn, after)
+            problems += await kind.check(uow.conn, after, set(parsed[kind.section]))
     if problems:
         raise SetupInvalid(problems)
     changes: list[dict[str, Any]] = []

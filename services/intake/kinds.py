@@ -164,26 +164,25 @@ async def delete_seller(uow: UnitOfWork, key: str) -> None:
     await uow.conn.execute("DELETE FROM sellers WHERE seller_id = $1", key)  # cascades
 
 
-async def sellers_changed(uow: UnitOfWork, keys: list[str]) -> None:
-    """A store belongs to at most one seller: checked once every entry of the request is saved
-    (so one request may move a store between sellers), before it commits. A store left with two
-    sellers fails the whole request (422, nothing saved or published), naming both."""
-    rows = await uow.conn.fetch(
-        "SELECT store, array_agg(seller_id ORDER BY seller_id) AS sellers FROM seller_stores"
-        " WHERE store IN (SELECT store FROM seller_stores WHERE seller_id = ANY($1::text[]))"
-        " GROUP BY store HAVING count(*) > 1 ORDER BY store", keys)
+async def check_sellers(conn: Conn, after: dict[str, Any], named_now: set[str]
+                        ) -> list[dict[str, str]]:
+    """A store belongs to at most one seller: checked on every seller as the request would leave
+    them (so one request may move a store between sellers, and a plan shows the clash too). A
+    store named by two sellers fails the whole request (422, nothing saved or published), at
+    each seller of the request naming it, with the other seller named."""
+    named: dict[str, list[str]] = {}
+    for seller, entry in sorted(after.items()):
+        for shop in entry.stores:
+            named.setdefault(shop, []).append(seller)
     problems = []
-    for r in rows:
-        mine = [s for s in r["sellers"] if s in keys] or r["sellers"]
-        for seller in mine:
-            others = [s for s in r["sellers"] if s != seller]
+    for shop, sellers in sorted(named.items()):
+        for seller in (s for s in sellers if len(sellers) > 1 and s in named_now):
+            other = next(s for s in sellers if s != seller)
             problems.append({
                 "at": f"sellers.{seller}.stores",
-                "error": f"store {r['store']!r} is also named by seller {others[0]!r}: a store"
-                         f" belongs to at most one seller; remove it from {others[0]!r} or"
-                         f" from {seller!r}"})
-    if problems:
-        raise setup.SetupInvalid(problems)
+                "error": f"store {shop!r} is also named by seller {other!r}: a store belongs to"
+                         f" at most one seller; remove it from {other!r} or from {seller!r}"})
+    return problems
 
 
 async def seller_of(conn: Conn | asyncpg.Pool, shop: str) -> dict[str, Any] | None:
@@ -200,6 +199,6 @@ KINDS = [
                delete=delete_review_policy, changed=review_policies_changed,
                doc="each store's review settings; `*` is the default of stores without one"),
     setup.Kind("sellers", Seller, load_sellers, save_seller, delete=delete_seller,
-               changed=sellers_changed,
+               check=check_sellers,
                doc="sellers: name, base currency and the stores each sells through"),
 ]

@@ -57,9 +57,15 @@ def resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def typed(spec: dict[str, Any], schema: dict[str, Any]) -> bool:
-    """A named model, a list of them, or a map to them: not a bare `object` or `{}`."""
+    """A named model, a list of them, or a map to them, or a named map with typed values (a
+    zone chart: country -> zone): not a bare `object` or `{}`."""
     if "$ref" in schema:
-        return bool(resolve(spec, schema).get("properties"))
+        named = resolve(spec, schema)
+        values = [named.get("additionalProperties"),
+                  *(named.get("patternProperties") or {}).values()]
+        return bool(named.get("properties")) or (
+            named.get("type") == "object" and any(
+                isinstance(v, dict) and bool(v.get("type") or v.get("$ref")) for v in values))
     if schema.get("type") == "array":
         return typed(spec, schema.get("items") or {})
     if schema.get("type") == "object":
