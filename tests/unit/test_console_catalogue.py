@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.console.i18n import LANGUAGES, Translator, buyer_language, catalogue, negotiate
 from services.aftersales.tagging import TAGS
+from services.console.i18n import LANGUAGES, Translator, buyer_language, catalogue, negotiate
 from services.console.pages import CASE_RESOLUTIONS, CASE_STATUSES, SEARCHES
 
 CONSOLE = Path(__file__).resolve().parents[2] / "services" / "console"
