@@ -190,7 +190,7 @@ async def substitute_candidates_of(conn: Conn, categories: list[str]
     """`substitute_candidates` for several categories in one query."""
     rows = await conn.fetch(
         "SELECT * FROM (SELECT p.*, coalesce((SELECT max(s.on_hand - s.reserved) FROM stock s"
-        " WHERE s.sku = p.sku), 0) AS best,"
+        " JOIN warehouses w ON w.code = s.warehouse AND w.active WHERE s.sku = p.sku), 0) AS best,"
         " row_number() OVER (PARTITION BY p.category) AS n FROM products p"
         " WHERE p.category = ANY($1::text[]) AND p.active) c WHERE n <= 200", categories)
     out: dict[str, tuple[list[Product], dict[str, int]]] = {c: ([], {}) for c in categories}
@@ -498,11 +498,11 @@ async def products(conn: Conn, skus: list[str]) -> dict[str, Product]:
 
 async def substitute_candidates(conn: Conn, category: str
                                 ) -> tuple[list[Product], dict[str, int]]:
-    """Active products of a category with their best single-warehouse availability."""
+    """Active products of a category with their best availability in one active warehouse."""
     rows = await conn.fetch(
         "SELECT p.*, coalesce((SELECT max(s.on_hand - s.reserved) FROM stock s"
-        " WHERE s.sku = p.sku), 0) AS best FROM products p WHERE p.category = $1 AND p.active"
-        " LIMIT 200", category)
+        " JOIN warehouses w ON w.code = s.warehouse AND w.active WHERE s.sku = p.sku), 0)"
+        " AS best FROM products p WHERE p.category = $1 AND p.active LIMIT 200", category)
     return [_product(r) for r in rows], {r["sku"]: r["best"] for r in rows}
 
 

@@ -18,7 +18,7 @@ from shared.topics import INTAKE_ORDER_ACCEPTED
 from shared.uow import UnitOfWork
 
 from .conftest import ServiceDb
-from .test_inventory import accepted, stock
+from .test_inventory import accepted, products, stock
 
 BY_NAME = {k.section: k for k in KINDS}
 US_WAREHOUSES = {"warehouses": ["WH-LA", "WH-SZ"]}
@@ -192,9 +192,13 @@ async def test_a_change_is_saved_audited_and_published_and_deletes_follow_the_ru
 async def test_an_inactive_warehouse_is_not_allocated_from(service_db: Any) -> None:
     """Given stock for US orders in WH-LA (first choice) and WH-SZ, when WH-LA is deactivated,
     then the next US order is reserved in WH-SZ, and an order only WH-LA could fill is
-    backordered rather than reserved there; reactivated, WH-LA is first choice again."""
+    backordered rather than reserved there, offered only substitutes in stock in an active
+    warehouse; reactivated, WH-LA is first choice again."""
     async with service_db("inventory") as db:
-        await stock(db, [("MUG", "WH-LA", 5), ("MUG", "WH-SZ", 5), ("LAMP", "WH-LA", 5)])
+        await stock(db, [("MUG", "WH-LA", 5), ("MUG", "WH-SZ", 5), ("LAMP", "WH-LA", 5),
+                         ("LAMP-LA", "WH-LA", 5), ("LAMP-SZ", "WH-SZ", 5)])
+        await products(db, [("LAMP", "light", "10.00"), ("LAMP-LA", "light", "10.00"),
+                            ("LAMP-SZ", "light", "10.00")])
         la = (await export(db))["warehouses"]["WH-LA"]
         await apply(db, {"warehouses": {"WH-LA": {**la, "active": False}}})
         mug, lamp = accepted("shop-1", "o1", [("MUG", 1)]), accepted("shop-1", "o2",
@@ -202,6 +206,9 @@ async def test_an_inactive_warehouse_is_not_allocated_from(service_db: Any) -> N
         out = await db.run(handlers.order_accepted, [mug, lamp], INTAKE_ORDER_ACCEPTED.name)
         assert await reserved_in(db, out, mug.order.key) == ["WH-SZ"]
         assert await reserved_in(db, out, lamp.order.key) == "backordered"
+        [backordered] = [p.value for p in out if p.topic == "orders.status"
+                         and p.key == lamp.order.key]
+        assert backordered["details"]["substitutes"] == {"LAMP": ["LAMP-SZ"]}
         assert await db.pool.fetchval(
             "SELECT reserved FROM stock WHERE sku = 'LAMP' AND warehouse = 'WH-LA'") == 0
         await apply(db, {"warehouses": {"WH-LA": la}})
