@@ -20,6 +20,7 @@ class Box:
     inner: tuple[int, int, int]
     tare_g: int
     max_weight_g: int
+    active: bool = True  # an inactive box is never chosen for packing (setup `boxes`)
 
     @property
     def volume(self) -> int:
@@ -68,8 +69,10 @@ def fits(items: Sequence[Item], box: Box) -> bool:
 def choose_boxes(items: Sequence[Item], boxes: Sequence[Box]) -> list[PackedBox]:
     """The smallest box that takes everything; else first-fit decreasing into as few boxes as
     possible, each then shrunk to the smallest box its contents fit. An item no box takes gets
-    the largest box (an operator sees it as oversize)."""
-    by_size = sorted(boxes, key=lambda b: (b.volume, b.max_weight_g))
+    the largest box (an operator sees it as oversize). Only active boxes are chosen."""
+    by_size = sorted((b for b in boxes if b.active), key=lambda b: (b.volume, b.max_weight_g))
+    if not by_size:
+        raise ValueError("no active box to pack in: activate one (setup section boxes)")
     for box in by_size:
         if fits(items, box):
             return [PackedBox(box, list(items))]

@@ -48,10 +48,11 @@ async def items(uow: UnitOfWork, lines: list[tuple[str, int]]) -> list[Item]:
 
 
 async def boxes(uow: UnitOfWork) -> list[Box]:
-    """The box catalogue, read once per unit of work."""
+    """The box catalogue, inactive boxes included (parcels packed in them still need their
+    sizes; `domain.choose_boxes` skips them), read once per unit of work."""
     rows = await uow.memo(BOXES, lambda: uow.conn.fetch("SELECT * FROM boxes ORDER BY code"))
     return [Box(r["code"], (r["inner_l"], r["inner_w"], r["inner_h"]), r["tare_g"],
-                r["max_weight_g"]) for r in rows]
+                r["max_weight_g"], r["active"]) for r in rows]
 
 
 async def get_order(conn: Conn, order_id: uuid.UUID) -> asyncpg.Record | None:

@@ -1,5 +1,6 @@
 """Inventory's operators' HTTP: stock by SKU and warehouse, a SKU's ledger, the backorder queue,
-allocation traces, reconciliation, reorder hints, expected receipts and store policies."""
+allocation traces, reconciliation, reorder hints, expected receipts and store policies, and the
+setup inventory owns (`/setup`: warehouses, their priorities, stock policies)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,17 @@ import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from shared import setup
 from shared.contracts import money_text
 from shared.http import require_admin
 from shared.uow import UnitOfWork
 
-from . import schemas, store, tasks
+from . import schemas, setup_kinds, store, tasks
 from .handlers import refresh_eta
 
 router = APIRouter()
+# GET/PUT/DELETE /setup...: warehouses, warehouse_priorities, stock_policies (setup_kinds.py)
+router.include_router(setup.router("inventory", setup_kinds.KINDS))
 
 
 def _pool(request: Request) -> asyncpg.Pool:
@@ -145,10 +149,23 @@ async def get_policy(store_name: str, request: Request) -> dict[str, Any]:
 
 @router.put("/policies/{store_name}", dependencies=[Depends(require_admin)],
             response_model=schemas.Policy)
-async def put_policy(store_name: str, body: PolicyIn, request: Request) -> dict[str, Any]:
-    async with _pool(request).acquire() as conn:
-        await store.set_policy(conn, store_name, body.model_dump(exclude_none=True))
-        return (await store.policy(conn, store_name)).__dict__
+async def put_policy(store_name: str, body: PolicyIn, request: Request,
+                     who: str = Depends(setup.operator)) -> dict[str, Any]:
+    """The fields given, over the store's current policy (or the '*' default); saved as the
+    store's `stock_policies` entry through the setup path, so it is audited and published."""
+    async with UnitOfWork.begin(_pool(request), "inventory") as uow:
+        merged = {**(await store.policy(uow.conn, store_name)).__dict__,
+                  **body.model_dump(exclude_none=True)}
+        # The columns keep 2 and 3 decimal places; they used to round what they were given.
+        merged["split_penalty"] = round(float(merged["split_penalty"]), 2)
+        merged["substitute_price_band"] = round(float(merged["substitute_price_band"]), 3)
+        try:
+            await setup.apply(uow, setup_kinds.KINDS, {"stock_policies": {store_name: merged}},
+                              changed_by=who, dry_run=False)
+        except setup.SetupInvalid as exc:
+            raise HTTPException(422, {"reason": "invalid_setup", "problems": exc.problems}
+                                ) from exc
+        return (await store.policy(uow.conn, store_name)).__dict__
 
 
 @router.put("/lead-times/{sku}", dependencies=[Depends(require_admin)],

@@ -37,11 +37,12 @@ async def warehouse_exists(conn: Conn, code: str) -> bool:
 
 
 async def available(conn: Conn, skus: list[str]) -> dict[str, dict[str, int]]:
-    """`{warehouse: {sku: on_hand - reserved}}` for every warehouse (a plan, not a promise)."""
+    """`{warehouse: {sku: on_hand - reserved}}` for every active warehouse (a plan, not a
+    promise): an inactive warehouse is never allocated from."""
     rows = await conn.fetch(
         "SELECT w.code AS warehouse, s.sku, coalesce(s.on_hand - s.reserved, 0) AS available"
-        " FROM warehouses w LEFT JOIN stock s ON s.warehouse = w.code AND s.sku = ANY($1::text[])",
-        skus)
+        " FROM warehouses w LEFT JOIN stock s ON s.warehouse = w.code AND s.sku = ANY($1::text[])"
+        " WHERE w.active", skus)
     out: dict[str, dict[str, int]] = {}
     for r in rows:
         out.setdefault(r["warehouse"], {})
@@ -61,8 +62,10 @@ async def priorities(conn: Conn) -> dict[str, list[str]]:
 
 
 async def warehouses(conn: Conn) -> list[str]:
-    """Every warehouse's code (handlers read it once per run: `uow.memo`)."""
-    return [r["code"] for r in await conn.fetch("SELECT code FROM warehouses ORDER BY code")]
+    """Every active warehouse's code, those allocation may use (handlers read it once per run:
+    `uow.memo`)."""
+    return [r["code"] for r in await conn.fetch(
+        "SELECT code FROM warehouses WHERE active ORDER BY code")]
 
 
 # --- a run of accepted orders: one statement per step, whatever the run's size ----------------
@@ -84,7 +87,7 @@ async def lock_stock(conn: Conn, skus: list[str], all_warehouses: list[str]
         " WHERE sku = ANY($1::text[]) ORDER BY sku, warehouse FOR UPDATE", skus)
     out: dict[str, dict[str, int]] = {w: {} for w in all_warehouses}
     for r in rows:
-        if r["warehouse"] in out:  # as `available`: only the warehouses inventory knows
+        if r["warehouse"] in out:  # as `available`: only the active warehouses inventory knows
             out[r["warehouse"]][r["sku"]] = r["available"]
     return out
 
@@ -187,7 +190,7 @@ async def substitute_candidates_of(conn: Conn, categories: list[str]
     """`substitute_candidates` for several categories in one query."""
     rows = await conn.fetch(
         "SELECT * FROM (SELECT p.*, coalesce((SELECT max(s.on_hand - s.reserved) FROM stock s"
-        " WHERE s.sku = p.sku), 0) AS best,"
+        " JOIN warehouses w ON w.code = s.warehouse AND w.active WHERE s.sku = p.sku), 0) AS best,"
         " row_number() OVER (PARTITION BY p.category) AS n FROM products p"
         " WHERE p.category = ANY($1::text[]) AND p.active) c WHERE n <= 200", categories)
     out: dict[str, tuple[list[Product], dict[str, int]]] = {c: ([], {}) for c in categories}
@@ -484,20 +487,6 @@ async def policies(conn: Conn, stores: list[str]) -> dict[str, Policy]:
     return {s: by_store.get(s, by_store["*"]) for s in stores}
 
 
-async def set_policy(conn: Conn, store: str, values: dict[str, Any]) -> None:
-    default = await policy(conn, store)
-    merged = {**default.__dict__, **values}
-    await conn.execute(
-        "INSERT INTO store_policies (store, split_allowed, split_penalty, partial,"
-        " backorder_limit_s, substitute_price_band) VALUES ($1, $2, $3, $4, $5, $6)"
-        " ON CONFLICT (store) DO UPDATE SET split_allowed = EXCLUDED.split_allowed,"
-        " split_penalty = EXCLUDED.split_penalty, partial = EXCLUDED.partial,"
-        " backorder_limit_s = EXCLUDED.backorder_limit_s,"
-        " substitute_price_band = EXCLUDED.substitute_price_band",
-        store, merged["split_allowed"], Decimal(str(merged["split_penalty"])), merged["partial"],
-        int(merged["backorder_limit_s"]), Decimal(str(merged["substitute_price_band"])))
-
-
 def _product(r: asyncpg.Record) -> Product:
     return Product(r["sku"], r["category"], r["price"], frozenset(r["attributes"]), r["active"])
 
@@ -509,11 +498,11 @@ async def products(conn: Conn, skus: list[str]) -> dict[str, Product]:
 
 async def substitute_candidates(conn: Conn, category: str
                                 ) -> tuple[list[Product], dict[str, int]]:
-    """Active products of a category with their best single-warehouse availability."""
+    """Active products of a category with their best availability in one active warehouse."""
     rows = await conn.fetch(
         "SELECT p.*, coalesce((SELECT max(s.on_hand - s.reserved) FROM stock s"
-        " WHERE s.sku = p.sku), 0) AS best FROM products p WHERE p.category = $1 AND p.active"
-        " LIMIT 200", category)
+        " JOIN warehouses w ON w.code = s.warehouse AND w.active WHERE s.sku = p.sku), 0)"
+        " AS best FROM products p WHERE p.category = $1 AND p.active LIMIT 200", category)
     return [_product(r) for r in rows], {r["sku"]: r["best"] for r in rows}
 
 
