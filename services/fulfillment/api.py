@@ -1,6 +1,6 @@
 """Fulfillment's operators' HTTP: waves and their printable pick lists, and, for warehouse staff
 in manual mode, scan, short pick, weigh, QC fail and pack (each needs the admin token); the
-packing slip of a parcel; the box catalogue as setup (`/setup`, setup_kinds.py). README.md
+packing slip of a parcel; the box catalogue as setup (`/setup`, kinds.py). README.md
 "Running a wave by hand" walks through it.
 
 Refused scans are results (200 with `accepted: false` and a reason code), not HTTP errors; a step
@@ -27,11 +27,11 @@ from shared.db import Conn
 from shared.http import require_admin
 from shared.uow import UnitOfWork
 
-from . import domain, schemas, setup_kinds, store, warehouse
+from . import domain, kinds, schemas, store, warehouse
 
 router = APIRouter()
-# GET/PUT /setup...: the box catalogue (setup_kinds.py)
-router.include_router(setup.router("fulfillment", setup_kinds.KINDS))
+# GET/PUT /setup...: the box catalogue (kinds.py)
+router.include_router(setup.router("fulfillment", kinds.KINDS))
 admin = [Depends(require_admin)]
 
 

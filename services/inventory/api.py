@@ -19,12 +19,12 @@ from shared.contracts import money_text
 from shared.http import require_admin
 from shared.uow import UnitOfWork
 
-from . import schemas, setup_kinds, store, tasks
+from . import kinds, schemas, store, tasks
 from .handlers import refresh_eta
 
 router = APIRouter()
-# GET/PUT/DELETE /setup...: warehouses, warehouse_priorities, stock_policies (setup_kinds.py)
-router.include_router(setup.router("inventory", setup_kinds.KINDS))
+# GET/PUT/DELETE /setup...: warehouses, warehouse_priorities, stock_policies (kinds.py)
+router.include_router(setup.router("inventory", kinds.KINDS))
 
 
 def _pool(request: Request) -> asyncpg.Pool:
@@ -160,7 +160,7 @@ async def put_policy(store_name: str, body: PolicyIn, request: Request,
         merged["split_penalty"] = round(float(merged["split_penalty"]), 2)
         merged["substitute_price_band"] = round(float(merged["substitute_price_band"]), 3)
         try:
-            await setup.apply(uow, setup_kinds.KINDS, {"stock_policies": {store_name: merged}},
+            await setup.apply(uow, kinds.KINDS, {"stock_policies": {store_name: merged}},
                               changed_by=who, dry_run=False)
         except setup.SetupInvalid as exc:
             raise HTTPException(422, {"reason": "invalid_setup", "problems": exc.problems}

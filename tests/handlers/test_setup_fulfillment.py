@@ -1,4 +1,4 @@
-"""Fulfillment's setup (services/fulfillment/setup_kinds.py) against Postgres alone: the box
+"""Fulfillment's setup (services/fulfillment/kinds.py) against Postgres alone: the box
 catalogue loads as the migrations seeded it, round-trips with no change, reports bad entries at
 `boxes.key.field`, is audited and published when it changes, and packing uses only active
 boxes (a new box is used, an inactive one is not)."""
@@ -12,7 +12,7 @@ import pytest
 from fastapi import HTTPException
 
 from services.fulfillment import domain, handlers, warehouse
-from services.fulfillment.setup_kinds import KINDS
+from services.fulfillment.kinds import KINDS
 from shared import setup, topics
 from shared.uow import UnitOfWork
 

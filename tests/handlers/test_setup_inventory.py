@@ -1,4 +1,4 @@
-"""Inventory's setup (services/inventory/setup_kinds.py) against Postgres alone: warehouses,
+"""Inventory's setup (services/inventory/kinds.py) against Postgres alone: warehouses,
 warehouse priorities and stock policies load as the migrations seeded them, round-trip with no
 change, report bad entries at `section.key.field`, are audited and published when they change,
 and change what the next reservation does (inactive warehouses skipped, new priorities used)."""
@@ -12,7 +12,7 @@ import pytest
 from fastapi import HTTPException
 
 from services.inventory import handlers
-from services.inventory.setup_kinds import KINDS
+from services.inventory.kinds import KINDS
 from shared import setup
 from shared.topics import INTAKE_ORDER_ACCEPTED
 from shared.uow import UnitOfWork

@@ -1,4 +1,4 @@
-"""Fulfillment's setup on the real stack (services/fulfillment/setup_kinds.py): the export holds
+"""Fulfillment's setup on the real stack (services/fulfillment/kinds.py): the export holds
 the seeded boxes; a dry run plans without changing anything; a new box, applied, is the one the
 next parcel is packed in; its change is in the audit and on `setup.changed`; deactivated, it is
 not used any more.

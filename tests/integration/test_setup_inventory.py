@@ -1,4 +1,4 @@
-"""Inventory's setup on the real stack (services/inventory/setup_kinds.py): the export holds the
+"""Inventory's setup on the real stack (services/inventory/kinds.py): the export holds the
 seeded warehouses, priorities and policy; a dry run plans without changing anything; a new
 warehouse and a destination's priority naming it, applied, make the next order to that
 destination reserved there; each change is in the audit and on `setup.changed`; the store
