@@ -25,6 +25,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.orders < 1 or args.rate <= 0 or args.days < 1:
         parser.error("--orders and --days must be >= 1 and --rate > 0")
+    code = apply_demo_setup()
+    if code:
+        sys.exit(code)
     if args.channel_orders > 0:
         # First, so that the simulation's summary stays the last thing printed.
         code = asyncio.run(ChannelDemo(args.channel_orders).run())
@@ -33,6 +36,28 @@ def main() -> None:
     code = asyncio.run(Simulation(args.orders, args.rate, args.days, args.seed).run())
     print(console_login())
     sys.exit(code)
+
+
+def apply_demo_setup() -> int:
+    """The demo shop's setup (setup/demo.yaml: a US seller in USD, a Chinese one in CNY),
+    applied the way an operator would (`shopkeeper setup import ... --apply`); applied again on
+    a later run, it changes nothing."""
+    import os
+
+    from tools import setup_file
+    from tools.cli import CliError, setup_call
+
+    os.environ.setdefault("SHOPKEEPER_OPERATOR", "make-run")
+    try:
+        plans = asyncio.run(setup_file.apply(setup_call, setup_file.read(setup_file.DEMO_FILE)))
+    except (setup_file.SetupError, CliError) as exc:
+        problems = "".join(f"\n  - {p}" for p in getattr(exc, "problems", []))
+        print(f"error: the demo's setup ({setup_file.DEMO_FILE}) was refused: {exc}{problems}")
+        return 1
+    changes = sum(len(p["changes"]) for p in plans)
+    print(f"Setup: {setup_file.DEMO_FILE.relative_to(setup_file.SETUP_DIR.parent)} applied"
+          f" ({changes} change(s); sellers acme-us in USD and shenzhen-trading in CNY)")
+    return 0
 
 
 def console_login() -> str:
