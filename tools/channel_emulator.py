@@ -117,9 +117,17 @@ class Emulator:
     def refunds_of(self, order_id: str) -> list[dict[str, Any]]:
         """The adjustments Amazon applied to the order (one per adjusted item)."""
         with self.lock:
+            self._advance()
             return [a for a in self.adjustments.values() if a["order"] == order_id]
 
     # --- feed processing (as Amazon does it, after the feed is accepted) ---
+    def _advance(self) -> None:
+        """Process every feed that is due, in the order they came: Amazon processes a feed
+        whether or not anyone asks about it (a feed whose id the seller lost is applied too)."""
+        with self.lock:
+            for feed in self.feeds:
+                self._feed_status(feed)
+
     def _feed_status(self, feed: dict[str, Any]) -> str:
         """The feed's processingStatus now; processes it the first time it is due."""
         with self.lock:
@@ -518,6 +526,7 @@ class Emulator:
             if feed is None:
                 return JSONResponse({"errors": [{"code": "NotFound",
                                                  "message": f"feed {feed_id}"}]}, 404)
+            emu._advance()
             status = emu._feed_status(feed)
             body = {"feedId": feed_id, "feedType": feed["feedType"],
                     "marketplaceIds": feed["marketplaceIds"],
