@@ -12,7 +12,8 @@ WEBHOOK_SECONDS = Histogram("shopkeeper_channel_webhook_seconds",
                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 WRITEBACKS = Counter("shopkeeper_channel_writebacks_total",
                      "Write-back calls to platforms by action and outcome"
-                     " (done, retry, failed, skipped)", ["platform", "action", "outcome"])
+                     " (done, submitted, retry, failed, skipped)",
+                     ["platform", "action", "outcome"])
 WRITEBACKS_PENDING = Gauge("shopkeeper_channel_writebacks_pending",
                            "Write-backs waiting to be done")
 WRITEBACKS_FAILED = Gauge("shopkeeper_channel_writebacks_failed",

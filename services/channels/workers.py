@@ -126,7 +126,7 @@ async def _work(conn: Any, client: httpx.AsyncClient, buckets: dict[str, TokenBu
             return
         bucket = buckets.setdefault(cfg.store, MODULES[cfg.platform].bucket())
         if time.monotonic() < bucket.blocked_until:  # held by a 429: come back then
-            await store.finish_writeback(conn, row["id"], "pending", row["last_error"],
+            await store.finish_writeback(conn, row["id"], row["state"], row["last_error"],
                                          row["attempts"], bucket.blocked_until - time.monotonic())
             return
         if not cfg.api_base_url or row["platform_order_id"] is None:
