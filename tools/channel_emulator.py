@@ -3,6 +3,13 @@ SP-API Orders v0 and Login with Amazon), as a real HTTP server: nothing outside 
 reachable, so the tests and the demo point channels' `api_base_url` at it. It records every call,
 keeps Amazon's orders to be polled, and injects faults (429 with Retry-After, 5xx) on demand.
 
+Amazon's feeds are processed as Amazon does, later: a feed is IN_QUEUE, then IN_PROGRESS, then
+(after `feed_delay` seconds) DONE with a processing report (a GZIP result document) that applies
+or refuses each message: a refund for an unknown order or item, above what the item was charged
+(less what was refunded before), or carrying a MerchantAdjustmentItemID applied before
+(a duplicate) is an Error; cancelling a shipped order is an Error, an already cancelled one a
+Warning. `feed_outcomes` makes the next feeds end FATAL or CANCELLED instead.
+
 Also here: order payloads in each platform's documented shape and the platforms' webhook
 signatures, as a storefront would send them (written apart from services/channels on purpose).
 """
@@ -10,6 +17,7 @@ signatures, as a storefront would send them (written apart from services/channel
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import hmac
 import json
@@ -20,6 +28,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.etree import ElementTree
@@ -56,11 +65,24 @@ class Emulator:
         # Feeds API: documents created (their uploaded content) and feeds submitted, parsed.
         self.feed_documents: dict[str, bytes | None] = {}
         self.feeds: list[dict[str, Any]] = []
+        # Processing: seconds from createFeed to DONE (IN_PROGRESS from half of it), the result
+        # documents (GZIP), and what the feeds applied: adjustments by MerchantAdjustmentItemID
+        # (or a generated id), refunded amounts per (order, item), cancelled and shipped orders.
+        self.feed_delay = 1.0
+        self.feed_outcomes: list[str] = []
+        self.result_documents: dict[str, bytes] = {}
+        self.adjustments: dict[str, dict[str, Any]] = {}
+        self.refunded: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        self.cancelled: set[str] = set()
+        self.shipped: set[str] = set()
         self.amazon_orders: dict[str, dict[str, Any]] = {}
         self.amazon_items: dict[str, list[dict[str, Any]]] = {}
         self.token_ttl = 3600
         self.tokens: dict[str, float] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
+        # Called with the feedId once a feed is accepted, before the answer goes out (a test
+        # kills the caller there: the crash between Amazon's answer and the caller's commit).
+        self.on_feed_created: Any = None
         self.app = self._build()
         self.server: uvicorn.Server | None = None
         self.thread: threading.Thread | None = None
@@ -91,6 +113,131 @@ class Emulator:
         with self.lock:
             self.amazon_orders[order["AmazonOrderId"]] = order
             self.amazon_items[order["AmazonOrderId"]] = items
+
+    def refunds_of(self, order_id: str) -> list[dict[str, Any]]:
+        """The adjustments Amazon applied to the order (one per adjusted item)."""
+        with self.lock:
+            self._advance()
+            return [a for a in self.adjustments.values() if a["order"] == order_id]
+
+    # --- feed processing (as Amazon does it, after the feed is accepted) ---
+    def _advance(self) -> None:
+        """Process every feed that is due, in the order they came: Amazon processes a feed
+        whether or not anyone asks about it (a feed whose id the seller lost is applied too)."""
+        with self.lock:
+            for feed in self.feeds:
+                self._feed_status(feed)
+
+    def _feed_status(self, feed: dict[str, Any]) -> str:
+        """The feed's processingStatus now; processes it the first time it is due."""
+        with self.lock:
+            if feed["status"] in ("DONE", "CANCELLED", "FATAL"):
+                return str(feed["status"])
+            age = time.time() - feed["created"]
+            if age < self.feed_delay / 2:
+                return "IN_QUEUE"
+            if age < self.feed_delay:
+                feed["status"] = "IN_PROGRESS"
+                return "IN_PROGRESS"
+            forced = self.feed_outcomes.pop(0) if self.feed_outcomes else None
+            if forced == "CANCELLED":
+                feed["status"] = "CANCELLED"
+                return "CANCELLED"
+            if forced == "FATAL":
+                results: list[tuple[str, str, str, str, dict[str, str]]] = [
+                    ("0", "Error", "90099", "The feed could not be processed (emulated FATAL)",
+                     {})]
+                report, ok, failed = results, 0, 1
+            else:
+                report, ok, failed = self._process(feed)
+            doc_id = f"amzn1.tortuga.4.na.result.{uuid.uuid4()}"
+            self.result_documents[doc_id] = gzip.compress(
+                processing_report(feed["feedId"], ok + failed, ok, failed, report))
+            feed["resultFeedDocumentId"] = doc_id
+            feed["status"] = forced or "DONE"
+            return str(feed["status"])
+
+    def _process(self, feed: dict[str, Any]
+                 ) -> tuple[list[tuple[str, str, str, str, dict[str, str]]], int, int]:
+        """Apply each message of the feed (under the lock): results, successful, with error."""
+        root = ElementTree.fromstring(feed["xml"])
+        results: list[tuple[str, str, str, str, dict[str, str]]] = []
+        ok = failed = 0
+        for message in root.findall("Message"):
+            mid = message.findtext("MessageID") or "0"
+            adjustment = message.find("OrderAdjustment")
+            ack = message.find("OrderAcknowledgement")
+            if adjustment is not None:
+                errors = self._adjust(adjustment)
+            elif ack is not None:
+                errors = self._acknowledge(ack)
+            else:
+                errors = [("Error", "90000", "Unsupported message", {})]
+            results += [(mid, *e) for e in errors]
+            if any(e[0] == "Error" for e in errors):
+                failed += 1
+            else:
+                ok += 1
+        return results, ok, failed
+
+    def _adjust(self, adj: Any) -> list[tuple[str, str, str, dict[str, str]]]:
+        """An OrderAdjustment: all its items or none (any error refuses the message)."""
+        oid = adj.findtext("AmazonOrderID") or ""
+        info = {"AmazonOrderID": oid}
+        if oid not in self.amazon_orders:
+            return [("Error", "90001", f"Order {oid} was not found for this seller", info)]
+        items = {i["OrderItemId"]: i for i in self.amazon_items.get(oid, [])}
+        errors: list[tuple[str, str, str, dict[str, str]]] = []
+        todo: list[tuple[str, str, Decimal]] = []
+        for item in adj.findall("AdjustedItem"):
+            code = item.findtext("AmazonOrderItemCode") or ""
+            adj_id = item.findtext("MerchantAdjustmentItemID") or f"{oid}/{code}/{uuid.uuid4()}"
+            where = {**info, "AmazonOrderItemCode": code, "MerchantAdjustmentItemID": adj_id}
+            if adj_id in self.adjustments:
+                errors.append(("Error", "90004", f"Duplicate MerchantAdjustmentItemID {adj_id}:"
+                               " this adjustment was already processed", where))
+                continue
+            if code not in items:
+                errors.append(("Error", "90002", f"Order item {code} is not in order {oid}",
+                               where))
+                continue
+            try:
+                amount = sum((Decimal(c.findtext("Amount") or "0")
+                              for c in item.findall("ItemPriceAdjustments/Component")),
+                             Decimal("0"))
+            except InvalidOperation:
+                errors.append(("Error", "90005", "An Amount is not a number", where))
+                continue
+            charged = sum((Decimal(str((items[code].get(k) or {}).get("Amount") or "0"))
+                           for k in ("ItemPrice", "ItemTax", "ShippingPrice", "ShippingTax")),
+                          Decimal("0"))
+            left = charged - self.refunded[(oid, code)]
+            if amount <= 0 or amount > left:
+                errors.append(("Error", "90003", f"The adjustment of {amount} for item {code}"
+                               f" is above what can be refunded ({left} of {charged} charged)",
+                               where))
+                continue
+            todo.append((adj_id, code, amount))
+        if errors:
+            return errors
+        for adj_id, code, amount in todo:
+            self.refunded[(oid, code)] += amount
+            self.adjustments[adj_id] = {"order": oid, "item": code, "amount": amount}
+        return []
+
+    def _acknowledge(self, ack: Any) -> list[tuple[str, str, str, dict[str, str]]]:
+        oid = ack.findtext("AmazonOrderID") or ""
+        info = {"AmazonOrderID": oid}
+        if oid not in self.amazon_orders:
+            return [("Error", "90001", f"Order {oid} was not found for this seller", info)]
+        if (ack.findtext("StatusCode") or "") != "Failure":
+            return []
+        if oid in self.shipped:
+            return [("Error", "90006", f"Order {oid} has shipped: it cannot be cancelled", info)]
+        if oid in self.cancelled:
+            return [("Warning", "90007", f"Order {oid} is already cancelled", info)]
+        self.cancelled.add(oid)
+        return []
 
     @property
     def url(self) -> str:
@@ -311,7 +458,11 @@ class Emulator:
         @app.post("/orders/v0/orders/{oid}/shipmentConfirmation")
         async def confirm_shipment(oid: str, request: Request) -> Response:
             denied = amazon_auth(request) or emu._fault("confirmShipment")
-            return denied or Response(status_code=204)
+            if denied:
+                return denied
+            with emu.lock:
+                emu.shipped.add(oid)
+            return Response(status_code=204)
 
         # Feeds API 2021-06-30: a document (its pre-signed upload URL), the upload, the feed.
         @app.post("/feeds/2021-06-30/documents")
@@ -355,28 +506,96 @@ class Emulator:
             root = ElementTree.fromstring(content)
             feed_id = str(50000 + len(emu.feeds))
             with emu.lock:
+                feed_id = str(50000 + len(emu.feeds))
                 emu.feeds.append({"feedId": feed_id, "feedType": spec["feedType"],
                                   "marketplaceIds": spec["marketplaceIds"], "xml": content,
                                   "message_type": root.findtext("MessageType"),
-                                  "message": root.find("Message")})
+                                  "message": root.find("Message"), "created": time.time(),
+                                  "status": "IN_QUEUE"})
+            hook = emu.on_feed_created
+            if hook is not None:
+                hook(feed_id)
             return JSONResponse({"feedId": feed_id}, 202)
 
         @app.get("/feeds/2021-06-30/feeds/{feed_id}")
         async def get_feed(feed_id: str, request: Request) -> Response:
-            denied = amazon_auth(request)
+            denied = amazon_auth(request) or emu._fault("getFeed")
             if denied:
                 return denied
             feed = next((f for f in emu.feeds if f["feedId"] == feed_id), None)
             if feed is None:
-                return JSONResponse({"errors": [{"code": "NotFound"}]}, 404)
-            return JSONResponse({"feedId": feed_id, "feedType": feed["feedType"],
-                                 "processingStatus": "DONE"})
+                return JSONResponse({"errors": [{"code": "NotFound",
+                                                 "message": f"feed {feed_id}"}]}, 404)
+            emu._advance()
+            status = emu._feed_status(feed)
+            body = {"feedId": feed_id, "feedType": feed["feedType"],
+                    "marketplaceIds": feed["marketplaceIds"],
+                    "createdTime": datetime.fromtimestamp(feed["created"], UTC).isoformat(),
+                    "processingStatus": status}
+            if feed.get("resultFeedDocumentId"):
+                body["resultFeedDocumentId"] = feed["resultFeedDocumentId"]
+            return JSONResponse(body)
+
+        @app.get("/feeds/2021-06-30/documents/{doc_id}")
+        async def get_feed_document(doc_id: str, request: Request) -> Response:
+            denied = amazon_auth(request) or emu._fault("getFeedDocument")
+            if denied:
+                return denied
+            if doc_id not in emu.result_documents:
+                return JSONResponse({"errors": [{"code": "NotFound",
+                                                 "message": f"document {doc_id}"}]}, 404)
+            return JSONResponse({"feedDocumentId": doc_id, "compressionAlgorithm": "GZIP",
+                                 "url": f"{emu.url}/_s3/result-documents/{doc_id}"})
+
+        @app.get("/_s3/result-documents/{doc_id}")
+        async def download_result_document(doc_id: str, request: Request) -> Response:
+            denied = emu._fault("downloadFeedDocument")
+            if denied:
+                return denied
+            if request.headers.get("x-amz-access-token"):  # S3 would refuse a foreign header
+                return JSONResponse({"Code": "InvalidArgument"}, 400)
+            content = emu.result_documents.get(doc_id)
+            if content is None:
+                return JSONResponse({"Code": "NoSuchKey"}, 404)
+            return Response(content, media_type="application/octet-stream")
 
         @app.get("/_emulator/calls")
         async def calls() -> list[dict[str, Any]]:
             return [c.__dict__ for c in emu.calls]
 
         return app
+
+
+def processing_report(feed_id: str, processed: int, successful: int, with_error: int,
+                      results: list[tuple[str, str, str, str, dict[str, str]]]) -> bytes:
+    """A feed's processing report as Amazon writes it (`AmazonEnvelope` of type
+    ProcessingReport): the summary and a `Result` per error or warning."""
+    env = ElementTree.Element("AmazonEnvelope")
+    header = ElementTree.SubElement(env, "Header")
+    ElementTree.SubElement(header, "DocumentVersion").text = "1.02"
+    ElementTree.SubElement(header, "MerchantIdentifier").text = "EMULATED"
+    ElementTree.SubElement(env, "MessageType").text = "ProcessingReport"
+    message = ElementTree.SubElement(env, "Message")
+    ElementTree.SubElement(message, "MessageID").text = "1"
+    report = ElementTree.SubElement(message, "ProcessingReport")
+    ElementTree.SubElement(report, "DocumentTransactionID").text = feed_id
+    ElementTree.SubElement(report, "StatusCode").text = "Complete"
+    summary = ElementTree.SubElement(report, "ProcessingSummary")
+    warned = len({r[0] for r in results if r[1] == "Warning"})
+    for tag, value in (("MessagesProcessed", processed), ("MessagesSuccessful", successful),
+                       ("MessagesWithError", with_error), ("MessagesWithWarning", warned)):
+        ElementTree.SubElement(summary, tag).text = str(value)
+    for mid, code, message_code, description, info in results:
+        result = ElementTree.SubElement(report, "Result")
+        ElementTree.SubElement(result, "MessageID").text = mid
+        ElementTree.SubElement(result, "ResultCode").text = code
+        ElementTree.SubElement(result, "ResultMessageCode").text = message_code
+        ElementTree.SubElement(result, "ResultDescription").text = description
+        if info:
+            extra = ElementTree.SubElement(result, "AdditionalInfo")
+            for key, text in info.items():
+                ElementTree.SubElement(extra, key).text = text
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(env, "utf-8")
 
 
 # --- payloads as the platforms send them ---------------------------------------------------------

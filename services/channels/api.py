@@ -123,6 +123,19 @@ async def test_channel(store_name: str, request: Request) -> dict[str, Any]:
     return {"store": store_name, "platform": cfg.platform, **await probe(cfg)}
 
 
+WriteBackState = Literal["pending", "submitted", "done", "failed", "skipped"]
+
+
+@router.get("/channels/{store_name}/writebacks", dependencies=[Depends(require_admin)],
+            response_model=list[schemas.WriteBack])
+async def list_writebacks(store_name: str, request: Request, state: WriteBackState | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]:
+    """The store's write-backs, newest first (e.g. `?state=failed`: each with its reason, an
+    Amazon feed's with its feedId and the processing report's errors)."""
+    async with _pool(request).acquire() as conn:
+        return await store.writebacks_of(conn, store_name, state, max(1, min(limit, 1000)))
+
+
 @router.post("/channels/{store_name}/writebacks/retry", dependencies=[Depends(require_admin)],
              response_model=schemas.Requeued)
 async def retry_writebacks(store_name: str, request: Request) -> dict[str, Any]:

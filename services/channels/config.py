@@ -26,6 +26,11 @@ class ChannelsSettings(BaseSettings):
     # at once by one instance.
     poll_seconds: float = 60.0
     poll_concurrency: int = 3
+    # Amazon feeds: first look at a submitted feed after this many seconds (a channel's option
+    # `feed_poll_seconds` overrides), then less often (up to 10 minutes between looks); a feed
+    # still unprocessed after `feed_max_hours` fails the job for an operator (never resent).
+    feed_poll_seconds: float = 30.0
+    feed_max_hours: float = 24.0
 
 
 @cache

@@ -41,6 +41,8 @@ class Channel(OpenModel):
     writebacks_pending: int = 0
     writebacks_failed: int = 0
     writebacks_done: int = 0
+    writebacks_submitted: int = Field(default=0, description="Amazon: feeds accepted, their"
+                                      " processing report not read yet")
     poll_cursor: Timestamp | None = Field(default=None, description="Amazon: LastUpdatedAfter")
     poll_last_ok_at: Timestamp | None = None
     poll_last_error: str | None = None
@@ -60,9 +62,19 @@ class WriteBack(OpenModel):
     order_key: str = Field(examples=["shop-us-1:5723984011"])
     action: Literal["shipped", "cancelled", "refunded"]
     ref: str = ""
-    state: Literal["pending", "done", "failed", "skipped"]
+    state: Literal["pending", "submitted", "done", "failed", "skipped"] = Field(
+        description="submitted: Amazon accepted the feed, its processing report is awaited")
     attempts: int
-    last_error: str | None = None
+    last_error: str | None = Field(default=None, description="why it failed (for a feed: the"
+                                   " processing report's errors)")
+    note: str | None = Field(default=None, description="what the platform said of a job done"
+                             " (warnings; a refund already applied before)")
+    feed_id: str | None = Field(default=None, description="Amazon's feedId", examples=["50001"])
+    feed_document_id: str | None = None
+    feed_type: str | None = Field(default=None, examples=["POST_PAYMENT_ADJUSTMENT_DATA"])
+    feed_status: str | None = Field(default=None, description="processingStatus last seen",
+                                    examples=["DONE"])
+    submitted_at: Timestamp | None = None
     created_at: Timestamp
     done_at: Timestamp | None = None
 

@@ -72,6 +72,8 @@ async def list_channels(conn: Conn) -> list[dict[str, Any]]:
         "   AS writebacks_pending,"
         " (SELECT count(*) FROM writebacks w WHERE w.store = c.store AND w.state = 'failed')"
         "   AS writebacks_failed,"
+        " (SELECT count(*) FROM writebacks w WHERE w.store = c.store AND w.state = 'submitted')"
+        "   AS writebacks_submitted,"
         " (SELECT count(*) FROM writebacks w WHERE w.store = c.store AND w.state = 'done')"
         "   AS writebacks_done,"
         " p.updated_after AS poll_cursor, p.last_ok_at AS poll_last_ok_at,"
@@ -139,47 +141,92 @@ async def enqueue_writebacks(conn: Conn, jobs: list[tuple[str, str, str, str, di
 
 
 async def claim_due(conn: Conn) -> Any:
-    """One due write-back, locked for this transaction; other instances skip it."""
+    """One due write-back (pending: to send; submitted: its feed to look at), locked for this
+    transaction; other instances skip it."""
     return await conn.fetchrow(
         "SELECT w.*, o.platform_order_id, o.data AS order_data, o.cancelled_on_platform"
         " FROM writebacks w LEFT JOIN channel_orders o ON o.order_key = w.order_key"
-        " WHERE w.state = 'pending' AND w.next_attempt_at <= now()"
+        " WHERE w.state IN ('pending', 'submitted') AND w.next_attempt_at <= now()"
         " ORDER BY w.next_attempt_at, w.id LIMIT 1 FOR UPDATE OF w SKIP LOCKED")
 
 
 async def finish_writeback(conn: Conn, wid: int, state: str, error: str | None,
-                           attempts: int, delay_s: float = 0.0) -> None:
+                           attempts: int, delay_s: float = 0.0, note: str | None = None,
+                           feed_status: str | None = None) -> None:
+    """The job's new state; `note` and `feed_status` replace theirs only when given."""
     await conn.execute(
         "UPDATE writebacks SET state = $2, last_error = $3, attempts = $4,"
         " next_attempt_at = now() + make_interval(secs => $5),"
-        " done_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END WHERE id = $1",
-        wid, state, error, attempts, delay_s)
+        " note = coalesce($6, note), feed_status = coalesce($7, feed_status),"
+        " done_at = CASE WHEN $2 IN ('pending', 'submitted') THEN NULL ELSE now() END"
+        " WHERE id = $1",
+        wid, state, error, attempts, delay_s, note, feed_status)
+
+
+async def feed_submitted(conn: Conn, wid: int, feed_id: str, document_id: str, feed_type: str,
+                         attempts: int, delay_s: float) -> None:
+    """The platform accepted the job's feed: its ids are kept, in the transaction that sent it,
+    before anything is marked done. From here the job is only ever polled, never sent again."""
+    await conn.execute(
+        "UPDATE writebacks SET state = 'submitted', feed_id = $2, feed_document_id = $3,"
+        " feed_type = $4, feed_status = 'SUBMITTED', feed_checks = 0, submitted_at = now(),"
+        " attempts = $5, last_error = NULL, done_at = NULL,"
+        " next_attempt_at = now() + make_interval(secs => $6) WHERE id = $1",
+        wid, feed_id, document_id, feed_type, attempts, delay_s)
+
+
+async def feed_checked(conn: Conn, wid: int, feed_status: str | None, error: str | None,
+                       delay_s: float) -> None:
+    """A look at a submitted feed that did not settle it: look again after `delay_s`."""
+    await conn.execute(
+        "UPDATE writebacks SET feed_status = coalesce($2, feed_status), last_error = $3,"
+        " feed_checks = feed_checks + 1, next_attempt_at = now() + make_interval(secs => $4)"
+        " WHERE id = $1", wid, feed_status, error, delay_s)
 
 
 async def writeback_counts(conn: Conn) -> dict[str, Any]:
     row = await conn.fetchrow(
         "SELECT count(*) FILTER (WHERE state = 'pending') AS pending,"
         " count(*) FILTER (WHERE state = 'failed') AS failed,"
+        " count(*) FILTER (WHERE state = 'submitted') AS submitted,"
         " extract(epoch FROM now() - min(created_at) FILTER (WHERE state = 'pending'))"
-        "   AS oldest_pending_seconds FROM writebacks")
+        "   AS oldest_pending_seconds,"
+        " extract(epoch FROM now() - min(submitted_at) FILTER (WHERE state = 'submitted'))"
+        "   AS oldest_submitted_seconds FROM writebacks")
     assert row is not None
-    return {"pending": row["pending"], "failed": row["failed"],
-            "oldest_pending_seconds": float(row["oldest_pending_seconds"] or 0)}
+    return {"pending": row["pending"], "failed": row["failed"], "submitted": row["submitted"],
+            "oldest_pending_seconds": float(row["oldest_pending_seconds"] or 0),
+            "oldest_submitted_seconds": float(row["oldest_submitted_seconds"] or 0)}
 
 
 async def writebacks_of(conn: Conn, store: str, state: str | None = None,
                         limit: int = 100) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        "SELECT id, order_key, action, ref, state, attempts, last_error, created_at, done_at"
+        "SELECT id, order_key, action, ref, state, attempts, last_error, note, feed_id,"
+        " feed_document_id, feed_type, feed_status, submitted_at, created_at, done_at"
         " FROM writebacks WHERE store = $1 AND ($2::text IS NULL OR state = $2)"
         " ORDER BY id DESC LIMIT $3", store, state, limit)
-    return [{**dict(r), "created_at": r["created_at"].isoformat(),
-             "done_at": r["done_at"].isoformat() if r["done_at"] else None} for r in rows]
+    return [{**dict(r), **{k: r[k].isoformat() if r[k] else None
+                           for k in ("created_at", "done_at", "submitted_at")}}
+            for r in rows]
+
+
+# A feed whose processing is over (its report read): a retry sends the job again.
+_SETTLED = "feed_status IN ('DONE', 'CANCELLED', 'FATAL')"
 
 
 async def retry_failed(conn: Conn, store: str) -> int:
+    """Failed jobs again. One whose feed was processed (and refused) is sent anew (its feed id
+    kept in the note); one whose feed could not be looked at goes back to looking at it: a
+    feed Amazon accepted is never sent twice by us."""
     return int((await conn.execute(
-        "UPDATE writebacks SET state = 'pending', attempts = 0, next_attempt_at = now()"
+        "UPDATE writebacks SET attempts = 0, feed_checks = 0, next_attempt_at = now(),"
+        f" state = CASE WHEN feed_id IS NULL OR {_SETTLED} THEN 'pending' ELSE 'submitted' END,"
+        f" note = CASE WHEN feed_id IS NOT NULL AND {_SETTLED} THEN"
+        "   'retried after feed ' || feed_id || ': ' || coalesce(last_error, '') ELSE note END,"
+        f" feed_id = CASE WHEN {_SETTLED} THEN NULL ELSE feed_id END,"
+        f" feed_document_id = CASE WHEN {_SETTLED} THEN NULL ELSE feed_document_id END,"
+        f" feed_status = CASE WHEN {_SETTLED} THEN NULL ELSE feed_status END"
         " WHERE store = $1 AND state = 'failed'", store)).split()[-1])
 
 

@@ -22,7 +22,7 @@ from shared.uow import UnitOfWork
 from . import crypto, inbox, metrics, store
 from .config import channels_settings
 from .platforms import MODULES, amazon
-from .platforms.base import ChannelConfig, Failed, Job, Retry, Skipped
+from .platforms.base import ChannelConfig, Failed, Job, Retry, Skipped, Submitted
 from .ratelimit import TokenBucket, backoff
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ IDLE_SECONDS = _settings.writeback_poll_seconds
 POLL_SECONDS = _settings.poll_seconds
 BACKOFF_BASE = _settings.backoff_base
 POLL_CONCURRENCY = _settings.poll_concurrency
+FEED_POLL_SECONDS = _settings.feed_poll_seconds
+FEED_MAX_SECONDS = _settings.feed_max_hours * 3600
 # Every call out would otherwise be an INFO line with its URL.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -78,6 +80,7 @@ async def writeback_forever(runtime: Runtime, client: httpx.AsyncClient) -> None
                     STATE.counts = await store.writeback_counts(conn)
                 metrics.WRITEBACKS_PENDING.set(STATE.counts["pending"])
                 metrics.WRITEBACKS_FAILED.set(STATE.counts["failed"])
+                metrics.WRITEBACKS_SUBMITTED.set(STATE.counts["submitted"])
                 last_count = time.monotonic()
             STATE.writeback_error = None
         except asyncio.CancelledError:
@@ -123,7 +126,7 @@ async def _work(conn: Any, client: httpx.AsyncClient, buckets: dict[str, TokenBu
             return
         bucket = buckets.setdefault(cfg.store, MODULES[cfg.platform].bucket())
         if time.monotonic() < bucket.blocked_until:  # held by a 429: come back then
-            await store.finish_writeback(conn, row["id"], "pending", row["last_error"],
+            await store.finish_writeback(conn, row["id"], row["state"], row["last_error"],
                                          row["attempts"], bucket.blocked_until - time.monotonic())
             return
         if not cfg.api_base_url or row["platform_order_id"] is None:
@@ -136,9 +139,12 @@ async def _work(conn: Any, client: httpx.AsyncClient, buckets: dict[str, TokenBu
         order_data["cancelled_on_platform"] = row["cancelled_on_platform"]
         job = Job(id=row["id"], store=cfg.store, order_key=row["order_key"],
                   action=row["action"], platform_order_id=row["platform_order_id"],
-                  details=payload.get("details") or {}, order_data=order_data)
+                  details=payload.get("details") or {}, order_data=order_data, ref=row["ref"])
+        if row["feed_id"]:  # accepted by the platform before: look at it, never send it again
+            await _check_feed(conn, client, cfg, row, job)
+            return
         try:
-            await MODULES[cfg.platform].write_back(client, bucket, cfg, job)
+            sent = await MODULES[cfg.platform].write_back(client, bucket, cfg, job)
         except Retry as exc:
             state = "pending" if attempts < MAX_ATTEMPTS else "failed"
             delay = max(exc.after or 0.0, backoff(attempts, BACKOFF_BASE))
@@ -162,9 +168,93 @@ async def _work(conn: Any, client: httpx.AsyncClient, buckets: dict[str, TokenBu
             await store.finish_writeback(conn, row["id"], "skipped", str(exc)[:1000], attempts)
             metrics.WRITEBACKS.labels(platform, row["action"], "skipped").inc()
             return
+        if isinstance(sent, Submitted):
+            # Kept in this transaction, with the job's lock still held; a crash before the
+            # commit leaves the job pending without the feed id: sent again, the refund's
+            # adjustment ids make Amazon refuse it as a duplicate (read as already applied).
+            await store.feed_submitted(conn, row["id"], sent.feed_id, sent.feed_document_id,
+                                       sent.feed_type, attempts, _feed_delay(cfg, 0))
+            metrics.WRITEBACKS.labels(platform, row["action"], "submitted").inc()
+            log.info("%s write-back of %s for %s submitted as feed %s (%s); its processing"
+                     " report is read when Amazon has processed it", platform, row["action"],
+                     row["order_key"], sent.feed_id, sent.feed_type)
+            return
         await store.finish_writeback(conn, row["id"], "done", None, attempts)
         metrics.WRITEBACKS.labels(platform, row["action"], "done").inc()
         log.info("%s write-back of %s for %s done", platform, row["action"], row["order_key"])
+
+
+def _feed_delay(cfg: ChannelConfig, checks: int) -> float:
+    """Seconds to the next look at a submitted feed: the channel's `feed_poll_seconds` (or the
+    setting), growing with the looks already made, at most 10 minutes."""
+    base = float(cfg.options.get("feed_poll_seconds") or FEED_POLL_SECONDS)
+    return min(600.0, base * (1 + checks // 5))
+
+
+async def _check_feed(conn: Any, client: httpx.AsyncClient, cfg: ChannelConfig, row: Any,
+                      job: Job) -> None:
+    """A submitted job: `getFeed` and, once processed, its report decide done or failed.
+    Faults of the look itself keep the job submitted (a refusal of it fails the job for an
+    operator); the feed is never submitted again from here."""
+    feed_id, checks = str(row["feed_id"]), int(row["feed_checks"])
+    platform, action, order = cfg.platform, row["action"], row["order_key"]
+    retry_cmd = f"`shopkeeper channels retry {cfg.store}`"
+    try:
+        check = await amazon.check_feed(client, cfg, job, feed_id)
+    except Retry as exc:
+        delay = max(exc.after or 0.0, min(600.0, backoff(checks + 1, BACKOFF_BASE)))
+        await store.feed_checked(conn, row["id"], None, f"getFeed: {exc}"[:1000], delay)
+        log.warning("cannot look at feed %s of %s for %s now (%s); looking again in %.0fs",
+                    feed_id, action, order, exc, delay)
+        return
+    except Failed as exc:
+        await store.finish_writeback(conn, row["id"], "failed", f"feed {feed_id}: {exc}"[:1000],
+                                     row["attempts"])
+        metrics.WRITEBACKS.labels(platform, action, "failed").inc()
+        log.error("Amazon refused to show feed %s of %s for %s: %s; fix the channel's"
+                  " credentials, then %s (the feed is looked at again, not resent)", feed_id,
+                  action, order, exc, retry_cmd)
+        return
+    if check.state == "submitted":
+        since = row["submitted_at"] or datetime.now(UTC)
+        age = (datetime.now(UTC) - since).total_seconds()
+        if age > FEED_MAX_SECONDS:
+            why = (f"feed {feed_id} still {check.status} after {age / 3600:.1f} h: Amazon has"
+                   " not processed it")
+            await store.finish_writeback(conn, row["id"], "failed", why, row["attempts"],
+                                         feed_status=check.status)
+            metrics.WRITEBACKS.labels(platform, action, "failed").inc()
+            log.error("%s of %s: %s; check the feed in Seller Central, then %s to look again",
+                      action, order, why, retry_cmd)
+            return
+        await store.feed_checked(conn, row["id"], check.status, None,
+                                 _feed_delay(cfg, checks + 1))
+        return
+    feed_type = str(row["feed_type"] or "")
+    if check.state == "done":
+        outcome = "already_applied" if check.duplicate else "done"
+        await store.finish_writeback(conn, row["id"], "done", None, row["attempts"],
+                                     note=check.text, feed_status=check.status)
+        metrics.WRITEBACKS.labels(platform, action, "done").inc()
+        metrics.FEEDS.labels(platform, feed_type, outcome).inc()
+        if check.duplicate:
+            log.warning("Amazon order %s: feed %s (%s of %s) was refused as a duplicate: the"
+                        " same refund had gone through before (a resend after a crash); the"
+                        " write-back is done, nothing to do. %s", job.platform_order_id,
+                        feed_id, action, order, check.text)
+        else:
+            log.info("Amazon order %s: feed %s (%s of %s) processed%s", job.platform_order_id,
+                     feed_id, action, order, f"; {check.text}" if check.text else "")
+        return
+    outcome = {"FATAL": "fatal", "CANCELLED": "cancelled"}.get(check.status, "failed")
+    await store.finish_writeback(conn, row["id"], "failed", check.text, row["attempts"],
+                                 feed_status=check.status)
+    metrics.WRITEBACKS.labels(platform, action, "failed").inc()
+    metrics.FEEDS.labels(platform, feed_type, outcome).inc()
+    log.error("Amazon did not apply the %s of order %s (%s) from feed %s: %s. Fix the cause"
+              " (the order or amount on Amazon, the channel's sku/items), then %s to send it"
+              " again, or settle it in Seller Central", action, job.platform_order_id, order,
+              feed_id, check.text, retry_cmd)
 
 
 # --- marketplace poller -------------------------------------------------------------------------

@@ -58,3 +58,38 @@ async def test_a_delivery_is_published_once_with_the_id_it_derives(service_db: A
         out = await db.published()
         assert [(p.topic, p.key, p.value["event_id"]) for p in out] == [
             ("orders.placed", "h-generic:g-1", str(event.event_id))]
+
+
+async def test_a_submitted_feed_is_claimed_to_be_looked_at_and_a_retry_never_resends_it(
+        service_db: Any) -> None:
+    """Given Amazon write-backs: one whose feed was accepted (submitted), one failed while
+    looking at its feed, one failed by its processed feed's report, when they are claimed and
+    retried, then the submitted one is claimed with its feed id; a retry looks at the unread
+    feed again (submitted, the same feed id) and sends only the refused one anew (pending, its
+    old feed id in the note)."""
+    from services.channels import store
+    async with service_db("channels") as db:
+        await db.pool.execute(
+            "INSERT INTO writebacks (store, order_key, action, ref, payload) VALUES"
+            " ('h-amzn', 'h-amzn:1', 'refunded', 'r-1', '{}'),"
+            " ('h-amzn', 'h-amzn:2', 'refunded', 'r-2', '{}'),"
+            " ('h-amzn', 'h-amzn:3', 'cancelled', '', '{}')")
+        ids = [r["id"] for r in await db.pool.fetch("SELECT id FROM writebacks ORDER BY id")]
+        async with db.pool.acquire() as conn:
+            for wid, feed in zip(ids, ("F1", "F2", "F3"), strict=True):
+                await store.feed_submitted(conn, wid, feed, f"D{feed}",
+                                           "POST_PAYMENT_ADJUSTMENT_DATA", 1, 0)
+            async with conn.transaction():
+                row = await store.claim_due(conn)
+                assert (row["id"], row["state"], row["feed_id"]) == (ids[0], "submitted", "F1")
+            await store.finish_writeback(conn, ids[1], "failed", "getFeed: 403", 1)
+            await store.finish_writeback(conn, ids[2], "failed", "not applied: ...", 1,
+                                         feed_status="DONE")
+            assert await store.retry_failed(conn, "h-amzn") == 2
+            listed = {w["id"]: w for w in await store.writebacks_of(conn, "h-amzn")}
+        assert (listed[ids[0]]["state"], listed[ids[0]]["feed_id"]) == ("submitted", "F1")
+        assert (listed[ids[1]]["state"], listed[ids[1]]["feed_id"]) == ("submitted", "F2")
+        again = listed[ids[2]]
+        assert (again["state"], again["feed_id"], again["feed_status"]) == ("pending", None, None)
+        assert again["note"] == "retried after feed F3: not applied: ..."
+        assert listed[ids[0]]["submitted_at"] and listed[ids[0]]["done_at"] is None

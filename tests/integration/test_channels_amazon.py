@@ -35,8 +35,10 @@ async def amazon_store(emulator: Emulator, market: str, **options: Any) -> str:
     await configure(store, "amazon", emulator, options={
         "poll_seconds": 1, "page_size": 2, "marketplace_ids": [market],
         "initial_lookback_hours": 1,
-        # Amazon's getOrders refills a request a minute; a test polling every second needs more.
-        "rate_limits": {"getOrders": [5, 20]}, **options})
+        # Amazon's getOrders refills a request a minute; a test polling every second needs more
+        # (getFeedDocument one in 45 s: a test reads several reports).
+        "rate_limits": {"getOrders": [5, 20], "getFeedDocument": [5, 10]},
+        "feed_poll_seconds": 1, **options})
     return store
 
 
@@ -223,6 +225,16 @@ async def test_cancellations_and_refunds_go_to_amazon_as_feeds(
     amounts = {c.findtext("Type"): c.findtext("Amount")
                for c in item.findall("ItemPriceAdjustments/Component")}
     assert amounts == {"Principal": refunded["details"]["amount"]}
-    detail = await channel(store)
-    assert sorted((w["action"], w["state"]) for w in detail["writebacks_recent"]) == [
-        ("cancelled", "done"), ("refunded", "done"), ("shipped", "done")]
+    # And each feed's job is done only once Amazon processed it and its report was read
+    async def all_done() -> list[dict[str, Any]] | None:
+        rows = (await channel(store))["writebacks_recent"]
+        return rows if all(w["state"] == "done" for w in rows) and len(rows) == 3 else None
+    rows = await eventually(all_done, timeout=60, what="write-backs done")
+    assert sorted(w["action"] for w in rows) == ["cancelled", "refunded", "shipped"]
+    feeds = {w["action"]: w for w in rows if w["feed_id"]}
+    assert feeds["cancelled"]["feed_id"] == ack["feedId"]
+    assert feeds["refunded"]["feed_id"] == adj["feedId"]
+    assert all(w["feed_status"] == "DONE" and w["note"] is None for w in feeds.values())
+    assert [str(r["amount"]) for r in emulator.refunds_of(shipping)] \
+        == [refunded["details"]["amount"]]
+    assert shipping not in emulator.cancelled and waiting in emulator.cancelled

@@ -11,16 +11,22 @@ items in it. Cancellations and refunds go through the Feeds API (2021-06-30): `c
 the XML uploaded to the document's pre-signed URL, then `createFeed` with
 `POST_ORDER_ACKNOWLEDGEMENT_DATA` (the order's items with StatusCode Failure and a CancelReason:
 a seller's cancellation) or `POST_PAYMENT_ADJUSTMENT_DATA` (an OrderAdjustment refunding the
-amount across the order's items). Amazon processes a feed later; the job is done once the feed
-is accepted (its feedId is logged)."""
+amount across the order's items). Amazon processes a feed later: the job is `submitted` with its
+feedId until `getFeed` says DONE (or CANCELLED / FATAL); then the processing report
+(`resultFeedDocumentId`) decides `done` or `failed`. Each refund adjustment carries a
+MerchantAdjustmentItemID derived from the write-back job, so a feed sent again after a crash is
+refused by Amazon as a duplicate, which is read as "already applied" (see `judge`)."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
+import hashlib
 import json
 import logging
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -35,6 +41,7 @@ from .base import (
     Inbound,
     Job,
     Retry,
+    Submitted,
     Unmappable,
     all_parcels,
     call,
@@ -53,8 +60,10 @@ PLATFORM = "amazon"
 # Amazon's documented default rates (requests per second, burst).
 RATES = {"getOrders": (0.0167, 20), "getOrderItems": (0.5, 30), "confirmShipment": (2.0, 10),
          "createFeedDocument": (0.5, 15), "createFeed": (0.0083, 15),
-         # The document upload goes to S3's pre-signed URL, not to the SP-API: no usage plan.
-         "uploadFeedDocument": (10.0, 10), "token": (1.0, 5)}
+         "getFeed": (2.0, 15), "getFeedDocument": (0.0222, 10),
+         # Documents go to / come from S3's pre-signed URLs, not the SP-API: no usage plan.
+         "uploadFeedDocument": (10.0, 10), "downloadFeedDocument": (10.0, 10),
+         "token": (1.0, 5)}
 FEEDS = "/feeds/2021-06-30"
 FEED_CONTENT_TYPE = "text/xml; charset=UTF-8"
 # Our reasons, as Amazon's CancelReason / AdjustmentReason values.
@@ -315,15 +324,18 @@ def cancellation_feed(merchant: str, order_id: str, ref: str,
     return _envelope("OrderAcknowledgement", merchant, ack)
 
 
-def refund_feed(merchant: str, order_id: str, amount: Decimal, currency: str,
-                items: list[dict[str, Any]]) -> bytes:
-    """`POST_PAYMENT_ADJUSTMENT_DATA`: the amount refunded across the order's items, each up to
-    its price (Principal); what is left (shipping refunded too) goes on the first item's
-    Shipping component."""
-    if amount <= 0:
-        raise Failed(f"refund of {amount} {currency}: nothing to adjust")
-    adj = ET.Element("OrderAdjustment")
-    ET.SubElement(adj, "AmazonOrderID").text = order_id
+def adjustment_ids(order_key: str, ref: str, count: int) -> list[str]:
+    """The MerchantAdjustmentItemID of each adjusted item of a refund: derived from the
+    write-back job's identity (order, action, after-sales request), so the same refund sent
+    twice carries the same ids and Amazon refuses the second as a duplicate."""
+    digest = hashlib.sha256(f"{order_key}|refunded|{ref}".encode()).hexdigest()[:16]
+    return [f"SK-{digest}-{n + 1}" for n in range(count)]
+
+
+def refund_shares(amount: Decimal, items: list[dict[str, Any]]
+                  ) -> list[tuple[dict[str, Any], list[tuple[str, Decimal]]]]:
+    """The amount across the items: each a Principal up to its price; what is left (shipping
+    refunded too) as Shipping on the first item."""
     left = amount
     shares: list[tuple[dict[str, Any], Decimal]] = []
     for i in items:
@@ -333,12 +345,26 @@ def refund_feed(merchant: str, order_id: str, amount: Decimal, currency: str,
             left -= share
     if not shares:  # no prices kept: the whole amount on the first item
         shares, left = [(items[0], amount)], Decimal("0")
-    for n, (i, share) in enumerate(shares):
+    return [(i, [("Principal", share)] + ([("Shipping", left)] if n == 0 and left > 0 else []))
+            for n, (i, share) in enumerate(shares)]
+
+
+def refund_feed(merchant: str, order_id: str, amount: Decimal, currency: str,
+                items: list[dict[str, Any]], order_key: str = "", ref: str = "") -> bytes:
+    """`POST_PAYMENT_ADJUSTMENT_DATA`: the amount refunded across the order's items (see
+    `refund_shares`), each AdjustedItem with its MerchantAdjustmentItemID (`adjustment_ids`)."""
+    if amount <= 0:
+        raise Failed(f"refund of {amount} {currency}: nothing to adjust")
+    adj = ET.Element("OrderAdjustment")
+    ET.SubElement(adj, "AmazonOrderID").text = order_id
+    shares = refund_shares(amount, items)
+    ids = adjustment_ids(order_key or order_id, ref, len(shares))
+    for (i, parts), adj_id in zip(shares, ids, strict=True):
         item = ET.SubElement(adj, "AdjustedItem")
         ET.SubElement(item, "AmazonOrderItemCode").text = str(i["orderItemId"])
+        ET.SubElement(item, "MerchantAdjustmentItemID").text = adj_id
         ET.SubElement(item, "AdjustmentReason").text = ADJUSTMENT_REASON
         prices = ET.SubElement(item, "ItemPriceAdjustments")
-        parts = [("Principal", share)] + ([("Shipping", left)] if n == 0 and left > 0 else [])
         for kind, value in parts:
             component = ET.SubElement(prices, "Component")
             ET.SubElement(component, "Type").text = kind
@@ -346,8 +372,9 @@ def refund_feed(merchant: str, order_id: str, amount: Decimal, currency: str,
     return _envelope("OrderAdjustment", merchant, adj)
 
 
-async def submit_feed(api: SpApi, feed_type: str, content: bytes, marketplace: str) -> str:
-    """Feeds API 2021-06-30: a document, its content uploaded, then the feed. The feedId."""
+async def submit_feed(api: SpApi, feed_type: str, content: bytes, marketplace: str
+                      ) -> Submitted:
+    """Feeds API 2021-06-30: a document, its content uploaded, then the feed. Its ids."""
     doc = (await api.request("createFeedDocument", "POST", f"{FEEDS}/documents", attempts=1,
                              content=json.dumps({"contentType": FEED_CONTENT_TYPE}))).json()
     if not doc.get("url") or not doc.get("feedDocumentId"):
@@ -363,11 +390,11 @@ async def submit_feed(api: SpApi, feed_type: str, content: bytes, marketplace: s
                                                       doc["feedDocumentId"]}))).json()
     if not feed.get("feedId"):
         raise Retry(f"createFeed answered without feedId: {str(feed)[:200]}")
-    return str(feed["feedId"])
+    return Submitted(str(feed["feedId"]), str(doc["feedDocumentId"]), feed_type)
 
 
 async def write_back(client: httpx.AsyncClient, bucket: TokenBucket, cfg: ChannelConfig,
-                     job: Job) -> None:
+                     job: Job) -> Submitted | None:
     items = job.order_data.get("items") or []
     marketplace = str(job.order_data.get("marketplace_id")
                       or (cfg.options.get("marketplace_ids") or ["ATVPDKIKX0DER"])[0])
@@ -375,14 +402,15 @@ async def write_back(client: httpx.AsyncClient, bucket: TokenBucket, cfg: Channe
     oid = job.platform_order_id
     if job.action == "cancelled":
         if job.order_data.get("cancelled_on_platform"):
-            return  # cancelled on Amazon: nothing to tell it
+            return None  # cancelled on Amazon: nothing to tell it
         if not items:
             raise Failed(f"order {oid} has no order items kept from the poll to cancel")
         feed = cancellation_feed(str(cfg.credentials.get("seller_id") or cfg.store), oid,
                                  job.order_key, items)
-        feed_id = await submit_feed(api, "POST_ORDER_ACKNOWLEDGEMENT_DATA", feed, marketplace)
-        log.info("Amazon order %s cancelled through feed %s", oid, feed_id)
-        return
+        sent = await submit_feed(api, "POST_ORDER_ACKNOWLEDGEMENT_DATA", feed, marketplace)
+        log.info("Amazon order %s: cancellation submitted as feed %s (waiting for its"
+                 " processing report)", oid, sent.feed_id)
+        return sent
     if job.action == "refunded":
         if not items:
             raise Failed(f"order {oid} has no order items kept from the poll to refund")
@@ -390,11 +418,11 @@ async def write_back(client: httpx.AsyncClient, bucket: TokenBucket, cfg: Channe
         currency = str(job.details.get("currency") or job.order_data.get("currency")
                        or cfg.default_currency)
         feed = refund_feed(str(cfg.credentials.get("seller_id") or cfg.store), oid, amount,
-                           currency, items)
-        feed_id = await submit_feed(api, "POST_PAYMENT_ADJUSTMENT_DATA", feed, marketplace)
-        log.info("Amazon order %s refunded %s %s through feed %s", oid, amount, currency,
-                 feed_id)
-        return
+                           currency, items, job.order_key, job.ref)
+        sent = await submit_feed(api, "POST_PAYMENT_ADJUSTMENT_DATA", feed, marketplace)
+        log.info("Amazon order %s: refund of %s %s submitted as feed %s (waiting for its"
+                 " processing report)", oid, amount, currency, sent.feed_id)
+        return sent
     for parcel, picked in packages(all_parcels(job.details), items):
         body = {"marketplaceId": marketplace,
                 "packageDetail": {
@@ -407,3 +435,202 @@ async def write_back(client: httpx.AsyncClient, bucket: TokenBucket, cfg: Channe
         await api.request("confirmShipment", "POST",
                           f"/orders/v0/orders/{oid}/shipmentConfirmation", attempts=1,
                           content=json.dumps(body))
+    return None
+
+
+# --- the feed's processing report ---------------------------------------------------------------
+FINAL_STATUSES = ("DONE", "CANCELLED", "FATAL")
+# Words by which a processing report's error says an adjustment id was seen before. Amazon's
+# exact ResultMessageCode for it is not documented with the schema: a channel's option
+# `duplicate_result_codes` (a list of ResultMessageCodes) names it once seen in a real report.
+DUPLICATE_WORDS = ("duplicate", "already")
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """One `Result` of a processing report: ResultCode Error or Warning."""
+
+    message_id: str
+    code: str
+    message_code: str
+    description: str
+    additional: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        where = f" (message {self.message_id})" if self.message_id else ""
+        return f"{self.code} {self.message_code}{where}: {self.description}"
+
+
+@dataclass(frozen=True)
+class ProcessingReport:
+    """`AmazonEnvelope/Message/ProcessingReport` of a feed: its summary and results."""
+
+    status_code: str
+    processed: int
+    successful: int
+    with_error: int
+    with_warning: int
+    results: list[ReportResult]
+
+    @property
+    def errors(self) -> list[ReportResult]:
+        return [r for r in self.results if r.code.lower() == "error"]
+
+    @property
+    def warnings(self) -> list[ReportResult]:
+        return [r for r in self.results if r.code.lower() == "warning"]
+
+    def summary(self) -> str:
+        return (f"{self.processed} message(s) processed, {self.successful} successful,"
+                f" {self.with_error} with error, {self.with_warning} with warning")
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(str(value or "0").strip())
+    except ValueError:
+        return 0
+
+
+def parse_processing_report(content: bytes) -> ProcessingReport:
+    """The processing report's XML (gunzipped). Raises ValueError when it is not one."""
+    try:
+        root = ET.fromstring(content)
+    except ET.ParseError as exc:
+        raise ValueError(f"the processing report is not XML: {exc}") from exc
+    report = root.find("Message/ProcessingReport")
+    if report is None:
+        report = root.find(".//ProcessingReport")
+    if report is None:
+        raise ValueError("no AmazonEnvelope/Message/ProcessingReport in the feed's result"
+                         f" document ({content[:120]!r})")
+    summary = report.find("ProcessingSummary")
+    results = []
+    for r in report.findall("Result"):
+        info = r.find("AdditionalInfo")
+        results.append(ReportResult(
+            message_id=(r.findtext("MessageID") or "").strip(),
+            code=(r.findtext("ResultCode") or "").strip(),
+            message_code=(r.findtext("ResultMessageCode") or "").strip(),
+            description=(r.findtext("ResultDescription") or "").strip(),
+            additional={c.tag: (c.text or "").strip() for c in info} if info is not None
+            else {}))
+    def count(tag: str) -> int:
+        return _int(summary.findtext(tag)) if summary is not None else 0
+    return ProcessingReport(status_code=(report.findtext("StatusCode") or "").strip(),
+                            processed=count("MessagesProcessed"),
+                            successful=count("MessagesSuccessful"),
+                            with_error=count("MessagesWithError"),
+                            with_warning=count("MessagesWithWarning"), results=results)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a processing report means for the write-back: `done` (with a note for operators
+    when Amazon warned or the refund was already applied) or `failed` (the error text)."""
+
+    state: str
+    text: str | None
+    duplicate: bool = False
+
+
+def is_duplicate(result: ReportResult, ids: list[str], codes: tuple[str, ...] = ()) -> bool:
+    """An error saying one of our adjustment ids was applied before (a feed sent again)."""
+    if result.code.lower() != "error":
+        return False
+    if result.message_code and result.message_code in codes:
+        return True
+    words = " ".join([result.description, *result.additional.values()])
+    return any(i in words for i in ids) and any(w in words.lower() for w in DUPLICATE_WORDS)
+
+
+def judge(report: ProcessingReport, ids: list[str] | None = None,
+          duplicate_codes: tuple[str, ...] = ()) -> Verdict:
+    """Success, a partial or whole failure, or a refund already applied (every error is a
+    duplicate of our own adjustment ids)."""
+    ids = ids or []
+    errors = report.errors
+    warned = "; ".join(str(w) for w in report.warnings[:5])
+    if not errors and report.with_error == 0:
+        return Verdict("done", f"Amazon warned: {warned}" if warned else None)
+    if errors and ids and all(is_duplicate(e, ids, duplicate_codes) for e in errors):
+        return Verdict("done", "already applied: Amazon refused the adjustment id(s) as"
+                               " duplicates, i.e. an earlier submission of this refund went"
+                               f" through ({'; '.join(str(e) for e in errors[:3])})",
+                       duplicate=True)
+    shown = "; ".join(str(e) for e in errors[:5]) or "no Result entries given"
+    part = ("partly applied" if report.successful > 0 else "not applied")
+    return Verdict("failed", f"{part}: {report.summary()}: {shown}"[:1000])
+
+
+@dataclass(frozen=True)
+class FeedCheck:
+    """One look at a submitted feed: still processing (`submitted`), or its verdict."""
+
+    status: str
+    state: str
+    text: str | None = None
+    report: ProcessingReport | None = None
+    duplicate: bool = False
+
+
+def job_adjustment_ids(job: Job) -> list[str]:
+    """The adjustment ids the job's refund feed carried (recomputed: they are deterministic)."""
+    if job.action != "refunded":
+        return []
+    items = job.order_data.get("items") or []
+    amount = Decimal(str(job.details.get("amount") or "0"))
+    if not items or amount <= 0:
+        return []
+    return adjustment_ids(job.order_key, job.ref, len(refund_shares(amount, items)))
+
+
+async def result_document(api: SpApi, document_id: str) -> bytes:
+    """`getFeedDocument` (the pre-signed url, maybe GZIP), then the content itself."""
+    doc = (await api.request("getFeedDocument", "GET", f"{FEEDS}/documents/{document_id}",
+                             attempts=1)).json()
+    if not doc.get("url"):
+        raise Retry(f"getFeedDocument answered without url: {str(doc)[:200]}")
+    resp = await call(api.client, api.buckets["downloadFeedDocument"], PLATFORM,
+                      "downloadFeedDocument", "GET", str(doc["url"]))
+    content = resp.content
+    if str(doc.get("compressionAlgorithm") or "").upper() == "GZIP":
+        try:
+            content = gzip.decompress(content)
+        except (OSError, EOFError) as exc:
+            raise Retry(f"feed document {document_id} is not valid GZIP: {exc}") from exc
+    return content
+
+
+async def check_feed(client: httpx.AsyncClient, cfg: ChannelConfig, job: Job,
+                     feed_id: str) -> FeedCheck:
+    """`getFeed`: IN_QUEUE / IN_PROGRESS keep the job submitted; DONE reads and judges the
+    processing report; CANCELLED and FATAL fail it (nothing applied). Raises Retry/Failed for
+    the calls themselves."""
+    api = session(client, cfg)
+    feed = (await api.request("getFeed", "GET", f"{FEEDS}/feeds/{feed_id}",
+                              attempts=1)).json()
+    status = str(feed.get("processingStatus") or "")
+    if status not in FINAL_STATUSES:
+        return FeedCheck(status or "UNKNOWN", "submitted")
+    result_id = feed.get("resultFeedDocumentId")
+    report: ProcessingReport | None = None
+    if result_id:
+        try:
+            report = parse_processing_report(await result_document(api, str(result_id)))
+        except ValueError as exc:
+            return FeedCheck(status, "failed", f"feed {feed_id} is {status} but its processing"
+                             f" report cannot be read: {exc}"[:1000])
+    if status == "CANCELLED":
+        return FeedCheck(status, "failed", f"feed {feed_id} was cancelled before Amazon"
+                         " processed it: nothing applied", report)
+    if status == "FATAL":
+        why = "; ".join(str(e) for e in report.errors[:5]) if report else "no report given"
+        return FeedCheck(status, "failed", f"feed {feed_id} failed as a whole (FATAL): nothing"
+                         f" applied: {why}"[:1000], report)
+    if report is None:
+        return FeedCheck(status, "failed", f"feed {feed_id} is DONE without a"
+                         " resultFeedDocumentId: its outcome is unknown")
+    codes = tuple(str(c) for c in cfg.options.get("duplicate_result_codes") or [])
+    verdict = judge(report, job_adjustment_ids(job), codes)
+    return FeedCheck(status, verdict.state, verdict.text, report, verdict.duplicate)

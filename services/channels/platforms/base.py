@@ -7,7 +7,9 @@ A platform module (shopify.py, woocommerce.py, amazon.py, generic.py) provides:
   the sequence every platform shares;
 - `map_order(cfg, order) -> dict` (an `orders.placed` value without event_id/occurred_at) and
   `inbound(cfg, topic, body) -> Inbound` for its webhook topics (mapping: pure, no I/O);
-- `write_back(client, cfg, job) -> None` raising `Retry` or `Failed` (I/O, through `call`).
+- `write_back(client, cfg, job) -> None | Submitted` raising `Retry` or `Failed` (I/O, through
+  `call`); `Submitted` when the platform only accepted the work (Amazon's feeds): the job waits
+  in `submitted` and the module's `check_feed` reads the result later.
 """
 
 from __future__ import annotations
@@ -78,6 +80,18 @@ class Job:
     platform_order_id: str
     details: dict[str, Any]
     order_data: dict[str, Any]
+    # The job's ref (a refund's after-sales request id): with order_key and action, its identity.
+    ref: str = ""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The platform accepted the work but does it later (Amazon's Feeds API): the job keeps the
+    ids and waits in `submitted` until the processing result is read."""
+
+    feed_id: str
+    feed_document_id: str
+    feed_type: str
 
 
 class Retry(Exception):
