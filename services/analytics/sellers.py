@@ -5,7 +5,8 @@ as per currency (docs/analytics.md "Sellers and their base currency").
 - The copy: intake publishes each change of a seller on `setup.changed` (kind `sellers`, key the
   seller id, `data` `{name, base_currency, stores}` or null when deleted); `copy_sellers` upserts
   `sellers` and which seller each store belongs to (`seller_stores`: the newest change naming a
-  store wins, so a store moved from one seller to another follows at once).
+  store wins, by its `occurred_at`, so a store moved from one seller to another follows at once
+  and an older change of the first seller handled later does not take it back).
 - The figures: SQL sums the rollups per seller and currency (r_revenue, r_refund: a few rows
   whatever the number of orders, reports.sellers); `figures` converts those sums with the
   service's exchange rates (`fx.rates`, shared/money.py FxRates: direct, inverse or cross rate,
@@ -59,8 +60,11 @@ async def copy_sellers(uow: UnitOfWork, events: list[SetupChanged]) -> None:
         await conn.execute("DELETE FROM seller_stores WHERE seller_id = $1"
                            " AND NOT store = ANY($2::text[])", e.key, stores)
         await conn.execute(
-            "INSERT INTO seller_stores (store, seller_id) SELECT s, $2 FROM unnest($1::text[]) s"
-            " ON CONFLICT (store) DO UPDATE SET seller_id = EXCLUDED.seller_id", stores, e.key)
+            "INSERT INTO seller_stores (store, seller_id, changed_at)"
+            " SELECT s, $2, $3 FROM unnest($1::text[]) s ON CONFLICT (store) DO UPDATE"
+            " SET seller_id = EXCLUDED.seller_id, changed_at = EXCLUDED.changed_at"
+            " WHERE seller_stores.changed_at <= EXCLUDED.changed_at", stores, e.key,
+            e.occurred_at)
         log.info("seller %s (%s, base %s) now has stores %s", e.key, name, base,
                  ", ".join(stores) or "none")
 

@@ -75,6 +75,15 @@ async def test_the_sellers_copy_follows_upserts_moves_and_deletes(service_db: An
         assert rows == [("acme-eu", "Acme EU", "EUR", ["eu-1", "us-2"]),
                         ("acme-us", "Acme US", "USD", ["us-1"])]
         assert stores == {"us-1": "acme-us", "us-2": "acme-eu", "eu-1": "acme-eu"}
+        # an older change of acme-us naming us-2, handled late (another partition, another
+        # instance), does not take the store back
+        stale = seller("acme-us", "USD", ["us-1", "us-2"], "Acme US")
+        stale = stale.model_copy(update={"occurred_at": stale.occurred_at - timedelta(hours=1)})
+        await db.run(on_setup, [stale], SETUP_CHANGED.name)
+        assert (await copy(db))[1] == stores
+        await db.run(on_setup, [seller("acme-us", "USD", ["us-1"], "Acme US")],
+                     SETUP_CHANGED.name)
+        rows, stores = await copy(db)
 
         # a change another kind of setup ignores; a bad currency is skipped
         other = SetupChanged(owner="logistics", kind="warehouses", key="WH-LA",

@@ -85,8 +85,9 @@ async def test_no_report_query_reads_the_facts_or_scans_a_whole_table(stack: Non
             "INSERT INTO sellers (seller_id, name, base_currency, stores) VALUES"
             " ('s-us', 'US', 'USD', '{shop-us-1,shop-asia-1}'), ('s-eu', 'EU', 'EUR',"
             " '{shop-eu-1}') ON CONFLICT DO NOTHING;"
-            " INSERT INTO seller_stores VALUES ('shop-us-1', 's-us'), ('shop-asia-1', 's-us'),"
-            " ('shop-eu-1', 's-eu') ON CONFLICT DO NOTHING;"
+            " INSERT INTO seller_stores VALUES ('shop-us-1', 's-us', now()),"
+            " ('shop-asia-1', 's-us', now()), ('shop-eu-1', 's-eu', now())"
+            " ON CONFLICT DO NOTHING;"
             " INSERT INTO fx_rates (base, quote, rate, as_of) VALUES ('EUR', 'USD', 1.1, now())"
             " ON CONFLICT DO NOTHING")
         rec = Recorder(conn)

@@ -12,10 +12,13 @@ CREATE TABLE sellers (
 );
 
 -- Which seller a store belongs to: the newest change that names the store wins (a store moved
--- from one seller to another belongs to the second as soon as its change arrives).
+-- from one seller to another belongs to the second as soon as its change arrives; the two
+-- sellers' changes have different keys, so they may be handled in either order: an older change
+-- handled later does not take the store back).
 CREATE TABLE seller_stores (
-    store     text PRIMARY KEY,
-    seller_id text NOT NULL
+    store      text PRIMARY KEY,
+    seller_id  text NOT NULL,
+    changed_at timestamptz NOT NULL  -- the `occurred_at` of the change that named the store
 );
 CREATE INDEX seller_stores_seller ON seller_stores (seller_id);
 
