@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -106,15 +107,20 @@ def filters(request: Request, start: str | None = Query(None, alias="from"),
 async def _reports(request: Request, f: domain.Filters, only: str | None = None
                    ) -> dict[str, list[dict[str, Any]]]:
     return await reports.reports(request.app.state.runtime.pool, f, utcnow(),
-                                 analytics_settings().ship_sla_hours, only=only)
+                                 analytics_settings().ship_sla_hours, only=only,
+                                 with_sellers=True)
+
+
+PUBLIC = (*domain.REPORTS, *reports.SELLER_REPORTS)
 
 
 @router.get("/reports", response_model=schemas.Reports)
 async def all_reports(request: Request, f: domain.Filters = Depends(filters)) -> dict[str, Any]:
-    """Every public report for the filters, as the dashboard draws them."""
+    """Every public report for the filters, as the dashboard draws them (`sellers`: each
+    seller's figures in its base currency, docs/analytics.md)."""
     found = await _reports(request, f)
-    return {"filters": _describe(f), "reports": {k: found[k] for k in domain.REPORTS},
-            "csv": {k: f"/reports/{k}.csv" for k in domain.REPORTS}}
+    return {"filters": _describe(f), "reports": {k: found[k] for k in PUBLIC},
+            "csv": {k: f"/reports/{k}.csv" for k in PUBLIC}}
 
 
 @router.get("/reports/options", response_model=schemas.Options)
@@ -134,8 +140,8 @@ async def one_report(name: str, request: Request, format: str = "json",
         name, format = name[:-4], "csv"
     if name in domain.PERSONAL_REPORTS:
         require_admin(await bearer(request))
-    elif name not in domain.REPORTS:
-        raise HTTPException(404, f"no report {name!r}; reports: {', '.join(domain.REPORTS)}")
+    elif name not in PUBLIC:
+        raise HTTPException(404, f"no report {name!r}; reports: {', '.join(PUBLIC)}")
     rows = (await _reports(request, f, only=name))[name]
     if format == "csv":
         return Response(to_csv(rows), media_type="text/csv; charset=utf-8", headers={
@@ -150,8 +156,9 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns or ["empty"], lineterminator="\n")
     writer.writeheader()
-    for r in rows:
-        writer.writerow({k: "" if v is None else v for k, v in r.items()})
+    for r in rows:  # nested values (a seller's `by_currency`, `unconverted`) as JSON text
+        writer.writerow({k: "" if v is None else json.dumps(v) if isinstance(v, list | dict)
+                         else v for k, v in r.items()})
     return out.getvalue()
 
 

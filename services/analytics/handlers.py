@@ -11,7 +11,7 @@ import logging
 import uuid
 from typing import Any
 
-from shared import topics
+from shared import fx, setup, topics
 from shared.contracts import (
     AftersalesRequested,
     FeedbackGiven,
@@ -23,10 +23,11 @@ from shared.contracts import (
     RefundIssued,
     TrackingUpdated,
 )
+from shared.contracts.common import money_text
 from shared.messaging import Handlers, RawMessage
 from shared.uow import UnitOfWork
 
-from . import store
+from . import sellers, store
 from .jobs import analytics_settings
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def _placed_body(*, store_name: str, ext: str, customer_id: str, country: str, p
     return {"store": store_name, "external_order_id": ext, "customer_id": customer_id,
             "country": country, "placed_at": placed_at.isoformat(),
             "lines": [ln.model_dump(mode="json") for ln in lines],
-            "grand_total": f"{grand_total:.2f}", "currency": currency,
+            "grand_total": money_text(grand_total), "currency": currency,
             "shipping_option": shipping_option}
 
 
@@ -182,7 +183,8 @@ async def refund_issued(uow: UnitOfWork, events: list[RefundIssued]) -> None:
     await store.record_refunds(uow.conn, events)
     facts = []
     for e in events:
-        body = {"request_id": e.request_id, "amount": f"{e.amount:.2f}", "currency": e.currency,
+        body = {"request_id": e.request_id, "amount": money_text(e.amount),
+                "currency": e.currency,
                 "reason": e.reason}
         facts.append((store.fact_row(e.event_id, "refunded", e.occurred_at, body,
                                      order_key=f"{e.store}:{e.external_order_id}"),
@@ -197,3 +199,9 @@ async def feedback_given(uow: UnitOfWork, events: list[FeedbackGiven]) -> None:
                                         {"rating": e.rating}, order_key=e.key),
                          store.stored("rated", e.event_id, e.occurred_at, {"rating": e.rating}))
                         for e in events])
+
+
+# Sellers and their base currency (issue 22, sellers.py): the copy of intake's `sellers` section,
+# and the exchange rates their figures are converted with (the service's own `fx_rates`).
+setup.follow(handlers, {"sellers": sellers.copy_sellers})
+fx.subscribe(handlers)

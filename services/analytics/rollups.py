@@ -62,6 +62,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            ("cost_total", _NUM), ("cost_samples", _INT), ("promise_reported", _INT))),
     Table("r_refund", (*_DAY_SLICE, ("currency", "text"), ("reason", "text")),
           (("refunds", _INT), ("amount", _NUM))),
+    # Sold orders and their grand totals per currency: sellers' revenue (reports.sellers).
+    Table("r_revenue", (*_DAY_SLICE, ("currency", "text")), (("orders", _INT), ("amount", _NUM))),
     Table("r_rating", (*_DAY_SLICE, ("rating", "int")), (("orders", _INT),)),
     Table("r_return_reason", (*_DAY_SLICE, ("reason", "text")), (("requests", _INT),)),
     Table("r_sku", (*_DAY_SLICE, ("sku", "text")),
@@ -250,6 +252,7 @@ def contribution(v: domain.OrderView, sla_hours: float, tz: str = "UTC") -> Cont
         for i, a in enumerate(skus):
             for b in skus[i + 1:]:
                 add("r_pair", (day, sl, a, b), 1)
+        add("r_revenue", (day, sl, v.currency), 1, v.grand_total)
         if v.customer_id:
             add("r_customer", (day, started.astimezone(UTC).isoformat(), sl, v.customer_id,
                                v.currency), 1, v.grand_total)
@@ -306,6 +309,19 @@ def loads(text: str | None) -> Contribution:
         out[t] = {_key(t, k): tuple(Decimal(x) if n else x
                                     for x, n in zip(v, numeric, strict=True))
                   for k, v in rows}
+    if "r_revenue" not in out and "r_customer" in out:
+        out["r_revenue"] = revenue_of_customers(out["r_customer"])
+    return out
+
+
+def revenue_of_customers(rows: dict[Key, Values]) -> dict[Key, Values]:
+    """The r_revenue rows of a contribution stored before r_revenue existed (migration 0007):
+    a sold order with a customer id was in r_customer, once, with its grand total, which is what
+    the migration summed into r_revenue; a sold order without one was in neither."""
+    out: dict[Key, Values] = {}
+    for (day, _started, sl, _customer, currency), (orders, monetary) in rows.items():
+        before = out.get((day, sl, currency), (0, Decimal("0")))
+        out[(day, sl, currency)] = (before[0] + orders, before[1] + monetary)
     return out
 
 

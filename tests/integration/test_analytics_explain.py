@@ -22,7 +22,8 @@ from . import test_analytics_rollups
 
 SCHEMA = "analytics_explain"
 ORDERS = 20_000
-SMALL = {"slices", "t_status", "t_reason", "t_refund", "t_rating", "rollup_meta"}
+SMALL = {"slices", "t_status", "t_reason", "t_refund", "t_rating", "rollup_meta",
+         "sellers", "seller_stores", "fx_rates"}  # setup: tens of rows
 
 
 class Recorder:
@@ -79,14 +80,25 @@ async def test_no_report_query_reads_the_facts_or_scans_a_whole_table(stack: Non
     await _seeded(admin)
     conn = await asyncpg.connect(admin, server_settings={"search_path": SCHEMA})
     try:
+        # Two sellers (one in EUR owning the EU store), so the sellers' figures are read too
+        await conn.execute(
+            "INSERT INTO sellers (seller_id, name, base_currency, stores) VALUES"
+            " ('s-us', 'US', 'USD', '{shop-us-1,shop-asia-1}'), ('s-eu', 'EU', 'EUR',"
+            " '{shop-eu-1}') ON CONFLICT DO NOTHING;"
+            " INSERT INTO seller_stores VALUES ('shop-us-1', 's-us', now()),"
+            " ('shop-asia-1', 's-us', now()), ('shop-eu-1', 's-eu', now())"
+            " ON CONFLICT DO NOTHING;"
+            " INSERT INTO fx_rates (base, quote, rate, as_of) VALUES ('EUR', 'USD', 1.1, now())"
+            " ON CONFLICT DO NOTHING")
         rec = Recorder(conn)
         now = datetime.now(UTC)
         month = datetime.combine((now - timedelta(days=30)).date(), datetime.min.time(), UTC)
         for f in (domain.Filters(month), domain.Filters(month, stores=frozenset({"shop-eu-1"})),
                   domain.Filters(month, countries=frozenset({"US"}),
                                  carriers=frozenset({"UPS"}))):
-            got = await reports.reports(rec, f, now, 48.0, personal=True)
+            got = await reports.reports(rec, f, now, 48.0, personal=True, with_sellers=True)
             assert int(got["summary"][0]["value"]) > 0  # the month has orders
+            assert sum(s["orders"] for s in got["sellers"]) == int(got["summary"][1]["value"])
         await store.status_counts(rec)  # type: ignore[arg-type]
         await store.reason_counts(rec, "rejected")  # type: ignore[arg-type]
         await store.gauges(rec, 3600)  # type: ignore[arg-type]

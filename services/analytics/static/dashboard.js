@@ -24,8 +24,11 @@
       "chart.returns_by_reason": "Returns by reason",
       "chart.rfm_segments": "Customer segments (RFM)",
       "col.amount": "amount",
+      "col.average_order_value": "average order",
+      "col.base_currency": "base currency",
       "col.carrier": "carrier",
       "col.cohort": "cohort",
+      "col.converted_at_rate_as_of": "rates as of",
       "col.confidence_b_given_a": "share of the first's orders",
       "col.cost_per_parcel": "cost per parcel",
       "col.cost_samples": "parcels with a cost",
@@ -51,11 +54,13 @@
       "col.reason": "reason",
       "col.reasons": "reasons",
       "col.refunds": "refunds",
+      "col.refunds_amount": "refunded",
       "col.requests": "requests",
       "col.return_rate": "return rate",
       "col.returned": "returned",
       "col.revenue": "revenue",
       "col.segment": "segment",
+      "col.seller": "seller",
       "col.service": "service",
       "col.sku": "SKU",
       "col.sku_a": "SKU",
@@ -66,6 +71,7 @@
       "col.store": "store",
       "col.support": "share of baskets",
       "col.tracking_numbers": "tracking",
+      "col.unconverted": "no rate to the base",
       "col.units": "units",
       "col.value": "value",
       "col.velocity_30d": "units per day (30 d)",
@@ -191,6 +197,7 @@
       "table.pairs": "Frequently bought together",
       "table.refunds": "Refunds",
       "table.returns_by_sku": "Return rate by SKU",
+      "table.sellers": "By seller (base currency)",
       "table.summary": "All KPIs",
       "title": "Shopkeeper analytics",
       "unit.d": "%(n)s d",
@@ -209,8 +216,11 @@
       "chart.returns_by_reason": "按原因统计的退货",
       "chart.rfm_segments": "客户分群（RFM）",
       "col.amount": "金额",
+      "col.average_order_value": "客单价",
+      "col.base_currency": "本位币",
       "col.carrier": "承运商",
       "col.cohort": "群组",
+      "col.converted_at_rate_as_of": "汇率日期",
       "col.confidence_b_given_a": "在前者订单中的比例",
       "col.cost_per_parcel": "单包裹运费",
       "col.cost_samples": "有运费记录的包裹",
@@ -236,11 +246,13 @@
       "col.reason": "原因",
       "col.reasons": "原因",
       "col.refunds": "退款笔数",
+      "col.refunds_amount": "退款金额",
       "col.requests": "申请数",
       "col.return_rate": "退货率",
       "col.returned": "已退",
       "col.revenue": "销售额",
       "col.segment": "分群",
+      "col.seller": "卖家",
       "col.service": "服务",
       "col.sku": "SKU",
       "col.sku_a": "SKU",
@@ -251,6 +263,7 @@
       "col.store": "店铺",
       "col.support": "占多件订单比例",
       "col.tracking_numbers": "运单号",
+      "col.unconverted": "无汇率（原币）",
       "col.units": "件数",
       "col.value": "数值",
       "col.velocity_30d": "日均件数（30 天）",
@@ -376,6 +389,7 @@
       "table.pairs": "经常一起购买",
       "table.refunds": "退款",
       "table.returns_by_sku": "各 SKU 退货率",
+      "table.sellers": "按卖家（本位币）",
       "table.summary": "全部指标",
       "title": "Shopkeeper 数据分析",
       "unit.d": "%(n)s 天",
@@ -508,6 +522,20 @@
     });
   }
 
+  // By seller: each seller's figures in its base currency (the per-currency ones stay in the
+  // other tables); what no rate links to the base is shown in its own currency.
+  function sellerRows(sellers) {
+    return sellers.map((s) => ({
+      seller: s.name, base_currency: s.base_currency, orders: s.orders,
+      revenue: s.revenue + " " + s.base_currency,
+      refunds_amount: s.refunds_amount + " " + s.base_currency,
+      average_order_value: s.average_order_value === null ? null
+        : s.average_order_value + " " + s.base_currency,
+      unconverted: s.unconverted.map((u) => u.revenue + " " + u.currency).join(", ") || null,
+      converted_at_rate_as_of: s.converted_at_rate_as_of,
+    }));
+  }
+
   const TILES = [["orders"], ["acceptance_rate", "%"], ["hold_rate", "%"], ["backorder_rate", "%"],
     ["fill_rate", "%"], ["placed_to_shipped_p50_h", "h"], ["placed_to_shipped_p90_h", "h"],
     ["on_time_ship_rate", "%"], ["on_time_delivery_rate", "%"], ["cost_per_parcel"],
@@ -588,6 +616,7 @@
     table("t-pairs", r.pairs);
     table("t-cohorts", r.cohorts);
     table("t-refunds", r.refunds);
+    table("t-sellers", sellerRows(r.sellers || []));
     table("t-summary", r.summary, 100);
     const orders = (r.summary.find((x) => x.metric === "orders") || {}).value || 0;
     statusText.textContent = t("render.done", { orders: number(orders) });
