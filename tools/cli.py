@@ -388,8 +388,25 @@ def channels_list() -> None:
     rows = run(call("channels", "GET", "/channels", auth=True))
     show(rows, lambda: table(f"{len(rows)} channels", rows,
                              ["store", "platform", "api_base_url", "deliveries",
-                              "last_delivery_at", "writebacks_pending", "writebacks_failed",
-                              "writebacks_done", "poll_cursor", "poll_last_error"]))
+                              "last_delivery_at", "writebacks_pending", "writebacks_submitted",
+                              "writebacks_failed", "writebacks_done", "poll_cursor",
+                              "poll_last_error"]))
+
+
+@channels_app.command("writebacks")
+def channels_writebacks(store: str,
+                        state: str = typer.Option(None, help="pending, submitted, done, failed"
+                                                  " or skipped"),
+                        limit: int = typer.Option(50, min=1, max=1000)) -> None:
+    """A store's write-backs, newest first: what failed and why, and the marketplace feeds
+    still being processed (`submitted`)."""
+    from urllib.parse import urlencode
+
+    query = urlencode({k: v for k, v in {"state": state, "limit": limit}.items() if v})
+    rows = run(call("channels", "GET", f"/channels/{store}/writebacks?{query}", auth=True))
+    show(rows, lambda: table(f"{len(rows)} write-backs of {store}", rows,
+                             ["created_at", "order_key", "action", "state", "attempts",
+                              "feed_id", "feed_status", "last_error", "note"]))
 
 
 @channels_app.command("add")
