@@ -394,6 +394,25 @@ def analytics_caught_up(timeout: float) -> bool:
     return False
 
 
+def seller_lines(days: int) -> list[str]:
+    """Each seller's revenue in its base currency over the run's period (analytics' `sellers`
+    report), with what was converted from which currency; nothing if no seller is set up."""
+    start = (datetime.now(UTC) - timedelta(days=days + 1)).date().isoformat()
+    try:
+        with urllib.request.urlopen(f"{service_url('analytics')}/reports/sellers?from={start}",
+                                    timeout=10) as r:
+            rows = json.loads(r.read())["rows"]
+    except (OSError, ValueError, KeyError):
+        return []
+    lines = []
+    for row in rows:
+        parts = [f"{c['revenue']} {c['currency']}" for c in row.get("by_currency", [])]
+        lines.append(f"Seller {row['seller']}: revenue {row['revenue']} {row['base_currency']},"
+                     f" average order {row['average_order_value']} {row['base_currency']}"
+                     f" (from {' + '.join(parts) or 'nothing yet'})")
+    return lines
+
+
 class Simulation:
     def __init__(self, orders: int, rate: float, days: int, seed: int,
                  console: Console | None = None, run_id: str | None = None) -> None:
@@ -402,6 +421,7 @@ class Simulation:
         self.now = datetime.now(UTC)
         self.run_id = run_id or time.strftime("%m%d%H%M%S")
         self.plan = plan(seed, orders, rate, days, self.run_id, self.now)
+        self.plan_days = days
         self.reactor = Reactor(seed, days, self.now)
         self.result: dict[str, object] = {}  # the summary, once run
 
@@ -502,6 +522,8 @@ class Simulation:
         self.result = {"orders": len(orders), "by_status": dict(final),
                        "reasons": dict(reasons), "published": dict(sent),
                        "analytics_caught_up": caught_up, "dashboard": f"{analytics}/"}
+        for line in seller_lines(self.plan_days):
+            self.console.print(line, highlight=False)
         self.console.print(f"[bold]Dashboard: {analytics}/[/bold]"
                            + ("" if caught_up else " (still catching up: refresh in a minute)"))
         self.console.print(f"An order's timeline: {analytics}/orders/"
