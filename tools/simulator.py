@@ -85,10 +85,11 @@ STORES: list[tuple[str, list[tuple[str, int]]]] = [
                       ("JP", 10)]),
 ]
 STORE_WEIGHTS = [45, 25, 20, 10]
-# The stores that sell in another currency than USD, and the rate the simulated finance system
+# The stores that sell in another currency than USD, and the rates the simulated finance system
 # publishes on `fx.rates` (setup/demo.yaml: aliexpress-1 belongs to a seller in China whose
-# base currency is CNY; the others to a seller in the US).
-STORE_CURRENCY = {"aliexpress-1": "CNY"}
+# base currency is CNY; the others to a seller in the US, whose Amazon.de store sells in EUR, so
+# its revenue in USD is converted).
+STORE_CURRENCY = {"aliexpress-1": "CNY", "amazon-de-1": "EUR"}
 FX_USD = {"CNY": "7.1000", "EUR": "0.9200", "GBP": "0.7900", "JPY": "151.00"}
 WAREHOUSES = ("WH-LA", "WH-SZ", "WH-FRA")
 # on_hold is an expected end here: besides the review rules, protein powder to Australia is

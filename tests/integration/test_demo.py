@@ -38,9 +38,10 @@ async def test_demo_run_ends_with_orders_by_status_most_delivered(stack: None) -
     # one's base currency (the CNY store's orders are in CNY; the US seller's in USD)
     assert "Setup: setup/demo.yaml applied" in text, text[:2000]
     cny = re.search(r"Seller shenzhen-trading: revenue ([\d.]+) CNY.*\(from ([^)]*)\)", text)
-    usd = re.search(r"Seller acme-us: revenue ([\d.]+) USD", text)
+    usd = re.search(r"Seller acme-us: revenue ([\d.]+) USD.*\(from ([^)]*)\)", text)
     assert cny and usd, text[-2500:]
     assert float(cny.group(1)) > 0 and "CNY" in cny.group(2) and float(usd.group(1)) > 0
+    assert "EUR" in usd.group(2)  # Amazon.de's euros, converted to the seller's dollars
 
     # It ends with the dashboard's address, once analytics has the demo's data.
     dashboard = f"Dashboard: http://127.0.0.1:{service_port('analytics')}/"

@@ -71,7 +71,7 @@ def test_carrier_scans_are_in_the_simulated_past_and_in_order() -> None:
         assert all(t < NOW.isoformat().replace("+00:00", "Z") for t in times)
 
 
-def test_a_store_of_the_cny_seller_prices_in_cny_after_the_days_rates() -> None:
+def test_stores_of_other_currencies_price_in_them_after_the_days_rates() -> None:
     from decimal import Decimal
 
     p = plan(seed=3, orders=400, rate=100, days=30, run_id="cny", now=NOW)
@@ -79,7 +79,9 @@ def test_a_store_of_the_cny_seller_prices_in_cny_after_the_days_rates() -> None:
     placed = [a.value for a in p.actions if a.kind == "order"]
     cny = [o for o in placed if o["store"] == "aliexpress-1"]
     assert cny and all(o["currency"] == "CNY" for o in cny)
-    assert {o["currency"] for o in placed if o["store"] != "aliexpress-1"} == {"USD"}
+    assert {o["currency"] for o in placed if o["store"] == "amazon-de-1"} == {"EUR"}
+    assert {o["currency"] for o in placed if o["store"] not in ("aliexpress-1", "amazon-de-1")
+            } == {"USD"}
     for o in cny:  # the amounts are the catalogue's USD prices converted, and add up
         t = o["totals"]
         assert Decimal(t["grand_total"]) == (Decimal(t["subtotal"]) - Decimal(t["discount"])
