@@ -67,8 +67,10 @@ async def _seeded(admin: str) -> None:
                                      server_settings={"search_path": SCHEMA})
     assert pool is not None
     try:
-        await migrate(pool, SCHEMA, Path(store.__file__).parent)
+        applied = await migrate(pool, SCHEMA, Path(store.__file__).parent)
         if await pool.fetchval("SELECT count(*) FROM order_state") >= ORDERS:
+            if applied:  # a migration filled a new rollup: plan on its statistics, as
+                await pool.execute("ANALYZE")  # autovacuum would soon after an upgrade
             return
     finally:
         await pool.close()
