@@ -70,7 +70,10 @@ async def _seeded(admin: str) -> None:
         applied = await migrate(pool, SCHEMA, Path(store.__file__).parent)
         if await pool.fetchval("SELECT count(*) FROM order_state") >= ORDERS:
             if applied:  # a migration filled a new rollup: plan on its statistics, as
-                await pool.execute("ANALYZE")  # autovacuum would soon after an upgrade
+                # autovacuum would soon after an upgrade
+                for t in await pool.fetch("SELECT tablename FROM pg_tables WHERE schemaname"
+                                          " = $1", SCHEMA):
+                    await pool.execute(f'ANALYZE {SCHEMA}."{t["tablename"]}"')
             return
     finally:
         await pool.close()
