@@ -204,9 +204,13 @@ def promotion_value(kind: str, value: Decimal, currency: str) -> Decimal:
     return value.quantize(CENT, ROUND_HALF_UP) if kind == "percent" else in_units(value, currency)
 
 
+async def promotion_rows(conn: Conn | asyncpg.Pool) -> list[Promotion]:
+    """Every promotion, by code."""
+    return [_promotion(r) for r in await conn.fetch("SELECT * FROM promotions ORDER BY code")]
+
+
 async def all_promotions(conn: Conn | asyncpg.Pool) -> list[dict[str, Any]]:
-    rows = await conn.fetch("SELECT * FROM promotions ORDER BY code")
-    return [promotion_dict(_promotion(r)) for r in rows]
+    return [promotion_dict(p) for p in await promotion_rows(conn)]
 
 
 def promotion_dict(p: Promotion) -> dict[str, Any]:

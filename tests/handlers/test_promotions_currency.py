@@ -10,9 +10,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from services.intake import domain, handlers, store
+import pytest
+
+from services.intake import domain, handlers, kinds, store
+from shared import setup
 from shared.contracts import OrderPlaced
 from shared.money import Rate, store_rates
+from shared.uow import UnitOfWork
 from tools.storefront import order as order_payload
 
 from .test_intake import SKU, with_product
@@ -80,3 +84,64 @@ async def test_a_yen_order_gets_the_dollar_code_converted_or_waits_for_a_rate(
         assert "no exchange rate from EUR to JPY" in held and "'EURO4'" in held
         holds = await db.pool.fetch("SELECT codes FROM holds WHERE closed_at IS NULL")
         assert [list(h["codes"]) for h in holds] == [["fx_rate_missing"]]
+        # When the code is set up in yen instead (setup section `promotions`), the hold is
+        # reviewed again and released: ¥500 off is what the store took
+        async with UnitOfWork.begin(db.pool, "intake") as uow:
+            plan = await setup.apply(uow, kinds.KINDS, {"promotions": {"EURO4": {
+                "kind": "fixed", "value": "500", "currency": "JPY"}}}, changed_by="ops",
+                dry_run=False)
+        assert [(c["key"], c["fields"]["currency"]) for c in plan["changes"]] == [
+            ("EURO4", ["EUR", "JPY"])]
+        assert await db.pool.fetchval(
+            "SELECT status FROM orders WHERE external_order_id = 'y-3'") == "accepted"
+
+
+def entry(**fields: Any) -> dict[str, Any]:
+    return {"kind": "fixed", "value": "8.00", "min_spend": "40.00", "currency": "EUR",
+            "starts_at": None, "ends_at": None, "active": True, "scope_skus": [],
+            "scope_categories": [], "stackable": True, "per_customer_limit": None, **fields}
+
+
+async def test_promotions_are_a_setup_section_audited_and_published(service_db: Any) -> None:
+    async with service_db("intake") as db:
+        async with UnitOfWork.begin(db.pool, "intake") as uow:
+            plan = await setup.apply(uow, kinds.KINDS, {"promotions": {"EURO8": entry(
+                scope_skus=["B", "A", "A"])}}, changed_by="marketing", dry_run=False)
+        assert [(c["key"], c["action"]) for c in plan["changes"]] == [("EURO8", "created")]
+        # saved as GET /promotions shows it, published on setup.changed and audited
+        shown = {p["code"]: p for p in await store.all_promotions(db.pool)}["EURO8"]
+        assert (shown["value"], shown["min_spend"], shown["currency"], shown["scope_skus"]) == (
+            "8.00", "40.00", "EUR", ["A", "B"])
+        events = await db.published("setup.changed")
+        assert [(e.key, e.value["data"]["currency"], e.value["changed_by"]) for e in events] == [
+            ("promotions:EURO8", "EUR", "marketing")]
+        assert await db.pool.fetchval(
+            "SELECT changed_by FROM setup_audit WHERE section = 'promotions'") == "marketing"
+        # the export applied back changes nothing
+        async with db.pool.acquire() as conn:
+            exported = {k: e.model_dump(mode="json") for k, e in (await setup.current(
+                conn, next(k for k in kinds.KINDS if k.section == "promotions"))).items()}
+        async with UnitOfWork.begin(db.pool, "intake") as uow:
+            again = await setup.apply(uow, kinds.KINDS, {"promotions": exported},
+                                      changed_by="t", dry_run=True)
+        assert again["changes"] == [] and again["unchanged"] == 3
+
+
+@pytest.mark.parametrize(("key", "fields", "where", "error"), [
+    ("save5", {}, "promotions.save5", "use 'SAVE5'"),
+    ("P", {"kind": "percent", "value": "120"}, "promotions.P", "at most 100"),
+    ("P", {"currency": "JPY", "value": "500.50"}, "promotions.P", "finer than JPY allows"),
+    ("P", {"currency": "KWD", "min_spend": "1.2345"}, "promotions.P.min_spend", ""),
+    ("P", {"currency": "euro"}, "promotions.P.currency", ""),
+    ("P", {"starts_at": "2026-01-01T00:00:00"}, "promotions.P.starts_at", "timezone"),
+])
+async def test_a_bad_promotion_is_refused_saying_where(service_db: Any, key: str,
+                                                       fields: dict[str, Any], where: str,
+                                                       error: str) -> None:
+    async with service_db("intake") as db:
+        with pytest.raises(setup.SetupInvalid) as caught:
+            async with UnitOfWork.begin(db.pool, "intake") as uow:
+                await setup.apply(uow, kinds.KINDS, {"promotions": {key: entry(**fields)}},
+                                  changed_by="t", dry_run=True)
+        assert [p["at"] for p in caught.value.problems] == [where]
+        assert error in caught.value.problems[0]["error"]

@@ -1,7 +1,8 @@
 """Promotions whose amounts name their currency, on the real stack (issue 22, point 1;
 docs/review-rules.md "Currencies"): a EUR-priced fixed code used on a USD order takes off the EUR
 amount converted at the rate published on `fx.rates`, its minimum spend is converted too, and the
-decision's trace names the rate and its date."""
+decision's trace names the rate and its date. Promotions are a setup section too
+(`promotions`, key the code): the change is exported, planned, audited, and takes effect."""
 
 from __future__ import annotations
 
@@ -55,3 +56,25 @@ async def test_a_eur_fixed_code_on_a_usd_order_is_converted(storefront: Storefro
         assert [x["code"] for x in rejected["reasons"]] == ["invalid_promo"]
         assert "needs a minimum spend of 40.00 EUR = 50.00 USD at 1.25" in \
             rejected["reasons"][0]["message"]
+
+        # The code is in the setup export, its creation audited with who made it
+        exported = (await intake.get("/setup/promotions")).json()
+        assert exported[code]["currency"] == "EUR" and exported[code]["value"] == "8.00"
+        audit = (await intake.get(f"/setup/audit?section=promotions&key={code}")).json()
+        assert [(a["action"], a["changed_by"]) for a in audit] == [("created", "marketing")]
+
+        # When the minimum spend is lowered to 30.00 EUR (37.50 USD) through the setup API,
+        # planned first
+        wanted = {"promotions": {code: {**exported[code], "min_spend": "30.00"}}}
+        plan = (await intake.put("/setup?dry_run=true", json=wanted)).json()
+        assert [(c["key"], c["action"], c["fields"]) for c in plan["changes"]] == [
+            (code, "updated", {"min_spend": ["40.00", "30.00"]})]
+        r = await intake.put(f"/setup/promotions/{code}", json=wanted["promotions"][code],
+                             headers={"X-Operator": "marketing-lead"})
+        assert r.status_code == 200, r.text
+        # Then a 45.00 USD order now meets it: 10.00 USD off
+        now_ok, _ = await place(sf, [(sku, 1, "45.00")], promo_codes=[code], discount="10.00")
+        await sf.wait_for(now_ok, "accepted", timeout=60)
+        audit = (await intake.get(f"/setup/audit?section=promotions&key={code}")).json()
+        assert [(a["action"], a["changed_by"]) for a in audit][0] == (
+            "updated", "marketing-lead")
