@@ -26,7 +26,7 @@ import yaml
 VERSION = 1
 # Owner -> its sections, in the order an import applies them (what is referred to comes first).
 OWNERS: dict[str, tuple[str, ...]] = {
-    "intake": ("sellers", "review_policies"),
+    "intake": ("sellers", "review_policies", "promotions"),
     "inventory": ("warehouses", "warehouse_priorities", "stock_policies"),
     "fulfillment": ("boxes",),
     "logistics": ("carriers", "carrier_services", "zones", "rate_cards"),

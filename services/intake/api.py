@@ -21,7 +21,7 @@ from shared import setup, topics
 from shared.contracts import Address, FxRatesPublished, money_text, utcnow
 from shared.http import require_admin
 from shared.messaging import describe_validation_error
-from shared.money import CURRENCY_RE, fits
+from shared.money import CURRENCY_RE, fits, in_units
 from shared.uow import UnitOfWork
 
 from . import domain, kinds, metrics, review, schemas, store
@@ -61,6 +61,10 @@ class PromotionIn(BaseModel):
     scope_categories: list[str] = Field(default_factory=list)
     stackable: bool = True
     per_customer_limit: int | None = Field(default=None, ge=1)
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", examples=["USD", "EUR"],
+                          description="ISO 4217 currency of min_spend and of a fixed value;"
+                          " an order in another currency is compared with them converted at"
+                          " the newest known rate (fx.rates)")
 
 
 class BlockIn(BaseModel):
@@ -303,17 +307,36 @@ async def get_promotions(request: Request) -> list[dict[str, Any]]:
 @router.put("/promotions/{code}", dependencies=admin, response_model=schemas.Promotion)
 async def put_promotion(code: str, body: PromotionIn, request: Request,
                         who: str = Depends(operator)) -> dict[str, Any]:
+    """Create or replace a promotion (the code is kept in capitals). Saved like
+    `PUT /setup/promotions/{code}`: audited in `GET /setup/audit` and published on
+    `setup.changed`. Open holds a promotion may decide are reviewed again."""
     if body.kind == "percent" and body.value > 100:
         raise HTTPException(422, "value: a percent promotion is at most 100")
-    promo = domain.Promotion(code.upper(), body.kind, body.value, body.min_spend, body.starts_at,
-                             body.ends_at, body.active, frozenset(body.scope_skus),
+    # Amounts are kept in their currency's minor unit (rounded half up, as the two-decimal
+    # columns always rounded USD): 500 JPY, 1.125 KWD; a percent with two decimals.
+    # A time without a zone is local time, as the database always read it.
+    starts, ends = (t.astimezone() if t is not None and t.tzinfo is None else t
+                    for t in (body.starts_at, body.ends_at))
+    promo = domain.Promotion(code.upper(), body.kind,
+                             store.promotion_value(body.kind, body.value, body.currency),
+                             in_units(body.min_spend, body.currency), starts,
+                             ends, body.active, frozenset(body.scope_skus),
                              frozenset(body.scope_categories), body.stackable,
-                             body.per_customer_limit)
+                             body.per_customer_limit, body.currency)
+    try:
+        entry = kinds.PromotionEntry.of(promo)
+    except ValueError as exc:  # pydantic's ValidationError is one
+        raise HTTPException(422, str(exc)) from exc
     async with UnitOfWork.begin(_pool(request), "intake") as uow:
-        await store.upsert_promotion(uow.conn, promo)
+        try:
+            plan = await setup.apply(uow, kinds.KINDS, {"promotions": {
+                promo.code: entry.model_dump(mode="json")}}, changed_by=who, dry_run=False)
+        except setup.SetupInvalid as exc:
+            raise HTTPException(422, str(exc)) from exc
         await store.audit(uow.conn, None, who, "put_promotion", None, {"code": promo.code})
-        await review.rereview_open_holds(uow, trigger="promotion_changed",
-                                         codes=["invalid_promo", "amount_mismatch"])
+        if not plan["changes"]:  # unchanged: the holds are reviewed again all the same
+            await review.rereview_open_holds(uow, trigger="promotion_changed",
+                                             codes=kinds.PROMO_HOLDS)
     return store.promotion_dict(promo)
 
 

@@ -81,6 +81,9 @@ class Promotion:
     # An exclusive promotion cannot be combined with any other code on the same order.
     stackable: bool = True
     per_customer_limit: int | None = None
+    # The currency of `min_spend` and of a fixed `value` (a percent needs none): an order in
+    # another currency is compared with them converted at the newest rate intake knows.
+    currency: str = "USD"
 
 
 @dataclass(frozen=True)
@@ -224,20 +227,37 @@ def review(order: OrderPlaced, products: dict[str, Product], served: set[str] | 
     hits += _blocked_hits(order, ctx.blocked)
     hits += _restricted_hits(order, products, ctx.refused_attributes, policy)
     hits += [h for h in _high_value_hits(order, policy, ctx.fx) if h.effect == "reject"]
-    discount, promo_problem = compute_discount(order, promotions, now, uses=ctx.promo_uses,
-                                              products=products)
-    if promo_problem:
-        hits.append(RuleHit("promotion", promo_problem[0], policy.invalid_promo_action,
-                            promo_problem[1], {"promo_codes": list(order.promo_codes),
+    promo = check_promotions(order, promotions, now, uses=ctx.promo_uses, products=products,
+                             fx=ctx.fx)
+    discount = promo.discount
+    promo_inputs: dict[str, Any] = {"promo_codes": list(order.promo_codes)}
+    if promo.conversions:  # the rates used for codes in another currency
+        promo_inputs["conversions"] = promo.conversions
+    if promo.problem and promo.problem[0] == "fx_rate_missing":
+        # As the high-value check: without a rate the check cannot be made; held, whatever
+        # the store's invalid_promo_action.
+        hits.append(RuleHit("promotion", "fx_rate_missing", "hold", promo.problem[1],
+                            {**promo_inputs, "order_currency": order.currency,
+                             "promotion_currencies": {c: cur for c, cur in promo.missing}}))
+    elif promo.problem:
+        hits.append(RuleHit("promotion", promo.problem[0], policy.invalid_promo_action,
+                            promo.problem[1], {**promo_inputs,
                                                "action": policy.invalid_promo_action}))
     rejects = [h for h in hits if h.effect == "reject"]
     if rejects:
         return Review("rejected", [(h.code, h.message) for h in rejects], rejects,
                       discount=discount)
-    hits += _hold_hits(order, discount, policy, ctx, now)
+    # The discount cannot be known without the rate: the amounts are checked once it is.
+    known = promo.problem is None or promo.problem[0] != "fx_rate_missing"
+    hits += _hold_hits(order, discount if known else None, policy, ctx, now)
     merge = merge_candidates(order, ctx, policy, now)
     holds = [h for h in hits if h.effect == "hold"]
     notes = []
+    if promo.conversions and promo.problem is None:
+        notes.append(RuleHit(
+            "promotion", "promo_converted", "note",
+            "; ".join(f"promo code {c['code']!r} {_PROMO_AMOUNT[c['amount']]}"
+                      f" {_conversion_text(c)}" for c in promo.conversions), promo_inputs))
     if merge:
         notes.append(RuleHit("merge_candidate", "merge_candidate", "note",
                              f"same buyer and address as unshipped order(s) {', '.join(merge)}",
@@ -409,52 +429,128 @@ def _in_scope(promo: Promotion, line: OrderLine, products: dict[str, Product] | 
     return product is not None and product.category in promo.scope_categories
 
 
-def compute_discount(order: OrderPlaced, promotions: dict[str, Promotion], now: datetime,
+@dataclass
+class PromoCheck:
+    """What the promotion check found: the discount intake would grant, the first problem
+    (`invalid_promo`, or `fx_rate_missing` when a code's amounts cannot be converted to the
+    order's currency), and the conversions made (each a `Conversion.trace` with the code)."""
+
+    discount: Decimal = Decimal("0")
+    problem: tuple[str, str] | None = None
+    conversions: list[dict[str, str]] = field(default_factory=list)
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (code, its currency) unrated
+
+
+def _in_order_currency(amount: Decimal, promo: Promotion, order: OrderPlaced, fx: FxRates,
+                       what: str, check: PromoCheck) -> Decimal | None:
+    """A promotion's amount (`min_spend`, a fixed `value`) in the order's currency: as it is
+    when the currencies agree (or it is 0), else converted at the newest known rate and rounded
+    to the order currency's minor unit, the conversion recorded in `check`. None (and the code
+    noted as missing a rate) when no rate links the two currencies."""
+    if promo.currency == order.currency or amount == 0:
+        return amount
+    conv = fx.convert(amount, promo.currency, order.currency)
+    if conv is None:
+        check.missing.append((promo.code, promo.currency))
+        return None
+    converted = money.in_units(conv.amount, order.currency)
+    check.conversions.append({"code": promo.code, "amount": what,
+                              **conv.trace(amount, promo.currency, order.currency)})
+    return converted
+
+
+_PROMO_AMOUNT = {"min_spend": "minimum spend", "value": "discount"}
+
+
+def _conversion_text(trace: dict[str, str]) -> str:
+    """ "30.00 USD = 4500 JPY at 150 (rate as of 2025-06-01T09:00:00+00:00)" """
+    text = f"{trace['from']} = {trace['converted']} at {trace['rate']}"
+    if "via" in trace:
+        text += f" via {trace['via']}"
+    if "rate_as_of" in trace:
+        text += f" (rate as of {trace['rate_as_of']})"
+    return text
+
+
+def check_promotions(order: OrderPlaced, promotions: dict[str, Promotion], now: datetime,
                      *, uses: dict[str, int] | None = None,
                      products: dict[str, Product] | None = None,
-                     ) -> tuple[Decimal, tuple[str, str] | None]:
-    """The discount intake would grant; an unknown, expired, unmet, used-up, out-of-scope or
-    non-combinable code is a problem. Each code discounts its own scope of the subtotal; the sum
-    never exceeds the subtotal."""
+                     fx: FxRates | None = None) -> PromoCheck:
+    """The promotion check: see `compute_discount`. A code's minimum spend and fixed value are
+    in its own currency: for an order in another currency they are converted at the newest rate
+    in `fx` (the conversions are kept for the trace); a code whose amounts need a rate that is
+    not known is `fx_rate_missing` (unless another code is plainly invalid, which wins)."""
+    rates = fx or FxRates()
+    check = PromoCheck()
     subtotal = sum((ln.unit_price * ln.quantity for ln in order.lines), Decimal("0"))
-    discount = Decimal("0")
     codes = [c.upper() for c in order.promo_codes]
     granted: list[tuple[Promotion, str]] = []
+
+    def invalid(message: str) -> PromoCheck:
+        check.problem = ("invalid_promo", message)
+        return check
+
     for code in order.promo_codes:
         promo = promotions.get(code.upper())
         if promo is None or not promo.active:
-            return discount, ("invalid_promo", f"promo code {code!r} is unknown")
+            return invalid(f"promo code {code!r} is unknown")
         if (promo.starts_at and now < promo.starts_at) or (promo.ends_at and now > promo.ends_at):
-            return discount, ("invalid_promo", f"promo code {code!r} is not valid now")
-        if subtotal < promo.min_spend:
-            return discount, ("invalid_promo",
-                              f"promo code {code!r} needs a minimum spend of {promo.min_spend}")
+            return invalid(f"promo code {code!r} is not valid now")
+        min_spend = _in_order_currency(promo.min_spend, promo, order, rates, "min_spend", check)
+        if min_spend is not None and subtotal < min_spend:
+            needed = f"{promo.min_spend}"
+            if promo.currency != order.currency:
+                needed = _conversion_text(check.conversions[-1])
+            return invalid(f"promo code {code!r} needs a minimum spend of {needed}")
         if codes.count(code.upper()) > 1:
-            return discount, ("invalid_promo", f"promo code {code!r} is used more than once")
+            return invalid(f"promo code {code!r} is used more than once")
         used = (uses or {}).get(promo.code, 0)
         if promo.per_customer_limit is not None and used >= promo.per_customer_limit:
-            return discount, ("invalid_promo",
-                              f"promo code {code!r} was already used {used} time(s) by this"
-                              f" customer (limit {promo.per_customer_limit})")
+            return invalid(f"promo code {code!r} was already used {used} time(s) by this"
+                           f" customer (limit {promo.per_customer_limit})")
         granted.append((promo, code))
     if len(granted) > 1:
         for promo, code in granted:
             if not promo.stackable:
-                return discount, ("invalid_promo",
-                                  f"promo code {code!r} cannot be combined with other codes")
+                return invalid(f"promo code {code!r} cannot be combined with other codes")
+    discount = Decimal("0")
     for promo, code in granted:
         scoped = [ln for ln in order.lines if _in_scope(promo, ln, products)]
         if not scoped:
-            return discount, ("invalid_promo",
-                              f"promo code {code!r} applies to none of the order's items")
+            check.discount = discount
+            return invalid(f"promo code {code!r} applies to none of the order's items")
         base = sum((ln.unit_price * ln.quantity for ln in scoped), Decimal("0"))
+        amount: Decimal | None
         if promo.kind == "percent":
             amount = (base * promo.value / 100).quantize(quantum(order.currency),
                                                          ROUND_HALF_UP)
         else:
-            amount = promo.value
-        discount += min(amount, base)
-    return min(discount, subtotal), None
+            amount = _in_order_currency(promo.value, promo, order, rates, "value", check)
+        if amount is not None:
+            discount += min(amount, base)
+    check.discount = min(discount, subtotal)
+    if check.missing:
+        named = ", ".join(dict.fromkeys(repr(c) for c, _ in check.missing))
+        pairs = ", ".join(dict.fromkeys(f"{cur} to {order.currency}"
+                                        for _, cur in check.missing))
+        check.problem = ("fx_rate_missing",
+                         f"no exchange rate from {pairs} to apply promo code(s) {named}"
+                         " (minimum spend or fixed amount in another currency);"
+                         " publish one on fx.rates (POST /fx/rates on intake)")
+    return check
+
+
+def compute_discount(order: OrderPlaced, promotions: dict[str, Promotion], now: datetime,
+                     *, uses: dict[str, int] | None = None,
+                     products: dict[str, Product] | None = None,
+                     fx: FxRates | None = None,
+                     ) -> tuple[Decimal, tuple[str, str] | None]:
+    """The discount intake would grant; an unknown, expired, unmet, used-up, out-of-scope or
+    non-combinable code is a problem. Each code discounts its own scope of the subtotal; the sum
+    never exceeds the subtotal. A code's minimum spend and fixed value are in its currency,
+    converted for an order in another (`check_promotions`)."""
+    check = check_promotions(order, promotions, now, uses=uses, products=products, fx=fx)
+    return check.discount, check.problem
 
 
 def _high_value_hits(order: OrderPlaced, policy: Policy, fx: FxRates) -> list[RuleHit]:
@@ -509,8 +605,9 @@ def _price_hits(order: OrderPlaced, list_prices: dict[str, Decimal],
     return hits
 
 
-def _hold_hits(order: OrderPlaced, discount: Decimal, policy: Policy,
+def _hold_hits(order: OrderPlaced, discount: Decimal | None, policy: Policy,
                ctx: Context, now: datetime) -> list[RuleHit]:
+    """The holds; `discount` is None when the promotions' discount cannot be known (no rate)."""
     t = order.totals
     unit = quantum(order.currency)  # the tolerance of every sum: one minor unit
     hits: list[RuleHit] = []
@@ -521,7 +618,7 @@ def _hold_hits(order: OrderPlaced, discount: Decimal, policy: Policy,
                             f" {lines_total}",
                             {"field": "totals.subtotal", "claimed": str(t.subtotal),
                              "computed": str(lines_total)}))
-    if abs(discount - t.discount) > unit:
+    if discount is not None and abs(discount - t.discount) > unit:
         hits.append(RuleHit("totals", "amount_mismatch", "hold",
                             f"totals.discount {t.discount} differs from the promotions' {discount}",
                             {"field": "totals.discount", "claimed": str(t.discount),

@@ -4,9 +4,13 @@
   default of stores without their own). Changing one re-reviews the open holds it may decide.
 - `sellers`: who sells through which stores and the currency their books are kept in
   (analytics keeps a copy and reports in it). A store belongs to at most one seller.
+- `promotions`: the promo codes intake grants (`domain.Promotion`), key the code in capitals.
+  Never deleted (accepted orders count their uses): `active: false` retires one. Changing one
+  re-reviews the holds it may decide.
 
-Both are served by `GET/PUT/DELETE /setup/...` (mounted in api.py) and published on
-`setup.changed`; `PUT /policies/{store}` (partial overrides) goes through the same path.
+All are served by `GET/PUT/DELETE /setup/...` (mounted in api.py) and published on
+`setup.changed`; `PUT /policies/{store}` (partial overrides) and `PUT /promotions/{code}` go
+through the same path.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from fastapi import HTTPException
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -24,12 +29,14 @@ from pydantic import (
     PlainSerializer,
     StrictBool,
     field_validator,
+    model_validator,
 )
 
 from shared import setup
 from shared.contracts import Money
 from shared.contracts.common import ORDER_REF_RE
 from shared.db import Conn
+from shared.money import fits, minor_digits
 from shared.uow import UnitOfWork
 
 from . import domain, review, store
@@ -194,6 +201,100 @@ async def seller_of(conn: Conn | asyncpg.Pool, shop: str) -> dict[str, Any] | No
     return {"seller": row["seller_id"], **entry} if entry is not None else None
 
 
+# --- promotions -----------------------------------------------------------------------------------
+
+class PromotionEntry(BaseModel):
+    """A promo code (key: the code in capitals, as `GET /promotions` shows it; orders' codes match
+    it in any case): percent of, or a fixed amount off, its scope of the order, from a minimum
+    spend. Its amounts are in `currency`; orders in another currency are compared with them
+    converted at the newest known rate (fx.rates)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["percent", "fixed"] = Field(description=(
+        "percent: `value` percent of the scope's total; fixed: `value` off, up to that total"))
+    value: Amount = Field(description="a percent (at most 100) or an amount in `currency`")
+    min_spend: Amount = Field(default=Decimal("0"), description=(
+        "the order's subtotal must be at least this (in `currency`, converted for orders in"
+        " another); 0: none"))
+    currency: Currency = Field(default="USD", description=(
+        "the currency of `min_spend` and of a fixed `value`"))
+    starts_at: AwareDatetime | None = Field(default=None, description=(
+        "valid from (with its time zone); none: always"))
+    ends_at: AwareDatetime | None = Field(default=None, description="valid until; none: ever")
+    active: StrictBool = Field(default=True, description=(
+        "false retires the code (it is never deleted: accepted orders count its uses)"))
+    scope_skus: list[str] = Field(default_factory=list, max_length=10_000, description=(
+        "the SKUs it discounts; with scope_categories empty too: the whole order"))
+    scope_categories: list[str] = Field(default_factory=list, max_length=1000, description=(
+        "the categories it discounts (a product's category from catalog.products)"))
+    stackable: StrictBool = Field(default=True, description=(
+        "false: cannot be combined with any other code on the same order"))
+    per_customer_limit: int | None = Field(default=None, ge=1, le=1_000_000, description=(
+        "how many accepted orders of one customer may use it; none: no limit"))
+
+    @field_validator("scope_skus", "scope_categories")
+    @classmethod
+    def _as_set(cls, items: list[str]) -> list[str]:
+        """Sets, kept sorted: the same items in another order are the same entry."""
+        return sorted(set(items))
+
+    @model_validator(mode="after")
+    def _amounts_fit(self) -> PromotionEntry:
+        if self.kind == "percent" and self.value > 100:
+            raise ValueError("value: a percent promotion is at most 100")
+        if self.kind == "percent" and self.value != self.value.quantize(domain.CENT):
+            raise ValueError("value: a percent has at most 2 decimals")
+        for name in (("value",) if self.kind == "fixed" else ()) + ("min_spend",):
+            amount = getattr(self, name)
+            if not fits(amount, self.currency):
+                digits = minor_digits(self.currency)
+                raise ValueError(f"{name}: {amount} is finer than {self.currency} allows"
+                                 f" ({digits} decimal{'s' if digits != 1 else ''})")
+        return self
+
+    @classmethod
+    def of(cls, p: domain.Promotion) -> PromotionEntry:
+        return cls(kind=p.kind, value=p.value, min_spend=p.min_spend, currency=p.currency,
+                   starts_at=p.starts_at, ends_at=p.ends_at, active=p.active,
+                   scope_skus=sorted(p.scope_skus), scope_categories=sorted(p.scope_categories),
+                   stackable=p.stackable, per_customer_limit=p.per_customer_limit)
+
+    def promotion(self, code: str) -> domain.Promotion:
+        return domain.Promotion(code, self.kind, self.value, self.min_spend, self.starts_at,
+                                self.ends_at, self.active, frozenset(self.scope_skus),
+                                frozenset(self.scope_categories), self.stackable,
+                                self.per_customer_limit, self.currency)
+
+
+async def load_promotions(conn: Conn) -> dict[str, dict[str, Any]]:
+    found = await store.promotion_rows(conn)
+    return {p.code: PromotionEntry.of(p).model_dump() for p in found}
+
+
+async def save_promotion(uow: UnitOfWork, key: str, entry: PromotionEntry) -> None:
+    await store.upsert_promotion(uow.conn, entry.promotion(key))
+
+
+async def check_promotions(conn: Conn, after: dict[str, Any], named_now: set[str]
+                           ) -> list[dict[str, str]]:
+    """Codes are kept in capitals (orders' codes are matched in any case): a key in small
+    letters would be another entry than the code it saves."""
+    return [{"at": f"promotions.{key}",
+             "error": f"a promotion code is written in capitals: use {key.upper()!r}"}
+            for key in sorted(named_now) if key != key.upper()]
+
+
+# The holds a promotion change may decide.
+PROMO_HOLDS = ["invalid_promo", "amount_mismatch", "fx_rate_missing"]
+
+
+async def promotions_changed(uow: UnitOfWork, keys: list[str]) -> None:
+    """Holds a promotion may decide are reviewed again (as `PUT /promotions/{code}` always did,
+    and those waiting for a rate: the code's currency may have changed)."""
+    await review.rereview_open_holds(uow, trigger="promotion_changed", codes=PROMO_HOLDS)
+
+
 KINDS = [
     setup.Kind("review_policies", ReviewPolicy, load_review_policies, save_review_policy,
                delete=delete_review_policy, changed=review_policies_changed,
@@ -201,4 +302,8 @@ KINDS = [
     setup.Kind("sellers", Seller, load_sellers, save_seller, delete=delete_seller,
                check=check_sellers,
                doc="sellers: name, base currency and the stores each sells through"),
+    setup.Kind("promotions", PromotionEntry, load_promotions, save_promotion,
+               changed=promotions_changed, check=check_promotions,
+               doc="promo codes: percent or fixed, minimum spend and amounts in a currency,"
+                   " window, scope, stacking, per-customer limit; never deleted (active: false)"),
 ]

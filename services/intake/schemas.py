@@ -164,6 +164,8 @@ class Promotion(BaseModel):
     scope_categories: list[str]
     stackable: bool
     per_customer_limit: int | None = None
+    currency: str = Field(default="USD", examples=["USD"],
+                          description="the currency of min_spend and of a fixed value")
 
 
 class BlockedEntry(BaseModel):

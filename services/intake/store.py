@@ -6,17 +6,18 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import asyncpg
 
 from shared.contracts import CoverageChanged, OrderPlaced, ProductUpserted
 from shared.db import Conn
+from shared.money import in_units
 from shared.uow import UnitOfWork
 
 from . import domain
-from .domain import BlockedEntry, Policy, PriorOrder, Product, Promotion
+from .domain import CENT, BlockedEntry, Policy, PriorOrder, Product, Promotion
 
 
 def stored_order(payload: str | bytes) -> OrderPlaced:
@@ -190,14 +191,26 @@ async def promotions(conn: Conn, codes: list[str]) -> dict[str, Promotion]:
 
 
 def _promotion(r: asyncpg.Record) -> Promotion:
-    return Promotion(r["code"], r["kind"], r["value"], r["min_spend"], r["starts_at"],
+    return Promotion(r["code"], r["kind"], promotion_value(r["kind"], r["value"], r["currency"]),
+                     in_units(r["min_spend"], r["currency"]), r["starts_at"],
                      r["ends_at"], r["active"], frozenset(r["scope_skus"]),
-                     frozenset(r["scope_categories"]), r["stackable"], r["per_customer_limit"])
+                     frozenset(r["scope_categories"]), r["stackable"], r["per_customer_limit"],
+                     r["currency"])
+
+
+def promotion_value(kind: str, value: Decimal, currency: str) -> Decimal:
+    """A promotion's value as kept and shown: a percent with two decimals ("10.00"), a fixed
+    amount in its currency's minor unit ("5.00" USD, "500" JPY, "1.125" KWD)."""
+    return value.quantize(CENT, ROUND_HALF_UP) if kind == "percent" else in_units(value, currency)
+
+
+async def promotion_rows(conn: Conn | asyncpg.Pool) -> list[Promotion]:
+    """Every promotion, by code."""
+    return [_promotion(r) for r in await conn.fetch("SELECT * FROM promotions ORDER BY code")]
 
 
 async def all_promotions(conn: Conn | asyncpg.Pool) -> list[dict[str, Any]]:
-    rows = await conn.fetch("SELECT * FROM promotions ORDER BY code")
-    return [promotion_dict(_promotion(r)) for r in rows]
+    return [promotion_dict(p) for p in await promotion_rows(conn)]
 
 
 def promotion_dict(p: Promotion) -> dict[str, Any]:
@@ -205,20 +218,24 @@ def promotion_dict(p: Promotion) -> dict[str, Any]:
             "starts_at": p.starts_at.isoformat() if p.starts_at else None,
             "ends_at": p.ends_at.isoformat() if p.ends_at else None, "active": p.active,
             "scope_skus": sorted(p.scope_skus), "scope_categories": sorted(p.scope_categories),
-            "stackable": p.stackable, "per_customer_limit": p.per_customer_limit}
+            "stackable": p.stackable, "per_customer_limit": p.per_customer_limit,
+            "currency": p.currency}
 
 
 async def upsert_promotion(conn: Conn, p: Promotion) -> None:
     await conn.execute(
         "INSERT INTO promotions (code, kind, value, min_spend, starts_at, ends_at, active,"
-        " scope_skus, scope_categories, stackable, per_customer_limit)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (code) DO UPDATE SET"
+        " scope_skus, scope_categories, stackable, per_customer_limit, currency)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        " ON CONFLICT (code) DO UPDATE SET"
         " kind = EXCLUDED.kind, value = EXCLUDED.value, min_spend = EXCLUDED.min_spend,"
         " starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, active = EXCLUDED.active,"
         " scope_skus = EXCLUDED.scope_skus, scope_categories = EXCLUDED.scope_categories,"
-        " stackable = EXCLUDED.stackable, per_customer_limit = EXCLUDED.per_customer_limit",
+        " stackable = EXCLUDED.stackable, per_customer_limit = EXCLUDED.per_customer_limit,"
+        " currency = EXCLUDED.currency",
         p.code, p.kind, p.value, p.min_spend, p.starts_at, p.ends_at, p.active,
-        sorted(p.scope_skus), sorted(p.scope_categories), p.stackable, p.per_customer_limit)
+        sorted(p.scope_skus), sorted(p.scope_categories), p.stackable, p.per_customer_limit,
+        p.currency)
 
 
 POLICY_COLUMNS = ("high_value_threshold", "high_value_currency", "high_value_action",

@@ -53,8 +53,8 @@ ACME = {"name": "Acme US", "base_currency": "USD", "stores": ["acme-shop", "acme
 
 
 async def test_the_seeded_setup_round_trips(service_db: Any) -> None:
-    """Given a fresh schema, the export is today's default policy and no seller, and applying
-    it back (dry run) changes nothing."""
+    """Given a fresh schema, the export is today's default policy, no seller and the seeded
+    promotions, and applying it back (dry run) changes nothing."""
     async with service_db("intake") as db:
         exported = await export(db)
         assert exported == {"sellers": {}, "review_policies": {"*": {
@@ -62,9 +62,16 @@ async def test_the_seeded_setup_round_trips(service_db: Any) -> None:
             "high_value_action": "hold", "duplicate_window_minutes": 0,
             "merge_window_minutes": 1440, "hold_pending_payment": False,
             "invalid_promo_action": "reject", "restricted_goods_action": "hold",
-            "hold_sla_minutes": 240, "price_tolerance_percent": "2.00"}}}
+            "hold_sla_minutes": 240, "price_tolerance_percent": "2.00"}},
+            "promotions": {code: {
+                "kind": kind, "value": value, "min_spend": min_spend, "currency": "USD",
+                "starts_at": None, "ends_at": None, "active": True, "scope_skus": [],
+                "scope_categories": [], "stackable": True, "per_customer_limit": None}
+                for code, kind, value, min_spend in (("SAVE5", "fixed", "5.00", "30.00"),
+                                                     ("WELCOME10", "percent", "10.00",
+                                                      "0.00"))}}
         plan = await apply(db, exported, dry_run=True)
-        assert plan["changes"] == [] and plan["unchanged"] == 1
+        assert plan["changes"] == [] and plan["unchanged"] == 3
 
 
 async def test_entries_saved_round_trip_and_a_plan_changes_nothing(service_db: Any) -> None:
@@ -91,8 +98,8 @@ async def test_entries_saved_round_trip_and_a_plan_changes_nothing(service_db: A
             ("review_policies:acme-shop", "intake", "test"), ("sellers:acme-us", "intake", "test")]
         assert events[1].value["data"] == exported["sellers"]["acme-us"]
         # and the export applied back is a plan of nothing
-        again = await apply(db, exported, dry_run=True)
-        assert again["changes"] == [] and again["unchanged"] == 3
+        again = await apply(db, exported, dry_run=True)  # 2 policies, 1 seller, 2 promotions
+        assert again["changes"] == [] and again["unchanged"] == 5
         # the same stores in another order are the same entry
         same = await apply(db, {"sellers": {"acme-us": {**ACME, "stores": ACME["stores"][::-1]}}})
         assert same["changes"] == []

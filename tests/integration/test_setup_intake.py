@@ -31,7 +31,7 @@ async def test_review_policies_and_sellers_are_set_by_setup(storefront: Storefro
     shop, seller = ref("shop-setup"), ref("seller")
     # Given the exported setup: the default review policy, as the migrations seeded it
     exported = (await http("GET", "/setup")).json()
-    assert set(exported) == {"review_policies", "sellers"}
+    assert set(exported) == {"review_policies", "sellers", "promotions"}
     default = exported["review_policies"]["*"]
     assert default["high_value_threshold"] == "2000.00" and default["high_value_currency"] == "USD"
 
