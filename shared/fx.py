@@ -5,6 +5,7 @@ handler reads them, once per run (`rates`)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from .contracts import FxRatesPublished
 from .messaging import Handlers
@@ -17,8 +18,12 @@ log = logging.getLogger(__name__)
 MEMO = "fx.rates"
 
 
-def subscribe(handlers: Handlers) -> None:
-    """Keep this service's copy of the exchange rates: newest `as_of` per pair wins."""
+def subscribe(handlers: Handlers,
+              then: Callable[[UnitOfWork, FxRatesPublished], Awaitable[None]] | None = None
+              ) -> None:
+    """Keep this service's copy of the exchange rates: newest `as_of` per pair wins. `then`,
+    when given, runs after each message that changed a rate, with the new rates already
+    readable (intake reviews again the orders held for want of a rate)."""
 
     @handlers.on(FX_RATES)
     async def on_rates(uow: UnitOfWork, events: list[FxRatesPublished]) -> None:
@@ -27,7 +32,9 @@ def subscribe(handlers: Handlers) -> None:
                                                                      event.as_of))
             log.info("exchange rates from %s as of %s: %d of %d pairs newer than what was"
                      " known", event.base, event.as_of.isoformat(), changed, len(event.rates))
-        uow.forget(MEMO)
+            uow.forget(MEMO)
+            if changed and then is not None:
+                await then(uow, event)
 
 
 async def rates(uow: UnitOfWork) -> FxRates:

@@ -18,6 +18,7 @@ from shared import fx, topics
 from shared.contracts import (
     CancelRequested,
     CoverageChanged,
+    FxRatesPublished,
     OrderCancelled,
     OrderCancelRefused,
     OrderCancelRequested,
@@ -34,7 +35,15 @@ from . import domain, metrics, review, store
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
-fx.subscribe(handlers)  # exchange rates for money thresholds (shared/fx.py)
+
+
+async def _rates_arrived(uow: UnitOfWork, event: FxRatesPublished) -> None:
+    """New exchange rates: the orders held for want of one (`fx_rate_missing`: a threshold or a
+    promotion in another currency) are reviewed again, and released if nothing else holds them."""
+    await review.rereview_open_holds(uow, trigger="fx_rates", codes=["fx_rate_missing"])
+
+
+fx.subscribe(handlers, then=_rates_arrived)  # exchange rates for money thresholds (shared/fx.py)
 
 
 async def reject_malformed(uow: UnitOfWork, raw: RawMessage, code: str, message: str) -> bool:
