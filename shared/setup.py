@@ -69,10 +69,13 @@ class Kind:
     save: Callable[[UnitOfWork, str, Any], Awaitable[None]]
     delete: Callable[[UnitOfWork, str], Awaitable[None]] | None = None
     changed: Callable[[UnitOfWork, list[str]], Awaitable[None]] | None = None
-    # Rules across entries (a store named by two sellers): given every entry as it would be
-    # after the request and the keys the request names, the problems (`{"at": ..., "error":
-    # ...}`). Runs in plans too.
-    check: Callable[[Conn, dict[str, Any], set[str]], Awaitable[list[dict[str, str]]]] | None = None
+    # Rules across entries and references (a store named by two sellers, a priority naming an
+    # unknown warehouse): `check(conn, after, named, request)` gets every entry of the kind as
+    # it would be after the request, the keys the request names, and the whole request parsed
+    # (other sections of the same owner, e.g. warehouses created in the same file); it answers
+    # the problems (`{"at": ..., "error": ...}`). Runs in plans too, before anything is saved.
+    check: Callable[[Conn, dict[str, Any], set[str], dict[str, dict[str, Any]]],
+                    Awaitable[list[dict[str, str]]]] | None = None
     doc: str = ""
 
 
@@ -145,7 +148,7 @@ async def apply(uow: UnitOfWork, kinds: Sequence[Kind], sections: dict[str, Any]
     for kind in kinds:
         if kind.check is not None and parsed.get(kind.section):
             after = {**(await current(uow.conn, kind)), **parsed[kind.section]}
-            problems += await kind.check(uow.conn, after, set(parsed[kind.section]))
+            problems += await kind.check(uow.conn, after, set(parsed[kind.section]), parsed)
     if problems:
         raise SetupInvalid(problems)
     changes: list[dict[str, Any]] = []

@@ -61,16 +61,20 @@ async def save_box(uow: UnitOfWork, code: str, b: Box) -> None:
         " active = EXCLUDED.active", code, l, w, h, b.tare_g, b.max_weight_g, b.active)
 
 
+async def check_boxes(conn: Conn, after: dict[str, Any], named: set[str],
+                      request: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+    """Packing needs at least one active box: a request leaving none is refused (plans too)."""
+    if any(b.active for b in after.values()):
+        return []
+    return [{"at": f"boxes.{k}.active", "error": "this would leave no active box to pack in:"
+             " keep at least one box active"} for k in sorted(named)]
+
+
 async def boxes_changed(uow: UnitOfWork, keys: list[str]) -> None:
-    """Packing needs at least one active box: refuse (and roll back) a change leaving none."""
-    uow.forget(store.BOXES)
-    if not await uow.conn.fetchval("SELECT 1 FROM boxes WHERE active LIMIT 1"):
-        raise setup.SetupInvalid([{"at": f"boxes.{k}.active", "error": "this would leave no"
-                                   " active box to pack in: keep at least one box active"}
-                                  for k in keys])
+    uow.forget(store.BOXES)  # packing reads the catalogue anew
 
 
 KINDS = [
-    setup.Kind("boxes", Box, load_boxes, save_box, changed=boxes_changed,
+    setup.Kind("boxes", Box, load_boxes, save_box, changed=boxes_changed, check=check_boxes,
                doc="Shipping boxes by code; `active: false` instead of deleting."),
 ]

@@ -171,8 +171,8 @@ async def delete_seller(uow: UnitOfWork, key: str) -> None:
     await uow.conn.execute("DELETE FROM sellers WHERE seller_id = $1", key)  # cascades
 
 
-async def check_sellers(conn: Conn, after: dict[str, Any], named_now: set[str]
-                        ) -> list[dict[str, str]]:
+async def check_sellers(conn: Conn, after: dict[str, Any], named_now: set[str],
+                        request: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
     """A store belongs to at most one seller: checked on every seller as the request would leave
     them (so one request may move a store between sellers, and a plan shows the clash too). A
     store named by two sellers fails the whole request (422, nothing saved or published), at
@@ -276,8 +276,8 @@ async def save_promotion(uow: UnitOfWork, key: str, entry: PromotionEntry) -> No
     await store.upsert_promotion(uow.conn, entry.promotion(key))
 
 
-async def check_promotions(conn: Conn, after: dict[str, Any], named_now: set[str]
-                           ) -> list[dict[str, str]]:
+async def check_promotions(conn: Conn, after: dict[str, Any], named_now: set[str],
+                           request: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
     """Codes are kept in capitals (orders' codes are matched in any case): a key in small
     letters would be another entry than the code it saves."""
     return [{"at": f"promotions.{key}",

@@ -141,23 +141,28 @@ async def load_priorities(conn: Conn) -> dict[str, dict[str, Any]]:
     return out
 
 
-async def save_priority(uow: UnitOfWork, destination: str, p: WarehousePriority) -> None:
-    # What the model cannot see: the key's form and that the codes are warehouses (those of
-    # the same file are saved first: warehouses come before priorities in KINDS).
+async def check_priorities(conn: Conn, after: dict[str, Any], named: set[str],
+                           request: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+    """What the model cannot see, checked in plans too: the key's form, and that the codes are
+    warehouses (known, or created by the same request: warehouses are saved first)."""
     problems = []
-    if not DESTINATION.match(destination):
-        problems.append({"at": f"warehouse_priorities.{destination}",
-                         "error": "the key is a destination country (ISO 3166-1 alpha-2, e.g."
-                                  " DE) or * for every other destination"})
-    known = {r["code"] for r in await uow.conn.fetch("SELECT code FROM warehouses")}
-    unknown = [w for w in p.warehouses if w not in known]
-    if unknown:
-        problems.append({"at": f"warehouse_priorities.{destination}.warehouses",
-                         "error": f"unknown warehouse {', '.join(unknown)} (known:"
-                                  f" {', '.join(sorted(known))}): add it under warehouses"
-                                  " first or correct the code"})
-    if problems:
-        raise setup.SetupInvalid(problems)
+    known = {r["code"] for r in await conn.fetch("SELECT code FROM warehouses")}
+    known |= set(request.get("warehouses", {}))
+    for destination in sorted(named):
+        if not DESTINATION.match(destination):
+            problems.append({"at": f"warehouse_priorities.{destination}",
+                             "error": "the key is a destination country (ISO 3166-1 alpha-2,"
+                                      " e.g. DE) or * for every other destination"})
+        unknown = [w for w in after[destination].warehouses if w not in known]
+        if unknown:
+            problems.append({"at": f"warehouse_priorities.{destination}.warehouses",
+                             "error": f"unknown warehouse {', '.join(unknown)} (known:"
+                                      f" {', '.join(sorted(known))}): add it under warehouses"
+                                      " first or correct the code"})
+    return problems
+
+
+async def save_priority(uow: UnitOfWork, destination: str, p: WarehousePriority) -> None:
     await uow.conn.execute("DELETE FROM warehouse_priority WHERE destination = $1", destination)
     await uow.conn.execute(
         "INSERT INTO warehouse_priority (destination, rank, warehouse)"
@@ -246,7 +251,7 @@ KINDS = [
                changed=warehouses_changed,
                doc="Warehouses by code; `active: false` instead of deleting."),
     setup.Kind("warehouse_priorities", WarehousePriority, load_priorities, save_priority,
-               delete=delete_priority, changed=priorities_changed,
+               delete=delete_priority, changed=priorities_changed, check=check_priorities,
                doc="Warehouses to try per destination country, * for the rest."),
     setup.Kind("stock_policies", StockPolicy, load_policies, save_policy,
                delete=delete_policy, changed=policies_changed,

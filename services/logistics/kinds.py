@@ -165,11 +165,18 @@ async def load_services(conn: Conn) -> dict[str, dict[str, Any]]:
     return {r["code"]: {c: r[c] for c in SERVICE_COLUMNS} for r in rows}
 
 
+async def check_services(conn: Conn, after: dict[str, Any], named: set[str],
+                         request: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+    """Each service's carrier exists, or the same request creates it (plans check it too)."""
+    carriers = {r["code"] for r in await conn.fetch("SELECT code FROM carriers")}
+    carriers |= set(request.get("carriers", {}))
+    return [{"at": f"carrier_services.{code}.carrier",
+             "error": f"no carrier {after[code].carrier!r} in carriers: add it there first (the"
+                      " same file may, in its carriers section)"}
+            for code in sorted(named) if after[code].carrier not in carriers]
+
+
 async def save_service(uow: UnitOfWork, code: str, entry: CarrierServiceEntry) -> None:
-    if not await uow.conn.fetchval("SELECT 1 FROM carriers WHERE code = $1", entry.carrier):
-        raise SetupInvalid([{"at": f"carrier_services.{code}.carrier",
-                             "error": f"no carrier {entry.carrier!r} in carriers: add it there"
-                                      " first (the same file may, in its carriers section)"}])
     await known_warehouses(uow.conn, f"carrier_services.{code}.origins", entry.origins)
     values = [getattr(entry, c) for c in SERVICE_COLUMNS]
     await uow.conn.execute(
@@ -352,7 +359,7 @@ KINDS = [
     Kind("carriers", Carrier, load_carriers, save_carrier, delete=delete_carrier,
          doc="Carriers by code: their name. Deleted only while no carrier service names them."),
     Kind("carrier_services", CarrierServiceEntry, load_services, save_service,
-         changed=services_changed,
+         changed=services_changed, check=check_services,
          doc="Carrier services by code (never deleted: `active: false`); a change publishes"
              " logistics.coverage_changed."),
     Kind("zones", ZoneChart, load_zones, save_zones, delete=delete_zones,

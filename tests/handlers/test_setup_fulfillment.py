@@ -98,9 +98,10 @@ async def test_bad_boxes_are_reported_at_boxes_key_field(service_db: Any) -> Non
                 await setup.remove(uow, BOXES, "BOX-S", changed_by="tester")
         assert refused.value.status_code == 405
         everything_off = {k: {**v, "active": False} for k, v in (await export(db)).items()}
-        with pytest.raises(setup.SetupInvalid) as err:
-            await apply(db, everything_off)
-        assert "no active box" in err.value.problems[0]["error"]
+        for dry_run in (True, False):  # a plan says so too
+            with pytest.raises(setup.SetupInvalid) as err:
+                await apply(db, everything_off, dry_run=dry_run)
+            assert "no active box" in err.value.problems[0]["error"]
         assert await db.pool.fetchval("SELECT count(*) FROM boxes WHERE active") == 4
         assert await db.pool.fetchval("SELECT count(*) FROM setup_audit") == 0
 

@@ -129,6 +129,14 @@ async def test_bad_entries_are_reported_at_section_key_field(service_db: Any) ->
             "CA": {"warehouses": ["WH-TOR", "WH-LA"]}, "canada": {"warehouses": ["WH-LA"]}}})
         assert "unknown warehouse WH-TOR" in found["warehouse_priorities.CA.warehouses"]
         assert "add it under warehouses" in found["warehouse_priorities.CA.warehouses"]
+        # a plan reports them too, and accepts a warehouse the same request creates
+        with pytest.raises(setup.SetupInvalid):
+            await apply(db, {"warehouse_priorities": {"CA": {"warehouses": ["WH-TOR"]}}},
+                        dry_run=True)
+        plan = await apply(db, {"warehouses": {"WH-TOR": warehouse()},
+                                "warehouse_priorities": {"CA": {"warehouses": ["WH-TOR"]}}},
+                           dry_run=True)
+        assert [c["key"] for c in plan["changes"]] == ["WH-TOR", "CA"]
         assert await db.pool.fetchval("SELECT count(*) FROM warehouses") == 3
         assert await db.pool.fetchval(
             "SELECT count(*) FROM warehouse_priority WHERE destination = 'CA'") == 2
