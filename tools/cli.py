@@ -109,17 +109,24 @@ def _url(service: str, path: str) -> str:
         raise CliError(str(exc)) from None
 
 
-async def call(service: str, method: str, path: str, *, auth: bool = False,
-               body: dict[str, Any] | None = None, ok: tuple[int, ...] = (200,)) -> Any:
-    headers = {"Authorization": f"Bearer {get_settings().shopkeeper_admin_token}"} if auth else {}
+async def _request(service: str, method: str, path: str, *, headers: dict[str, str],
+                   body: Any, timeout: float) -> httpx.Response:
+    """One call to a service; unreachable or refusing the token: one clear CliError."""
     try:
-        async with httpx.AsyncClient(timeout=15) as client:
+        async with httpx.AsyncClient(timeout=timeout) as client:
             r = await client.request(method, _url(service, path), headers=headers, json=body)
     except httpx.HTTPError as exc:
         raise CliError(f"cannot reach {service} at {_url(service, '')} ({type(exc).__name__});"
                        " is the stack up? (`make up`)") from None
     if r.status_code == 401:
         raise CliError(f"{service} refused the admin token: set SHOPKEEPER_ADMIN_TOKEN")
+    return r
+
+
+async def call(service: str, method: str, path: str, *, auth: bool = False,
+               body: dict[str, Any] | None = None, ok: tuple[int, ...] = (200,)) -> Any:
+    headers = {"Authorization": f"Bearer {get_settings().shopkeeper_admin_token}"} if auth else {}
+    r = await _request(service, method, path, headers=headers, body=body, timeout=15)
     if r.status_code not in ok:
         detail = r.json().get("detail") if r.headers.get("content-type", "").startswith(
             "application/json") else r.text[:200]
@@ -154,17 +161,9 @@ async def setup_call(service: str, method: str, path: str, body: Any) -> Any:
     """One owner's /setup route for tools/setup_file.py; its refusals become SetupError."""
     from tools import setup_file
 
-    settings = get_settings()
-    headers = {"Authorization": f"Bearer {settings.shopkeeper_admin_token}",
+    headers = {"Authorization": f"Bearer {get_settings().shopkeeper_admin_token}",
                "X-Operator": _operator()}
-    try:
-        async with httpx.AsyncClient(timeout=60) as client:
-            r = await client.request(method, _url(service, path), headers=headers, json=body)
-    except httpx.HTTPError as exc:
-        raise CliError(f"cannot reach {service} at {_url(service, '')} ({type(exc).__name__});"
-                       " is the stack up? (`make up`)") from None
-    if r.status_code == 401:
-        raise CliError(f"{service} refused the admin token: set SHOPKEEPER_ADMIN_TOKEN")
+    r = await _request(service, method, path, headers=headers, body=body, timeout=60)
     if r.status_code != 200:
         try:
             detail = r.json().get("detail")

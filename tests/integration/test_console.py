@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from playwright.async_api import Browser, expect
 
 from shared.settings import get_settings
@@ -23,11 +21,9 @@ from tools import storefront as sfm
 from tools.storefront import Storefront
 
 from .console_browser import (
-    chromium,
     console_url,
     csrf_of,
     english_left,
-    make_users,
     new_page,
     shot,
     sign_in,
@@ -36,17 +32,6 @@ from .console_browser import (
 from .helpers import STORE, admin_client, eventually, new_product, place, tail, value_of
 
 Users = dict[str, tuple[str, str]]
-
-
-@pytest.fixture(scope="module")
-async def browser(stack: None) -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-async def users(stack: None) -> Users:
-    return await make_users()
 
 
 # --- helpers: orders in the states the pages work on ------------------------------------------

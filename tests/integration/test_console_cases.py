@@ -6,32 +6,19 @@ stack."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 from playwright.async_api import Browser, expect
 
 from tools import storefront as sfm
 from tools.storefront import Storefront
 
-from .console_browser import chromium, console_url, csrf_of, make_users, new_page, shot, sign_in
+from .console_browser import console_url, csrf_of, new_page, shot, sign_in
 from .helpers import eventually, http_get, new_product
 from .test_aftersales import delivered_order
 
 Users = dict[str, tuple[str, str]]
-
-
-@pytest.fixture(scope="module")
-async def browser(stack: None) -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-async def users(stack: None) -> Users:
-    return await make_users()
 
 
 async def unhappy_case(sf: Storefront) -> tuple[str, int]:

@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
-import pytest
 from playwright.async_api import Browser, expect
 
 import stack.__main__ as local_stack
@@ -23,22 +21,11 @@ from tests.conftest import ref
 from tools import storefront as sfm
 from tools.storefront import Storefront
 
-from .console_browser import chromium, console_url, csrf_of, make_users, new_page, shot, sign_in
+from .console_browser import console_url, csrf_of, new_page, shot, sign_in
 from .helpers import admin_client, eventually, new_product, place, tail, tail_all, value_of
 from .test_cli import shopkeeper
 
 Users = dict[str, tuple[str, str]]
-
-
-@pytest.fixture(scope="module")
-async def browser(stack: None) -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-async def users(stack: None) -> Users:
-    return await make_users()
 
 
 def days_ago(days: float) -> str:

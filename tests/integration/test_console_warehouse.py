@@ -8,7 +8,7 @@ The order ships from WH-FRA (stock only there) to Germany, so no other test's or
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from services.fulfillment.domain import Bin, route_key
 from tests.conftest import ref
 from tools.storefront import Storefront
 
-from .console_browser import chromium, console_url, make_users, new_page, shot, sign_in
+from .console_browser import console_url, new_page, shot, sign_in
 from .helpers import eventually, http_get, new_product, place, restarted_with
 
 MANUAL_ENV = {"SHOPKEEPER_WAREHOUSE_MODE": "manual", "SHOPKEEPER_FULFILLMENT_WAVE_SIZE": "1",
@@ -30,17 +30,6 @@ Users = dict[str, tuple[str, str]]
 def manual_warehouse(stack: None) -> Iterator[None]:
     with restarted_with("fulfillment", MANUAL_ENV):
         yield
-
-
-@pytest.fixture(scope="module")
-async def browser(stack: None) -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
-
-
-@pytest.fixture(scope="module")
-async def users(stack: None) -> Users:
-    return await make_users()
 
 
 async def _pick(order_id: str) -> dict[str, Any] | None:
