@@ -221,7 +221,8 @@ def _show_plans(plans: list[dict[str, Any]], applied: bool) -> None:
                 console.print(f"{p['service']}: planned after the changes above are applied"
                               f" ({p['waiting']})", highlight=False)
         unchanged = sum(p["unchanged"] for p in plans)
-        console.print(f"{len(rows)} change(s), {unchanged} entr(ies) unchanged."
+        console.print(f"{len(rows)} change{'' if len(rows) == 1 else 's'}, {unchanged}"
+                      f" entr{'y' if unchanged == 1 else 'ies'} unchanged."
                       + ("" if applied or not rows else
                          " Nothing was changed: add --apply to apply."), highlight=False)
     show({"applied": applied, "plans": plans}, render)

@@ -56,7 +56,8 @@ def apply_demo_setup() -> int:
         return 1
     changes = sum(len(p["changes"]) for p in plans)
     print(f"Setup: {setup_file.DEMO_FILE.relative_to(setup_file.SETUP_DIR.parent)} applied"
-          f" ({changes} change(s); sellers acme-us in USD and shenzhen-trading in CNY)")
+          f" ({changes} change{'' if changes == 1 else 's'}; sellers acme-us in USD and"
+          " shenzhen-trading in CNY)")
     return 0
 
 
