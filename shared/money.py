@@ -111,7 +111,7 @@ class Conversion:
     def trace(self, source: Decimal, source_currency: str, target: str) -> dict[str, str]:
         """What a decision's trace records of the conversion."""
         out = {"converted": show(self.amount, target), "from": show(source, source_currency),
-               "rate": _significant(self.rate)}
+               "rate": significant(self.rate)}
         if self.as_of is not None:
             out["rate_as_of"] = self.as_of.isoformat()
         if self.via:
@@ -152,7 +152,7 @@ class FxRates:
         return Conversion(amount * rate, rate, as_of, via)
 
 
-def _significant(rate: Decimal, digits: int = 10) -> str:
+def significant(rate: Decimal, digits: int = 10) -> str:
     """A rate for people: ten significant digits, no exponent ("0.006666666667", "7.1")."""
     text = f"{rate:.{digits}g}"
     return f"{Decimal(text).normalize():f}" if "e" in text.lower() else text

@@ -50,6 +50,20 @@ Entry = BaseModel
 KEY = re.compile(r"^[A-Za-z0-9*][A-Za-z0-9_.:*-]{0,63}$")
 
 
+# Who owns which section, in the order an import applies them (what is referred to comes
+# first: warehouses before logistics' zones that name them). Each owner declares its sections
+# as `Kind`s (tests/handlers/test_setup_default.py checks the two agree); copies follow only the
+# owner's changes (`follow`).
+OWNERS: dict[str, tuple[str, ...]] = {
+    "intake": ("sellers", "review_policies", "promotions"),
+    "inventory": ("warehouses", "warehouse_priorities", "stock_policies"),
+    "fulfillment": ("boxes",),
+    "logistics": ("carriers", "carrier_services", "zones", "rate_cards"),
+    "aftersales": ("aftersales_policies",),
+}
+SECTIONS = {section: owner for owner, sections in OWNERS.items() for section in sections}
+
+
 @dataclass(frozen=True)
 class Kind:
     """One kind of setup entry a service owns.
@@ -215,12 +229,21 @@ CopyHandler = Callable[[UnitOfWork, list[SetupChanged]], Awaitable[None]]
 
 def follow(handlers: Handlers, sections: dict[str, CopyHandler]) -> None:
     """Subscribe to `setup.changed` and hand each section's changes, in order, to its handler
-    (the others are ignored). A handler upserts (or deletes, `data is None`) its copy."""
+    (other sections are ignored, and so is a change not published by the section's owner). A
+    handler upserts (or deletes, `data is None`) its copy."""
 
     @handlers.on(SETUP_CHANGED)
     async def on_setup_changed(uow: UnitOfWork, events: list[SetupChanged]) -> None:
         for section, handler in sections.items():
-            mine = [e for e in events if e.kind == section]
+            mine = []
+            for e in events:
+                if e.kind != section:
+                    continue
+                if e.owner != SECTIONS.get(section):
+                    log.warning("setup.changed %s/%s from %s ignored: %s are %s's", section,
+                                e.key, e.owner, section, SECTIONS.get(section))
+                    continue
+                mine.append(e)
             if mine:
                 await handler(uow, mine)
 

@@ -23,16 +23,11 @@ from typing import Any
 
 import yaml
 
+from shared import setup
+
 VERSION = 1
-# Owner -> its sections, in the order an import applies them (what is referred to comes first).
-OWNERS: dict[str, tuple[str, ...]] = {
-    "intake": ("sellers", "review_policies", "promotions"),
-    "inventory": ("warehouses", "warehouse_priorities", "stock_policies"),
-    "fulfillment": ("boxes",),
-    "logistics": ("carriers", "carrier_services", "zones", "rate_cards"),
-    "aftersales": ("aftersales_policies",),
-}
-SECTIONS = {section: owner for owner, sections in OWNERS.items() for section in sections}
+# Which service owns which section, in the order an import applies them (shared/setup.py).
+OWNERS, SECTIONS = setup.OWNERS, setup.SECTIONS
 # Files shipped with Shopkeeper: the seed of a fresh stack, and `make run`'s two-currency shop.
 SETUP_DIR = Path(__file__).resolve().parent.parent / "setup"
 DEFAULT_FILE = SETUP_DIR / "default.yaml"

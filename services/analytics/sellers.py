@@ -24,8 +24,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
+
 from shared.contracts import SetupChanged
-from shared.money import CURRENCY_RE, FxRates, _significant, in_units
+from shared.contracts.setup import SellerEntry
+from shared.money import FxRates, in_units, significant
 from shared.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -43,15 +46,16 @@ async def copy_sellers(uow: UnitOfWork, events: list[SetupChanged]) -> None:
             await conn.execute("DELETE FROM sellers WHERE seller_id = $1", e.key)
             log.info("seller %s deleted: its stores are reported per currency only", e.key)
             continue
-        name = str(e.data.get("name") or e.key)
-        base = str(e.data.get("base_currency") or "").upper()
-        stores = sorted({str(s) for s in e.data.get("stores") or []})
-        if not CURRENCY_RE.match(base):
+        try:
+            # intake's model, extras ignored; a currency in small letters is read as its code
+            entry = SellerEntry.model_validate(
+                {**e.data, "base_currency": str(e.data.get("base_currency", "")).upper()})
+        except ValidationError as exc:
             # intake validates its entries; a copy that cannot be right is skipped, loudly
-            log.error("setup.changed sellers.%s.base_currency is %r, not an ISO 4217 code:"
-                      " the copy keeps what it had (fix the seller in intake's setup)",
-                      e.key, e.data.get("base_currency"))
+            log.error("setup.changed sellers.%s not copied: %s. The copy keeps what it had"
+                      " (fix the seller in intake's setup)", e.key, exc)
             continue
+        name, base, stores = entry.name, entry.base_currency, entry.stores
         await conn.execute(
             "INSERT INTO sellers (seller_id, name, base_currency, stores) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (seller_id) DO UPDATE SET name = EXCLUDED.name,"
@@ -125,7 +129,7 @@ def figures(sellers: Iterable[Seller], sums: Mapping[tuple[str, str], Sums], fx:
                 refunds += x.refunds
                 if as_of is not None:
                     oldest = as_of if oldest is None else min(oldest, as_of)
-                row |= {"rate": _significant(r), "rate_as_of": as_of.isoformat() if as_of
+                row |= {"rate": significant(r), "rate_as_of": as_of.isoformat() if as_of
                         else None, "revenue_converted": money(x.revenue * r, base),
                         "refunds_converted": money(x.refunds_amount * r, base)}
             by_currency.append(row)

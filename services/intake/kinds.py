@@ -34,7 +34,7 @@ from pydantic import (
 
 from shared import setup
 from shared.contracts import Money
-from shared.contracts.common import ORDER_REF_RE
+from shared.contracts.setup import Currency, SellerEntry
 from shared.db import Conn
 from shared.money import fits, minor_digits
 from shared.uow import UnitOfWork
@@ -51,13 +51,9 @@ def _number_as_text(value: Any) -> Any:
 
 
 Amount = Annotated[Money, BeforeValidator(_number_as_text), Field(ge=0, le=Decimal("1e12"))]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description=(
-    "a three-letter ISO 4217 code in capitals, such as USD"))]
 Minutes = Annotated[int, Field(ge=0, le=527_040, description="minutes (at most 366 days)")]
 Percent = Annotated[Decimal, Field(ge=0, le=Decimal("9999.99"), decimal_places=2),
                     PlainSerializer(domain.decimal_text, return_type=str, when_used="json")]
-StoreName = Annotated[str, Field(pattern=ORDER_REF_RE, description=(
-    "a store as orders name it: 1-64 letters, digits or ._-"))]
 
 
 # --- review_policies ------------------------------------------------------------------------------
@@ -122,27 +118,11 @@ async def review_policies_changed(uow: UnitOfWork, keys: list[str]) -> None:
 
 # --- sellers --------------------------------------------------------------------------------------
 
-class Seller(BaseModel):
-    """A seller (key: its id, e.g. `acme-us`): its name, the currency its books are kept in and
-    the stores it sells through. A store belongs to at most one seller."""
+class Seller(SellerEntry):
+    """A seller (key: its id, e.g. `acme-us`), as intake's setup file gives it: the fields of
+    `SellerEntry` (shared/contracts/setup.py, the model analytics' copy reads), and no others."""
 
     model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=200, description="the seller's name, for people")
-    base_currency: Currency = Field(description=(
-        "the currency the seller's books are kept in; analytics reports revenue, refunds and"
-        " averages in it as well as per currency"))
-    stores: list[StoreName] = Field(default_factory=list, max_length=1000, description=(
-        "the stores the seller sells through (each named by at most one seller)"))
-
-    @field_validator("stores")
-    @classmethod
-    def _distinct_sorted(cls, stores: list[str]) -> list[str]:
-        """Kept sorted, so that the same stores in another order are the same entry."""
-        twice = sorted({s for s in stores if stores.count(s) > 1})
-        if twice:
-            raise ValueError(f"stores named more than once: {', '.join(twice)}")
-        return sorted(stores)
 
 
 async def load_sellers(conn: Conn | asyncpg.Pool) -> dict[str, dict[str, Any]]:

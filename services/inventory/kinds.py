@@ -16,7 +16,6 @@ forgets them in the unit of work that made the change.
 from __future__ import annotations
 
 import re
-import zoneinfo
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -24,12 +23,10 @@ from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared import setup
+from shared.contracts.setup import WarehouseAddress, WarehouseEntry
 from shared.db import Conn
 from shared.uow import UnitOfWork
 
-WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-COUNTRY = r"^[A-Z]{2}$"
 DESTINATION = re.compile(r"^(\*|[A-Z]{2})$")
 # The memo keys of handlers.py (`_warehouses`, `_priorities`, `_policies`).
 MEMO_WAREHOUSES, MEMO_PRIORITIES, MEMO_POLICIES = (
@@ -41,48 +38,16 @@ class _Strict(BaseModel):
 
 
 # --- warehouses ---------------------------------------------------------------------------------
-class Address(_Strict):
-    """Where the warehouse is (the sender's address on labels, through logistics' copy)."""
-
-    line1: str = Field(min_length=1, max_length=200, description="street and number")
-    line2: str | None = Field(default=None, max_length=200,
-                              description="building, unit, ... (optional)")
-    city: str = Field(min_length=1, max_length=100)
-    region: str | None = Field(default=None, max_length=100,
-                               description="state, province or county (optional)")
-    postal_code: str = Field(min_length=1, max_length=20)
+class Address(WarehouseAddress):
+    model_config = ConfigDict(extra="forbid")
 
 
-class Warehouse(_Strict):
-    """One warehouse. Inventory allocates stock only from active ones."""
+class Warehouse(WarehouseEntry):
+    """One warehouse, as inventory's setup file gives it: the fields of `WarehouseEntry`
+    (shared/contracts/setup.py, the model logistics' copy reads), and no others."""
 
-    name: str = Field(min_length=1, max_length=100, description="what operators call it")
-    country: str = Field(pattern=COUNTRY, description="ISO 3166-1 alpha-2 code, e.g. US")
+    model_config = ConfigDict(extra="forbid")
     address: Address
-    timezone: str = Field(description="IANA time zone name, e.g. America/Los_Angeles")
-    cutoff: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
-                        description="HH:MM local time; orders reserved after it ship the next"
-                                    " working day")
-    working_days: list[Day] = Field(min_length=1, max_length=7,
-                                    description="days it ships, from mon..sun, no repeats")
-    active: bool = Field(description="false: no stock is allocated from it (it is never"
-                                     " deleted, history refers to it)")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, v: str) -> str:
-        if v not in zoneinfo.available_timezones():
-            raise ValueError(f"unknown time zone {v!r}: use an IANA name such as"
-                             " Europe/Berlin or America/Los_Angeles")
-        return v
-
-    @field_validator("working_days")
-    @classmethod
-    def _days_once_in_week_order(cls, v: list[str]) -> list[str]:
-        repeated = sorted({d for d in v if v.count(d) > 1}, key=WEEK.index)
-        if repeated:
-            raise ValueError(f"{', '.join(repeated)} given more than once: name each day once")
-        return sorted(v, key=WEEK.index)  # one spelling of a week, whatever order it came in
 
 
 async def load_warehouses(conn: Conn) -> dict[str, dict[str, Any]]:

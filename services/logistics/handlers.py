@@ -12,11 +12,10 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import Any
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import fx, setup, topics
@@ -40,6 +39,7 @@ from shared.contracts import (
     ShippedParcel,
     TrackingUpdated,
 )
+from shared.contracts.setup import WarehouseEntry
 from shared.db import try_xact_lock
 from shared.messaging import Handlers, PoisonMessage, confirm_cancellation
 from shared.service import Runtime
@@ -577,58 +577,18 @@ async def _return_label(uow: UnitOfWork, event: ReturnLabelRequested) -> None:
 
 
 # --- the copy of inventory's warehouses (setup.changed) ----------------------------------------
-Weekday = Annotated[str, Field(pattern=r"^(mon|tue|wed|thu|fri|sat|sun)$")]
-
-
-class WarehouseAddress(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    line1: str
-    line2: str | None = None
-    city: str
-    region: str | None = None
-    postal_code: str
-
-
-class WarehouseCopy(BaseModel):
-    """What logistics reads of inventory's `warehouses` entry (its other fields, such as the
-    priority, are inventory's own). Labels print the address; quotes promise a ship date from
-    the time zone, cut-off and working days."""
-
-    model_config = ConfigDict(extra="ignore")
-    name: str
-    country: str = Field(pattern=r"^[A-Z]{2}$")
-    address: WarehouseAddress
-    timezone: str = "UTC"
-    cutoff: str = Field(default="15:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-    working_days: list[Weekday] = ["mon", "tue", "wed", "thu", "fri"]
-    active: bool = True
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, tz: str) -> str:
-        try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {tz!r}") from exc
-        return tz
-
-
 async def warehouses_changed(uow: UnitOfWork, events: list[SetupChanged]) -> None:
     """Inventory created or replaced a warehouse: logistics' copy follows, in order (the newest
     wins). Warehouses are not deleted (history names them); a deletion, should one come, only
     deactivates the copy. An entry logistics cannot read is logged and skipped: inventory
     validated it, so it means the two disagree on the model (fix the code, then re-save it)."""
     for event in events:
-        if event.owner != "inventory":
-            log.warning("setup.changed warehouses/%s from %s ignored: warehouses are"
-                        " inventory's", event.key, event.owner)
-            continue
         if event.data is None:
             await uow.conn.execute("UPDATE warehouses SET active = false WHERE code = $1",
                                    event.key)
             continue
         try:
-            wh = WarehouseCopy.model_validate(event.data)
+            wh = WarehouseEntry.model_validate(event.data)  # inventory's model, extras ignored
         except ValidationError as exc:
             log.error("setup.changed warehouses/%s not copied: %s", event.key, exc)
             continue

@@ -54,6 +54,17 @@ Days = Annotated[int, Field(ge=0, le=365)]
 STRICT = ConfigDict(extra="forbid")
 
 
+class _TransitRange(BaseModel):
+    """An entry with `transit_min` and `transit_max` days (a service, a zone's rate)."""
+
+    @model_validator(mode="after")
+    def _transit(self) -> _TransitRange:
+        low, high = getattr(self, "transit_min"), getattr(self, "transit_max")  # noqa: B009
+        if low > high:
+            raise ValueError(f"transit_min ({low}) is above transit_max ({high})")
+        return self
+
+
 def _sorted_unique(values: list[str]) -> list[str]:
     """Sets kept as sorted lists: the order in a file never counts as a change."""
     return sorted(set(values))
@@ -99,7 +110,7 @@ async def delete_carrier(uow: UnitOfWork, code: str) -> None:
 TRACKING_FORMAT = re.compile(r"^(s10:[A-Z]{2}:[A-Z]{2}|num:[A-Z0-9]{0,10}:[1-9][0-9]?)$")
 
 
-class CarrierServiceEntry(BaseModel):
+class CarrierServiceEntry(_TransitRange):
     """One carrier service: the `services` table's configurable columns."""
 
     model_config = STRICT
@@ -145,12 +156,6 @@ class CarrierServiceEntry(BaseModel):
             raise ValueError(f"gives {sample}, not a valid S10 number")
         return fmt
 
-    @model_validator(mode="after")
-    def _transit(self) -> CarrierServiceEntry:
-        if self.transit_min > self.transit_max:
-            raise ValueError(f"transit_min ({self.transit_min}) is above transit_max"
-                             f" ({self.transit_max})")
-        return self
 
 
 SERVICE_COLUMNS = ("carrier", "name", "origins", "destinations", "refused", "max_weight_g",
@@ -234,7 +239,7 @@ async def delete_zones(uow: UnitOfWork, origin: str) -> None:
 
 
 # --- rate cards --------------------------------------------------------------------------------
-class ZoneRate(BaseModel):
+class ZoneRate(_TransitRange):
     """The price and transit days of one zone: first 500 g, then each started 500 g step; the
     service's fuel surcharge is added on top."""
 
@@ -244,12 +249,6 @@ class ZoneRate(BaseModel):
     transit_min: Days
     transit_max: Days
 
-    @model_validator(mode="after")
-    def _transit(self) -> ZoneRate:
-        if self.transit_min > self.transit_max:
-            raise ValueError(f"transit_min ({self.transit_min}) is above transit_max"
-                             f" ({self.transit_max})")
-        return self
 
 
 class RateCard(BaseModel):

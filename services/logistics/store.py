@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -118,7 +118,7 @@ async def warehouses(uow: UnitOfWork) -> dict[str, asyncpg.Record]:
 
 async def upsert_warehouse(conn: Conn, code: str, name: str, country: str, line1: str,
                            city: str, region: str | None, postal_code: str, timezone: str,
-                           cutoff: str, working_days: list[str], active: bool) -> None:
+                           cutoff: str, working_days: Sequence[str], active: bool) -> None:
     """logistics' copy of one of inventory's warehouses (handlers.warehouses_changed)."""
     await conn.execute(
         "INSERT INTO warehouses (code, name, country, line1, city, region, postal_code, timezone,"
