@@ -34,6 +34,7 @@ async def test_export_edit_plan_apply_and_audit_a_shop(tmp_path: Path) -> None:
     # When an operator adds a warehouse (inventory), its zone chart (logistics) and a box
     # (fulfillment) in the file
     wh, box = ref("WH").upper(), ref("BOX").upper()
+    operator = ref("lea")  # this run's rows only, on a stack earlier runs used too
     edited: dict[str, Any] = {"version": 1,
               "warehouses": {wh: {**doc["warehouses"]["WH-FRA"], "name": "Lyon",
                                   "country": "FR", "timezone": "Europe/Paris"}},
@@ -54,7 +55,7 @@ async def test_export_edit_plan_apply_and_audit_a_shop(tmp_path: Path) -> None:
 
     # When it is applied: inventory first, then logistics once its copy of the warehouse came
     code, out = await shopkeeper("--json", "setup", "import", str(shop), "--apply",
-                                 env={"SHOPKEEPER_OPERATOR": "lea"})
+                                 env={"SHOPKEEPER_OPERATOR": operator})
     assert code == 0, out
     applied = {p["service"]: p for p in json.loads(out)["plans"]}
     assert [c["key"] for c in applied["logistics"]["changes"]] == [wh]
@@ -69,7 +70,7 @@ async def test_export_edit_plan_apply_and_audit_a_shop(tmp_path: Path) -> None:
     code, out = await shopkeeper("--json", "setup", "audit", "--limit", "200")
     assert code == 0, out
     mine = {(r["service"], r["section"], r["key"]) for r in json.loads(out)
-            if r["changed_by"] == "lea"}
+            if r["changed_by"] == operator}
     assert mine == {("inventory", "warehouses", wh), ("logistics", "zones", wh),
                     ("fulfillment", "boxes", box)}
     # (the new box retires, so other tests' parcels keep the boxes they expect)
