@@ -458,7 +458,8 @@ async def run(args: argparse.Namespace) -> Result:
 
 
 async def settle(timeout: float = 120.0) -> None:
-    """Until every service's consumer reports no lag (`/readyz`), then a few seconds more."""
+    """Until every service's consumer reports no lag and analytics no fold backlog (`/readyz`),
+    then a few seconds more."""
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(timeout=5) as http:
         while time.monotonic() < deadline:
@@ -466,7 +467,9 @@ async def settle(timeout: float = 120.0) -> None:
             for s in SERVICES:
                 try:
                     r = await http.get(f"http://127.0.0.1:{service_port(s)}/readyz")
-                    lags.append(int(r.json()["checks"]["consumer_lag"]))
+                    checks = r.json()["checks"]
+                    # analytics' fold job counts as lag until it has folded what it read
+                    lags.append(int(checks["consumer_lag"]) + int(checks.get("fold_backlog", 0)))
                 except (httpx.HTTPError, KeyError, ValueError, TypeError):
                     lags.append(-1)
             if all(lag == 0 for lag in lags):

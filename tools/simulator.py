@@ -384,12 +384,14 @@ def _known(service: str, path: str) -> bool:
 
 
 def analytics_caught_up(timeout: float) -> bool:
-    """The dashboard shows the run's data once analytics has read every event (no lag)."""
+    """The dashboard shows the run's data once analytics has read every event (no lag) and
+    folded it into the rollups (no fold backlog)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError, ValueError, KeyError), urllib.request.urlopen(
                 f"{service_url('analytics')}/readyz", timeout=2) as r:
-            if json.loads(r.read())["checks"]["consumer_lag"] == 0:
+            checks = json.loads(r.read())["checks"]
+            if checks["consumer_lag"] == 0 and checks.get("fold_backlog", 0) == 0:
                 return True
         time.sleep(1)
     return False

@@ -1,9 +1,10 @@
 """Analytics' subscribers: the read model. Each handler takes a run of its topic's events and
 stores them with one statement per table (store.py, unnest arrays); each event is kept once
-(inbox and `facts` by event_id). The orders with first-time facts are collected on the unit of
-work and folded once per run, before commit (in `occurred_at` order, never arrival order, so late
-events count as if they had come on time), and the change of their contributions goes into the
-rollups in the run's transaction (store.fold_orders, rollups.py)."""
+(inbox and `facts` by event_id). The first-time facts are queued for the fold in the run's
+transaction (`fold_queue`, one statement per run); the fold job takes them every
+SHOPKEEPER_ANALYTICS_FOLD_SECONDS and folds each order touched once per pass (in `occurred_at`
+order, never arrival order, so late events count as if they had come on time), adding the change
+of its contribution to the rollups (store.fold_queued, rollups.py)."""
 
 from __future__ import annotations
 
@@ -28,38 +29,30 @@ from shared.messaging import Handlers, RawMessage
 from shared.uow import UnitOfWork
 
 from . import sellers, store
-from .jobs import analytics_settings
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
 
 
-def _sla_hours() -> float:
-    return analytics_settings().ship_sla_hours
-
-
-Pending = dict[str, list[store.StoredFact]]
-
-
 def _fold(uow: UnitOfWork, fresh: dict[uuid.UUID, str],
           facts: list[tuple[uuid.UUID, store.StoredFact]]) -> None:
-    """The run's first-time facts (`fresh`: their order's key by event id) go to their orders'
-    pending facts on the unit of work, in run order (nothing for a repeated fact, or a carrier
-    scan of a parcel not shipped yet: the shipment folds it in). Before the run commits, each
-    order touched is folded once with all of its new facts and the run's rollup changes are
-    written at once (store.fold_orders, in the run's transaction)."""
+    """The run's first-time facts (`fresh`: their order's key by event id) are queued for the
+    fold job, in run order and in one statement before the run commits (nothing for a repeated
+    fact, or a carrier scan of a parcel not shipped yet: the shipment folds it in). The job
+    (jobs.fold_forever) folds each order once per pass with all of its queued facts and writes
+    the rollups' change (store.fold_queued)."""
     if not fresh:
         return
     conn = uow.conn
 
-    async def fold(pending: Pending) -> None:
-        await store.fold_orders(conn, pending, _sla_hours())
+    async def queue(pending: list[tuple[str, store.StoredFact]]) -> None:
+        await store.queue_folds(conn, pending)
 
-    pending: Pending = uow.collect("analytics.fold", dict, fold)
+    pending: list[tuple[str, store.StoredFact]] = uow.collect("analytics.fold", list, queue)
     for event_id, fact in facts:
         key = fresh.get(event_id)
         if key is not None:
-            pending.setdefault(key, []).append(fact)
+            pending.append((key, fact))
 
 
 async def _record(uow: UnitOfWork,

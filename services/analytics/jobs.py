@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 
 from prometheus_client import Gauge
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import topics
@@ -47,6 +47,11 @@ class AnalyticsSettings(BaseSettings):
     # dropped, a month at a time; 0 keeps them forever. Rollups, timelines and orders stay.
     facts_retention_months: int = 24
     partitions_seconds: float = 3600.0
+    # The fold job (fold_forever): how often it folds the facts queued by the consumer into the
+    # rollups, and how many facts at most per transaction. Reports lag the events by about this
+    # much; an order's stages that arrive within one pass are folded once.
+    fold_seconds: float = Field(default=2.0, gt=0, le=300)
+    fold_batch: int = Field(default=5000, ge=1, le=100_000)
 
 
 @functools.cache
@@ -66,6 +71,10 @@ ORDERS_BY_STATUS = Gauge("shopkeeper_orders_by_status", "Orders by current statu
 BACKORDERS_OPEN = Gauge("shopkeeper_backorders_open", "Orders waiting for stock now")
 REFUNDS_TOTAL = Gauge("shopkeeper_refunds_amount", "Refunds issued, total amount", ["currency"])
 AVERAGE_RATING = Gauge("shopkeeper_average_rating", "Average customer rating (1-5)")
+FOLD_BACKLOG = Gauge("shopkeeper_analytics_fold_backlog",
+                     "Facts stored but not yet folded into the rollups (the reports lag by these)")
+FOLD_LAG = Gauge("shopkeeper_analytics_fold_lag_seconds",
+                 "Age of the oldest fact waiting for the fold job (0 when none waits)")
 ORDERS_STUCK = Gauge("shopkeeper_orders_stuck",
                      "Orders not in a final state whose last status change is older than"
                      " SHOPKEEPER_ANALYTICS_STUCK_AFTER_HOURS")
@@ -82,6 +91,9 @@ async def refresh_gauges(runtime: Runtime, settings: AnalyticsSettings) -> None:
     if g["rating"] is not None:
         AVERAGE_RATING.set(round(g["rating"], 3))
     ORDERS_STUCK.set(g["stuck"])
+    waiting, age = await store.fold_backlog(runtime.pool)
+    FOLD_BACKLOG.set(waiting)
+    FOLD_LAG.set(round(age, 3))
 
 
 _seen_statuses: set[str] = set()
@@ -100,17 +112,21 @@ async def publish_feedback(runtime: Runtime, settings: AnalyticsSettings) -> int
             return 0
         window = settings.feedback_window_days
         since = (now - timedelta(days=window)).date()
-        for s in await reports.carrier_scores(conn, since):
-            key = f"{s['carrier']}/{s['service']}/{s['country']}"
-            if await store.changed(conn, topics.ANALYTICS_CARRIER_SCORES.name, key, _digest(s)):
-                await uow.publish(topics.ANALYTICS_CARRIER_SCORES, s["carrier"],
-                                  CarrierScored(**s, window_days=window))
-                sent += 1
-        for h in await reports.reorder_hints(conn, now):
-            if await store.changed(conn, topics.ANALYTICS_REORDER_HINTS.name, h["sku"],
-                                   _digest(h)):
-                await uow.publish(topics.ANALYTICS_REORDER_HINTS, h["sku"], ReorderHinted(**h))
-                sent += 1
+        # One statement per kind of feedback, whatever the number of carriers or SKUs: the
+        # digests of all of them go in at once and come back only where they changed.
+        scores = {f"{s['carrier']}/{s['service']}/{s['country']}": s
+                  for s in await reports.carrier_scores(conn, since)}
+        for key in sorted(await store.changed(conn, topics.ANALYTICS_CARRIER_SCORES.name,
+                                              {k: _digest(s) for k, s in scores.items()})):
+            s = scores[key]
+            await uow.publish(topics.ANALYTICS_CARRIER_SCORES, s["carrier"],
+                              CarrierScored(**s, window_days=window))
+            sent += 1
+        hints = {h["sku"]: h for h in await reports.reorder_hints(conn, now)}
+        for sku in sorted(await store.changed(conn, topics.ANALYTICS_REORDER_HINTS.name,
+                                              {k: _digest(h) for k, h in hints.items()})):
+            await uow.publish(topics.ANALYTICS_REORDER_HINTS, sku, ReorderHinted(**hints[sku]))
+            sent += 1
     if sent:
         log.info("published %d carrier scores and reorder hints", sent)
     return sent
@@ -129,6 +145,26 @@ async def _every(seconds: float, what: str, fn: Callable[[], Awaitable[object]])
         except Exception as exc:  # a fault here must not stop the loop; it logs and retries
             log.warning("%s failed: %s", what, exc, exc_info=exc)
         await asyncio.sleep(seconds)
+
+
+async def fold_pending(runtime: Runtime, settings: AnalyticsSettings) -> int:
+    """Fold what the consumer queued, a batch per transaction, until the queue is empty; returns
+    how many facts were folded. Every instance runs it: batches are disjoint (store.fold_queued)."""
+    done = 0
+    while True:
+        async with UnitOfWork.begin(runtime.pool, "analytics") as uow:
+            taken = await store.fold_queued(uow.conn, settings.ship_sla_hours,
+                                            settings.fold_batch)
+        done += taken
+        if taken < settings.fold_batch:
+            return done
+
+
+async def fold_forever(runtime: Runtime, settings: AnalyticsSettings) -> None:
+    """The fold job: every `fold_seconds`, fold the queued facts into the rollups. A failure
+    (Postgres away) rolls back the batch, which stays queued, and is retried at the next pass;
+    the backlog is the gauge shopkeeper_analytics_fold_backlog."""
+    await _every(settings.fold_seconds, "rollup fold", lambda: fold_pending(runtime, settings))
 
 
 async def backfill(runtime: Runtime, settings: AnalyticsSettings, batch: int = 500) -> int:
@@ -251,10 +287,19 @@ async def maintain_partitions(runtime: Runtime, settings: AnalyticsSettings) -> 
     return dropped
 
 
+async def fold_readiness(runtime: Runtime) -> dict[str, object]:
+    """/readyz details: facts not folded into the rollups yet, and the oldest one's age (the
+    reports lag by that much; informational, it does not take the instance out of service)."""
+    waiting, age = await store.fold_backlog(runtime.pool)
+    return {"fold_backlog": waiting, "fold_lag_seconds": round(age, 1)}
+
+
 async def start_jobs(runtime: Runtime) -> None:
     settings = analytics_settings()
+    runtime.readiness.append(fold_readiness)
     runtime.spawn(_every(settings.partitions_seconds, "facts partitions",
                          lambda: maintain_partitions(runtime, settings)), "analytics-partitions")
+    runtime.spawn(fold_forever(runtime, settings), "analytics-fold")
     runtime.spawn(_every(3600, "rollup backfill", lambda: backfill(runtime, settings)),
                   "analytics-backfill")
     runtime.spawn(_refold_forever(runtime, settings), "analytics-refold")

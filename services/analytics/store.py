@@ -353,16 +353,22 @@ async def gauges(pool: asyncpg.Pool, stuck_after_s: float) -> dict[str, Any]:
 
 # --- the feedback loop's memory ---------------------------------------------------------------
 
-async def changed(conn: Conn, topic: str, key: str, digest: str) -> bool:
-    """Record `digest` as the last published for (topic, key); False when it was already."""
-    row = await conn.fetchval(
-        "INSERT INTO feedback_published (topic, key, digest) VALUES ($1, $2, $3)"
+async def changed(conn: Conn, topic: str, digests: dict[str, str]) -> set[str]:
+    """Record each key's `digest` as the last published on `topic`, in one statement; returns the
+    keys whose digest is new (never published, or different from the last one)."""
+    if not digests:
+        return set()
+    keys = sorted(digests)
+    rows = await conn.fetch(
+        "INSERT INTO feedback_published (topic, key, digest) SELECT $1, k, d"
+        " FROM unnest($2::text[], $3::text[]) AS u(k, d)"
         " ON CONFLICT (topic, key) DO UPDATE SET digest = EXCLUDED.digest, published = now()"
-        " WHERE feedback_published.digest <> EXCLUDED.digest RETURNING 1", topic, key, digest)
-    return row is not None
+        " WHERE feedback_published.digest <> EXCLUDED.digest RETURNING key",
+        topic, keys, [digests[k] for k in keys])
+    return {r["key"] for r in rows}
 
 
-# --- the rollups: each order re-folded in the event's transaction -----------------------------
+# --- the rollups: each order re-folded by the fold job, with the facts queued since --------------
 # An order's facts are kept folded in order_state (a compact copy of its `facts` rows:
 # [kind, event_id, occurred_at, body, tracking_number]); the rollups hold the sum of every
 # order's last contribution (rollups.py).
@@ -519,6 +525,42 @@ async def fold_orders(conn: Conn, pending: dict[str, list[StoredFact]], sla_hour
                                      for sid, sl in sorted(slices.items())]).decode(),
                        rollups.as_rows(change))
     return len(writes)
+
+
+async def queue_folds(conn: Conn, pending: list[tuple[str, StoredFact]]) -> None:
+    """A run's first-time facts `(order key, stored fact)` queued for the fold job, in one
+    statement, in the run's transaction (handlers._fold)."""
+    if pending:
+        await conn.execute(
+            "INSERT INTO fold_queue (order_key, fact) SELECT k, f::jsonb"
+            " FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(k, f, n) ORDER BY n",
+            [k for k, _ in pending], [orjson.dumps(f).decode() for _, f in pending])
+
+
+async def fold_queued(conn: Conn, sla_hours: float, limit: int = 5000) -> int:
+    """Fold up to `limit` queued facts (the oldest first) into their orders and the rollups, and
+    delete them, in the caller's transaction: each order touched once, whatever the number of
+    its facts taken (fold_orders). Rows another instance is folding are skipped (SKIP LOCKED), so
+    two instances take disjoint batches; an order in both waits for the other's lock on its
+    state row and folds on top of it. Returns how many facts were taken (`limit` means: more
+    may be waiting)."""
+    rows = await conn.fetch(
+        "DELETE FROM fold_queue WHERE seq IN (SELECT seq FROM fold_queue ORDER BY seq"
+        " LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING seq, order_key, fact", limit)
+    pending: dict[str, list[StoredFact]] = {}
+    for r in sorted(rows, key=lambda r: r["seq"]):
+        pending.setdefault(r["order_key"], []).append(orjson.loads(r["fact"]))
+    await fold_orders(conn, pending, sla_hours)
+    return len(rows)
+
+
+async def fold_backlog(conn: Conn | asyncpg.Pool) -> tuple[int, float]:
+    """Facts waiting for the fold job, and the age in seconds of the oldest (0 when none)."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(queued_at)), 0)::float8"
+        " AS age FROM fold_queue")
+    assert row is not None
+    return int(row["n"]), float(row["age"])
 
 
 _SQL_TYPE = {"date": "date", "timestamptz": "timestamptz", "slice": "bigint", "text": "text",

@@ -1,6 +1,7 @@
 """Analytics' handlers take runs (services/analytics/handlers.py), against Postgres alone: a run's
-events are stored with one statement per table, the orders touched are folded once per run, and
-a run gives the read model and rollups that the same events one run each give."""
+events are stored with one statement per table and their first-time facts queued for the fold
+job, which folds each order touched once per pass; a run gives the read model and rollups that the
+same events one run each give, however the fold's passes fall between the runs."""
 
 from __future__ import annotations
 
@@ -38,6 +39,12 @@ HANDLERS: dict[type[Event], Any] = {
     AftersalesRequested: h.request_received, RefundIssued: h.refund_issued,
     FeedbackGiven: h.feedback_given,
 }
+
+
+async def fold(db: Any) -> int:
+    """One pass of the fold job (jobs.fold_pending) on `db`: the facts queued so far, folded."""
+    async with db.pool.acquire() as conn, conn.transaction():
+        return await store.fold_queued(conn, 48.0)
 
 
 async def dispatch(uow: UnitOfWork, events: list[Any]) -> None:
@@ -115,24 +122,33 @@ async def read_model(db: Any) -> dict[str, list[Any]]:
 async def test_one_run_gives_the_read_model_of_the_same_events_one_at_a_time(
         service_db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Given two orders' events (a scan before its shipment, a late status, after-sales), when
-    they come as one run, then the orders are folded once for the run, and every table and
-    rollup is what the same events give handled one run each."""
+    they come as one run and the fold job passes once, then the run folds nothing itself, the
+    pass folds each order once, and every table and rollup is what the same events give handled
+    one run each with a pass of the fold after every run."""
     a, b = snapshot("a1"), snapshot("b1")
     events = story(a, b)
     folds: list[list[str]] = []
     fold_orders = store.fold_orders
 
     async def counting_fold(conn: Any, pending: dict[str, Any], *args: Any, **kw: Any) -> int:
-        folds.append(sorted(pending))
+        if pending:
+            folds.append(sorted(pending))
         return await fold_orders(conn, pending, *args, **kw)
 
     async with service_db("analytics") as one_run, service_db("analytics") as each:
         monkeypatch.setattr(store, "fold_orders", counting_fold)
         assert await one_run.run(dispatch, events) == []
+        assert folds == []  # queued in the run's transaction, not folded there
+        # every fact but the early scan's (its parcel is not known yet: the shipment folds it)
+        assert await one_run.pool.fetchval("SELECT count(*) FROM fold_queue") == len(events) - 1
+        assert await fold(one_run) == len(events) - 1
         assert folds == [sorted([a.key, b.key])]
+        assert await fold(one_run) == 0 and len(folds) == 1  # nothing left: nothing folded
         for e in events:
             await each.run(dispatch, [e])
+            await fold(each)
         assert len(folds) == 1 + len(events) - 1  # every run but the early scan's folds
+        assert await each.pool.fetchval("SELECT count(*) FROM fold_queue") == 0
         batched, single = await read_model(one_run), await read_model(each)
     assert batched == single
     assert len(batched["timeline"]) == 6 and len(batched["facts"]) == len(events)
@@ -160,3 +176,23 @@ async def test_a_run_of_statuses_is_one_statement_and_the_newest_wins(service_db
     assert (row["status"], row["status_at"]) == ("delivered", T0 + timedelta(minutes=40))
     assert row["first_seen"] == first_seen == T0 + timedelta(minutes=1)
     assert (facts, timeline) == (4, 4)
+
+
+async def test_the_feedback_memory_answers_what_changed_in_one_statement(service_db: Any) -> None:
+    """Given digests of carrier scores or reorder hints, when they are recorded, then the keys
+    never published or published with another digest come back, each topic apart, and nothing
+    comes back for digests recorded before: the feedback job publishes only those."""
+    async with service_db("analytics") as db, db.pool.acquire() as conn:
+        topic, other = "analytics.reorder_hints", "analytics.carrier_scores"
+        assert await store.changed(conn, topic, {}) == set()
+        assert await store.changed(conn, topic, {"MUG-01": "a", "TEE-02": "b"}) == {
+            "MUG-01", "TEE-02"}
+        assert await store.changed(conn, topic, {"MUG-01": "a", "TEE-02": "b"}) == set()
+        assert await store.changed(conn, topic, {"MUG-01": "a", "TEE-02": "c", "CAP-03": "d"}
+                                   ) == {"TEE-02", "CAP-03"}
+        assert await store.changed(conn, other, {"MUG-01": "a"}) == {"MUG-01"}
+        rows = await conn.fetch("SELECT topic, key, digest FROM feedback_published"
+                                " ORDER BY topic, key")
+    assert [tuple(r) for r in rows] == [
+        (other, "MUG-01", "a"), (topic, "CAP-03", "d"), (topic, "MUG-01", "a"),
+        (topic, "TEE-02", "c")]

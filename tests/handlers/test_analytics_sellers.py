@@ -25,6 +25,7 @@ from shared.contracts import (
     Totals,
 )
 from shared.topics import FX_RATES, SETUP_CHANGED
+from tests.handlers.test_analytics import fold
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 RATES_AT = NOW - timedelta(hours=1)
@@ -161,6 +162,7 @@ async def test_a_sellers_figures_are_converted_to_its_base_currency(service_db: 
         await db.run(h.status_changed, [rejected(orders[5])], "orders.status")
         await db.run(h.refund_issued, [refund(orders[2], "20.00"), refund(orders[6], "1.005")],
                      "payments.refunds")
+        await fold(db)  # the fold job's pass: the rollups the reports read
 
         f = domain.Filters(NOW - timedelta(days=2), None, frozenset(), frozenset(),
                            frozenset(), frozenset())
