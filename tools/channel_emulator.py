@@ -120,6 +120,13 @@ class Emulator:
             self._advance()
             return [a for a in self.adjustments.values() if a["order"] == order_id]
 
+    def age_feeds(self, seconds: float) -> None:
+        """Move every feed's submission `seconds` into the past: a test's own clock for Amazon's
+        processing (IN_QUEUE, then IN_PROGRESS from half of `feed_delay`, then DONE)."""
+        with self.lock:
+            for feed in self.feeds:
+                feed["created"] -= seconds
+
     # --- feed processing (as Amazon does it, after the feed is accepted) ---
     def _advance(self) -> None:
         """Process every feed that is due, in the order they came: Amazon processes a feed

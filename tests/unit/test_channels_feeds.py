@@ -169,12 +169,24 @@ async def send(client: httpx.AsyncClient, cfg: ChannelConfig, job: Job) -> Submi
 
 
 async def test_a_refund_feed_is_processed_later_and_its_report_read(emulator: Emulator) -> None:
+    """Given a refund feed Amazon has accepted, when it is checked while queued, in progress and
+    done (the test moves the emulator's clock: no timing), then the job stays submitted until
+    the processing report is read, and ends done with the refund applied."""
     cfg, job = amazon_job(emulator, "901-0000001-0000001", "refunded")
-    async with httpx.AsyncClient(timeout=10) as client:
-        sent = await send(client, cfg, job)
-        assert sent.feed_type == "POST_PAYMENT_ADJUSTMENT_DATA" and sent.feed_document_id
-        seen, check = await settle(client, cfg, job, sent.feed_id)
-    assert seen[0] == "IN_QUEUE" and seen[-1] == "DONE" and "IN_PROGRESS" in seen
+    emulator.feed_delay = 3600.0
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            sent = await send(client, cfg, job)
+            assert sent.feed_type == "POST_PAYMENT_ADJUSTMENT_DATA" and sent.feed_document_id
+            checks = [await amazon.check_feed(client, cfg, job, sent.feed_id)]
+            for _ in range(2):
+                emulator.age_feeds(1800.0)
+                checks.append(await amazon.check_feed(client, cfg, job, sent.feed_id))
+    finally:
+        emulator.feed_delay = 0.4
+    assert [c.status for c in checks] == ["IN_QUEUE", "IN_PROGRESS", "DONE"]
+    assert [c.state for c in checks] == ["submitted", "submitted", "done"]
+    check = checks[-1]
     assert (check.state, check.text) == ("done", None)
     assert check.report is not None and check.report.successful == 1
     [refund] = emulator.refunds_of(job.platform_order_id)
