@@ -33,10 +33,11 @@ async def upsert_product(conn: Conn, p: ProductUpserted) -> None:
 
 async def items(uow: UnitOfWork, lines: list[tuple[str, int]]) -> list[Item]:
     """One Item per unit, with the catalogue's weight and size (defaults when unknown); the
-    products of a set of SKUs are read once per unit of work."""
+    products of a set of SKUs are reference data, cached across runs until `products`
+    changes."""
     skus = sorted({sku for sku, _ in lines})
-    rows = await uow.memo((PRODUCTS, tuple(skus)), lambda: uow.conn.fetch(
-        "SELECT * FROM products WHERE sku = ANY($1::text[])", skus))
+    rows = await uow.reference((PRODUCTS, tuple(skus)), lambda: uow.conn.fetch(
+        "SELECT * FROM products WHERE sku = ANY($1::text[])", skus), tables=("products",))
     known = {r["sku"]: r for r in rows}
     out = []
     for sku, qty in lines:
@@ -49,8 +50,9 @@ async def items(uow: UnitOfWork, lines: list[tuple[str, int]]) -> list[Item]:
 
 async def boxes(uow: UnitOfWork) -> list[Box]:
     """The box catalogue, inactive boxes included (parcels packed in them still need their
-    sizes; `domain.choose_boxes` skips them), read once per unit of work."""
-    rows = await uow.memo(BOXES, lambda: uow.conn.fetch("SELECT * FROM boxes ORDER BY code"))
+    sizes; `domain.choose_boxes` skips them), cached across runs until `boxes` changes."""
+    rows = await uow.reference(BOXES, lambda: uow.conn.fetch("SELECT * FROM boxes ORDER BY code"),
+                               tables=("boxes",))
     return [Box(r["code"], (r["inner_l"], r["inner_w"], r["inner_h"]), r["tare_g"],
                 r["max_weight_g"], r["active"]) for r in rows]
 
