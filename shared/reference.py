@@ -32,7 +32,7 @@ Cached values are shared by every unit of work of the process: callers must not 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .db import Conn, StaleReference
@@ -41,9 +41,19 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Per name, at most this many keys (tuples of stores or SKUs) are cached; past it the name's
+# Per name, at most this many keys (stores, sets of stores, SKUs) are cached; past it the name's
 # entries are dropped and filled again.
-MAX_KEYS_PER_NAME = 4096
+MAX_KEYS_PER_NAME = 20_000
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Any = _Absent()
+"""What `read_many` gives for a key its loader did not return (cached too: an insert of it is a
+write, which moves the version on)."""
 
 # A unit of work that has used nothing of a name yet adopts a newer version this many times
 # before it gives up (a table rewritten continuously).
@@ -135,8 +145,25 @@ class ReferenceView:
         """`(shared, value)`: the value of `key` at this unit of work's version of its name,
         from the cache or loaded (and cached); `shared` is False when this unit of work must
         read the name itself from now on (its own change, triggers it just created)."""
-        name = name_of(key)
+        async def load_one(keys: list[Hashable]) -> dict[Hashable, Any]:
+            return {key: await load()}
+        shared, values = await self.read_many(conn, name_of(key), [key], load_one, tables)
+        value: T = values[key]
+        return shared, value
+
+    async def read_many(self, conn: Conn, name: str, keys: list[Hashable],
+                        load: Callable[[list[Hashable]], Awaitable[Mapping[Hashable, Any]]],
+                        tables: Sequence[str]) -> tuple[bool, dict[Hashable, Any]]:
+        """`(shared, values)`: the values of `keys` (each cached on its own under the name;
+        `ABSENT` for a key `load` did not return) at this unit of work's version of `name`;
+        `load(missing)` reads those not cached, in one go. `shared` as in `read`."""
         watched = self.cache.tables_of(name, tables)
+
+        async def loaded(wanted: list[Hashable]) -> dict[Hashable, Any]:
+            self.cache.loads += 1
+            found = await load(wanted)
+            return {k: found.get(k, ABSENT) for k in wanted}
+
         if self.epoch is None:
             await self._read_versions(conn)
         assert self.epoch is not None
@@ -152,36 +179,45 @@ class ReferenceView:
                 self.fresh.add(name)
                 self.versions[name] = int(created)
         if name in self.fresh:
-            value = await self._load(load)
-            self.pending.append((epoch, name, self.versions[name], key, value))
+            values = await loaded(keys)
+            self.pending.extend((epoch, name, self.versions[name], k, v)
+                                for k, v in values.items())
             self.used.add(name)
-            return True, value
+            return True, values
         if name in self.mine or name not in self.versions:
             # Our own uncommitted change, or a row committed after our versions were read (a
             # new name: the next unit of work caches it).
-            return False, await self._load(load)
+            return False, await loaded(keys)
         for _ in range(ADOPT_ATTEMPTS):
             version = self.versions[name]
-            hit, value = self.cache.get(epoch, name, version, key)
-            if hit:
+            values = {}
+            missing = []
+            for k in keys:
+                hit, value = self.cache.get(epoch, name, version, k)
+                if hit:
+                    values[k] = value
+                else:
+                    missing.append(k)
+            if not missing:
                 self.used.add(name)
-                return True, value
-            value = await self._load(load)
+                return True, values
+            fresh = await loaded(missing)
             row = await conn.fetchrow(VERSION_OF, name)
             if row is not None and row["version"] == version:
-                self.cache.put(epoch, name, version, key, value)
+                for k, v in fresh.items():
+                    self.cache.put(epoch, name, version, k, v)
                 self.used.add(name)
-                return True, value
+                return True, {**values, **fresh}
             if row is not None and row["mine"]:
                 self.mine.add(name)  # changed by this unit of work without `forget`
-                return False, value
+                return False, await loaded(keys)
             if name in self.used:
                 raise StaleReference(
                     f"reference data {name} changed (version {version} ->"
                     f" {row['version'] if row else 'none'}) while this unit of work was using"
                     " it; retried with the new version")
             if row is None:
-                return False, value
+                return False, await loaded(keys)
             self.versions[name] = row["version"]  # nothing of it used yet: take the newer one
         raise StaleReference(f"reference data {name} kept changing while being read; retried")
 
@@ -196,10 +232,6 @@ class ReferenceView:
                 self.cache._watched.add((self.epoch, name))
         self.pending.clear()
         self.fresh.clear()
-
-    async def _load(self, load: Callable[[], Awaitable[T]]) -> T:
-        self.cache.loads += 1
-        return await load()
 
     async def _read_versions(self, conn: Conn) -> None:
         rows = await conn.fetch(VERSIONS)

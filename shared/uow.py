@@ -31,10 +31,11 @@ from collections.abc import (
     Hashable,
     Iterable,
     Iterator,
+    Mapping,
     Sequence,
 )
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 
@@ -57,6 +58,8 @@ from .topics import ORDERS_STATUS, PAYMENTS_CHARGES, PAYMENTS_REFUNDS, Topic
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 E = TypeVar("E", bound=Event)
 Hook = Callable[[], Awaitable[None]]
 
@@ -296,6 +299,43 @@ class UnitOfWork:
                 self._changed.add(name)
         self._memo[key] = value
         return value
+
+    async def reference_rows(self, name: str, keys: Iterable[K],
+                             load: Callable[[list[K]], Awaitable[Mapping[K, V]]], *,
+                             tables: Sequence[str]) -> dict[K, V]:
+        """Reference data by key (a product by SKU), each key cached on its own under `name`
+        (as `reference`): `load(missing)` reads, in one statement, those of `keys` not cached
+        at this unit of work's version. Returns the keys `load` found (an absent key is cached
+        as absent). A name is read either by `reference` or by `reference_rows`."""
+        wanted = sorted(set(keys))  # type: ignore[type-var]
+        out: dict[K, V] = {}
+        todo: list[Hashable] = []
+        for k in wanted:
+            slot = (name, "row", k)
+            if slot in self._memo:
+                if self._memo[slot] is not reference.ABSENT:
+                    out[k] = self._memo[slot]
+            else:
+                todo.append(k)
+        if not todo:
+            return out
+
+        async def load_any(missing: list[Hashable]) -> Mapping[Hashable, Any]:
+            return cast(Mapping[Hashable, Any], await load(cast(list[K], missing)))
+        if name in self._changed:
+            found = await load_any(todo)
+            values = {k: found.get(k, reference.ABSENT) for k in todo}
+        else:
+            if self._view is None:
+                self._view = reference.ReferenceView(self._cache)
+            shared, values = await self._view.read_many(self.conn, name, todo, load_any, tables)
+            if not shared:
+                self._changed.add(name)
+        for key, value in values.items():
+            self._memo[(name, "row", key)] = value
+            if value is not reference.ABSENT:
+                out[cast(K, key)] = value
+        return out
 
     async def memo(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
         """`load()` once per unit of work for `key` (data that changes on the hot path, such as

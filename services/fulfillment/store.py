@@ -33,12 +33,12 @@ async def upsert_product(conn: Conn, p: ProductUpserted) -> None:
 
 async def items(uow: UnitOfWork, lines: list[tuple[str, int]]) -> list[Item]:
     """One Item per unit, with the catalogue's weight and size (defaults when unknown); the
-    products of a set of SKUs are reference data, cached across runs until `products`
-    changes."""
-    skus = sorted({sku for sku, _ in lines})
-    rows = await uow.reference((PRODUCTS, tuple(skus)), lambda: uow.conn.fetch(
-        "SELECT * FROM products WHERE sku = ANY($1::text[])", skus), tables=("products",))
-    known = {r["sku"]: r for r in rows}
+    products are reference data, each SKU's cached across runs until `products` changes."""
+    async def load(skus: list[str]) -> dict[str, asyncpg.Record]:
+        return {r["sku"]: r for r in await uow.conn.fetch(
+            "SELECT * FROM products WHERE sku = ANY($1::text[])", skus)}
+    known = await uow.reference_rows(PRODUCTS, (sku for sku, _ in lines), load,
+                                     tables=("products",))
     out = []
     for sku, qty in lines:
         r = known.get(sku)

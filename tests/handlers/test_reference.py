@@ -232,3 +232,37 @@ async def test_fulfillment_boxes_follow_an_operator_s_direct_sql(service_db: Any
         code = sorted(before)[0]
         await service.pool.execute("UPDATE boxes SET active = false WHERE code = $1", code)
         assert await boxes() == {**before, code: False}
+
+
+async def test_rows_are_cached_each_on_its_own_and_a_missing_one_is_read_once_inserted(
+        db: asyncpg.Pool) -> None:
+    """Given rows read by key (as fulfillment reads products by SKU), when a unit of work asks
+    for cached keys and new ones, then only the new ones are loaded, in one statement; a key
+    with no row is cached as absent, and is read once a row for it is inserted."""
+    cache = ReferenceCache()
+    asked: list[list[str]] = []
+
+    async def rows(keys: list[str]) -> tuple[dict[str, int], int]:
+        async with db.acquire() as conn, UnitOfWork.transaction(conn, "test",
+                                                                cache=cache) as uow:
+            async def load(missing: list[str]) -> dict[str, int]:
+                asked.append(missing)
+                found = await conn.fetch("SELECT k, v FROM ref_things WHERE k = ANY($1::text[])",
+                                         missing)
+                return {r["k"]: r["v"] for r in found}
+            sent: list[str] = []
+            conn.add_query_logger(lambda q: sent.append(q.query))
+            value = await uow.reference_rows("test.rows", keys, load, tables=("ref_things",))
+            assert await uow.reference_rows("test.rows", keys, load,
+                                            tables=("ref_things",)) == value  # once per uow
+            for _ in range(3):
+                await asyncio.sleep(0)
+        return value, len([q for q in sent if "typeinfo_tree" not in q and q != "COMMIT;"])
+
+    await rows(["a"])  # its triggers put
+    assert await rows(["a", "b", "x"]) == ({"a": 1, "b": 2}, 3)  # versions, load, version
+    assert asked[-1] == ["b", "x"]
+    assert await rows(["b", "x", "a"]) == ({"a": 1, "b": 2}, 1)
+    await db.execute("INSERT INTO ref_things VALUES ('x', 24)")
+    assert (await rows(["a", "x"]))[0] == {"a": 1, "x": 24}
+    assert asked[-1] == ["a", "x"]
