@@ -23,14 +23,21 @@ T = TypeVar("T")
 
 SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
 
+class StaleReference(Exception):
+    """Cached reference data changed while a unit of work was using it (shared/reference.py): the
+    unit of work is retried, and reads the new version from the start. Transient."""
+
+
 # Errors that mean "Postgres is away, busy or in a state that passes", as opposed to a bug or bad
 # data: retried with backoff for as long as it lasts, the offset not committed, never counted
 # toward the DLQ. By SQLSTATE class: 08 connection, 53 insufficient resources (53100 disk full,
 # 53200 out of memory, 53300 too many connections), 57 operator intervention (57014 query
 # cancelled, 57P01-57P05 admin/crash shutdown, cannot connect now), 40 transaction rollback
 # (serialization failure, deadlock); and 25006 read-only transaction (a standby, a failover),
-# 25P03 idle-in-transaction timeout, 55P03 lock not available, 58030 I/O error.
+# 25P03 idle-in-transaction timeout, 55P03 lock not available, 58030 I/O error. And a unit of
+# work that met a change of the reference data it had read from the cache (`StaleReference`).
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    StaleReference,
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,

@@ -1,6 +1,6 @@
 """`fx.rates` for a service that compares money across currencies: its subscription (the rates
 go into the service's own `fx_rates`, shared/migrations/0003_fx_rates.sql) and the rates as a
-handler reads them, once per run (`rates`)."""
+handler reads them (`rates`: reference data, cached across runs until `fx_rates` changes)."""
 
 from __future__ import annotations
 
@@ -38,5 +38,5 @@ def subscribe(handlers: Handlers,
 
 
 async def rates(uow: UnitOfWork) -> FxRates:
-    """The rates this service knows, read once per unit of work."""
-    return await uow.memo(MEMO, lambda: load_rates(uow.conn))
+    """The rates this service knows (cached across runs until `fx_rates` changes)."""
+    return await uow.reference(MEMO, lambda: load_rates(uow.conn), tables=("fx_rates",))

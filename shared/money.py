@@ -120,7 +120,7 @@ class Conversion:
 
 
 class FxRates:
-    """The exchange rates a service knows (its `fx_rates` table, read once per run)."""
+    """The exchange rates a service knows (its `fx_rates` table; `shared.fx.rates` caches them)."""
 
     def __init__(self, rates: Iterable[Rate] = ()) -> None:
         self.pairs: dict[tuple[str, str], Rate] = {}

@@ -12,7 +12,8 @@ a background job's pass. It holds
   get ids derived from their cause, topic, key and rank (handling the same event again emits the
   same ids, so the inboxes downstream drop the repeat), and carry its correlation and causation
   ids;
-- a per-run memo of reference data (`uow.memo`, `uow.forget`);
+- reference data: `uow.reference` (cached across units of work, exactly: shared/reference.py),
+  `uow.memo` (once per unit of work), `uow.forget` (a writer's: read it afresh);
 - before-commit hooks (`uow.collect`, `uow.before_commit`: work done once per run, in the same
   transaction) and after-commit hooks (`uow.after_commit`, `uow.count`, `uow.observe`: business
   metrics, log lines, wake-ups; a run that is rolled back and retried counts once).
@@ -23,13 +24,22 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 
-from . import metrics, outbox
+from . import metrics, outbox, reference
 from .contracts import (
     ChargeRequested,
     Event,
@@ -48,6 +58,8 @@ from .topics import ORDERS_STATUS, PAYMENTS_CHARGES, PAYMENTS_REFUNDS, Topic
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 E = TypeVar("E", bound=Event)
 Hook = Callable[[], Awaitable[None]]
 
@@ -66,7 +78,8 @@ class UnitOfWork:
     holds, e.g. one with a session lock); the consumer opens one per run."""
 
     def __init__(self, conn: Conn, service: str, *, cause: str | None = None,
-                 correlation_id: str | None = None, hook_cause: str | None = None) -> None:
+                 correlation_id: str | None = None, hook_cause: str | None = None,
+                 cache: reference.ReferenceCache | None = None) -> None:
         self.conn = conn
         self.service = service
         self._cause = cause
@@ -76,6 +89,9 @@ class UnitOfWork:
         self._ranks: dict[tuple[str, str, str | None], int] = {}
         self._rows: list[tuple[str, str | None, bytes, str]] = []
         self._memo: dict[Hashable, Any] = {}
+        self._cache = reference.CACHE if cache is None else cache
+        self._view: reference.ReferenceView | None = None
+        self._changed: set[str] = set()  # reference names this unit of work changed (forget)
         self._hooks: dict[str, Hook] = {}
         self._collected: dict[str, Any] = {}
         self._after: list[Callable[[], None]] = []
@@ -84,24 +100,29 @@ class UnitOfWork:
     @classmethod
     @contextlib.asynccontextmanager
     async def begin(cls, pool: asyncpg.Pool, service: str, *, cause: str | None = None,
-                    correlation_id: str | None = None) -> AsyncIterator[UnitOfWork]:
+                    correlation_id: str | None = None,
+                    cache: reference.ReferenceCache | None = None
+                    ) -> AsyncIterator[UnitOfWork]:
         """A connection from `pool` and a transaction on it; commits when the block ends
         (before-commit hooks and the outbox flush first, after-commit hooks after)."""
         async with pool.acquire() as conn, cls.transaction(
-                conn, service, cause=cause, correlation_id=correlation_id) as uow:
+                conn, service, cause=cause, correlation_id=correlation_id, cache=cache) as uow:
             yield uow
 
     @classmethod
     @contextlib.asynccontextmanager
     async def transaction(cls, conn: Conn, service: str, *, cause: str | None = None,
                           correlation_id: str | None = None,
-                          hook_cause: str | None = None) -> AsyncIterator[UnitOfWork]:
+                          hook_cause: str | None = None,
+                          cache: reference.ReferenceCache | None = None
+                          ) -> AsyncIterator[UnitOfWork]:
         """A transaction on `conn`, which must not be in one already (after-commit hooks must
-        follow the real commit, not a savepoint's)."""
+        follow the real commit, not a savepoint's). `cache`: the reference cache (the
+        process's unless given: tests play two instances with two)."""
         if conn.is_in_transaction():
             raise RuntimeError("a unit of work needs a connection outside any transaction")
         uow = cls(conn, service, cause=cause, correlation_id=correlation_id,
-                  hook_cause=hook_cause)
+                  hook_cause=hook_cause, cache=cache)
         async with conn.transaction():
             yield uow
             await uow.finish()
@@ -128,6 +149,8 @@ class UnitOfWork:
     def committed(self) -> None:
         """After commit: the after-commit hooks, in order; one that fails is logged, not
         raised (the transaction stands)."""
+        if self._view is not None:
+            self._view.committed(self._changed)
         hooks, self._after = self._after, []
         for fn in hooks:
             try:
@@ -253,16 +276,81 @@ class UnitOfWork:
         await self.publish(topic, f"{request.store}:{request.external_order_id}", request)
         self.count(metrics.MONEY_REQUESTS, kind, request.reason)
 
-    # --- reference data read once per unit of work ------------------------------------------
+    # --- reference data ---------------------------------------------------------------------
+    async def reference(self, key: Hashable, load: Callable[[], Awaitable[T]], *,
+                        tables: Sequence[str]) -> T:
+        """Reference data read from the tables `tables` by `load()`, cached across units of
+        work until any write to one of them (shared/reference.py): at most one statement per
+        unit of work when cached (the versions), none more after the first use. Keys are a name
+        or a tuple starting with it (one name, one set of tables). Once per unit of work, like
+        `memo`; after `forget(name)` this unit of work reads the name itself (its own change),
+        and never shares what it read. The value is shared: do not change it."""
+        if key in self._memo:
+            cached: T = self._memo[key]
+            return cached
+        name = reference.name_of(key)
+        if name in self._changed:
+            value = await load()
+        else:
+            if self._view is None:
+                self._view = reference.ReferenceView(self._cache)
+            shared, value = await self._view.read(self.conn, key, load, tables)
+            if not shared:
+                self._changed.add(name)
+        self._memo[key] = value
+        return value
+
+    async def reference_rows(self, name: str, keys: Iterable[K],
+                             load: Callable[[list[K]], Awaitable[Mapping[K, V]]], *,
+                             tables: Sequence[str]) -> dict[K, V]:
+        """Reference data by key (a product by SKU), each key cached on its own under `name`
+        (as `reference`): `load(missing)` reads, in one statement, those of `keys` not cached
+        at this unit of work's version. Returns the keys `load` found (an absent key is cached
+        as absent). A name is read either by `reference` or by `reference_rows`."""
+        wanted = sorted(set(keys))  # type: ignore[type-var]
+        out: dict[K, V] = {}
+        todo: list[Hashable] = []
+        for k in wanted:
+            slot = (name, "row", k)
+            if slot in self._memo:
+                if self._memo[slot] is not reference.ABSENT:
+                    out[k] = self._memo[slot]
+            else:
+                todo.append(k)
+        if not todo:
+            return out
+
+        async def load_any(missing: list[Hashable]) -> Mapping[Hashable, Any]:
+            return cast(Mapping[Hashable, Any], await load(cast(list[K], missing)))
+        if name in self._changed:
+            found = await load_any(todo)
+            values = {k: found.get(k, reference.ABSENT) for k in todo}
+        else:
+            if self._view is None:
+                self._view = reference.ReferenceView(self._cache)
+            shared, values = await self._view.read_many(self.conn, name, todo, load_any, tables)
+            if not shared:
+                self._changed.add(name)
+        for key, value in values.items():
+            self._memo[(name, "row", key)] = value
+            if value is not reference.ABSENT:
+                out[cast(K, key)] = value
+        return out
+
     async def memo(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
-        """`load()` once per unit of work for `key` (box sizes, the carrier catalogue). Keys are
-        a name or a tuple starting with it; a writer of that data calls `forget(name)`."""
+        """`load()` once per unit of work for `key` (data that changes on the hot path, such as
+        carriers' delivery scores; reference data that rarely changes: `reference`). Keys are a
+        name or a tuple starting with it; a writer of that data calls `forget(name)`."""
         if key not in self._memo:
             self._memo[key] = await load()
         value: T = self._memo[key]
         return value
 
     def forget(self, name: str) -> None:
+        """This unit of work changed the data of `name` (or wants it read again): what it
+        memoized of it is dropped, and its reference data of that name is read from its own
+        connection for the rest of the unit of work (never from, nor into, the cache)."""
+        self._changed.add(name)
         for k in [k for k in self._memo
                   if k == name or (isinstance(k, tuple) and k[:1] == (name,))]:
             del self._memo[k]

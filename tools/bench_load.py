@@ -3,7 +3,9 @@
 Publishes single-line orders at `rate` for `seconds` through the bench storefront (20 SKUs, the
 automatic warehouse), waits for every order to ship, then prints the CPU per order of every
 service, Postgres and Kafka over that window and the latencies placed -> accepted, reserved,
-shipped. The A/B protocol of docs/BENCHMARKS.md "Before and after the unit of work": run it on
+shipped, and the SQL statements per order over that window (pg_stat_statements, reset when
+the load starts, counted once every order has shipped; the whole shop's database, every service
+and tool). The A/B protocol of docs/BENCHMARKS.md "Before and after the unit of work": run it on
 two checkouts, each with its own stack (`SHOPKEEPER_PORT_OFFSET`), one after the other."""
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ async def run(rate: float, seconds: float) -> None:
         pids = b.service_pids()
         services0 = {k: sum(b.cpu_seconds(x) for x in v) for k, v in pids.items()}
         infra0 = b.infra_cpu()
+        counting = await b.statements(get_settings().database_url, reset=True) is not None
         keys = await bench.publish_at(rate, seconds)
         await bench.until_shipped(keys)
+        counted = await b.statements(get_settings().database_url) if counting else None
         infra1 = b.infra_cpu()
         services1 = {k: sum(b.cpu_seconds(x) for x in v) for k, v in pids.items()}
         n = max(1, len(keys))
@@ -32,6 +36,9 @@ async def run(rate: float, seconds: float) -> None:
         print(f"[bench-load] {len(keys)} orders at {rate}/s; CPU ms per order: total"
               f" {sum(per.values()):.1f}, {per}")
         print(f"[bench-load] latency ms: {bench.latencies(keys)}")
+        if counted is not None:
+            print(f"[bench-load] SQL statements per order: {counted[0] / n:.1f}"
+                  f" ({counted[1] / n:.1f} without BEGIN/COMMIT)")
 
 
 def main() -> None:

@@ -519,9 +519,9 @@ async def issue_refund(uow: UnitOfWork, order: Any, request: Any, amount: Decima
 async def _policy(uow: UnitOfWork, store_name: str, currency: str
                   ) -> tuple[domain.Policy | None, domain.Policy]:
     """The store's policy in the order's currency (None without a rate), and as configured;
-    each store's read once per unit of work."""
-    own = await uow.memo(("aftersales.policy", store_name),
-                         lambda: store.policy(uow.conn, store_name))
+    each store's cached across runs until `policies` changes."""
+    own = await uow.reference(("aftersales.policy", store_name),
+                              lambda: store.policy(uow.conn, store_name), tables=("policies",))
     return own.in_currency(currency, await fx.rates(uow)), own
 
 

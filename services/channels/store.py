@@ -54,12 +54,14 @@ async def channels_of(conn: Conn, platform: str) -> list[ChannelConfig]:
 
 
 async def platforms_of(uow: UnitOfWork, stores: list[str]) -> dict[str, str]:
-    """The platform of each of `stores` that has a channel, read once per unit of work."""
+    """The platform of each of `stores` that has a channel (cached across runs until
+    `channels` changes)."""
     async def load() -> dict[str, str]:
         rows = await uow.conn.fetch(
             "SELECT store, platform FROM channels WHERE store = ANY($1::text[])", stores)
         return {r["store"]: str(r["platform"]) for r in rows}
-    return await uow.memo(("channels.platform", tuple(sorted(stores))), load)
+    return await uow.reference(("channels.platform", tuple(sorted(stores))), load,
+                               tables=("channels",))
 
 
 async def list_channels(conn: Conn) -> list[dict[str, Any]]:

@@ -33,11 +33,12 @@ async def upsert_product(conn: Conn, p: ProductUpserted) -> None:
 
 async def items(uow: UnitOfWork, lines: list[tuple[str, int]]) -> list[Item]:
     """One Item per unit, with the catalogue's weight and size (defaults when unknown); the
-    products of a set of SKUs are read once per unit of work."""
-    skus = sorted({sku for sku, _ in lines})
-    rows = await uow.memo((PRODUCTS, tuple(skus)), lambda: uow.conn.fetch(
-        "SELECT * FROM products WHERE sku = ANY($1::text[])", skus))
-    known = {r["sku"]: r for r in rows}
+    products are reference data, each SKU's cached across runs until `products` changes."""
+    async def load(skus: list[str]) -> dict[str, asyncpg.Record]:
+        return {r["sku"]: r for r in await uow.conn.fetch(
+            "SELECT * FROM products WHERE sku = ANY($1::text[])", skus)}
+    known = await uow.reference_rows(PRODUCTS, (sku for sku, _ in lines), load,
+                                     tables=("products",))
     out = []
     for sku, qty in lines:
         r = known.get(sku)
@@ -49,8 +50,9 @@ async def items(uow: UnitOfWork, lines: list[tuple[str, int]]) -> list[Item]:
 
 async def boxes(uow: UnitOfWork) -> list[Box]:
     """The box catalogue, inactive boxes included (parcels packed in them still need their
-    sizes; `domain.choose_boxes` skips them), read once per unit of work."""
-    rows = await uow.memo(BOXES, lambda: uow.conn.fetch("SELECT * FROM boxes ORDER BY code"))
+    sizes; `domain.choose_boxes` skips them), cached across runs until `boxes` changes."""
+    rows = await uow.reference(BOXES, lambda: uow.conn.fetch("SELECT * FROM boxes ORDER BY code"),
+                               tables=("boxes",))
     return [Box(r["code"], (r["inner_l"], r["inner_w"], r["inner_h"]), r["tare_g"],
                 r["max_weight_g"], r["active"]) for r in rows]
 

@@ -178,8 +178,8 @@ async def load_coverage(conn: Conn | asyncpg.Pool) -> Coverage:
 
 
 async def coverage(uow: UnitOfWork) -> Coverage:
-    """Logistics' coverage, read once per unit of work."""
-    return await uow.memo(COVERAGE, lambda: load_coverage(uow.conn))
+    """Logistics' coverage (reference data, cached across runs until `coverage` changes)."""
+    return await uow.reference(COVERAGE, lambda: load_coverage(uow.conn), tables=("coverage",))
 
 
 async def promotions(conn: Conn, codes: list[str]) -> dict[str, Promotion]:
@@ -249,9 +249,9 @@ def _policy(row: asyncpg.Record) -> Policy:
 
 
 async def policy(uow: UnitOfWork, store: str) -> Policy:
-    """The store's policy (its own, else the default '*'), the policies read once per unit of
-    work."""
-    found = await uow.memo(POLICIES, lambda: policies(uow.conn))
+    """The store's policy (its own, else the default '*'); the policies are reference data,
+    cached across runs until `store_policies` changes."""
+    found = await uow.reference(POLICIES, lambda: policies(uow.conn), tables=("store_policies",))
     return found.get(store, found["*"])
 
 

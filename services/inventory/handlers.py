@@ -70,8 +70,9 @@ def _parse_allocations(raw: str) -> dict[str, list[Line]]:
 # --- reference data, read once per unit of work -----------------------------------------------
 async def _policies(uow: UnitOfWork, stores: list[str]) -> dict[str, store.Policy]:
     names = tuple(sorted(set(stores)))
-    return await uow.memo(("inventory.policies", names),
-                          lambda: store.policies(uow.conn, list(names)))
+    return await uow.reference(("inventory.policies", names),
+                               lambda: store.policies(uow.conn, list(names)),
+                               tables=("store_policies",))
 
 
 async def _policy(uow: UnitOfWork, store_name: str) -> store.Policy:
@@ -79,11 +80,13 @@ async def _policy(uow: UnitOfWork, store_name: str) -> store.Policy:
 
 
 async def _priorities(uow: UnitOfWork) -> dict[str, list[str]]:
-    return await uow.memo("inventory.priorities", lambda: store.priorities(uow.conn))
+    return await uow.reference("inventory.priorities", lambda: store.priorities(uow.conn),
+                               tables=("warehouse_priority",))
 
 
 async def _warehouses(uow: UnitOfWork) -> list[str]:
-    return await uow.memo("inventory.warehouses", lambda: store.warehouses(uow.conn))
+    return await uow.reference("inventory.warehouses", lambda: store.warehouses(uow.conn),
+                               tables=("warehouses",))
 
 
 # --- emitting ---------------------------------------------------------------------------------

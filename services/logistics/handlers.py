@@ -352,7 +352,7 @@ async def carrier_score(uow: UnitOfWork, events: list[CarrierScored]) -> None:
         for zone in await store.zones_of(uow.conn, event.service, event.country):
             await store.set_analytics_score(uow.conn, event.service, zone,
                                             Decimal(str(event.on_time_rate)), event.samples)
-    uow.forget(store.CATALOGUE)
+    store.scores_changed(uow)
 
 
 @handlers.on(topics.FULFILLMENT_ORDER_CANCEL_FORWARDED)
@@ -408,7 +408,7 @@ async def _track(uow: UnitOfWork, event: TrackingUpdated) -> None:
                                   shipment["transit_max"] or 0)
         await store.record_delivery_score(uow.conn, shipment["service"],
                                           shipment["zone"] or "-", punctual)
-        uow.forget(store.CATALOGUE)
+        store.scores_changed(uow)
         uow.count(metrics.PARCELS_DELIVERED, shipment["carrier"], shipment["service"],
                   str(punctual).lower())
     await store.update_shipment(uow.conn, shipment["parcel_id"], event.status,
@@ -529,9 +529,9 @@ async def publish_coverage(runtime: Runtime) -> None:
 
 async def publish_coverage_in(uow: UnitOfWork) -> list[str]:
     """Coverage as the catalogue stands in this unit of work (at start, and after an operator
-    changes a destination restriction: the catalogue memo is read again); returns the
-    countries served."""
-    uow.forget(store.CATALOGUE)
+    changes a destination restriction: the catalogue is read again, from this unit of work);
+    returns the countries served."""
+    store.catalogue_changed(uow)
     countries, refused = domain.coverage(await store.services(uow))
     digest = hashlib.sha256(json.dumps([countries, refused]).encode()).hexdigest()[:12]
     await uow.publish(topics.LOGISTICS_COVERAGE_CHANGED, "coverage", CoverageChanged(

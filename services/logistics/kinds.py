@@ -88,7 +88,7 @@ async def save_carrier(uow: UnitOfWork, code: str, entry: Carrier) -> None:
     await uow.conn.execute(
         "INSERT INTO carriers (code, name) VALUES ($1, $2)"
         " ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name", code, entry.name)
-    uow.forget(store.CATALOGUE)
+    store.catalogue_changed(uow)
 
 
 async def delete_carrier(uow: UnitOfWork, code: str) -> None:
@@ -103,7 +103,7 @@ async def delete_carrier(uow: UnitOfWork, code: str) -> None:
                        " with services is kept (deactivate the services with `active: false`)"})
     await uow.conn.execute("DELETE FROM remote_areas WHERE carrier = $1", code)
     await uow.conn.execute("DELETE FROM carriers WHERE code = $1", code)
-    uow.forget(store.CATALOGUE)
+    store.catalogue_changed(uow)
 
 
 # --- carrier services --------------------------------------------------------------------------
@@ -337,7 +337,7 @@ async def derive_service_zones(uow: UnitOfWork) -> None:
         " SELECT s.code, z.origin, z.country, z.zone FROM services s JOIN zone_chart z"
         " ON z.origin = ANY (s.origins) AND z.country = ANY (s.destinations)"
         " WHERE NOT s.own_zones")
-    uow.forget(store.CATALOGUE)
+    store.catalogue_changed(uow)
 
 
 async def known_warehouses(conn: Conn, at: str, codes: list[str]) -> None:

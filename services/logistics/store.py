@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections import defaultdict
@@ -18,20 +19,73 @@ from shared.uow import UnitOfWork
 from . import domain
 from .domain import CarrierService, Product, Zone, smoothed_score
 
-# Reference data read once per unit of work (`uow.memo`): the carrier catalogue with its rate
-# cards and scores (whoever writes scores or restrictions forgets it), and the warehouses.
+# Reference data (`uow.reference`, cached across runs until one of its tables changes): the
+# carrier catalogue with its rate cards, zones, remote areas and destination restrictions, and
+# the warehouses. The on-time scores are not: every delivery writes `carrier_scores`, so they
+# are read once per unit of work (`uow.memo`) and put on the cached catalogue. Writers of the
+# catalogue call `catalogue_changed(uow)`, writers of scores `scores_changed(uow)`.
 CATALOGUE = "logistics.catalogue"
+CATALOGUE_TABLES = ("services", "carriers", "service_zones", "zone_rates", "remote_areas",
+                    "destination_restrictions")
+SCORED = "logistics.scored_catalogue"
 WAREHOUSES = "logistics.warehouses"
+
+ZoneScores = dict[str, dict[str, tuple[str, int, int, Decimal | None]]]
+"""service -> zone -> (source, delivered, on_time, rate) of the source with most deliveries."""
+
+
+def catalogue_changed(uow: UnitOfWork) -> None:
+    """This unit of work changed the catalogue (or wants it read again)."""
+    uow.forget(CATALOGUE)
+    uow.forget(SCORED)
+
+
+def scores_changed(uow: UnitOfWork) -> None:
+    """This unit of work wrote on-time scores."""
+    uow.forget(SCORED)
 
 
 async def services(uow: UnitOfWork) -> list[CarrierService]:
     """The active catalogue with zones, remote areas and on-time scores per zone. A score comes
     from whichever source has more deliveries behind it: our own history, or analytics'.
-    Read once per unit of work; the writers of scores and restrictions forget it."""
-    return await uow.memo(CATALOGUE, lambda: load_services(uow.conn))
+    The catalogue is cached across runs; the scores are read once per unit of work."""
+    async def load() -> list[CarrierService]:
+        catalogue = await uow.reference(CATALOGUE, lambda: load_catalogue(uow.conn),
+                                        tables=CATALOGUE_TABLES)
+        return with_scores(catalogue, await load_scores(uow.conn))
+    return await uow.memo(SCORED, load)
 
 
 async def load_services(conn: Conn | asyncpg.Pool) -> list[CarrierService]:
+    """The catalogue with its scores, read now (not cached)."""
+    return with_scores(await load_catalogue(conn), await load_scores(conn))
+
+
+async def load_scores(conn: Conn | asyncpg.Pool) -> ZoneScores:
+    best: ZoneScores = defaultdict(dict)
+    for sc in await conn.fetch("SELECT * FROM carrier_scores WHERE delivered > 0"):
+        current = best[sc["service"]].get(sc["zone"])
+        if current is None or sc["delivered"] > current[1]:
+            best[sc["service"]][sc["zone"]] = (sc["source"], sc["delivered"], sc["on_time"],
+                                               sc["rate"])
+    return best
+
+
+def with_scores(catalogue: list[CarrierService], best: ZoneScores) -> list[CarrierService]:
+    """The catalogue with each service's on-time score per zone (its carrier's prior smoothed
+    by the deliveries, or analytics' rate)."""
+    out = []
+    for s in catalogue:
+        scores = {zone: (rate if source == "analytics" and rate is not None
+                         else smoothed_score(on_time, delivered, s.on_time_score))
+                  for zone, (source, delivered, on_time, rate) in best.get(s.code, {}).items()}
+        out.append(dataclasses.replace(s, zone_scores=scores) if scores else s)
+    return out
+
+
+async def load_catalogue(conn: Conn | asyncpg.Pool) -> list[CarrierService]:
+    """The active services with their rate cards, zones, remote areas and the destinations'
+    restrictions; no scores (`with_scores`)."""
     rows = await conn.fetch(
         "SELECT s.*, c.on_time_score FROM services s JOIN carriers c ON c.code = s.carrier"
         " WHERE s.active ORDER BY s.code")
@@ -44,12 +98,6 @@ async def load_services(conn: Conn | asyncpg.Pool) -> list[CarrierService]:
     remote: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for a in await conn.fetch("SELECT * FROM remote_areas"):
         remote[a["carrier"]][a["country"]].append(a["prefix"])
-    best: dict[str, dict[str, tuple[int, str, int, int, Decimal | None]]] = defaultdict(dict)
-    for sc in await conn.fetch("SELECT * FROM carrier_scores WHERE delivered > 0"):
-        current = best[sc["service"]].get(sc["zone"])
-        if current is None or sc["delivered"] > current[0]:
-            best[sc["service"]][sc["zone"]] = (sc["delivered"], sc["source"], sc["delivered"],
-                                               sc["on_time"], sc["rate"])
     barred: dict[str, list[str]] = defaultdict(list)
     for d in await conn.fetch("SELECT country, attribute FROM destination_restrictions"
                               " ORDER BY country, attribute"):
@@ -57,10 +105,6 @@ async def load_services(conn: Conn | asyncpg.Pool) -> list[CarrierService]:
     refused_to = {c: tuple(a) for c, a in barred.items()}
     out = []
     for r in rows:
-        prior = r["on_time_score"]
-        scores = {zone: (rate if source == "analytics" and rate is not None
-                         else smoothed_score(on_time, delivered, prior))
-                  for zone, (_, source, delivered, on_time, rate) in best[r["code"]].items()}
         out.append(CarrierService(
             code=r["code"], carrier=r["carrier"], origins=tuple(r["origins"]),
             destinations=tuple(r["destinations"]), refused=tuple(r["refused"]),
@@ -68,10 +112,10 @@ async def load_services(conn: Conn | asyncpg.Pool) -> list[CarrierService]:
             transit_min=r["transit_min"], transit_max=r["transit_max"],
             first_500g=r["first_500g"], per_500g=r["per_500g"], fuel_pct=r["fuel_pct"],
             volumetric_divisor=r["volumetric_divisor"], tracking_format=r["tracking_format"],
-            on_time_score=prior, zones=zones[r["code"]],
+            on_time_score=r["on_time_score"], zones=zones[r["code"]],
             remote_surcharge=r["remote_surcharge"],
             remote_prefixes={c: tuple(p) for c, p in remote[r["carrier"]].items()},
-            zone_scores=scores, stall_days=r["stall_days"], refused_to=refused_to))
+            stall_days=r["stall_days"], refused_to=refused_to))
     return out
 
 
@@ -112,7 +156,8 @@ async def set_order_status(conn: Conn, order_id: uuid.UUID, status: str) -> None
 
 
 async def warehouses(uow: UnitOfWork) -> dict[str, asyncpg.Record]:
-    rows = await uow.memo(WAREHOUSES, lambda: uow.conn.fetch("SELECT * FROM warehouses"))
+    rows = await uow.reference(WAREHOUSES, lambda: uow.conn.fetch("SELECT * FROM warehouses"),
+                               tables=("warehouses",))
     return {r["code"]: r for r in rows}
 
 

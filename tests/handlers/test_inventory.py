@@ -201,11 +201,15 @@ async def test_a_run_is_decided_exactly_as_its_orders_one_by_one(service_db: Any
 
 async def test_the_hot_path_sends_the_same_statements_for_a_run_of_2_and_of_40(
         service_db: Any) -> None:
-    """Given stock for every order, when a run of 2 and then a run of 40 accepted orders are
-    handled, then the handler sends as many statements for both (the outbox rows go in with
-    one more, at commit); so do two runs that open backorders."""
+    """Given stock for every order and the reference data cached by a first run, when a run of
+    2 and then a run of 40 accepted orders are handled, then the handler sends as many
+    statements for both (the outbox rows go in with one more, at commit); so do two runs that
+    open backorders."""
     async with service_db("inventory") as db:
-        await stock(db, [(f"S{i}", "WH-LA", 5) for i in range(40)] + [("HOT", "WH-SZ", 100)])
+        await stock(db, [(f"S{i}", "WH-LA", 5) for i in range(40)] + [("HOT", "WH-SZ", 100),
+                                                                        ("WARM", "WH-LA", 1)])
+        await db.run(order_accepted, [accepted("s", "warm", [("WARM", 1)])],
+                     INTAKE_ORDER_ACCEPTED.name)  # the first run reads policies, warehouses
         small: list[str] = []
         large: list[str] = []
         await db.run(counting(small), [accepted("s", f"x{i}", [(f"S{i}", 1)]) for i in range(2)],
@@ -220,7 +224,8 @@ async def test_the_hot_path_sends_the_same_statements_for_a_run_of_2_and_of_40(
                                           for i in range(2)], INTAKE_ORDER_ACCEPTED.name)
         await db.run(counting(large_bo), [accepted("s", f"w{i}", [("NONE", 1), (f"S{i}", 9)])
                                           for i in range(40)], INTAKE_ORDER_ACCEPTED.name)
-        # The memo (policies, priorities, warehouses) is per unit of work: each run reads it.
+        # Policies, priorities and warehouses come from the reference cache: each run reads
+        # their versions (one statement), nothing more.
         assert len(small_bo) == len(large_bo), (small_bo, large_bo)
         assert len(large) <= 8 and len(large_bo) <= 12
 
