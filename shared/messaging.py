@@ -46,7 +46,8 @@ from .contracts import (
     OrderCancelled,
     OrderCancelRequested,
 )
-from .db import first_times, is_transient_db_error, prune_inbox
+from .db import Conn, first_times, is_transient_db_error, prune_inbox
+from .locks import EXCLUSIVE, LockDeclaration, RunLocks, take
 from .logging import log_context
 from .retry import Backoff
 from .topics import Topic, dlq_name
@@ -130,6 +131,8 @@ class Subscription(Generic[E]):
     topic: Topic
     handler: RunHandler
     on_invalid: InvalidHandler | None = None
+    # What the handler will lock (shared/locks.py), for a service with a run lock; None: all.
+    locks: LockDeclaration | None = None
 
 
 @dataclass
@@ -140,16 +143,41 @@ class Handlers:
         async def order_placed(uow: UnitOfWork, events: list[OrderPlaced]) -> None: ...
 
     A handler gets the consecutive events of its topic in a run (a run of one when a message is
-    handled alone: the same code path), duplicates already removed by the inbox."""
+    handled alone: the same code path), duplicates already removed by the inbox.
+
+    With `run_lock` (the name of the service's serial lock), every run first takes what its
+    subscriptions declare with `locks=` (shared/locks.py: one lock order per run, so two
+    instances' runs never deadlock); a subscription that declares nothing runs alone."""
 
     subscriptions: dict[str, Subscription[Any]] = field(default_factory=dict)
+    run_lock: str | None = None
 
-    def on(self, topic: Topic, *, on_invalid: InvalidHandler | None = None
-           ) -> Callable[[RunHandler], RunHandler]:
+    def on(self, topic: Topic, *, on_invalid: InvalidHandler | None = None,
+           locks: LockDeclaration | None = None) -> Callable[[RunHandler], RunHandler]:
         def register(fn: RunHandler) -> RunHandler:
-            self.subscriptions[topic.name] = Subscription(topic, fn, on_invalid)
+            self.subscriptions[topic.name] = Subscription(topic, fn, on_invalid, locks)
             return fn
         return register
+
+    def locks_of(self, segments: list[tuple[str, list[Any]]]) -> RunLocks:
+        """What a run of these segments (topic, events) will lock, all segments together."""
+        locks = RunLocks()
+        for topic, events in segments:
+            declare = self.subscriptions[topic].locks
+            locks |= declare(events) if declare is not None else EXCLUSIVE
+        return locks
+
+    async def lock_run(self, conn: Conn, segments: list[tuple[str, list[Any]]]) -> None:
+        """Before a run's handlers: take what its segments will lock, in the one order (nothing
+        for a service without `run_lock`)."""
+        if self.run_lock is not None and segments:
+            await take(conn, self.run_lock, self.locks_of(segments))
+
+    async def lock_alone(self, conn: Conn) -> None:
+        """Before a transaction that has no events to declare from (a refused value's
+        `on_invalid`): it runs alone among the service's runs (nothing without `run_lock`)."""
+        if self.run_lock is not None:
+            await take(conn, self.run_lock, EXCLUSIVE)
 
 
 class PoisonMessage(Exception):
@@ -639,6 +667,8 @@ class Consumer:
                         ) -> list[tuple[str, str, int, float]]:
         """The run in one unit of work: its inbox rows in one statement first (an id seen
         before, or twice in the run, is a duplicate: only its first occurrence is handled), then
+        what the handlers of its fresh events declared they will lock, all at once
+        (`Handlers.lock_run`: one lock order per run, so two instances never deadlock), then
         each segment of consecutive events of one topic to that topic's handler, then the
         before-commit hooks and the outbox rows in one statement, commit, after-commit hooks.
         Returns `(topic, outcome, count, seconds)` per segment and outcome."""
@@ -647,6 +677,7 @@ class Consumer:
             uow = UnitOfWork(conn, self.service, hook_cause=str(run[0][1].event_id))
             async with conn.transaction():
                 fresh = await first_times(conn, [(e.event_id, r.topic) for r, e in run])
+                todo: list[tuple[str, list[tuple[RawMessage, Event]], list[Event]]] = []
                 for topic, segment in _segments(run):
                     events: list[Event] = []
                     for _, event in segment:
@@ -656,8 +687,11 @@ class Consumer:
                     if len(events) < len(segment):
                         outcomes.append((topic, "duplicate", len(segment) - len(events),
                                          0.0))
-                    if not events:
-                        continue
+                    if events:
+                        todo.append((topic, segment, events))
+                # Everything the run will lock, in the one order, before its first handler.
+                await self.handlers.lock_run(conn, [(topic, evs) for topic, _, evs in todo])
+                for topic, segment, events in todo:
                     started = time.perf_counter()
                     await self._call(uow, segment, events)
                     outcomes.append((topic, "ok", len(events),
@@ -737,6 +771,7 @@ class Consumer:
                 async with self.pool.acquire() as conn:
                     uow = UnitOfWork(conn, self.service, cause=where)
                     async with conn.transaction():
+                        await self.handlers.lock_alone(conn)
                         taken = await sub.on_invalid(uow, raw, refused.code, refused.message)
                         await uow.finish()
                     uow.committed()

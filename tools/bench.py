@@ -374,6 +374,16 @@ async def run(args: argparse.Namespace) -> Result:
     settings = get_settings()
     result = Result(machine=machine())
     print(f"[bench] machine: {result.machine}", flush=True)
+    if args.scaling_only:
+        # Only the scaling step (two instances on the hot SKUs, and the deadlocks Postgres
+        # detected), at the first of --rates, after the warm-up.
+        async with TimedStorefront(settings.kafka_bootstrap_servers) as shop:
+            bench = Bench(shop, await prepare_catalogue(shop, 20, 1_000_000))
+            await bench.step(args.warmup_rate, args.warmup_seconds)
+            await settle()
+            result.scaling = await scaling(bench, args.rates[0], args.step_seconds)
+        print(f"[bench] scaling: {result.scaling}", flush=True)
+        return result
     result.kafka_msgs_per_s = round(await kafka_limit(settings.kafka_bootstrap_servers,
                                                       args.kafka_messages), 1)
     print(f"[bench] raw Kafka produce+consume: {result.kafka_msgs_per_s} msg/s", flush=True)
@@ -656,6 +666,9 @@ def main() -> None:
     parser.add_argument("--kafka-messages", type=int, default=50_000)
     parser.add_argument("--pg-seconds", type=float, default=10)
     parser.add_argument("--scaling", action="store_true")
+    parser.add_argument("--scaling-only", action="store_true",
+                        help="only the scaling step, at the first of --rates (e.g. --rates 100"
+                        " --step-seconds 30 --json /tmp/scaling.json --markdown '')")
     parser.add_argument("--json", default=str(ROOT / "artifacts" / "bench.json"))
     parser.add_argument("--markdown", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     parser.add_argument("--baseline", default=str(ROOT / "docs" / "bench-baseline.json"),

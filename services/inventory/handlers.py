@@ -38,6 +38,7 @@ from shared.contracts import (
     Totals,
     money_text,
 )
+from shared.locks import RunLocks, exclusive
 from shared.messaging import Handlers, PoisonMessage, confirm_cancellation, forwarded
 from shared.money import refund_due
 from shared.uow import UnitOfWork
@@ -46,7 +47,12 @@ from . import domain, store
 from .domain import Decision, ExpectedReceipt, Line, Plan
 
 log = logging.getLogger(__name__)
-handlers = Handlers()
+# Every run takes what its handlers declare (`locks=`) before the first one runs, under the
+# backorders lock (shared/locks.py, docs/inventory.md "Locking"): the handlers whose rows follow
+# from their events (reservations, shipments, cancellation requests, products, graded returns)
+# declare their orders, stock SKUs (every warehouse's row) and products; those that find rows
+# while running (refills after a restock, a release or a decision; short picks) run alone.
+handlers = Handlers(run_lock=store.BACKORDERS_LOCK)
 
 BACKORDERS = Counter("shopkeeper_inventory_backorders_total",
                      "Backorders opened and how they ended", ["outcome"])
@@ -138,6 +144,32 @@ def _backorder_details(short: list[Line], offers: dict[str, list[str]],
             "restock_eta": eta.isoformat().replace("+00:00", "Z") if eta else None}
 
 
+# --- what each handler locks (shared/locks.py) ------------------------------------------------
+def _accepted_locks(events: list[OrderAccepted]) -> RunLocks:
+    """An accepted order's row and its first continuation's (both may be inserted), the stock
+    rows of its SKUs."""
+    return RunLocks.of(
+        orders=[i for e in events for i in (e.order_id, _continuation_id(e.order_id, 1))],
+        stock=[ln.sku for e in events for ln in e.order.lines])
+
+
+def _shipped_locks(events: list[OrderShipped]) -> RunLocks:
+    return RunLocks.of(orders=[e.order_id for e in events],
+                       stock=[ln.sku for e in events for p in e.parcels for ln in p.lines])
+
+
+def _cancel_requested_locks(events: list[OrderCancelRequested]) -> RunLocks:
+    return RunLocks.of(orders=[e.order_id for e in events])
+
+
+def _product_locks(events: list[ProductUpserted]) -> RunLocks:
+    return RunLocks.of(products=[e.sku for e in events])
+
+
+def _graded_locks(events: list[ReturnGraded]) -> RunLocks:
+    return RunLocks.of(stock=[ln.sku for e in events for ln in e.lines])
+
+
 # --- the hot path: a run of accepted orders ---------------------------------------------------
 @dataclass
 class _Waiting:
@@ -153,7 +185,7 @@ class _Waiting:
     eta: datetime | None = None
 
 
-@handlers.on(topics.INTAKE_ORDER_ACCEPTED)
+@handlers.on(topics.INTAKE_ORDER_ACCEPTED, locks=_accepted_locks)
 async def order_accepted(uow: UnitOfWork, events: list[OrderAccepted]) -> None:
     """Reserve a run of accepted orders, oldest first, exactly as if handled one by one, in a
     constant number of statements whatever the run's size:
@@ -324,7 +356,7 @@ async def _offers_and_etas(uow: UnitOfWork, waiting: list[_Waiting], locked: set
 
 
 # aftersales: replacement orders (exchange, reship) are reserved like any accepted order.
-handlers.on(topics.AFTERSALES_REPLACEMENT_ORDERED)(order_accepted)
+handlers.on(topics.AFTERSALES_REPLACEMENT_ORDERED, locks=_accepted_locks)(order_accepted)
 
 
 # --- one order at a time: refills, substitutions, re-allocations ------------------------------
@@ -434,7 +466,7 @@ async def refill_backorders(uow: UnitOfWork, skus: list[str], event_id: uuid.UUI
     return filled
 
 
-@handlers.on(topics.STOCK_ADJUSTMENTS)
+@handlers.on(topics.STOCK_ADJUSTMENTS, locks=exclusive)
 async def stock_adjusted(uow: UnitOfWork, events: list[StockAdjusted]) -> None:
     conn = uow.conn
     for event in uow.each(events):
@@ -452,7 +484,7 @@ async def stock_adjusted(uow: UnitOfWork, events: list[StockAdjusted]) -> None:
             await refill_backorders(uow, [event.sku], event.event_id)
 
 
-@handlers.on(topics.AFTERSALES_RETURN_RESTOCKED)
+@handlers.on(topics.AFTERSALES_RETURN_RESTOCKED, locks=exclusive)
 async def return_restocked(uow: UnitOfWork, events: list[ReturnRestocked]) -> None:
     conn = uow.conn
     for event in uow.each(events):
@@ -464,7 +496,7 @@ async def return_restocked(uow: UnitOfWork, events: list[ReturnRestocked]) -> No
         await refill_backorders(uow, sorted({ln.sku for ln in event.lines}), event.event_id)
 
 
-@handlers.on(topics.INTAKE_ORDER_CANCEL_REQUESTED)
+@handlers.on(topics.INTAKE_ORDER_CANCEL_REQUESTED, locks=_cancel_requested_locks)
 async def cancel_requested(uow: UnitOfWork, events: list[OrderCancelRequested]) -> None:
     """Confirm while the order is still ours (unknown, backordered); once reserved it has moved
     on to fulfillment, so the request follows it there."""
@@ -487,7 +519,7 @@ async def cancel_requested(uow: UnitOfWork, events: list[OrderCancelRequested]) 
         await confirm_cancellation(uow, topics.INVENTORY_ORDER_CANCELLED, event, "inventory")
 
 
-@handlers.on(topics.ORDERS_BACKORDER_DECISIONS)
+@handlers.on(topics.ORDERS_BACKORDER_DECISIONS, locks=exclusive)
 async def backorder_decision(uow: UnitOfWork, events: list[BackorderDecision]) -> None:
     """The customer's answer to `backordered`: wait (stay in the queue), substitute (reserve
     the substitutes, record the price difference) or cancel (confirmed here, as for a
@@ -616,10 +648,10 @@ async def _cancel_continuations(uow: UnitOfWork, order_id: uuid.UUID) -> None:
 
 
 for _topic in (topics.FULFILLMENT_ORDER_CANCELLED, topics.LOGISTICS_ORDER_CANCELLED):
-    handlers.on(_topic)(release_cancelled)
+    handlers.on(_topic, locks=exclusive)(release_cancelled)
 
 
-@handlers.on(topics.LOGISTICS_ORDER_SHIPPED)
+@handlers.on(topics.LOGISTICS_ORDER_SHIPPED, locks=_shipped_locks)
 async def order_shipped(uow: UnitOfWork, events: list[OrderShipped]) -> None:
     """A run of shipped orders commits its stock in four statements whatever its size: the
     orders locked in id order, the stock rows in SKU order (as reserving locks them: no deadlock
@@ -645,7 +677,7 @@ async def order_shipped(uow: UnitOfWork, events: list[OrderShipped]) -> None:
         await store.set_orders_status(conn, committed, "committed")
 
 
-@handlers.on(topics.CATALOG_PRODUCTS)
+@handlers.on(topics.CATALOG_PRODUCTS, locks=_product_locks)
 async def product_upserted(uow: UnitOfWork, events: list[ProductUpserted]) -> None:
     for event in uow.each(events):
         await store.upsert_product(uow.conn, event)
@@ -656,6 +688,10 @@ def _priced(snap: OrderSnapshot, lines: list[Line]) -> list[OrderLine]:
     price = {ln.sku: ln.unit_price for ln in reversed(snap.lines)}
     return [OrderLine(sku=ln.sku, quantity=ln.quantity, unit_price=price[ln.sku])
             for ln in lines]
+
+
+def _continuation_id(order_id: str, n: int) -> str:
+    return str(uuid.uuid5(CONTINUATION_NS, f"{order_id}:B{n}"))
 
 
 def continuation_of(snap: OrderSnapshot, short: list[Line], n: int = 1) -> OrderSnapshot:
@@ -669,7 +705,7 @@ def continuation_of(snap: OrderSnapshot, short: list[Line], n: int = 1) -> Order
         Decimal("0.01"))
     zero = Decimal("0.00")
     return snap.model_copy(update={
-        "order_id": str(uuid.uuid5(CONTINUATION_NS, f"{snap.order_id}:B{n}")),
+        "order_id": _continuation_id(snap.order_id, n),
         "external_order_id": f"{snap.external_order_id}-B{n}", "lines": lines, "merge_with": [],
         "totals": Totals(subtotal=value, discount=zero, shipping_fee=zero, grand_total=value),
         "replaces_order_id": snap.order_id, "kind": "backorder"})
@@ -716,7 +752,7 @@ async def _split_off(uow: UnitOfWork, snap: OrderSnapshot, plan: Plan, short: li
 
 
 # --- short picks ------------------------------------------------------------------------------
-@handlers.on(topics.FULFILLMENT_SHORT_PICKED)
+@handlers.on(topics.FULFILLMENT_SHORT_PICKED, locks=exclusive)
 async def short_picked(uow: UnitOfWork, events: list[ShortPicked]) -> None:
     """The bin held fewer units than the order was given. Those units are written off (they are
     not there, so on_hand must not say they are); the rest of the allocation stays; the missing
@@ -851,7 +887,7 @@ async def _short_decision(uow: UnitOfWork, row: Any, event: BackorderDecision) -
 
 
 # --- graded returns ---------------------------------------------------------------------------
-@handlers.on(topics.AFTERSALES_RETURN_GRADED)
+@handlers.on(topics.AFTERSALES_RETURN_GRADED, locks=_graded_locks)
 async def return_graded(uow: UnitOfWork, events: list[ReturnGraded]) -> None:
     """`refurbish`: the units enter the refurbished stock state of the warehouse (not sellable
     as new, so no backorder is refilled); `scrap`: a write-off row, no balance moves (the goods

@@ -422,11 +422,20 @@ async def backordered(conn: Conn, skus: list[str] | None = None,
         " ORDER BY created_at, order_id LIMIT $2 FOR UPDATE", skus, limit)
 
 
+# The serial lock of inventory's runs (shared/locks.py): a run whose handlers declare what they
+# lock takes it shared, one that finds rows while running (a refill) exclusively, as does every
+# other transaction that locks several orders or stock rows (`lock_refill`).
+BACKORDERS_LOCK = "inventory:backorders"
+
+
 async def lock_refill(conn: Conn) -> None:
     """Serialises everything that locks several backordered orders and stock rows (refill,
     expiry, decisions): taken first, it makes their lock order the same, so no deadlock, and
-    keeps oldest-first true across instances. Released at commit."""
-    await xact_lock(conn, "inventory:backorders")
+    keeps oldest-first true across instances. It is the run lock taken exclusively, so it also
+    waits for the runs in flight (and the next ones wait for it): a consumer run that calls it
+    must declare `locks=exclusive` (it already holds it then; from a run holding it shared, this
+    would be an upgrade, which can deadlock). Released at commit."""
+    await xact_lock(conn, BACKORDERS_LOCK)
 
 
 async def order_by_key(conn: Conn, order_key: str) -> asyncpg.Record | None:

@@ -108,9 +108,11 @@ async def tick(runtime: Runtime, low_stock: bool) -> None:
     async with UnitOfWork.begin(runtime.pool, "inventory") as uow:
         if not await try_xact_lock(uow.conn, "inventory:tick"):
             return  # another instance is on it
-        await expire_backorders(uow)
+        # The low-stock scan first: expiry takes the backorders lock exclusively, which holds
+        # back every run of reservations until commit (shared/locks.py), so it comes last.
         if low_stock:
             await check_low_stock(uow)
+        await expire_backorders(uow)
 
 
 async def run(runtime: Runtime) -> None:

@@ -4,6 +4,7 @@ no oversell, the same events with the same ids), in a constant number of stateme
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -317,3 +318,117 @@ async def test_a_run_of_shipments_commits_stock_in_the_same_statements_whatever_
         assert {r["status"] for r in await db.pool.fetch("SELECT status FROM orders")} == {
             "committed"}
         assert await db.pool.fetchval("SELECT count(*) FROM ledger WHERE kind = 'commit'") == 12
+
+
+
+async def race(db: ServiceDb, held: list[OrderAccepted], first: list[tuple[str, Any]],
+               second: list[tuple[str, Any]]) -> list[BaseException]:
+    """Two consumer runs (`[(topic, event), ...]`) on two connections, as two instances would
+    handle them (`Consumer._transact`, the run-level lock included), while a third transaction
+    holds the rows of the `held` orders: `first` starts and goes until it waits for a lock,
+    then `second` does; once both wait, the rows are let go. Returns the runs' errors."""
+    from shared.db import connect
+    from shared.messaging import Consumer, RawMessage
+    from shared.settings import get_settings
+
+    schema = await db.pool.fetchval("SELECT current_schema()")
+    pools = [await connect(get_settings().database_url, schema, min_size=1, max_size=1)
+             for _ in range(2)]
+    try:
+        pids = [await p.fetchval("SELECT pg_backend_pid()") for p in pools]
+        consumers = [Consumer("inventory", "unused:9092", pool, None,  # type: ignore[arg-type]
+                              handlers.handlers) for pool in pools]
+        tasks_: list[asyncio.Task[Any]] = []
+
+        async def until_waiting(n: int) -> None:
+            """Until `n` of the runs wait for a lock (or one ended: the assert says how)."""
+            for _ in range(3000):
+                waiting = await db.pool.fetchval(
+                    "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted"
+                    " AND pid = ANY($1::int[])", pids)
+                if waiting >= n or any(t.done() for t in tasks_):
+                    break
+                await asyncio.sleep(0.01)
+            assert not any(t.done() for t in tasks_), [t.result() for t in tasks_ if t.done()]
+
+        async with db.pool.acquire() as blocker:
+            holding = blocker.transaction()
+            await holding.start()
+            await blocker.execute("SELECT 1 FROM orders WHERE order_id = ANY($1::uuid[])"
+                                  " FOR UPDATE", [uuid.UUID(e.order_id) for e in held])
+            for n, (consumer, run) in enumerate(zip(consumers, [first, second], strict=True)):
+                records = [(RawMessage(topic, 0, k, None, b"{}"), e)
+                           for k, (topic, e) in enumerate(run)]
+                tasks_.append(asyncio.create_task(consumer._transact(records)))
+                await until_waiting(n + 1)
+            await holding.rollback()
+        results = await asyncio.gather(*tasks_, return_exceptions=True)
+    finally:
+        for p in pools:
+            await p.close()
+    return [r for r in results if isinstance(r, BaseException)]
+
+
+async def balances(db: ServiceDb) -> dict[str, tuple[int, int]]:
+    return {r["sku"]: (r["on_hand"], r["reserved"]) for r in await db.pool.fetch(
+        "SELECT sku, on_hand, reserved FROM stock")}
+
+
+async def test_two_runs_whose_segments_lock_stock_in_opposite_orders_both_commit(
+        service_db: Any) -> None:
+    """Two instances' runs, each a segment of accepted orders then a segment of shipments, the
+    first reserving SKU A and shipping B, the second reserving B and shipping A: segment by
+    segment they would lock A then B and B then A. Given the shipments' orders held by a third
+    transaction until both runs wait (so each has done what it can before its second segment),
+    when it lets go, then both runs commit (without the run-level lock Postgres found a
+    deadlock and one run failed with DeadlockDetectedError), every reservation and commitment
+    made once, the ledger reconciling."""
+    from services.inventory import store as inventory_store
+
+    async with service_db("inventory") as db:
+        await stock(db, [("A", "WH-LA", 10), ("B", "WH-LA", 10)])
+        ship_a, ship_b = accepted("s", "ship-a", [("A", 1)]), accepted("s", "ship-b", [("B", 1)])
+        await db.run(order_accepted, [ship_a, ship_b], INTAKE_ORDER_ACCEPTED.name)
+        errors = await race(
+            db, [ship_a, ship_b],
+            [(INTAKE_ORDER_ACCEPTED.name, accepted("s", "new-a", [("A", 2)], minute=1)),
+             (LOGISTICS_ORDER_SHIPPED.name, shipped(ship_b))],
+            [(INTAKE_ORDER_ACCEPTED.name, accepted("s", "new-b", [("B", 2)], minute=1)),
+             (LOGISTICS_ORDER_SHIPPED.name, shipped(ship_a))])
+        assert errors == []
+        assert await balances(db) == {"A": (9, 2), "B": (9, 2)}
+        assert dict(await db.pool.fetch("SELECT order_key, status FROM orders")) == {
+            "s:ship-a": "committed", "s:ship-b": "committed", "s:new-a": "reserved",
+            "s:new-b": "reserved"}
+        async with db.pool.acquire() as conn:
+            assert await inventory_store.reconcile(conn) == []
+
+
+async def test_a_refill_run_and_a_run_of_reservations_and_shipments_both_commit(
+        service_db: Any) -> None:
+    """A run reserving A and then shipping B, and a restock of B whose refill reserves a
+    backorder of A and B: the refill locks B (the receipt), then A (the backorder's plan) while
+    the other run holds A and wants B. Given the shipment's order held until both runs wait,
+    when it lets go, then both commit (without the run-level lock: a deadlock), the restock
+    filling the backorder after the shipment."""
+    from services.inventory import store as inventory_store
+
+    async with service_db("inventory") as db:
+        await stock(db, [("A", "WH-LA", 10), ("B", "WH-LA", 1)])
+        ship_b = accepted("s", "ship-b", [("B", 1)])
+        waits = accepted("s", "waits", [("A", 1), ("B", 1)], minute=1)
+        await db.run(order_accepted, [ship_b, waits], INTAKE_ORDER_ACCEPTED.name)
+        assert await db.pool.fetchval("SELECT status FROM orders WHERE order_key = 's:waits'"
+                                      ) == "backordered"
+        errors = await race(
+            db, [ship_b],
+            [(INTAKE_ORDER_ACCEPTED.name, accepted("s", "new-a", [("A", 2)], minute=2)),
+             (LOGISTICS_ORDER_SHIPPED.name, shipped(ship_b))],
+            [(STOCK_ADJUSTMENTS.name, StockAdjusted(sku="B", warehouse="WH-LA",
+                                                    kind="received", quantity=1))])
+        assert errors == []
+        assert await balances(db) == {"A": (10, 3), "B": (1, 1)}
+        assert dict(await db.pool.fetch("SELECT order_key, status FROM orders")) == {
+            "s:ship-b": "committed", "s:waits": "reserved", "s:new-a": "reserved"}
+        async with db.pool.acquire() as conn:
+            assert await inventory_store.reconcile(conn) == []
