@@ -106,6 +106,7 @@ async def run(orders: int) -> None:
             row = await db.fetchrow(
                 "SELECT count(*) AS known, count(*) FILTER (WHERE status = 'committed')"
                 " AS committed FROM inventory.orders WHERE order_id = ANY($1::uuid[])", ids)
+            assert row is not None  # an aggregate always returns its row
             known, committed = row["known"], row["committed"]
             if known == orders and committed >= orders - BEHIND:
                 break
