@@ -11,7 +11,7 @@ The rule, for a service that opts in (`Handlers(run_lock=name)`):
 - every subscription declares, from its events alone, the keys its handler will lock
   (`locks=lambda events: RunLocks.of(orders=..., stock=...)`);
 - before the run's handlers, the consumer takes, in one statement (`run_lock`, shared migration
-  0005): the service's serial lock `name` *shared*, then one advisory lock per declared key in
+  0006): the service's serial lock `name` *shared*, then one advisory lock per declared key in
   the order of the locks themselves. A run waits only there, in that order, and after it meets
   no lock another run holds (every row it touches is under a key it holds): no cycle;
 - a subscription that cannot name its rows from its events (a restock refilling whichever
