@@ -151,6 +151,11 @@ class Handlers:
 
     subscriptions: dict[str, Subscription[Any]] = field(default_factory=dict)
     run_lock: str | None = None
+    # True for a service whose handlers leave the same state whatever the order in which events
+    # of different topics and partitions come (a read model: analytics). Its consumer hands over
+    # everything fetched at once, without waiting for partitions that are behind (StreamTime),
+    # and gives each handler all of its topic's events in the run (one segment per topic).
+    commutative: bool = False
 
     def on(self, topic: Topic, *, on_invalid: InvalidHandler | None = None,
            locks: LockDeclaration | None = None) -> Callable[[RunHandler], RunHandler]:
@@ -455,11 +460,18 @@ class Consumer:
             # sent more than FRESH_ENDS_AFTER_MS ago): a round trip per run is nothing then, and
             # that is when partitions are left out of fetches; live, the fetched marks are new.
             oldest = min(buf[0].timestamp for buf in stream.buffers.values() if buf)
-            fresh = time.time() * 1000 - oldest > FRESH_ENDS_AFTER_MS
-            behind = await self._behind(assigned, fresh=fresh)
             now = time.monotonic()
-            records = stream.take(behind, self.batch_size, now)
-            wanted = stream.starved(behind, now)
+            if self.handlers.commutative:
+                # No order to keep across partitions: everything fetched goes, nothing waits
+                # for a partition that is behind (the fetched marks suffice for catching_up).
+                behind = await self._behind(assigned, fresh=False)
+                records = stream.take(set(), self.batch_size, now)
+                wanted = set()
+            else:
+                fresh = time.time() * 1000 - oldest > FRESH_ENDS_AFTER_MS
+                behind = await self._behind(assigned, fresh=fresh)
+                records = stream.take(behind, self.batch_size, now)
+                wanted = stream.starved(behind, now)
             self._more_to_read = bool(behind) or stream.buffered() > 0
             if not records:
                 continue
@@ -678,7 +690,7 @@ class Consumer:
             async with conn.transaction():
                 fresh = await first_times(conn, [(e.event_id, r.topic) for r, e in run])
                 todo: list[tuple[str, list[tuple[RawMessage, Event]], list[Event]]] = []
-                for topic, segment in _segments(run):
+                for topic, segment in _segments(run, by_topic=self.handlers.commutative):
                     events: list[Event] = []
                     for _, event in segment:
                         if event.event_id in fresh:
@@ -945,10 +957,14 @@ def _describe(exc: ValidationError) -> str:
 describe_validation_error = _describe
 
 
-def _segments(run: list[tuple[RawMessage, Event]]
+def _segments(run: list[tuple[RawMessage, Event]], *, by_topic: bool = False
               ) -> Iterator[tuple[str, list[tuple[RawMessage, Event]]]]:
     """The run cut where the topic changes: each handler gets its topic's consecutive events, so
-    events of different topics are handled in the order they were handed over."""
+    events of different topics are handled in the order they were handed over. `by_topic` (a
+    commutative service, `Handlers.commutative`): one segment per topic, with all of its events
+    in the order handed over, topics by name."""
+    if by_topic:
+        run = sorted(run, key=lambda item: item[0].topic)  # stable: each topic keeps its order
     segment: list[tuple[RawMessage, Event]] = []
     for item in run:
         if segment and item[0].topic != segment[0][0].topic:

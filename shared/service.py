@@ -35,6 +35,7 @@ from .settings import (
     Settings,
     check_credentials,
     get_settings,
+    service_batch_size,
     service_database_url,
     service_fetch_wait_ms,
     service_port,
@@ -77,6 +78,9 @@ class Service:
     # handles bigger runs per transaction and costs less per event. SHOPKEEPER_<NAME>_FETCH_WAIT_MS
     # overrides it.
     fetch_wait_ms: int = 0
+    # The most records per run (one transaction) for this service, when not SHOPKEEPER_BATCH_SIZE:
+    # a read model takes bigger runs. SHOPKEEPER_<NAME>_BATCH_SIZE overrides it.
+    batch_size: int | None = None
     # Write paths that do not take the admin token (they authenticate otherwise, or are
     # harmless): the HTTP guard lets them through to the route (shared/http.py).
     open_writes: tuple[str, ...] = ()
@@ -103,7 +107,8 @@ class Service:
                                 self.handlers,
                                 max_attempts=settings.shopkeeper_handler_max_attempts,
                                 stall_seconds=settings.shopkeeper_stall_seconds,
-                                batch_size=settings.shopkeeper_batch_size,
+                                batch_size=service_batch_size(
+                                    self.name, self.batch_size or settings.shopkeeper_batch_size),
                                 fetch_wait_ms=service_fetch_wait_ms(self.name,
                                                                     self.fetch_wait_ms),
                                 max_clock_skew_seconds=settings.shopkeeper_max_clock_skew_seconds)

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES: tuple[str, ...] = (
@@ -92,6 +92,7 @@ class ServiceSettings(BaseSettings):
     db_password: str | None = None
     port: int | None = None
     fetch_wait_ms: int | None = None
+    batch_size: int | None = Field(default=None, ge=1, le=10_000)
 
 
 def service_settings(service: str) -> ServiceSettings:
@@ -139,6 +140,12 @@ def role_password(service: str) -> str:
 def service_fetch_wait_ms(service: str, default: int) -> int:
     """SHOPKEEPER_<SERVICE>_FETCH_WAIT_MS, else the service's own default (shared.service)."""
     explicit = service_settings(service).fetch_wait_ms
+    return default if explicit is None else explicit
+
+
+def service_batch_size(service: str, default: int) -> int:
+    """SHOPKEEPER_<SERVICE>_BATCH_SIZE, else the service's own default (shared.service)."""
+    explicit = service_settings(service).batch_size
     return default if explicit is None else explicit
 
 

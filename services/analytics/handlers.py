@@ -31,7 +31,11 @@ from shared.uow import UnitOfWork
 from . import sellers, store
 
 log = logging.getLogger(__name__)
-handlers = Handlers()
+# Commutative: every table is keyed by event id or keeps the newest / earliest value, and the
+# fold depends only on the set of an order's facts, so events of different topics and
+# partitions may come in any order (shared.messaging.Handlers.commutative): the consumer hands
+# over whole fetches and each handler gets all of its topic's events in the run.
+handlers = Handlers(commutative=True)
 
 
 def _fold(uow: UnitOfWork, fresh: dict[uuid.UUID, str],

@@ -110,3 +110,27 @@ def test_catching_up_means_records_left_and_the_newest_handled_is_old() -> None:
     assert consumer.catching_up  # re-reading records a minute older than the threshold
     consumer.stream_time_ms = int(time.time() * 1000)
     assert not consumer.catching_up  # live, with a little lag
+
+
+def test_a_commutative_service_gets_one_segment_per_topic_each_in_the_order_handed_over() -> None:
+    """Analytics' handlers do not depend on the order across topics (Handlers.commutative): a
+    run interleaving topics gives each handler one call with all of its topic's events, in the
+    order they were handed over; a service that keeps the order gets the consecutive stretches."""
+    from shared.contracts import OrderStatusChanged
+    from shared.messaging import RawMessage, _segments
+
+    def item(tp: TopicPartition, offset: int) -> tuple[RawMessage, Any]:
+        event = OrderStatusChanged(order_id="00000000-0000-4000-8000-000000000001",
+                                   store="s", external_order_id=str(offset), status="accepted")
+        return RawMessage.of(rec(tp, offset, 100 + offset)), event
+
+    run = [item(SHIPPED, 0), item(ACCEPTED, 1), item(SHIPPED, 2), item(STOCK, 3),
+           item(ACCEPTED, 4)]
+    grouped = [(topic, [raw.offset for raw, _ in seg]) for topic, seg in
+               _segments(run, by_topic=True)]
+    assert grouped == [("intake.order_accepted", [1, 4]), ("logistics.order_shipped", [0, 2]),
+                       ("stock.adjustments", [3])]
+    kept = [(topic, [raw.offset for raw, _ in seg]) for topic, seg in _segments(run)]
+    assert kept == [("logistics.order_shipped", [0]), ("intake.order_accepted", [1]),
+                    ("logistics.order_shipped", [2]), ("stock.adjustments", [3]),
+                    ("intake.order_accepted", [4])]
