@@ -50,7 +50,7 @@ class AnalyticsSettings(BaseSettings):
     # The fold job (fold_forever): how often it folds the facts queued by the consumer into the
     # rollups, and how many facts at most per transaction. Reports lag the events by about this
     # much; an order's stages that arrive within one pass are folded once.
-    fold_seconds: float = Field(default=2.0, gt=0, le=300)
+    fold_seconds: float = Field(default=5.0, gt=0, le=300)
     fold_batch: int = Field(default=5000, ge=1, le=100_000)
 
 
