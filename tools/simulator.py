@@ -383,16 +383,25 @@ def _known(service: str, path: str) -> bool:
         return False
 
 
-def analytics_caught_up(timeout: float) -> bool:
+def analytics_caught_up(timeout: float, steady: float = 6.0) -> bool:
     """The dashboard shows the run's data once analytics has read every event (no lag) and
-    folded it into the rollups (no fold backlog)."""
+    folded it into the rollups (no fold backlog), and has stayed so for `steady` seconds: the
+    lag is measured every 5 s and a fetch gathers for up to a second, so one reading of 0 may
+    predate the last events."""
     deadline = time.monotonic() + timeout
+    since: float | None = None
     while time.monotonic() < deadline:
+        caught_up = False
         with contextlib.suppress(OSError, ValueError, KeyError), urllib.request.urlopen(
                 f"{service_url('analytics')}/readyz", timeout=2) as r:
             checks = json.loads(r.read())["checks"]
-            if checks["consumer_lag"] == 0 and checks.get("fold_backlog", 0) == 0:
-                return True
+            caught_up = checks["consumer_lag"] == 0 and checks.get("fold_backlog", 0) == 0
+        if not caught_up:
+            since = None
+        elif since is None:
+            since = time.monotonic()
+        elif time.monotonic() - since >= steady:
+            return True
         time.sleep(1)
     return False
 
