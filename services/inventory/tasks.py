@@ -52,6 +52,10 @@ STOCK_LOW_EVENTS = Counter("shopkeeper_inventory_stock_low_total",
 async def expire_backorders(uow: UnitOfWork) -> int:
     """Cancel backorders older than their store's limit, with the full refund due."""
     conn = uow.conn
+    # A look first, without the lock: the backorders lock taken exclusively holds back every
+    # run of reservations (shared/locks.py), so it is taken only when something is due.
+    if not await store.expired_backorders(conn, 1, lock=False):
+        return 0
     await store.lock_refill(conn)
     expired = await store.expired_backorders(conn)
     for row in expired:
@@ -91,8 +95,9 @@ async def check_low_stock(uow: UnitOfWork) -> int:
     hints = await reorder_hints(conn)
     waiting = await store.waiting_units(conn)
     changed = 0
+    flipped = await store.flip_low(conn, {h.sku: h.low for h in hints})
     for h in hints:
-        if await store.flip_low(conn, h.sku, h.low):
+        if h.sku in flipped:
             changed += 1
             uow.count(STOCK_LOW_EVENTS, str(h.low).lower())
             await uow.publish(topics.INVENTORY_STOCK_LOW, h.sku, StockLow(
