@@ -252,6 +252,19 @@ async def customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
             "cohorts": _cohort_rows(table)}
 
 
+async def customer_counts(conn: Conn, s: Scope) -> dict[str, Any]:
+    """Customers and repeat customers of the range, the summary's only customer figures: the
+    same grouping by customer as `customers`, without segments and months."""
+    where, args = s.where("day")
+    where = (where + " AND" if where else " WHERE") + " orders > 0"
+    row = await conn.fetchrow(
+        "SELECT count(*) AS n, count(*) FILTER (WHERE frequency >= 2) AS repeat FROM"
+        f" (SELECT sum(orders) AS frequency FROM r_customer{where} GROUP BY customer_id) c",
+        *args)
+    n, repeat = (int(row["n"]), int(row["repeat"])) if row is not None else (0, 0)
+    return {"customers": n, "repeat_customers": repeat, "repeat_customer_rate": rate(repeat, n)}
+
+
 async def _customers_in_two_passes(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
     cte, args = _customers_cte(s)
     rows = await conn.fetch(
@@ -430,8 +443,10 @@ async def _reports(on: _On, s: Scope, f: domain.Filters, now: datetime, sla_hour
                    personal: bool, only: str | None) -> dict[str, list[dict[str, Any]]]:
     if only is not None and only != "summary":
         return dict(await on(one, s, f, now, only))
+    # The summary alone needs only the customers' counts, not their segments and cohorts.
+    who = (customer_counts, s) if only == "summary" else (customers, s, now)
     calls: list[tuple[Any, ...]] = [(totals, s), (histogram, s, "hold"), (open_holds, s),
-                                    (histogram, s, "ship"), (refunds, s), (customers, s, now)]
+                                    (histogram, s, "ship"), (refunds, s), who]
     others = [] if only == "summary" else [
         name for name in domain.REPORTS
         if name not in ("summary", "refunds", "rfm_segments", "cohorts", *SKU_REPORTS)]
