@@ -43,6 +43,7 @@ import stack.__main__ as local_stack
 from shared.settings import SERVICES, get_settings, service_port
 
 from . import storefront as sf
+from .simulator import behind
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = Path(os.environ.get("SHOPKEEPER_LOCAL_DIR", ROOT / ".local")) / "run"
@@ -477,9 +478,7 @@ async def settle(timeout: float = 120.0) -> None:
             for s in SERVICES:
                 try:
                     r = await http.get(f"http://127.0.0.1:{service_port(s)}/readyz")
-                    checks = r.json()["checks"]
-                    # analytics' fold job counts as lag until it has folded what it read
-                    lags.append(int(checks["consumer_lag"]) + int(checks.get("fold_backlog", 0)))
+                    lags.append(behind(r.json()["checks"]))
                 except (httpx.HTTPError, KeyError, ValueError, TypeError):
                     lags.append(-1)
             if all(lag == 0 for lag in lags):
