@@ -83,13 +83,22 @@ async def scope(conn: Conn, f: domain.Filters) -> Scope:
 SUMS = ", ".join(f"coalesce(sum({c}), 0) AS {c}" for c in rollups.DAILY_COLUMNS)
 
 
+# Tables with a copy summed over the slices (migration 0009), for a scope without slices.
+UNSLICED = ("r_sku", "r_latency")
+
+
+def _table(s: Scope, name: str) -> str:
+    """`name`, or its unsliced copy when the scope takes every slice."""
+    return f"{name}_all" if s.slices is None and name in UNSLICED else name
+
+
 async def _grouped(conn: Conn, s: Scope, table: str, group: str, value: str,
                    extra: str = "") -> list[Any]:
     where, args = s.where()
     if extra:
         where = (where + " AND " if where else " WHERE ") + extra
     return list(await conn.fetch(
-        f"SELECT {group}, {value} FROM {table}{where} GROUP BY {group}", *args))
+        f"SELECT {group}, {value} FROM {_table(s, table)}{where} GROUP BY {group}", *args))
 
 
 def _pairs_table(rows: list[Any], key: str, value: str) -> list[dict[str, Any]]:
@@ -161,7 +170,7 @@ async def skus(conn: Conn, s: Scope, now: datetime) -> list[Any]:
         " sum(shipped_units) AS shipped_units, sum(returned) AS returned,"
         f" coalesce(sum(units) FILTER (WHERE day >= $1 AND day <= ${len(args) + 3}), 0) AS u7,"
         f" coalesce(sum(units) FILTER (WHERE day >= $2 AND day <= ${len(args) + 3}), 0) AS u30"
-        f" FROM r_sku{where} GROUP BY sku", d7, d30, *args, today))
+        f" FROM {_table(s, 'r_sku')}{where} GROUP BY sku", d7, d30, *args, today))
 
 
 async def sku_reasons(conn: Conn, s: Scope) -> dict[str, dict[str, int]]:
@@ -199,52 +208,61 @@ def _customers_cte(s: Scope) -> tuple[str, list[Any]]:
             " date_part('epoch', $1::timestamptz - last) / 86400 AS recency FROM c)"), args
 
 
-# A customer's months in the range as bits of one bigint (month - the range's first month), so
-# one pass grouped by customer gives RFM and cohorts; a range of more months uses two passes.
-MONTH_OF_DAY = "(date_part('year', day)::int * 12 + date_part('month', day)::int - 1)"
-MAX_MONTH_BITS = 62
-
-
-def _month(d: date) -> int:
-    return d.year * 12 + d.month - 1
-
-
-async def _first_month(conn: Conn, s: Scope) -> int | None:
-    """The range's first month (as `_month`), or None when it spans more than MAX_MONTH_BITS."""
-    first, end = s.first_day, s.end_day
-    if first is None or end is None:
-        row = await conn.fetchrow("SELECT min(day) AS lo, max(day) AS hi FROM r_customer")
-        first = first or (row["lo"] if row and row["lo"] else date.today())
-        end = end or ((row["hi"] if row and row["hi"] else first) + timedelta(days=1))
-    last = max(first, end - timedelta(days=1))
-    return None if _month(last) - _month(first) > MAX_MONTH_BITS else _month(first)
+# A customer's months as bits: bit i for the range's i-th month with data, 63 months to a bigint,
+# so one pass grouped by customer gives RFM and cohorts. The months with data come from r_daily
+# (every day r_customer has, r_daily has too, in the same snapshot): a range over two years of
+# history needs one bigint, and a lone order dated in 2099 by a wrong clock adds one bit, not 870.
+MONTH_BITS = 63
+# The segments as small numbers in SQL (grouping by them is cheaper than by their names).
+_SEGMENTS = ("champions", "loyal", "new", "at_risk", "needs_attention", "lost")
 
 
 async def customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
     """Customers, repeat customers, RFM segments and cohorts in one pass over the range's
-    r_customer, grouped by customer (then by segment and set of months: a few rows)."""
-    r0 = await _first_month(conn, s)
-    if r0 is None:
-        return await _customers_in_two_passes(conn, s, now)
-    where, args = s.where("day", first=3)
+    r_customer, grouped by customer (then by segment and set of months: a few rows). Both
+    statements read one snapshot, so the months cover every row."""
+    if conn.is_in_transaction():
+        return await _customers(conn, s, now)
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _customers(conn, s, now)
+
+
+async def _customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
+    where, args = s.where()
+    months = [r[0] for r in await conn.fetch(
+        f"SELECT DISTINCT date_trunc('month', day)::date FROM r_daily{where} ORDER BY 1", *args)]
+    if not months:
+        return {"customers": 0, "repeat_customers": 0, "repeat_customer_rate": rate(0, 0),
+                "segments": [], "cohorts": []}
+    words = (len(months) + MONTH_BITS - 1) // MONTH_BITS
+    bits = ", ".join(f"bit_or(1::bigint << (b - {w * MONTH_BITS})) FILTER (WHERE b / {MONTH_BITS}"
+                     f" = {w}) AS w{w}" for w in range(words))
+    where, args = s.where("day", first=5)
     where = (where + " AND" if where else " WHERE") + " orders > 0"
+    # recency <= n days, as `last >= now - n days`: a comparison instead of an epoch per row
+    segment = ("CASE WHEN frequency >= 3 AND last >= $2 THEN 0"
+               " WHEN frequency >= 2 AND last >= $3 THEN 1"
+               " WHEN frequency = 1 AND last >= $2 THEN 2"
+               " WHEN frequency >= 2 THEN 3 WHEN last >= $4 THEN 4 ELSE 5 END")
+    ws = ", ".join(f"w{w}" for w in range(words))
     rows = await conn.fetch(
-        "WITH c AS (SELECT customer_id, sum(orders) AS frequency, max(started_at) AS last,"
-        f" bit_or(1::bigint << ({MONTH_OF_DAY} - $2)) AS months FROM r_customer{where}"
-        " GROUP BY customer_id),"
-        " r AS (SELECT frequency, months,"
-        " date_part('epoch', $1::timestamptz - last) / 86400 AS recency FROM c)"
-        f" SELECT {_SEGMENT} AS segment, frequency >= 2 AS repeat, months, count(*) AS n"
-        " FROM r GROUP BY 1, 2, 3", now, r0, *args)
+        f"WITH c AS (SELECT sum(orders) AS frequency, max(started_at) AS last, {bits}"
+        " FROM (SELECT customer_id, orders, started_at, width_bucket(day, $1::date[]) - 1 AS b"
+        f" FROM r_customer{where}) x GROUP BY customer_id)"
+        f" SELECT {segment} AS segment, frequency >= 2 AS repeat, {ws}, count(*) AS n"
+        f" FROM c GROUP BY segment, repeat, {ws}",
+        months, *(now - timedelta(days=d) for d in (30, 60, 90)), *args)
     segments: dict[str, int] = defaultdict(int)
     table: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for r in rows:
         n = int(r["n"])
-        segments[r["segment"]] += n
-        months = [i for i in range(MAX_MONTH_BITS + 1) if r["months"] >> i & 1]
-        cohort = r0 + months[0]
-        for m in months:
-            table[f"{cohort // 12:04d}-{cohort % 12 + 1:02d}"][m - months[0]] += n
+        segments[_SEGMENTS[r["segment"]]] += n
+        mine = [months[w * MONTH_BITS + i] for w in range(words) for i in range(MONTH_BITS)
+                if (r[f"w{w}"] or 0) >> i & 1]
+        cohort = mine[0]
+        for m in mine:
+            table[cohort.strftime("%Y-%m")][(m.year - cohort.year) * 12 + m.month - cohort.month
+                                            ] += n
     n = sum(segments.values())
     repeat = sum(int(r["n"]) for r in rows if r["repeat"])
     return {"customers": n, "repeat_customers": repeat, "repeat_customer_rate": rate(repeat, n),
@@ -265,19 +283,6 @@ async def customer_counts(conn: Conn, s: Scope) -> dict[str, Any]:
     return {"customers": n, "repeat_customers": repeat, "repeat_customer_rate": rate(repeat, n)}
 
 
-async def _customers_in_two_passes(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
-    cte, args = _customers_cte(s)
-    rows = await conn.fetch(
-        f"{cte} SELECT {_SEGMENT} AS segment, count(*) AS n,"
-        " count(*) FILTER (WHERE frequency >= 2) AS repeat FROM r GROUP BY 1", now, *args)
-    n = sum(int(r["n"]) for r in rows)
-    repeat = sum(int(r["repeat"]) for r in rows)
-    return {"customers": n, "repeat_customers": repeat, "repeat_customer_rate": rate(repeat, n),
-            "segments": _pairs_table([(r["segment"], r["n"]) for r in rows], "segment",
-                                     "customers"),
-            "cohorts": await _cohorts_by_window(conn, s)}
-
-
 async def rfm_customers(conn: Conn, s: Scope, now: datetime) -> list[dict[str, Any]]:
     """Per customer (personal data: the API asks for the admin token)."""
     cte, args = _customers_cte(s)
@@ -292,22 +297,6 @@ async def rfm_customers(conn: Conn, s: Scope, now: datetime) -> list[dict[str, A
     return [{"customer_id": r["customer_id"], "recency_days": round(float(r["recency"]), 1),
              "frequency": int(r["frequency"]), "monetary": ", ".join(money[r["customer_id"]]),
              "segment": r["segment"]} for r in rows]
-
-
-async def _cohorts_by_window(conn: Conn, s: Scope) -> list[dict[str, Any]]:
-    """Cohorts over a range longer than MAX_MONTH_BITS months: customers by the month of their
-    first order in the range (a window function over each customer's active months), and how
-    many bought again k months later."""
-    where, args = s.where("day")
-    rows = await conn.fetch(
-        f"WITH m AS (SELECT customer_id, {MONTH_OF_DAY} AS month FROM r_customer{where}"
-        " GROUP BY 1, 2 HAVING sum(orders) > 0),"
-        " f AS (SELECT month, min(month) OVER (PARTITION BY customer_id) AS cohort FROM m)"
-        " SELECT cohort, month - cohort AS k, count(*) AS n FROM f GROUP BY 1, 2", *args)
-    table: dict[str, dict[int, int]] = defaultdict(dict)
-    for r in rows:
-        table[f"{r['cohort'] // 12:04d}-{r['cohort'] % 12 + 1:02d}"][r["k"]] = int(r["n"])
-    return _cohort_rows(table)
 
 
 def _cohort_rows(table: dict[str, dict[int, int]]) -> list[dict[str, Any]]:
@@ -380,7 +369,7 @@ async def reorder_hints(conn: Conn, now: datetime) -> list[dict[str, Any]]:
     d7, d30 = (day_floor(domain.last_days(now, n)[0]) for n in (7, 30))
     rows = await conn.fetch(
         "SELECT sku, coalesce(sum(units) FILTER (WHERE day >= $1), 0) AS u7, sum(units) AS u30"
-        " FROM r_sku WHERE day >= $2 AND day <= $3 GROUP BY sku HAVING sum(units) > 0"
+        " FROM r_sku_all WHERE day >= $2 AND day <= $3 GROUP BY sku HAVING sum(units) > 0"
         " ORDER BY sku", d7, d30, day_floor(now))
     return [{"sku": r["sku"], "velocity_7d": round(int(r["u7"]) / 7, 3),
              "velocity_30d": round(int(r["u30"]) / 30, 3), "units_7d": int(r["u7"]),

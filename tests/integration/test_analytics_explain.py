@@ -45,6 +45,12 @@ class Recorder:
         self.queries.append((sql, args))
         return await self.conn.fetchval(sql, *args)
 
+    def is_in_transaction(self) -> bool:
+        return self.conn.is_in_transaction()
+
+    def transaction(self, **kw: Any) -> Any:
+        return self.conn.transaction(**kw)
+
 
 def scans(plan: dict[str, Any]) -> list[tuple[str, str]]:
     out = []
