@@ -227,6 +227,21 @@ async def customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
         return await _customers(conn, s, now)
 
 
+def _alone(s: Scope, first: int) -> str:
+    """SQL true for a row that is its customer's only order in the range: one order, and its
+    neighbours in the customer's chain (migration 0010) outside the range. The chain links
+    every slice's rows, so with a slice filter no row is taken alone (all are grouped). `first`:
+    the number of the scope's first argument, as in Scope.where."""
+    if s.slices is not None:
+        return "false"
+    end = first + (s.first_day is not None)
+    before = ("prev_day IS NULL" if s.first_day is None
+              else f"(prev_day IS NULL OR prev_day < ${first})")
+    after = ("next_day IS NULL" if s.end_day is None
+             else f"(next_day IS NULL OR next_day >= ${end})")
+    return f"(orders = 1 AND {before} AND {after})"
+
+
 async def _customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
     where, args = s.where()
     months = [r[0] for r in await conn.fetch(
@@ -235,8 +250,9 @@ async def _customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
         return {"customers": 0, "repeat_customers": 0, "repeat_customer_rate": rate(0, 0),
                 "segments": [], "cohorts": []}
     words = (len(months) + MONTH_BITS - 1) // MONTH_BITS
-    bits = ", ".join(f"bit_or(1::bigint << (b - {w * MONTH_BITS})) FILTER (WHERE b / {MONTH_BITS}"
-                     f" = {w}) AS w{w}" for w in range(words))
+    ws = ", ".join(f"w{w}" for w in range(words))
+    grouped = ", ".join(f"bit_or(1::bigint << (b - {w * MONTH_BITS})) FILTER (WHERE b /"
+                        f" {MONTH_BITS} = {w}) AS w{w}" for w in range(words))
     where, args = s.where("day", first=5)
     where = (where + " AND" if where else " WHERE") + " orders > 0"
     # recency <= n days, as `last >= now - n days`: a comparison instead of an epoch per row
@@ -244,13 +260,20 @@ async def _customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
                " WHEN frequency >= 2 AND last >= $3 THEN 1"
                " WHEN frequency = 1 AND last >= $2 THEN 2"
                " WHEN frequency >= 2 THEN 3 WHEN last >= $4 THEN 4 ELSE 5 END")
-    ws = ", ".join(f"w{w}" for w in range(words))
+    # One pass, one grouping: a customer alone in the range (one order, `_alone`) is counted in
+    # a group of its segment and month, the others in a group of their own (who: the customer).
+    alone_segment = "CASE WHEN started_at >= $2 THEN 2 WHEN started_at >= $4 THEN 4 ELSE 5 END"
     rows = await conn.fetch(
-        f"WITH c AS (SELECT sum(orders) AS frequency, max(started_at) AS last, {bits}"
-        " FROM (SELECT customer_id, orders, started_at, width_bucket(day, $1::date[]) - 1 AS b"
-        f" FROM r_customer{where}) x GROUP BY customer_id)"
-        f" SELECT {segment} AS segment, frequency >= 2 AS repeat, {ws}, count(*) AS n"
-        f" FROM c GROUP BY segment, repeat, {ws}",
+        "WITH g AS (SELECT CASE WHEN alone THEN NULL ELSE customer_id END AS who,"
+        f" CASE WHEN alone THEN {alone_segment} END AS alone_segment,"
+        " CASE WHEN alone THEN b END AS alone_month, count(*) AS customers,"
+        f" sum(orders) AS frequency, max(started_at) AS last, {grouped}"
+        f" FROM (SELECT customer_id, orders, started_at, {_alone(s, 5)} AS alone,"
+        f" width_bucket(day, $1::date[]) - 1 AS b FROM r_customer{where}) x GROUP BY 1, 2, 3)"
+        f" SELECT coalesce(alone_segment, {segment}) AS segment,"
+        f" who IS NOT NULL AND frequency >= 2 AS repeat, {ws},"
+        " sum(CASE WHEN who IS NULL THEN customers ELSE 1 END) AS n"
+        f" FROM g GROUP BY 1, 2, {ws}",
         months, *(now - timedelta(days=d) for d in (30, 60, 90)), *args)
     segments: dict[str, int] = defaultdict(int)
     table: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
@@ -272,9 +295,19 @@ async def _customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
 
 async def customer_counts(conn: Conn, s: Scope) -> dict[str, Any]:
     """Customers and repeat customers of the range, the summary's only customer figures: the
-    same grouping by customer as `customers`, without segments and months."""
+    same grouping by customer as `customers`, without segments and months. Without a slice
+    filter, a customer not alone in the range (`_alone`) has two orders or more in it."""
     where, args = s.where("day")
     where = (where + " AND" if where else " WHERE") + " orders > 0"
+    if s.slices is None:
+        row = await conn.fetchrow(
+            f"SELECT count(*) FILTER (WHERE {_alone(s, 1)}) AS alone, count(DISTINCT customer_id)"
+            f" FILTER (WHERE NOT {_alone(s, 1)}) AS repeat FROM r_customer{where}", *args)
+        assert row is not None
+        repeat = int(row["repeat"])
+        n = int(row["alone"]) + repeat
+        return {"customers": n, "repeat_customers": repeat,
+                "repeat_customer_rate": rate(repeat, n)}
     row = await conn.fetchrow(
         "SELECT count(*) AS n, count(*) FILTER (WHERE frequency >= 2) AS repeat FROM"
         f" (SELECT sum(orders) AS frequency FROM r_customer{where} GROUP BY customer_id) c",

@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 
 from services.analytics import domain, jobs, reports, rollups, store
 from shared.contracts import OrderStatusChanged, Reason
+from shared.db import connect, migrate
 from shared.service import Runtime
-from shared.settings import service_database_url
+from shared.settings import get_settings, service_database_url
+from tests.conftest import ROOT
 
 from .helpers import http_get
 
@@ -274,6 +276,49 @@ async def test_every_report_from_the_rollups_equals_the_recompute_from_the_facts
         reports.MONTH_BITS = bits_before
         await tx.rollback()
         await conn.close()
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
+@given(orders=st.lists(an_order(), min_size=2, max_size=10), seed=st.integers(0, 2**32),
+       days_back=st.sampled_from([45, 20, 3]), end_days=st.sampled_from([None, 10, 1]))
+async def test_reports_of_every_slice_equal_the_recompute_in_a_schema_of_their_own(
+        stack: None, orders: list[dict[str, Any]], seed: int, days_back: int,
+        end_days: int | None) -> None:
+    """Without a slice filter, the reports read the unsliced rollups and take the customers
+    alone in the range from r_customer's chain (migrations 0009, 0010): in a schema holding
+    only these orders, they equal the oracle's recompute over all of them, before and after a
+    replay in another order."""
+    schema = f"p_analytics_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(get_settings().database_url)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    pool = await connect(get_settings().database_url, schema, min_size=1, max_size=2)
+    try:
+        await migrate(pool, schema, ROOT / "services" / "analytics")
+        rng = random.Random(seed)
+        for o in orders:  # mostly sold, over the whole 40 days: customers with orders on both
+            o["placed"] = rng.randrange(40 * 24 * 60)  # sides of the range and inside it
+            if rng.random() < 0.8:
+                o["statuses"] = [x for x in o["statuses"] if x[0] not in ("rejected", "cancelled")]
+        events = events_of("prop-all", NOW - timedelta(days=40), orders)
+        first = datetime.combine((NOW - timedelta(days=days_back)).date(), time.min, UTC)
+        f = domain.Filters(first, first + timedelta(days=end_days) if end_days else None)
+        async with pool.acquire() as conn:
+            writer = Writer(conn, rng)
+            for arrival in (events + rng.sample(events, k=len(events) // 3), list(events)):
+                rng.shuffle(arrival)
+                for item in arrival:
+                    await writer.apply(item)
+                await writer.end_run()
+                want = domain.reports(await store.load_views(conn, f), f, NOW, SLA_HOURS)
+                got = await reports.reports(conn, f, NOW, SLA_HOURS, personal=True)
+                assert_same(got, want)
+                assert await reports.reports(conn, f, NOW, SLA_HOURS, only="summary") == {
+                    "summary": got["summary"]}
+    finally:
+        await pool.close()
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
 
 
 async def test_a_late_placed_order_moves_its_contribution_to_its_day(stack: None) -> None:
