@@ -407,12 +407,16 @@ async def _facts_of(conn: Conn, keys: list[str]) -> dict[str, list[StoredFact]]:
     """The orders' facts from `facts` (orders folded for the first time), with the carrier
     scans of their parcels; one statement for all."""
     out: dict[str, list[StoredFact]] = {k: [] for k in keys}
+    # The parcels first, by their order index: joined to `facts` in one step, the planner
+    # read all of parcel_index in parallel (117 ms at a million orders) to find 150 of them.
     for r in await conn.fetch(
-            "SELECT order_key AS of, kind, event_id, occurred_at, body, tracking_number"
+            "WITH p AS MATERIALIZED (SELECT order_key, tracking_number FROM parcel_index"
+            " WHERE order_key = ANY($1::text[]))"
+            " SELECT order_key AS of, kind, event_id, occurred_at, body, tracking_number"
             " FROM facts WHERE order_key = ANY($1::text[]) UNION ALL"
             " SELECT p.order_key, f.kind, f.event_id, f.occurred_at, f.body, f.tracking_number"
-            " FROM parcel_index p JOIN facts f ON f.tracking_number = p.tracking_number"
-            " AND f.kind = 'tracked' WHERE p.order_key = ANY($1::text[])", keys):
+            " FROM p JOIN facts f ON f.tracking_number = p.tracking_number"
+            " AND f.kind = 'tracked'", keys):
         out[r["of"]].append(_stored_row(r))
     return out
 
