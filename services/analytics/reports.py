@@ -224,6 +224,10 @@ async def customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
     if conn.is_in_transaction():
         return await _customers(conn, s, now)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        # The planner expects a group per customer (100,000 in 30 days of a million orders),
+        # too many to hash in the default 4 MB: it sorted them, spilling to disk (+50 %). The
+        # groups are a few thousand (the customers alone in the range share theirs).
+        await conn.execute("SET LOCAL work_mem = '32MB'")
         return await _customers(conn, s, now)
 
 
@@ -269,7 +273,9 @@ async def _customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
         " CASE WHEN alone THEN b END AS alone_month, count(*) AS customers,"
         f" sum(orders) AS frequency, max(started_at) AS last, {grouped}"
         f" FROM (SELECT customer_id, orders, started_at, {_alone(s, 5)} AS alone,"
-        f" width_bucket(day, $1::date[]) - 1 AS b FROM r_customer{where}) x GROUP BY 1, 2, 3)"
+        # OFFSET 0 keeps x a subquery: `alone` computed once a row, not once per use (-11 %)
+        f" width_bucket(day, $1::date[]) - 1 AS b FROM r_customer{where} OFFSET 0) x"
+        " GROUP BY 1, 2, 3)"
         f" SELECT coalesce(alone_segment, {segment}) AS segment,"
         f" who IS NOT NULL AND frequency >= 2 AS repeat, {ws},"
         " sum(CASE WHEN who IS NULL THEN customers ELSE 1 END) AS n"

@@ -45,6 +45,9 @@ class Recorder:
         self.queries.append((sql, args))
         return await self.conn.fetchval(sql, *args)
 
+    async def execute(self, sql: str, *args: Any) -> str:  # settings (SET LOCAL): no plan
+        return str(await self.conn.execute(sql, *args))
+
     def is_in_transaction(self) -> bool:
         return self.conn.is_in_transaction()
 
