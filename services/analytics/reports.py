@@ -189,18 +189,30 @@ async def top_pairs(conn: Conn, s: Scope, top: int = 20) -> list[Any]:
         " HAVING sum(orders) > 0 ORDER BY n DESC, sku_a, sku_b LIMIT $1", top, *args))
 
 
-# RFM segments in SQL: domain.rfm_segment as a CASE over each customer's frequency and recency.
-_SEGMENT = """CASE
-    WHEN frequency >= 3 AND recency <= 30 THEN 'champions'
-    WHEN frequency >= 2 AND recency <= 60 THEN 'loyal'
-    WHEN frequency = 1 AND recency <= 30 THEN 'new'
-    WHEN frequency >= 2 THEN 'at_risk'
-    WHEN recency <= 90 THEN 'needs_attention'
-    ELSE 'lost' END"""
+# RFM segments in SQL: domain.rfm_segment as a CASE over a customer's frequency and last order,
+# giving the segment's index in _SEGMENTS (grouping by a small number is cheaper than by a name).
+# "recency <= n days" is `last >= now - n days`: a comparison instead of an epoch per row.
+_SEGMENTS = ("champions", "loyal", "new", "at_risk", "needs_attention", "lost")
+
+
+def _segment(frequency: str, last: str, first: int) -> str:
+    """The CASE, over the SQL expressions `frequency` and `last`; its arguments ${first} to
+    ${first + 2} are `_recency_limits(now)`. A constant frequency ("1") folds it at planning."""
+    d30, d60, d90 = (f"${first + i}" for i in range(3))
+    return (f"CASE WHEN {frequency} >= 3 AND {last} >= {d30} THEN 0"
+            f" WHEN {frequency} >= 2 AND {last} >= {d60} THEN 1"
+            f" WHEN {frequency} = 1 AND {last} >= {d30} THEN 2"
+            f" WHEN {frequency} >= 2 THEN 3 WHEN {last} >= {d90} THEN 4 ELSE 5 END")
+
+
+def _recency_limits(now: datetime) -> list[datetime]:
+    return [now - timedelta(days=d) for d in (30, 60, 90)]
 
 
 def _customers_cte(s: Scope) -> tuple[str, list[Any]]:
-    where, args = s.where("day", first=2)
+    """Per customer: frequency, last order and recency in days ($1: now); the scope's
+    arguments from $5 ($2-$4 are left for `_segment`)."""
+    where, args = s.where("day", first=5)
     return (f"WITH c AS (SELECT customer_id, sum(orders) AS frequency,"
             " max(started_at) FILTER (WHERE orders > 0) AS last"
             f" FROM r_customer{where} GROUP BY customer_id HAVING sum(orders) > 0),"
@@ -213,8 +225,6 @@ def _customers_cte(s: Scope) -> tuple[str, list[Any]]:
 # (every day r_customer has, r_daily has too, in the same snapshot): a range over two years of
 # history needs one bigint, and a lone order dated in 2099 by a wrong clock adds one bit, not 870.
 MONTH_BITS = 63
-# The segments as small numbers in SQL (grouping by them is cheaper than by their names).
-_SEGMENTS = ("champions", "loyal", "new", "at_risk", "needs_attention", "lost")
 
 
 async def customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
@@ -259,28 +269,22 @@ async def _customers(conn: Conn, s: Scope, now: datetime) -> dict[str, Any]:
                         f" {MONTH_BITS} = {w}) AS w{w}" for w in range(words))
     where, args = s.where("day", first=5)
     where = (where + " AND" if where else " WHERE") + " orders > 0"
-    # recency <= n days, as `last >= now - n days`: a comparison instead of an epoch per row
-    segment = ("CASE WHEN frequency >= 3 AND last >= $2 THEN 0"
-               " WHEN frequency >= 2 AND last >= $3 THEN 1"
-               " WHEN frequency = 1 AND last >= $2 THEN 2"
-               " WHEN frequency >= 2 THEN 3 WHEN last >= $4 THEN 4 ELSE 5 END")
     # One pass, one grouping: a customer alone in the range (one order, `_alone`) is counted in
     # a group of its segment and month, the others in a group of their own (who: the customer).
-    alone_segment = "CASE WHEN started_at >= $2 THEN 2 WHEN started_at >= $4 THEN 4 ELSE 5 END"
     rows = await conn.fetch(
         "WITH g AS (SELECT CASE WHEN alone THEN NULL ELSE customer_id END AS who,"
-        f" CASE WHEN alone THEN {alone_segment} END AS alone_segment,"
+        f" CASE WHEN alone THEN {_segment('1', 'started_at', 2)} END AS alone_segment,"
         " CASE WHEN alone THEN b END AS alone_month, count(*) AS customers,"
         f" sum(orders) AS frequency, max(started_at) AS last, {grouped}"
         f" FROM (SELECT customer_id, orders, started_at, {_alone(s, 5)} AS alone,"
         # OFFSET 0 keeps x a subquery: `alone` computed once a row, not once per use (-11 %)
         f" width_bucket(day, $1::date[]) - 1 AS b FROM r_customer{where} OFFSET 0) x"
         " GROUP BY 1, 2, 3)"
-        f" SELECT coalesce(alone_segment, {segment}) AS segment,"
+        f" SELECT coalesce(alone_segment, {_segment('frequency', 'last', 2)}) AS segment,"
         f" who IS NOT NULL AND frequency >= 2 AS repeat, {ws},"
         " sum(CASE WHEN who IS NULL THEN customers ELSE 1 END) AS n"
         f" FROM g GROUP BY 1, 2, {ws}",
-        months, *(now - timedelta(days=d) for d in (30, 60, 90)), *args)
+        months, *_recency_limits(now), *args)
     segments: dict[str, int] = defaultdict(int)
     table: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for r in rows:
@@ -326,8 +330,9 @@ async def rfm_customers(conn: Conn, s: Scope, now: datetime) -> list[dict[str, A
     """Per customer (personal data: the API asks for the admin token)."""
     cte, args = _customers_cte(s)
     where, margs = s.where("day")
-    rows = await conn.fetch(f"{cte} SELECT customer_id, frequency, recency, {_SEGMENT} AS segment"
-                            " FROM r ORDER BY customer_id", now, *args)
+    rows = await conn.fetch(
+        f"{cte} SELECT customer_id, frequency, recency, {_segment('frequency', 'last', 2)}"
+        " AS segment FROM r ORDER BY customer_id", now, *_recency_limits(now), *args)
     money: dict[str, list[str]] = defaultdict(list)
     for m in await conn.fetch(
             f"SELECT customer_id, currency, sum(monetary) AS amount FROM r_customer{where}"
@@ -335,7 +340,7 @@ async def rfm_customers(conn: Conn, s: Scope, now: datetime) -> list[dict[str, A
         money[m["customer_id"]].append(f"{Decimal(m['amount']):.2f} {m['currency']}")
     return [{"customer_id": r["customer_id"], "recency_days": round(float(r["recency"]), 1),
              "frequency": int(r["frequency"]), "monetary": ", ".join(money[r["customer_id"]]),
-             "segment": r["segment"]} for r in rows]
+             "segment": _SEGMENTS[r["segment"]]} for r in rows]
 
 
 def _cohort_rows(table: dict[str, dict[int, int]]) -> list[dict[str, Any]]:

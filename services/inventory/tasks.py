@@ -79,10 +79,13 @@ async def expire_backorders(uow: UnitOfWork) -> int:
     return len(expired)
 
 
-async def reorder_hints(conn: Conn, skus: list[str] | None = None) -> list[domain.ReorderHint]:
+async def reorder_hints(conn: Conn, skus: list[str] | None = None,
+                        waiting: dict[str, int] | None = None) -> list[domain.ReorderHint]:
+    """`waiting`: the backordered units per SKU, when the caller has read them already."""
     sales = await store.sales(conn, skus)
     leads = await store.lead_times(conn)
-    waiting = await store.waiting_units(conn)
+    if waiting is None:
+        waiting = await store.waiting_units(conn)
     return [domain.reorder_hint(sku, avail, s7, s30, leads.get(sku, DEFAULT_LEAD_TIME_DAYS),
                                 waiting.get(sku, 0))
             for sku, (avail, s7, s30) in sales.items()]
@@ -92,8 +95,8 @@ async def check_low_stock(uow: UnitOfWork) -> int:
     """Publish `inventory.stock_low` for every SKU whose state changed (no cause: a scan is
     not repeated, each event keeps an id of its own)."""
     conn = uow.conn
-    hints = await reorder_hints(conn)
     waiting = await store.waiting_units(conn)
+    hints = await reorder_hints(conn, waiting=waiting)
     changed = 0
     flipped = await store.flip_low(conn, {h.sku: h.low for h in hints})
     for h in hints:

@@ -6,21 +6,17 @@ the schema's outbox. Postgres is the local stack's (`stack` fixture); no broker 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
 from shared.contracts import Event
-from shared.db import connect, first_times, migrate
-from shared.settings import get_settings
+from shared.db import first_times
 from shared.uow import UnitOfWork
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scratch import scratch_schema
 
 
 @dataclass
@@ -69,17 +65,7 @@ def service_db(stack: None) -> Callable[[str], Any]:
 
     @contextlib.asynccontextmanager
     async def make(service: str) -> AsyncIterator[ServiceDb]:
-        schema = f"h_{service}_{uuid.uuid4().hex[:8]}"
-        admin = get_settings().database_url
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f"CREATE SCHEMA {schema}")
-        pool = await connect(admin, schema, min_size=1, max_size=4)
-        try:
-            await migrate(pool, schema, ROOT / "services" / service)
+        async with scratch_schema(service) as pool:
             yield ServiceDb(service, pool)
-        finally:
-            await pool.close()
-            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
-            await conn.close()
 
     return make

@@ -19,10 +19,9 @@ from hypothesis import strategies as st
 
 from services.analytics import domain, jobs, reports, rollups, store
 from shared.contracts import OrderStatusChanged, Reason
-from shared.db import connect, migrate
 from shared.service import Runtime
-from shared.settings import get_settings, service_database_url
-from tests.conftest import ROOT
+from shared.settings import service_database_url
+from tests.scratch import scratch_schema
 
 from .helpers import http_get
 
@@ -289,12 +288,7 @@ async def test_reports_of_every_slice_equal_the_recompute_in_a_schema_of_their_o
     alone in the range from r_customer's chain (migrations 0009, 0010): in a schema holding
     only these orders, they equal the oracle's recompute over all of them, before and after a
     replay in another order."""
-    schema = f"p_analytics_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(get_settings().database_url)
-    await admin.execute(f"CREATE SCHEMA {schema}")
-    pool = await connect(get_settings().database_url, schema, min_size=1, max_size=2)
-    try:
-        await migrate(pool, schema, ROOT / "services" / "analytics")
+    async with scratch_schema("analytics", prefix="p") as pool:
         rng = random.Random(seed)
         for o in orders:  # mostly sold, over the whole 40 days: customers with orders on both
             o["placed"] = rng.randrange(40 * 24 * 60)  # sides of the range and inside it
@@ -315,10 +309,6 @@ async def test_reports_of_every_slice_equal_the_recompute_in_a_schema_of_their_o
                 assert_same(got, want)
                 assert await reports.reports(conn, f, NOW, SLA_HOURS, only="summary") == {
                     "summary": got["summary"]}
-    finally:
-        await pool.close()
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
 
 
 async def test_a_late_placed_order_moves_its_contribution_to_its_day(stack: None) -> None:
