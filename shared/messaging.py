@@ -331,7 +331,8 @@ class Consumer:
     def __init__(self, service: str, bootstrap: str, pool: asyncpg.Pool,
                  producer: outbox.ProducerHolder, handlers: Handlers, *, max_attempts: int = 5,
                  stall_seconds: float = 60.0, batch_size: int = 100,
-                 fetch_wait_ms: int = 0, max_clock_skew_seconds: float = 300.0) -> None:
+                 fetch_wait_ms: int = 0, max_clock_skew_seconds: float = 300.0,
+                 commit_interval_ms: int = 0) -> None:
         self.service = service
         self.pool = pool
         self.producer = producer
@@ -358,8 +359,13 @@ class Consumer:
         self._ends: AIOKafkaConsumer | None = None
         self.last_progress = time.monotonic()
         self.lag: dict[str, int] = {}
-        # The first offset per partition of the records being handled, until they are committed.
+        # The first offset per partition of the records being handled, until their run is over.
         self._in_flight: dict[TopicPartition, int] = {}
+        # Offsets of handled runs not yet committed to Kafka, and when they last were: commits
+        # are coalesced (`_commit_pending`, docs/messaging.md "Offset commits").
+        self.commit_interval = commit_interval_ms / 1000
+        self._pending: dict[TopicPartition, int] = {}
+        self._last_commit = time.monotonic()
         self.stream = StreamTime()
         # The newest timestamp (ms) handed over, and whether records were left to read at the
         # last poll: `catching_up`.
@@ -395,6 +401,10 @@ class Consumer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+        # The runs handled since the last commit (their transactions committed): a restart or
+        # the partitions' next owner then starts after them instead of re-reading them.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._commit_pending(force=True), 5)
         for client in (self.consumer, self._ends):
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -453,6 +463,8 @@ class Consumer:
             stream.add({tp: rs for tp, rs in batches.items() if tp in assigned})
             if not stream.buffered():
                 # Nothing to hand over, so nothing to order (for `catching_up`: anything left?)
+                # Idle: what was handled is committed now rather than at the next interval.
+                await self._commit_pending(force=True)
                 wanted = set()
                 self._more_to_read = bool(await self._behind(assigned, fresh=False))
                 continue
@@ -726,7 +738,30 @@ class Consumer:
         for raw in batch:
             tp = TopicPartition(raw.topic, raw.partition)
             offsets[tp] = max(offsets.get(tp, 0), raw.offset + 1)
-        await self._commit_offsets(offsets, f"{len(batch)} messages")
+        for tp, offset in offsets.items():  # handled: no longer lag, to be committed
+            self._in_flight.pop(tp, None)
+            self._pending[tp] = max(self._pending.get(tp, 0), offset)
+        await self._commit_pending()
+
+    async def _commit_pending(self, *, force: bool = False) -> None:
+        """Commit the offsets of the runs handled since the last commit, when the interval has
+        passed (`SHOPKEEPER_COMMIT_INTERVAL_MS`), or now with `force` (idle, stopping). An
+        offset commit is a request the broker writes to `__consumer_offsets` and replicates;
+        after every run it was one per run of each consumer, most of Kafka's CPU per order at
+        small runs. Deferring it is safe: those runs' transactions are committed, so a crash
+        or a rebalance before the commit only makes their records be read again, and the
+        inbox drops them (as it does after a refused commit). Partitions no longer assigned
+        are left to their new owner."""
+        if not self._pending or self.consumer is None:
+            return
+        if not force and time.monotonic() - self._last_commit < self.commit_interval:
+            return
+        assigned = self.consumer.assignment()
+        offsets = {tp: o for tp, o in self._pending.items() if tp in assigned}
+        self._pending = {}
+        self._last_commit = time.monotonic()
+        if offsets:
+            await self._try_commit(offsets, f"{len(offsets)} partitions")
 
     async def process(self, raw: RawMessage) -> str:
         """Handle one message to an outcome; never raises except on cancellation."""
@@ -844,13 +879,6 @@ class Consumer:
         metrics.DLQ_TOTAL.labels(raw.topic).inc()
         log.warning("sent %s[%d]@%d to %s: %s", raw.topic, raw.partition, raw.offset,
                     dlq_name(raw.topic), error[:500])
-
-    async def _commit_offsets(self, offsets: dict[TopicPartition, int], what: str) -> None:
-        try:
-            await self._try_commit(offsets, what)
-        finally:  # the run is over, committed or not (a refused commit: the partition moved)
-            for tp in offsets:
-                self._in_flight.pop(tp, None)
 
     async def _try_commit(self, offsets: dict[TopicPartition, int], what: str) -> None:
         consumer = self.consumer

@@ -111,7 +111,8 @@ class Service:
                                     self.name, self.batch_size or settings.shopkeeper_batch_size),
                                 fetch_wait_ms=service_fetch_wait_ms(self.name,
                                                                     self.fetch_wait_ms),
-                                max_clock_skew_seconds=settings.shopkeeper_max_clock_skew_seconds)
+                                max_clock_skew_seconds=settings.shopkeeper_max_clock_skew_seconds,
+                                commit_interval_ms=settings.shopkeeper_commit_interval_ms)
             runtime = Runtime(self.name, settings, pool, producer, relay, consumer)
             app.state.runtime = runtime
             relay.start()

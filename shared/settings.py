@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     shopkeeper_max_clock_skew_seconds: float = 300.0
     # Messages handled in one transaction and committed together (1: one at a time).
     shopkeeper_batch_size: int = 100
+    # Offsets of handled runs are committed to Kafka at most this often (and whenever the
+    # consumer is idle, gives partitions up or stops); 0: after every run. A crash re-reads at
+    # most this much, which the inbox drops (docs/messaging.md "Offset commits").
+    shopkeeper_commit_interval_ms: int = Field(default=1000, ge=0, le=60_000)
     # Shifts every local-stack port (Kafka, Postgres, services, Prometheus) by this much, so that
     # several stacks can run side by side on one machine (e.g. 1000: Kafka 10092, Postgres 6432,
     # intake 9001). Explicit KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are used as given.

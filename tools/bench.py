@@ -199,7 +199,10 @@ class Bench:
             payload = sf.order("bench-1", ext, [(sku, 1, "10.00")], country="US")
             # A shop's buyers live at different addresses; one shared address would make every
             # order a merge candidate of the last 200 (intake's duplicate and merge checks).
-            payload["shipping_address"]["line1"] = f"{self.n} Bench Rd"
+            # Unique across runs too: numbered per run, every run of the day (the merge window
+            # is 24 h) met the earlier runs' orders at the same addresses, and intake read up
+            # to 200 of them per order, more with every run.
+            payload["shipping_address"]["line1"] = f"{ext} Bench Rd"
             self.sent_at[key] = time.perf_counter()
             await self.shop.producer.send("orders.placed", json.dumps(payload).encode(),
                                           key=key.encode())

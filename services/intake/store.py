@@ -532,12 +532,20 @@ async def prior_orders_many(conn: Conn | asyncpg.Pool,
     rows = await conn.fetch(
         "SELECT c.i, o.* FROM unnest($1::int[], $2::text[], $3::text[], $4::timestamptz[],"
         " $5::timestamptz[], $6::text[], $7::text[]) AS c(i, store, ext, since, until,"
-        " customer_id, address_key) CROSS JOIN LATERAL (SELECT order_id, external_order_id,"
-        " customer_id, address_key, items_key, received_at, status, shipped FROM orders"
-        " WHERE store = c.store AND external_order_id <> c.ext"
-        " AND received_at BETWEEN c.since AND c.until"
-        " AND (customer_id = c.customer_id OR address_key = c.address_key)"
-        " ORDER BY received_at DESC LIMIT 200) AS o ORDER BY c.i, o.received_at DESC",
+        " customer_id, address_key) CROSS JOIN LATERAL (SELECT * FROM ("
+        # Each side is a backward scan of its index that stops at 200 rows (an address many
+        # orders share costs no more than one that few do); their union's newest 200 are the
+        # newest 200 of "same customer or same address". UNION drops a row both sides found.
+        "  (SELECT order_id, external_order_id, customer_id, address_key, items_key,"
+        "   received_at, status, shipped FROM orders WHERE store = c.store"
+        "   AND customer_id = c.customer_id AND received_at BETWEEN c.since AND c.until"
+        "   AND external_order_id <> c.ext ORDER BY received_at DESC LIMIT 200)"
+        "  UNION"
+        "  (SELECT order_id, external_order_id, customer_id, address_key, items_key,"
+        "   received_at, status, shipped FROM orders WHERE store = c.store"
+        "   AND address_key = c.address_key AND received_at BETWEEN c.since AND c.until"
+        "   AND external_order_id <> c.ext ORDER BY received_at DESC LIMIT 200)"
+        " ) AS u ORDER BY received_at DESC LIMIT 200) AS o ORDER BY c.i, o.received_at DESC",
         [w[0] for w in wanted], [w[1].store for w in wanted],
         [w[1].external_order_id for w in wanted],
         [w[2] - timedelta(minutes=w[3]) for w in wanted], [w[2] for w in wanted],

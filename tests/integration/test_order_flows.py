@@ -253,3 +253,31 @@ async def test_tracking_events_out_of_order_keep_the_newest_state(storefront: St
     assert "delivery_exception" not in sf.seen(key)
     rows = (await http_get("logistics", f"/shipments/{key.replace(':', '/')}", auth=True)).json()
     assert rows[0]["status"] == "delivered"
+
+
+async def test_a_service_commits_its_offsets_once_its_runs_are_handled(
+        storefront: Storefront) -> None:
+    """Offset commits are coalesced (docs/messaging.md "Offset commits"), never withheld: once
+    intake has handled an order and has nothing more to read, its group's committed offsets on
+    `orders.placed` reach the ends the order's partition had."""
+    from aiokafka import AIOKafkaConsumer
+
+    from tests.conftest import BOOTSTRAP
+    sf = storefront
+    sku = await new_product(sf, stock={"WH-LA": 1})
+    key, _ = await place(sf, [(sku, 1, "12.50")])
+    await sf.wait_for(key, "accepted")
+    # in the group, without joining it (no subscribe): reading its commits rebalances nothing
+    reader = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id="intake",
+                              enable_auto_commit=False)
+    await reader.start()
+    try:
+        parts = await sfm.topic_partitions(reader, "orders.placed")
+        ends = await reader.end_offsets(parts)
+
+        async def committed() -> bool:
+            done = [await reader.committed(tp) or 0 for tp in parts]
+            return all(d >= ends[tp] for d, tp in zip(done, parts, strict=True))
+        await eventually(committed, timeout=15, what="intake's offsets committed")
+    finally:
+        await reader.stop()
