@@ -633,16 +633,26 @@ async def reconcile(conn: Conn, *, repair: bool = False,
 
 
 async def sales(conn: Conn, skus: list[str] | None = None) -> dict[str, tuple[int, int, int]]:
-    """Per SKU: (available over all warehouses, units committed in 7 days, in 30 days)."""
+    """Per SKU: (available over all warehouses, units committed in 7 days, in 30 days). Sales
+    are read by the hour (`sales_hourly`, migration 0006): a window's oldest hour counts whole,
+    so a window is its days and up to an hour more. What a pass costs is the SKUs and their
+    hours with sales, not every commit of the month."""
     rows = await conn.fetch(
-        "SELECT s.sku, sum(s.on_hand - s.reserved) AS available,"
-        " coalesce((SELECT -sum(on_hand_delta) FROM ledger l WHERE l.kind = 'commit'"
-        "  AND l.sku = s.sku AND l.created_at > now() - interval '7 days'), 0) AS sold_7d,"
-        " coalesce((SELECT -sum(on_hand_delta) FROM ledger l WHERE l.kind = 'commit'"
-        "  AND l.sku = s.sku AND l.created_at > now() - interval '30 days'), 0) AS sold_30d"
-        " FROM stock s WHERE $1::text[] IS NULL OR s.sku = ANY($1) GROUP BY s.sku ORDER BY s.sku",
-        skus)
+        "SELECT s.sku, s.available, coalesce(h.sold_7d, 0) AS sold_7d,"
+        " coalesce(h.sold_30d, 0) AS sold_30d"
+        " FROM (SELECT sku, sum(on_hand - reserved) AS available FROM stock"
+        "  WHERE $1::text[] IS NULL OR sku = ANY($1) GROUP BY sku) s"
+        " LEFT JOIN (SELECT sku, sum(units) AS sold_30d, sum(units) FILTER (WHERE"
+        "  hour >= date_trunc('hour', now() - interval '7 days', 'UTC')) AS sold_7d"
+        "  FROM sales_hourly WHERE hour >= date_trunc('hour', now() - interval '30 days', 'UTC')"
+        "  AND ($1::text[] IS NULL OR sku = ANY($1)) GROUP BY sku) h USING (sku)"
+        " ORDER BY s.sku", skus)
     return {r["sku"]: (int(r["available"]), int(r["sold_7d"]), int(r["sold_30d"])) for r in rows}
+
+
+async def low_states(conn: Conn) -> dict[str, bool]:
+    """The low-stock state last recorded per SKU (`flip_low`)."""
+    return {r["sku"]: r["low"] for r in await conn.fetch("SELECT sku, low FROM low_stock")}
 
 
 async def lead_times(conn: Conn) -> dict[str, int]:

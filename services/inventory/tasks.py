@@ -98,7 +98,11 @@ async def check_low_stock(uow: UnitOfWork) -> int:
     waiting = await store.waiting_units(conn)
     hints = await reorder_hints(conn, waiting=waiting)
     changed = 0
-    flipped = await store.flip_low(conn, {h.sku: h.low for h in hints})
+    # Only the states that differ from the recorded ones are written (a SKU seen for the first
+    # time too): a pass over thousands of SKUs writes the few that flipped.
+    recorded = await store.low_states(conn)
+    flipped = await store.flip_low(conn, {h.sku: h.low for h in hints
+                                          if recorded.get(h.sku) is not h.low})
     for h in hints:
         if h.sku in flipped:
             changed += 1

@@ -120,6 +120,48 @@ async def test_any_sequence_on_postgres_matches_the_model_and_the_ledger(
             assert got == model, (op, got, model)
             assert all(b.available >= 0 and b.reserved >= 0 for b in got.values())
         assert await store.reconcile(conn, sku=sku) == []
+        # The sales kept by the hour (migration 0006) are the ledger's commits, whichever
+        # statement wrote them.
+        sold = await conn.fetchval("SELECT coalesce(-sum(on_hand_delta), 0) FROM ledger"
+                                   " WHERE sku = $1 AND kind = 'commit'", sku)
+        assert await conn.fetchval("SELECT coalesce(sum(units), 0) FROM sales_hourly"
+                                   " WHERE sku = $1", sku) == sold
+        if any(b.on_hand or b.reserved for b in model.values()) or sold:
+            _, s7, s30 = (await store.sales(conn, [sku]))[sku]
+            assert s7 == s30 == sold
+    finally:
+        await tx.rollback()
+        await conn.close()
+
+
+async def test_sales_are_counted_by_the_hour_within_their_windows(stack: None) -> None:
+    """The low-stock pass reads sales by the hour: commits 2 hours, 3 days, 10 days and 40 days
+    old count in the 7-day window for the first two and in the 30-day window for the first
+    three; several commits of one hour are one row."""
+    sku = f"HOURS-{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(service_database_url("inventory"),
+                                 server_settings={"search_path": "inventory"})
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        await store.adjust(conn, StockAdjusted(sku=sku, warehouse="WH-LA", kind="received",
+                                               quantity=100))
+        ago = ["2 hours", "2 hours", "3 days", "10 days", "40 days"]
+        # one statement for the first two (the trigger sums a statement's rows by hour), then
+        # one each
+        await conn.execute(
+            "INSERT INTO ledger (sku, warehouse, kind, on_hand_delta, reserved_delta, created_at)"
+            " SELECT $1, 'WH-LA', 'commit', -u, 0, now() - a::interval"
+            " FROM unnest($2::text[], $3::int[]) AS x(a, u)", sku, ago[:2], [1, 2])
+        for a, u in zip(ago[2:], [4, 8, 16], strict=True):
+            await conn.execute(
+                "INSERT INTO ledger (sku, warehouse, kind, on_hand_delta, reserved_delta,"
+                " created_at) VALUES ($1, 'WH-LA', 'commit', $2, 0, now() - $3::text::interval)",
+                sku, -u, a)
+        rows = await conn.fetch("SELECT units FROM sales_hourly WHERE sku = $1 ORDER BY hour",
+                                sku)
+        assert [r["units"] for r in rows] == [16, 8, 4, 3]
+        assert (await store.sales(conn, [sku]))[sku] == (100, 1 + 2 + 4, 1 + 2 + 4 + 8)
     finally:
         await tx.rollback()
         await conn.close()
