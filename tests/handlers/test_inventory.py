@@ -432,3 +432,37 @@ async def test_a_refill_run_and_a_run_of_reservations_and_shipments_both_commit(
             "s:ship-b": "committed", "s:waits": "reserved", "s:new-a": "reserved"}
         async with db.pool.acquire() as conn:
             assert await inventory_store.reconcile(conn) == []
+
+
+async def test_the_expiry_look_finds_exactly_the_backorders_past_their_store_s_limit(
+        service_db: Any) -> None:
+    """A store's own limit wins over the default's; the default ('*', 14 days here) covers the
+    stores without one; orders not backordered never expire; oldest first, and the limit of
+    rows is kept (store.expired_backorders, read by store ranges since migration 0007)."""
+    from services.inventory import store
+    async with service_db("inventory") as db:
+        await db.pool.execute("INSERT INTO store_policies (store, backorder_limit_s) VALUES"
+                              " ('fast', 60), ('slow', 30 * 86400)")
+        ages = {  # name: (store, status, age)
+            "fast-due": ("fast", "backordered", "2 minutes"),
+            "fast-young": ("fast", "backordered", "30 seconds"),
+            "slow-20d": ("slow", "backordered", "20 days"),
+            "slow-31d": ("slow", "backordered", "31 days"),
+            "other-15d": ("other", "backordered", "15 days"),
+            "other-13d": ("other", "backordered", "13 days"),
+            "other-reserved": ("other", "reserved", "40 days"),
+            "nostore-15d": (None, "backordered", "15 days"),
+        }
+        ids = {name: uuid.uuid5(uuid.NAMESPACE_URL, name) for name in ages}
+        for name, (st, status, age) in ages.items():
+            await db.pool.execute(
+                "INSERT INTO orders (order_id, order_key, status, store, created_at)"
+                " VALUES ($1, $2, $3, $4, now() - $5::text::interval)",
+                ids[name], name, status, st, age)
+        async with db.pool.acquire() as conn:
+            due = await store.expired_backorders(conn, lock=False)
+        assert [r["order_key"] for r in due] == ["slow-31d", "other-15d", "nostore-15d",
+                                                 "fast-due"]
+        async with db.pool.acquire() as conn, conn.transaction():
+            assert [r["order_key"] for r in await store.expired_backorders(conn, 2)] == [
+                "slow-31d", "other-15d"]
