@@ -75,3 +75,22 @@ async def test_the_fixed_load_prints_cpu_per_order_and_latencies(stack: None) ->
     assert proc.returncode == 0, out[-3000:]
     assert "[bench-load] 10 orders at 5.0/s; CPU ms per order: total" in out
     assert "'reserved': {'p50'" in out
+
+
+async def test_the_growth_run_reports_every_window(stack: None, tmp_path: Path) -> None:
+    """`python -m tools.bench_growth` (CPU per order at the start and the end of a long run,
+    issue 18) in miniature: every window is reported with its CPU per process and its
+    statements, and every order ships. No timing is asserted."""
+    out = tmp_path / "growth.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tools.bench_growth", "--orders", "20", "--rate", "10",
+        "--windows", "2", "--json", str(out),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env=dict(os.environ))
+    text, _ = await asyncio.wait_for(proc.communicate(), 300)
+    assert proc.returncode == 0, text.decode()[-3000:]
+    rows = json.loads(out.read_text())
+    assert [r["orders_so_far"] for r in rows] == [10, 20]
+    assert all(set(r["by_process"]) == set(SERVICES) | {"postgres", "kafka"} for r in rows)
+    assert all(r["statements_per_order"] > 0 for r in rows)
+    assert "shipped 20 of 20" in text.decode()
