@@ -252,7 +252,7 @@ async def cancel_refused(uow: UnitOfWork, events: list[OrderCancelRefused]) -> N
     back with a label), like one intake refuses itself (docs/cancellation.md)."""
     for event in uow.each(events):
         await store.set_status(uow.conn, uuid.UUID(event.order_id), "accepted", [])
-        await store.mark_shipped(uow.conn, uuid.UUID(event.order_id))
+        await store.mark_shipped(uow.conn, [uuid.UUID(event.order_id)])
         await uow.publish(topics.INTAKE_ORDER_CANCEL_REFUSED, event.order_key,
                           OrderCancelRefused(order_id=event.order_id, order_key=event.order_key,
                                              reason=event.reason,
@@ -276,5 +276,4 @@ async def coverage_changed(uow: UnitOfWork, events: list[CoverageChanged]) -> No
 
 @handlers.on(topics.LOGISTICS_ORDER_SHIPPED)
 async def order_shipped(uow: UnitOfWork, events: list[OrderShipped]) -> None:
-    for event in uow.each(events):
-        await store.mark_shipped(uow.conn, uuid.UUID(event.order_id))
+    await store.mark_shipped(uow.conn, [uuid.UUID(e.order_id) for e in events])

@@ -85,9 +85,11 @@ async def set_status(conn: Conn, order_id: uuid.UUID, status: str,
         " WHERE order_id = $1", order_id, status, _reasons(reasons))
 
 
-async def mark_shipped(conn: Conn, order_id: uuid.UUID) -> None:
-    await conn.execute("UPDATE orders SET shipped = true, updated_at = now() WHERE order_id = $1",
-                       order_id)
+async def mark_shipped(conn: Conn, order_ids: list[uuid.UUID]) -> None:
+    """The orders have shipped (some parcel of theirs): one statement for a run's shipments,
+    rows locked in id order."""
+    await conn.execute("UPDATE orders SET shipped = true, updated_at = now()"
+                       " WHERE order_id = ANY($1::uuid[])", sorted(set(order_ids)))
 
 
 def order_row(order_id: uuid.UUID, order: OrderPlaced | None, store: str, ext: str, status: str,

@@ -176,3 +176,39 @@ async def test_a_held_order_re_sent_changed_in_the_same_run_is_reviewed_again(
             ("orders.status", "accepted", ["hold_released"]),
             ("intake.order_accepted", None, [])]
         assert await db.pool.fetchval("SELECT resolution FROM holds") == "released"
+
+
+async def test_a_run_of_shipments_marks_its_orders_in_as_many_statements_as_one(
+        service_db: Any) -> None:
+    """Given accepted orders, when one shipment is handled as a run and then three (two parcels
+    of one order among them) as another, then both runs take the same number of statements and
+    every shipped order is marked shipped (what the cancel-after-dispatch check reads)."""
+    from shared.contracts import OrderShipped, ShippedParcel, SkuQuantity
+
+    def shipped(order_id: str, key: str, parcel: str) -> OrderShipped:
+        return OrderShipped(order_id=order_id, order_key=key, parcels=[ShippedParcel(
+            parcel_id=parcel, warehouse="WH-LA", carrier="ups", service="ground",
+            tracking_number=f"T-{parcel}", lines=[SkuQuantity(sku=SKU, quantity=1)])])
+
+    async with service_db("intake") as db:
+        await with_product(db)
+        await db.run(handlers.order_placed, [placed(f"s-{n}") for n in range(3)],
+                     "orders.placed")
+        ids = {r["external_order_id"]: str(r["order_id"]) for r in await db.pool.fetch(
+            "SELECT order_id, external_order_id FROM orders")}
+        counts: list[int] = []
+
+        async def counted(events: list[OrderShipped]) -> None:
+            async def handler(uow: UnitOfWork, todo: list[Any]) -> None:
+                counting = Counting(uow.conn)
+                uow.conn = counting  # type: ignore[assignment]
+                await handlers.order_shipped(uow, todo)
+                counts.append(counting.statements)
+            await db.run(handler, events, "logistics.order_shipped")
+
+        await counted([shipped(ids["s-0"], "h-shop:s-0", "p0")])
+        await counted([shipped(ids["s-1"], "h-shop:s-1", "p1a"),
+                       shipped(ids["s-2"], "h-shop:s-2", "p2"),
+                       shipped(ids["s-1"], "h-shop:s-1", "p1b")])
+        assert counts[0] == counts[1] == 1
+        assert await db.pool.fetchval("SELECT count(*) FROM orders WHERE shipped") == 3
