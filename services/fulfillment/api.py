@@ -73,7 +73,10 @@ async def _tx(request: Request) -> AsyncIterator[UnitOfWork]:
 
 
 async def _pick(conn: Conn, order_id: uuid.UUID, wh: str | None) -> asyncpg.Record:
-    picks = [p for p in await store.order_picks(conn, order_id) if p["status"] != "cancelled"]
+    """The order's pick a step is for (in `wh`, or its only one): a plain read, as the step
+    then locks the orders it works on, and their picks, through the floor (warehouse.Floor)."""
+    picks = [p for p in await store.order_picks(conn, order_id, lock=False)
+             if p["status"] != "cancelled"]
     if wh is not None:
         picks = [p for p in picks if p["warehouse"] == wh]
     if not picks:
