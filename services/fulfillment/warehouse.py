@@ -2,8 +2,13 @@
 steps serve warehouse staff over HTTP (api.py, manual mode) and the simulated pickers (automatic
 mode, the local stack's default), so both modes run the same rules and write the same rows.
 
+Both go through the `Floor`: the orders a step works on and their picks, read under lock in a
+constant number of statements, changed in memory by the steps (the rules are domain.py's), and
+written with one statement per table; a simulated wave is worked whole, whatever its size.
+
 Waves are released by one background task per instance (`start_waves`); it takes a Postgres
-advisory lock for each pass, so with several instances only one releases and simulates at a time.
+advisory lock for each pass, so with several instances only one releases at a time, and each
+due wave is simulated under a lock of its own.
 Every step works in a unit of work (shared/uow.py): the pass's, one per simulated wave (caused by
 the wave, so a wave worked again emits the same ids), or an HTTP request's (no cause: an operator's
 action is new each time). An order's `packed` is caused by `packed/<order>` whoever packs it.
@@ -601,7 +606,9 @@ async def _simulate_alone(runtime: Runtime, wave_id: str, cfg: Config,
     except asyncio.CancelledError:
         raise
     except TRANSIENT_DB_ERRORS as exc:
-        # e.g. two waves sharing an order split across warehouses, locked in opposite order
+        # A deadlock is rare: the floor locks orders in order_id order, then their picks, as
+        # every other transaction of the service does (a wave sharing a split order with
+        # another waits for it); a release locks waiting picks first, then their orders.
         log.warning("simulating wave %s met %s: %s; it is retried on the next pass", wave_id,
                     type(exc).__name__, exc)
     except Exception:
