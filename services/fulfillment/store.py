@@ -206,12 +206,13 @@ async def insert_wave(conn: Conn, wave_id: str, warehouse: str, size: int,
 
 async def assign_picks(conn: Conn, warehouse: str, wave_id: str,
                        groups: list[tuple[uuid.UUID, str]]) -> None:
-    """A wave's picks (order, group) start: one pipelined round trip for the picks, one
-    statement for their orders."""
-    await conn.executemany(
-        "UPDATE picks SET wave_id = $3, group_id = $4, status = 'picking'"
-        " WHERE order_id = $1 AND warehouse = $2",
-        [(order_id, warehouse, wave_id, group_id) for order_id, group_id in groups])
+    """A wave's picks (order, group) start: one statement for the picks (locked already, by
+    `waiting_picks`), one for their orders."""
+    await conn.execute(
+        "UPDATE picks p SET wave_id = $2, group_id = v.g, status = 'picking'"
+        " FROM unnest($3::uuid[], $4::text[]) AS v(id, g)"
+        " WHERE p.order_id = v.id AND p.warehouse = $1",
+        warehouse, wave_id, [o for o, _ in groups], [g for _, g in groups])
     await conn.execute("UPDATE orders SET status = 'picking', updated_at = now()"
                        " WHERE order_id = ANY($1::uuid[]) AND status = 'awaiting_pick'",
                        [order_id for order_id, _ in groups])
