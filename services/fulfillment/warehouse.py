@@ -232,14 +232,13 @@ class Floor:
 
     So a simulated wave takes the same number of statements for one order as for a hundred."""
 
-    def __init__(self, uow: UnitOfWork, orders: dict[uuid.UUID, FloorOrder],
-                 picks: list[FloorPick]) -> None:
+    def __init__(self, uow: UnitOfWork, picks: list[FloorPick]) -> None:
         self.uow = uow
-        self.orders = orders
         self.picks = sorted(picks, key=lambda p: p.seq)  # arrival order, as waves take them
         self._products: dict[str, domain.Item] = {}
         self._next_parcel: dict[uuid.UUID, int] = {}  # lead order -> its next parcel number
         self._links: dict[uuid.UUID, list[ParcelLink]] = {}  # order -> the parcels it is in
+        self._links_read: set[uuid.UUID] = set()  # orders whose parcels so far were read
         self._changed_picks: dict[tuple[uuid.UUID, str], FloorPick] = {}
         self._changed_orders: dict[uuid.UUID, FloorOrder] = {}
         self._new_parcels: list[tuple[domain.NewParcel, uuid.UUID, str, str | None]] = []
@@ -261,7 +260,7 @@ class Floor:
                            r["wave_id"], r["group_id"], r["status"], json.loads(r["scanned"]),
                            r["expected_g"], r["measured_g"])
                  for r in (await store.lock_picks(uow.conn, list(orders)) if orders else [])]
-        return cls(uow, orders, picks)
+        return cls(uow, picks)
 
     # --- finding picks -----------------------------------------------------------------------
     def in_wave(self, wave_id: str) -> list[FloorPick]:
@@ -419,14 +418,15 @@ class Floor:
         leads' parcel locks (`store.lock_parcel_numbers`), and the parcels their orders are
         in already (a split order's other warehouses), announced with the new ones. Three
         statements for any number of groups; none for none."""
-        leads = sorted({g[0].order_id for g in groups})
+        leads = sorted({g[0].order_id for g in groups} - self._next_parcel.keys())
+        orders = sorted({p.order_id for g in groups for p in g} - self._links_read)
         if not leads:
             return
         conn = self.uow.conn
         await store.lock_parcel_numbers(conn, leads)
         led = await store.parcels_led(conn, leads)
         self._next_parcel.update({lead: led.get(lead, 0) + 1 for lead in leads})
-        orders = sorted({p.order_id for g in groups for p in g})
+        self._links_read.update(orders)
         for r in await store.parcel_links(conn, orders):
             self._links.setdefault(r["linked"], []).append(ParcelLink(
                 r["parcel_id"], r["warehouse"], r["box"], r["weight_g"],
