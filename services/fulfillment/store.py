@@ -64,8 +64,10 @@ async def boxes(uow: UnitOfWork) -> list[Box]:
                 r["max_weight_g"], r["active"]) for r in rows]
 
 
-async def get_order(conn: Conn, order_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM orders WHERE order_id = $1 FOR UPDATE", order_id)
+async def get_order(conn: Conn, order_id: uuid.UUID, *, lock: bool = True
+                    ) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM orders WHERE order_id = $1"
+                               + (" FOR UPDATE" if lock else ""), order_id)
 
 
 # --- a run of reservations (handlers.stock_reserved): one statement each ----------------------
@@ -229,9 +231,10 @@ async def get_wave(conn: Conn, wave_id: str) -> asyncpg.Record | None:
 
 
 async def wave_picks(conn: Conn, wave_id: str) -> list[asyncpg.Record]:
+    """A wave's picks, to show (a plain read: the floor's steps lock through `lock_orders`)."""
     return await conn.fetch(
         "SELECT p.*, o.order_key, o.snapshot FROM picks p JOIN orders o USING (order_id)"
-        " WHERE p.wave_id = $1 ORDER BY p.seq FOR UPDATE OF p", wave_id)
+        " WHERE p.wave_id = $1 ORDER BY p.seq", wave_id)
 
 
 async def close_wave_if_done(conn: Conn, wave_id: str) -> None:
@@ -241,12 +244,11 @@ async def close_wave_if_done(conn: Conn, wave_id: str) -> None:
         " AND status IN ('picking', 'verified', 'weighed', 'on_hold'))", wave_id)
 
 
-async def order_picks(conn: Conn, order_id: uuid.UUID, *, lock: bool = True
-                      ) -> list[asyncpg.Record]:
-    """An order's picks. Without `lock` a plain read: a warehouse step finds its pick with it,
-    then locks through `lock_orders` and `lock_picks` (orders first, as everyone does)."""
-    return await conn.fetch("SELECT * FROM picks WHERE order_id = $1 ORDER BY warehouse"
-                            + (" FOR UPDATE" if lock else ""), order_id)
+async def order_picks(conn: Conn, order_id: uuid.UUID) -> list[asyncpg.Record]:
+    """An order's picks, a plain read (a warehouse step finds its pick with it, then locks
+    through `lock_orders` and `lock_picks`: orders first, as every step does)."""
+    return await conn.fetch("SELECT * FROM picks WHERE order_id = $1 ORDER BY warehouse",
+                            order_id)
 
 
 async def parcels_of_order(conn: Conn, order_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -302,12 +304,14 @@ async def lock_wave_orders(conn: Conn, wave_id: str, group_id: str | None = None
 
 
 async def lock_picks(conn: Conn, order_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
-    """Every pick of these orders, in every warehouse, locked in (order_id, warehouse) order
-    (as `pick_statuses`); the caller holds the orders' locks."""
+    """Every pick of these orders, in every warehouse, locked in arrival (seq) order, as a
+    release locks the waiting picks it waves; the caller holds the orders' locks, which is what
+    keeps two steps on one order apart (every writer of a pick in a wave takes its order's lock
+    first)."""
     return await conn.fetch(
         "SELECT order_id, warehouse, seq, lines, wave_id, group_id, status, scanned, expected_g,"
-        " measured_g FROM picks WHERE order_id = ANY($1::uuid[]) ORDER BY order_id, warehouse"
-        " FOR UPDATE", list(order_ids))
+        " measured_g FROM picks WHERE order_id = ANY($1::uuid[]) ORDER BY seq FOR UPDATE",
+        list(order_ids))
 
 
 async def lock_parcel_numbers(conn: Conn, leads: Sequence[uuid.UUID]) -> None:

@@ -220,9 +220,11 @@ class Floor:
     order (a person, over HTTP), with every pick of those orders in every warehouse. Both modes
     go through it, so they run the same rules (domain.py) and write the same rows:
 
-    - `Floor.lock` reads the orders, then their picks, each locked in key order (as the handlers
-      do: orders in order_id order, then picks in (order_id, warehouse) order, so no two of them
-      wait for each other in a cycle): two statements, whatever the number of orders;
+    - `Floor.lock` reads the orders locked in order_id order (as the handlers lock them), then
+      their picks locked in arrival order (as a release locks the picks it waves): two
+      statements, whatever the number of orders. Every writer of a pick in a wave (a step, a
+      cancellation, a re-allocation) takes its order's lock first, so two of them on one order
+      queue at the order (docs/fulfillment.md: the one exception, a release);
     - the steps (`scan`, `short`, `verify`, `weigh`, `hold`, `pack`) check and change that state
       in memory and emit as they go (`uow.publish`, `uow.status`: the outbox is written at
       commit); packing first reads the parcel numbers and the parcels the orders already have,
@@ -504,7 +506,7 @@ async def order_status(uow: UnitOfWork, snap: OrderSnapshot, correlation_id: str
 
 
 # --- manual mode: a person's step, one order or one merge group at a time ---------------------
-# The API finds the pick with a plain read (`store.order_picks(lock=False)`); each step then
+# The API finds the pick with a plain read (`store.order_picks`); each step then
 # locks what it works on through the floor, orders first, as the simulated waves do.
 
 async def scan(uow: UnitOfWork, pick: asyncpg.Record, code: str) -> dict[str, Any]:
