@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from pathlib import Path
 from typing import TypeVar
 
@@ -140,17 +139,6 @@ async def try_xact_lock(conn: Conn, name: str) -> bool:
 async def xact_lock(conn: Conn, name: str) -> None:
     """Wait for the transaction-level advisory lock `name` (held until commit)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", name)
-
-
-async def first_times(conn: Conn, events: list[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
-    """Inbox for a run of events in one round trip: the ids not handled before (an id twice in
-    the run counts once; the caller handles its first occurrence only)."""
-    rows = await conn.fetch(
-        "INSERT INTO inbox (event_id, topic) SELECT * FROM unnest($1::uuid[], $2::text[])"
-        " ON CONFLICT DO NOTHING RETURNING event_id",
-        [e for e, _ in events], [t for _, t in events],
-    )
-    return {r["event_id"] for r in rows}
 
 
 async def prune_inbox(conn: Conn, older_than_days: float) -> int:

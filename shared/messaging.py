@@ -46,7 +46,7 @@ from .contracts import (
     OrderCancelled,
     OrderCancelRequested,
 )
-from .db import Conn, first_times, is_transient_db_error, prune_inbox
+from .db import Conn, is_transient_db_error, prune_inbox
 from .locks import EXCLUSIVE, LockDeclaration, RunLocks, take
 from .logging import log_context
 from .retry import Backoff
@@ -700,7 +700,7 @@ class Consumer:
         async with self.pool.acquire() as conn:
             uow = UnitOfWork(conn, self.service, hook_cause=str(run[0][1].event_id))
             async with conn.transaction():
-                fresh = await first_times(conn, [(e.event_id, r.topic) for r, e in run])
+                fresh = await uow.first_times([(e.event_id, r.topic) for r, e in run])
                 todo: list[tuple[str, list[tuple[RawMessage, Event]], list[Event]]] = []
                 for topic, segment in _segments(run, by_topic=self.handlers.commutative):
                     events: list[Event] = []

@@ -32,6 +32,8 @@ Cached values are shared by every unit of work of the process: callers must not 
 from __future__ import annotations
 
 import logging
+
+import asyncpg
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -63,6 +65,7 @@ VERSIONS = (
     "SELECT current_database() AS db, 'reference_versions'::regclass::oid AS epoch, v.name,"
     " v.version, coalesce(v.writer = pg_current_xact_id_if_assigned(), false) AS mine"
     " FROM (SELECT 1) AS one LEFT JOIN reference_versions v ON true")
+VERSION_FIELDS = ("db", "epoch", "name", "version", "mine")  # VERSIONS' columns, in order
 VERSION_OF = (
     "SELECT version, coalesce(writer = pg_current_xact_id_if_assigned(), false) AS mine"
     " FROM reference_versions WHERE name = $1")
@@ -234,7 +237,12 @@ class ReferenceView:
         self.fresh.clear()
 
     async def _read_versions(self, conn: Conn) -> None:
-        rows = await conn.fetch(VERSIONS)
+        self.prime(await conn.fetch(VERSIONS))
+
+    def prime(self, rows: Sequence[Mapping[str, Any]] | Sequence[asyncpg.Record]) -> None:
+        """The versions read (the rows of `VERSIONS`), by this view or, in the same statement
+        as the run's inbox rows, by the consumer (`UnitOfWork.first_times`): a
+        unit of work that reads reference data then spends no statement on its versions."""
         self.epoch = (str(rows[0]["db"]), int(rows[0]["epoch"]))
         for r in rows:
             if r["name"] is None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -336,6 +337,25 @@ class UnitOfWork:
             if value is not reference.ABSENT:
                 out[cast(K, key)] = value
         return out
+
+    async def first_times(self, events: list[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
+        """The run's inbox rows in one statement: the ids not handled before (an id twice in
+        the run counts once; the caller handles its first occurrence only). The same statement
+        reads the reference versions this unit of work will use: a run that reads reference
+        data spends no statement of its own on them (docs/messaging.md)."""
+        row = await self.conn.fetchrow(
+            "WITH fresh AS (INSERT INTO inbox (event_id, topic)"
+            " SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT DO NOTHING"
+            " RETURNING event_id)"
+            " SELECT ARRAY(SELECT event_id FROM fresh) AS fresh,"
+            f" ARRAY(SELECT v FROM ({reference.VERSIONS}) AS v) AS versions",
+            [e for e, _ in events], [t for _, t in events])
+        assert row is not None
+        if self._view is None:
+            self._view = reference.ReferenceView(self._cache)
+        self._view.prime([dict(zip(reference.VERSION_FIELDS, v, strict=True))
+                          for v in row["versions"]])
+        return set(row["fresh"])
 
     async def memo(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
         """`load()` once per unit of work for `key` (data that changes on the hot path, such as

@@ -14,7 +14,6 @@ import asyncpg
 import pytest
 
 from shared.contracts import Event
-from shared.db import first_times
 from shared.uow import UnitOfWork
 from tests.scratch import scratch_schema
 
@@ -40,7 +39,7 @@ class ServiceDb:
         before = await self.pool.fetchval("SELECT coalesce(max(id), 0) FROM outbox")
         async with self.pool.acquire() as conn, UnitOfWork.transaction(
                 conn, self.service, hook_cause=str(events[0].event_id)) as uow:
-            fresh = await first_times(conn, [(e.event_id, topic) for e in events])
+            fresh = await uow.first_times([(e.event_id, topic) for e in events])
             todo = []
             for e in events:
                 if e.event_id in fresh:
