@@ -133,6 +133,9 @@ class Subscription(Generic[E]):
     on_invalid: InvalidHandler | None = None
     # What the handler will lock (shared/locks.py), for a service with a run lock; None: all.
     locks: LockDeclaration | None = None
+    # Which events the handler acts on, from the event alone; None: every event. The others are
+    # counted ("skipped") and committed with the run, without a transaction of their own.
+    wanted: Callable[[Any], bool] | None = None
 
 
 @dataclass
@@ -158,11 +161,31 @@ class Handlers:
     commutative: bool = False
 
     def on(self, topic: Topic, *, on_invalid: InvalidHandler | None = None,
-           locks: LockDeclaration | None = None) -> Callable[[RunHandler], RunHandler]:
+           locks: LockDeclaration | None = None, wanted: Callable[[Any], bool] | None = None
+           ) -> Callable[[RunHandler], RunHandler]:
+        """`wanted(event)`: whether the handler acts on the event, decided from the event alone
+        (its status, say), never from state: the events it does not want are not handed to it,
+        not written to the inbox (an event with no effect has nothing to deduplicate), and a
+        run of only such events opens no transaction (docs/messaging.md "Events a handler
+        does not want")."""
         def register(fn: RunHandler) -> RunHandler:
-            self.subscriptions[topic.name] = Subscription(topic, fn, on_invalid, locks)
+            self.subscriptions[topic.name] = Subscription(topic, fn, on_invalid, locks, wanted)
             return fn
         return register
+
+    def wanted(self, run: list[tuple[RawMessage, Event]]
+               ) -> tuple[list[tuple[RawMessage, Event]], dict[str, int]]:
+        """The run less the events their subscription does not want, and how many of those per
+        topic."""
+        kept: list[tuple[RawMessage, Event]] = []
+        skipped: dict[str, int] = {}
+        for raw, event in run:
+            want = self.subscriptions[raw.topic].wanted
+            if want is None or want(event):
+                kept.append((raw, event))
+            else:
+                skipped[raw.topic] = skipped.get(raw.topic, 0) + 1
+        return kept, skipped
 
     def locks_of(self, segments: list[tuple[str, list[Any]]]) -> RunLocks:
         """What a run of these segments (topic, events) will lock, all segments together."""
@@ -697,6 +720,10 @@ class Consumer:
         before-commit hooks and the outbox rows in one statement, commit, after-commit hooks.
         Returns `(topic, outcome, count, seconds)` per segment and outcome."""
         outcomes: list[tuple[str, str, int, float]] = []
+        run, skipped = self.handlers.wanted(run)
+        outcomes += [(topic, "skipped", n, 0.0) for topic, n in skipped.items()]
+        if not run:
+            return outcomes
         async with self.pool.acquire() as conn:
             uow = UnitOfWork(conn, self.service, hook_cause=str(run[0][1].event_id))
             async with conn.transaction():

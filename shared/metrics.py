@@ -12,7 +12,7 @@ from prometheus_client import Counter, Gauge, Histogram
 # (`uow.count`, `uow.observe`: after-commit hooks), so a run rolled back and retried counts once.
 EVENTS_CONSUMED = Counter(
     "shopkeeper_events_consumed_total",
-    "Events handled, by topic and outcome (ok, duplicate, rejected, dlq)",
+    "Events handled, by topic and outcome (ok, duplicate, skipped, rejected, dlq)",
     ["topic", "outcome"],
 )
 EVENTS_PUBLISHED = Counter(

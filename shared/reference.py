@@ -32,10 +32,10 @@ Cached values are shared by every unit of work of the process: callers must not 
 from __future__ import annotations
 
 import logging
-
-import asyncpg
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
+
+import asyncpg
 
 from .db import Conn, StaleReference
 

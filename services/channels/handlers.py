@@ -20,13 +20,12 @@ handlers = Handlers()
 ACTIONS = {"shipped", "cancelled", "refunded"}
 
 
-@handlers.on(topics.ORDERS_STATUS)
+@handlers.on(topics.ORDERS_STATUS, wanted=lambda e: e.status in ACTIONS)
 async def on_status(uow: UnitOfWork, events: list[OrderStatusChanged]) -> None:
-    """A run of status changes: the stores' platforms in one statement, the write-back jobs in
-    another (none when the run has no change to write back)."""
-    wanted = [e for e in events if e.status in ACTIONS]
-    if not wanted:
-        return
+    """A run of status changes to write back (the others never reach it, nor the inbox: most
+    of an order's statuses are not written back): the stores' platforms in one statement, the
+    write-back jobs in another (none when no store of the run has a platform channel)."""
+    wanted = events
     platforms = await store.platforms_of(uow, sorted({e.store for e in wanted}))
     jobs: list[tuple[str, str, str, str, dict[str, Any]]] = []
     for event in wanted:

@@ -5,6 +5,7 @@ the schema's outbox. Postgres is the local stack's (`stack` fixture); no broker 
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,14 @@ class ServiceDb:
 
     async def run(self, handler: Callable[[UnitOfWork, list[Any]], Awaitable[None]],
                   events: Sequence[Event], topic: str = "test") -> list[Published]:
-        """Handle `events` as one run; returns what this run published, in order."""
+        """Handle `events` as one run; returns what this run published, in order. Events the
+        service's subscription to `topic` does not want are left out, as the consumer does."""
+        sub = importlib.import_module(f"services.{self.service}.handlers").handlers \
+            .subscriptions.get(topic)
+        if sub is not None and sub.wanted is not None:
+            events = [e for e in events if sub.wanted(e)]
+            if not events:
+                return []
         before = await self.pool.fetchval("SELECT coalesce(max(id), 0) FROM outbox")
         async with self.pool.acquire() as conn, UnitOfWork.transaction(
                 conn, self.service, hook_cause=str(events[0].event_id)) as uow:

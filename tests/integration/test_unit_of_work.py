@@ -212,3 +212,29 @@ async def test_after_commit_hooks_run_once_the_transaction_commits_and_never_on_
         uow.after_commit(lambda: committed.append(True))
     assert committed == [True]
     assert await visible() == 1
+
+
+async def test_events_a_handler_does_not_want_never_open_a_transaction(
+        pool: asyncpg.Pool) -> None:
+    """Given a subscription that wants only ratings of 5 (`wanted`, decided from the event
+    alone), when a run of ratings 1-4 is handled, then the handler is not called, nothing is
+    written (no inbox row: no transaction at all) and the events count as skipped; when a mixed
+    run is handled, then the handler gets only the fives, in order, and only they are in the
+    inbox."""
+    calls: list[list[int]] = []
+    handlers = Handlers()
+
+    @handlers.on(TOPIC, wanted=lambda e: e.rating == 5)
+    async def on_feedback(uow: UnitOfWork, events: list[FeedbackGiven]) -> None:
+        calls.append([e.rating for e in events])
+
+    consumer = consumer_with(handlers, pool)
+    unwanted = [feedback(n) for n in range(4)]  # ratings 1, 2, 3, 4
+    await consumer.process_batch([record(e, i) for i, e in enumerate(unwanted)])
+    assert calls == []
+    assert await pool.fetchval("SELECT count(*) FROM inbox") == 0
+    mixed = [feedback(n) for n in range(4, 11)]  # ratings 5, 1, 2, 3, 4, 5, 1
+    await consumer.process_batch([record(e, 10 + i) for i, e in enumerate(mixed)])
+    assert calls == [[5, 5]]
+    assert {r["event_id"] for r in await pool.fetch("SELECT event_id FROM inbox")} == {
+        e.event_id for e in mixed if e.rating == 5}
