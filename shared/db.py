@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -148,3 +151,80 @@ async def prune_inbox(conn: Conn, older_than_days: float) -> int:
         "DELETE FROM inbox WHERE received_at < now() - make_interval(secs => $1)",
         older_than_days * 86400)
     return int(result.split()[-1])
+
+
+# --- several reads in one round trip ------------------------------------------------------------
+Row = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Read(Generic[T]):
+    """One read of a run, to be sent with others in one statement (`read_all`): its SQL with
+    parameters `$1`.. of its own, their values, and what its rows make (`shape`). A read whose
+    answer is known without asking (no keys to look up) is `Read.known(value)`: no SQL."""
+
+    sql: str | None
+    args: tuple[Any, ...]
+    shape: Callable[[list[Row]], T]
+
+    @classmethod
+    def known(cls, value: T) -> Read[T]:
+        return cls(None, (), lambda _rows: value)
+
+    async def fetch(self, conn: Conn) -> T:
+        """This read alone."""
+        value: T = (await read_all(conn, self))[0]
+        return value
+
+
+_PARAM = re.compile(r"\$(\d+)")
+_COLUMNS: dict[str, tuple[str, ...]] = {}
+
+
+def _shifted(sql: str, by: int) -> str:
+    """`sql` with its parameters `$n` numbered `$(n + by)`."""
+    return _PARAM.sub(lambda m: f"${int(m.group(1)) + by}", sql)
+
+
+async def _columns(conn: Conn, sql: str) -> tuple[str, ...]:
+    """The column names of `sql`'s rows (prepared once per process and statement; a record of
+    an array carries its values' types, not their names)."""
+    names = _COLUMNS.get(sql)
+    if names is None:
+        names = tuple(a.name for a in (await conn.prepare(sql)).get_attributes())
+        if len(set(names)) != len(names):
+            raise ValueError(f"a read's columns must have distinct names: {names}")
+        _COLUMNS[sql] = names
+    return names
+
+
+async def read_all(conn: Conn, *reads: Read[Any]) -> list[Any]:
+    """What each of `reads` makes, in one round trip however many there are: each read becomes
+    a CTE of one statement (`WITH r0 AS (...), r1 AS (...)`; a data-modifying read such as
+    `DELETE ... RETURNING` too), its rows one array of records, decoded with their types, in
+    the order the read gives them. A run's reads, one statement instead of one each: on this
+    machine a statement's round trip (a socket write and read in both processes) costs more
+    than most of the reads themselves."""
+    asked = [r for r in reads if r.sql is not None]
+    rows: dict[int, list[Row]] = {}
+    if len(asked) == 1:
+        only = asked[0]
+        assert only.sql is not None
+        rows[id(only)] = [dict(r) for r in await conn.fetch(only.sql, *only.args)]
+    elif asked:
+        ctes: list[str] = []
+        arrays: list[str] = []
+        args: list[Any] = []
+        for i, r in enumerate(asked):
+            assert r.sql is not None
+            ctes.append(f"r{i} AS ({_shifted(r.sql, len(args))})")
+            arrays.append(f"ARRAY(SELECT r{i} FROM r{i}) AS r{i}")
+            args.extend(r.args)
+        row = await conn.fetchrow(f"WITH {', '.join(ctes)} SELECT {', '.join(arrays)}", *args)
+        assert row is not None
+        for i, r in enumerate(asked):
+            assert r.sql is not None
+            names = await _columns(conn, r.sql)
+            rows[id(r)] = [dict(zip(names, values, strict=True)) for values in row[f"r{i}"]]
+    return [r.shape(rows.get(id(r), [])) for r in reads]
+

@@ -25,6 +25,7 @@ from shared.contracts import (
     OrderSnapshot,
     utcnow,
 )
+from shared.db import read_all
 from shared.uow import UnitOfWork
 
 from . import domain, metrics, store
@@ -71,23 +72,24 @@ class Inputs:
 
 async def gather(uow: UnitOfWork, candidates: list[Candidate]) -> Inputs:
     """Read what the rules need for `candidates`: coverage, rates and policies from the unit of
-    work's memo (read once per run), then one statement each for the catalogue, promotions,
-    promo uses, the block list, prior orders and list prices."""
+    work's memo (read once per run), then the catalogue, promotions, promo uses, the block
+    list, prior orders and list prices in one statement (`shared.db.read_all`)."""
     conn = uow.conn
     orders = [c.order for c in candidates]
     coverage = await store.coverage(uow)
     rates = await fx.rates(uow)
-    products = await store.products_for(conn, sorted({ln.sku for o in orders for ln in o.lines}))
-    promotions = await store.promotions(conn, sorted({p for o in orders for p in o.promo_codes}))
-    uses = await store.promo_uses_many(conn, [
-        (i, c.order.customer.id, list(c.order.promo_codes), c.order_id)
-        for i, c in enumerate(candidates)])
-    blocked = await store.blocked_many(conn, [domain.identities(o) for o in orders])
-    prior = await store.prior_orders_many(conn, [
-        (i, c.order, c.received_at, max(c.policy.duplicate_window_minutes,
-                                        c.policy.merge_window_minutes))
-        for i, c in enumerate(candidates)])
-    prices = await store.list_prices_many(conn, orders)
+    products, promotions, uses, blocked, prior, prices = await read_all(
+        conn,
+        store.products_read(sorted({ln.sku for o in orders for ln in o.lines})),
+        store.promotions_read(sorted({p for o in orders for p in o.promo_codes})),
+        store.promo_uses_read([(i, c.order.customer.id, list(c.order.promo_codes), c.order_id)
+                               for i, c in enumerate(candidates)]),
+        store.blocked_read([domain.identities(o) for o in orders]),
+        store.prior_orders_read([
+            (i, c.order, c.received_at, max(c.policy.duplicate_window_minutes,
+                                            c.policy.merge_window_minutes))
+            for i, c in enumerate(candidates)]),
+        store.list_prices_read(orders))
     contexts = [domain.Context(
         refused_attributes=coverage.refused_attributes, blocked=blocked[i],
         prior=prior.get(i, ()), promo_uses=uses.get(i, {}), received_at=c.received_at,

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from shared.contracts import CoverageChanged, OrderPlaced, ProductUpserted
-from shared.db import Conn
+from shared.db import Conn, Read, Row
 from shared.money import in_units
 from shared.uow import UnitOfWork
 
@@ -138,10 +138,15 @@ async def upsert_product(conn: Conn, p: ProductUpserted) -> None:
     )
 
 
+def products_read(skus: list[str]) -> Read[dict[str, Product]]:
+    def shape(rows: list[Row]) -> dict[str, Product]:
+        return {r["sku"]: Product(r["sku"], r["active"], r["category"], r["price"],
+                                  tuple(r["attributes"])) for r in rows}
+    return Read("SELECT * FROM products WHERE sku = ANY($1::text[])", (skus,), shape)
+
+
 async def products_for(conn: Conn, skus: list[str]) -> dict[str, Product]:
-    rows = await conn.fetch("SELECT * FROM products WHERE sku = ANY($1::text[])", skus)
-    return {r["sku"]: Product(r["sku"], r["active"], r["category"], r["price"],
-                              tuple(r["attributes"])) for r in rows}
+    return await products_read(skus).fetch(conn)
 
 
 async def get_product(conn: Conn | asyncpg.Pool, sku: str) -> asyncpg.Record | None:
@@ -184,15 +189,19 @@ async def coverage(uow: UnitOfWork) -> Coverage:
     return await uow.reference(COVERAGE, lambda: load_coverage(uow.conn), tables=("coverage",))
 
 
-async def promotions(conn: Conn, codes: list[str]) -> dict[str, Promotion]:
+def promotions_read(codes: list[str]) -> Read[dict[str, Promotion]]:
     if not codes:
-        return {}
-    rows = await conn.fetch("SELECT * FROM promotions WHERE code = ANY($1::text[])",
-                            [c.upper() for c in codes])
-    return {r["code"]: _promotion(r) for r in rows}
+        return Read.known({})
+    return Read("SELECT * FROM promotions WHERE code = ANY($1::text[])",
+                ([c.upper() for c in codes],),
+                lambda rows: {r["code"]: _promotion(r) for r in rows})
 
 
-def _promotion(r: asyncpg.Record) -> Promotion:
+async def promotions(conn: Conn, codes: list[str]) -> dict[str, Promotion]:
+    return await promotions_read(codes).fetch(conn)
+
+
+def _promotion(r: asyncpg.Record | Row) -> Promotion:
     return Promotion(r["code"], r["kind"], promotion_value(r["kind"], r["value"], r["currency"]),
                      in_units(r["min_spend"], r["currency"]), r["starts_at"],
                      r["ends_at"], r["active"], frozenset(r["scope_skus"]),
@@ -476,26 +485,33 @@ async def find_by_customer(pool: asyncpg.Pool, *, email: str | None, phone: str 
 # Each reader takes the orders of a run (or one, or a dry run's hundred) and answers per order by
 # its index in the list; `review.gather` puts the answers together.
 
-async def promo_uses_many(conn: Conn, wanted: list[tuple[int, str, list[str], uuid.UUID | None]]
-                          ) -> dict[int, dict[str, int]]:
+def promo_uses_read(wanted: list[tuple[int, str, list[str], uuid.UUID | None]]
+                    ) -> Read[dict[int, dict[str, int]]]:
     """For each `(i, customer_id, codes, order_id)`: how often the customer used each code on
     orders other than `order_id`."""
     wanted = [w for w in wanted if w[2]]
     if not wanted:
-        return {}
-    rows = await conn.fetch(
+        return Read.known({})
+    codes = {w[0]: {c.upper() for c in w[2]} for w in wanted}
+
+    def shape(rows: list[Row]) -> dict[int, dict[str, int]]:
+        found: dict[int, dict[str, int]] = {}
+        for r in rows:
+            if r["code"] in codes[r["i"]]:
+                found.setdefault(r["i"], {})[r["code"]] = r["n"]
+        return found
+    return Read(
         "SELECT c.i, u.code, count(*) AS n FROM unnest($1::int[], $2::text[], $3::uuid[])"
         " AS c(i, customer_id, exclude) JOIN promo_uses u ON u.customer_id = c.customer_id"
         " AND u.order_id IS DISTINCT FROM c.exclude WHERE u.code = ANY($4::text[])"
         " GROUP BY c.i, u.code",
-        [w[0] for w in wanted], [w[1] for w in wanted], [w[3] for w in wanted],
-        sorted({c.upper() for w in wanted for c in w[2]}))
-    found: dict[int, dict[str, int]] = {}
-    codes = {w[0]: {c.upper() for c in w[2]} for w in wanted}
-    for r in rows:
-        if r["code"] in codes[r["i"]]:
-            found.setdefault(r["i"], {})[r["code"]] = r["n"]
-    return found
+        ([w[0] for w in wanted], [w[1] for w in wanted], [w[3] for w in wanted],
+         sorted({c.upper() for w in wanted for c in w[2]})), shape)
+
+
+async def promo_uses_many(conn: Conn, wanted: list[tuple[int, str, list[str], uuid.UUID | None]]
+                          ) -> dict[int, dict[str, int]]:
+    return await promo_uses_read(wanted).fetch(conn)
 
 
 async def record_promo_uses(conn: Conn, uses: list[tuple[str, str, uuid.UUID]]) -> None:
@@ -508,30 +524,43 @@ async def record_promo_uses(conn: Conn, uses: list[tuple[str, str, uuid.UUID]]) 
         [u[0].upper() for u in uses], [u[1] for u in uses], [u[2] for u in uses])
 
 
-async def blocked_many(conn: Conn, identities: list[dict[str, str]]
-                       ) -> list[tuple[BlockedEntry, ...]]:
+def blocked_read(identities: list[dict[str, str]]) -> Read[list[tuple[BlockedEntry, ...]]]:
     """Per order, the block-list entries matching any of its identities (domain.identities)."""
     pairs = sorted({(k, v) for ids in identities for k, v in ids.items()})
     if not pairs:
-        return [() for _ in identities]
-    rows = await conn.fetch(
+        return Read.known([() for _ in identities])
+
+    def shape(rows: list[Row]) -> list[tuple[BlockedEntry, ...]]:
+        entries = [BlockedEntry(r["kind"], r["value"], r["action"]) for r in rows]
+        return [tuple(e for e in entries if ids.get(e.kind) == e.value) for ids in identities]
+    return Read(
         "SELECT b.kind, b.value, b.action FROM blocked_customers b"
         " JOIN unnest($1::text[], $2::text[]) AS i(kind, value) USING (kind, value)",
-        [p[0] for p in pairs], [p[1] for p in pairs])
-    entries = [BlockedEntry(r["kind"], r["value"], r["action"]) for r in rows]
-    return [tuple(e for e in entries if ids.get(e.kind) == e.value) for ids in identities]
+        ([p[0] for p in pairs], [p[1] for p in pairs]), shape)
 
 
-async def prior_orders_many(conn: Conn | asyncpg.Pool,
-                            wanted: list[tuple[int, OrderPlaced, datetime, int]]
-                            ) -> dict[int, tuple[PriorOrder, ...]]:
+async def blocked_many(conn: Conn, identities: list[dict[str, str]]
+                       ) -> list[tuple[BlockedEntry, ...]]:
+    return await blocked_read(identities).fetch(conn)
+
+
+def prior_orders_read(wanted: list[tuple[int, OrderPlaced, datetime, int]]
+                      ) -> Read[dict[int, tuple[PriorOrder, ...]]]:
     """For each `(i, order, before, window_minutes)`: orders of the same store received in the
     window before `before`, from the same customer or to the same address (at most 200, newest
     first): what duplicate and merge checks compare with."""
     wanted = [w for w in wanted if w[3] > 0]
     if not wanted:
-        return {}
-    rows = await conn.fetch(
+        return Read.known({})
+
+    def shape(rows: list[Row]) -> dict[int, tuple[PriorOrder, ...]]:
+        found: dict[int, list[PriorOrder]] = {}
+        for r in rows:
+            found.setdefault(r["i"], []).append(PriorOrder(
+                str(r["order_id"]), r["external_order_id"], r["customer_id"], r["address_key"],
+                r["items_key"], r["received_at"], r["status"], r["shipped"]))
+        return {i: tuple(p) for i, p in found.items()}
+    return Read(
         "SELECT c.i, o.* FROM unnest($1::int[], $2::text[], $3::text[], $4::timestamptz[],"
         " $5::timestamptz[], $6::text[], $7::text[]) AS c(i, store, ext, since, until,"
         " customer_id, address_key) CROSS JOIN LATERAL (SELECT * FROM ("
@@ -548,38 +577,45 @@ async def prior_orders_many(conn: Conn | asyncpg.Pool,
         "   AND address_key = c.address_key AND received_at BETWEEN c.since AND c.until"
         "   AND external_order_id <> c.ext ORDER BY received_at DESC LIMIT 200)"
         " ) AS u ORDER BY received_at DESC LIMIT 200) AS o ORDER BY c.i, o.received_at DESC",
-        [w[0] for w in wanted], [w[1].store for w in wanted],
-        [w[1].external_order_id for w in wanted],
-        [w[2] - timedelta(minutes=w[3]) for w in wanted], [w[2] for w in wanted],
-        [w[1].customer.id for w in wanted], [domain.address_key(w[1]) for w in wanted])
-    found: dict[int, list[PriorOrder]] = {}
-    for r in rows:
-        found.setdefault(r["i"], []).append(PriorOrder(
-            str(r["order_id"]), r["external_order_id"], r["customer_id"], r["address_key"],
-            r["items_key"], r["received_at"], r["status"], r["shipped"]))
-    return {i: tuple(p) for i, p in found.items()}
+        ([w[0] for w in wanted], [w[1].store for w in wanted],
+         [w[1].external_order_id for w in wanted],
+         [w[2] - timedelta(minutes=w[3]) for w in wanted], [w[2] for w in wanted],
+         [w[1].customer.id for w in wanted], [domain.address_key(w[1]) for w in wanted]),
+        shape)
 
 
-async def list_prices_many(conn: Conn, orders: list[OrderPlaced]) -> list[dict[str, Decimal]]:
+async def prior_orders_many(conn: Conn | asyncpg.Pool,
+                            wanted: list[tuple[int, OrderPlaced, datetime, int]]
+                            ) -> dict[int, tuple[PriorOrder, ...]]:
+    return await prior_orders_read(wanted).fetch(conn)  # type: ignore[arg-type]
+
+
+def list_prices_read(orders: list[OrderPlaced]) -> Read[list[dict[str, Decimal]]]:
     """Per order, the list price of each of its SKUs for its store in its currency, valid when
     it was placed; the store's own list wins over the default ('*')."""
     wanted = sorted({(i, ln.sku) for i, o in enumerate(orders) for ln in o.lines})
-    found: list[dict[str, Decimal]] = [{} for _ in orders]
     if not wanted:
+        return Read.known([{} for _ in orders])
+
+    def shape(rows: list[Row]) -> list[dict[str, Decimal]]:
+        found: list[dict[str, Decimal]] = [{} for _ in orders]
+        for r in rows:
+            found[r["i"]][r["sku"]] = r["price"]
         return found
-    rows = await conn.fetch(
+    return Read(
         "SELECT c.i, c.sku, p.price FROM unnest($1::int[], $2::text[], $3::text[], $4::text[],"
         " $5::timestamptz[]) AS c(i, store, currency, sku, at) CROSS JOIN LATERAL"
         " (SELECT price FROM price_lists WHERE store IN (c.store, '*')"
         " AND currency = c.currency AND sku = c.sku AND valid_from <= c.at"
         " AND (valid_to IS NULL OR valid_to > c.at)"
         " ORDER BY store = '*', valid_from DESC LIMIT 1) AS p",
-        [i for i, _ in wanted], [orders[i].store for i, _ in wanted],
-        [orders[i].currency for i, _ in wanted], [sku for _, sku in wanted],
-        [orders[i].placed_at for i, _ in wanted])
-    for r in rows:
-        found[r["i"]][r["sku"]] = r["price"]
-    return found
+        ([i for i, _ in wanted], [orders[i].store for i, _ in wanted],
+         [orders[i].currency for i, _ in wanted], [sku for _, sku in wanted],
+         [orders[i].placed_at for i, _ in wanted]), shape)
+
+
+async def list_prices_many(conn: Conn, orders: list[OrderPlaced]) -> list[dict[str, Decimal]]:
+    return await list_prices_read(orders).fetch(conn)
 
 
 async def take_early_cancels(conn: Conn, keys: list[tuple[str, str]]
