@@ -38,6 +38,7 @@ from shared.contracts import (
     Totals,
     money_text,
 )
+from shared.db import read_all
 from shared.locks import RunLocks, exclusive
 from shared.messaging import Handlers, PoisonMessage, confirm_cancellation, forwarded
 from shared.money import refund_due
@@ -190,10 +191,10 @@ async def order_accepted(uow: UnitOfWork, events: list[OrderAccepted]) -> None:
     """Reserve a run of accepted orders, oldest first, exactly as if handled one by one, in a
     constant number of statements whatever the run's size:
 
-    1. the orders inventory already knows, locked (one query; a repeat is ignored);
-    2. the stores' policies, the warehouses and their priorities (once per unit of work);
-    3. the stock rows of every SKU of the run, locked in SKU order (one query: two instances
-       reserving the same hot SKUs queue on the first row instead of deadlocking);
+    1. the orders inventory already knows, locked (a repeat is ignored);
+    2. the stores' policies, the warehouses and their priorities (cached reference data);
+    3. the stock rows of every SKU of the run, locked in SKU order (with 1, one statement: two
+       instances reserving the same hot SKUs queue on the run lock instead of deadlocking);
     4. each order decided in the pure domain, in the order of the events, against what the
        orders before it left (`domain.decide_order`): reserved, partly reserved with a
        continuation order ("ship what is there"), or backordered;
@@ -205,11 +206,14 @@ async def order_accepted(uow: UnitOfWork, events: list[OrderAccepted]) -> None:
     The rows are locked before the plans are made, so the best plan is the one reserved: no
     savepoint per plan, no race left to lose (the CHECKs of the stock table still guard)."""
     conn = uow.conn
-    known = await store.known_orders(conn, sorted({uuid.UUID(e.order_id) for e in events}))
     policies = await _policies(uow, [e.order.store for e in events])
     priorities = await _priorities(uow)
     skus = sorted({ln.sku for e in events for ln in e.order.lines})
-    available = await store.lock_stock(conn, skus, await _warehouses(uow))
+    # 1 and 3 in one statement (shared.db.read_all); the run lock (shared/locks.py) holds every
+    # key they lock, so the order they lock in within it does not matter.
+    known, available = await read_all(
+        conn, store.known_orders_read(sorted({uuid.UUID(e.order_id) for e in events})),
+        store.lock_stock_read(skus, await _warehouses(uow)))
 
     # 4. Decide, in the order of the events.
     decisions: list[Decision | None] = []

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 
 from shared.contracts import OrderSnapshot, ProductUpserted, StockAdjusted
-from shared.db import Conn, xact_lock
+from shared.db import Conn, Read, Row, xact_lock
 
 from . import domain
 from .domain import Balance, ExpectedReceipt, Line, Plan, Product, correction
@@ -69,27 +69,36 @@ async def warehouses(conn: Conn) -> list[str]:
 
 
 # --- a run of accepted orders: one statement per step, whatever the run's size ----------------
-async def known_orders(conn: Conn, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+def known_orders_read(order_ids: list[uuid.UUID]) -> Read[dict[uuid.UUID, str]]:
     """The status of those of `order_ids` inventory already has, locked (in id order)."""
-    rows = await conn.fetch("SELECT order_id, status FROM orders WHERE order_id = ANY($1::uuid[])"
-                            " ORDER BY order_id FOR UPDATE", order_ids)
-    return {r["order_id"]: r["status"] for r in rows}
+    return Read("SELECT order_id, status FROM orders WHERE order_id = ANY($1::uuid[])"
+                " ORDER BY order_id FOR UPDATE", (order_ids,),
+                lambda rows: {r["order_id"]: r["status"] for r in rows})
 
 
-async def lock_stock(conn: Conn, skus: list[str], all_warehouses: list[str]
-                     ) -> dict[str, dict[str, int]]:
+async def known_orders(conn: Conn, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    return await known_orders_read(order_ids).fetch(conn)
+
+
+def lock_stock_read(skus: list[str], all_warehouses: list[str]
+                    ) -> Read[dict[str, dict[str, int]]]:
     """Lock the stock rows of `skus` in SKU order (every instance takes them in the same order,
     so two runs reserving the same hot SKUs wait for each other instead of deadlocking) and
     return `{warehouse: {sku: on_hand - reserved}}` for every warehouse, as `available` does.
     Held until commit: what is decided against it is still true when it is written."""
-    rows = await conn.fetch(
-        "SELECT sku, warehouse, on_hand - reserved AS available FROM stock"
-        " WHERE sku = ANY($1::text[]) ORDER BY sku, warehouse FOR UPDATE", skus)
-    out: dict[str, dict[str, int]] = {w: {} for w in all_warehouses}
-    for r in rows:
-        if r["warehouse"] in out:  # as `available`: only the active warehouses inventory knows
-            out[r["warehouse"]][r["sku"]] = r["available"]
-    return out
+    def shape(rows: list[Row]) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {w: {} for w in all_warehouses}
+        for r in rows:
+            if r["warehouse"] in out:  # as `available`: only the active warehouses known
+                out[r["warehouse"]][r["sku"]] = r["available"]
+        return out
+    return Read("SELECT sku, warehouse, on_hand - reserved AS available FROM stock"
+                " WHERE sku = ANY($1::text[]) ORDER BY sku, warehouse FOR UPDATE", (skus,), shape)
+
+
+async def lock_stock(conn: Conn, skus: list[str], all_warehouses: list[str]
+                     ) -> dict[str, dict[str, int]]:
+    return await lock_stock_read(skus, all_warehouses).fetch(conn)
 
 
 @dataclass(frozen=True)
