@@ -168,7 +168,7 @@ async def test_replaying_every_topic_from_offset_zero_changes_nothing(
     outcome = await run_load(storefront, "replay everything from offset 0", record_it=False)
     assert_clean(outcome)
     await eventually(lags_drained, timeout=300, what="consumers caught up before the replay")
-    before = await snapshot()
+    before = await settled_snapshot()
     await asyncio.to_thread(lambda: [local_stack.stop_pid(s, 30) for s in SERVICES])
     for service in SERVICES:
         await rewind(service)
@@ -181,6 +181,24 @@ async def test_replaying_every_topic_from_offset_zero_changes_nothing(
     await eventually(lags_drained, timeout=120, what="still caught up")
     record(outcome)
     assert await snapshot() == before
+
+
+async def settled_snapshot(timeout: float = 300, quiet: float = 10) -> dict[str, str]:
+    """The snapshot once nothing moves: two taken `quiet` seconds apart, every lag drained at
+    both, and equal. Lags at 0 at one instant is not enough: picks wait for their wave on a
+    timer (fulfillment), and what a wave packs is then published, shipped and folded."""
+    deadline = time.monotonic() + timeout
+    last: dict[str, str] | None = None
+    while time.monotonic() < deadline:
+        if await lags_drained():
+            now = await snapshot()
+            if now == last:
+                return now
+            last = now
+        else:
+            last = None
+        await asyncio.sleep(quiet)
+    raise AssertionError(f"the stack did not settle within {timeout} s")
 
 
 async def lags_drained() -> bool:
