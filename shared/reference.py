@@ -65,7 +65,6 @@ VERSIONS = (
     "SELECT current_database() AS db, 'reference_versions'::regclass::oid AS epoch, v.name,"
     " v.version, coalesce(v.writer = pg_current_xact_id_if_assigned(), false) AS mine"
     " FROM (SELECT 1) AS one LEFT JOIN reference_versions v ON true")
-VERSION_FIELDS = ("db", "epoch", "name", "version", "mine")  # VERSIONS' columns, in order
 VERSION_OF = (
     "SELECT version, coalesce(writer = pg_current_xact_id_if_assigned(), false) AS mine"
     " FROM reference_versions WHERE name = $1")

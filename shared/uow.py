@@ -52,7 +52,7 @@ from .contracts import (
     derived_id,
     money_text,
 )
-from .db import Conn
+from .db import Conn, Read, read_all
 from .logging import log_context
 from .topics import ORDERS_STATUS, PAYMENTS_CHARGES, PAYMENTS_REFUNDS, Topic
 
@@ -343,19 +343,17 @@ class UnitOfWork:
         the run counts once; the caller handles its first occurrence only). The same statement
         reads the reference versions this unit of work will use: a run that reads reference
         data spends no statement of its own on them (docs/messaging.md)."""
-        row = await self.conn.fetchrow(
-            "WITH fresh AS (INSERT INTO inbox (event_id, topic)"
-            " SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT DO NOTHING"
-            " RETURNING event_id)"
-            " SELECT ARRAY(SELECT event_id FROM fresh) AS fresh,"
-            f" ARRAY(SELECT v FROM ({reference.VERSIONS}) AS v) AS versions",
-            [e for e, _ in events], [t for _, t in events])
-        assert row is not None
+        fresh, versions = await read_all(
+            self.conn,
+            Read("INSERT INTO inbox (event_id, topic) SELECT * FROM unnest($1::uuid[],"
+                 " $2::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
+                 ([e for e, _ in events], [t for _, t in events]),
+                 lambda rows: {r["event_id"] for r in rows}),
+            Read(reference.VERSIONS, (), list))
         if self._view is None:
             self._view = reference.ReferenceView(self._cache)
-        self._view.prime([dict(zip(reference.VERSION_FIELDS, v, strict=True))
-                          for v in row["versions"]])
-        return set(row["fresh"])
+        self._view.prime(versions)
+        return cast(set[uuid.UUID], fresh)
 
     async def memo(self, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
         """`load()` once per unit of work for `key` (data that changes on the hot path, such as

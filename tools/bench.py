@@ -307,6 +307,14 @@ def total_cpu(pids: dict[str, list[int]]) -> float:
             + sum(infra_cpu().values()))
 
 
+def cpu_by_process(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of each service in `pids` (its instances together), Postgres and
+    Kafka: take it before and after a load, the difference is the load's."""
+    out = {service: sum(cpu_seconds(p) for p in ps) for service, ps in pids.items()}
+    out.update(infra_cpu())
+    return out
+
+
 def infra_cpu() -> dict[str, float]:
     """CPU seconds so far of the local stack's Postgres (postmaster and backends) and Kafka."""
     out = {"postgres": 0.0, "kafka": 0.0}

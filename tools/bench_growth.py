@@ -23,12 +23,6 @@ from shared.settings import get_settings
 from . import bench as b
 
 
-def _cpu(pids: dict[str, list[int]]) -> dict[str, float]:
-    out = {k: sum(b.cpu_seconds(p) for p in v) for k, v in pids.items()}
-    out.update(b.infra_cpu())
-    return out
-
-
 async def run(orders: int, rate: float, windows: int) -> list[dict[str, Any]]:
     admin = get_settings().database_url
     rows: list[dict[str, Any]] = []
@@ -38,9 +32,9 @@ async def run(orders: int, rate: float, windows: int) -> list[dict[str, Any]]:
         per_window = max(1, orders // windows)
         all_keys: list[str] = []
         for w in range(windows):
-            cpu0, stmts0, t0 = _cpu(pids), await b.statements(admin), time.perf_counter()
+            cpu0, stmts0, t0 = b.cpu_by_process(pids), await b.statements(admin), time.perf_counter()
             keys = await bench.publish_at(rate, per_window / rate)
-            cpu1, stmts1 = _cpu(pids), await b.statements(admin)
+            cpu1, stmts1 = b.cpu_by_process(pids), await b.statements(admin)
             seconds = time.perf_counter() - t0
             all_keys += keys
             n = max(1, len(keys))

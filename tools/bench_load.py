@@ -22,17 +22,14 @@ async def run(rate: float, seconds: float) -> None:
     async with b.TimedStorefront(get_settings().kafka_bootstrap_servers) as shop:
         bench = b.Bench(shop, await b.prepare_catalogue(shop, 20, 1_000_000))
         pids = b.service_pids()
-        services0 = {k: sum(b.cpu_seconds(x) for x in v) for k, v in pids.items()}
-        infra0 = b.infra_cpu()
+        cpu0 = b.cpu_by_process(pids)
         counting = await b.statements(get_settings().database_url, reset=True) is not None
         keys = await bench.publish_at(rate, seconds)
         await bench.until_shipped(keys)
         counted = await b.statements(get_settings().database_url) if counting else None
-        infra1 = b.infra_cpu()
-        services1 = {k: sum(b.cpu_seconds(x) for x in v) for k, v in pids.items()}
+        cpu1 = b.cpu_by_process(pids)
         n = max(1, len(keys))
-        per = {k: round(1000 * (services1[k] - services0[k]) / n, 1) for k in services0}
-        per.update({k: round(1000 * (infra1[k] - infra0[k]) / n, 1) for k in infra0})
+        per = {k: round(1000 * (cpu1[k] - cpu0[k]) / n, 1) for k in cpu0}
         print(f"[bench-load] {len(keys)} orders at {rate}/s; CPU ms per order: total"
               f" {sum(per.values()):.1f}, {per}")
         print(f"[bench-load] latency ms: {bench.latencies(keys)}")

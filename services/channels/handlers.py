@@ -25,10 +25,9 @@ async def on_status(uow: UnitOfWork, events: list[OrderStatusChanged]) -> None:
     """A run of status changes to write back (the others never reach it, nor the inbox: most
     of an order's statuses are not written back): the stores' platforms in one statement, the
     write-back jobs in another (none when no store of the run has a platform channel)."""
-    wanted = events
-    platforms = await store.platforms_of(uow, sorted({e.store for e in wanted}))
+    platforms = await store.platforms_of(uow, sorted({e.store for e in events}))
     jobs: list[tuple[str, str, str, str, dict[str, Any]]] = []
-    for event in wanted:
+    for event in events:
         if platforms.get(event.store) not in WRITE_BACK:
             continue
         # One job per order and action; refunds are per after-sales request.

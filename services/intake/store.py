@@ -145,10 +145,6 @@ def products_read(skus: list[str]) -> Read[dict[str, Product]]:
     return Read("SELECT * FROM products WHERE sku = ANY($1::text[])", (skus,), shape)
 
 
-async def products_for(conn: Conn, skus: list[str]) -> dict[str, Product]:
-    return await products_read(skus).fetch(conn)
-
-
 async def get_product(conn: Conn | asyncpg.Pool, sku: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM products WHERE sku = $1", sku)
 
@@ -509,11 +505,6 @@ def promo_uses_read(wanted: list[tuple[int, str, list[str], uuid.UUID | None]]
          sorted({c.upper() for w in wanted for c in w[2]})), shape)
 
 
-async def promo_uses_many(conn: Conn, wanted: list[tuple[int, str, list[str], uuid.UUID | None]]
-                          ) -> dict[int, dict[str, int]]:
-    return await promo_uses_read(wanted).fetch(conn)
-
-
 async def record_promo_uses(conn: Conn, uses: list[tuple[str, str, uuid.UUID]]) -> None:
     """Count promo codes as used: `(code, customer_id, order_id)`, one statement."""
     if not uses:
@@ -537,11 +528,6 @@ def blocked_read(identities: list[dict[str, str]]) -> Read[list[tuple[BlockedEnt
         "SELECT b.kind, b.value, b.action FROM blocked_customers b"
         " JOIN unnest($1::text[], $2::text[]) AS i(kind, value) USING (kind, value)",
         ([p[0] for p in pairs], [p[1] for p in pairs]), shape)
-
-
-async def blocked_many(conn: Conn, identities: list[dict[str, str]]
-                       ) -> list[tuple[BlockedEntry, ...]]:
-    return await blocked_read(identities).fetch(conn)
 
 
 def prior_orders_read(wanted: list[tuple[int, OrderPlaced, datetime, int]]
@@ -584,12 +570,6 @@ def prior_orders_read(wanted: list[tuple[int, OrderPlaced, datetime, int]]
         shape)
 
 
-async def prior_orders_many(conn: Conn | asyncpg.Pool,
-                            wanted: list[tuple[int, OrderPlaced, datetime, int]]
-                            ) -> dict[int, tuple[PriorOrder, ...]]:
-    return await prior_orders_read(wanted).fetch(conn)  # type: ignore[arg-type]
-
-
 def list_prices_read(orders: list[OrderPlaced]) -> Read[list[dict[str, Decimal]]]:
     """Per order, the list price of each of its SKUs for its store in its currency, valid when
     it was placed; the store's own list wins over the default ('*')."""
@@ -612,10 +592,6 @@ def list_prices_read(orders: list[OrderPlaced]) -> Read[list[dict[str, Decimal]]
         ([i for i, _ in wanted], [orders[i].store for i, _ in wanted],
          [orders[i].currency for i, _ in wanted], [sku for _, sku in wanted],
          [orders[i].placed_at for i, _ in wanted]), shape)
-
-
-async def list_prices_many(conn: Conn, orders: list[OrderPlaced]) -> list[dict[str, Decimal]]:
-    return await list_prices_read(orders).fetch(conn)
 
 
 async def take_early_cancels(conn: Conn, keys: list[tuple[str, str]]

@@ -96,11 +96,6 @@ def lock_stock_read(skus: list[str], all_warehouses: list[str]
                 " WHERE sku = ANY($1::text[]) ORDER BY sku, warehouse FOR UPDATE", (skus,), shape)
 
 
-async def lock_stock(conn: Conn, skus: list[str], all_warehouses: list[str]
-                     ) -> dict[str, dict[str, int]]:
-    return await lock_stock_read(skus, all_warehouses).fetch(conn)
-
-
 @dataclass(frozen=True)
 class Reservation:
     """One line of a plan to reserve: `quantity` of `sku` in `warehouse` for `order_id`."""
@@ -138,7 +133,7 @@ async def _ledger_many(conn: Conn, rows: list[Reservation], on_hand: int, reserv
 async def reserve_all(conn: Conn, reservations: list[Reservation]) -> None:
     """Reserve every line of the run's plans: one UPDATE of the balances (the quantities summed
     per row) and one INSERT of the ledger rows, in the order given. The plans were decided
-    against rows the caller locked (`lock_stock`), so they fit; the CHECKs still guard (a run
+    against rows the caller locked (`lock_stock_read`), so they fit; the CHECKs still guard (a run
     that would oversell fails whole and is handled again message by message)."""
     if not reservations:
         return
