@@ -177,6 +177,9 @@ class OutboxRelay:
         self.quarantined = 0  # rows refused for good, counted every 10 s by the active relay
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Rows published and acknowledged, marked sent by the next round's claim (one round trip
+        # per round, shared/migrations/0007_outbox_claim_marks_sent.sql) or when leading ends.
+        self._acked: list[int] = []
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.schema}")
@@ -237,16 +240,27 @@ class OutboxRelay:
         finally:
             self.is_leader = False
             with contextlib.suppress(Exception):
+                if self._acked:  # a stop or a fault between rounds: spare the next leader
+                    await asyncio.wait_for(self._mark_acked(conn), 5)
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 5)
+
+    async def _mark_acked(self, conn: Conn) -> None:
+        await conn.execute("UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
+                           " AND sent_at IS NULL", self._acked)
+        self._acked = []
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
 
     async def publish_pending(self, conn: Conn) -> int:
-        # One round trip: `outbox_claim` locks the buckets with no writer in flight and reads
-        # their oldest unsent rows in a later snapshot (shared/migrations/0001_outbox_claim.sql);
-        # the locks end with this statement's transaction, before anything is published.
-        rows = await conn.fetch("SELECT * FROM outbox_claim($1)", self.BATCH)
+        # One round trip: `outbox_claim` marks sent what the previous round published, locks
+        # the buckets with no writer in flight and reads their oldest unsent rows in a later
+        # snapshot (shared/migrations/0001_outbox_claim.sql, 0007); the locks end with this
+        # statement's transaction, before anything is published.
+        rows = await conn.fetch("SELECT * FROM outbox_claim($1, $2::bigint[])", self.BATCH,
+                                self._acked)
+        self._acked = []
         self._observe_backlog(rows)
         if not rows:
             return 0
@@ -273,17 +287,17 @@ class OutboxRelay:
                    if isinstance(res, BaseException)]
         for r in sent:
             metrics.EVENTS_PUBLISHED.labels(r["topic"]).inc()
+        # Marked sent by the next round's claim: one statement per round, not two. Until then
+        # they are unsent to anyone who asks (at most a poll's wait when the relay goes idle).
+        self._acked = [r["id"] for r in sent]
         try:
-            await conn.execute(
-                "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
-                [r["id"] for r in sent],
-            )
             for r, problem in refused:
                 await self.quarantine(conn, r, problem)
                 self.quarantined += 1
         except TRANSIENT_DB_ERRORS:
-            log.warning("published %d outbox rows of %s but could not mark them sent; they will"
-                        " be published again and deduplicated by consumers", len(rows), self.schema)
+            log.warning("published %d outbox rows of %s but could not quarantine %d refused for"
+                        " good; they will be published again and deduplicated by consumers",
+                        len(rows), self.schema, len(refused))
             raise
         return len(rows)
 
