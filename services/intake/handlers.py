@@ -12,8 +12,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-
 from shared import fx, topics
 from shared.contracts import (
     CancelRequested,
@@ -28,6 +26,7 @@ from shared.contracts import (
     order_id_for,
     utcnow,
 )
+from shared.db import Row, read_all
 from shared.messaging import Handlers, RawMessage
 from shared.uow import UnitOfWork
 
@@ -96,8 +95,9 @@ async def order_placed(uow: UnitOfWork, orders: list[OrderPlaced]) -> None:
     conn = uow.conn
     now = utcnow()
     keys = list(dict.fromkeys((o.store, o.external_order_id) for o in orders))
-    known: dict[tuple[str, str], Any] = dict(await store.find_orders(conn, keys))
-    early = await store.take_early_cancels(conn, [k for k in keys if k not in known])
+    found, early = await read_all(conn, store.find_orders_read(keys),
+                                  store.take_early_cancels_read(keys))
+    known: dict[tuple[str, str], Any] = dict(found)
     # The first occurrence of each order not held yet is reviewed with what the run read.
     firsts: dict[tuple[str, str], OrderPlaced] = {}
     for o in orders:
@@ -152,7 +152,7 @@ async def order_placed(uow: UnitOfWork, orders: list[OrderPlaced]) -> None:
     await writes.flush(conn)
 
 
-async def _received_again(uow: UnitOfWork, order: OrderPlaced, row: asyncpg.Record | None,
+async def _received_again(uow: UnitOfWork, order: OrderPlaced, row: Row | None,
                           new: tuple[OrderPlaced, str] | None, writes: _Writes) -> bool:
     """A storefront re-sends an order when it changes (payment now paid, address corrected): a
     held order is updated and reviewed again; it never becomes a second order. Retries of the

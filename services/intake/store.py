@@ -43,18 +43,17 @@ async def find_order(conn: Conn, store: str, ext: str) -> asyncpg.Record | None:
     )
 
 
-async def find_orders(conn: Conn, keys: list[tuple[str, str]]
-                      ) -> dict[tuple[str, str], asyncpg.Record]:
-    """The orders intake holds among `keys` ((store, external_order_id)), in one statement,
-    locked in key order (two runs lock the same orders in the same order: no deadlock)."""
+def find_orders_read(keys: list[tuple[str, str]]) -> Read[dict[tuple[str, str], Row]]:
+    """The orders intake holds among `keys` ((store, external_order_id)), locked in key order
+    (two runs lock the same orders in the same order: no deadlock)."""
     if not keys:
-        return {}
-    rows = await conn.fetch(
+        return Read.known({})
+    return Read(
         "SELECT o.* FROM orders o JOIN unnest($1::text[], $2::text[]) AS k(store, ext)"
         " ON o.store = k.store AND o.external_order_id = k.ext"
         " ORDER BY o.store, o.external_order_id FOR UPDATE OF o",
-        [k[0] for k in keys], [k[1] for k in keys])
-    return {(r["store"], r["external_order_id"]): r for r in rows}
+        ([k[0] for k in keys], [k[1] for k in keys]),
+        lambda rows: {(r["store"], r["external_order_id"]): r for r in rows})
 
 
 async def get_order(conn: Conn, order_id: uuid.UUID) -> asyncpg.Record | None:
@@ -594,18 +593,19 @@ def list_prices_read(orders: list[OrderPlaced]) -> Read[list[dict[str, Decimal]]
          [orders[i].placed_at for i, _ in wanted]), shape)
 
 
-async def take_early_cancels(conn: Conn, keys: list[tuple[str, str]]
-                             ) -> dict[tuple[str, str], str]:
+def take_early_cancels_read(keys: list[tuple[str, str]]) -> Read[dict[tuple[str, str], str]]:
     """The cancellations that arrived before these orders (store, external_order_id), taken
-    (deleted) in one statement: the reason given ('' for none) per order key."""
+    (deleted), for the keys intake does not hold yet: the reason given ('' for none) per key.
+    In the statement of `find_orders_read` (`read_all`), it sees the orders as that does."""
     if not keys:
-        return {}
-    rows = await conn.fetch(
+        return Read.known({})
+    return Read(
         "DELETE FROM early_cancellations e USING unnest($1::text[], $2::text[]) AS k(store, ext)"
-        " WHERE e.store = k.store AND e.external_order_id = k.ext"
+        " WHERE e.store = k.store AND e.external_order_id = k.ext AND NOT EXISTS (SELECT 1"
+        " FROM orders o WHERE o.store = k.store AND o.external_order_id = k.ext)"
         " RETURNING e.store, e.external_order_id, coalesce(e.reason, '') AS reason",
-        [k[0] for k in keys], [k[1] for k in keys])
-    return {(r["store"], r["external_order_id"]): r["reason"] for r in rows}
+        ([k[0] for k in keys], [k[1] for k in keys]),
+        lambda rows: {(r["store"], r["external_order_id"]): r["reason"] for r in rows})
 
 
 async def insert_decisions(conn: Conn, rows: list[tuple[uuid.UUID, str, str,
