@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 import stack.__main__ as local_stack
 from shared.settings import SERVICES, get_settings, role_password, service_database_url
@@ -163,20 +163,27 @@ def poison_values(rng: random.Random, marker: str, count: int) -> list[bytes]:
     return out
 
 
-async def test_replaying_every_topic_from_offset_zero_changes_nothing(
+async def test_replaying_every_topic_from_the_runs_start_changes_nothing(
         storefront: Storefront) -> None:
-    outcome = await run_load(storefront, "replay everything from offset 0", record_it=False)
+    """Every consumer group set back to where the topics ended before this run's load (offset 0
+    on a fresh stack), so the whole run is consumed again. Not offset 0 on a stack with a past:
+    the restore scenario (test_postgres.py) leaves in the topics the events its restored
+    services re-made, some under other ids, and then puts the database back as it was before
+    the restore; a replay of those is a replay of a history the database never had."""
+    start = {s: await positions(s) for s in SERVICES}
+    outcome = await run_load(storefront, "replay every topic from the run's start",
+                             record_it=False)
     assert_clean(outcome)
     await eventually(lags_drained, timeout=300, what="consumers caught up before the replay")
     before = await settled_snapshot()
     await asyncio.to_thread(lambda: [local_stack.stop_pid(s, 30) for s in SERVICES])
     for service in SERVICES:
-        await rewind(service)
+        await rewind(service, start[service])
     t0 = time.monotonic()
     await asyncio.to_thread(local_stack.start_services)
     await asyncio.sleep(15)  # lag is measured every 5 s; let it see the rewound positions
-    await eventually(lags_drained, timeout=900, what="every topic re-read from offset 0")
-    outcome.recover = time.monotonic() - t0  # the whole log re-read
+    await eventually(lags_drained, timeout=900, what="every topic re-read from the run's start")
+    outcome.recover = time.monotonic() - t0  # the whole run re-read
     await asyncio.sleep(10)
     await eventually(lags_drained, timeout=120, what="still caught up")
     record(outcome)
@@ -258,20 +265,33 @@ async def snapshot() -> dict[str, str]:
         await conn.close()
 
 
-async def rewind(service: str) -> None:
-    """Set the (stopped) service's consumer group back to the start of every topic it reads."""
+async def _group_consumer(service: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
     module = __import__(f"services.{service}.handlers", fromlist=["handlers"])
-    topics = list(module.handlers.subscriptions)
     consumer = AIOKafkaConsumer(bootstrap_servers=get_settings().kafka_bootstrap_servers,
                                 group_id=service, enable_auto_commit=False)
     await consumer.start()
+    parts = [tp for t in module.handlers.subscriptions
+             for tp in await topic_partitions(consumer, t)]
+    return consumer, parts
+
+
+async def positions(service: str) -> dict[TopicPartition, int]:
+    """Where every topic the service reads ends now."""
+    consumer, parts = await _group_consumer(service)
     try:
-        parts = [tp for t in topics for tp in await topic_partitions(consumer, t)]
+        return dict((await consumer.end_offsets(parts)).items())
+    finally:
+        await consumer.stop()
+
+
+async def rewind(service: str, to: dict[TopicPartition, int]) -> None:
+    """Set the (stopped) service's consumer group back to `to` on every topic it reads."""
+    consumer, parts = await _group_consumer(service)
+    try:
         # A commit needs assigned partitions; with the group empty (the service is stopped)
         # the coordinator takes it from this manually assigned consumer.
         consumer.assign(parts)
-        starts = await consumer.beginning_offsets(parts)
-        await consumer.commit(dict(starts.items()))
+        await consumer.commit({tp: to[tp] for tp in parts})
     finally:
         await consumer.stop()
 
