@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from shared.contracts import OrderSnapshot, ProductUpserted
-from shared.db import Conn
+from shared.db import Conn, Read, Row
 from shared.uow import UnitOfWork
 
 from .domain import DEFAULT_DIMS, DEFAULT_WEIGHT_G, Bin, Box, Item, NewPick, Reserved, units
@@ -185,11 +185,25 @@ async def insert_pick(conn: Conn, order_id: uuid.UUID, warehouse: str,
         order_id, warehouse, json.dumps(lines), express, merge_key)
 
 
-async def waiting_summary(conn: Conn) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT warehouse, count(*) AS waiting,"
-        " extract(epoch FROM now() - min(created_at))::float8 AS oldest_s"
-        " FROM picks WHERE status = 'waiting' GROUP BY warehouse ORDER BY warehouse")
+# What the wave pass looks at first, without a transaction (`warehouse.floor_now`): the
+# picks waiting per warehouse, and the released waves with the seconds until they are due.
+WAITING = ("SELECT warehouse, count(*) AS waiting,"
+           " extract(epoch FROM now() - min(created_at))::float8 AS oldest_s"
+           " FROM picks WHERE status = 'waiting' GROUP BY warehouse ORDER BY warehouse")
+RELEASED = ("SELECT wave_id, extract(epoch FROM pick_due_at - now())::float8 AS due_in"
+            " FROM waves WHERE status = 'released' ORDER BY created_at")
+
+
+def waiting_read() -> Read[list[Row]]:
+    return Read(WAITING, (), list)
+
+
+def released_read() -> Read[list[Row]]:
+    return Read(RELEASED, (), list)
+
+
+async def waiting_summary(conn: Conn) -> list[Row]:
+    return await waiting_read().fetch(conn)
 
 
 async def waiting_picks(conn: Conn, warehouse: str) -> list[asyncpg.Record]:
@@ -218,12 +232,6 @@ async def assign_picks(conn: Conn, warehouse: str, wave_id: str,
     await conn.execute("UPDATE orders SET status = 'picking', updated_at = now()"
                        " WHERE order_id = ANY($1::uuid[]) AND status = 'awaiting_pick'",
                        [order_id for order_id, _ in groups])
-
-
-async def due_waves(conn: Conn) -> list[str]:
-    rows = await conn.fetch("SELECT wave_id FROM waves WHERE status = 'released'"
-                            " AND pick_due_at <= now() ORDER BY created_at")
-    return [r["wave_id"] for r in rows]
 
 
 async def get_wave(conn: Conn, wave_id: str) -> asyncpg.Record | None:

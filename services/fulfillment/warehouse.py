@@ -17,6 +17,7 @@ action is new each time). An order's `packed` is caused by `packed/<order>` whoe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -36,7 +37,7 @@ from shared.contracts import (
     Parcel,
     ShortPicked,
 )
-from shared.db import TRANSIENT_DB_ERRORS, Conn, try_xact_lock
+from shared.db import TRANSIENT_DB_ERRORS, Conn, Read, Row, read_all, try_xact_lock
 from shared.service import Runtime
 from shared.settings import get_settings
 from shared.uow import UnitOfWork
@@ -61,6 +62,9 @@ class Config:
     wave_size: int = 20
     wave_seconds: float = 0.5
     tick_seconds: float = 0.2
+    # The longest the wave pass waits without a reason to look (picks made here, a deadline):
+    # picks another instance made wait at most this long for their wave.
+    idle_seconds: float = 1.0
     # Automatic mode: how many due waves the simulated floor works at once, each in its own
     # transaction. One at a time, a pass spent most of its time waiting for Postgres round trips
     # and capped the whole pipeline near 85 orders/s here (docs/BENCHMARKS.md).
@@ -89,6 +93,7 @@ class FulfillmentSettings(BaseSettings):
     wave_size: int = Config.wave_size
     wave_seconds: float = Config.wave_seconds
     tick_seconds: float = Config.tick_seconds
+    idle_seconds: float = Config.idle_seconds
     parallel_waves: int = Config.parallel_waves
     pick_seconds_per_line: float = Config.pick_seconds_per_line
     scan_error_rate: float = Config.scan_error_rate
@@ -112,11 +117,14 @@ def _lines(pick: asyncpg.Record) -> list[tuple[str, int]]:
 
 # --- waves ------------------------------------------------------------------------------------
 
-async def release_waves(uow: UnitOfWork, cfg: Config) -> list[str]:
+async def release_waves(uow: UnitOfWork, cfg: Config,
+                        waiting: list[Row] | None = None) -> list[str]:
+    """The waves due in every warehouse, from `waiting` (`store.waiting_summary`, read now when
+    not given); each warehouse's waiting picks are read again under lock."""
     conn = uow.conn
     released = []
-    for s in await store.waiting_summary(conn):
-        if not domain.wave_due(s["waiting"], s["oldest_s"], cfg.wave_size, cfg.wave_seconds):
+    for s in waiting if waiting is not None else await store.waiting_summary(conn):
+        if not _due(s, cfg):
             continue
         warehouse = s["warehouse"]
         rows = {str(r["order_id"]): r for r in await store.waiting_picks(conn, warehouse)}
@@ -126,6 +134,11 @@ async def release_waves(uow: UnitOfWork, cfg: Config) -> list[str]:
             if len(rows) < cfg.wave_size:
                 break
     return released
+
+
+def _due(waiting: Row, cfg: Config) -> bool:
+    return domain.wave_due(waiting["waiting"], waiting["oldest_s"], cfg.wave_size,
+                           cfg.wave_seconds)
 
 
 async def _release_one(uow: UnitOfWork, cfg: Config, warehouse: str,
@@ -622,18 +635,54 @@ async def _simulate_alone(runtime: Runtime, wave_id: str, cfg: Config,
 WAVES_DEFERRED_SECONDS = 60.0
 
 
+# Set when a transaction that made picks wait has committed (handlers.stock_reserved): the
+# pass of this instance looks at once instead of at its next deadline.
+PICKS_WAITING = asyncio.Event()
+
+
+@dataclass(frozen=True)
+class FloorNow:
+    """What the pass found before deciding anything (one statement, no transaction): the
+    warehouses with a wave due, the released waves due for the simulated pickers, and the
+    seconds until the next of either comes due, as far as this look can tell."""
+
+    waiting: list[Row]
+    release: bool
+    due: list[str]
+    next_in: float
+
+
+async def floor_now(conn: Conn, cfg: Config, automatic: bool) -> FloorNow:
+    waiting, released = await read_all(
+        conn, store.waiting_read(), store.released_read() if automatic else Read.known([]))
+    later = [cfg.wave_seconds - s["oldest_s"] for s in waiting if not _due(s, cfg)]
+    later += [w["due_in"] for w in released if w["due_in"] > 0]
+    return FloorNow(waiting, any(_due(s, cfg) for s in waiting),
+                    [w["wave_id"] for w in released if w["due_in"] <= 0],
+                    min(later, default=cfg.idle_seconds))
+
+
 async def start_waves(runtime: Runtime) -> None:
     cfg = config()
     automatic = get_settings().shopkeeper_warehouse_mode == "automatic"
     rng = random.Random(FulfillmentSettings().seed)
 
-    async def one_pass() -> None:
-        # Releasing publishes nothing: no cause needed.
-        async with UnitOfWork.begin(runtime.pool, "fulfillment") as uow:
-            if not await try_xact_lock(uow.conn, WAVE_LOCK):
-                return
-            await release_waves(uow, cfg)
-            due = await store.due_waves(uow.conn) if automatic else []
+    async def one_pass() -> float:
+        """Release what is due and work the due waves; the seconds until the next deadline.
+        Idle, a pass is one statement (`floor_now`)."""
+        async with runtime.pool.acquire() as conn:
+            now = await floor_now(conn, cfg, automatic)
+        due, next_in = list(now.due), now.next_in
+        if now.release:
+            # Releasing publishes nothing: no cause needed.
+            async with UnitOfWork.begin(runtime.pool, "fulfillment") as uow:
+                if not await try_xact_lock(uow.conn, WAVE_LOCK):
+                    return cfg.tick_seconds  # another instance is releasing: look again soon
+                released = await release_waves(uow, cfg, now.waiting)
+            if automatic and cfg.pick_seconds_per_line <= 0:
+                due += released  # due as released
+            elif released:  # due once picked: no sooner than one line's picking
+                next_in = min(next_in, max(cfg.pick_seconds_per_line, cfg.tick_seconds))
         workers = asyncio.Semaphore(max(1, cfg.parallel_waves))
 
         async def work(wave_id: str) -> None:
@@ -641,6 +690,7 @@ async def start_waves(runtime: Runtime) -> None:
                 await _simulate_alone(runtime, wave_id, cfg, rng)
 
         await asyncio.gather(*(work(w) for w in due))
+        return next_in
 
     deferred_since: list[float] = []
 
@@ -667,15 +717,26 @@ async def start_waves(runtime: Runtime) -> None:
         return False
 
     async def loop() -> None:
+        """A pass when picks were made to wait here (`PICKS_WAITING`), when the last pass's next
+        deadline comes, and at least every `idle_seconds` (picks another instance made, a
+        clock): never more often than every `tick_seconds`."""
+        next_in = 0.0
         while True:
             await asyncio.sleep(cfg.tick_seconds)
+            wait = min(next_in, cfg.idle_seconds) - cfg.tick_seconds
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(PICKS_WAITING.wait(), wait)
+            PICKS_WAITING.clear()
             if deferred():
+                next_in = 0.0
                 continue
             try:
-                await one_pass()
+                next_in = await one_pass()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Postgres away: the next pass tries again
+                next_in = 0.0
                 log.warning("wave pass failed: %s: %s", type(exc).__name__, exc)
 
     log.info("waves: %d orders or %.1fs per warehouse, %s mode", cfg.wave_size, cfg.wave_seconds,

@@ -416,3 +416,30 @@ async def test_a_simulated_wave_of_short_picks_and_qc_holds_is_announced_order_b
                                                  wave_id)
             assert wave_status == ("done" if tag == "short" else "released")
         assert seen[0] <= seen[1] <= 11
+
+
+async def test_the_wave_pass_looks_in_one_statement_and_knows_its_next_deadline(
+        service_db: Any) -> None:
+    """Given nothing waiting, when the pass looks (`floor_now`), then it takes one statement,
+    nothing is due and it looks again after `idle_seconds`; given one order waiting, then its
+    next look is when the wave's timer runs out; given a wave's worth, then a release is due,
+    and once released (no picking time), that wave is due for the pickers and nothing else."""
+    cfg = warehouse.Config(wave_size=2, wave_seconds=30, idle_seconds=1.0)
+    async with service_db("fulfillment") as db, db.pool.acquire() as conn:
+        counted = Counting(conn)
+        idle = await warehouse.floor_now(counted, cfg, True)  # type: ignore[arg-type]
+        assert counted.statements == 1
+        assert (idle.release, idle.due, idle.next_in) == (False, [], 1.0)
+        await db.run(handlers.stock_reserved, [reserved(snapshot("t1"))])
+        one = await warehouse.floor_now(conn, cfg, True)
+        assert not one.release and one.due == []
+        assert 25 < one.next_in <= 30
+        await db.run(handlers.stock_reserved, [reserved(snapshot("t2"))])
+        full = await warehouse.floor_now(conn, cfg, True)
+        assert full.release
+        async with UnitOfWork.begin(db.pool, "fulfillment") as uow:
+            [wave_id] = await warehouse.release_waves(uow, cfg, full.waiting)
+        after = await warehouse.floor_now(conn, cfg, True)
+        assert (after.release, after.due, after.next_in) == (False, [wave_id], 1.0)
+        manual = await warehouse.floor_now(conn, cfg, False)
+        assert manual.due == []
