@@ -73,7 +73,10 @@ async def _tx(request: Request) -> AsyncIterator[UnitOfWork]:
 
 
 async def _pick(conn: Conn, order_id: uuid.UUID, wh: str | None) -> asyncpg.Record:
-    picks = [p for p in await store.order_picks(conn, order_id) if p["status"] != "cancelled"]
+    """The order's pick a step is for (in `wh`, or its only one): a plain read, as the step
+    then locks the orders it works on, and their picks, through the floor (warehouse.Floor)."""
+    picks = [p for p in await store.order_picks(conn, order_id)
+             if p["status"] != "cancelled"]
     if wh is not None:
         picks = [p for p in picks if p["warehouse"] == wh]
     if not picks:
@@ -96,8 +99,10 @@ async def awaiting(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/orders/{order_id}", response_model=schemas.Order)
 async def order(order_id: uuid.UUID, request: Request) -> dict[str, Any]:
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
-        row = await store.get_order(conn, order_id)
+    # One snapshot, no locks: a look must never hold up (nor deadlock with) the floor.
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction(
+            isolation="repeatable_read", readonly=True):
+        row = await store.get_order(conn, order_id, lock=False)
         if row is None:
             raise HTTPException(404, f"no order {order_id} in fulfillment")
         picks = await store.order_picks(conn, order_id)
@@ -126,7 +131,8 @@ async def waves(request: Request, status: str = "released") -> list[dict[str, An
 
 
 async def _wave(request: Request, wave_id: str) -> dict[str, Any]:
-    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction():
+    async with request.app.state.runtime.pool.acquire() as conn, conn.transaction(
+            isolation="repeatable_read", readonly=True):  # one snapshot, no locks
         wave = await store.get_wave(conn, wave_id)
         if wave is None:
             raise HTTPException(404, f"no wave {wave_id}")

@@ -5,8 +5,12 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Mapping, Sequence
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
 
 DEFAULT_WEIGHT_G = 500
 DEFAULT_DIMS = (150, 100, 80)
@@ -53,6 +57,14 @@ class PackedBox:
     @property
     def weight_g(self) -> int:
         return self.box.tare_g + sum(i.weight_g for i in self.items)
+
+
+def units(lines: Iterable[tuple[str, int]], products: Mapping[str, Item]) -> list[Item]:
+    """One Item per unit of `lines` (sku, quantity), from the SKUs' `products`."""
+    out: list[Item] = []
+    for sku, qty in lines:
+        out.extend([products[sku]] * qty)
+    return out
 
 
 def fits_item(item: Item, box: Box) -> bool:
@@ -198,6 +210,43 @@ def remaining(expected: Mapping[str, int], scanned: Mapping[str, int]) -> dict[s
     return {sku: q - scanned.get(sku, 0) for sku, q in expected.items() if q > scanned.get(sku, 0)}
 
 
+def expected_units(lines: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """A pick's lines as units per SKU (a SKU on two lines counts once, summed)."""
+    out: dict[str, int] = {}
+    for sku, q in lines:
+        out[sku] = out.get(sku, 0) + q
+    return out
+
+
+def status_after_scan(status: str, left: Mapping[str, int]) -> str:
+    """A pick being picked is `verified` once nothing is left to scan; a pick in any other state
+    (weighed, on QC hold) keeps it: a scan then only checks the unit."""
+    return "verified" if not left and status == "picking" else status
+
+
+# --- the steps of the floor, in turn ----------------------------------------------------------
+# The statuses a pick may be in for each step: a step asked for out of turn is refused (409).
+SCANNABLE = frozenset({"picking", "verified", "weighed", "on_hold"})
+WEIGHABLE = frozenset({"verified", "weighed", "on_hold"})
+HOLDABLE = frozenset({"picking", "verified", "weighed", "on_hold"})
+PACKABLE = frozenset({"weighed"})
+# The picks that leave their wave's merge group: the rest of the group goes on without them.
+OUT_OF_GROUP = frozenset({"short", "cancelled"})
+
+
+def not_ready(parts: Sequence[tuple[str, str]], ready: frozenset[str]) -> str | None:
+    """(order key, pick status) of a merge group: why the group cannot take the step (some order
+    of it is not in a `ready` status), or None."""
+    late = [f"{key}: {status}" for key, status in parts if status not in ready]
+    return "not every order of the parcel is ready: " + ", ".join(late) if late else None
+
+
+def order_done(pick_statuses: Iterable[str]) -> bool:
+    """An order is packed when every pick of it is: in every warehouse of its allocation (a
+    cancelled pick of a live order is a warehouse dropped after a short pick)."""
+    return all(s in ("packed", "cancelled") for s in pick_statuses)
+
+
 # --- weigh check ------------------------------------------------------------------------------
 
 def weight_tolerance_g(expected_g: int, pct: float = 3.0, min_g: int = 20) -> int:
@@ -208,6 +257,100 @@ def weight_tolerance_g(expected_g: int, pct: float = 3.0, min_g: int = 20) -> in
 
 def weight_ok(expected_g: int, measured_g: int, pct: float = 3.0, min_g: int = 20) -> bool:
     return abs(measured_g - expected_g) <= weight_tolerance_g(expected_g, pct, min_g)
+
+
+@dataclass(frozen=True)
+class WeighCheck:
+    """A group's parcels on the scale: expected (items + tares), measured, and the verdict."""
+
+    expected_g: int
+    measured_g: int
+    tolerance_g: int
+    ok: bool
+
+    @property
+    def status(self) -> str:
+        """The picks' status after it: weighed, or on QC hold (no label)."""
+        return "weighed" if self.ok else "on_hold"
+
+    @property
+    def message(self) -> str:
+        return (f"weighed {self.measured_g} g, expected {self.expected_g} g"
+                f" ± {self.tolerance_g} g")
+
+
+def weigh_check(expected_g: int, measured_g: int, pct: float = 3.0,
+                min_g: int = 20) -> WeighCheck:
+    return WeighCheck(expected_g, measured_g, weight_tolerance_g(expected_g, pct, min_g),
+                      weight_ok(expected_g, measured_g, pct, min_g))
+
+
+# --- packing ----------------------------------------------------------------------------------
+
+def parcel_id(lead: uuid.UUID, n: int) -> str:
+    """Parcels are numbered per lead order (the first of its merge group): `P-{lead}-{n}`, n
+    counting on from the parcels the lead already has (an order split across warehouses is
+    packed once per warehouse, each time as its own lead)."""
+    return f"P-{lead.hex[:12]}-{n}"
+
+
+def as_lines(counts: Mapping[str, int]) -> list[dict[str, Any]]:
+    """Units per SKU as contract lines, by SKU, leaving out zeros."""
+    return [{"sku": sku, "quantity": q} for sku, q in sorted(counts.items()) if q]
+
+
+@dataclass(frozen=True)
+class NewParcel:
+    """A parcel packed for a merge group: its box and units, and each order's own lines in it
+    (every order of the group, maybe with none: each order's `order_packed` then names the same
+    parcels, and logistics ships them once, for whichever order comes first)."""
+
+    parcel_id: str
+    box: Box
+    weight_g: int
+    lines: list[dict[str, Any]]
+    shares: dict[uuid.UUID, list[dict[str, Any]]]
+
+    @property
+    def merged(self) -> bool:
+        """It carries units of more than one order."""
+        return sum(1 for lines in self.shares.values() if lines) > 1
+
+
+def pack_parcels(lead: uuid.UUID, first: int, planned: Sequence[PackedBox],
+                 owed: Sequence[tuple[uuid.UUID, Mapping[str, int]]]) -> list[NewParcel]:
+    """The boxes chosen for a group (`choose_boxes`) as parcels numbered from `first`, each
+    order's units shared out to them in the group's order (`owed`: each order's units)."""
+    left = [(order_id, Counter(units)) for order_id, units in owed]
+    out = []
+    for n, packed in enumerate(planned, first):
+        counts = Counter(i.sku for i in packed.items)
+        share: dict[uuid.UUID, Counter[str]] = {}
+        for sku, q in sorted(counts.items()):
+            for order_id, units in left:
+                take = min(q, units[sku])
+                if take:
+                    share.setdefault(order_id, Counter())[sku] += take
+                    units[sku] -= take
+                    q -= take
+        out.append(NewParcel(parcel_id(lead, n), packed.box, packed.weight_g, as_lines(counts),
+                             {order_id: as_lines(share.get(order_id, Counter()))
+                              for order_id, _ in left}))
+    return out
+
+
+def unit_prices(lines: Iterable[tuple[str, Decimal]]) -> dict[str, Decimal]:
+    """Price per SKU of an order's lines (a SKU on two lines: the first line's price)."""
+    out: dict[str, Decimal] = {}
+    for sku, price in lines:
+        out.setdefault(sku, price)
+    return out
+
+
+def declared_value(own: Iterable[tuple[str, int]], prices: Mapping[str, Decimal]) -> Decimal:
+    """What an order's own units in a parcel are worth (customs, insurance): inventory commits
+    and customs declares per order, so a merged parcel declares each order's part."""
+    return sum((prices.get(sku, Decimal("0")) * q for sku, q in own), Decimal("0"))
 
 
 # --- order merging ----------------------------------------------------------------------------

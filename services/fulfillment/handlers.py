@@ -22,7 +22,7 @@ from shared.contracts import (
 from shared.messaging import Handlers, confirm_cancellation, forwarded
 from shared.uow import UnitOfWork
 
-from . import domain, store
+from . import domain, store, warehouse
 
 log = logging.getLogger(__name__)
 handlers = Handlers()
@@ -59,6 +59,7 @@ async def stock_reserved(uow: UnitOfWork, events: list[StockReserved]) -> None:
         await store.drop_picks(uow.conn, plan.dropped)
     if plan.picks:
         await store.insert_picks(uow.conn, plan.picks)
+        uow.after_commit(warehouse.PICKS_WAITING.set)
 
     for event, (outcome, detail) in zip(uow.each(events), plan.outcomes, strict=True):
         if outcome == "reallocated":

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
 
 from shared.contracts import OrderSnapshot, ProductUpserted
-from shared.db import Conn, xact_lock
+from shared.db import Conn, Read, Row
 from shared.uow import UnitOfWork
 
-from .domain import DEFAULT_DIMS, DEFAULT_WEIGHT_G, Bin, Box, Item, NewPick, Reserved
+from .domain import DEFAULT_DIMS, DEFAULT_WEIGHT_G, Bin, Box, Item, NewPick, Reserved, units
 from .domain import seed_bin as seed_bin_for
 
 # Reference data read once per unit of work (`uow.memo`); its writers forget it.
@@ -31,21 +32,27 @@ async def upsert_product(conn: Conn, p: ProductUpserted) -> None:
         p.occurred_at)
 
 
-async def items(uow: UnitOfWork, lines: list[tuple[str, int]]) -> list[Item]:
-    """One Item per unit, with the catalogue's weight and size (defaults when unknown); the
-    products are reference data, each SKU's cached across runs until `products` changes."""
-    async def load(skus: list[str]) -> dict[str, asyncpg.Record]:
+async def products(uow: UnitOfWork, skus: Iterable[str]) -> dict[str, Item]:
+    """Each SKU's weight, size and attributes for packing (defaults when the catalogue has not
+    named it); the products are reference data, each SKU's cached across runs until `products`
+    changes: one statement for all the SKUs not cached (none when they all are)."""
+    async def load(missing: list[str]) -> dict[str, asyncpg.Record]:
         return {r["sku"]: r for r in await uow.conn.fetch(
-            "SELECT * FROM products WHERE sku = ANY($1::text[])", skus)}
-    known = await uow.reference_rows(PRODUCTS, (sku for sku, _ in lines), load,
-                                     tables=("products",))
-    out = []
-    for sku, qty in lines:
+            "SELECT * FROM products WHERE sku = ANY($1::text[])", missing)}
+    wanted = set(skus)
+    known = await uow.reference_rows(PRODUCTS, wanted, load, tables=("products",))
+    out = {}
+    for sku in wanted:
         r = known.get(sku)
-        item = (Item(sku, r["weight_g"], tuple(r["dims"]), tuple(r["attributes"]))
-                if r else Item(sku, DEFAULT_WEIGHT_G, DEFAULT_DIMS))
-        out.extend([item] * qty)
+        out[sku] = (Item(sku, r["weight_g"], tuple(r["dims"]), tuple(r["attributes"]))
+                    if r else Item(sku, DEFAULT_WEIGHT_G, DEFAULT_DIMS))
     return out
+
+
+async def items(uow: UnitOfWork, lines: list[tuple[str, int]]) -> list[Item]:
+    """One Item per unit (`products`)."""
+    known = await products(uow, (sku for sku, _ in lines))
+    return units(lines, known)
 
 
 async def boxes(uow: UnitOfWork) -> list[Box]:
@@ -57,8 +64,10 @@ async def boxes(uow: UnitOfWork) -> list[Box]:
                 r["max_weight_g"], r["active"]) for r in rows]
 
 
-async def get_order(conn: Conn, order_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM orders WHERE order_id = $1 FOR UPDATE", order_id)
+async def get_order(conn: Conn, order_id: uuid.UUID, *, lock: bool = True
+                    ) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM orders WHERE order_id = $1"
+                               + (" FOR UPDATE" if lock else ""), order_id)
 
 
 # --- a run of reservations (handlers.stock_reserved): one statement each ----------------------
@@ -145,15 +154,6 @@ async def set_status(conn: Conn, order_id: uuid.UUID, status: str) -> None:
                        order_id, status)
 
 
-async def insert_parcel(conn: Conn, parcel_id: str, order_id: uuid.UUID,
-                        warehouse: str, box: str, weight_g: int,
-                        lines: list[dict[str, Any]]) -> None:
-    await conn.execute(
-        "INSERT INTO parcels (parcel_id, order_id, warehouse, box, weight_g, lines)"
-        " VALUES ($1, $2, $3, $4, $5, $6::jsonb)", parcel_id, order_id, warehouse, box, weight_g,
-        json.dumps(lines))
-
-
 # --- waves and picks --------------------------------------------------------------------------
 
 async def seed_bin(conn: Conn, sku: str) -> None:
@@ -185,11 +185,25 @@ async def insert_pick(conn: Conn, order_id: uuid.UUID, warehouse: str,
         order_id, warehouse, json.dumps(lines), express, merge_key)
 
 
-async def waiting_summary(conn: Conn) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT warehouse, count(*) AS waiting,"
-        " extract(epoch FROM now() - min(created_at))::float8 AS oldest_s"
-        " FROM picks WHERE status = 'waiting' GROUP BY warehouse ORDER BY warehouse")
+# What the wave pass looks at first, without a transaction (`warehouse.floor_now`): the
+# picks waiting per warehouse, and the released waves with the seconds until they are due.
+WAITING = ("SELECT warehouse, count(*) AS waiting,"
+           " extract(epoch FROM now() - min(created_at))::float8 AS oldest_s"
+           " FROM picks WHERE status = 'waiting' GROUP BY warehouse ORDER BY warehouse")
+RELEASED = ("SELECT wave_id, extract(epoch FROM pick_due_at - now())::float8 AS due_in"
+            " FROM waves WHERE status = 'released' ORDER BY created_at")
+
+
+def waiting_read() -> Read[list[Row]]:
+    return Read(WAITING, (), list)
+
+
+def released_read() -> Read[list[Row]]:
+    return Read(RELEASED, (), list)
+
+
+async def waiting_summary(conn: Conn) -> list[Row]:
+    return await waiting_read().fetch(conn)
 
 
 async def waiting_picks(conn: Conn, warehouse: str) -> list[asyncpg.Record]:
@@ -208,30 +222,16 @@ async def insert_wave(conn: Conn, wave_id: str, warehouse: str, size: int,
 
 async def assign_picks(conn: Conn, warehouse: str, wave_id: str,
                        groups: list[tuple[uuid.UUID, str]]) -> None:
-    """A wave's picks (order, group) start: one pipelined round trip for the picks, one
-    statement for their orders."""
-    await conn.executemany(
-        "UPDATE picks SET wave_id = $3, group_id = $4, status = 'picking'"
-        " WHERE order_id = $1 AND warehouse = $2",
-        [(order_id, warehouse, wave_id, group_id) for order_id, group_id in groups])
+    """A wave's picks (order, group) start: one statement for the picks (locked already, by
+    `waiting_picks`), one for their orders."""
+    await conn.execute(
+        "UPDATE picks p SET wave_id = $2, group_id = v.g, status = 'picking'"
+        " FROM unnest($3::uuid[], $4::text[]) AS v(id, g)"
+        " WHERE p.order_id = v.id AND p.warehouse = $1",
+        warehouse, wave_id, [o for o, _ in groups], [g for _, g in groups])
     await conn.execute("UPDATE orders SET status = 'picking', updated_at = now()"
                        " WHERE order_id = ANY($1::uuid[]) AND status = 'awaiting_pick'",
                        [order_id for order_id, _ in groups])
-
-
-async def set_picks_verified(conn: Conn, picks: list[tuple[uuid.UUID, str, dict[str, int]]]
-                             ) -> None:
-    """Picks (order, warehouse, scanned) whose every unit was scanned: one round trip."""
-    await conn.executemany(
-        "UPDATE picks SET scanned = $3::jsonb, status = 'verified'"
-        " WHERE order_id = $1 AND warehouse = $2",
-        [(order_id, warehouse, json.dumps(scanned)) for order_id, warehouse, scanned in picks])
-
-
-async def due_waves(conn: Conn) -> list[str]:
-    rows = await conn.fetch("SELECT wave_id FROM waves WHERE status = 'released'"
-                            " AND pick_due_at <= now() ORDER BY created_at")
-    return [r["wave_id"] for r in rows]
 
 
 async def get_wave(conn: Conn, wave_id: str) -> asyncpg.Record | None:
@@ -239,9 +239,10 @@ async def get_wave(conn: Conn, wave_id: str) -> asyncpg.Record | None:
 
 
 async def wave_picks(conn: Conn, wave_id: str) -> list[asyncpg.Record]:
+    """A wave's picks, to show (a plain read: the floor's steps lock through `lock_orders`)."""
     return await conn.fetch(
         "SELECT p.*, o.order_key, o.snapshot FROM picks p JOIN orders o USING (order_id)"
-        " WHERE p.wave_id = $1 ORDER BY p.seq FOR UPDATE OF p", wave_id)
+        " WHERE p.wave_id = $1 ORDER BY p.seq", wave_id)
 
 
 async def close_wave_if_done(conn: Conn, wave_id: str) -> None:
@@ -252,46 +253,10 @@ async def close_wave_if_done(conn: Conn, wave_id: str) -> None:
 
 
 async def order_picks(conn: Conn, order_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT * FROM picks WHERE order_id = $1 ORDER BY warehouse"
-                            " FOR UPDATE", order_id)
-
-
-async def group_picks(conn: Conn, wave_id: str, group_id: str) -> list[asyncpg.Record]:
-    """The orders packed together, less those that dropped out (short, cancelled)."""
-    return await conn.fetch(
-        "SELECT p.*, o.order_key, o.snapshot, o.correlation_id FROM picks p"
-        " JOIN orders o USING (order_id) WHERE p.wave_id = $1 AND p.group_id = $2"
-        " AND p.status NOT IN ('short', 'cancelled') ORDER BY p.seq FOR UPDATE OF p",
-        wave_id, group_id)
-
-
-async def set_pick(conn: Conn, order_id: uuid.UUID, warehouse: str, **fields: Any) -> None:
-    cols = list(fields)
-    sets = ", ".join(f"{c} = ${i + 3}{'::jsonb' if c == 'scanned' else ''}"
-                     for i, c in enumerate(cols))
-    values = [json.dumps(v) if c == "scanned" else v for c, v in fields.items()]
-    await conn.execute(f"UPDATE picks SET {sets} WHERE order_id = $1 AND warehouse = $2",
-                       order_id, warehouse, *values)
-
-
-async def next_parcel_number(conn: Conn, lead: uuid.UUID) -> int:
-    """Parcel ids are `P-{lead order}-{n}`: the lead order's parcels so far, plus one. Counted by
-    the indexed order_id (a `LIKE` on the id scanned the whole table: milliseconds per pack after
-    a few thousand parcels, and growing). Two packs of the lead order at once (an order split
-    across warehouses, packed in two waves or by two operators) would count the same parcels: the
-    first holds the order's parcel lock until it commits, and the second counts after it (a later
-    statement, so a later snapshot)."""
-    await xact_lock(conn, f"parcel:{lead}")
-    n = await conn.fetchval("SELECT count(*) FROM parcels WHERE order_id = $1", lead)
-    return int(n) + 1
-
-
-async def link_parcel(conn: Conn, parcel_id: str, order_id: uuid.UUID,
-                      lines: list[dict[str, Any]], wave_id: str | None) -> None:
-    await conn.execute(
-        "INSERT INTO parcel_orders (parcel_id, order_id, lines) VALUES ($1, $2, $3::jsonb)",
-        parcel_id, order_id, json.dumps(lines))
-    await conn.execute("UPDATE parcels SET wave_id = $2 WHERE parcel_id = $1", parcel_id, wave_id)
+    """An order's picks, a plain read (a warehouse step finds its pick with it, then locks
+    through `lock_orders` and `lock_picks`: orders first, as every step does)."""
+    return await conn.fetch("SELECT * FROM picks WHERE order_id = $1 ORDER BY warehouse",
+                            order_id)
 
 
 async def parcels_of_order(conn: Conn, order_id: uuid.UUID) -> list[asyncpg.Record]:
@@ -321,3 +286,109 @@ async def cancel_picks(conn: Conn, order_id: uuid.UUID) -> list[str]:
         "UPDATE picks SET status = 'cancelled' WHERE order_id = $1 AND status <> 'packed'"
         " RETURNING wave_id", order_id)
     return sorted({r["wave_id"] for r in rows if r["wave_id"]})
+
+
+# --- the floor (warehouse.Floor): read under lock, decide in memory, write once per table -----
+
+FLOOR_ORDERS = "SELECT order_id, order_key, status, snapshot, correlation_id FROM orders"
+
+
+async def lock_orders(conn: Conn, order_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    """Orders, locked in order_id order (as `order_statuses`: every transaction that locks
+    several orders locks them in that order, and before their picks, so none waits in a
+    cycle)."""
+    return await conn.fetch(f"{FLOOR_ORDERS} WHERE order_id = ANY($1::uuid[])"
+                            " ORDER BY order_id FOR UPDATE", list(order_ids))
+
+
+async def lock_wave_orders(conn: Conn, wave_id: str, group_id: str | None = None
+                           ) -> list[asyncpg.Record]:
+    """The orders with a pick in the wave (in its merge group `group_id`, if given), locked in
+    order_id order. A pick joins a wave only when the wave is released, so the set is fixed."""
+    return await conn.fetch(
+        f"{FLOOR_ORDERS} WHERE order_id IN (SELECT order_id FROM picks WHERE wave_id = $1"
+        " AND ($2::text IS NULL OR group_id = $2)) ORDER BY order_id FOR UPDATE",
+        wave_id, group_id)
+
+
+async def lock_picks(conn: Conn, order_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    """Every pick of these orders, in every warehouse, locked in arrival (seq) order, as a
+    release locks the waiting picks it waves; the caller holds the orders' locks, which is what
+    keeps two steps on one order apart (every writer of a pick in a wave takes its order's lock
+    first)."""
+    return await conn.fetch(
+        "SELECT order_id, warehouse, seq, lines, wave_id, group_id, status, scanned, expected_g,"
+        " measured_g FROM picks WHERE order_id = ANY($1::uuid[]) ORDER BY seq FOR UPDATE",
+        list(order_ids))
+
+
+async def lock_parcel_numbers(conn: Conn, leads: Sequence[uuid.UUID]) -> None:
+    """Each lead order's parcel lock (`parcel:<order>`), held until commit, taken in one
+    statement in sorted order. Parcel ids are `P-{lead}-{n}`, n counting on from the lead's
+    parcels: two packs of one lead at once (an order split across warehouses, packed by two
+    waves or by a wave and a person) would count the same parcels, so each counts
+    (`parcels_led`, a later statement and so a later snapshot) only once it holds the lock."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext(k)) FROM (SELECT k FROM unnest($1::text[]) AS k"
+        " ORDER BY k) AS sorted", sorted({f"parcel:{lead}" for lead in leads}))
+
+
+async def parcels_led(conn: Conn, leads: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """How many parcels each lead order has (by the indexed order_id: a `LIKE` on the id
+    scanned the whole table). Call it holding `lock_parcel_numbers`."""
+    rows = await conn.fetch("SELECT order_id, count(*) AS n FROM parcels"
+                            " WHERE order_id = ANY($1::uuid[]) GROUP BY order_id", list(leads))
+    return {r["order_id"]: int(r["n"]) for r in rows}
+
+
+async def parcel_links(conn: Conn, order_ids: Sequence[uuid.UUID]) -> list[asyncpg.Record]:
+    """The parcels these orders are in already (a split order's other warehouses), each with
+    the order it is linked to (`linked`) and that order's own lines in it."""
+    return await conn.fetch(
+        "SELECT po.order_id AS linked, po.lines AS own_lines, p.parcel_id, p.warehouse, p.box,"
+        " p.weight_g, p.lines FROM parcel_orders po JOIN parcels p USING (parcel_id)"
+        " WHERE po.order_id = ANY($1::uuid[])", list(order_ids))
+
+
+async def save_picks(conn: Conn, picks: Sequence[tuple[uuid.UUID, str, str, dict[str, int],
+                                                      int | None, int | None]]) -> None:
+    """Picks (order, warehouse, status, scanned, expected_g, measured_g) as a step left them."""
+    await conn.execute(
+        "UPDATE picks p SET status = v.status, scanned = v.scanned::jsonb, expected_g = v.e,"
+        " measured_g = v.m FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[],"
+        " $5::int[], $6::int[]) AS v(id, wh, status, scanned, e, m)"
+        " WHERE p.order_id = v.id AND p.warehouse = v.wh",
+        [p[0] for p in picks], [p[1] for p in picks], [p[2] for p in picks],
+        [json.dumps(p[3]) for p in picks], [p[4] for p in picks], [p[5] for p in picks])
+
+
+async def set_statuses(conn: Conn, orders: Sequence[tuple[uuid.UUID, str]]) -> None:
+    await conn.execute(
+        "UPDATE orders o SET status = v.status, updated_at = now()"
+        " FROM unnest($1::uuid[], $2::text[]) AS v(id, status) WHERE o.order_id = v.id",
+        [o for o, _ in orders], [s for _, s in orders])
+
+
+async def insert_parcels(conn: Conn, parcels: Sequence[tuple[str, uuid.UUID, str, str, int,
+                                                            list[dict[str, Any]], str | None]]
+                         ) -> None:
+    """Parcels (id, lead order, warehouse, box, weight, lines, wave)."""
+    await conn.execute(
+        "INSERT INTO parcels (parcel_id, order_id, warehouse, box, weight_g, lines, wave_id)"
+        " SELECT id, lead, wh, box, w, lines::jsonb, wave FROM unnest($1::text[], $2::uuid[],"
+        " $3::text[], $4::text[], $5::int[], $6::text[], $7::text[])"
+        " AS v(id, lead, wh, box, w, lines, wave)",
+        [p[0] for p in parcels], [p[1] for p in parcels], [p[2] for p in parcels],
+        [p[3] for p in parcels], [p[4] for p in parcels], [json.dumps(p[5]) for p in parcels],
+        [p[6] for p in parcels])
+
+
+async def link_parcels(conn: Conn, links: Sequence[tuple[str, uuid.UUID, list[dict[str, Any]]]]
+                       ) -> None:
+    """Each parcel's orders (parcel, order, that order's own lines in it, maybe none)."""
+    await conn.execute(
+        "INSERT INTO parcel_orders (parcel_id, order_id, lines)"
+        " SELECT id, o, lines::jsonb FROM unnest($1::text[], $2::uuid[], $3::text[])"
+        " AS v(id, o, lines)",
+        [p for p, _, _ in links], [o for _, o, _ in links],
+        [json.dumps(lines) for _, _, lines in links])

@@ -5,6 +5,7 @@ statements per run, cancellations, and the simulated floor's `packed` with deriv
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,6 +22,8 @@ from shared.contracts import (
     derived_id,
 )
 from shared.uow import UnitOfWork
+
+from .conftest import Published
 
 
 def snapshot(ext: str, *, customer: str = "c-1", line1: str = "100 Main St",
@@ -229,3 +232,214 @@ async def test_a_product_update_is_seen_by_the_next_read_in_the_run(service_db: 
         await db.run(handle_then_read, [product], topics.CATALOG_PRODUCTS.name)
         assert weights == [domain.DEFAULT_WEIGHT_G, 1200]
         assert await db.pool.fetchval("SELECT zone FROM bin_locations WHERE sku = 'KETTLE'")
+
+
+# --- the simulated floor: a wave in a constant number of statements ---------------------------
+
+INTROSPECTION = re.compile(r"pg_catalog|pg_type|set_config\('jit'|current_setting\('jit'")
+
+
+async def work_wave(db: Any, wave_id: str, cfg: warehouse.Config, seen: list[int] | None = None
+                    ) -> list[Published]:
+    """`simulate_wave` in the wave's unit of work, as a pass does; the statements it sends are
+    appended to `seen` (asyncpg's query logger); returns what it published."""
+    before = await db.pool.fetchval("SELECT coalesce(max(id), 0) FROM outbox")
+    sent: list[str] = []
+
+    def log(query: Any) -> None:
+        if not INTROSPECTION.search(query.query):  # asyncpg's own, once per new type
+            sent.append(query.query)
+    async with UnitOfWork.begin(db.pool, "fulfillment", cause=f"wave:{wave_id}") as uow:
+        uow.conn.add_query_logger(log)
+        try:
+            await warehouse.simulate_wave(uow, wave_id, cfg, random.Random(1))
+        finally:
+            uow.conn.remove_query_logger(log)
+    if seen is not None:
+        seen.append(len(sent))
+    published: list[Published] = await db.published(after=before)
+    return published
+
+
+async def release(db: Any, cfg: warehouse.Config) -> dict[str, str]:
+    """A pass's release: warehouse -> its new wave."""
+    async with UnitOfWork.begin(db.pool, "fulfillment") as uow:
+        waves = await warehouse.release_waves(uow, cfg)
+    rows = await db.pool.fetch("SELECT warehouse, wave_id FROM waves WHERE wave_id = ANY($1)",
+                               waves)
+    return {r["warehouse"]: r["wave_id"] for r in rows}
+
+
+def two_lines(ext: str) -> OrderSnapshot:
+    """An order of two mugs and a lamp."""
+    snap = snapshot(ext, customer=f"buyer-{ext}", sku="MUG", qty=2)
+    return snap.model_copy(update={"lines": [
+        *snap.lines, snap.lines[0].model_copy(update={"sku": "LAMP", "quantity": 1,
+                                                      "unit_price": Decimal("30.00")})]})
+
+
+def packed_events(out: list[Published]) -> list[tuple[str, str, str]]:
+    return [(p.topic, p.key or "", p.value.get("status", "")) for p in out]
+
+
+async def test_a_simulated_wave_takes_the_same_statements_for_one_order_as_for_many(
+        service_db: Any) -> None:
+    """Given the catalogue's mug and (fragile) lamp, when a wave of one order is worked, and
+    then a wave of nine (two of one buyer merged into one parcel, an order split with
+    Frankfurt whose Frankfurt part was packed first, six others), then both waves take the
+    same number of statements; every order is `packed` with `fulfillment.order_packed`
+    (ids derived from `packed/<order>`), the merged parcel is linked to both orders with their
+    own lines, the split order's parcels are numbered under it across both warehouses and
+    announced together, and the waves are done."""
+    cfg = warehouse.Config(wave_seconds=0.0)
+    async with service_db("fulfillment") as db:
+        await db.pool.execute(
+            "INSERT INTO products (sku, weight_g, dims, attributes, occurred_at) VALUES"
+            " ('MUG', 350, '{100,80,90}', '{}', now()),"
+            " ('LAMP', 900, '{200,150,120}', '{fragile}', now())")
+        async with UnitOfWork.begin(db.pool, "fulfillment") as uow:  # the reference data cached
+            await store.products(uow, ["MUG", "LAMP"])
+            await store.boxes(uow)
+        seen: list[int] = []
+
+        # A wave of one order
+        one = snapshot("one")
+        await db.run(handlers.stock_reserved, [reserved(one)])
+        out = await work_wave(db, (await release(db, cfg))["WH-LA"], cfg, seen)
+        assert packed_events(out) == [("orders.status", one.key, "packed"),
+                                      ("fulfillment.order_packed", one.key, "")]
+        [parcel] = out[1].value["parcels"]
+        assert (parcel["parcel_id"], parcel["box"], parcel["weight_g"]) == (
+            f"P-{uuid.UUID(one.order_id).hex[:12]}-1", "BOX-S", 350 + 120)
+
+        # A wave of many: a merged pair, a split order, six others
+        a = snapshot("a", customer="buyer")
+        b = snapshot("b", customer="buyer", line1="100 MAIN ST.", qty=2)
+        split = two_lines("split")
+        others = [snapshot(f"o{i}", customer=f"c{i}") for i in range(6)]
+        split_reserved = StockReserved(
+            order_id=split.order_id, order_key=split.key, order=split, allocations=[
+                Allocation(warehouse="WH-LA", lines=[{"sku": "MUG", "quantity": 2}]),
+                Allocation(warehouse="WH-FRA", lines=[{"sku": "LAMP", "quantity": 1}])])
+        run = [reserved(a), reserved(b), split_reserved, *(reserved(s) for s in others)]
+        await db.run(handlers.stock_reserved, run)
+        waves = await release(db, cfg)
+        fra = await work_wave(db, waves["WH-FRA"], cfg)
+        assert fra == []  # the split order waits for its part in Los Angeles
+        out = await work_wave(db, waves["WH-LA"], cfg, seen)
+
+        # Then the same statements for one order as for nine
+        assert seen[0] == seen[1] <= 11
+        # And every order packed, in the wave's order, with ids derived from packed/<order>
+        order = [a, b, split, *others]
+        assert packed_events(out) == [e for s in order for e in (
+            ("orders.status", s.key, "packed"), ("fulfillment.order_packed", s.key, ""))]
+        for s, (status, event) in zip(order, zip(out[::2], out[1::2], strict=True),
+                                      strict=True):
+            assert event.value["event_id"] == str(derived_id(
+                f"packed/{s.order_id}", "fulfillment.order_packed", s.key, 0))
+            assert status.value["event_id"] == str(derived_id(
+                f"packed/{s.order_id}", "orders.status", s.key, 0))
+        packed = {p.key: p.value for p in out if p.topic == "fulfillment.order_packed"}
+        # the merged pair: one parcel under a, each order with its own lines and value
+        lead = f"P-{uuid.UUID(a.order_id).hex[:12]}-1"
+        for s, qty in ((a, 1), (b, 2)):
+            [p] = packed[s.key]["parcels"]
+            assert (p["parcel_id"], p["box"], p["weight_g"]) == (lead, "BOX-S", 3 * 350 + 120)
+            assert p["lines"] == [{"sku": "MUG", "quantity": qty}]
+            assert Decimal(p["declared_value"]) == Decimal("12.50") * qty
+        links = await db.pool.fetch("SELECT order_id, lines FROM parcel_orders"
+                                    " WHERE parcel_id = $1 ORDER BY lines", lead)
+        assert [(str(r["order_id"]), r["lines"]) for r in links] == [
+            (a.order_id, '[{"sku": "MUG", "quantity": 1}]'),
+            (b.order_id, '[{"sku": "MUG", "quantity": 2}]')]
+        # the split order: its Frankfurt parcel first (number 1), then Los Angeles' (2)
+        prefix = f"P-{uuid.UUID(split.order_id).hex[:12]}-"
+        assert [(p["parcel_id"], p["warehouse"], p["box"], p["lines"], p["attributes"],
+                 p["declared_value"]) for p in packed[split.key]["parcels"]] == [
+            (f"{prefix}1", "WH-FRA", "BOX-M", [{"sku": "LAMP", "quantity": 1}], ["fragile"],
+             "30.00"),
+            (f"{prefix}2", "WH-LA", "BOX-S", [{"sku": "MUG", "quantity": 2}], [], "25.00")]
+        # And the rows: every order packed, every pick packed, each parcel of the wave tagged
+        assert {r["status"] for r in await db.pool.fetch("SELECT status FROM orders")} == {
+            "packed"}
+        assert {r["status"] for r in await db.pool.fetch("SELECT status FROM picks")} == {
+            "packed"}
+        parcels = await db.pool.fetch("SELECT parcel_id, wave_id FROM parcels"
+                                      " WHERE wave_id = $1", waves["WH-LA"])
+        assert len(parcels) == 1 + 1 + len(others)  # the pair's, the split's, one each
+        assert await db.pool.fetchval(
+            "SELECT count(*) FROM waves WHERE status <> 'done'") == 0
+
+
+async def test_a_simulated_wave_of_short_picks_and_qc_holds_is_announced_order_by_order(
+        service_db: Any) -> None:
+    """Given a wave of three orders (two merged), when every bin is found short, then each
+    order is `short_picked` with a `fulfillment.short_picked` caused by the wave; given
+    another such wave, when every scale reading is off, then each order of each group goes on
+    QC hold (`qc_weight`, its warehouse and wave), no parcel is made, and the wave stays open.
+    Neither takes more statements than a wave that packs."""
+    async with service_db("fulfillment") as db:
+        async with UnitOfWork.begin(db.pool, "fulfillment") as uow:  # the reference data cached
+            await store.products(uow, ["MUG"])
+            await store.boxes(uow)
+        seen: list[int] = []
+        for tag, cfg in (("short", warehouse.Config(wave_seconds=0.0, short_pick_rate=1.0)),
+                         ("scale", warehouse.Config(wave_seconds=0.0, weigh_error_rate=1.0))):
+            a = snapshot(f"{tag}-a", customer=f"{tag}-buyer")
+            b = snapshot(f"{tag}-b", customer=f"{tag}-buyer")
+            c = snapshot(f"{tag}-c", customer=f"{tag}-other")
+            await db.run(handlers.stock_reserved, [reserved(a), reserved(b), reserved(c)])
+            wave_id = (await release(db, cfg))["WH-LA"]
+            out = await work_wave(db, wave_id, cfg, seen)
+            if tag == "short":
+                assert [(p.topic, p.key) for p in out] == [
+                    ("fulfillment.short_picked", s.key) for s in (a, b, c)]
+                for s, p in zip((a, b, c), out, strict=True):
+                    assert p.value["event_id"] == str(derived_id(
+                        f"wave:{wave_id}", "fulfillment.short_picked", s.key, 0))
+                    assert (p.value["sku"], p.value["missing"]) == ("MUG", 1)
+                expected = {"short_picked"}
+            else:
+                assert packed_events(out) == [("orders.status", s.key, "on_hold")
+                                              for s in (a, b, c)]
+                for p in out:
+                    assert p.value["reasons"][0]["code"] == "qc_weight"
+                    assert p.value["details"] == {"warehouse": "WH-LA", "wave_id": wave_id}
+                expected = {"on_hold"}
+            statuses = await db.pool.fetch(
+                "SELECT o.status AS o, p.status AS p FROM orders o JOIN picks p"
+                " USING (order_id) WHERE p.wave_id = $1", wave_id)
+            assert {r["o"] for r in statuses} == expected
+            assert await db.pool.fetchval("SELECT count(*) FROM parcels") == 0
+            wave_status = await db.pool.fetchval("SELECT status FROM waves WHERE wave_id = $1",
+                                                 wave_id)
+            assert wave_status == ("done" if tag == "short" else "released")
+        assert seen[0] <= seen[1] <= 11
+
+
+async def test_the_wave_pass_looks_in_one_statement_and_knows_its_next_deadline(
+        service_db: Any) -> None:
+    """Given nothing waiting, when the pass looks (`floor_now`), then it takes one statement,
+    nothing is due and it looks again after `idle_seconds`; given one order waiting, then its
+    next look is when the wave's timer runs out; given a wave's worth, then a release is due,
+    and once released (no picking time), that wave is due for the pickers and nothing else."""
+    cfg = warehouse.Config(wave_size=2, wave_seconds=30, idle_seconds=1.0)
+    async with service_db("fulfillment") as db, db.pool.acquire() as conn:
+        counted = Counting(conn)
+        idle = await warehouse.floor_now(counted, cfg, True)  # type: ignore[arg-type]
+        assert counted.statements == 1
+        assert (idle.release, idle.due, idle.next_in) == (False, [], 1.0)
+        await db.run(handlers.stock_reserved, [reserved(snapshot("t1"))])
+        one = await warehouse.floor_now(conn, cfg, True)
+        assert not one.release and one.due == []
+        assert 25 < one.next_in <= 30
+        await db.run(handlers.stock_reserved, [reserved(snapshot("t2"))])
+        full = await warehouse.floor_now(conn, cfg, True)
+        assert full.release
+        async with UnitOfWork.begin(db.pool, "fulfillment") as uow:
+            [wave_id] = await warehouse.release_waves(uow, cfg, full.waiting)
+        after = await warehouse.floor_now(conn, cfg, True)
+        assert (after.release, after.due, after.next_in) == (False, [wave_id], 1.0)
+        manual = await warehouse.floor_now(conn, cfg, False)
+        assert manual.due == []

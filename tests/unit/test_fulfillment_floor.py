@@ -6,28 +6,41 @@ from __future__ import annotations
 
 import itertools
 import random
+import uuid
+from decimal import Decimal
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from services.fulfillment.domain import (
+    HOLDABLE,
+    PACKABLE,
+    WEIGHABLE,
     Bin,
     Box,
     Item,
+    PackedBox,
     Waiting,
     choose_boxes,
+    declared_value,
     fits,
     merge_groups,
     merge_key,
+    not_ready,
+    order_done,
+    pack_parcels,
     pick_list,
     route_key,
     seed_bin,
     simulate_pick,
     simulated_weight,
+    status_after_scan,
+    unit_prices,
     verify_scan,
     wave_due,
     wave_selection,
+    weigh_check,
     weight_ok,
     weight_tolerance_g,
 )
@@ -243,3 +256,56 @@ def test_errors_turned_on_make_wrong_scans_short_picks_and_off_weights() -> None
     # The scale off by enough to fail the weigh check
     assert not weight_ok(700, simulated_weight(700, rng, 1.0))
     assert not weight_ok(100, simulated_weight(100, rng, 1.0))
+
+
+# --- the floor's steps: rules shared by the simulated floor and staff over HTTP ---------------
+
+def test_a_pick_is_verified_by_its_last_unit_only_while_being_picked() -> None:
+    assert status_after_scan("picking", {}) == "verified"
+    assert status_after_scan("picking", {"MUG": 1}) == "picking"
+    assert status_after_scan("on_hold", {}) == "on_hold"  # held: a scan only checks the unit
+    assert status_after_scan("weighed", {}) == "weighed"
+
+
+def test_a_group_takes_a_step_only_when_every_order_of_it_is_ready() -> None:
+    assert not_ready([("s:a", "verified"), ("s:b", "on_hold")], WEIGHABLE) is None
+    assert not_ready([("s:a", "weighed"), ("s:b", "verified")], PACKABLE) == (
+        "not every order of the parcel is ready: s:b: verified")
+    assert not_ready([("s:a", "picking")], HOLDABLE) is None
+
+
+def test_an_order_is_done_when_every_warehouse_has_packed_or_dropped_its_part() -> None:
+    assert order_done(["packed", "packed"])
+    assert order_done(["packed", "cancelled"])  # a warehouse dropped after a short pick
+    assert not order_done(["packed", "picking"])
+
+
+def test_the_weigh_check_gives_the_status_and_the_reason() -> None:
+    check = weigh_check(1000, 900)
+    assert (check.ok, check.status, check.tolerance_g) == (False, "on_hold", 30)
+    assert check.message == "weighed 900 g, expected 1000 g ± 30 g"
+    assert weigh_check(1000, 1030).status == "weighed"
+
+
+def test_a_merged_groups_units_are_shared_out_to_its_parcels_in_the_groups_order() -> None:
+    # Given a group of two orders (a: 1 mug, b: 2 mugs and a lamp) planned in two boxes
+    a, b = uuid.UUID(int=1 << 100), uuid.UUID(int=2 << 100)
+    mug, lamp = Item("MUG", 350, (100, 80, 90)), Item("LAMP", 900, (200, 150, 120))
+    planned = [PackedBox(CATALOGUE[1], [lamp, mug]), PackedBox(CATALOGUE[0], [mug, mug])]
+    # When they are packed, numbered on from the lead's 2 parcels so far
+    parcels = pack_parcels(a, 3, planned, [(a, {"MUG": 1}), (b, {"MUG": 2, "LAMP": 1})])
+    # Then the ids count on under the lead, and every order is linked to every parcel, with
+    # its own units (the first order's first), maybe none
+    assert [p.parcel_id for p in parcels] == [f"P-{a.hex[:12]}-3", f"P-{a.hex[:12]}-4"]
+    assert parcels[0].lines == [{"sku": "LAMP", "quantity": 1}, {"sku": "MUG", "quantity": 1}]
+    assert parcels[0].shares == {a: [{"sku": "MUG", "quantity": 1}],
+                                 b: [{"sku": "LAMP", "quantity": 1}]}
+    assert parcels[1].shares == {a: [], b: [{"sku": "MUG", "quantity": 2}]}
+    assert [p.merged for p in parcels] == [True, False]
+    assert [p.weight_g for p in parcels] == [250 + 1250, 120 + 700]
+
+
+def test_each_order_declares_its_own_units_at_its_first_price_for_a_sku() -> None:
+    prices = unit_prices([("MUG", Decimal("12.50")), ("LAMP", Decimal("30")),
+                          ("MUG", Decimal("99"))])
+    assert declared_value([("MUG", 2), ("LAMP", 1), ("GHOST", 3)], prices) == Decimal("55.00")
