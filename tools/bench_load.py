@@ -32,7 +32,9 @@ async def run(rate: float, seconds: float) -> None:
         per = {k: round(1000 * (cpu1[k] - cpu0[k]) / n, 1) for k in cpu0}
         print(f"[bench-load] {len(keys)} orders at {rate}/s; CPU ms per order: total"
               f" {sum(per.values()):.1f}, {per}")
-        print(f"[bench-load] latency ms: {bench.latencies(keys)}")
+        print(f"[bench-load] latency ms (to the status's publication): {bench.latencies(keys)}")
+        print(f"[bench-load] latency ms (to its arrival at our watcher): "
+              f"{bench.latencies(keys, as_watched=True)}")
         if counted is not None:
             print(f"[bench-load] SQL statements per order: {counted[0] / n:.1f}"
                   f" ({counted[1] / n:.1f} without BEGIN/COMMIT)")

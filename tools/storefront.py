@@ -184,9 +184,12 @@ class Storefront:
             if not isinstance(value, dict) or (record.topic == "orders.status"
                                                and "status" not in value):
                 continue
-            await self._record(record.topic, record.key.decode() if record.key else "", value)
+            await self._record(record.topic, record.key.decode() if record.key else "", value,
+                               record.timestamp)
 
-    async def _record(self, topic: str, key: str, value: dict[str, Any]) -> None:
+    async def _record(self, topic: str, key: str, value: dict[str, Any],
+                      published_ms: int | None = None) -> None:
+        """`published_ms`: the record's timestamp (when its producer sent it, ms since epoch)."""
         target = self.statuses if topic == topics.ORDERS_STATUS.name else self.refunds
         async with self._changed:
             target[key].append(value)
