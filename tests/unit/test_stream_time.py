@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from shared.messaging import StreamTime
+from shared.messaging import Consumer, Handlers, StreamTime
 
 ACCEPTED = TopicPartition("intake.order_accepted", 0)
 STOCK = TopicPartition("stock.adjustments", 3)
@@ -134,3 +134,45 @@ def test_a_commutative_service_gets_one_segment_per_topic_each_in_the_order_hand
     assert kept == [("logistics.order_shipped", [0]), ("intake.order_accepted", [1]),
                     ("logistics.order_shipped", [2]), ("stock.adjustments", [3]),
                     ("intake.order_accepted", [4])]
+
+
+class _Partitions:
+    """A consumer's positions and high-water marks, and the broker's ends, as `_behind` asks."""
+
+    def __init__(self, positions: dict[TopicPartition, int]) -> None:
+        self.positions = dict(positions)
+        self.ends = dict(positions)
+        self.asked = 0
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.positions)
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return self.positions[tp]  # the last fetch's mark: stale, nothing new seen
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.positions[tp]
+
+    async def end_offsets(self, parts: list[TopicPartition]) -> dict[TopicPartition, int]:
+        self.asked += 1
+        return {tp: self.ends[tp] for tp in parts}
+
+
+async def test_the_ends_are_asked_again_only_once_the_partitions_reach_them() -> None:
+    """Given records waiting (fresh ends wanted) and one partition with records appended since
+    its last fetch, when the consumer looks again before that partition is fetched up to the
+    ends it learnt, while records keep being appended, then it waits for those ends only (not
+    for what was appended since), and asks the broker again only once they are reached."""
+    consumer = Consumer("t", "localhost:1", None, None, Handlers())  # type: ignore[arg-type]
+    parts = _Partitions({ACCEPTED: 5, STOCK: 9})
+    consumer.consumer = consumer._ends = parts
+    parts.ends[STOCK] = 10
+    assigned = {ACCEPTED, STOCK}
+    assert await consumer._behind(assigned, fresh=True) == {STOCK}
+    parts.ends.update({STOCK: 12, ACCEPTED: 6})  # appended since: not waited for
+    assert await consumer._behind(assigned, fresh=True) == {STOCK}
+    assert parts.asked == 1
+    parts.positions[STOCK] = 10  # fetched up to what was asked
+    assert await consumer._behind(assigned, fresh=True) == {ACCEPTED, STOCK}
+    assert parts.asked == 2
+    assert await consumer._behind(assigned, fresh=False) == set()  # live: the fetched marks
