@@ -18,7 +18,7 @@ from shared.contracts import OrderPlaced
 from shared.http import require_admin
 from shared.uow import UnitOfWork
 
-from . import inbox, metrics, schemas, store
+from . import inbox, metrics, schemas, store, workers
 from .config import channels_settings
 from .platforms import generic as generic_mod
 from .platforms import probe
@@ -140,7 +140,9 @@ async def list_writebacks(store_name: str, request: Request, state: WriteBackSta
              response_model=schemas.Requeued)
 async def retry_writebacks(store_name: str, request: Request) -> dict[str, Any]:
     async with _pool(request).acquire() as conn:
-        return {"store": store_name, "requeued": await store.retry_failed(conn, store_name)}
+        requeued = await store.retry_failed(conn, store_name)
+    workers.WRITEBACKS_QUEUED.set()  # this instance's worker sends them at once
+    return {"store": store_name, "requeued": requeued}
 
 
 # --- webhooks -----------------------------------------------------------------------------------

@@ -20,7 +20,11 @@ class ChannelsSettings(BaseSettings):
     webhooks_per_second: float = 500.0
     # Tries of a write-back (backoff base ** attempt seconds, at least a 429's Retry-After).
     writeback_max_attempts: int = 10
+    # The shortest pause of an idle write-back worker, and the longest it sleeps with no job
+    # due and none queued by this instance (jobs queued wake it; those of another instance
+    # and operators' retries wait at most this long).
     writeback_poll_seconds: float = 0.5
+    writeback_idle_seconds: float = 5.0
     backoff_base: float = 2.0
     # Marketplace poll interval (a channel's option `poll_seconds` overrides) and stores polled
     # at once by one instance.

@@ -12,7 +12,7 @@ from shared.contracts import OrderStatusChanged
 from shared.messaging import Handlers
 from shared.uow import UnitOfWork
 
-from . import store
+from . import store, workers
 from .platforms import WRITE_BACK
 
 log = logging.getLogger(__name__)
@@ -37,5 +37,6 @@ async def on_status(uow: UnitOfWork, events: list[OrderStatusChanged]) -> None:
                       "details": event.details, "status_event_id": str(event.event_id)}))
     await store.enqueue_writebacks(uow.conn, jobs)
     if jobs:
+        uow.after_commit(workers.WRITEBACKS_QUEUED.set)
         log.info("%d write-back job(s) queued (%s)", len(jobs),
                  ", ".join(f"{j[2]} of {j[1]}" for j in jobs[:5]))

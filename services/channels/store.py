@@ -152,6 +152,16 @@ async def claim_due(conn: Conn) -> Any:
         " ORDER BY w.next_attempt_at, w.id LIMIT 1 FOR UPDATE OF w SKIP LOCKED")
 
 
+async def next_writeback_in(conn: Conn) -> float | None:
+    """Seconds until the next write-back comes due (<= 0: one is due now), None with none
+    waiting: an idle worker sleeps until then (by the two partial indexes)."""
+    value = await conn.fetchval(
+        "SELECT extract(epoch FROM least("
+        "(SELECT min(next_attempt_at) FROM writebacks WHERE state = 'pending'),"
+        " (SELECT min(next_attempt_at) FROM writebacks WHERE state = 'submitted')) - now())")
+    return float(value) if value is not None else None
+
+
 async def finish_writeback(conn: Conn, wid: int, state: str, error: str | None,
                            attempts: int, delay_s: float = 0.0, note: str | None = None,
                            feed_status: str | None = None) -> None:

@@ -5,6 +5,7 @@ claimed with FOR UPDATE SKIP LOCKED, a store's poll runs under its advisory lock
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 _settings = channels_settings()
 MAX_ATTEMPTS = _settings.writeback_max_attempts
 IDLE_SECONDS = _settings.writeback_poll_seconds
+IDLE_MAX_SECONDS = max(IDLE_SECONDS, _settings.writeback_idle_seconds)
+# Set when a transaction that queued write-backs has committed (handlers.on_status, the retry
+# endpoint): this instance's idle worker looks at once.
+WRITEBACKS_QUEUED = asyncio.Event()
+# How long the poller reuses the list of Amazon channels before reading it again.
+CHANNELS_REREAD_SECONDS = 5.0
 POLL_SECONDS = _settings.poll_seconds
 BACKOFF_BASE = _settings.backoff_base
 POLL_CONCURRENCY = _settings.poll_concurrency
@@ -95,6 +102,25 @@ async def writeback_forever(runtime: Runtime, client: httpx.AsyncClient) -> None
             await asyncio.sleep(5)
         if not done:
             await asyncio.sleep(IDLE_SECONDS)
+            await _idle(runtime)
+
+
+async def _idle(runtime: Runtime) -> None:
+    """Nothing was due: sleep until the next job comes due, this instance queues one, or
+    IDLE_MAX_SECONDS pass (one statement; an idle worker used to claim every half second)."""
+    if WRITEBACKS_QUEUED.is_set():
+        WRITEBACKS_QUEUED.clear()
+        return
+    try:
+        async with runtime.pool.acquire() as conn:
+            due_in = await store.next_writeback_in(conn)
+    except TRANSIENT_DB_ERRORS:
+        return  # the next round says what is wrong
+    wait = IDLE_MAX_SECONDS if due_in is None else min(IDLE_MAX_SECONDS, due_in)
+    if wait > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(WRITEBACKS_QUEUED.wait(), wait)
+    WRITEBACKS_QUEUED.clear()
 
 
 async def writeback_round(runtime: Runtime, client: httpx.AsyncClient,
@@ -267,11 +293,15 @@ async def poll_forever(runtime: Runtime, client: httpx.AsyncClient) -> None:
     # A store's poll holds a connection for its advisory lock: at most this many at once, so
     # that the pool always has room for webhooks, the consumer and /readyz.
     slots = asyncio.Semaphore(POLL_CONCURRENCY)
+    channels: list[ChannelConfig] = []
+    read_at = float("-inf")
     try:
         while True:
             try:
-                async with runtime.pool.acquire() as conn:
-                    channels = await store.channels_of(conn, "amazon")
+                if time.monotonic() - read_at >= CHANNELS_REREAD_SECONDS:
+                    async with runtime.pool.acquire() as conn:
+                        channels = await store.channels_of(conn, "amazon")
+                    read_at = time.monotonic()
                 for cfg in channels:
                     if cfg.options.get("paused"):
                         continue

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from services.channels import handlers, inbox
+from services.channels import handlers, inbox, store, workers
 from services.channels.platforms.base import ChannelConfig, Inbound
 from shared.contracts import OrderPlaced, OrderStatusChanged
 from shared.uow import UnitOfWork
@@ -93,3 +93,26 @@ async def test_a_submitted_feed_is_claimed_to_be_looked_at_and_a_retry_never_res
         assert (again["state"], again["feed_id"], again["feed_status"]) == ("pending", None, None)
         assert again["note"] == "retried after feed F3: not applied: ..."
         assert listed[ids[0]]["submitted_at"] and listed[ids[0]]["done_at"] is None
+
+
+async def test_an_idle_write_back_worker_knows_when_the_next_job_comes_due(
+        service_db: Any) -> None:
+    """Given no job, then nothing comes due; given a job queued by a run, then one is due now
+    and the run wakes this instance's worker after its commit; given only a job to retry in a
+    minute and a submitted feed to look at in ten seconds, then the next is due in ten."""
+    async with service_db("channels") as db:
+        await db.pool.execute(
+            "INSERT INTO channels (store, platform, secrets) VALUES ('h-shopify', 'shopify', '')")
+        assert await store.next_writeback_in(db.pool) is None
+        workers.WRITEBACKS_QUEUED.clear()
+        await db.run(handlers.on_status, [status("h-shopify", "1", "shipped")], "orders.status")
+        assert workers.WRITEBACKS_QUEUED.is_set()
+        due = await store.next_writeback_in(db.pool)
+        assert due is not None and due <= 0
+        await db.pool.execute("UPDATE writebacks SET next_attempt_at = now() + interval '1 min'")
+        await db.pool.execute(
+            "INSERT INTO writebacks (store, order_key, action, ref, payload, state, feed_id,"
+            " next_attempt_at) VALUES ('h-shopify', 'h-shopify:2', 'shipped', '', '{}',"
+            " 'submitted', 'f-1', now() + interval '10 s')")
+        due = await store.next_writeback_in(db.pool)
+        assert due is not None and 5 < due <= 10
