@@ -1,6 +1,6 @@
 """The outbox relay's round (shared/outbox.py, docs/messaging.md "The outbox relay"): one
 statement per round, which marks sent what the previous round published and claims the next rows;
-rows are published in id order, each once; a relay left idle marks its last round within a poll.
+rows are published in id order, each once; a relay left idle marks its last round at once.
 Against the real stack's Postgres (a scratch schema with the shared migrations) and Kafka (a topic
 of the test's own)."""
 
@@ -100,18 +100,20 @@ async def test_a_round_is_marked_sent_by_the_next_rounds_claim(
         await producer.reset()
 
 
-async def test_a_relay_left_idle_marks_its_last_round_within_a_poll(
+async def test_a_relay_left_idle_marks_its_last_round_at_once(
         schema: tuple[str, asyncpg.Pool], topic: str) -> None:
     name, pool = schema
     producer = outbox.ProducerHolder(BOOTSTRAP, "relay-test")
+    # A poll longer than the test: the rows are marked after `mark_after_seconds`, not by a
+    # round the poll would start.
     relay = outbox.OutboxRelay(pool, get_settings().database_url, name, producer,
-                               poll_seconds=0.5)
+                               poll_seconds=600)
     relay.start()
     try:
         await eventually(lambda: _leads(relay), timeout=10, what="the relay leading")
         await pool.executemany("INSERT INTO outbox (topic, key, value) VALUES ($1, $2, $3)",
                                [(topic, f"k{i}", f"v{i}".encode()) for i in range(5)])
-        await eventually(lambda: _drained(pool), timeout=10, what="every row marked sent")
+        await eventually(lambda: _drained(pool), timeout=5, what="every row marked sent")
         assert sorted(await read_topic(topic, 5)) == [f"v{i}".encode() for i in range(5)]
     finally:
         await relay.stop()
@@ -122,9 +124,10 @@ async def test_a_relay_stopped_before_its_next_round_marks_what_it_published(
         schema: tuple[str, asyncpg.Pool], topic: str) -> None:
     name, pool = schema
     producer = outbox.ProducerHolder(BOOTSTRAP, "relay-test")
-    # A poll longer than the test: only the insert's notification wakes the relay, once.
+    # A poll and a mark longer than the test: only the insert's notification wakes the relay,
+    # once, and nothing but stopping marks what it published.
     relay = outbox.OutboxRelay(pool, get_settings().database_url, name, producer,
-                               poll_seconds=600)
+                               poll_seconds=600, mark_after_seconds=600)
     relay.start()
     try:
         await eventually(lambda: _leads(relay), timeout=10, what="the relay leading")
