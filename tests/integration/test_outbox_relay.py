@@ -7,6 +7,7 @@ of the test's own)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -100,37 +101,40 @@ async def test_a_round_is_marked_sent_by_the_next_rounds_claim(
         await producer.reset()
 
 
-async def test_a_relay_left_idle_marks_its_last_round_at_once(
-        schema: tuple[str, asyncpg.Pool], topic: str) -> None:
+@contextlib.asynccontextmanager
+async def leading(schema: tuple[str, asyncpg.Pool], **options: float
+                  ) -> AsyncIterator[outbox.OutboxRelay]:
+    """A relay of the scratch schema, started and leading; stopped afterwards."""
     name, pool = schema
     producer = outbox.ProducerHolder(BOOTSTRAP, "relay-test")
-    # A poll longer than the test: the rows are marked after `mark_after_seconds`, not by a
-    # round the poll would start.
-    relay = outbox.OutboxRelay(pool, get_settings().database_url, name, producer,
-                               poll_seconds=600)
+    relay = outbox.OutboxRelay(pool, get_settings().database_url, name, producer, **options)
     relay.start()
     try:
         await eventually(lambda: _leads(relay), timeout=10, what="the relay leading")
-        await pool.executemany("INSERT INTO outbox (topic, key, value) VALUES ($1, $2, $3)",
-                               [(topic, f"k{i}", f"v{i}".encode()) for i in range(5)])
-        await eventually(lambda: _drained(pool), timeout=5, what="every row marked sent")
-        assert sorted(await read_topic(topic, 5)) == [f"v{i}".encode() for i in range(5)]
+        yield relay
     finally:
         await relay.stop()
         await producer.reset()
 
 
+async def test_a_relay_left_idle_marks_its_last_round_at_once(
+        schema: tuple[str, asyncpg.Pool], topic: str) -> None:
+    _, pool = schema
+    # A poll longer than the test: the rows are marked after `mark_after_seconds`, not by a
+    # round the poll would start.
+    async with leading(schema, poll_seconds=600):
+        await pool.executemany("INSERT INTO outbox (topic, key, value) VALUES ($1, $2, $3)",
+                               [(topic, f"k{i}", f"v{i}".encode()) for i in range(5)])
+        await eventually(lambda: _drained(pool), timeout=5, what="every row marked sent")
+        assert sorted(await read_topic(topic, 5)) == [f"v{i}".encode() for i in range(5)]
+
+
 async def test_a_relay_stopped_before_its_next_round_marks_what_it_published(
         schema: tuple[str, asyncpg.Pool], topic: str) -> None:
-    name, pool = schema
-    producer = outbox.ProducerHolder(BOOTSTRAP, "relay-test")
+    _, pool = schema
     # A poll and a mark longer than the test: only the insert's notification wakes the relay,
     # once, and nothing but stopping marks what it published.
-    relay = outbox.OutboxRelay(pool, get_settings().database_url, name, producer,
-                               poll_seconds=600, mark_after_seconds=600)
-    relay.start()
-    try:
-        await eventually(lambda: _leads(relay), timeout=10, what="the relay leading")
+    async with leading(schema, poll_seconds=600, mark_after_seconds=600) as relay:
         await asyncio.sleep(1)  # its first round done, listening
         await pool.execute("INSERT INTO outbox (topic, key, value) VALUES ($1, 'k', 'last')",
                            topic)
@@ -138,9 +142,6 @@ async def test_a_relay_stopped_before_its_next_round_marks_what_it_published(
         assert await unsent(pool) == 1  # acknowledged; the next round would mark it
         await relay.stop()
         assert await unsent(pool) == 0
-    finally:
-        await relay.stop()
-        await producer.reset()
 
 
 async def _leads(relay: outbox.OutboxRelay) -> bool:
