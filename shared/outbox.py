@@ -278,26 +278,22 @@ class OutboxRelay:
         if not rows:
             return 0
         producer = await self.producer.get()
-        staged = stages(rows)
-        results: list[Any] = []
-        for stage in staged:
-            # The idempotent producer keeps each partition's order; a stage's rows go together,
-            # and the next stage waits for every ack of this one.
-            futures: list[asyncio.Future[Any]] = []
-            for r in stage:
-                headers = [(k, str(v).encode()) for k, v in json.loads(r["headers"]).items()]
-                key = r["key"].encode() if r["key"] is not None else None
-                try:
-                    futures.append(await producer.send(
-                        r["topic"], value=bytes(r["value"]), key=key, headers=headers or None))
-                except REFUSED_FOR_GOOD as exc:  # refused by the client before it is sent
-                    futures.append(_failed(exc))
-            results += await asyncio.gather(*futures, return_exceptions=True)
-            retry = next((e for e in results if isinstance(e, BaseException)
-                          and not refused_for_good(e)), None)
-            if retry is not None:  # a fault that passes: the whole round again (consumers dedupe)
-                raise retry
-        rows = [r for stage in staged for r in stage]  # in the order of `results`
+        futures: list[asyncio.Future[Any]] = []
+        for r in rows:
+            headers = [(k, str(v).encode()) for k, v in json.loads(r["headers"]).items()]
+            key = r["key"].encode() if r["key"] is not None else None
+            try:
+                futures.append(await producer.send(r["topic"], value=bytes(r["value"]), key=key,
+                                                   headers=headers or None))
+            except REFUSED_FOR_GOOD as exc:  # refused by the client before it is sent
+                futures.append(_failed(exc))
+        # The idempotent producer keeps each partition's order; wait for every ack before
+        # marking anything sent.
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        retry = next((e for e in results if isinstance(e, BaseException)
+                      and not refused_for_good(e)), None)
+        if retry is not None:  # a fault that passes: the whole round again (consumers dedupe)
+            raise retry
         sent = [r for r, res in zip(rows, results, strict=True)
                 if not isinstance(res, BaseException)]
         refused = [(r, res) for r, res in zip(rows, results, strict=True)
@@ -338,33 +334,6 @@ class OutboxRelay:
             metrics.OUTBOX_OLDEST_SECONDS.set(max(0.0, time.time() - oldest))
         else:
             metrics.OUTBOX_OLDEST_SECONDS.set(0)
-
-
-def stages(rows: list[Any]) -> list[list[Any]]:
-    """A round's rows in the stages they are published in: a row goes one stage after the
-    previous row of its key when that row is for another topic, else in the same stage.
-
-    Kafka orders records per partition only. Rows of one key for two topics (an order's
-    `reserved` on `orders.status`, then `inventory.stock_reserved` for fulfillment) sent together
-    can be appended the other way round, and what the second one causes downstream can then
-    reach the broker before the first: fulfillment's `cancelled` appended before inventory's
-    `reserved` on `orders.status` (RELIABILITY.md, What the suite found). With each stage
-    acknowledged before the next is sent, a key's rows are on the broker in outbox order, so
-    every consequence of a row comes after it. Rows of one key and topic share a partition and
-    stay in one stage (the idempotent producer keeps their order)."""
-    out: list[list[Any]] = []
-    last: dict[Any, tuple[str, int]] = {}
-    for r in rows:
-        key = r["key"]
-        n = 0
-        if key is not None:
-            topic, before = last.get(key, (r["topic"], 0))
-            n = before if topic == r["topic"] else before + 1
-            last[key] = (r["topic"], n)
-        while len(out) <= n:
-            out.append([])
-        out[n].append(r)
-    return out
 
 
 def _failed(exc: BaseException) -> asyncio.Future[Any]:
