@@ -60,6 +60,9 @@ POLL_MS = 500
 # Records older than this when fetched: the consumer is behind, and which partitions still hold
 # records is asked of the broker rather than taken from the last fetches (`Consumer._behind`).
 FRESH_ENDS_AFTER_MS = 200
+# A fetch's high-water mark is dated when aiokafka read the response, which can be this much
+# after the broker wrote it (the event loop busy with a run): `Consumer._unheard`.
+HEARD_SLACK_MS = 10
 # The broker's long poll for a fetch with no data yet (aiokafka's default is 500 ms).
 FETCH_MAX_WAIT_MS = 100
 # A consumer with records still to read whose newest handled record is older than this is
@@ -381,6 +384,9 @@ class Consumer:
         self.consumer: AIOKafkaConsumer | None = None
         self._ends: AIOKafkaConsumer | None = None
         self._asked_ends: dict[TopicPartition, int] = {}  # the last ends asked (`_behind`)
+        # When a partition was last found to hold nothing older than the records waiting, by
+        # asking the broker (ms, wall clock): `_unheard`.
+        self._heard: dict[TopicPartition, int] = {}
         self.last_progress = time.monotonic()
         self.lag: dict[str, int] = {}
         # The first offset per partition of the records being handled, until their run is over.
@@ -506,6 +512,7 @@ class Consumer:
             else:
                 fresh = time.time() * 1000 - oldest > FRESH_ENDS_AFTER_MS
                 behind = await self._behind(assigned, fresh=fresh)
+                behind |= await self._unheard(assigned, behind)
                 records = stream.take(behind, self.batch_size, now)
                 wanted = stream.starved(behind, now)
             self._more_to_read = bool(behind) or stream.buffered() > 0
@@ -576,6 +583,58 @@ class Consumer:
                     out.add(tp)
             except (AssertionError, IllegalStateError):
                 continue  # revoked meanwhile: not ours to wait for
+        return out
+
+    async def _unheard(self, assigned: set[TopicPartition], behind: set[TopicPartition]
+                       ) -> set[TopicPartition]:
+        """The partitions with nothing buffered that hold unfetched records older than the
+        newest record waiting, among those whose last word is older than it.
+
+        `_behind` goes by the last high-water marks fetched while the records waiting are
+        young, and the mark of a partition left out of the fetches since (it had records
+        buffered when they were sent) predates them. Live, inventory handled an order's
+        cancellation before its acceptance, sent 20 ms earlier on another topic, and the
+        re-read after a restore took them in timestamp order and decided otherwise
+        (RELIABILITY.md). So a partition whose last word (its last fetch, less
+        HEARD_SLACK_MS, or our last question) is older than the newest record waiting is asked
+        of the broker: the first offset at or after that record's time, or its end when it has
+        none. Records appended after the question are newer than those waiting and are not
+        waited for. Without an answer within a second, the fetched marks stand."""
+        consumer, client = self.consumer, self._ends
+        if consumer is None or client is None:
+            return set()
+        buffers = self.stream.buffers
+        newest = max((buf[-1].timestamp for buf in buffers.values() if buf), default=None)
+        if newest is None:
+            return set()
+        stale: list[TopicPartition] = []
+        for tp in assigned - behind:
+            if buffers.get(tp):
+                continue
+            with contextlib.suppress(AssertionError, IllegalStateError):
+                polled = consumer.last_poll_timestamp(tp)
+                if polled is None:
+                    continue  # never fetched: `_behind` counts it
+                if max(polled - HEARD_SLACK_MS, self._heard.get(tp, 0)) < newest:
+                    stale.append(tp)
+        if not stale:
+            return set()
+        asked_at = int(time.time() * 1000)
+        try:
+            ends, firsts = await asyncio.wait_for(asyncio.gather(
+                client.end_offsets(stale),
+                client.offsets_for_times(dict.fromkeys(stale, newest))), 1.0)
+        except (TimeoutError, KafkaError, IllegalStateError, AssertionError):
+            return set()
+        out: set[TopicPartition] = set()
+        for tp in stale:
+            first = firsts.get(tp)
+            older_until = first.offset if first is not None else ends.get(tp, 0)
+            with contextlib.suppress(AssertionError, IllegalStateError):
+                if await consumer.position(tp) < older_until:
+                    out.add(tp)
+                else:
+                    self._heard[tp] = asked_at
         return out
 
     async def _short_of(self, ends: dict[TopicPartition, int]) -> bool:

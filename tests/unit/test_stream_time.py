@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.structs import OffsetAndTimestamp
 
 from shared.messaging import Consumer, Handlers, StreamTime
 
@@ -157,6 +158,24 @@ class _Partitions:
         self.asked += 1
         return {tp: self.ends[tp] for tp in parts}
 
+    # what `_unheard` asks besides: when each partition was last fetched, and the first offset
+    # at or after a time (from the timestamps of the records appended, `self.appended`)
+    polled: dict[TopicPartition, int]
+    appended: dict[TopicPartition, list[int]]
+
+    def last_poll_timestamp(self, tp: TopicPartition) -> int:
+        return self.polled[tp]
+
+    async def offsets_for_times(self, times: dict[TopicPartition, int]) -> dict[TopicPartition,
+                                                                                Any]:
+        self.asked_times = getattr(self, "asked_times", 0) + 1
+        out: dict[TopicPartition, Any] = {}
+        for tp, t in times.items():
+            stamps = self.appended.get(tp, [])
+            offset = next((i for i, ts in enumerate(stamps) if ts >= t), None)
+            out[tp] = None if offset is None else OffsetAndTimestamp(offset, stamps[offset])
+        return out
+
 
 async def test_the_ends_are_asked_again_only_once_the_partitions_reach_them() -> None:
     """Given records waiting (fresh ends wanted) and one partition with records appended since
@@ -176,3 +195,40 @@ async def test_the_ends_are_asked_again_only_once_the_partitions_reach_them() ->
     assert await consumer._behind(assigned, fresh=True) == {ACCEPTED, STOCK}
     assert parts.asked == 2
     assert await consumer._behind(assigned, fresh=False) == set()  # live: the fetched marks
+
+
+async def test_a_partition_last_fetched_before_the_records_waiting_is_asked_for_older_ones() -> None:
+    """Given the cancellation (t=205) fetched, and the acceptance (t=185) appended to a partition
+    whose last fetch (t=150) came before it and which has nothing buffered, then that partition
+    counts as behind until fetched: the cancellation waits for the acceptance. Once asked, a
+    partition holding only newer records (t=300) is not waited for, and is not asked again for
+    records no newer than the question."""
+    cancels = TopicPartition("intake.order_cancel_requested", 0)
+    consumer = Consumer("t", "localhost:1", None, None, Handlers())  # type: ignore[arg-type]
+    parts = _Partitions({ACCEPTED: 4, cancels: 2, STOCK: 9})
+    consumer.consumer = consumer._ends = parts
+    parts.polled = {ACCEPTED: 150, cancels: 10_000_000_000_000, STOCK: 10_000_000_000_000}
+    parts.appended = {ACCEPTED: [100, 110, 120, 130, 185], cancels: [90, 95, 205]}
+    parts.ends.update({ACCEPTED: 5, cancels: 3})
+    consumer.stream.add({cancels: [rec(cancels, 2, 205)]})
+    assigned = {ACCEPTED, cancels, STOCK}
+    assert await consumer._behind(assigned, fresh=False) == set()  # the fetched marks: stale
+    assert await consumer._unheard(assigned, set()) == {ACCEPTED}
+    assert consumer.stream.take({ACCEPTED}, 10, now=0) == []  # the cancellation waits
+
+    # fetched: the acceptance comes first
+    parts.positions[ACCEPTED] = 5
+    consumer.stream.add({ACCEPTED: [rec(ACCEPTED, 4, 185)]})
+    assert await consumer._unheard(assigned, set()) == set()
+    assert seen(consumer.stream.take(set(), 10, now=0)) == [("intake.order_accepted", 4),
+                                                            ("intake.order_cancel_requested", 2)]
+
+    # later: only a newer record (t=300) is unfetched there: not waited for, asked once
+    parts.appended[ACCEPTED].append(300)
+    parts.ends[ACCEPTED] = 6
+    consumer.stream.add({cancels: [rec(cancels, 3, 250)]})
+    asked = parts.asked
+    assert await consumer._unheard(assigned, set()) == set()
+    assert parts.asked == asked + 1
+    assert await consumer._unheard(assigned, set()) == set()
+    assert parts.asked == asked + 1  # answered for everything up to t=250 already
