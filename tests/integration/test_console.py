@@ -36,10 +36,24 @@ Users = dict[str, tuple[str, str]]
 
 # --- helpers: orders in the states the pages work on ------------------------------------------
 
+async def console_shows(key: str, status: str) -> None:
+    """Wait until the console's source for an order (analytics' read model) has it in `status`.
+    The storefront sees a status first; analytics folds it a moment later, and a page opened
+    in between shows the order as it was (no return form on a `packed` order)."""
+    store, ext = key.split(":")
+
+    async def folded() -> bool:
+        async with admin_client("analytics") as client:
+            r = await client.get(f"/orders/{store}/{ext}")
+        return r.status_code == 200 and r.json()["status"] == status
+    await eventually(folded, timeout=60, what=f"analytics' read model shows {key} {status}")
+
+
 async def shipped_order(sf: Storefront, price: str) -> tuple[str, dict[str, Any]]:
     sku = await new_product(sf, stock={"WH-LA": 3}, price=price)
     key, _ = await place(sf, [(sku, 1, price)])
     shipped = await sf.wait_for(key, "shipped", timeout=90)
+    await console_shows(key, "shipped")
     return key, {"sku": sku, "parcel": shipped["details"]["parcels"][0]}
 
 
@@ -49,6 +63,7 @@ async def delivered_order(sf: Storefront, price: str) -> tuple[str, dict[str, An
     await sf.publish("carrier.tracking", p["tracking_number"],
                      sfm.tracking(p["carrier"], p["tracking_number"], "delivered"))
     await sf.wait_for(key, "delivered", timeout=60)
+    await console_shows(key, "delivered")
     return key, info
 
 
