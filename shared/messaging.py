@@ -384,8 +384,9 @@ class Consumer:
         self.consumer: AIOKafkaConsumer | None = None
         self._ends: AIOKafkaConsumer | None = None
         self._asked_ends: dict[TopicPartition, int] = {}  # the last ends asked (`_behind`)
-        # When a partition was last found to hold nothing older than the records waiting, by
-        # asking the broker (ms, wall clock): `_unheard`.
+        self._asked_at = 0  # when they were asked (ms, wall clock)
+        # When a partition was last found to hold nothing unfetched older than then, by asking
+        # the broker (`_unheard`, or the ends `_behind` asked) (ms, wall clock).
         self._heard: dict[TopicPartition, int] = {}
         self.last_progress = time.monotonic()
         self.lag: dict[str, int] = {}
@@ -567,10 +568,12 @@ class Consumer:
             # Those records are all older than the ends first asked; what came after is merged
             # as it is fetched, as live.
             self._asked_ends = {}
+            asked_at = int(time.time() * 1000)
             with contextlib.suppress(TimeoutError, KafkaError, IllegalStateError,
                                      AssertionError):
                 self._asked_ends = dict(await asyncio.wait_for(
                     self._ends.end_offsets(list(assigned)), 1.0))
+                self._asked_at = asked_at
         ends = self._asked_ends
         for tp in assigned:
             try:
@@ -581,6 +584,8 @@ class Consumer:
                 # fetched from, so its position is valid: this returns at once
                 if await consumer.position(tp) < high:
                     out.add(tp)
+                elif tp in ends:  # fetched up to what the broker said: `_unheard` need not ask
+                    self._heard[tp] = max(self._heard.get(tp, 0), self._asked_at)
             except (AssertionError, IllegalStateError):
                 continue  # revoked meanwhile: not ours to wait for
         return out

@@ -29,7 +29,16 @@ from .console_browser import (
     sign_in,
     ui_text,
 )
-from .helpers import STORE, admin_client, eventually, new_product, place, tail, value_of
+from .helpers import (
+    STORE,
+    admin_client,
+    eventually,
+    http_get,
+    new_product,
+    place,
+    tail,
+    value_of,
+)
 
 Users = dict[str, tuple[str, str]]
 
@@ -43,8 +52,7 @@ async def console_shows(key: str, status: str) -> None:
     store, ext = key.split(":")
 
     async def folded() -> bool:
-        async with admin_client("analytics") as client:
-            r = await client.get(f"/orders/{store}/{ext}")
+        r = await http_get("analytics", f"/orders/{store}/{ext}", auth=True)
         return r.status_code == 200 and r.json()["status"] == status
     await eventually(folded, timeout=60, what=f"analytics' read model shows {key} {status}")
 
