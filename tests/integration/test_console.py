@@ -45,16 +45,18 @@ Users = dict[str, tuple[str, str]]
 
 # --- helpers: orders in the states the pages work on ------------------------------------------
 
-async def console_shows(key: str, status: str) -> None:
-    """Wait until the console's source for an order (analytics' read model) has it in `status`.
-    The storefront sees a status first; analytics folds it a moment later, and a page opened
-    in between shows the order as it was (no return form on a `packed` order)."""
+async def console_shows(key: str, status: str | None = None) -> None:
+    """Wait until the console's source for an order (analytics' read model) has it in `status`
+    (or has it at all, without one). The storefront sees a status first; analytics folds it a
+    moment later, and a page opened in between shows the order as it was (no return form on a
+    `packed` order), or as unknown ("No such order") before analytics' first fold."""
     store, ext = key.split(":")
 
     async def folded() -> bool:
         r = await http_get("analytics", f"/orders/{store}/{ext}", auth=True)
-        return r.status_code == 200 and r.json()["status"] == status
-    await eventually(folded, timeout=60, what=f"analytics' read model shows {key} {status}")
+        return r.status_code == 200 and status in (None, r.json()["status"])
+    await eventually(folded, timeout=60,
+                     what=f"analytics' read model shows {key} {status or '(any status)'}")
 
 
 async def shipped_order(sf: Storefront, price: str) -> tuple[str, dict[str, Any]]:
@@ -356,6 +358,7 @@ async def test_the_order_page_shows_the_customers_note_and_gift_message_escaped(
     key, _ = await place(sf, [(sku, 1, "12.50")], note="Leave it with the neighbour at no. 5",
                          gift_message="<b>Happy birthday</b>, 生日快乐!", gift_wrap=True)
     await sf.wait_for(key, "reserved", timeout=60)
+    await console_shows(key)
     store, ext = key.split(":")
     context, page = await new_page(browser)
     # When support opens the order (the viewer's account is locked by the lockout test above)
