@@ -168,7 +168,7 @@ class Service:
         settings = get_settings()
         uvicorn.run(self.app(), host=settings.shopkeeper_http_host, port=service_port(self.name),
                     log_config=None, access_log=False, lifespan="on", http=GuardedH11,
-                    timeout_keep_alive=5)
+                    loop=settings.shopkeeper_event_loop, timeout_keep_alive=5)
 
 
 def _version() -> str:

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres:postgres@127.0.0.1:5432/shopkeeper"
     shopkeeper_admin_token: str = "shopkeeper-local-admin-token"  # DEFAULT_ADMIN_TOKEN
     shopkeeper_http_host: str = "127.0.0.1"
+    # The services' event loop: uvloop (libuv) spends less CPU per socket read and write than
+    # asyncio's own loop (docs/BENCHMARKS.md, fifth round); `asyncio` to rule it out.
+    shopkeeper_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # `production` refuses to start with any default credential (check_credentials).
     shopkeeper_env: Literal["development", "production"] = "development"
     # The HTTP guard (shared/http.py): body size and time limits, header deadline, write rate.

@@ -19,7 +19,15 @@ from shared.contracts import (
     ProductUpserted,
     StockReserved,
 )
-from shared.messaging import Handlers, confirm_cancellation, forwarded
+from shared.db import read_all
+from shared.messaging import (
+    Handlers,
+    confirm_cancellation,
+    forwarded,
+    handle_parked_cancels,
+    park_cancel,
+    take_parked_cancels_read,
+)
 from shared.uow import UnitOfWork
 
 from . import domain, store, warehouse
@@ -35,11 +43,14 @@ async def stock_reserved(uow: UnitOfWork, events: list[StockReserved]) -> None:
     re-picks the parts that were short and any warehouse new to the allocation
     (`domain.plan_reserved`).
 
-    Statements per run, whatever its size: the orders' state (1, locked in order_id order), the
-    picks of those found short (at most 1), then at most one each to insert the new orders,
-    re-allocate the short ones, drop the picks left with nothing, and insert the picks."""
+    Statements per run, whatever its size: the orders' state (1, locked in order_id order,
+    with the cancellations parked for them taken), the picks of those found short (at most 1),
+    then at most one each to insert the new orders, re-allocate the short ones, drop the picks
+    left with nothing, and insert the picks. A cancellation that came before its order is
+    handled last, as if it had come after (`shared.messaging.park_cancel`)."""
     ids = sorted({uuid.UUID(e.order_id) for e in events})
-    status = await store.order_statuses(uow.conn, ids)
+    status, parked = await read_all(uow.conn, store.order_statuses_read(ids),
+                                    take_parked_cancels_read(ids))
     short = sorted(uuid.UUID(i) for i, s in status.items() if s == "short_picked")
     picks = await store.pick_statuses(uow.conn, short) if short else {}
     reserved = [domain.Reserved(
@@ -69,31 +80,38 @@ async def stock_reserved(uow: UnitOfWork, events: list[StockReserved]) -> None:
             log.info("order %s already in fulfillment as %s", event.order_key, detail)
     if plan.new:
         log.info("%d reserved orders wait for their waves", len(plan.new))
+    await handle_parked_cancels(uow, (uuid.UUID(e.order_id) for e in events), parked, _cancel)
 
 
 @handlers.on(topics.INVENTORY_ORDER_CANCEL_FORWARDED)
 async def cancel_forwarded(uow: UnitOfWork, events: list[OrderCancelRequested]) -> None:
     """Before packing, the work stops here (the picked goods go back to their bins); after, the
-    parcels are logistics' and so is the cancellation. Rare: one event at a time."""
+    parcels are logistics' and so is the cancellation. Rare: one event at a time. One that
+    overtook the reservation is parked and handled in the reservation's run, right after it."""
     for event in uow.each(events):
-        order_id = uuid.UUID(event.order_id)
-        row = await store.get_order(uow.conn, order_id)
-        if row is None:  # overtook the reservation: never start work on it
-            await store.insert_order(uow.conn, order_id, event.order_key, "cancelled", None, [],
-                                     str(event.correlation_id or event.event_id))
-        elif row["status"] in ("awaiting_pick", "picking", "short_picked", "on_hold"):
-            await store.set_status(uow.conn, order_id, "cancelled")
-            for wave_id in await store.cancel_picks(uow.conn, order_id):
-                await store.close_wave_if_done(uow.conn, wave_id)
-            log.info("order %s cancelled before packing; picking stopped, goods back to their"
-                     " bins", event.order_key)
-        elif row["status"] == "cancelled":
-            continue
-        else:
-            await uow.publish(topics.FULFILLMENT_ORDER_CANCEL_FORWARDED, event.order_key,
-                              forwarded(event))
-            continue
-        await confirm_cancellation(uow, topics.FULFILLMENT_ORDER_CANCELLED, event, "fulfillment")
+        await _cancel(uow, event)
+
+
+async def _cancel(uow: UnitOfWork, event: OrderCancelRequested) -> None:
+    """One cancellation, with `event` the unit of work's cause."""
+    order_id = uuid.UUID(event.order_id)
+    row = await store.get_order(uow.conn, order_id)
+    if row is None:
+        await park_cancel(uow, event)
+        return
+    if row["status"] in ("awaiting_pick", "picking", "short_picked", "on_hold"):
+        await store.set_status(uow.conn, order_id, "cancelled")
+        for wave_id in await store.cancel_picks(uow.conn, order_id):
+            await store.close_wave_if_done(uow.conn, wave_id)
+        log.info("order %s cancelled before packing; picking stopped, goods back to their"
+                 " bins", event.order_key)
+    elif row["status"] == "cancelled":
+        return
+    else:
+        await uow.publish(topics.FULFILLMENT_ORDER_CANCEL_FORWARDED, event.order_key,
+                          forwarded(event))
+        return
+    await confirm_cancellation(uow, topics.FULFILLMENT_ORDER_CANCELLED, event, "fulfillment")
 
 
 @handlers.on(topics.CATALOG_PRODUCTS)

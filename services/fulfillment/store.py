@@ -72,12 +72,12 @@ async def get_order(conn: Conn, order_id: uuid.UUID, *, lock: bool = True
 
 # --- a run of reservations (handlers.stock_reserved): one statement each ----------------------
 
-async def order_statuses(conn: Conn, order_ids: list[uuid.UUID]) -> dict[str, str]:
+def order_statuses_read(order_ids: list[uuid.UUID]) -> Read[dict[str, str]]:
     """The orders of a run that fulfillment knows, locked in order_id order (two instances
     never lock them in opposite orders): order_id -> status."""
-    rows = await conn.fetch("SELECT order_id, status FROM orders WHERE order_id = ANY($1::uuid[])"
-                            " ORDER BY order_id FOR UPDATE", order_ids)
-    return {str(r["order_id"]): r["status"] for r in rows}
+    return Read("SELECT order_id, status FROM orders WHERE order_id = ANY($1::uuid[])"
+                " ORDER BY order_id FOR UPDATE", (order_ids,),
+                lambda rows: {str(r["order_id"]): r["status"] for r in rows})
 
 
 async def pick_statuses(conn: Conn, order_ids: list[uuid.UUID]) -> dict[str, dict[str, str]]:

@@ -98,13 +98,19 @@ async def order_placed(uow: UnitOfWork, orders: list[OrderPlaced]) -> None:
     found, early = await read_all(conn, store.find_orders_read(keys),
                                   store.take_early_cancels_read(keys))
     known: dict[tuple[str, str], Any] = dict(found)
+    # A cancellation that came first was parked whole: the order is reviewed, then the
+    # cancellation handled as if it had come second (same outcome and ids in either order). A
+    # row parked before migration 0008 has no event: that order arrives cancelled.
+    parked = {k: CancelRequested.model_validate_json(ev) for k, (_, ev) in early.items()
+              if ev is not None}
+    arrives_cancelled = {k: reason for k, (reason, ev) in early.items() if ev is None}
     # The first occurrence of each order not held yet is reviewed with what the run read.
     firsts: dict[tuple[str, str], OrderPlaced] = {}
     for o in orders:
         if (o.store, o.external_order_id) not in known:
             firsts.setdefault((o.store, o.external_order_id), o)
     candidates = [review.Candidate(o, order_id_for(*k), now, await store.policy(uow, o.store))
-                  for k, o in firsts.items() if k not in early]
+                  for k, o in firsts.items() if k not in arrives_cancelled]
     index = {(c.order.store, c.order.external_order_id): i for i, c in enumerate(candidates)}
     inputs = await review.gather(uow, candidates)
     so_far = domain.RunSoFar(received_at=now)
@@ -122,9 +128,9 @@ async def order_placed(uow: UnitOfWork, orders: list[OrderPlaced]) -> None:
         order_id = order_id_for(*key)
         ids: dict[str, Any] = {"order_id": str(order_id), "store": order.store,
                                "external_order_id": order.external_order_id}
-        if key in early:  # the customer cancelled before the order reached us
+        if key in arrives_cancelled:  # cancelled before it reached us (parked before 0008)
             reasons = [("cancelled_by_customer",
-                        early[key] or "cancelled before the order arrived")]
+                        arrives_cancelled[key] or "cancelled before the order arrived")]
             writes.orders.append(store.order_row(order_id, order, *key, "cancelled", reasons))
             so_far.add(str(order_id), order, "cancelled")
             decided[key] = (order, "cancelled")
@@ -150,6 +156,10 @@ async def order_placed(uow: UnitOfWork, orders: list[OrderPlaced]) -> None:
         decided[key] = (order, result.status)
         await review.announce(uow, order_id, order, result)
     await writes.flush(conn)
+    for event in uow.each([parked[k] for k in firsts if k in parked]):
+        log.info("cancel of %s, which arrived before the order, handled now that the order"
+                 " has been reviewed", event.key)
+        await _cancel(uow, event)
 
 
 async def _received_again(uow: UnitOfWork, order: OrderPlaced, row: Row | None,
@@ -189,45 +199,50 @@ def _content(order: OrderPlaced) -> dict[str, Any]:
 @handlers.on(topics.ORDERS_CANCEL_REQUESTED)
 async def cancel_requested(uow: UnitOfWork, events: list[CancelRequested]) -> None:
     """Held orders are cancelled here; accepted ones are handed down the chain, and the service
-    holding the order confirms (or, once shipped, refuses). One event at a time."""
-    conn = uow.conn
+    holding the order confirms (or, once shipped, refuses). One event at a time. A cancellation
+    whose order has not arrived is parked, and handled when the order's run has reviewed it."""
     for event in uow.each(events):
-        row = await store.find_order(conn, event.store, event.external_order_id)
-        reason = event.reason or "cancelled by the customer"
-        if row is None:
-            await store.remember_early_cancel(conn, event.store, event.external_order_id,
-                                              reason)
-            log.info("cancel of %s kept: the order has not arrived yet; it arrives cancelled",
-                     event.key)
-            continue
-        key = event.key
-        if row["status"] in ("rejected", "cancelled", "cancel_requested"):
-            log.info("cancel of %s ignored: the order is %s", key, row["status"])
-            continue
-        if row["shipped"]:
-            log.info("cancel of %s refused: the order has shipped; aftersales opens a return",
-                     key)
-            await uow.publish(topics.INTAKE_ORDER_CANCEL_REFUSED, key, OrderCancelRefused(
-                order_id=str(row["order_id"]), order_key=key, reason="the order has shipped",
-                customer_reason=reason))
-            continue
-        due = domain.refund_due(row["grand_total"], row["payment_status"])
-        if row["status"] == "on_hold":
-            reasons = [("cancelled_by_customer", reason)]
-            await store.set_status(conn, row["order_id"], "cancelled", reasons)
-            closed = await store.close_hold(conn, row["order_id"], "cancelled", "customer")
-            if closed is not None:
-                uow.observe(metrics.HOLD_AGE, closed["age_seconds"], "cancelled")
-            await review.rereview_open_holds(uow, trigger="order_cancelled",
-                                             codes=["suspected_duplicate"])
-            await uow.cancelled(order_id=str(row["order_id"]), store=row["store"],
-                                external_order_id=row["external_order_id"], reasons=reasons,
-                                refund_due=due, currency=row["currency"])
-            continue
-        await store.set_status(conn, row["order_id"], "cancel_requested", [])
-        await uow.publish(topics.INTAKE_ORDER_CANCEL_REQUESTED, key, OrderCancelRequested(
-            order_id=str(row["order_id"]), order_key=key, reason=reason, refund_due=due,
-            currency=row["currency"]))
+        await _cancel(uow, event)
+
+
+async def _cancel(uow: UnitOfWork, event: CancelRequested) -> None:
+    """One cancellation, with `event` the unit of work's cause."""
+    conn = uow.conn
+    row = await store.find_order(conn, event.store, event.external_order_id)
+    reason = event.reason or "cancelled by the customer"
+    key = event.key
+    if row is None:
+        await store.remember_early_cancel(conn, event.store, event.external_order_id, reason,
+                                          event.model_dump_json())
+        log.info("cancel of %s kept: the order has not arrived yet; it is handled when the"
+                 " order has been reviewed", key)
+        return
+    if row["status"] in ("rejected", "cancelled", "cancel_requested"):
+        log.info("cancel of %s ignored: the order is %s", key, row["status"])
+        return
+    if row["shipped"]:
+        log.info("cancel of %s refused: the order has shipped; aftersales opens a return", key)
+        await uow.publish(topics.INTAKE_ORDER_CANCEL_REFUSED, key, OrderCancelRefused(
+            order_id=str(row["order_id"]), order_key=key, reason="the order has shipped",
+            customer_reason=reason))
+        return
+    due = domain.refund_due(row["grand_total"], row["payment_status"])
+    if row["status"] == "on_hold":
+        reasons = [("cancelled_by_customer", reason)]
+        await store.set_status(conn, row["order_id"], "cancelled", reasons)
+        closed = await store.close_hold(conn, row["order_id"], "cancelled", "customer")
+        if closed is not None:
+            uow.observe(metrics.HOLD_AGE, closed["age_seconds"], "cancelled")
+        await review.rereview_open_holds(uow, trigger="order_cancelled",
+                                         codes=["suspected_duplicate"])
+        await uow.cancelled(order_id=str(row["order_id"]), store=row["store"],
+                            external_order_id=row["external_order_id"], reasons=reasons,
+                            refund_due=due, currency=row["currency"])
+        return
+    await store.set_status(conn, row["order_id"], "cancel_requested", [])
+    await uow.publish(topics.INTAKE_ORDER_CANCEL_REQUESTED, key, OrderCancelRequested(
+        order_id=str(row["order_id"]), order_key=key, reason=reason, refund_due=due,
+        currency=row["currency"]))
 
 
 async def cancelled(uow: UnitOfWork, events: list[OrderCancelled]) -> None:

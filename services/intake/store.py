@@ -403,11 +403,13 @@ async def recent_orders(pool: asyncpg.Pool, limit: int) -> list[asyncpg.Record]:
         " WHERE payload IS NOT NULL ORDER BY received_at DESC LIMIT $1", limit)
 
 
-async def remember_early_cancel(conn: Conn, store: str, ext: str,
-                                reason: str | None) -> None:
+async def remember_early_cancel(conn: Conn, store: str, ext: str, reason: str | None,
+                                event: str) -> None:
+    """Park a cancellation whose order has not arrived (`event`: the cancellation as JSON); the
+    first one kept wins (a re-sent cancellation changes nothing)."""
     await conn.execute(
-        "INSERT INTO early_cancellations (store, external_order_id, reason) VALUES ($1, $2, $3)"
-        " ON CONFLICT DO NOTHING", store, ext, reason)
+        "INSERT INTO early_cancellations (store, external_order_id, reason, event)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING", store, ext, reason, event)
 
 
 async def holds(pool: asyncpg.Pool, *, reason: str | None = None, store: str | None = None,
@@ -593,19 +595,25 @@ def list_prices_read(orders: list[OrderPlaced]) -> Read[list[dict[str, Decimal]]
          [orders[i].placed_at for i, _ in wanted]), shape)
 
 
-def take_early_cancels_read(keys: list[tuple[str, str]]) -> Read[dict[tuple[str, str], str]]:
+EarlyCancel = tuple[str, str | None]  # (the reason given, '' for none; the event as JSON)
+
+
+def take_early_cancels_read(keys: list[tuple[str, str]]
+                            ) -> Read[dict[tuple[str, str], EarlyCancel]]:
     """The cancellations that arrived before these orders (store, external_order_id), taken
-    (deleted), for the keys intake does not hold yet: the reason given ('' for none) per key.
-    In the statement of `find_orders_read` (`read_all`), it sees the orders as that does."""
+    (deleted), for the keys intake does not hold yet: the reason given ('' for none) and the
+    parked event (None for a row kept before migration 0008) per key. In the statement of
+    `find_orders_read` (`read_all`), it sees the orders as that does."""
     if not keys:
         return Read.known({})
     return Read(
         "DELETE FROM early_cancellations e USING unnest($1::text[], $2::text[]) AS k(store, ext)"
         " WHERE e.store = k.store AND e.external_order_id = k.ext AND NOT EXISTS (SELECT 1"
         " FROM orders o WHERE o.store = k.store AND o.external_order_id = k.ext)"
-        " RETURNING e.store, e.external_order_id, coalesce(e.reason, '') AS reason",
+        " RETURNING e.store, e.external_order_id, coalesce(e.reason, '') AS reason, e.event",
         ([k[0] for k in keys], [k[1] for k in keys]),
-        lambda rows: {(r["store"], r["external_order_id"]): r["reason"] for r in rows})
+        lambda rows: {(r["store"], r["external_order_id"]): (r["reason"], r["event"])
+                      for r in rows})
 
 
 async def insert_decisions(conn: Conn, rows: list[tuple[uuid.UUID, str, str,

@@ -40,7 +40,15 @@ from shared.contracts import (
 )
 from shared.db import read_all
 from shared.locks import RunLocks, exclusive
-from shared.messaging import Handlers, PoisonMessage, confirm_cancellation, forwarded
+from shared.messaging import (
+    Handlers,
+    PoisonMessage,
+    confirm_cancellation,
+    forwarded,
+    handle_parked_cancels,
+    park_cancel,
+    take_parked_cancels_read,
+)
 from shared.money import refund_due
 from shared.uow import UnitOfWork
 
@@ -202,7 +210,9 @@ async def order_accepted(uow: UnitOfWork, events: list[OrderAccepted]) -> None:
        the expected receipts and the queue ahead of each (four queries);
     6. the reservations (one UPDATE of the balances, one INSERT of ledger rows) and the orders
        (one INSERT), all with unnest;
-    7. per order, inside `uow.each`, what its customer and fulfillment hear.
+    7. per order, inside `uow.each`, what its customer and fulfillment hear;
+    8. the cancellations parked because they came before their orders (taken in 1's statement),
+       handled as if they had come after: the same events and ids in either order.
     The rows are locked before the plans are made, so the best plan is the one reserved: no
     savepoint per plan, no race left to lose (the CHECKs of the stock table still guard)."""
     conn = uow.conn
@@ -211,9 +221,10 @@ async def order_accepted(uow: UnitOfWork, events: list[OrderAccepted]) -> None:
     skus = sorted({ln.sku for e in events for ln in e.order.lines})
     # 1 and 3 in one statement (shared.db.read_all); the run lock (shared/locks.py) holds every
     # key they lock, so the order they lock in within it does not matter.
-    known, available = await read_all(
-        conn, store.known_orders_read(sorted({uuid.UUID(e.order_id) for e in events})),
-        store.lock_stock_read(skus, await _warehouses(uow)))
+    ids = sorted({uuid.UUID(e.order_id) for e in events})
+    known, available, parked = await read_all(
+        conn, store.known_orders_read(ids), store.lock_stock_read(skus, await _warehouses(uow)),
+        take_parked_cancels_read(ids))
 
     # 4. Decide, in the order of the events.
     decisions: list[Decision | None] = []
@@ -326,6 +337,10 @@ async def order_accepted(uow: UnitOfWork, events: list[OrderAccepted]) -> None:
                           details=_backorder_details(w.short, w.offers, w.eta))
             log.info("order %s backordered: short %s", e.order_key,
                      [(s.sku, s.quantity) for s in w.short])
+
+    # 8. Cancellations that came before their orders, as if they had come after (step 1's
+    # lock holds the rows; `_cancel` reads them as the run left them).
+    await handle_parked_cancels(uow, (uuid.UUID(e.order_id) for e in events), parked, _cancel)
 
 
 async def _offers_and_etas(uow: UnitOfWork, waiting: list[_Waiting], locked: set[str]) -> None:
@@ -502,25 +517,31 @@ async def return_restocked(uow: UnitOfWork, events: list[ReturnRestocked]) -> No
 
 @handlers.on(topics.INTAKE_ORDER_CANCEL_REQUESTED, locks=_cancel_requested_locks)
 async def cancel_requested(uow: UnitOfWork, events: list[OrderCancelRequested]) -> None:
-    """Confirm while the order is still ours (unknown, backordered); once reserved it has moved
-    on to fulfillment, so the request follows it there."""
-    conn = uow.conn
+    """Confirm while the order is still ours (backordered); once reserved it has moved on to
+    fulfillment, so the request follows it there. A cancellation that overtook the order's
+    acceptance is parked and handled in the acceptance's run, right after it."""
     for event in uow.each(events):
-        order_id = uuid.UUID(event.order_id)
-        row = await store.get_order(conn, order_id)
-        if row is None:  # the cancellation overtook the order: remember, so it is never reserved
-            await store.insert_order(conn, None, order_id, event.order_key, "cancelled",
-                                     uow.correlation_id, at=event.occurred_at)
-        elif row["status"] == "backordered":
-            await store.update_order(conn, order_id, "cancelled")
-            uow.count(BACKORDERS, "cancelled")
-        elif row["status"] == "cancelled":
-            continue
-        else:
-            await uow.publish(topics.INVENTORY_ORDER_CANCEL_FORWARDED, event.order_key,
-                              forwarded(event))
-            continue
-        await confirm_cancellation(uow, topics.INVENTORY_ORDER_CANCELLED, event, "inventory")
+        await _cancel(uow, event)
+
+
+async def _cancel(uow: UnitOfWork, event: OrderCancelRequested) -> None:
+    """One cancellation, with `event` the unit of work's cause."""
+    conn = uow.conn
+    order_id = uuid.UUID(event.order_id)
+    row = await store.get_order(conn, order_id)
+    if row is None:
+        await park_cancel(uow, event)
+        return
+    if row["status"] == "backordered":
+        await store.update_order(conn, order_id, "cancelled")
+        uow.count(BACKORDERS, "cancelled")
+    elif row["status"] == "cancelled":
+        return
+    else:
+        await uow.publish(topics.INVENTORY_ORDER_CANCEL_FORWARDED, event.order_key,
+                          forwarded(event))
+        return
+    await confirm_cancellation(uow, topics.INVENTORY_ORDER_CANCELLED, event, "inventory")
 
 
 @handlers.on(topics.ORDERS_BACKORDER_DECISIONS, locks=exclusive)

@@ -40,8 +40,15 @@ from shared.contracts import (
     TrackingUpdated,
 )
 from shared.contracts.setup import WarehouseEntry
-from shared.db import try_xact_lock
-from shared.messaging import Handlers, PoisonMessage, confirm_cancellation
+from shared.db import read_all, try_xact_lock
+from shared.messaging import (
+    Handlers,
+    PoisonMessage,
+    confirm_cancellation,
+    handle_parked_cancels,
+    park_cancel,
+    take_parked_cancels_read,
+)
 from shared.service import Runtime
 from shared.settings import get_settings
 from shared.uow import UnitOfWork
@@ -67,9 +74,12 @@ async def order_packed(uow: UnitOfWork, events: list[OrderPacked]) -> None:
 
     The hot path: a constant number of statements per run (`_ship`), in parts of the run where
     no order and no parcel comes twice (a merged parcel's second order must see the shipment
-    its first order made: almost always one part)."""
+    its first order made: almost always one part). A cancellation that came before its order
+    is handled last, as if it had come after (`shared.messaging.park_cancel`)."""
+    parked: dict[uuid.UUID, OrderCancelRequested] = {}
     for part in _apart(events):
-        await _ship(uow, part)
+        parked |= await _ship(uow, part)
+    await handle_parked_cancels(uow, (uuid.UUID(e.order_id) for e in events), parked, _cancel)
 
 
 def _apart(events: list[OrderPacked]) -> list[list[OrderPacked]]:
@@ -86,14 +96,18 @@ def _apart(events: list[OrderPacked]) -> list[list[OrderPacked]]:
     return [p for p in parts if p]
 
 
-async def _ship(uow: UnitOfWork, events: list[OrderPacked]) -> None:
-    """A part of a run of packed orders, no order nor parcel twice in it. Statements: the
-    orders (1, locked), the shipments their parcels already have (1, locked), the catalogue
+async def _ship(uow: UnitOfWork, events: list[OrderPacked]
+                ) -> dict[uuid.UUID, OrderCancelRequested]:
+    """A part of a run of packed orders, no order nor parcel twice in it; returns the
+    cancellations parked for its orders. Statements: the orders (1, locked, with the parked
+    cancellations taken), the shipments their parcels already have (1, locked), the catalogue
     (once per unit of work), tracking numbers (1), the orders and the shipments inserted (1
     each), the merged orders linked and shipped (2, when any), then the dock check of the
     orders whose every parcel found a service (`dispatch`: a constant number too)."""
     conn = uow.conn
-    known = await store.orders_for_update(conn, sorted({uuid.UUID(e.order_id) for e in events}))
+    ids = sorted({uuid.UUID(e.order_id) for e in events})
+    known, parked = await read_all(conn, store.orders_for_update_read(ids),
+                                   take_parked_cancels_read(ids))
     fresh = []
     for event in uow.each(events):
         existing = known.get(uuid.UUID(event.order_id))
@@ -103,7 +117,7 @@ async def _ship(uow: UnitOfWork, events: list[OrderPacked]) -> None:
             log.warning("order %s was cancelled; its %d packed parcels are not shipped. Unpack"
                         " and return the goods to stock", event.order_key, len(event.parcels))
     if not fresh:
-        return
+        return parked
     # fulfillment: a merged parcel (one buyer's orders packed together) comes once per order,
     # with the same parcel_ids. The first order's shipments carry it; a later order ships with
     # their carrier and tracking number once they are handed over (its own lines, so inventory
@@ -196,6 +210,7 @@ async def _ship(uow: UnitOfWork, events: list[OrderPacked]) -> None:
         await dispatch(uow, [({"order_id": uuid.UUID(e.order_id), "order_key": e.order_key,
                                "correlation_id": str(e.correlation_id or e.event_id)},
                               e.order, e) for e in complete])
+    return parked
 
 
 async def check_and_dispatch(uow: UnitOfWork, order: OrderRow, snap: OrderSnapshot,
@@ -357,27 +372,33 @@ async def carrier_score(uow: UnitOfWork, events: list[CarrierScored]) -> None:
 
 @handlers.on(topics.FULFILLMENT_ORDER_CANCEL_FORWARDED)
 async def cancel_forwarded(uow: UnitOfWork, events: list[OrderCancelRequested]) -> None:
-    """The last word on a cancellation: honoured until the parcels are handed to a carrier."""
+    """The last word on a cancellation: honoured until the parcels are handed to a carrier. One
+    that overtook the packed parcels is parked and handled in their run, right after them."""
     for event in uow.each(events):
-        order_id = uuid.UUID(event.order_id)
-        row = await store.get_order(uow.conn, order_id)
-        if row is None:  # overtook the packed parcels: they will not ship
-            await store.insert_order(uow.conn, order_id, event.order_key, "cancelled", 0,
-                                     str(event.correlation_id or event.event_id))
-        elif row["status"] == "waiting":
-            await store.set_order_status(uow.conn, order_id, "cancelled")
-        elif row["status"] == "cancelled":
-            continue
-        else:
-            log.info("cancel of %s refused: already %s; offer a return instead",
-                     event.order_key, row["status"])
-            await uow.publish(topics.LOGISTICS_ORDER_CANCEL_REFUSED, event.order_key,
-                              OrderCancelRefused(order_id=event.order_id,
-                                                 order_key=event.order_key,
-                                                 reason=f"the order has {row['status']}",
-                                                 customer_reason=event.reason))
-            continue
-        await confirm_cancellation(uow, topics.LOGISTICS_ORDER_CANCELLED, event, "logistics")
+        await _cancel(uow, event)
+
+
+async def _cancel(uow: UnitOfWork, event: OrderCancelRequested) -> None:
+    """One cancellation, with `event` the unit of work's cause."""
+    order_id = uuid.UUID(event.order_id)
+    row = await store.get_order(uow.conn, order_id)
+    if row is None:
+        await park_cancel(uow, event)
+        return
+    if row["status"] == "waiting":
+        await store.set_order_status(uow.conn, order_id, "cancelled")
+    elif row["status"] == "cancelled":
+        return
+    else:
+        log.info("cancel of %s refused: already %s; offer a return instead",
+                 event.order_key, row["status"])
+        await uow.publish(topics.LOGISTICS_ORDER_CANCEL_REFUSED, event.order_key,
+                          OrderCancelRefused(order_id=event.order_id,
+                                             order_key=event.order_key,
+                                             reason=f"the order has {row['status']}",
+                                             customer_reason=event.reason))
+        return
+    await confirm_cancellation(uow, topics.LOGISTICS_ORDER_CANCELLED, event, "logistics")
 
 
 @handlers.on(topics.CARRIER_TRACKING)

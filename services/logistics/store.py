@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.db import Conn
+from shared.db import Conn, Read, Row
 from shared.uow import UnitOfWork
 
 from . import domain
@@ -401,12 +401,11 @@ async def shipments_by_parcels(conn: Conn, parcel_ids: list[str]) -> dict[str, a
 
 # --- a run of packed orders (handlers.order_packed): one statement each ----------------------
 
-async def orders_for_update(conn: Conn, order_ids: list[uuid.UUID]
-                            ) -> dict[uuid.UUID, asyncpg.Record]:
+def orders_for_update_read(order_ids: list[uuid.UUID]) -> Read[dict[uuid.UUID, Row]]:
     """The orders of a run logistics knows, locked in order_id order."""
-    rows = await conn.fetch("SELECT * FROM orders WHERE order_id = ANY($1::uuid[])"
-                            " ORDER BY order_id FOR UPDATE", order_ids)
-    return {r["order_id"]: r for r in rows}
+    return Read("SELECT * FROM orders WHERE order_id = ANY($1::uuid[])"
+                " ORDER BY order_id FOR UPDATE", (order_ids,),
+                lambda rows: {r["order_id"]: r for r in rows})
 
 
 PER_ROUND = 4  # candidates per seed asked in one statement

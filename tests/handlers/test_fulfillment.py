@@ -182,6 +182,31 @@ async def test_cancellations_before_and_after_packing(service_db: Any) -> None:
     assert ids[0] == ids[1]
 
 
+async def test_a_cancellation_that_came_before_the_reservation_is_handled_after_it(
+        service_db: Any) -> None:
+    """Given a cancellation handled before its order's reservation, when the reservation comes
+    in a run with another, then both join their waves and the first is then cancelled, picks
+    and all, with the same events and ids as when the two arrive the other way round."""
+    first, other = snapshot("early"), snapshot("other")
+    cancel = OrderCancelRequested(order_id=first.order_id, order_key=first.key,
+                                  reason="changed my mind", refund_due=Decimal("12.50"),
+                                  currency="USD")
+    run = [reserved(first), reserved(other)]
+    async with service_db("fulfillment") as db:
+        assert await db.run(handlers.cancel_forwarded, [cancel]) == []
+        early = await db.run(handlers.stock_reserved, run)
+        assert [(p.topic, p.key) for p in early] == [
+            ("orders.status", first.key), ("payments.refunds", first.key),
+            ("fulfillment.order_cancelled", first.key)]
+        assert await db.pool.fetchval("SELECT status FROM picks WHERE order_id = $1",
+                                      uuid.UUID(first.order_id)) == "cancelled"
+        assert await db.pool.fetchval("SELECT count(*) FROM parked_cancels") == 0
+    async with service_db("fulfillment") as db:
+        late = await db.run(handlers.stock_reserved, run)
+        late += await db.run(handlers.cancel_forwarded, [cancel])
+    assert [p.value["event_id"] for p in early] == [p.value["event_id"] for p in late]
+
+
 async def test_the_simulated_floor_packs_with_ids_derived_from_the_order(
         service_db: Any) -> None:
     """Given two reserved orders of one buyer (merged into one parcel), when a pass releases a

@@ -97,26 +97,53 @@ async def test_a_later_order_of_the_run_sees_the_earlier_ones(service_db: Any) -
         assert [list(h["codes"]) for h in holds] == [["suspected_duplicate"]]
 
 
-async def test_an_order_cancelled_before_it_arrived_arrives_cancelled(service_db: Any) -> None:
+async def test_a_cancellation_that_came_before_its_order_is_handled_as_if_it_came_after(
+        service_db: Any) -> None:
     """Given a cancellation handled before its order, when the order's run comes, then the
-    order is stored cancelled and the storefront hears `cancelled` with the refund due; the same
-    order re-sent in the run changes nothing."""
+    order is reviewed and the cancellation handed down the chain, with the same events and ids
+    as when the two arrive the other way round (a restore re-reads them in time order); the
+    same order re-sent in the run changes nothing."""
     async with service_db("intake") as db:
         await with_product(db)
         cancel = CancelRequested.model_validate(order_event("h-shop", "e-1", reason="oops"))
         assert await db.run(handlers.cancel_requested, [cancel],
                             "orders.cancel_requested") == []
-        order = placed("e-1")
+        order, other = placed("e-1"), placed("e-2")
         again = order.model_copy(update={"event_id": uuid.uuid4()})
-        out = await db.run(handlers.order_placed, [order, placed("e-2"), again],
-                           "orders.placed")
+        early = await db.run(handlers.order_placed, [order, other, again], "orders.placed")
+        assert [(p.topic, p.key, p.value.get("status")) for p in early] == [
+            ("orders.status", "h-shop:e-1", "accepted"),
+            ("intake.order_accepted", "h-shop:e-1", None),
+            ("orders.status", "h-shop:e-2", "accepted"),
+            ("intake.order_accepted", "h-shop:e-2", None),
+            ("intake.order_cancel_requested", "h-shop:e-1", None)]
+        assert early[-1].value["reason"] == "oops"
+        assert await db.pool.fetchval(
+            "SELECT status FROM orders WHERE external_order_id = 'e-1'") == "cancel_requested"
+        assert await db.pool.fetchval("SELECT count(*) FROM early_cancellations") == 0
+    # The other way round, on a fresh schema: the same events, the same ids.
+    async with service_db("intake") as db:
+        await with_product(db)
+        first = await db.run(handlers.order_placed, [order, other], "orders.placed")
+        second = await db.run(handlers.cancel_requested, [cancel], "orders.cancel_requested")
+        assert sorted((p.topic, p.key, p.value["event_id"]) for p in early) == sorted(
+            (p.topic, p.key, p.value["event_id"]) for p in first + second)
+
+
+async def test_an_order_whose_early_cancellation_was_kept_before_0008_arrives_cancelled(
+        service_db: Any) -> None:
+    """Given a cancellation kept by a version that parked no event (migration 0008), when the
+    order's run comes, then the order is stored cancelled and the storefront hears `cancelled`
+    with the refund due."""
+    async with service_db("intake") as db:
+        await with_product(db)
+        await db.pool.execute("INSERT INTO early_cancellations (store, external_order_id,"
+                              " reason) VALUES ('h-shop', 'e-1', 'oops')")
+        out = await db.run(handlers.order_placed, [placed("e-1")], "orders.placed")
         assert [(p.topic, p.key, p.value.get("status")) for p in out] == [
             ("orders.status", "h-shop:e-1", "cancelled"),
-            ("payments.refunds", "h-shop:e-1", None),
-            ("orders.status", "h-shop:e-2", "accepted"),
-            ("intake.order_accepted", "h-shop:e-2", None)]
-        assert await db.pool.fetchval(
-            "SELECT status FROM orders WHERE external_order_id = 'e-1'") == "cancelled"
+            ("payments.refunds", "h-shop:e-1", None)]
+        assert out[0].value["reasons"][0]["message"] == "oops"
 
 
 async def test_handling_the_same_run_again_emits_the_same_event_ids(service_db: Any) -> None:

@@ -231,20 +231,37 @@ async def test_the_hot_path_sends_the_same_statements_for_a_run_of_2_and_of_40(
         assert len(large) <= 4 and len(large_bo) <= 8, (large, large_bo)
 
 
-async def test_an_order_cancelled_before_it_arrives_is_never_reserved(service_db: Any) -> None:
-    """Given a cancellation handled before its order, when the order comes in a run with
-    another, then only the other is reserved."""
+async def test_a_cancellation_that_came_before_its_order_is_handled_as_if_it_came_after(
+        service_db: Any) -> None:
+    """Given a cancellation handled before its order's acceptance, when the order comes in a
+    run with another, then both are reserved and the cancellation follows the order to
+    fulfillment, with the same events and ids as when the two arrive the other way round (a
+    restore re-reads them in time order); a backordered order's is confirmed."""
+    def cancel_of(e: OrderAccepted) -> OrderCancelRequested:
+        return OrderCancelRequested(order_id=e.order_id, order_key=e.order_key,
+                                    reason="changed my mind", refund_due=Decimal("10.00"),
+                                    currency="USD")
+    first, second = accepted("s", "c1", [("A", 1)]), accepted("s", "c2", [("A", 1)])
+    short = accepted("s", "c3", [("B", 1)])
+    cancels = [cancel_of(first), cancel_of(short)]
     async with service_db("inventory") as db:
-        await stock(db, [("A", "WH-LA", 5)])
-        first, second = accepted("s", "c1", [("A", 1)]), accepted("s", "c2", [("A", 1)])
-        cancel = OrderCancelRequested(order_id=first.order_id, order_key=first.order_key,
-                                      reason="changed my mind", refund_due=Decimal("10.00"),
-                                      currency="USD")
-        confirmed = await db.run(handlers.cancel_requested, [cancel],
-                                 INTAKE_ORDER_CANCEL_REQUESTED.name)
-        assert statuses(confirmed, "s:c1") == ["cancelled"]
-        published = await db.run(order_accepted, [first, second], INTAKE_ORDER_ACCEPTED.name)
-        assert statuses(published, "s:c1") == [] and statuses(published, "s:c2") == ["reserved"]
+        await stock(db, [("A", "WH-LA", 5), ("B", "WH-LA", 0)])
+        assert await db.run(handlers.cancel_requested, cancels,
+                            INTAKE_ORDER_CANCEL_REQUESTED.name) == []
+        early = await db.run(order_accepted, [first, second, short], INTAKE_ORDER_ACCEPTED.name)
+        assert statuses(early, "s:c1") == ["reserved"] and statuses(early, "s:c2") == [
+            "reserved"]
+        assert statuses(early, "s:c3") == ["backordered", "cancelled"]
+        assert [p.key for p in early if p.topic == "inventory.order_cancel_forwarded"] == [
+            "s:c1"]
+        assert await db.pool.fetchval("SELECT count(*) FROM parked_cancels") == 0
+    async with service_db("inventory") as db:
+        await stock(db, [("A", "WH-LA", 5), ("B", "WH-LA", 0)])
+        late = await db.run(order_accepted, [first, second, short], INTAKE_ORDER_ACCEPTED.name)
+        late += await db.run(handlers.cancel_requested, cancels,
+                             INTAKE_ORDER_CANCEL_REQUESTED.name)
+        assert sorted((p.topic, p.key, p.value["event_id"]) for p in early) == sorted(
+            (p.topic, p.key, p.value["event_id"]) for p in late)
 
 
 async def test_a_restock_refills_the_oldest_backorders_first(service_db: Any) -> None:

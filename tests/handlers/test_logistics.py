@@ -139,7 +139,8 @@ async def test_no_service_then_customs_completed_by_product_data(service_db: Any
 async def test_tracking_to_the_door_and_a_cancellation_refused(service_db: Any) -> None:
     """Given a shipped order, when a run of its carrier's scans (in transit, delivered) is
     handled, then it is `delivered` once; a cancellation after that is refused, and one for
-    an order logistics never saw is confirmed."""
+    an order logistics has not seen waits for its parcels and is handled after them, as if it
+    had come second (shipped, so refused)."""
     async with service_db("logistics") as db:
         snap = snapshot("t")
         out = await db.run(handlers.order_packed, [packed(snap)])
@@ -158,6 +159,10 @@ async def test_tracking_to_the_door_and_a_cancellation_refused(service_db: Any) 
                                         refund_due=Decimal("12.50"), currency="USD")
         unseen = snapshot("unseen")
         out = await db.run(handlers.cancel_forwarded, [cancel(snap), cancel(unseen)])
-        assert [(p.topic, p.key) for p in out] == [
-            ("logistics.order_cancel_refused", snap.key), ("orders.status", unseen.key),
-            ("payments.refunds", unseen.key), ("logistics.order_cancelled", unseen.key)]
+        assert [(p.topic, p.key) for p in out] == [("logistics.order_cancel_refused", snap.key)]
+        out = await db.run(handlers.order_packed, [packed(unseen)])
+        assert [(p.topic, p.key, p.value.get("status")) for p in out] == [
+            ("orders.status", unseen.key, "shipped"),
+            ("logistics.order_shipped", unseen.key, None),
+            ("logistics.order_cancel_refused", unseen.key, None)]
+        assert await db.pool.fetchval("SELECT count(*) FROM parked_cancels") == 0
