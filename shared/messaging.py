@@ -30,7 +30,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -46,7 +46,7 @@ from .contracts import (
     OrderCancelled,
     OrderCancelRequested,
 )
-from .db import Conn, Read, is_transient_db_error, prune_inbox
+from .db import Conn, is_transient_db_error, prune_inbox
 from .locks import EXCLUSIVE, LockDeclaration, RunLocks, take
 from .logging import log_context
 from .retry import Backoff
@@ -1141,39 +1141,6 @@ async def confirm_cancellation(uow: UnitOfWork, topic: Topic, request: OrderCanc
             order_id=request.order_id, order_key=request.order_key, reason=request.reason,
             refund_due=request.refund_due, currency=request.currency,
             confirmed_by=confirmed_by))
-
-
-async def park_cancel(uow: UnitOfWork, request: OrderCancelRequested) -> None:
-    """Keep a cancellation whose order this service has not seen yet (`parked_cancels`, shared
-    migration 0008): the run that brings the order takes it (`take_parked_cancels_read`) and
-    handles it right after the order, as if it had come second. The first one kept wins."""
-    await uow.conn.execute("INSERT INTO parked_cancels (order_id, event) VALUES ($1, $2)"
-                           " ON CONFLICT DO NOTHING", uuid.UUID(request.order_id),
-                           request.model_dump_json())
-    log.info("cancel of %s kept: the order has not reached %s yet; handled right after it",
-             request.order_key, uow.service)
-
-
-def take_parked_cancels_read(order_ids: list[uuid.UUID]
-                             ) -> Read[dict[uuid.UUID, OrderCancelRequested]]:
-    """The cancellations parked for `order_ids`, taken (deleted), one per order: for a run's
-    reads (`shared.db.read_all`)."""
-    return Read("DELETE FROM parked_cancels WHERE order_id = ANY($1::uuid[])"
-                " RETURNING order_id, event", (order_ids,),
-                lambda rows: {r["order_id"]: OrderCancelRequested.model_validate_json(r["event"])
-                              for r in rows})
-
-
-async def handle_parked_cancels(uow: UnitOfWork, order_ids: Iterable[uuid.UUID],
-                                parked: dict[uuid.UUID, OrderCancelRequested],
-                                cancel: Callable[[UnitOfWork, OrderCancelRequested],
-                                                 Awaitable[None]]) -> None:
-    """After a run has handled its orders (`order_ids`, in the run's order), the cancellations
-    parked for them, each the cause of what it emits (the ids it would have had arriving
-    second)."""
-    for request in uow.each([parked[i] for i in dict.fromkeys(order_ids) if i in parked]):
-        log.info("cancel of %s, which came before the order, handled now", request.order_key)
-        await cancel(uow, request)
 
 
 def forwarded(request: OrderCancelRequested) -> OrderCancelRequested:

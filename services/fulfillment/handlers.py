@@ -24,8 +24,12 @@ from shared.messaging import (
     Handlers,
     confirm_cancellation,
     forwarded,
+)
+from shared.parking import (
     handle_parked_cancels,
+    orders_sweep,
     park_cancel,
+    start_parked_sweep,
     take_parked_cancels_read,
 )
 from shared.uow import UnitOfWork
@@ -121,3 +125,7 @@ async def product_upserted(uow: UnitOfWork, events: list[ProductUpserted]) -> No
         await store.upsert_product(uow.conn, event)
         await store.seed_bin(uow.conn, event.sku)
     uow.forget(store.PRODUCTS)
+
+
+# A cancellation parked while another instance was inserting its order (shared/parking.py).
+start_sweep = start_parked_sweep(orders_sweep(_cancel))

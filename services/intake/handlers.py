@@ -28,6 +28,7 @@ from shared.contracts import (
 )
 from shared.db import Row, read_all
 from shared.messaging import Handlers, RawMessage
+from shared.parking import Sweep, start_parked_sweep
 from shared.uow import UnitOfWork
 
 from . import domain, metrics, review, store
@@ -243,6 +244,14 @@ async def _cancel(uow: UnitOfWork, event: CancelRequested) -> None:
     await uow.publish(topics.INTAKE_ORDER_CANCEL_REQUESTED, key, OrderCancelRequested(
         order_id=str(row["order_id"]), order_key=key, reason=reason, refund_due=due,
         currency=row["currency"]))
+
+
+# A cancellation parked while another instance was inserting its order (shared/parking.py).
+PARKED_SWEEP = Sweep(
+    "DELETE FROM early_cancellations e USING orders o WHERE o.store = e.store"
+    " AND o.external_order_id = e.external_order_id AND e.event IS NOT NULL RETURNING e.event",
+    CancelRequested, _cancel)
+start_sweep = start_parked_sweep(PARKED_SWEEP)
 
 
 async def cancelled(uow: UnitOfWork, events: list[OrderCancelled]) -> None:

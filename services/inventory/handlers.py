@@ -45,11 +45,9 @@ from shared.messaging import (
     PoisonMessage,
     confirm_cancellation,
     forwarded,
-    handle_parked_cancels,
-    park_cancel,
-    take_parked_cancels_read,
 )
 from shared.money import refund_due
+from shared.parking import handle_parked_cancels, park_cancel, take_parked_cancels_read
 from shared.uow import UnitOfWork
 
 from . import domain, store

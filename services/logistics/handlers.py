@@ -45,8 +45,12 @@ from shared.messaging import (
     Handlers,
     PoisonMessage,
     confirm_cancellation,
+)
+from shared.parking import (
     handle_parked_cancels,
+    orders_sweep,
     park_cancel,
+    start_parked_sweep,
     take_parked_cancels_read,
 )
 from shared.service import Runtime
@@ -399,6 +403,10 @@ async def _cancel(uow: UnitOfWork, event: OrderCancelRequested) -> None:
                                              customer_reason=event.reason))
         return
     await confirm_cancellation(uow, topics.LOGISTICS_ORDER_CANCELLED, event, "logistics")
+
+
+# A cancellation parked while another instance was inserting its order (shared/parking.py).
+start_sweep = start_parked_sweep(orders_sweep(_cancel))
 
 
 @handlers.on(topics.CARRIER_TRACKING)

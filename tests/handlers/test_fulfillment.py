@@ -21,6 +21,7 @@ from shared.contracts import (
     StockReserved,
     derived_id,
 )
+from shared.parking import orders_sweep
 from shared.uow import UnitOfWork
 
 from .conftest import Published
@@ -205,6 +206,36 @@ async def test_a_cancellation_that_came_before_the_reservation_is_handled_after_
         late = await db.run(handlers.stock_reserved, run)
         late += await db.run(handlers.cancel_forwarded, [cancel])
     assert [p.value["event_id"] for p in early] == [p.value["event_id"] for p in late]
+
+
+async def test_the_sweep_handles_a_cancellation_parked_while_its_order_came_in(
+        service_db: Any) -> None:
+    """Given a reserved order and its cancellation parked anyway (two instances: one parked it
+    while the other inserted the order, neither seeing the other's row), when the sweep
+    passes, then the order is cancelled with the ids of a cancellation coming second; a
+    second pass finds nothing."""
+    snap = snapshot("raced")
+    cancel = OrderCancelRequested(order_id=snap.order_id, order_key=snap.key,
+                                  reason="changed my mind", refund_due=Decimal("12.50"),
+                                  currency="USD")
+    async with service_db("fulfillment") as db:
+        await db.run(handlers.stock_reserved, [reserved(snap)])
+        await db.pool.execute("INSERT INTO parked_cancels (order_id, event) VALUES ($1, $2)",
+                              uuid.UUID(snap.order_id), cancel.model_dump_json())
+        sweep = orders_sweep(handlers._cancel)
+        async with UnitOfWork.begin(db.pool, "fulfillment") as uow:
+            assert await sweep.once(uow) == 1
+        out = await db.published()
+        assert [(p.topic, p.key) for p in out] == [
+            ("orders.status", snap.key), ("payments.refunds", snap.key),
+            ("fulfillment.order_cancelled", snap.key)]
+        assert out[0].value["causation_id"] == str(cancel.event_id)
+        async with UnitOfWork.begin(db.pool, "fulfillment") as uow:
+            assert await sweep.once(uow) == 0
+    async with service_db("fulfillment") as db:
+        await db.run(handlers.stock_reserved, [reserved(snap)])
+        late = await db.run(handlers.cancel_forwarded, [cancel])
+    assert [p.value["event_id"] for p in out] == [p.value["event_id"] for p in late]
 
 
 async def test_the_simulated_floor_packs_with_ids_derived_from_the_order(

@@ -130,6 +130,25 @@ async def test_a_cancellation_that_came_before_its_order_is_handled_as_if_it_cam
             (p.topic, p.key, p.value["event_id"]) for p in first + second)
 
 
+async def test_the_sweep_handles_a_cancellation_parked_while_its_order_came_in(
+        service_db: Any) -> None:
+    """Given an accepted order and its cancellation parked anyway (two instances at once), when
+    the sweep passes, then the cancellation is handed down the chain as if it came late."""
+    async with service_db("intake") as db:
+        await with_product(db)
+        await db.run(handlers.order_placed, [placed("e-1")], "orders.placed")
+        cancel = CancelRequested.model_validate(order_event("h-shop", "e-1", reason="oops"))
+        await db.pool.execute("INSERT INTO early_cancellations (store, external_order_id,"
+                              " reason, event) VALUES ('h-shop', 'e-1', 'oops', $1)",
+                              cancel.model_dump_json())
+        async with UnitOfWork.begin(db.pool, "intake") as uow:
+            assert await handlers.PARKED_SWEEP.once(uow) == 1
+        out = await db.published("intake.order_cancel_requested")
+        assert [(p.key, p.value["causation_id"]) for p in out] == [
+            ("h-shop:e-1", str(cancel.event_id))]
+        assert await db.pool.fetchval("SELECT count(*) FROM early_cancellations") == 0
+
+
 async def test_an_order_whose_early_cancellation_was_kept_before_0008_arrives_cancelled(
         service_db: Any) -> None:
     """Given a cancellation kept by a version that parked no event (migration 0008), when the
