@@ -308,6 +308,14 @@ def as_postgres(argv: list[str]) -> list[str]:
     return argv if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--", *argv]
 
 
+# Checkpoints far enough apart that a page is not logged whole again and again (docs/OPERATIONS.md,
+# Postgres): with the defaults (max_wal_size 1GB) a benchmark forced a checkpoint every ~45 s, and
+# after each the first change to every page (random-uuid index pages: inboxes, facts, timeline)
+# wrote the whole 8 KB page to the WAL: 1.8 million such images, 15 of 23 GB of WAL in 35 min.
+# The same settings are in docker-compose.yml.
+PG_WAL_SETTINGS = ("max_wal_size=4GB", "checkpoint_timeout=15min", "wal_compression=lz4")
+
+
 def start_postgres() -> None:
     url = urlsplit(get_settings().database_url)
     port = url.port or 5432
@@ -351,7 +359,8 @@ def start_postgres() -> None:
     subprocess.run(as_postgres([pg_bin("pg_ctl"), "-D", str(PG_DATA), "-l", str(pglog), "-w",
                                 "-t", "60", "-o",
                                 # pg_stat_statements: `make bench` counts SQL statements per order
-                                f"-p {port} -c shared_preload_libraries=pg_stat_statements",
+                                f"-p {port} -c shared_preload_libraries=pg_stat_statements "
+                                + " ".join(f"-c {s}" for s in PG_WAL_SETTINGS),
                                 "start"]),
                    check=True, stdout=subprocess.DEVNULL)
     say(f"started PostgreSQL on 127.0.0.1:{port}")

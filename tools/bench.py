@@ -67,6 +67,9 @@ class Result:
     scaling: dict[str, float] = field(default_factory=dict)
     infra_cpu_s_per_1000_orders: dict[str, float] = field(default_factory=dict)
     statements_per_order: dict[str, float] = field(default_factory=dict)
+    # Postgres's write-ahead log over the throughput steps (pg_stat_wal): KB and whole-page
+    # images per order (docs/OPERATIONS.md, Postgres: the write-ahead log).
+    wal_per_order: dict[str, float] = field(default_factory=dict)
     fixed_rate_latency: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -359,12 +362,26 @@ async def statements(admin_url: str, reset: bool = False) -> tuple[int, int] | N
         await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         if reset:
             await conn.execute("SELECT pg_stat_statements_reset()")
+            await conn.execute("SELECT pg_stat_reset_shared('wal')")
             return 0, 0
         row = await conn.fetchrow(STATEMENTS)
         return (int(row["all_calls"]), int(row["data_calls"])) if row else (0, 0)
     except asyncpg.PostgresError as exc:
         print(f"[bench] no statement counts: {exc} (pg_stat_statements not preloaded?)")
         return None
+    finally:
+        await conn.close()
+
+
+async def wal_written(admin_url: str) -> tuple[int, int] | None:
+    """WAL bytes and whole-page images written since `statements(reset=True)` (pg_stat_wal)."""
+    try:
+        conn = await asyncpg.connect(admin_url)
+    except (OSError, asyncpg.PostgresError):
+        return None
+    try:
+        row = await conn.fetchrow("SELECT wal_bytes::bigint AS b, wal_fpi FROM pg_stat_wal")
+        return (int(row["b"]), int(row["wal_fpi"])) if row else None
     finally:
         await conn.close()
 
@@ -466,9 +483,14 @@ async def run(args: argparse.Namespace) -> Result:
             result.statements_per_order = {"all": round(counted[0] / done, 1),
                                            "without_transaction_control":
                                                round(counted[1] / done, 1)}
+        wal = await wal_written(settings.database_url) if counting else None
+        if wal is not None:
+            result.wal_per_order = {"kb": round(wal[0] / 1024 / done, 1),
+                                    "full_page_images": round(wal[1] / done, 2)}
         print(f"[bench] CPU s per 1,000 orders: services {result.cpu_s_per_1000_orders},"
               f" infrastructure {result.infra_cpu_s_per_1000_orders}; SQL statements per order"
-              f" {result.statements_per_order or 'not counted'}", flush=True)
+              f" {result.statements_per_order or 'not counted'}; WAL per order"
+              f" {result.wal_per_order or 'not counted'}", flush=True)
         half = max(5.0, best / 2)
         # Latency at steady state, not in the aftermath of the overload step: every consumer
         # caught up (analytics last) before the first order is timed.
@@ -608,6 +630,10 @@ def markdown(r: Result, baseline: dict[str, Any] | None = None) -> str:
         lines += ["", "SQL statements per order (pg_stat_statements over the throughput steps):"
                   f" **{r.statements_per_order['all']}**, of which"
                   f" {r.statements_per_order['without_transaction_control']} are not BEGIN/COMMIT."]
+    if r.wal_per_order:
+        lines += ["", "Postgres's write-ahead log per order (pg_stat_wal over the throughput steps):"
+                  f" {r.wal_per_order['kb']} KB, {r.wal_per_order['full_page_images']}"
+                  " whole-page images."]
     if r.fixed_rate_latency:
         lines += ["", "Latency at a fixed rate, repeated (ms, placed -> status):", "",
                   "| run | rate | accepted p99 | reserved p50 | reserved p99 | shipped p99 |",
