@@ -312,6 +312,7 @@ def as_postgres(argv: list[str]) -> list[str]:
 # Postgres): with the defaults (max_wal_size 1GB) a benchmark forced a checkpoint every ~45 s, and
 # after each the first change to every page (random-uuid index pages: inboxes, facts, timeline)
 # wrote the whole 8 KB page to the WAL: 1.8 million such images, 15 of 23 GB of WAL in 35 min.
+# With these, less than half the WAL per order (docs/BENCHMARKS.md, sixth round).
 # The same settings are in docker-compose.yml.
 PG_WAL_SETTINGS = ("max_wal_size=4GB", "checkpoint_timeout=15min", "wal_compression=lz4")
 
