@@ -24,7 +24,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .contracts import Event, OrderCancelRequested
 from .db import Read
@@ -47,6 +47,16 @@ async def park_cancel(uow: UnitOfWork, request: OrderCancelRequested) -> None:
                            request.model_dump_json())
     log.info("cancel of %s kept: the order has not reached %s yet; handled right after it",
              request.order_key, uow.service)
+
+
+async def order_or_park(uow: UnitOfWork, request: OrderCancelRequested,
+                        get_order: Callable[[Any, uuid.UUID], Awaitable[Any]]) -> Any:
+    """The order `request` cancels, locked (`get_order(conn, order_id)`), or None after parking
+    the request because the order has not reached this service yet."""
+    row = await get_order(uow.conn, uuid.UUID(request.order_id))
+    if row is None:
+        await park_cancel(uow, request)
+    return row
 
 
 def take_parked_cancels_read(order_ids: list[uuid.UUID]

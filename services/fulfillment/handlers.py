@@ -27,8 +27,8 @@ from shared.messaging import (
 )
 from shared.parking import (
     handle_parked_cancels,
+    order_or_park,
     orders_sweep,
-    park_cancel,
     start_parked_sweep,
     take_parked_cancels_read,
 )
@@ -99,9 +99,8 @@ async def cancel_forwarded(uow: UnitOfWork, events: list[OrderCancelRequested]) 
 async def _cancel(uow: UnitOfWork, event: OrderCancelRequested) -> None:
     """One cancellation, with `event` the unit of work's cause."""
     order_id = uuid.UUID(event.order_id)
-    row = await store.get_order(uow.conn, order_id)
+    row = await order_or_park(uow, event, store.get_order)
     if row is None:
-        await park_cancel(uow, event)
         return
     if row["status"] in ("awaiting_pick", "picking", "short_picked", "on_hold"):
         await store.set_status(uow.conn, order_id, "cancelled")

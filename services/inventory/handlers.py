@@ -47,7 +47,7 @@ from shared.messaging import (
     forwarded,
 )
 from shared.money import refund_due
-from shared.parking import handle_parked_cancels, park_cancel, take_parked_cancels_read
+from shared.parking import handle_parked_cancels, order_or_park, take_parked_cancels_read
 from shared.uow import UnitOfWork
 
 from . import domain, store
@@ -526,9 +526,8 @@ async def _cancel(uow: UnitOfWork, event: OrderCancelRequested) -> None:
     """One cancellation, with `event` the unit of work's cause."""
     conn = uow.conn
     order_id = uuid.UUID(event.order_id)
-    row = await store.get_order(conn, order_id)
+    row = await order_or_park(uow, event, store.get_order)
     if row is None:
-        await park_cancel(uow, event)
         return
     if row["status"] == "backordered":
         await store.update_order(conn, order_id, "cancelled")

@@ -48,8 +48,8 @@ from shared.messaging import (
 )
 from shared.parking import (
     handle_parked_cancels,
+    order_or_park,
     orders_sweep,
-    park_cancel,
     start_parked_sweep,
     take_parked_cancels_read,
 )
@@ -385,9 +385,8 @@ async def cancel_forwarded(uow: UnitOfWork, events: list[OrderCancelRequested]) 
 async def _cancel(uow: UnitOfWork, event: OrderCancelRequested) -> None:
     """One cancellation, with `event` the unit of work's cause."""
     order_id = uuid.UUID(event.order_id)
-    row = await store.get_order(uow.conn, order_id)
+    row = await order_or_park(uow, event, store.get_order)
     if row is None:
-        await park_cancel(uow, event)
         return
     if row["status"] == "waiting":
         await store.set_order_status(uow.conn, order_id, "cancelled")
