@@ -74,8 +74,9 @@ class Service:
     router: APIRouter | None = None
     on_start: list[Hook] = field(default_factory=list)
     # 0: the broker answers a fetch as soon as a record is there (services on the order's path).
-    # More: it gathers up to ~1 MB for this long first, so a read model that nobody waits on
-    # handles bigger runs per transaction and costs less per event. SHOPKEEPER_<NAME>_FETCH_WAIT_MS
+    # More: it gathers up to ~1 MB for this long first, so a service nobody waits on event by
+    # event (a read model; after-sales and channels, off the order's way to the door) handles
+    # bigger runs per transaction and costs less per event. SHOPKEEPER_<NAME>_FETCH_WAIT_MS
     # overrides it.
     fetch_wait_ms: int = 0
     # The most records per run (one transaction) for this service, when not SHOPKEEPER_BATCH_SIZE:
