@@ -71,6 +71,9 @@ CATCH_UP_SECONDS = 10.0
 # How long records wait for a partition that is known to hold earlier ones but does not deliver
 # them (its broker away): then they go on without it (`StreamTime`).
 MAX_IDLE_SECONDS = 3.0
+# What a question to the broker about offsets (`Consumer._behind`, `_unheard`) may end in: no
+# answer in time, the broker away, the partition revoked meanwhile. The fetched marks stand then.
+UNANSWERED = (TimeoutError, KafkaError, IllegalStateError, AssertionError)
 
 E = TypeVar("E", bound=Event)
 
@@ -569,8 +572,7 @@ class Consumer:
             # as it is fetched, as live.
             self._asked_ends = {}
             asked_at = int(time.time() * 1000)
-            with contextlib.suppress(TimeoutError, KafkaError, IllegalStateError,
-                                     AssertionError):
+            with contextlib.suppress(*UNANSWERED):
                 self._asked_ends = dict(await asyncio.wait_for(
                     self._ends.end_offsets(list(assigned)), 1.0))
                 self._asked_at = asked_at
@@ -632,13 +634,14 @@ class Consumer:
         # on every ask were half of the broker's requests at 45 orders/s, BENCHMARKS.md).
         try:
             ends = await asyncio.wait_for(client.end_offsets(stale), 1.0)
-        except (TimeoutError, KafkaError, IllegalStateError, AssertionError):
+        except UNANSWERED:
             return set()
-        unfetched: list[TopicPartition] = []
+        unfetched: dict[TopicPartition, int] = {}  # the partitions' fetch positions
         for tp in stale:
             with contextlib.suppress(AssertionError, IllegalStateError):
-                if await consumer.position(tp) < ends.get(tp, 0):
-                    unfetched.append(tp)
+                position = await consumer.position(tp)
+                if position < ends.get(tp, 0):
+                    unfetched[tp] = position
                 else:
                     self._heard[tp] = asked_at
         if not unfetched:
@@ -646,17 +649,16 @@ class Consumer:
         try:
             firsts = await asyncio.wait_for(
                 client.offsets_for_times(dict.fromkeys(unfetched, newest)), 1.0)
-        except (TimeoutError, KafkaError, IllegalStateError, AssertionError):
+        except UNANSWERED:
             return set()
         out: set[TopicPartition] = set()
-        for tp in unfetched:
+        for tp, position in unfetched.items():
             first = firsts.get(tp)
             older_until = first.offset if first is not None else ends.get(tp, 0)
-            with contextlib.suppress(AssertionError, IllegalStateError):
-                if await consumer.position(tp) < older_until:
-                    out.add(tp)
-                else:
-                    self._heard[tp] = asked_at
+            if position < older_until:
+                out.add(tp)
+            else:
+                self._heard[tp] = asked_at
         return out
 
     async def _short_of(self, ends: dict[TopicPartition, int]) -> bool:
