@@ -56,7 +56,10 @@ def fact_row(event_id: uuid.UUID, kind: str, at: datetime, body: dict[str, Any],
 async def record_statuses(conn: Conn, events: list[OrderStatusChanged]) -> dict[uuid.UUID, str]:
     """A run of `orders.status` (most of analytics' traffic) in one statement: the timeline
     rows, each order's current status (the newest `occurred_at` wins; on a tie the later event,
-    as one at a time), the facts, and the index (the first order id seen, the earliest time)."""
+    as one at a time), the facts, and the index (the first order id seen, the earliest time).
+    A row is rewritten only when the run changes it: most statuses leave the index as it was,
+    and an older status than the one shown leaves the order's row alone (a no-op update still
+    writes a new row version, its WAL and, where the row moves, its index entries)."""
     if not events:
         return {}
     per_key: dict[str, list[Any]] = {}
@@ -87,7 +90,9 @@ async def record_statuses(conn: Conn, events: list[OrderStatusChanged]) -> dict[
         "  status = CASE WHEN EXCLUDED.status_at >= orders.status_at THEN EXCLUDED.status"
         "  ELSE orders.status END,"
         "  status_at = greatest(orders.status_at, EXCLUDED.status_at),"
-        "  first_seen = least(orders.first_seen, EXCLUDED.first_seen)),"
+        "  first_seen = least(orders.first_seen, EXCLUDED.first_seen)"
+        "  WHERE EXCLUDED.status_at >= orders.status_at"
+        "  OR EXCLUDED.first_seen < orders.first_seen),"
         " f AS (INSERT INTO facts (event_id, kind, order_key, occurred_at, body)"
         "  SELECT event_id, 'status', order_key, occurred_at, jsonb_build_object('status',"
         "  status, 'reasons', reasons::jsonb) FROM e ON CONFLICT DO NOTHING"
@@ -96,7 +101,9 @@ async def record_statuses(conn: Conn, events: list[OrderStatusChanged]) -> dict[
         "  seen_at) SELECT order_key, store, external_order_id, order_id, first_seen FROM k"
         "  ORDER BY order_key ON CONFLICT (order_key) DO UPDATE SET"
         "  order_id = coalesce(x.order_id, EXCLUDED.order_id),"
-        "  seen_at = least(x.seen_at, EXCLUDED.seen_at))"
+        "  seen_at = least(x.seen_at, EXCLUDED.seen_at)"
+        "  WHERE x.order_id IS NULL AND EXCLUDED.order_id IS NOT NULL"
+        "  OR EXCLUDED.seen_at < x.seen_at)"
         " SELECT event_id, order_key FROM f",
         [e.event_id for e in events], [f"{e.store}:{e.external_order_id}" for e in events],
         [e.status for e in events], [e.occurred_at for e in events],
@@ -182,7 +189,8 @@ order."""
 async def index_orders(conn: Conn, rows: list[IndexRow]) -> None:
     """What the run's placed and accepted orders say of them, in the index: the first value
     seen of each field stays (a re-sent order keeps its first version, as intake does), and the
-    earliest time seen. One statement, one row per order (merged here in run order)."""
+    earliest time seen. One statement, one row per order (merged here in run order); a row the
+    run changes nothing in is not rewritten."""
     merged: dict[str, list[Any]] = {}
     for key, *fields, seen_at in rows:
         row = merged.get(key)
@@ -206,7 +214,12 @@ async def index_orders(conn: Conn, rows: list[IndexRow]) -> None:
         " customer_id = coalesce(o.customer_id, EXCLUDED.customer_id),"
         " country = coalesce(o.country, EXCLUDED.country),"
         " placed_at = coalesce(o.placed_at, EXCLUDED.placed_at),"
-        " seen_at = least(o.seen_at, EXCLUDED.seen_at)",
+        " seen_at = least(o.seen_at, EXCLUDED.seen_at)"
+        " WHERE o.order_id IS NULL AND EXCLUDED.order_id IS NOT NULL"
+        " OR o.customer_id IS NULL AND EXCLUDED.customer_id IS NOT NULL"
+        " OR o.country IS NULL AND EXCLUDED.country IS NOT NULL"
+        " OR o.placed_at IS NULL AND EXCLUDED.placed_at IS NOT NULL"
+        " OR EXCLUDED.seen_at < o.seen_at",
         keys, *([merged[k][i] for k in keys] for i in range(5)))
 
 
