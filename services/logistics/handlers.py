@@ -67,6 +67,8 @@ EXCEPTIONS = {"failed_attempt", "exception", "lost", "returned_to_sender"}
 
 # An order as `dispatch` needs it: a row of `orders`, or the same fields of one just inserted.
 OrderRow = Mapping[str, Any] | asyncpg.Record
+# A parcel as the dock check reads it: a row of `shipments`, or one about to be inserted.
+ShipmentRow = Mapping[str, Any] | asyncpg.Record
 
 
 @handlers.on(topics.FULFILLMENT_ORDER_PACKED)
@@ -105,9 +107,10 @@ async def _ship(uow: UnitOfWork, events: list[OrderPacked]
     """A part of a run of packed orders, no order nor parcel twice in it; returns the
     cancellations parked for its orders. Statements: the orders (1, locked, with the parked
     cancellations taken), the shipments their parcels already have (1, locked), the catalogue
-    (once per unit of work), tracking numbers (1), the orders and the shipments inserted (1
-    each), the merged orders linked and shipped (2, when any), then the dock check of the
-    orders whose every parcel found a service (`dispatch`: a constant number too)."""
+    (once per unit of work), tracking numbers (1), the dock check of the orders whose every
+    parcel found a service, on the parcels in hand (`_check`: the warehouses and the products,
+    once each), the orders and the shipments inserted as checked (1 each), the merged orders
+    linked and shipped (2, when any)."""
     conn = uow.conn
     ids = sorted({uuid.UUID(e.order_id) for e in events})
     known, parked = await read_all(conn, store.orders_for_update_read(ids),
@@ -147,10 +150,7 @@ async def _ship(uow: UnitOfWork, events: list[OrderPacked]
                                                  for p, c in chosen if c.service]) if chosen
         else [], strict=True))
 
-    await store.insert_orders(conn, [
-        (uuid.UUID(e.order_id), e.order_key, "waiting", len(e.parcels),
-         str(e.correlation_id or e.event_id), e.order.model_dump_json()) for e in fresh])
-    shipments = [{
+    shipments: list[dict[str, Any]] = [{
         "parcel_id": p.parcel_id, "order_id": uuid.UUID(e.order_id), "warehouse": p.warehouse,
         "country": e.order.shipping_address.country,
         "carrier": c.service.carrier if c.service else None,
@@ -162,8 +162,36 @@ async def _ship(uow: UnitOfWork, events: list[OrderPacked]
         "transit_max": c.rate.transit_max if c.rate else None,
         "declared_value": p.declared_value, "customs": None,
         "hold_reasons": [] if c.service else [{"code": "no_eligible_service",
-                                               "message": c.reason or ""}]}
+                                               "message": c.reason or ""}],
+        "status": "held", "measured_weight_g": None}
         for e, pcs in choices for p, c in pcs]
+    # The dock check of the orders whose every parcel found a service runs on the parcels in
+    # hand, before anything is written: each order and parcel is then inserted once, as the
+    # check left it, instead of inserted, read back, checked and updated twice (`dispatch` does
+    # that for orders already stored: a dock scan, new product data).
+    complete = [e for e, pcs in choices if all(c.service is not None for _, c in pcs)]
+    by_order: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for row in sorted(shipments, key=lambda r: (r["order_id"], r["parcel_id"])):
+        by_order.setdefault(row["order_id"], []).append(row)
+    checking: list[tuple[OrderRow, OrderSnapshot, Event | None]] = [
+        ({"order_id": uuid.UUID(e.order_id), "order_key": e.order_key,
+          "correlation_id": str(e.correlation_id or e.event_id)}, e.order, e) for e in complete]
+    rows_of: dict[uuid.UUID, list[ShipmentRow]] = {
+        o["order_id"]: [_as_stored(r) for r in by_order[o["order_id"]]] for o, _, _ in checking}
+    checked, verdicts = await _check(uow, checking, rows_of) if checking else ([], [])
+    found = {pid: (customs, reasons, reading) for pid, customs, reasons, reading in checked}
+    shipped_now = {o["order_id"] for (o, _, _), v in zip(checking, verdicts, strict=True)
+                   if v[0] == "shipped"}
+    for row in shipments:
+        if row["parcel_id"] in found:
+            row["customs"], row["hold_reasons"], row["measured_weight_g"] = found[row["parcel_id"]]
+        if row["order_id"] in shipped_now:
+            row["status"], row["hold_reasons"] = "shipped", []
+
+    await store.insert_orders(conn, [
+        (uuid.UUID(e.order_id), e.order_key,
+         "shipped" if uuid.UUID(e.order_id) in shipped_now else "waiting", len(e.parcels),
+         str(e.correlation_id or e.event_id), e.order.model_dump_json()) for e in fresh])
     if shipments:
         await store.insert_shipments(conn, shipments)
 
@@ -194,11 +222,9 @@ async def _ship(uow: UnitOfWork, events: list[OrderPacked]
             await uow.publish(topics.LOGISTICS_ORDER_SHIPPED, event.order_key, OrderShipped(
                 order_id=snap.order_id, order_key=event.order_key, parcels=parcels))
 
-    complete = []
     for event, pcs in choices:
         waiting = [(p, c) for p, c in pcs if c.service is None]
         if not waiting:
-            complete.append(event)
             continue
         with uow.caused_by(event):
             snap = event.order
@@ -210,11 +236,16 @@ async def _ship(uow: UnitOfWork, events: list[OrderPacked]
                              status="delivery_exception",
                              reasons=[("no_eligible_service", why)],
                              details={"tracking_number": None, "reason": "no_eligible_service"})
-    if complete:
-        await dispatch(uow, [({"order_id": uuid.UUID(e.order_id), "order_key": e.order_key,
-                               "correlation_id": str(e.correlation_id or e.event_id)},
-                              e.order, e) for e in complete])
+    if checking:
+        await _announce(uow, checking, rows_of, verdicts)
     return parked
+
+
+def _as_stored(row: dict[str, Any]) -> dict[str, Any]:
+    """A shipment about to be inserted as `shipments_of_orders` would read it back."""
+    return {**row, "lines": json.dumps(row["lines"]),
+            "hold_reasons": json.dumps(row["hold_reasons"]),
+            "label_weight_g": row["weight_g"], "cost_currency": "USD"}
 
 
 async def check_and_dispatch(uow: UnitOfWork, order: OrderRow, snap: OrderSnapshot,
@@ -234,16 +265,41 @@ async def dispatch(uow: UnitOfWork,
     a parcel also waits for its dock scan (POST /parcels/{id}/dock-scan). True per order
     shipped."""
     conn = uow.conn
-    of: dict[uuid.UUID, list[asyncpg.Record]] = {}
+    of: dict[uuid.UUID, list[ShipmentRow]] = {}
     for r in await store.shipments_of_orders(conn, sorted({o["order_id"] for o, _, _ in orders})):
         of.setdefault(r["order_id"], []).append(r)
+    checked, verdicts = await _check(uow, orders, of)
+    if checked:
+        await store.set_checked_many(conn, checked)
+    shipped = [o["order_id"] for (o, _, _), (v, _, _, _) in zip(orders, verdicts, strict=True)
+               if v == "shipped"]
+    if shipped:
+        await store.mark_shipped_many(conn, shipped)
+        await store.set_orders_status(conn, shipped, "shipped")
+    return await _announce(uow, orders, of, verdicts)
+
+
+Checked = tuple[str, "dict[str, Any] | None", list[dict[str, str]], "int | None"]
+"""A parcel after the dock check: (parcel, customs declaration, hold reasons, dock reading)."""
+Verdict = tuple[str, list[tuple[str, str, str]], set[tuple[str, str]], list[str]]
+"""An order after the dock check: (held | unscanned | shipped | unchosen, its parcels' holds
+`(parcel, code, message)`, the holds before, the parcels waiting for their dock scan)."""
+
+
+async def _check(uow: UnitOfWork, orders: list[tuple[OrderRow, OrderSnapshot, Event | None]],
+                 of: Mapping[uuid.UUID, list[ShipmentRow]]
+                 ) -> tuple[list[Checked], list[Verdict]]:
+    """The dock check of each order's parcels (`of`: stored rows, or rows about to be), and
+    nothing written: the catalogue and warehouses once for all (a constant number of
+    statements)."""
+    conn = uow.conn
     manual = get_settings().shopkeeper_warehouse_mode == "manual"
     houses = await store.warehouses(uow)
     products = await store.products(conn, sorted({ln["sku"] for rows in of.values()
                                                   for r in rows
                                                   for ln in json.loads(r["lines"])}))
-    checked: list[tuple[str, dict[str, Any] | None, list[dict[str, str]], int | None]] = []
-    verdicts: list[tuple[str, list[tuple[str, str, str]], set[tuple[str, str]], list[str]]] = []
+    checked: list[Checked] = []
+    verdicts: list[Verdict] = []
     for order, snap, _ in orders:
         rows = of.get(order["order_id"], [])
         if any(r["service"] is None for r in rows):
@@ -276,14 +332,14 @@ async def dispatch(uow: UnitOfWork,
             held += [(r["parcel_id"], c, m) for c, m in problems]
         verdicts.append(("held" if held else "unscanned" if unscanned else "shipped", held,
                          before, unscanned))
-    if checked:
-        await store.set_checked_many(conn, checked)
-    shipped = [o["order_id"] for (o, _, _), (v, _, _, _) in zip(orders, verdicts, strict=True)
-               if v == "shipped"]
-    if shipped:
-        await store.mark_shipped_many(conn, shipped)
-        await store.set_orders_status(conn, shipped, "shipped")
+    return checked, verdicts
 
+
+async def _announce(uow: UnitOfWork, orders: list[tuple[OrderRow, OrderSnapshot, Event | None]],
+                    of: Mapping[uuid.UUID, list[ShipmentRow]], verdicts: list[Verdict]
+                    ) -> list[bool]:
+    """What the dock check decided, announced (statuses, `shipped` events, metrics), once its
+    writes are done. True per order shipped."""
     for (order, snap, cause), (verdict, held, before, unscanned) in zip(orders, verdicts,
                                                                          strict=True):
         with uow.caused_by(cause) if cause is not None else contextlib.nullcontext():

@@ -453,11 +453,14 @@ async def insert_orders(conn: Conn, rows: list[tuple[uuid.UUID, str, str, int, s
 
 SHIPMENT_COLUMNS = ("parcel_id", "order_id", "warehouse", "country", "carrier", "service",
                     "tracking_number", "weight_g", "chargeable_g", "cost", "lines", "trace",
-                    "zone", "transit_max", "declared_value", "customs", "hold_reasons")
+                    "zone", "transit_max", "declared_value", "customs", "hold_reasons", "status",
+                    "measured_weight_g")
 
 
 async def insert_shipments(conn: Conn, shipments: list[dict[str, Any]]) -> None:
-    """Parcels with their choice (as `insert_shipment`), in one statement."""
+    """Parcels with their choice and, when the dock check ran before the insert, its outcome
+    (`status` held or shipped, shipped now; customs, holds and the dock reading), in one
+    statement."""
     def col(name: str) -> list[Any]:
         if name in ("lines", "trace", "hold_reasons"):
             return [json.dumps(f[name]) for f in shipments]
@@ -467,14 +470,15 @@ async def insert_shipments(conn: Conn, shipments: list[dict[str, Any]]) -> None:
     await conn.execute(
         "INSERT INTO shipments (parcel_id, order_id, warehouse, country, carrier, service,"
         " tracking_number, status, weight_g, chargeable_g, cost, lines, trace, zone, transit_max,"
-        " declared_value, customs, hold_reasons, label_weight_g)"
-        " SELECT pid, oid, wh, country, carrier, service, tn, 'held', w, cw, cost, lines::jsonb,"
-        " trace::jsonb, zone, tmax, dv, customs::jsonb, hold::jsonb, w"
+        " declared_value, customs, hold_reasons, label_weight_g, measured_weight_g, shipped_at)"
+        " SELECT pid, oid, wh, country, carrier, service, tn, st, w, cw, cost, lines::jsonb,"
+        " trace::jsonb, zone, tmax, dv, customs::jsonb, hold::jsonb, w, measured,"
+        " CASE WHEN st = 'shipped' THEN now() END"
         " FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],"
         " $7::text[], $8::int[], $9::int[], $10::numeric[], $11::text[], $12::text[], $13::text[],"
-        " $14::int[], $15::numeric[], $16::text[], $17::text[]) WITH ORDINALITY"
-        " AS v(pid, oid, wh, country, carrier, service, tn, w, cw, cost, lines, trace, zone,"
-        " tmax, dv, customs, hold, n) ORDER BY n",
+        " $14::int[], $15::numeric[], $16::text[], $17::text[], $18::text[], $19::int[])"
+        " WITH ORDINALITY AS v(pid, oid, wh, country, carrier, service, tn, w, cw, cost, lines,"
+        " trace, zone, tmax, dv, customs, hold, st, measured, n) ORDER BY n",
         *(col(c) for c in SHIPMENT_COLUMNS))
 
 
