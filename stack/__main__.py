@@ -189,6 +189,9 @@ def kafka_port(node: int) -> int:
     return 9092 + 100 * (node - 1) + get_settings().shopkeeper_port_offset
 
 
+KAFKA_COLLECTORS = ("Parallel", "G1", "Serial")
+
+
 def start_kafka(brokers: int = 1) -> None:
     ensure_kafka_jars()
     java = shutil.which("java")
@@ -216,7 +219,14 @@ def start_kafka(brokers: int = 1) -> None:
         logdir = LOGS / name
         logdir.mkdir(parents=True, exist_ok=True)
         heap = os.environ.get("SHOPKEEPER_KAFKA_HEAP", "1g" if brokers == 1 else "512m")
-        spawn(name, [java, f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
+        # The parallel collector by default: on this stack's two cores G1's concurrent threads
+        # cost the broker a quarter more CPU per order, and the pipeline 12-32 orders/s at
+        # saturation (docs/BENCHMARKS.md, eighth round). SHOPKEEPER_KAFKA_GC=G1 for Kafka's own.
+        gc = os.environ.get("SHOPKEEPER_KAFKA_GC", "Parallel")
+        if gc not in KAFKA_COLLECTORS:
+            fail(f"SHOPKEEPER_KAFKA_GC={gc!r}: use one of {', '.join(KAFKA_COLLECTORS)}")
+            return
+        spawn(name, [java, f"-Xmx{heap}", f"-Xms{heap}", f"-XX:+Use{gc}GC",
                      "-Djava.awt.headless=true", f"-Dkafka.logs.dir={logdir}",
                      f"-Dlog4j.configuration=file:{ROOT / 'stack/kafka/log4j.properties'}",
                      "-cp", classpath, "kafka.Kafka", str(props)])
