@@ -219,9 +219,10 @@ def start_kafka(brokers: int = 1) -> None:
         logdir = LOGS / name
         logdir.mkdir(parents=True, exist_ok=True)
         heap = os.environ.get("SHOPKEEPER_KAFKA_HEAP", "1g" if brokers == 1 else "512m")
-        # The parallel collector by default: on this stack's two cores G1's concurrent threads
-        # cost the broker a quarter more CPU per order, and the pipeline 12-32 orders/s at
-        # saturation (docs/BENCHMARKS.md, eighth round). SHOPKEEPER_KAFKA_GC=G1 for Kafka's own.
+        # The parallel collector by default: in two pairs of runs on two cores the broker took
+        # 15-18 % less CPU per order with it than with G1; the throughput differences were within
+        # this machine's own swings (docs/BENCHMARKS.md, eighth round).
+        # SHOPKEEPER_KAFKA_GC=G1 for Kafka's own default.
         gc = os.environ.get("SHOPKEEPER_KAFKA_GC", "Parallel")
         if gc not in KAFKA_COLLECTORS:
             fail(f"SHOPKEEPER_KAFKA_GC={gc!r}: use one of {', '.join(KAFKA_COLLECTORS)}")
