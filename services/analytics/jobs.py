@@ -49,9 +49,12 @@ class AnalyticsSettings(BaseSettings):
     partitions_seconds: float = 3600.0
     # The fold job (fold_forever): how often it folds the facts queued by the consumer into the
     # rollups, and how many facts at most per transaction. Reports lag the events by about this
-    # much; an order's stages that arrive within one pass are folded once.
+    # much; an order's stages that arrive within one pass are folded once, if the pass takes
+    # them in one batch: a pass at 300 orders/s holds about 10,000 facts, and an order whose
+    # facts straddle two batches is folded in both (2.7 folds per order with batches of 5,000,
+    # 1.2 with 20,000: docs/BENCHMARKS.md, ninth round).
     fold_seconds: float = Field(default=5.0, gt=0, le=300)
-    fold_batch: int = Field(default=5000, ge=1, le=100_000)
+    fold_batch: int = Field(default=20_000, ge=1, le=100_000)
 
 
 @functools.cache
