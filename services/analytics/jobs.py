@@ -54,7 +54,7 @@ class AnalyticsSettings(BaseSettings):
     # facts straddle two batches is folded in both (2.7 folds per order with batches of 5,000,
     # 1.2 with 20,000: docs/BENCHMARKS.md, ninth round).
     fold_seconds: float = Field(default=5.0, gt=0, le=300)
-    fold_batch: int = Field(default=20_000, ge=1, le=100_000)
+    fold_batch: int = Field(default=store.FOLD_BATCH, ge=1, le=100_000)
 
 
 @functools.cache

@@ -554,7 +554,12 @@ async def queue_folds(conn: Conn, pending: list[tuple[str, StoredFact]]) -> None
             [k for k, _ in pending], [orjson.dumps(f).decode() for _, f in pending])
 
 
-async def fold_queued(conn: Conn, sla_hours: float, limit: int = 20_000) -> int:
+# How many queued facts a fold takes per transaction by default (SHOPKEEPER_ANALYTICS_FOLD_BATCH,
+# jobs.AnalyticsSettings, takes its default from here).
+FOLD_BATCH = 20_000
+
+
+async def fold_queued(conn: Conn, sla_hours: float, limit: int = FOLD_BATCH) -> int:
     """Fold up to `limit` queued facts (the oldest first) into their orders and the rollups, and
     delete them, in the caller's transaction: each order touched once, whatever the number of
     its facts taken (fold_orders). Rows another instance is folding are skipped (SKIP LOCKED), so
