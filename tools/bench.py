@@ -311,9 +311,10 @@ class TimedStorefront(sf.Storefront):
     a thread of its own, as the orders go out (OrderProducer), not through the storefront's
     aiokafka consumer: the load generator shares the two cores with what it measures, and at
     300 orders/s aiokafka's fetching and decoding, a fetch request encoded in Python every
-    few milliseconds and a condition notified per record, were half of the load generator's
-    CPU. Same view as the storefront's: every partition from the end of the log at start, no
-    consumer group, a value that is not a JSON object with a status left out."""
+    few milliseconds and a condition notified per record, were a third of the load
+    generator's busy time (its CPU per order 0.5 -> 0.4 ms, docs/BENCHMARKS.md "Tenth round").
+    Same view as the storefront's: every partition from the end of the log at start, no
+    consumer group joined, a value that is not a JSON object with a status left out."""
 
     POLL = 1000  # records handed over per call at most
 
@@ -374,10 +375,10 @@ class TimedStorefront(sf.Storefront):
             topic = r.topic()
             if not isinstance(value, dict):
                 continue
-            key = (r.key() or b"").decode()
+            key = (r.key() or b"").decode(errors="replace")
             if topic == topics.ORDERS_STATUS.name:
                 status = value.get("status")
-                if status is None:
+                if not isinstance(status, str):
                     continue
                 self.statuses[key].append(value)
                 self.arrived.setdefault((key, status), now)
