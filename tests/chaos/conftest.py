@@ -312,14 +312,14 @@ async def refill(shop: sf.Storefront, keys: list[str],
         with contextlib.suppress(AssertionError):  # reported as a failed check
             await eventually(refilled, timeout=60, what="backordered orders reserved after"
                              " restock")
-        still = [k for k in waiting if shop.timeline(k)[-1]["status"] == "backordered"]
-        if final or not still:
+        if final or not unfilled():
             break
         lacking: Counter[str] = Counter()
-        for k in still:
-            for sku, quantity, _ in lines_of[k]:
-                lacking[sku] += quantity
-        await receive(lacking)
+        for k in waiting:
+            if shop.timeline(k)[-1]["status"] == "backordered":
+                for sku, quantity, _ in lines_of[k]:
+                    lacking[sku] += quantity
+        await receive(lacking)  # nothing when what is left is not waiting for units
     return waiting, unfilled()
 
 
